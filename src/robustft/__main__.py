@@ -1,0 +1,7 @@
+"""``python -m robustft`` is the ``robustft`` command."""
+
+import sys
+
+from robustft.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""robustft.attacks (being built)."""

@@ -1,0 +1,1 @@
+"""robustft.data (being built)."""

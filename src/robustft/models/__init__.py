@@ -1,0 +1,1 @@
+"""robustft.models (being built)."""

@@ -1,0 +1,1 @@
+"""robustft.report (being built)."""

@@ -1,0 +1,1 @@
+"""robustft.strategies (being built)."""

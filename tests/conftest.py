@@ -1,0 +1,38 @@
+"""Shared test fixtures: tiny models and tiny data, built in memory, fast and offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+# Two cores: keep intra-op threads small so parallel helpers and pytest do not oversubscribe.
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def seed() -> int:
+    torch.manual_seed(0)
+    return 0
+
+
+@pytest.fixture
+def tiny_cnn():
+    from robustft.models.tiny import tiny_cnn
+
+    return tiny_cnn(num_classes=10)
+
+
+@pytest.fixture
+def tiny_vit():
+    from robustft.models.tiny import tiny_vit
+
+    return tiny_vit(num_classes=10)
+
+
+@pytest.fixture
+def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """16 random images in [0, 1] (3 x 32 x 32) with labels in 0..9."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (16,), generator=generator)
+    return images, labels

@@ -1,0 +1,32 @@
+import pytest
+
+from robustft.errors import ConfigError
+from robustft.units import eps_grid, format_eps, parse_eps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4/255", 4 / 255), ("0", 0.0), (0, 0.0), ("0.0157", 0.0157), (8 / 255, 8 / 255), (" 1 / 255 ", 1 / 255)],
+)
+def test_parse_eps_accepts_fractions_and_floats(text, expected):
+    assert parse_eps(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [8, "8", 2.0])
+def test_parse_eps_above_one_suggests_pixel_fraction(value):
+    with pytest.raises(ConfigError, match="/255"):
+        parse_eps(value)
+
+
+@pytest.mark.parametrize("value", ["-1/255", "abc", "1/0", True])
+def test_parse_eps_rejects_garbage(value):
+    with pytest.raises(ConfigError):
+        parse_eps(value)
+
+
+def test_format_and_grid():
+    assert format_eps(4 / 255) == "4/255"
+    assert format_eps(0.0) == "0"
+    grid = eps_grid(4 / 255)
+    assert len(grid) == 5 and grid[0] == 0 and grid[-1] == pytest.approx(4 / 255)
+    assert len(eps_grid(8 / 255)) == 9
