@@ -52,7 +52,7 @@ def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds:
             times[name].append(time.perf_counter() - start)
     ref = times[reference]
     return {
-        name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref)))
+        name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref, strict=True)))
         for name, ts in times.items()
     }
 

@@ -1,0 +1,118 @@
+"""Model checkpoints: one self-describing file that ``robustft eval`` can rebuild a model from.
+
+A checkpoint is a ``torch.save``d dict of tensors and plain values only, so it loads with
+``weights_only=True`` (no pickle code execution):
+
+    {"format": "robustft-checkpoint-v1",
+     "model": {"name": str, "num_classes": int, "image_size": int | None, "options": dict},
+     "strategy": {"name": str, "options": dict},
+     "model_state": state_dict,            # of the RobustModel after the strategy was applied
+     "step": int, "epoch": int,
+     ...}                                  # the trainer adds optimiser / scheduler / RNG state for resume
+
+Rebuilding = ``models.build`` (pretrained=False: the state dict has every weight) + ``strategies.apply`` with
+the same options (it creates the same adapter modules) + ``load_state_dict(strict=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustft.errors import RobustftError
+
+FORMAT = "robustft-checkpoint-v1"
+
+
+class CheckpointError(RobustftError):
+    """A checkpoint file that is missing, truncated, or not a robustft checkpoint."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Writes ``payload`` (must hold "model", "strategy", "model_state") atomically: temp file, fsync, rename.
+
+    A crash mid-write leaves the previous checkpoint intact.
+    """
+    path = Path(path)
+    missing = {"model", "strategy", "model_state"} - set(payload)
+    if missing:
+        raise ValueError(f"checkpoint payload lacks {sorted(missing)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_checkpoint_path(path: str | Path, which: str = "last") -> Path:
+    """A checkpoint file, or ``RUN_DIR/checkpoints/{which}.pt`` when ``path`` is a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / f"{which}.pt"
+        if not candidate.is_file():
+            available = sorted(p.stem for p in (path / "checkpoints").glob("*.pt"))
+            raise CheckpointError(
+                f"{path} is a directory without checkpoints/{which}.pt. Available: {available or 'none'}. "
+                "Pass a run directory written by `robustft train`, or a checkpoint file."
+            )
+        return candidate
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a run directory or a .pt file.")
+    return path
+
+
+def load_checkpoint(path: str | Path, which: str = "last", map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Loads a checkpoint dict safely (``weights_only=True``).
+
+    Raises:
+        CheckpointError: missing, truncated/corrupt, or not in robustft's format.
+    """
+    file = resolve_checkpoint_path(path, which)
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {file} ({type(error).__name__}: {error}). The file is corrupt or truncated, "
+            "or not a checkpoint; re-run training or point to another checkpoint (e.g. checkpoints/best.pt)."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{file} is not a robustft checkpoint (no format={FORMAT!r}). For a plain state dict, build the model "
+            "yourself with robustft.models.build and load_state_dict."
+        )
+    return payload
+
+
+def load_model(path: str | Path, which: str = "last", device: str | torch.device = "cpu"):
+    """Rebuilds the trained model from a checkpoint file or run directory.
+
+    Returns:
+        (model, payload): the ``RobustModel`` in eval mode on ``device`` with the strategy applied and weights
+        loaded, and the checkpoint dict (for its metadata).
+    """
+    from robustft import models, strategies
+
+    payload = load_checkpoint(path, which)
+    spec = payload["model"]
+    model = models.build(spec["name"], spec["num_classes"], pretrained=False, image_size=spec.get("image_size"),
+                         **spec.get("options", {}))
+    strategies.apply(model, payload["strategy"]["name"], **payload["strategy"].get("options", {}))
+    try:
+        model.load_state_dict(payload["model_state"], strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {path} does not match the model it describes ({error}). It was written by another "
+            "robustft version or edited; re-run training."
+        ) from None
+    return model.to(device).eval(), payload
