@@ -1,0 +1,150 @@
+"""Trade-off analysis across runs: Pareto frontiers, their areas, and paper A's comparisons.
+
+Paper A treats every evaluation of a (strategy, dataset) run as a point (clean accuracy, robust accuracy); the
+Pareto frontier of that cloud (maximising both) and the area under it summarise how well a strategy trades
+accuracy for robustness. The area is the hypervolume dominated by the frontier with the origin as reference
+(inferred from the paper, see PAPERS.md): the union of the rectangles [0, clean] x [0, robust]. Strategies are
+compared by "% above the average area" over the strategies compared.
+
+Written here: it is a few lines of numpy, and no maintained library computes a 2-D hypervolume with these
+conventions without heavy dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> np.ndarray:
+    """Indices of the points on the Pareto frontier (maximising both coordinates).
+
+    A point is on the frontier when no other point is at least as good on both axes and better on one.
+    Duplicated points keep one representative.
+
+    Args:
+        clean: clean accuracies, shape (N,), in [0, 1].
+        robust: robust accuracies, shape (N,), in [0, 1].
+
+    Returns:
+        Integer indices into the inputs, sorted by clean accuracy ascending (robust then descends).
+    """
+    c = np.asarray(clean, dtype=float)
+    r = np.asarray(robust, dtype=float)
+    if c.shape != r.shape or c.ndim != 1:
+        raise ValueError(f"clean and robust must be 1-D of equal length, got {c.shape} and {r.shape}")
+    if c.size == 0:
+        return np.zeros(0, dtype=int)
+    # Sort by clean descending, robust descending: a point is on the front iff its robust accuracy beats every
+    # point with a higher (or equal, earlier-sorted) clean accuracy.
+    order = np.lexsort((-r, -c))
+    front, best_robust = [], -np.inf
+    for index in order:
+        if r[index] > best_robust:
+            front.append(index)
+            best_robust = r[index]
+    return np.array(front[::-1], dtype=int)
+
+
+def pareto_area(clean: Sequence[float], robust: Sequence[float]) -> float:
+    """Area dominated by the Pareto frontier w.r.t. the origin (2-D hypervolume), in [0, 1] for accuracies.
+
+    Equals sum_i (c_i - c_{i-1}) * r_i over frontier points sorted by clean accuracy ascending, with c_0 = 0.
+    """
+    index = pareto_front(clean, robust)
+    if index.size == 0:
+        return 0.0
+    c = np.asarray(clean, dtype=float)[index]
+    r = np.asarray(robust, dtype=float)[index]
+    widths = np.diff(np.concatenate([[0.0], c]))
+    return float(np.sum(widths * r))
+
+
+def percent_above_average(areas: Mapping[str, float]) -> dict[str, float]:
+    """Paper A's comparison: (area - mean area) / mean area, in percent, for each key.
+
+    Raises:
+        ValueError: for an empty mapping or a zero mean area (nothing to compare against).
+    """
+    if not areas:
+        raise ValueError("no areas to compare")
+    mean = float(np.mean(list(areas.values())))
+    if mean == 0:
+        raise ValueError("every area is zero; the comparison is undefined")
+    return {key: 100.0 * (value - mean) / mean for key, value in areas.items()}
+
+
+def tradeoff_points(metrics: pd.DataFrame, split: str = "test", attack: str | None = None,
+                    eps: float | None = None) -> pd.DataFrame:
+    """Pairs each evaluation's clean and robust accuracy on ``split`` (one row per run and step).
+
+    Args:
+        metrics: long-form records with columns run, step, split, metric, attack, eps, value.
+        split: which split's accuracies to pair.
+        attack: robust records of this attack only (None: any attack; ties resolved by the lowest value, the
+            per-sample worst case being already inside each record).
+        eps: robust records at this eps only (None: the smallest positive eps present).
+
+    Returns:
+        DataFrame with columns run, step, clean, robust.
+    """
+    df = metrics[metrics["split"] == split]
+    clean = df[(df["metric"] == "accuracy") & df["attack"].isna()][["run", "step", "value"]]
+    robust = df[df["metric"] == "robust_accuracy"]
+    if attack is not None:
+        robust = robust[robust["attack"] == attack]
+    if eps is None and not robust.empty:
+        positive = robust.loc[robust["eps"] > 0, "eps"]
+        eps = float(positive.min()) if not positive.empty else None
+    if eps is not None:
+        robust = robust[np.isclose(robust["eps"].astype(float), eps)]
+    robust = robust.groupby(["run", "step"], as_index=False)["value"].min()
+    merged = clean.merge(robust, on=["run", "step"], suffixes=("_clean", "_robust"))
+    return merged.rename(columns={"value_clean": "clean", "value_robust": "robust"})[["run", "step", "clean", "robust"]]
+
+
+def ood_correlation(metrics: pd.DataFrame, reference_split: str = "test") -> pd.DataFrame:
+    """Pearson correlation between each OOD split's accuracy and clean accuracy on ``reference_split``.
+
+    Paper A reports that OOD accuracy tracks clean accuracy (no trade-off); this measures it over every
+    evaluation point of every run.
+
+    Returns:
+        DataFrame with columns ood_split, pearson_r, n_points (NaN r when fewer than 3 points or no variance).
+    """
+    clean = metrics[(metrics["split"] == reference_split) & (metrics["metric"] == "accuracy")
+                    & metrics["attack"].isna()][["run", "step", "value"]]
+    ood = metrics[metrics["split"].astype(str).str.startswith("ood:") & (metrics["metric"] == "accuracy")]
+    rows = []
+    for split, group in ood.groupby("split"):
+        paired = group[["run", "step", "value"]].merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))
+        r = float("nan")
+        if len(paired) >= 3 and paired["value_ood"].std() > 0 and paired["value_clean"].std() > 0:
+            r = float(np.corrcoef(paired["value_ood"], paired["value_clean"])[0, 1])
+        rows.append({"ood_split": split.removeprefix("ood:"), "pearson_r": r, "n_points": len(paired)})
+    return pd.DataFrame(rows, columns=["ood_split", "pearson_r", "n_points"])
+
+
+def frontier_table(points: pd.DataFrame, group_by: str = "run") -> pd.DataFrame:
+    """Pareto area per group and its % above the groups' average.
+
+    Args:
+        points: output of ``tradeoff_points`` (optionally with a grouping column such as strategy).
+        group_by: the column whose groups are compared (paper A: the strategy).
+
+    Returns:
+        DataFrame with columns group, area, percent_above_average, n_points, best_clean, best_robust.
+    """
+    rows = []
+    for group, part in points.groupby(group_by):
+        rows.append({"group": group, "area": pareto_area(part["clean"], part["robust"]), "n_points": len(part),
+                     "best_clean": float(part["clean"].max()), "best_robust": float(part["robust"].max())})
+    table = pd.DataFrame(rows, columns=["group", "area", "n_points", "best_clean", "best_robust"])
+    if not table.empty and table["area"].sum() > 0:
+        above = percent_above_average(dict(zip(table["group"], table["area"], strict=True)))
+        table["percent_above_average"] = table["group"].map(above)
+    else:
+        table["percent_above_average"] = np.nan
+    return table.sort_values("area", ascending=False).reset_index(drop=True)
