@@ -1,0 +1,152 @@
+"""Training objectives: standard cross-entropy, classic adversarial training (Madry et al.) and TRADES.
+
+An objective is a function ``loss(model, images, labels, eps, context) -> (loss, logits)``:
+
+* ``images``: float N x C x H x W in [0, 1]; ``labels``: int64 N; ``eps``: L-inf radius in pixel units.
+* ``context``: an ``ObjectiveContext`` holding the inner attack (crafted in EVAL mode, so BatchNorm statistics
+  and dropout do not move while attacking), the strategy's ``train_mode`` (called before the update forward
+  pass instead of ``model.train()``, so frozen modules stay in eval mode), and TRADES' beta.
+* returns the scalar loss to back-propagate and the logits of the update forward pass (N x num_classes),
+  which the trainer uses for its running training accuracy.
+
+At ``eps == 0`` adversarial training and TRADES skip the attack entirely: adversarial training becomes
+standard training and TRADES' KL term is exactly 0 (x_adv = x).
+
+TRADES' inner maximisation (KL between the predictions on x and x') is written here by hand: the attack
+package implements cross-entropy attacks for evaluation, and torchattacks' TPGD does not expose the step size
+and start the TRADES paper uses (x + 0.001 * N(0, 1), step eps/4 by default here, per-sample projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustft.registry import Registry
+
+OBJECTIVES = Registry("objective")
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def _default_train_mode(model: nn.Module) -> None:
+    model.train()
+
+
+@dataclass
+class ObjectiveContext:
+    """What an objective needs besides the batch.
+
+    Attributes:
+        attack: ``attack(model, images, labels, eps) -> x_adv`` in [0, 1]; used by ``adversarial``.
+        train_mode: puts the model in training mode the way the strategy wants (frozen parts stay in eval).
+        beta: TRADES' weight of the robustness (KL) term.
+        steps: TRADES' inner steps.
+        step_size: TRADES' inner step size in pixel units; None -> eps / 4 (TRADES paper: 0.007 for 8/255 ~ eps/4).
+        autocast: a context-manager factory for the update forward pass (mixed precision on CUDA), or None.
+    """
+
+    attack: Attack | None = None
+    train_mode: Callable[[nn.Module], Any] = _default_train_mode
+    beta: float = 6.0
+    steps: int = 7
+    step_size: float | None = None
+    autocast: Callable[[], Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
+    if context.autocast is None:
+        return model(images)
+    with context.autocast():
+        return model(images)
+
+
+@OBJECTIVES.register("standard")
+def standard_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                  context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on clean images (eps is ignored)."""
+    context.train_mode(model)
+    logits = _forward(model, images, context)
+    return F.cross_entropy(logits.float(), labels), logits
+
+
+@OBJECTIVES.register("adversarial")
+def adversarial_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                     context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classic adversarial training: cross-entropy on x_adv crafted in eval mode at the current eps."""
+    if eps > 0:
+        if context.attack is None:
+            raise ValueError("the adversarial objective needs context.attack")
+        model.eval()  # craft against fixed BatchNorm statistics / no dropout; the attack restores the mode
+        adversarial = context.attack(model, images, labels, eps).detach()
+    else:
+        adversarial = images
+    context.train_mode(model)
+    logits = _forward(model, adversarial, context)
+    return F.cross_entropy(logits.float(), labels), logits
+
+
+def trades_inner_max(model: nn.Module, images: torch.Tensor, eps: float, steps: int,
+                     step_size: float | None = None) -> torch.Tensor:
+    """TRADES' inner maximisation: x' in the eps-ball maximising KL(f(x) || f(x')).
+
+    Args:
+        model: the classifier; run in eval mode here, the caller restores the mode it needs.
+        images: N x C x H x W in [0, 1].
+        eps: L-inf radius (pixel units), > 0.
+        steps: sign-gradient ascent steps.
+        step_size: pixel units; None -> eps / 4.
+
+    Returns:
+        x' (N x C x H x W in [0, 1], detached), within eps of ``images`` per pixel.
+    """
+    step_size = eps / 4 if step_size is None else step_size
+    was_training = model.training
+    model.eval()
+    images = images.detach().float()
+    with torch.no_grad():
+        natural = F.softmax(model(images).float(), dim=1)
+    # The TRADES start: a tiny Gaussian perturbation (the KL gradient is exactly 0 at x' = x).
+    adversarial = (images + 0.001 * torch.randn_like(images)).clamp(0, 1)
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        with torch.enable_grad():
+            divergence = F.kl_div(F.log_softmax(model(adversarial).float(), dim=1), natural, reduction="sum")
+            (gradient,) = torch.autograd.grad(divergence, adversarial)
+        adversarial = adversarial.detach() + step_size * gradient.sign()
+        adversarial = torch.min(torch.max(adversarial, images - eps), images + eps).clamp(0, 1)
+    model.train(was_training)
+    return adversarial.detach()
+
+
+@OBJECTIVES.register("trades")
+def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL in eval mode."""
+    if eps > 0:
+        model.eval()
+        adversarial = trades_inner_max(model, images, eps, context.steps, context.step_size)
+    else:
+        adversarial = None
+    context.train_mode(model)
+    if adversarial is None:
+        logits = _forward(model, images, context)
+        return F.cross_entropy(logits.float(), labels), logits
+    # One forward over [x; x'] so BatchNorm sees both halves in the same batch, as the reference code
+    # sees x and x' in consecutive calls with the same statistics update count per step.
+    both = _forward(model, torch.cat([images, adversarial]), context).float()
+    logits, adversarial_logits = both[: len(images)], both[len(images):]
+    natural = F.cross_entropy(logits, labels)
+    robust = F.kl_div(F.log_softmax(adversarial_logits, dim=1), F.softmax(logits, dim=1), reduction="batchmean")
+    return natural + context.beta * robust, logits
+
+
+def get_objective(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The objective function registered as ``name`` (unknown -> UnknownNameError listing the names)."""
+    return OBJECTIVES.get(name)

@@ -1,0 +1,89 @@
+"""Objectives: values, eval-mode crafting, eps=0 skipping, TRADES' ball constraint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustft.objectives import OBJECTIVES, ObjectiveContext, get_objective, trades_inner_max
+
+
+def _context(calls: list, **kwargs) -> ObjectiveContext:
+    def attack(model, images, labels, eps):
+        calls.append((model.training, eps))
+        return (images + eps).clamp(0, 1)
+
+    return ObjectiveContext(attack=attack, **kwargs)
+
+
+def test_registry_lists_the_three_objectives():
+    assert OBJECTIVES.names() == ["adversarial", "standard", "trades"]
+
+
+def test_standard_is_cross_entropy_in_train_mode(tiny_cnn, tiny_batch):
+    images, labels = tiny_batch
+    tiny_cnn.eval()
+    loss, logits = get_objective("standard")(tiny_cnn, images, labels, 0.1, ObjectiveContext())
+    assert tiny_cnn.training
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
+
+
+def test_adversarial_crafts_in_eval_mode_then_updates_in_train_mode(tiny_cnn, tiny_batch):
+    images, labels = tiny_batch
+    calls: list = []
+    modes: list = []
+    context = _context(calls, train_mode=lambda m: (modes.append("train"), m.train()))
+    loss, logits = get_objective("adversarial")(tiny_cnn, images, labels, 4 / 255, context)
+    assert calls == [(False, 4 / 255)]
+    assert modes == ["train"] and tiny_cnn.training
+    tiny_cnn.train()
+    expected = F.cross_entropy(tiny_cnn((images + 4 / 255).clamp(0, 1)), labels)
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize("name", ["adversarial", "trades"])
+def test_eps_zero_skips_the_attack_and_equals_standard(name, tiny_cnn, tiny_batch):
+    images, labels = tiny_batch
+    calls: list = []
+    torch.manual_seed(0)
+    loss, _ = get_objective(name)(tiny_cnn, images, labels, 0.0, _context(calls))
+    assert calls == []
+    torch.manual_seed(0)
+    reference, _ = get_objective("standard")(tiny_cnn, images, labels, 0.0, ObjectiveContext())
+    torch.testing.assert_close(loss, reference)
+
+
+def test_trades_inner_max_stays_in_the_ball_and_raises_kl(tiny_cnn, tiny_batch):
+    images, _ = tiny_batch
+    eps = 8 / 255
+    tiny_cnn.train()
+    adversarial = trades_inner_max(tiny_cnn, images, eps, steps=5)
+    assert tiny_cnn.training  # mode restored
+    assert (adversarial - images).abs().max() <= eps + 1e-6
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    tiny_cnn.eval()
+    with torch.no_grad():
+        natural = F.softmax(tiny_cnn(images), 1)
+        kl_adv = F.kl_div(F.log_softmax(tiny_cnn(adversarial), 1), natural, reduction="sum")
+        kl_noise = F.kl_div(F.log_softmax(tiny_cnn((images + 0.001 * torch.randn_like(images)).clamp(0, 1)), 1),
+                            natural, reduction="sum")
+    assert kl_adv > kl_noise
+
+
+def test_trades_loss_is_natural_ce_plus_beta_kl(tiny_cnn, tiny_batch):
+    images, labels = tiny_batch
+    context = ObjectiveContext(beta=0.0, steps=2)
+    loss, logits = get_objective("trades")(tiny_cnn, images, labels, 8 / 255, context)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))  # beta = 0: natural term only
+    loss6, _ = get_objective("trades")(tiny_cnn, images, labels, 8 / 255, ObjectiveContext(beta=6.0, steps=2))
+    assert loss6 > 0
+
+
+@pytest.mark.parametrize("name", ["standard", "adversarial", "trades"])
+def test_every_objective_backpropagates_on_a_vit(name, tiny_vit, tiny_batch):
+    images, labels = tiny_batch
+    loss, logits = get_objective(name)(tiny_vit, images, labels, 2 / 255, _context([], steps=2))
+    loss.backward()
+    assert logits.shape == (16, 10)
+    assert tiny_vit.backbone.head.weight.grad is not None
