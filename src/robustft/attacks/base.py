@@ -1,0 +1,195 @@
+"""What every attack shares: the calling contract, model-state hygiene, fp32 input gradients, projections.
+
+Contract: ``attack(model, images, labels, eps) -> x_adv`` with images float N x C x H x W in [0, 1], labels int64
+N, eps a float in pixel units. The result stays in the [0, 1] box and within eps of the images in the attack's
+norm; at eps == 0 the images come back unchanged. While attacking, the model is in eval mode and its
+parameters do not require grad (so backward computes only the input gradient); both are restored on return and
+no parameter's ``.grad`` is touched (gradients come from ``torch.autograd.grad``). Gradients are fp32 even when
+the caller runs under autocast.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustft.errors import ConfigError
+from robustft.units import parse_eps
+
+NORMS = ("linf", "l2")
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+_warned_train_mode = False
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A named attack with fixed options; call it like the function it wraps.
+
+    Attributes:
+        name: registry name (``pgd``, ``apgd-ce``, ...).
+        fn: ``fn(model, images, labels, eps, **options) -> x_adv``.
+        options: keyword options passed to ``fn``.
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+        """Returns x_adv (N x C x H x W in [0, 1]) for images (N x C x H x W in [0, 1]) and labels (N)."""
+        return self.fn(model, images, labels, eps, **self.options)
+
+    def with_options(self, **options: Any) -> Attack:
+        """A copy with some options replaced (attacks are immutable)."""
+        return Attack(self.name, self.fn, {**self.options, **options})
+
+    def accepts(self, option: str) -> bool:
+        """Whether the wrapped function takes keyword ``option``."""
+        import inspect
+
+        return option in inspect.signature(self.fn).parameters
+
+    def describe(self) -> str:
+        """``name(opt=value, ...)`` for logs and JSON."""
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(self.options.items()) if k != "generator")
+        return f"{self.name}({opts})" if opts else self.name
+
+
+def check_eps(eps: float | str) -> float:
+    """Validates an epsilon in pixel units (catches ``8`` meant as ``8/255``)."""
+    return parse_eps(eps)
+
+
+def check_inputs(images: torch.Tensor, labels: torch.Tensor) -> None:
+    """Raises ConfigError for images that are not float N x C x H x W in [0, 1] or labels that do not match."""
+    if not torch.is_floating_point(images) or images.dim() != 4:
+        raise ConfigError(
+            f"attacks need float images N x C x H x W in [0, 1]; got {images.dtype} {tuple(images.shape)}.")
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise ConfigError(f"labels must be int64 of shape ({images.shape[0]},); got {tuple(labels.shape)}.")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ConfigError(
+            "attack images must be in [0, 1] (robustft models normalise inside forward); got values in "
+            f"[{images.min().item():.3g}, {images.max().item():.3g}]. Pass unnormalised images."
+        )
+
+
+def check_norm(norm: str) -> str:
+    if norm not in NORMS:
+        raise ConfigError(f"norm={norm!r} is not supported; use one of {', '.join(NORMS)}.")
+    return norm
+
+
+@contextmanager
+def attack_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode and frozen parameters while attacking; every module's mode and every flag restored after.
+
+    A model with BatchNorm in train mode would attack a moving target (batch statistics) and update its running
+    statistics with adversarial batches; it is switched to eval, and said once.
+    """
+    global _warned_train_mode
+    modes = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    if not _warned_train_mode and any(isinstance(m, _BN_TYPES) and m.training for m in model.modules()):
+        _warned_train_mode = True
+        warnings.warn("the attacked model has BatchNorm in train mode; robustft switches it to eval mode while "
+                      "attacking and restores the mode afterwards", stacklevel=3)
+    try:
+        model.eval()
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        for param, requires_grad in flags:
+            param.requires_grad_(requires_grad)
+
+
+def num_classes_of(model: nn.Module, logits: torch.Tensor | None = None) -> int:
+    info = getattr(model, "info", None)
+    if info is not None and getattr(info, "num_classes", None):
+        return int(info.num_classes)
+    if logits is not None:
+        return int(logits.shape[1])
+    raise ConfigError("cannot tell the model's number of classes; give it an .info.num_classes.")
+
+
+def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """fp32 logits (N x K) without building a graph."""
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        return model(x.float()).float()
+
+
+def loss_and_grad(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample loss (N), its gradient w.r.t. x (N x C x H x W) and the logits (N x K), all fp32.
+
+    ``loss_fn`` maps logits to per-sample losses. Works under an outer ``no_grad`` or autocast.
+    """
+    x = x.detach().float().requires_grad_(True)
+    with torch.enable_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        logits = model(x).float()
+        loss = loss_fn(logits)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return loss.detach(), grad.detach(), logits.detach()
+
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (t.dim() - 1)))
+
+
+def project(x: torch.Tensor, images: torch.Tensor, eps: float | torch.Tensor, norm: str) -> torch.Tensor:
+    """Projects x onto the eps-ball around images (linf or l2) intersected with the [0, 1] box."""
+    delta = x - images
+    if norm == "linf":
+        delta = torch.maximum(torch.minimum(delta, torch.as_tensor(eps, dtype=x.dtype, device=x.device)),
+                              -torch.as_tensor(eps, dtype=x.dtype, device=x.device))
+    else:
+        # Box-clamping after the l2 projection only shrinks each coordinate of delta (images are in [0, 1]).
+        delta = delta * torch.clamp(eps / (_flat_norm(delta) + 1e-12), max=1.0)
+    return (images + delta).clamp_(0.0, 1.0)
+
+
+def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction of unit norm: sign(grad) for linf, grad / ||grad||_2 for l2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / (_flat_norm(grad) + 1e-12)
+
+
+def random_start(images: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniform random point of the eps-ball (linf) or a random direction at uniform radius (l2), in the box.
+
+    Noise is drawn for the whole batch at once on the CPU generator, so a sample's start does not depend on
+    which other samples are still attacked (early stop gives the same verdict).
+    """
+    shape = images.shape
+    noise = torch.rand(shape, generator=generator, device="cpu" if generator is not None else images.device)
+    noise = noise.to(images.device, images.dtype)
+    if norm == "linf":
+        delta = (2 * noise - 1) * eps
+    else:
+        direction = torch.randn(shape, generator=generator,
+                                device="cpu" if generator is not None else images.device).to(images.device)
+        direction = direction / (_flat_norm(direction) + 1e-12)
+        radius = torch.rand(shape[0], generator=generator,
+                            device="cpu" if generator is not None else images.device).to(images.device)
+        delta = direction * (radius.view(-1, 1, 1, 1) * eps)
+    return project(images + delta, images, eps, norm)
+
+
+def better(loss: torch.Tensor, fooled: torch.Tensor, best_loss: torch.Tensor, best_fooled: torch.Tensor
+           ) -> torch.Tensor:
+    """Per-sample 'is this iterate better': a fooling point beats a non-fooling one, then higher loss wins.
+
+    This is the per-sample worst case: an evaluation sees every point that fooled the model, and training still
+    gets the highest-loss iterate among equally (non-)fooling ones.
+    """
+    return (fooled & ~best_fooled) | ((fooled == best_fooled) & (loss > best_loss))

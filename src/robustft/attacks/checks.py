@@ -1,0 +1,162 @@
+"""Gradient-masking checks (Athalye et al. 2018; Carlini et al. 2019; Croce & Hein 2020's sanity checks).
+
+A model can look robust because its gradients are useless, not because it is robust. Each check below
+looks for one symptom and, when it fires, returns a ``CheckWarning`` with a plain explanation and what to do:
+
+- ``zero_or_nan_gradients``: input gradients that are exactly zero or NaN for many samples (non-differentiable
+  preprocessing such as quantisation, saturated softmax, NaN in the model);
+- ``eps_not_monotone``: accuracy not falling as eps grows;
+- ``steps_not_monotone``: the iterative attack weaker than one FGSM step, or more steps weaker than fewer;
+- ``black_box_beats_white_box``: Square (no gradients) fools samples that PGD/APGD could not;
+- ``huge_eps_accuracy``: accuracy far from 0 at an eps where any image can become any other;
+- ``random_forward``: logits that change between two identical forward passes in eval mode (stochastic
+  defences need expectation over transformation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustft.attacks.apgd import apgd
+from robustft.attacks.base import attack_mode, check_eps, logits_of, loss_and_grad
+from robustft.attacks.evaluate import _iter_batches
+from robustft.attacks.losses import ce_loss
+from robustft.attacks.pgd import fgsm, pgd
+from robustft.attacks.square import square
+
+
+@dataclass(frozen=True)
+class CheckWarning:
+    """One gradient-masking symptom: which check, what was measured, and what it means in plain words."""
+
+    check: str
+    message: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"[{self.check}] {self.message}"
+
+
+def _take(batches, max_samples: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels, count = [], [], 0
+    for x, y in _iter_batches(batches):
+        images.append(x)
+        labels.append(y)
+        count += x.shape[0]
+        if count >= max_samples:
+            break
+    if not images:
+        from robustft.errors import ConfigError
+
+        raise ConfigError("run_checks got no samples; pass a non-empty batch iterable.")
+    return torch.cat(images)[:max_samples].to(device).float(), torch.cat(labels)[:max_samples].to(device).long()
+
+
+def _robust(model: nn.Module, x_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits_of(model, x_adv).argmax(1) == labels
+
+
+def run_checks(model: nn.Module, batches, eps: float | str, *, max_samples: int = 128, steps: int = 10,
+               n_queries: int = 300, huge_eps: float = 0.5, tolerance: float = 0.05, seed: int = 0,
+               device: str | torch.device | None = None) -> list[CheckWarning]:
+    """Runs the gradient-masking checks on up to ``max_samples`` samples; returns the warnings (empty: all fine).
+
+    Args:
+        model: classifier on [0, 1] images (mode and flags restored).
+        batches: iterable of (images, labels) or one (images, labels) tuple; images in [0, 1].
+        eps: the radius the model will be evaluated at.
+        max_samples: samples used (keep it small: the checks run several attacks).
+        steps: PGD/APGD steps of the reference white-box attack (the steps check also uses 4x as many).
+        n_queries: Square queries of the black-box check.
+        huge_eps: the "huge" L-inf radius where accuracy must be near 0.
+        tolerance: accuracy differences smaller than this (plus 2 samples) are noise, not a warning.
+        seed: seed of the attacks' random starts.
+        device: where to run; default the model's device.
+
+    Returns:
+        A list of CheckWarning.
+    """
+    eps = check_eps(eps)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    images, labels = _take(batches, max_samples, torch.device(device))
+    n = images.shape[0]
+    slack = tolerance + 2 / n
+    warnings: list[CheckWarning] = []
+
+    def gen() -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    def acc(x_adv: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+        robust = _robust(model, x_adv, labels)
+        return float(robust.float().mean()) if mask is None else float((robust & mask).float().mean())
+
+    with attack_mode(model):
+        first = logits_of(model, images)
+        second = logits_of(model, images)
+        spread = float((first - second).abs().max())
+        scale = float(first.abs().max()) + 1e-12
+        if spread > 1e-4 * scale + 1e-6:
+            warnings.append(CheckWarning(
+                "random_forward",
+                f"two identical forward passes in eval mode gave logits differing by up to {spread:.3g}: the model "
+                "is random at test time, so gradients of one pass do not describe the next; evaluate with "
+                "expectation over transformation (average gradients over many passes) before trusting robustness.",
+                spread))
+        clean = first.argmax(1) == labels
+        _, grad, _ = loss_and_grad(model, images, lambda z: ce_loss(z, labels))
+        flat = grad.flatten(1)
+        bad = (~torch.isfinite(flat)).any(1) | (flat.abs().amax(1) == 0)
+        bad_share = float(bad.float().mean())
+    if bad_share > 0.1:
+        warnings.append(CheckWarning(
+            "zero_or_nan_gradients",
+            f"{bad_share:.0%} of samples have an input gradient that is exactly zero or NaN: gradient attacks "
+            "learn nothing there (non-differentiable preprocessing like rounding/JPEG, saturated outputs, or NaN "
+            "in the model), so their robust accuracy is meaningless; use BPDA or a black-box attack (square).",
+            bad_share))
+
+    if eps > 0:
+        x_ref = pgd(model, images, labels, eps, steps=steps, generator=gen())
+        acc_ref = acc(x_ref)
+        acc_half = acc(pgd(model, images, labels, eps / 2, steps=steps, generator=gen()))
+        acc_double = acc(pgd(model, images, labels, min(2 * eps, 1.0), steps=steps, generator=gen()))
+        if acc_ref > acc_half + slack or acc_double > acc_ref + slack:
+            warnings.append(CheckWarning(
+                "eps_not_monotone",
+                f"PGD accuracy does not fall as eps grows (eps/2: {acc_half:.1%}, eps: {acc_ref:.1%}, 2 eps: "
+                f"{acc_double:.1%}): a larger budget can only help a working attack, so the gradients mislead it.",
+                max(acc_ref - acc_half, acc_double - acc_ref)))
+        acc_fgsm = acc(fgsm(model, images, labels, eps))
+        acc_long = acc(pgd(model, images, labels, eps, steps=4 * steps, generator=gen()))
+        if acc_ref > acc_fgsm + slack or acc_long > acc_ref + slack:
+            warnings.append(CheckWarning(
+                "steps_not_monotone",
+                f"more attack steps do not lower accuracy (FGSM: {acc_fgsm:.1%}, PGD-{steps}: {acc_ref:.1%}, "
+                f"PGD-{4 * steps}: {acc_long:.1%}): an iterative attack weaker than one step means the loss "
+                "surface is masked or the step size is wrong.",
+                max(acc_ref - acc_fgsm, acc_long - acc_ref)))
+        x_white = apgd(model, images, labels, eps, steps=steps, generator=gen())
+        white_robust = _robust(model, x_white, labels) & _robust(model, x_ref, labels)
+        x_black = square(model, images, labels, eps, n_queries=n_queries, generator=gen())
+        black_only = float((white_robust & ~_robust(model, x_black, labels)).float().mean())
+        if black_only > slack:
+            warnings.append(CheckWarning(
+                "black_box_beats_white_box",
+                f"Square (black-box, no gradients) fooled {black_only:.1%} of the samples that PGD and APGD-CE "
+                "could not: with usable gradients white-box attacks are stronger, so the gradients are masked; "
+                "report the worst case over both (e.g. --attack cascade).",
+                black_only))
+    acc_huge = acc(pgd(model, images, labels, huge_eps, steps=2 * steps, step_size=huge_eps / 4, generator=gen()),
+                   clean)
+    if acc_huge > slack:
+        warnings.append(CheckWarning(
+            "huge_eps_accuracy",
+            f"at eps={huge_eps:g} (where any image can be turned into another) PGD still leaves {acc_huge:.1%} of the "
+            "samples correctly classified instead of ~0%: the attack cannot follow the gradients (masking) or the "
+            "model ignores its input.",
+            acc_huge))
+    return warnings

@@ -1,0 +1,210 @@
+"""Robust accuracy, nested robust curves and expected robustness.
+
+- ``robust_accuracy``: per-sample worst case; clean-misclassified samples count as non-robust and are not
+  attacked; every verdict comes from classifying the returned point (an attack cannot claim success it did
+  not reach); Wilson 95% interval; the model is prepared for speed (a folded, frozen copy) automatically.
+- ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
+  larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
+  no higher than independent runs of the same attack.
+- ``expected_robustness``: paper B's E.adv, the trapezoid mean of the curve over [0, eps_max].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustft.attacks.base import Attack, check_eps
+from robustft.attacks.prepare import prepare_for_attack
+from robustft.errors import ConfigError
+from robustft.stats import wilson_interval
+
+CPU_BATCH_SIZE = 256  # measured on 2 cores: larger batches stop paying off and cost memory
+
+
+@dataclass
+class RobustAccuracy:
+    """Accuracy under attack at one eps, with its sample size and Wilson 95% interval."""
+
+    correct: int
+    n: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    clean_correct: int
+    eps: float
+    attack: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_counts(cls, correct: int, n: int, clean_correct: int, eps: float, attack: str,
+                    seconds: float) -> RobustAccuracy:
+        low, high = wilson_interval(correct, n)
+        return cls(correct, n, correct / n if n else float("nan"), low, high, clean_correct, eps, attack, seconds)
+
+
+AttackLike = Attack | str | Callable[..., torch.Tensor]
+
+
+def _resolve_attack(attack: AttackLike, early_stop: bool | None) -> tuple[Callable[..., torch.Tensor], str]:
+    if isinstance(attack, str):
+        from robustft.attacks import build_attack
+
+        attack = build_attack(attack)
+    if isinstance(attack, Attack):
+        if early_stop is not None and attack.accepts("early_stop"):
+            attack = attack.with_options(early_stop=early_stop)
+        return attack, attack.describe()
+    return attack, getattr(attack, "__name__", type(attack).__name__)
+
+
+def _iter_batches(batches) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+        yield batches
+        return
+    for item in batches:
+        if isinstance(item, dict):
+            yield item["image"], item["label"]
+        else:
+            yield item[0], item[1]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+        return model(images.float()).argmax(1)
+
+
+def _with_oom_retry(fn, images, labels, batch_size):
+    """Runs fn chunk by chunk; on CUDA out-of-memory halves the chunk size and retries (largest that fits)."""
+    outputs, start = [], 0
+    while start < images.shape[0]:
+        chunk = slice(start, start + batch_size)
+        try:
+            outputs.append(fn(images[chunk], labels[chunk]))
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            continue
+        start += images[chunk].shape[0]
+    return torch.cat(outputs) if outputs else torch.zeros(0, dtype=torch.bool, device=images.device)
+
+
+def _default_batch_size(device: torch.device, batch_size: int | None) -> int:
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        return batch_size
+    return CPU_BATCH_SIZE if device.type == "cpu" else 4096  # CUDA: halved on out-of-memory until it fits
+
+
+def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | str, *,
+                    device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
+                    early_stop: bool | None = True) -> RobustAccuracy:
+    """Accuracy under ``attack`` at ``eps``, per-sample worst case.
+
+    Args:
+        model: classifier on [0, 1] images (left exactly as it was).
+        batches: an iterable of (images, labels) (or dicts with "image"/"label"), or one (images, labels) tuple;
+            images float N x C x H x W in [0, 1], labels int64 N.
+        attack: an ``Attack`` from ``build_attack``, a registry name, or a callable
+            ``(model, images, labels, eps) -> x_adv``.
+        eps: radius in pixel units (``"4/255"`` accepted); 0 gives the clean accuracy.
+        device: where to run; default the model's device.
+        batch_size: attack chunk size; default 256 on CPU, the largest that fits on CUDA.
+        prepare: attack a folded, frozen, eval-mode copy (same function, faster).
+        early_stop: override the attack's early stop (True: fooled samples leave the batch; None: as built).
+
+    Returns:
+        RobustAccuracy with correct (robust samples), n, accuracy, Wilson CI, clean_correct, eps, attack, seconds.
+    """
+    return robust_curve(model, batches, [eps], attack=attack, device=device, batch_size=batch_size, prepare=prepare,
+                        early_stop=early_stop)[0]
+
+
+def robust_curve(model: nn.Module, batches, eps_list: Sequence[float | str], attack: AttackLike = "apgd-ce", *,
+                 device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
+                 early_stop: bool | None = True) -> list[RobustAccuracy]:
+    """Robust accuracy at each eps of ``eps_list`` (ascending), nested: only still-robust samples are attacked.
+
+    Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy).
+
+    Returns:
+        One RobustAccuracy per eps, in the order given; accuracies are non-increasing.
+    """
+    eps_values = [check_eps(e) for e in eps_list]
+    if not eps_values:
+        raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
+    if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
+        raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
+    attack_fn, attack_name = _resolve_attack(attack, early_stop)
+    from robustft.device import resolve_device
+
+    device = _device_of(model) if device is None else resolve_device(device)
+    # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.
+    target = prepare_for_attack(model).to(device) if prepare else model.to(device)
+    size = _default_batch_size(device, batch_size)
+    correct = [0] * len(eps_values)
+    seconds = [0.0] * len(eps_values)
+    n = clean_total = 0
+    for images, labels in _iter_batches(batches):
+        images, labels = images.to(device).float(), labels.to(device).long()
+        start = time.perf_counter()
+        robust = _with_oom_retry(lambda x, y: _predict(target, x) == y, images, labels, size)
+        clean_total += int(robust.sum())
+        n += images.shape[0]
+        seconds[0] += time.perf_counter() - start
+        for i, eps in enumerate(eps_values):
+            start = time.perf_counter()
+            idx = torch.nonzero(robust).squeeze(1)
+            if eps > 0 and idx.numel():
+                def attack_chunk(x, y, eps=eps):
+                    return _predict(target, attack_fn(target, x, y, eps)) == y
+
+                still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
+                robust[idx[~still]] = False
+            correct[i] += int(robust.sum())
+            seconds[i] += time.perf_counter() - start
+    if n == 0:
+        raise ConfigError("robust evaluation got no samples; check the data split and --limit.")
+    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, attack_name, seconds[i])
+            for i, eps in enumerate(eps_values)]
+
+
+def expected_robustness(eps_list: Sequence[float | str], accuracies: Sequence[float | RobustAccuracy]) -> float:
+    """Paper B's expected robustness E.adv: the trapezoid mean of accuracy over [0, eps_max].
+
+    Args:
+        eps_list: ascending radii starting at 0 (e.g. ``eps_grid(8/255)``: 9 points).
+        accuracies: accuracy at each eps (floats in [0, 1] or RobustAccuracy); accuracy at 0 is the clean one.
+
+    Returns:
+        E.adv in [0, 1].
+    """
+    eps = [check_eps(e) for e in eps_list]
+    acc = [a.accuracy if isinstance(a, RobustAccuracy) else float(a) for a in accuracies]
+    if len(eps) != len(acc) or len(eps) < 2:
+        raise ConfigError(f"expected_robustness needs >= 2 eps and one accuracy each; got {len(eps)} and {len(acc)}.")
+    if eps[0] != 0 or any(b <= a for a, b in zip(eps, eps[1:], strict=False)):
+        raise ConfigError(f"expected_robustness needs strictly ascending eps starting at 0; got {list(eps_list)}.")
+    return float(np.trapezoid(acc, eps) / eps[-1])

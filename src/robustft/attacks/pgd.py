@@ -1,0 +1,153 @@
+"""Projected gradient descent (Madry et al. 2018) and FGSM (Goodfellow et al. 2015), L-inf and L2.
+
+Written here rather than taken from torchattacks/foolbox because robustft needs what they do not give
+together: per-sample worst case across iterates and restarts (a sample counts as fooled if any iterate fooled
+it), early stop (fooled samples leave the batch: same verdict, less compute), fp32 gradients under autocast,
+and parameters frozen during the attack so backward computes the input gradient only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from robustft.attacks.base import (
+    ascent_direction,
+    attack_mode,
+    better,
+    check_eps,
+    check_inputs,
+    check_norm,
+    logits_of,
+    loss_and_grad,
+    num_classes_of,
+    project,
+    random_start,
+)
+from robustft.attacks.losses import get_loss
+from robustft.errors import ConfigError
+
+
+def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
+         loss: str = "ce", random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fast gradient sign method: one step of size eps (from a random start if asked: then step 1.25 eps, FGSM-RS).
+
+    Args:
+        model: classifier on [0, 1] images.
+        images: float N x C x H x W in [0, 1].
+        labels: int64 N.
+        eps: radius in pixel units.
+        norm: ``linf`` or ``l2``.
+        loss: ``ce``, ``margin`` or ``dlr``.
+        random_start: start from a random point of the ball (Wong et al. 2020).
+        generator: CPU generator for the random start.
+
+    Returns:
+        x_adv, N x C x H x W in [0, 1] within eps of images: per sample the better of the start and the step.
+    """
+    step = 1.25 * check_eps(eps) if random_start else check_eps(eps)
+    return pgd(model, images, labels, eps, norm=norm, steps=1, step_size=step, random_start=random_start,
+               loss=loss, generator=generator)
+
+
+def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
+        steps: int = 10, step_size: float | None = None, random_start: bool = True, restarts: int = 1,
+        loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
+
+    Args:
+        model: classifier on [0, 1] images; put in eval mode and frozen while attacking, restored after.
+        images: float N x C x H x W in [0, 1].
+        labels: int64 N.
+        eps: radius in pixel units (e.g. 4/255); 0 returns images.
+        norm: ``linf`` (sign steps) or ``l2`` (normalised-gradient steps).
+        steps: gradient steps per restart.
+        step_size: default 2.5 * eps / steps (Madry et al.).
+        random_start: start each restart from a uniform random point of the ball.
+        restarts: independent runs; later restarts attack only samples not yet fooled.
+        loss: ``ce``, ``margin`` or ``dlr``.
+        early_stop: drop samples from the batch as soon as they are fooled (same verdict, less compute).
+        generator: CPU random generator for reproducible starts.
+
+    Returns:
+        x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
+    """
+    eps = check_eps(eps)
+    check_norm(norm)
+    check_inputs(images, labels)
+    if steps < 1 or restarts < 1:
+        raise ConfigError(f"pgd needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}.")
+    images = images.detach().float()
+    if eps == 0 or images.shape[0] == 0:
+        return images.clone()
+    step = 2.5 * eps / steps if step_size is None else float(step_size)
+    with attack_mode(model):
+        best_x = images.clone()
+        best_loss = torch.full((images.shape[0],), float("-inf"), device=images.device)
+        best_fooled = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+        for restart in range(restarts):
+            # Later restarts only matter for samples not fooled yet (per-sample worst case).
+            todo = torch.arange(images.shape[0], device=images.device)
+            if restart > 0:
+                todo = todo[~best_fooled]
+                if todo.numel() == 0:
+                    break
+            x, loss_v, fooled = _pgd_run(model, images, labels, eps, norm, steps, step, random_start, loss,
+                                         early_stop, generator, todo)
+            take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
+            idx = todo[take]
+            best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
+    return best_x
+
+
+def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, norm: str, steps: int,
+             step: float, start_random: bool, loss_name: str, early_stop: bool,
+             generator: torch.Generator | None, todo: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One PGD restart on images[todo]; returns (best x, its loss, whether it fools) for those samples."""
+    x0 = random_start(images, eps, norm, generator) if start_random else images.clone()
+    full = todo.numel() == images.shape[0]
+    images, labels, x = (images, labels, x0) if full else (images[todo], labels[todo], x0[todo])
+    n = images.shape[0]
+    loss_fn = None
+    best_x = x.clone()
+    best_loss = torch.full((n,), float("-inf"), device=x.device)
+    best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    active = None  # indices still attacked (None: all, avoiding gather/scatter on the fast path)
+    for t in range(steps + 1):
+        xa = x if active is None else x[active]
+        ya = labels if active is None else labels[active]
+        if loss_fn is None:
+            loss_fn = get_loss(loss_name, num_classes_of(model, logits_of(model, xa[:1])))
+        if t < steps:
+            loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya))
+        else:  # the last iterate needs no gradient, only its verdict and loss
+            logits = logits_of(model, xa)
+            loss_v = loss_fn(logits, ya)
+        fooled = logits.argmax(1) != ya
+        if active is None:
+            take = better(loss_v, fooled, best_loss, best_fooled)
+            best_x = torch.where(take.view(-1, 1, 1, 1), xa, best_x)
+            best_loss = torch.where(take, loss_v, best_loss)
+            best_fooled = best_fooled | fooled
+        else:
+            take = better(loss_v, fooled, best_loss[active], best_fooled[active])
+            idx = active[take]
+            best_x[idx], best_loss[idx], best_fooled[idx] = xa[take], loss_v[take], fooled[take]
+        if t == steps:
+            break
+        if early_stop and fooled.any():
+            keep = ~fooled
+            active = (torch.arange(n, device=x.device) if active is None else active)[keep]
+            if active.numel() == 0:
+                break
+            xa, grad = xa[keep], grad[keep]
+            images_a = images[active]
+        else:
+            images_a = images if active is None else images[active]
+        xa = project(xa + step * ascent_direction(grad, norm), images_a, eps, norm)
+        if active is None:
+            x = xa
+        else:
+            x[active] = xa
+    return best_x, best_loss, best_fooled
