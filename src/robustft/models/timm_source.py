@@ -1,0 +1,167 @@
+"""``timm:<name>``: any timm model (optionally with a pretrained tag, e.g. ``timm:resnet50.a1_in1k``).
+
+timm does the heavy lifting (architecture, weight download, checkpoint filtering such as position-embedding
+resampling); this module adds the robustft contract: normalisation from the pretrained config, a fresh seeded
+head found via ``get_classifier()``, an honest input-size check, and clear errors offline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
+from robustft.models import hub
+from robustft.models.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_min_size,
+    check_patch_multiple,
+    check_runs_at,
+    detect_family,
+    qualified_name,
+    seeded,
+    smallest_accepted_size,
+)
+from robustft.models.wrapper import ModelInfo, RobustModel
+
+_min_size_cache: dict[str, int] = {}
+
+
+def _check_known(name: str) -> None:
+    import timm
+
+    if timm.is_model(name):
+        return
+    arch = name.split(".", 1)[0]
+    close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean {', '.join(f'timm:{c}' for c in close)}?" if close else ""
+    raise UnknownNameError(f"timm has no model {arch!r}.{hint} List them with "
+                           f"`python -c \"import timm; print(timm.list_models('*{arch[:4]}*'))\"`.")
+
+
+def _pretrained_cfg(name: str) -> dict[str, Any]:
+    import timm
+
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except RuntimeError as error:  # an unknown pretrained tag
+        arch = name.split(".", 1)[0]
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise UnknownNameError(f"{error}. Pretrained tags of {arch}: {', '.join(tags) or 'none'}; "
+                               f"use timm:<one of them> or timm:{arch}.") from None
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def _cached_url_file(url: str) -> bool:
+    return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)))
+
+
+def _source_reachable(cfg: dict[str, Any]) -> bool:
+    if cfg.get("hf_hub_id"):
+        return hub.hf_hub_reachable()
+    if cfg.get("url"):
+        return _cached_url_file(cfg["url"]) or (not hub.offline_forced() and hub.reachable(cfg["url"]))
+    return False
+
+
+def _create(name: str, kwargs: dict[str, Any], pretrained: bool, pretrained_file: Path | None,
+            cfg: dict[str, Any]) -> torch.nn.Module:
+    import timm
+
+    overlay = None
+    if pretrained_file is not None:
+        # num_classes=-1 never equals the model's, so timm drops the file's head keys and loads the rest
+        # strictly; timm reads the file with torch.load(weights_only=True) (or safetensors).
+        overlay = {"file": str(pretrained_file), "num_classes": -1}
+        pretrained = True
+        online = True
+    else:
+        online = _source_reachable(cfg) if pretrained else True
+    try:
+        with hub.hf_offline_mode(not online):
+            return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
+    except (MissingAssetError, UnknownNameError):
+        raise
+    except Exception as error:
+        if pretrained_file is not None:
+            raise ConfigError(f"cannot load pretrained_file={pretrained_file} into timm:{name} "
+                              f"({type(error).__name__}: {error}). The file must be a state dict (or a "
+                              f"checkpoint with 'state_dict'/'model') of this architecture.") from None
+        if pretrained and (not online or hub.looks_like_network_error(error)):
+            raise OfflineError(
+                f"timm:{name} with pretrained=True needs its weights from the internet "
+                f"({cfg.get('hf_hub_id') or cfg.get('url') or 'the hub'}), which is not reachable and not "
+                "in the local cache. Connect to the internet once (weights are cached), or pass "
+                "pretrained_file=PATH to a local weights file, or use pretrained=False."
+            ) from None
+        if pretrained and "pretrained" in str(error).lower():
+            raise ConfigError(f"timm:{name} has no pretrained weights ({error}); use pretrained=False, a tagged "
+                              "name with weights, or pretrained_file=PATH.") from None
+        if isinstance(error, TypeError):
+            raise ConfigError(f"timm:{name} rejected its options ({error}); check model_kwargs.") from None
+        raise
+
+
+def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | None, seed: int,
+               pretrained_file: str | os.PathLike | None = None,
+               model_kwargs: dict[str, Any] | None = None) -> RobustModel:
+    """Any timm model: timm:<name>[.<pretrained tag>] (hub weights online, or pretrained_file=PATH offline).
+
+    Args:
+        spec: the timm model name, with or without a pretrained tag (``vit_base_patch16_224.augreg_in1k``).
+        num_classes: outputs of the fresh head (``get_classifier()``).
+        pretrained: load pretrained weights from the hub (cache first); ``False`` gives random weights.
+        image_size: input side; ViTs are built for it (position embeddings resampled), CNNs checked against it.
+        seed: seeds the fresh head.
+        pretrained_file: local weights (``.pth``/``.safetensors``) loaded instead of the hub, head keys skipped.
+        model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``).
+    """
+    _check_known(spec)
+    cfg = _pretrained_cfg(spec)
+    file = None
+    if pretrained_file is not None:
+        file = Path(pretrained_file)
+        if not file.is_file():
+            raise MissingAssetError(f"pretrained_file={file} does not exist; pass the path of a weights file "
+                                    f"(.pth or .safetensors) for timm:{spec}.")
+    kwargs = dict(model_kwargs or {})
+    kwargs["num_classes"] = num_classes
+    fixed_size = bool(cfg.get("fixed_input_size"))
+    if image_size is not None and fixed_size:
+        kwargs["img_size"] = image_size
+    backbone = _create(spec, kwargs, pretrained, file, cfg)
+    with seeded(seed):
+        backbone.reset_classifier(num_classes)
+    head = qualified_name(backbone, backbone.get_classifier(), "backbone")
+
+    pretrained_cfg = dict(getattr(backbone, "pretrained_cfg", None) or cfg)
+    default_size = int((pretrained_cfg.get("input_size") or (3, 224, 224))[-1])
+    size = image_size or default_size
+    family = detect_family(backbone)
+    patch_embed = getattr(backbone, "patch_embed", None)
+    patch = getattr(patch_embed, "patch_size", None)
+    patch_size = int(patch[0]) if isinstance(patch, (tuple, list)) else (int(patch) if patch else None)
+    if family == "vit" or fixed_size:
+        if patch_size:
+            check_patch_multiple(size, patch_size, f"timm:{spec}")
+        if size != default_size:
+            check_runs_at(backbone, size, f"timm:{spec}", f"It was pretrained at {default_size}x{default_size}; "
+                          "use that or a size its windows/patches divide.")
+        min_size = size
+    else:
+        if spec not in _min_size_cache:
+            _min_size_cache[spec] = smallest_accepted_size(backbone, max(size, default_size))
+        min_size = _min_size_cache[spec]
+        check_min_size(size, min_size, f"timm:{spec}")
+    extra = {"source": "timm", "architecture": spec, "pretrained": pretrained or file is not None, "seed": seed,
+             "pretrained_file": str(file) if file else None, "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
+             "patch_size": patch_size}
+    info = ModelInfo(f"timm:{spec}", family, size, tuple(pretrained_cfg.get("mean") or IMAGENET_MEAN),
+                     tuple(pretrained_cfg.get("std") or IMAGENET_STD), num_classes, head=head,
+                     min_input_size=min_size, extra=extra)
+    return RobustModel(backbone, info)
