@@ -1,0 +1,206 @@
+"""Eps schedules against paper B's formula, lr factors, and paper A's evaluation schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from robustft.config import load_config
+from robustft.errors import ConfigError, UnknownNameError
+from robustft.schedules import (
+    EPS_SCHEDULES,
+    AutoEpsState,
+    eps_schedule,
+    evaluation_steps,
+    lr_factor,
+    resolve_duration,
+)
+
+EPS_G = 4 / 255
+
+
+@dataclass
+class Eps:
+    schedule: str = "scheduled"
+    value: float = EPS_G
+    t1: int | float = 12
+    t2: int | float = 37
+    per: str = "epoch"
+    patience: int = 5
+    tolerance: float = 0.02
+
+
+def build(settings: Eps, epochs: int = 50, steps_per_epoch: int = 10, seed: int = 0):
+    return eps_schedule(settings, epochs, epochs * steps_per_epoch, steps_per_epoch, seed)
+
+
+def test_registry_has_the_documented_schedules_with_descriptions() -> None:
+    assert set(EPS_SCHEDULES.names()) == {"zero", "constant", "scheduled", "linear", "uniform", "auto"}
+    assert all(entry.description for entry in EPS_SCHEDULES.entries())
+
+
+@pytest.mark.parametrize(
+    "epoch, alpha", [(0, 0.0), (11, 0.0), (12, 0.0), (24, 12 / 25), (36, 24 / 25), (37, 1.0), (49, 1.0)]
+)
+def test_paper_b_formula_at_t1_12_t2_37_of_50(epoch: int, alpha: float) -> None:
+    sched = build(Eps())
+    assert sched(epoch, epoch * 10) == pytest.approx(alpha * EPS_G, abs=1e-15)
+    assert sched.alpha(epoch, 0) == pytest.approx(alpha)
+
+
+def test_fractions_resolve_to_paper_b_epochs() -> None:
+    sched = build(Eps(t1=0.25, t2=0.75))
+    assert (sched.t1, sched.t2) == (12, 37)
+    assert [sched(e, 0) for e in range(50)] == [build(Eps())(e, 0) for e in range(50)]
+
+
+def test_t1_equals_t2_equals_zero_is_constant() -> None:
+    scheduled, constant = build(Eps(t1=0, t2=0)), build(Eps(schedule="constant"))
+    assert all(scheduled(e, 0) == constant(e, 0) == EPS_G for e in range(50))
+
+
+def test_t1_zero_is_linear_warmup() -> None:
+    scheduled, linear = build(Eps(t1=0, t2=20)), build(Eps(schedule="linear", t1=12, t2=20))
+    values = [linear(e, 0) for e in range(50)]
+    assert values == [scheduled(e, 0) for e in range(50)]
+    assert values[0] == 0.0 and values[10] == pytest.approx(EPS_G / 2) and values[20] == EPS_G
+
+
+def test_equal_t1_t2_is_a_jump() -> None:
+    sched = build(Eps(t1=10, t2=10))
+    assert [sched(e, 0) for e in (0, 9, 10, 11)] == [0.0, 0.0, EPS_G, EPS_G]
+
+
+def test_zero_schedule() -> None:
+    assert all(build(Eps(schedule="zero"))(e, e) == 0.0 for e in range(5))
+
+
+def test_per_step_uses_the_step_argument() -> None:
+    sched = build(Eps(t1=0, t2=100, per="step"), epochs=10, steps_per_epoch=50)
+    assert sched(0, 50) == pytest.approx(EPS_G / 2)
+    assert sched(0, 0) == 0.0 and sched(9, 499) == EPS_G
+    fraction = build(Eps(t1=0.0, t2=0.5, per="step"), epochs=10, steps_per_epoch=50)
+    assert fraction.t2 == 250 and fraction(0, 125) == pytest.approx(EPS_G / 2)
+
+
+def test_t1_after_t2_in_mixed_units_is_caught_when_built() -> None:
+    with pytest.raises(ConfigError, match="T1 must be <= T2"):
+        build(Eps(t1=40, t2=0.5))
+
+
+def test_uniform_is_in_range_deterministic_per_seed_and_epoch() -> None:
+    first, again, other = build(Eps(schedule="uniform")), build(Eps(schedule="uniform")), build(
+        Eps(schedule="uniform"), seed=1
+    )
+    values = [first(e, 0) for e in range(50)]
+    assert all(0.0 <= v <= EPS_G for v in values)
+    assert values == [again(e, 123) for e in range(50)]  # a resumed run redraws identically
+    assert values != [other(e, 0) for e in range(50)]
+    assert len(set(values)) == 50
+    assert 0.3 * EPS_G < sum(values) / 50 < 0.7 * EPS_G
+
+
+def test_auto_waits_for_a_plateau_then_ramps_to_the_last_epoch() -> None:
+    sched = build(Eps(schedule="auto", patience=3, tolerance=0.02), epochs=20)
+    history = [0.1, 0.3, 0.5, 0.51, 0.515, 0.52] + [0.9] * 14  # plateau detected after epoch 5
+    assert AutoEpsState.from_history(history, 3, 0.02).t1 == 6
+    values = [sched(e, 0, history) for e in range(20)]
+    assert values[:7] == [0.0] * 7  # alpha(T1) = 0 as in paper B's formula
+    assert values[7] == pytest.approx(EPS_G / 13)
+    assert values[19] == EPS_G
+    # Only epochs before t decide eps(t): a history that grows epoch by epoch gives the same values (resume).
+    assert [sched(e, 0, history[:e]) for e in range(20)] == values
+
+
+def test_auto_without_plateau_stays_at_zero() -> None:
+    sched = build(Eps(schedule="auto", patience=3, tolerance=0.02), epochs=10)
+    climbing = [0.1 + 0.05 * i for i in range(10)]
+    assert all(sched(e, 0, climbing) == 0.0 for e in range(10))
+
+
+def test_auto_slow_steady_gains_still_count_as_progress() -> None:
+    state = AutoEpsState.from_history([0.1 + 0.015 * i for i in range(30)], patience=3, tolerance=0.02)
+    assert state.t1 is None
+
+
+def test_unknown_schedule_name() -> None:
+    with pytest.raises(UnknownNameError, match="scheduled"):
+        build(Eps(schedule="schedul"))
+
+
+def test_eps_schedule_accepts_the_config_section() -> None:
+    cfg = load_config(None, ["eps.schedule=scheduled", "eps.t1=12", "eps.t2=37", "eps.value=8/255"])
+    sched = eps_schedule(cfg.eps, 50, 500, 10, cfg.seed)
+    assert sched(24, 240) == pytest.approx(12 / 25 * 8 / 255)
+
+
+def test_resolve_duration() -> None:
+    assert resolve_duration(12, 50) == 12 and resolve_duration(0.75, 100) == 75 and resolve_duration(1.0, 7) == 7
+    with pytest.raises(ConfigError):
+        resolve_duration(1.5, 10)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear", "constant"])
+def test_lr_factor_warmup_and_decay(kind: str) -> None:
+    factors = [lr_factor(s, 100, 10, kind) for s in range(100)]
+    assert all(0.0 <= f <= 1.0 for f in factors)
+    assert factors[0] == pytest.approx(0.1) and factors[9] == 1.0 and factors[10] == 1.0
+    assert all(a <= b for a, b in zip(factors[:10], factors[1:10], strict=False))
+    decay = factors[10:]
+    if kind == "constant":
+        assert set(decay) == {1.0}
+    else:
+        assert all(a >= b for a, b in zip(decay, decay[1:], strict=False)) and decay[-1] < 0.05
+    if kind == "cosine":
+        assert lr_factor(55, 100, 10, kind) == pytest.approx(0.5)
+        assert lr_factor(100, 100, 10, kind) == pytest.approx(0.0)
+    if kind == "linear":
+        assert lr_factor(55, 100, 10, kind) == pytest.approx(0.5)
+
+
+def test_lr_factor_without_warmup_starts_at_one_and_rejects_unknown_kinds() -> None:
+    assert lr_factor(0, 10, 0, "cosine") == 1.0
+    assert lr_factor(5, 10, 0, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    with pytest.raises(ConfigError, match="cosine"):
+        lr_factor(0, 10, 0, "step")
+
+
+def test_paper_a_schedule_exactly() -> None:
+    assert evaluation_steps("paper-a", 25000, 352) == [
+        0, 50, 100,
+        130, 160, 190, 220, 250, 280, 300,
+        500, 700, 900, 1000,
+        3000,
+        7000, 10000,
+        20000, 25000,
+    ]
+
+
+def test_paper_a_schedule_cut_at_the_end_of_training() -> None:
+    assert evaluation_steps("paper-a", 175, 50) == [0, 50, 100, 130, 160, 175]
+    assert evaluation_steps("paper-a", 100, 50) == [0, 50, 100]
+    assert evaluation_steps("paper-a", 0, 50) == [0]
+
+
+@pytest.mark.parametrize(
+    "spec, total, per_epoch, expected",
+    [
+        ("every:7", 20, 5, [0, 7, 14, 20]),
+        ("every:10", 20, 5, [0, 10, 20]),
+        ("epoch", 20, 6, [0, 6, 12, 18, 20]),
+        ("epoch", 18, 6, [0, 6, 12, 18]),
+        ("steps:[50, 3, 10, 3]", 20, 6, [0, 3, 10, 20]),
+        ("steps:[]", 20, 6, [0, 20]),
+    ],
+)
+def test_other_evaluation_schedules(spec: str, total: int, per_epoch: int, expected: list[int]) -> None:
+    steps = evaluation_steps(spec, total, per_epoch)
+    assert steps == expected
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
+
+
+def test_bad_evaluation_spec() -> None:
+    with pytest.raises(ConfigError, match="every:N"):
+        evaluation_steps("every:x", 10, 2)
