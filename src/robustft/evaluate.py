@@ -78,7 +78,25 @@ def make_attack(name: str, **options: Any) -> Attack:
         from robustft.attacks import build_attack
     except ImportError:
         return _fallback_pgd(name, **options)
-    return build_attack(name, **options)
+    return build_attack(name, **_accepted_options(name, options))
+
+
+def _accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Drops the config's generic attack settings an attack has no use for (``steps`` of FGSM, ``restarts`` of
+    APGD...), so one config section can name any attack; unknown names still fail in ``build_attack``."""
+    import inspect
+
+    from robustft.attacks import ATTACKS
+
+    if name not in ATTACKS:
+        return options
+    parameters = inspect.signature(ATTACKS.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    dropped = sorted(set(options) - set(parameters))
+    if dropped:
+        log.debug("attack %s takes no %s; ignored", name, dropped)
+    return {k: v for k, v in options.items() if k in parameters}
 
 
 def _fallback_pgd(name: str, steps: int = 10, step_size: float | None = None, random_start: bool = True,

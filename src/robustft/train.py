@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +190,7 @@ class _Loop:
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             loss, logits = self.objective(self.model, images, labels, eps, self.context)
             if not torch.isfinite(loss):
-                self._diverged(float(loss), eps)
+                self._diverged(float(loss.detach()), eps)
             scaled = loss / self.accumulate
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             total += float(loss.detach()) / self.accumulate
@@ -318,3 +320,14 @@ class _Loop:
             raise RunWriteError(f"cannot write {self.run.path}/summary.json ({error.strerror or error}).") from None
         return RunResult(Path(self.run.path), summary)
 
+
+
+class _CallableModule(types.ModuleType):
+    """``robustft.train`` is both this module and the function: importing the submodule rebinds the package
+    attribute to the module, so the module forwards calls to ``train`` and ``robustft.train(cfg)`` always works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RunResult:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,174 @@
+"""The trainer end to end on a tiny CNN and tiny in-memory data: records, checkpoints, determinism, guards."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustft.checkpoint import load_checkpoint
+from robustft.errors import RobustftError, TrainingDivergedError
+from robustft.models.tiny import tiny_cnn
+from robustft.train import train
+from robustft.training.optim import parameter_groups
+
+
+class TinyData:
+    """n seeded 3 x 16 x 16 images, 4 classes, each class darkening one colour channel (learnable)."""
+
+    def __init__(self, n: int, seed: int, nan: bool = False) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, 3, 16, 16, generator=generator)
+        self.labels = torch.randint(0, 4, (n,), generator=generator)
+        for c in range(4):
+            self.images[self.labels == c, c % 3] *= 0.3
+        if nan:
+            self.images[:] = float("nan")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i])
+
+
+def tiny_splits(nan: bool = False) -> dict:
+    return {"train": TinyData(64, 0, nan), "val": TinyData(16, 1), "test": TinyData(16, 2),
+            "ood": {"shifted": TinyData(16, 3)}}
+
+
+def tiny_config(tmp_path: Path, **sections) -> dict:
+    config = {"name": "tiny", "output_dir": str(tmp_path), "device": "cpu", "seed": 0,
+              "objective": {"name": "adversarial", "steps": 2},
+              "eps": {"schedule": "linear", "value": "8/255"},
+              "optim": {"batch_size": 16, "lr": 1.0e-2, "warmup": 1},
+              "train": {"epochs": 2},
+              "eval": {"schedule": "every:2", "subset": 16, "batch_size": 16,
+                       "attack": {"name": "pgd", "steps": 2, "step_size": "2/255"}, "eps": ["2/255"],
+                       "curve": "2/255", "final": {"attack": "fgsm", "steps": 1}},
+              "checkpoint": {"every_eval": True},
+              "logging": {"progress": False}}
+    for key, value in sections.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
+
+
+def read_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_records_checkpoints_and_summary(tmp_path):
+    result = train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
+    records = read_records(result.path)
+    steps = sorted({r["step"] for r in records})
+    assert steps == [0, 2, 4, 6, 8]  # 64 / 16 = 4 steps per epoch, 2 epochs, every 2 steps
+    clean = [r for r in records if r["split"] == "test" and r["attack"] == "clean" and r["metric"] == "accuracy"]
+    assert len(clean) == 5 and all(r["n"] == 16 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in clean)
+    assert {r["split"] for r in records} >= {"train", "val", "test", "ood:shifted", "optim"}
+    assert any(r["metric"] == "expected_robustness" for r in records)
+    assert any(r["attack"] == "final:fgsm" and r["step"] == 8 for r in records)
+    assert not any(r["attack"] == "final:fgsm" and r["step"] < 8 for r in records)
+    eps = [r["value"] for r in records if r["split"] == "optim" and r["metric"] == "eps"]
+    assert eps[-1] == pytest.approx(8 / 255) and eps[0] == 0.0  # linear warm-up over epochs reaches eps_g
+    names = sorted(p.name for p in (result.path / "checkpoints").glob("*.pt"))
+    assert "last.pt" in names and "best.pt" in names and "step_00000008.pt" in names
+    last = load_checkpoint(result.path)
+    assert last["step"] == 8 and "optimizer" in last and "rng" in last
+    assert result.summary["final"]["test/clean/accuracy"] == clean[-1]["value"]
+    assert json.loads((result.path / "summary.json").read_text())["steps"] == 8
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    first = train(tiny_config(tmp_path / "a", objective={"name": "trades", "steps": 2}),
+                  model=tiny_cnn(4), datasets=tiny_splits())
+    second = train(tiny_config(tmp_path / "b", objective={"name": "trades", "steps": 2}),
+                   model=tiny_cnn(4), datasets=tiny_splits())
+    assert read_records(first.path) == read_records(second.path)
+
+
+def test_training_learns_the_tiny_task(tmp_path):
+    config = tiny_config(tmp_path, objective={"name": "standard"}, train={"epochs": 6},
+                         eval={"schedule": "epoch", "curve": None, "final": None})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    train_acc = [r["value"] for r in read_records(result.path)
+                 if r["split"] == "train" and r["attack"] == "clean"]
+    assert train_acc[-1] > train_acc[0] and train_acc[-1] > 0.5
+
+
+def test_nan_loss_stops_with_a_record_and_keeps_the_run(tmp_path):
+    with pytest.raises(TrainingDivergedError, match="optim.lr"):
+        train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits(nan=True))
+    records = read_records(tmp_path / "tiny")
+    assert records[-1]["metric"] == "diverged" and records[-1]["extra"]["value"] == "nan"
+    assert any(r["step"] == 0 and r["split"] == "test" for r in records)  # what was written stays
+    assert (tmp_path / "tiny" / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_output_dir_is_a_clear_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(RobustftError, match="locked"):
+            train(tiny_config(locked), model=tiny_cnn(4), datasets=tiny_splits())
+    finally:
+        locked.chmod(0o700)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    train(tiny_config(tmp_path, train={"epochs": 1}), model=tiny_cnn(4), datasets=tiny_splits())
+    with pytest.raises(RobustftError, match="--resume"):
+        train(tiny_config(tmp_path, train={"epochs": 1}), model=tiny_cnn(4), datasets=tiny_splits())
+
+
+def test_no_weight_decay_on_biases_and_norms_and_a_separate_head_lr():
+    model = tiny_cnn(4)
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.05, head_lr=1e-2, head=model.info.head)}
+    head_bias = model.backbone.classifier.bias
+    bn_weight = model.backbone.features[1].weight
+    conv_weight = model.backbone.features[0].weight
+    assert any(p is head_bias for p in groups["head/no_decay"]["params"])
+    assert groups["head/no_decay"]["lr"] == 1e-2 and groups["head/decay"]["lr"] == 1e-2
+    assert any(p is bn_weight for p in groups["body/no_decay"]["params"])
+    assert groups["body/no_decay"]["weight_decay"] == 0.0
+    assert any(p is conv_weight for p in groups["body/decay"]["params"])
+    assert groups["body/decay"]["weight_decay"] == 0.05 and groups["body/decay"]["lr"] == 1e-3
+    count = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert count == sum(p.numel() for p in model.parameters())
+
+
+def test_gradient_accumulation_steps_count_updates(tmp_path):
+    config = tiny_config(tmp_path, optim={"accumulate": 2}, eval={"schedule": "epoch", "curve": None,
+                                                                  "final": None})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert sorted({r["step"] for r in read_records(result.path)}) == [0, 2, 4]  # 4 batches / 2 = 2 steps per epoch
+
+
+def test_output_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(RobustftError, match="not-a-dir"):
+        train(tiny_config(blocker), model=tiny_cnn(4), datasets=tiny_splits())
+    assert blocker.read_text() == "x"
+
+
+def test_write_error_mid_run_is_a_clear_error_and_keeps_written_records(tmp_path, monkeypatch):
+    from robustft import runs
+
+    calls = {"n": 0}
+    original = runs.MetricsWriter.write
+
+    def failing_write(self, records):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return original(self, records)
+
+    monkeypatch.setattr(runs.MetricsWriter, "write", failing_write)
+    with pytest.raises(RobustftError, match="No space left"):
+        train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
+    assert {r["step"] for r in read_records(tmp_path / "tiny")} == {0}
