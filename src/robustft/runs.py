@@ -20,6 +20,7 @@ import contextlib
 import datetime as _dt
 import errno
 import glob as _glob
+import importlib.metadata
 import json
 import math
 import os
@@ -263,21 +264,19 @@ def repair_jsonl(path: Path) -> int:
 
 
 def _environment(config: dict[str, Any], device: str | None) -> dict[str, Any]:
-    import torch
-
-    import robustft
-
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "robustft": robustft.__version__}
-    for module in ("torchvision", "timm", "numpy", "peft", "transformers"):
+    # Package metadata, not imports: importing transformers just to record its version costs seconds.
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("robustft", "torch", "torchvision", "timm", "numpy", "peft", "transformers"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # noqa: BLE001 - optional packages: absence is information, not an error
-            versions[module] = None
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    torch = sys.modules.get("torch")  # the trainer has imported it; analysis tools need not
     return {
         "versions": versions,
         "git_sha": _git_sha(),
         "device": device or config.get("device"),
-        "cuda_available": bool(torch.cuda.is_available()),
+        "cuda_available": bool(torch.cuda.is_available()) if torch is not None else None,
         "seed": config.get("seed"),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
