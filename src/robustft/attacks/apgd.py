@@ -45,7 +45,7 @@ def apgd_checkpoints(steps: int) -> list[int]:
         if nxt > 1:
             break
         p.append(nxt)
-    points = sorted({math.ceil(q * steps) for q in p[1:]})
+    points = sorted({math.ceil(round(q * steps, 9)) for q in p[1:]})  # round: 0.41 + 0.16 is not 0.57 in floats
     return [w for w in points if 0 < w < steps]
 
 
@@ -75,8 +75,8 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images.
     """
-    eps = check_eps(eps)
     check_norm(norm)
+    eps = check_eps(eps, norm)
     check_inputs(images, labels)
     if steps < 1 or restarts < 1:
         raise ConfigError(f"apgd needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}.")

@@ -61,8 +61,13 @@ class Attack:
         return f"{self.name}({opts})" if opts else self.name
 
 
-def check_eps(eps: float | str) -> float:
-    """Validates an epsilon in pixel units (catches ``8`` meant as ``8/255``)."""
+def check_eps(eps: float | str, norm: str = "linf") -> float:
+    """Validates an epsilon in pixel units (catches ``8`` meant as ``8/255`` for L-inf; L2 radii may exceed 1)."""
+    if norm == "l2" and not isinstance(eps, str) and float(eps) > 1:
+        eps = float(eps)
+        if eps != eps or eps == float("inf"):
+            raise ConfigError(f"eps={eps!r} must be a finite non-negative number.")
+        return eps
     return parse_eps(eps)
 
 

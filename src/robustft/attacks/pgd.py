@@ -72,8 +72,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     Returns:
         x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
     """
-    eps = check_eps(eps)
     check_norm(norm)
+    eps = check_eps(eps, norm)
     check_inputs(images, labels)
     if steps < 1 or restarts < 1:
         raise ConfigError(f"pgd needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}.")

@@ -1,0 +1,174 @@
+"""Robust evaluation: clean accuracy at eps 0, nesting, expected robustness, model preparation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from robustft.attacks import (
+    RobustAccuracy,
+    build_attack,
+    expected_robustness,
+    fold_conv_bn,
+    prepare_for_attack,
+    robust_accuracy,
+    robust_curve,
+)
+from robustft.errors import ConfigError
+from robustft.models.tiny import tiny_cnn, tiny_vit
+from robustft.units import eps_grid
+from test_attacks_support import quadrant_task, trained_tiny_cnn
+
+
+def _data(n=40, size=12, seed=0):
+    if size == 16:
+        return quadrant_task(n, seed=seed + 100)
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A trained tiny CNN (trained BatchNorm statistics, so folding is really tested)."""
+    return trained_tiny_cnn()
+
+
+def test_eps_zero_is_clean_accuracy(model):
+    images, labels = _data(size=16)
+    result = robust_accuracy(model, (images, labels), build_attack("pgd", steps=2), 0.0)
+    clean = int((model(images).argmax(1) == labels).sum())
+    assert result.correct == clean == result.clean_correct and result.n == len(labels)
+    assert result.accuracy == pytest.approx(clean / len(labels))
+    assert result.ci_low <= result.accuracy <= result.ci_high
+
+
+def test_accepts_batch_iterables_and_chunks(model):
+    images, labels = _data(size=16)
+    attack = build_attack("pgd", steps=3, generator=None, random_start=False)
+    whole = robust_accuracy(model, (images, labels), attack, 2 / 255)
+    batches = [(images[i:i + 7], labels[i:i + 7]) for i in range(0, 40, 7)]
+    chunked = robust_accuracy(model, batches, attack, 2 / 255, batch_size=5)
+    assert (whole.correct, whole.n) == (chunked.correct, chunked.n)
+    dicts = [{"image": x, "label": y} for x, y in batches]
+    assert robust_accuracy(model, dicts, attack, 2 / 255).correct == whole.correct
+
+
+def test_clean_misclassified_count_as_non_robust(model):
+    images, labels = _data(size=16)
+    labels = labels.clone()
+    labels[:10] = (labels[:10] + 1) % 4  # some samples the model gets wrong
+    wrong = model(images).argmax(1) != labels
+    assert wrong.any()
+    # An "attack" that does nothing cannot make a misclassified sample robust.
+    result = robust_accuracy(model, (images, labels), lambda m, x, y, eps: x.clone(), 4 / 255)
+    assert result.correct == int((~wrong).sum())
+
+
+def test_verdict_comes_from_the_returned_point(model):
+    """An attack returning an inadmissible point is clipped to nothing it can claim: we classify what it returns."""
+    images, labels = _data(size=16)
+    result = robust_accuracy(model, (images, labels), lambda m, x, y, eps: x.clone(), 4 / 255)
+    assert result.correct == result.clean_correct
+
+
+def test_curve_is_nested_and_non_increasing(model):
+    images, labels = _data(60, size=16)
+    eps_list = eps_grid(16 / 255, step=4 / 255)
+    curve = robust_curve(model, (images, labels), eps_list, attack=build_attack("pgd", steps=3))
+    accs = [r.accuracy for r in curve]
+    assert [r.eps for r in curve] == pytest.approx(eps_list)
+    assert all(b <= a for a, b in zip(accs, accs[1:], strict=False))
+    assert curve[0].correct == curve[0].clean_correct
+    assert accs[-1] < accs[0]  # the attack does something at 16/255 on this model
+
+
+def test_curve_no_higher_than_independent_runs(model):
+    images, labels = _data(60, size=16)
+    attack = build_attack("pgd", steps=3, random_start=False)  # deterministic: nesting can only add fooled points
+    eps_list = [0, 6 / 255, 10 / 255, 14 / 255]
+    curve = robust_curve(model, (images, labels), eps_list, attack=attack)
+    for point in curve:
+        independent = robust_accuracy(model, (images, labels), attack, point.eps)
+        assert point.correct <= independent.correct
+
+
+def test_curve_rejects_unsorted_eps(model):
+    images, labels = _data(size=16)
+    with pytest.raises(ConfigError, match="ascending"):
+        robust_curve(model, (images, labels), [2 / 255, 1 / 255])
+
+
+def test_expected_robustness_is_the_trapezoid_mean():
+    eps = eps_grid(4 / 255)
+    assert expected_robustness(eps, [0.9] * 5) == pytest.approx(0.9)
+    # Linear fall from 0.8 to 0.0 over the range: mean 0.4.
+    assert expected_robustness(eps, [0.8, 0.6, 0.4, 0.2, 0.0]) == pytest.approx(0.4)
+    # Trapezoid, not the plain mean of points: (1 + 0)/2 * 1/2 + (0 + 0)/2 * 1/2 = 0.25 (plain mean 1/3).
+    assert expected_robustness([0, 1 / 255, 2 / 255], [1.0, 0.0, 0.0]) == pytest.approx(0.25)
+    points = [RobustAccuracy.from_counts(k, 10, 10, e, "x", 0.0)
+              for k, e in zip([10, 5, 0], [0, 1 / 255, 2 / 255], strict=True)]
+    assert expected_robustness([0, 1 / 255, 2 / 255], points) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("eps, accs", [([1 / 255, 2 / 255], [0.5, 0.4]), ([0], [0.5]), ([0, 1 / 255], [0.5])])
+def test_expected_robustness_bad_input(eps, accs):
+    with pytest.raises(ConfigError):
+        expected_robustness(eps, accs)
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_cnn(num_classes=3, width=6, seed=4), lambda: tiny_vit(num_classes=3)])
+def test_prepare_keeps_the_function_and_leaves_the_model_alone(make):
+    net = make()
+    images, _ = _data(16, size=32)
+    net.train()
+    with torch.no_grad():
+        net(images)  # non-trivial running statistics
+    net.eval()
+    net.backbone.train()  # a partly-training model: modes must come back exactly
+    next(net.parameters()).requires_grad_(False)
+    before_state = copy.deepcopy(net.state_dict())
+    before_modes = {n: m.training for n, m in net.named_modules()}
+    before_flags = {n: p.requires_grad for n, p in net.named_parameters()}
+    net.eval()
+    with torch.no_grad():
+        reference = net(images)
+    for n, m in net.named_modules():
+        m.training = before_modes[n]
+
+    prepared = prepare_for_attack(net)
+    assert not prepared.training and all(not p.requires_grad for p in prepared.parameters())
+    with torch.no_grad():
+        assert torch.allclose(prepared(images), reference, atol=1e-4, rtol=1e-4)
+    assert {n: m.training for n, m in net.named_modules()} == before_modes
+    assert {n: p.requires_grad for n, p in net.named_parameters()} == before_flags
+    assert all(torch.equal(before_state[k], v) for k, v in net.state_dict().items())
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(images), reference)  # identical logits from the user's model
+
+
+def test_fold_conv_bn_folds_the_tiny_cnn():
+    net = copy.deepcopy(tiny_cnn(num_classes=3)).eval()
+    assert fold_conv_bn(net) == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_prepared_model_gives_same_robust_accuracy(model):
+    images, labels = _data(40, size=16)
+    attack = build_attack("pgd", steps=3, random_start=False)
+    fast = robust_accuracy(model, (images, labels), attack, 12 / 255, prepare=True)
+    plain = robust_accuracy(model, (images, labels), attack, 12 / 255, prepare=False)
+    assert abs(fast.correct - plain.correct) <= 1  # float rounding of folded convs may flip a borderline sample
+
+
+def test_empty_data_is_an_error(model):
+    with pytest.raises(ConfigError, match="no samples"):
+        robust_accuracy(model, [], "pgd", 1 / 255)
+
+
+def test_string_eps_and_attack_names(model):
+    images, labels = _data(size=16)
+    result = robust_accuracy(model, (images, labels), "fgsm", "2/255")
+    assert result.eps == pytest.approx(2 / 255) and result.attack.startswith("fgsm")
