@@ -114,11 +114,20 @@ def load_local_state(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_except_head(backbone: nn.Module, state: dict[str, torch.Tensor], head: str, origin: str) -> None:
-    """Loads ``state`` into ``backbone`` strictly except for the ``head`` module's keys (skipped)."""
-    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-    result = backbone.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(head + ".")]
+def load_except_head(backbone: nn.Module, state: dict[str, torch.Tensor], head: str | None, origin: str) -> None:
+    """Loads ``state`` into ``backbone`` strictly except for the ``head`` module's keys (skipped; None: keep all).
+
+    Raises:
+        ConfigError: missing or unexpected keys outside the head, or tensors of the wrong shape.
+    """
+    prefix = f"{head}." if head else "\0"
+    state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+    try:
+        result = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even with strict=False
+        raise ConfigError(f"{origin} does not match the architecture ({str(error).strip()[:300]}). "
+                          "Use weights saved from the same model.") from None
+    missing = [k for k in result.missing_keys if not k.startswith(prefix)]
     if missing or result.unexpected_keys:
         raise ConfigError(f"{origin} does not match the architecture: missing {missing[:5]}, unexpected "
                           f"{result.unexpected_keys[:5]}. Use weights saved from the same model.")
@@ -161,10 +170,8 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
             from torchvision.models.vision_transformer import interpolate_embeddings
 
             state = interpolate_embeddings(size, patch_size, state)
-        if keep_imagenet_head:
-            backbone.load_state_dict(state, strict=True)
-        else:
-            load_except_head(backbone, state, head_name, str(file) if file else f"tv:{spec} {weight_set.name}")
+        origin = f"pretrained_file={file}" if file else f"tv:{spec} weights {weight_set.name}"
+        load_except_head(backbone, state, None if keep_imagenet_head else head_name, origin)
     if not keep_imagenet_head:
         replace_submodule(backbone, head_name, fresh_linear_like(head_module, num_classes, seed))
     head = qualified_name(backbone, backbone.get_submodule(head_name), "backbone")
