@@ -227,30 +227,40 @@ class Evaluator:
             model.eval()
             return list(self._records(model, step, epoch, final))
 
-    def _accuracy(self, model: nn.Module, subset: Subset, step: int, epoch: float, attack_name: str,
-                  attack: Attack | None, eps: float, split: str | None = None, **extra: Any) -> dict:
+    def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
+                 ) -> list[int]:
+        """Correct counts at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
+        try:
+            from robustft.attacks import robust_curve
+        except ImportError:
+            return [count_correct(model, subset, self.batch_size, self.device, attack, e) for e in eps_list]
+        if attack is None or all(e == 0 for e in eps_list):
+            attack, eps_list = self.attack, [0.0] * len(eps_list)
+        results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), list(eps_list),
+                               attack=attack, device=self.device, batch_size=self.batch_size)
+        return [int(r.correct) for r in results]
+
+    def _records_for(self, model: nn.Module, subset: Subset, step: int, epoch: float, attack_name: str,
+                     attack: Attack | None, eps_list: Sequence[float], metric: str = "accuracy") -> list[dict]:
         n = len(subset.labels)
-        correct = count_correct(model, subset, self.batch_size, self.device, attack, eps)
-        return record(step, epoch, split or subset.name, "accuracy", correct / max(n, 1), attack_name, eps, n,
-                      correct, **extra)
+        counts = self._correct(model, subset, eps_list, attack)
+        return [record(step, epoch, subset.name, metric, c / max(n, 1), "clean" if e == 0 else attack_name, e, n, c)
+                for e, c in zip(eps_list, counts, strict=True)]
 
     def _records(self, model: nn.Module, step: int, epoch: float, final: bool) -> Iterator[dict]:
         for subset in self.subsets:
-            yield self._accuracy(model, subset, step, epoch, "clean", None, 0.0)
-            for eps in self.eps_list:
-                yield self._accuracy(model, subset, step, epoch, self.attack_name, self.attack, eps)
+            yield from self._records_for(model, subset, step, epoch, self.attack_name, self.attack,
+                                         [0.0, *sorted(self.eps_list)])
         test = next((s for s in self.subsets if s.name == "test"), self.subsets[-1] if self.subsets else None)
         if self.curve and test is not None:
-            accuracies = [self._accuracy(model, test, step, epoch, self.attack_name, self.attack, e)
-                          for e in self.curve]
-            for item in accuracies:
-                item["metric"] = "curve_accuracy"
-                yield item
+            curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve,
+                                      metric="curve_accuracy")
+            yield from curve
             yield record(step, epoch, test.name, "expected_robustness",
-                         expected_robustness(self.curve, [a["value"] for a in accuracies]), self.attack_name,
+                         expected_robustness(self.curve, [a["value"] for a in curve]), self.attack_name,
                          self.curve[-1], len(test.labels))
         for subset in self.ood:
-            yield self._accuracy(model, subset, step, epoch, "clean", None, 0.0)
+            yield from self._records_for(model, subset, step, epoch, "clean", None, [0.0])
         if final:
             yield from self._final_records(model, step, epoch, test)
 
@@ -259,8 +269,8 @@ class Evaluator:
         if final_spec and test is not None:
             name, options = attack_spec(final_spec)
             attack = make_attack(name, **options)
-            for eps in self.eps_list + ([self.curve[-1]] if self.curve else []):
-                yield self._accuracy(model, test, step, epoch, f"final:{name}", attack, eps)
+            eps_list = sorted(set(self.eps_list + ([self.curve[-1]] if self.curve else [])))
+            yield from self._records_for(model, test, step, epoch, f"final:{name}", attack, eps_list)
         if _get(self.cfg, "checks", False) and test is not None and self.eps_list:
             yield from self._check_records(model, step, epoch, test)
 

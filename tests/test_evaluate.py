@@ -1,0 +1,87 @@
+"""Continuous evaluation: fixed subsets, record schema, robust <= clean, curves, presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, wilson
+from robustft.models.tiny import tiny_cnn
+
+
+class Data:
+    def __init__(self, n: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(n, 3, 16, 16, generator=generator)
+        self.labels = torch.randint(0, 4, (n,), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], int(self.labels[i])
+
+
+def test_fixed_subset_is_the_same_samples_for_a_seed_and_differs_across_seeds():
+    data = Data(100, 0)
+    a, b, c = fixed_subset("x", data, 20, 1), fixed_subset("x", data, 20, 1), fixed_subset("x", data, 20, 2)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, c.images)
+    assert len(fixed_subset("x", data, None, 0).labels) == 100 == len(fixed_subset("x", data, 500, 0).labels)
+
+
+def _evaluator(**cfg) -> Evaluator:
+    settings = {"subset": 24, "batch_size": 8, "splits": ["val", "test"], "eps": ["2/255", "8/255"],
+                "attack": {"name": "pgd", "steps": 3, "step_size": "2/255"}, "curve": "3/255", "ood": True,
+                "final": {"attack": "fgsm"}, **cfg}
+    return Evaluator({"val": Data(40, 1), "test": Data(40, 2)}, {"noisy": Data(40, 3)}, settings, 0,
+                     torch.device("cpu"))
+
+
+def test_records_schema_intervals_and_worst_case_ordering():
+    evaluator, model = _evaluator(), tiny_cnn(4)
+    records = evaluator(model, step=5, epoch=0.5, final=True)
+    for r in records:
+        assert set(r) >= {"step", "epoch", "split", "metric", "attack", "eps", "value", "n", "ci_low", "ci_high"}
+        assert r["step"] == 5 and r["epoch"] == 0.5
+    accuracy = [r for r in records if r["metric"] in ("accuracy", "curve_accuracy")]
+    assert all(r["n"] == 24 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in accuracy)
+    for split in ("val", "test"):
+        values = [r["value"] for r in records if r["split"] == split and r["metric"] == "accuracy"
+                  and not r["attack"].startswith("final")]
+        assert values == sorted(values, reverse=True)  # clean >= 2/255 >= 8/255 (nested worst case)
+    curve = [r for r in records if r["metric"] == "curve_accuracy"]
+    assert [round(r["eps"] * 255) for r in curve] == [0, 1, 2, 3]
+    (expected,) = [r for r in records if r["metric"] == "expected_robustness"]
+    assert expected["value"] == pytest.approx(expected_robustness([r["eps"] for r in curve],
+                                                                  [r["value"] for r in curve]))
+    assert any(r["split"] == "ood:noisy" and r["attack"] == "clean" for r in records)
+    assert {r["attack"] for r in records if r["attack"] and r["attack"].startswith("final")} == {"final:fgsm"}
+    assert not model.training
+
+
+def test_evaluation_is_reproducible_and_leaves_the_training_rng_alone():
+    evaluator, model = _evaluator(), tiny_cnn(4)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = evaluator(model, step=3, epoch=0.0)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert evaluator(model, step=3, epoch=0.0) == first
+
+
+def test_attack_spec_presets_and_overrides():
+    assert attack_spec("paper-a") == ("pgd", {k: v for k, v in ATTACK_PRESETS["paper-a"].items() if k != "name"})
+    name, options = attack_spec({"name": "paper-a", "steps": 20})
+    assert name == "pgd" and options["steps"] == 20 and options["step_size"] == pytest.approx(0.25 / 255)
+    assert attack_spec({"attack": "apgd-ce", "steps": 10, "step_size": None}) == ("apgd-ce", {"steps": 10})
+    assert attack_spec({"name": "pgd", "step_size": "1/255"})[1]["step_size"] == pytest.approx(1 / 255)
+
+
+def test_expected_robustness_is_the_trapezoid_mean():
+    assert expected_robustness([0, 1 / 255, 2 / 255], [0.9, 0.5, 0.1]) == pytest.approx((0.7 + 0.3) / 2)
+
+
+def test_wilson_interval_contains_the_estimate():
+    low, high = wilson(7, 10)
+    assert 0 < low < 0.7 < high < 1
+    assert wilson(0, 10)[0] == 0.0
