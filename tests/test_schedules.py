@@ -204,3 +204,24 @@ def test_other_evaluation_schedules(spec: str, total: int, per_epoch: int, expec
 def test_bad_evaluation_spec() -> None:
     with pytest.raises(ConfigError, match="every:N"):
         evaluation_steps("every:x", 10, 2)
+
+
+def test_epoch_val_history_from_records_skips_step_zero_and_mid_epoch_points() -> None:
+    from robustft.schedules import epoch_val_history
+
+    def val(step: int, value: float, attack: str | None = "clean", eps: float | None = 0.0) -> dict:
+        return {"step": step, "split": "val", "metric": "accuracy", "attack": attack, "eps": eps, "value": value}
+
+    records = [val(0, 0.05), val(5, 0.2), val(10, 0.3), val(10, 0.9, "pgd", 1 / 255), val(20, 0.4), val(20, 0.45),
+               {"step": 30, "split": "test", "metric": "accuracy", "attack": None, "eps": None, "value": 0.5},
+               val(40, 0.6, None, None)]
+    # epoch ends at 10, 20 (the re-recorded one wins); 30 has no val record, so the history stops there
+    assert epoch_val_history(records, 10) == [0.3, 0.45]
+    assert epoch_val_history([], 10) == []
+
+
+def test_auto_config_needs_a_validation_split() -> None:
+    with pytest.raises(ConfigError, match="eval.splits"):
+        load_config(None, ["eps.schedule=auto", "eval.splits=[train, test]"])
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])

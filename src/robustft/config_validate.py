@@ -22,6 +22,13 @@ _SPLITS = ("train", "val", "test")
 def validate_config(config: Any) -> None:
     """Raises ConfigError for the first invalid value of a robustft.config.Config."""
     _check_top(config)
+    if config.eps.schedule == "auto" and "val" not in config.eval.splits:
+        raise ConfigError(
+            f"eps.schedule=auto watches validation accuracy, but eval.splits={config.eval.splits} has no 'val'; "
+            "add it (eval.splits=[train,val,test]) and keep data.val_fraction > 0."
+        )
+    if config.eps.schedule == "auto" and config.data.val_fraction <= 0:
+        raise ConfigError("eps.schedule=auto watches validation accuracy; set data.val_fraction > 0 (e.g. 0.1).")
     _check_model_and_data(config.model, config.data)
     _check_objective(config.objective)
     _check_eps(config.eps)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ __all__ = [
     "PAPER_A_SEGMENTS",
     "AutoEpsState",
     "EpsSchedule",
+    "epoch_val_history",
     "eps_schedule",
     "evaluation_steps",
     "lr_factor",
@@ -237,6 +238,31 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     return EpsSchedule("auto", settings.value, per, alpha)
 
 
+def epoch_val_history(records: Iterable[Mapping[str, Any]], steps_per_epoch: int, split: str = "val") -> list[float]:
+    """The ``val_history`` that ``auto`` reads, rebuilt from metrics records (so a resumed run gets the same one).
+
+    ``val_history[i]`` is the clean accuracy of ``split`` evaluated at the end of epoch i, i.e. at step
+    ``(i + 1) * steps_per_epoch``. The step-0 evaluation (before training) and mid-epoch evaluations are not part
+    of it; the history stops at the first epoch end without an evaluation. Clean records are ``metric ==
+    "accuracy"`` with attack null or "clean"; when a step was recorded twice the last record wins.
+
+    Args:
+        records: metrics records (dicts of the long schema), in file order.
+        steps_per_epoch: optimiser steps per epoch (>= 1).
+        split: the validation split's name.
+    """
+    per_epoch = max(1, int(steps_per_epoch))
+    by_step: dict[int, float] = {}
+    for item in records:
+        clean = item.get("attack") in (None, "clean") and not item.get("eps")
+        if item.get("split") == split and item.get("metric") == "accuracy" and clean and item.get("value") is not None:
+            by_step[int(item["step"])] = float(item["value"])
+    history: list[float] = []
+    while (len(history) + 1) * per_epoch in by_step:
+        history.append(by_step[(len(history) + 1) * per_epoch])
+    return history
+
+
 def eps_schedule(
     settings: EpsSettings, total_epochs: int, total_steps: int, steps_per_epoch: int, seed: int = 0
 ) -> EpsSchedule:
@@ -251,7 +277,8 @@ def eps_schedule(
 
     Returns:
         ``sched(epoch, step, val_history=()) -> eps`` in [0, eps_g]; ``val_history[i]`` is the validation
-        clean accuracy after epoch i (only ``auto`` reads it).
+        clean accuracy at the end of epoch i, NOT including the step-0 evaluation (only ``auto`` reads it;
+        :func:`epoch_val_history` builds it from metrics records).
 
     Raises:
         UnknownNameError: unknown schedule name, with the valid names.
