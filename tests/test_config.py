@@ -201,3 +201,18 @@ def test_options_dicts_accept_any_keys_and_are_copied() -> None:
     assert cfg.strategy.options == {"r": 4, "targets": ["qkv"]}
     tree["strategy"]["options"]["r"] = 99
     assert cfg.strategy.options["r"] == 4
+
+
+def test_single_items_without_brackets_become_lists() -> None:
+    cfg = load_config(None, ["eval.eps=4/255", "eval.splits=test", "data.augment=flip", "data.ood=auto"])
+    assert cfg.eval.eps == [4 / 255] and cfg.eval.splits == ["test"] and cfg.data.augment == ["flip"]
+    assert cfg.data.ood == "auto"
+    assert load_config(None, ["eval.eps=0.01"]).eval.eps == [0.01]
+    assert load_config(None, ["data.ood=fashion-mnist@contrast:3"]).data.ood == ["fashion-mnist@contrast:3"]
+
+
+def test_override_of_a_preset_field_tunes_the_preset(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", {"eval": {"attack": "paper-a", "final": "paper-b"}})
+    cfg = load_config(path, ["eval.attack.steps=20", "eval.final.steps=20"])
+    assert (cfg.eval.attack.name, cfg.eval.attack.steps, cfg.eval.attack.step_size) == ("pgd", 20, 0.25 / 255)
+    assert (cfg.eval.final.attack, cfg.eval.final.steps) == ("apgd-ce", 20)

@@ -85,7 +85,7 @@ class DataConfig:
     limit_val: int | None = None
     limit_test: int | None = None
     augment: list[str] | None = None
-    ood: list[str] | Literal["auto"] = field(default_factory=list)
+    ood: Literal["auto"] | list[str] = field(default_factory=list)  # "auto": the dataset's suggested splits
     download: bool = False
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -298,15 +298,21 @@ def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return merge_trees(tree, layer)
 
 
-def merge_trees(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+def merge_trees(base: Mapping[str, Any], layer: Mapping[str, Any], _path: str = "") -> dict[str, Any]:
     """Deep merge: dicts merge key by key, everything else in ``layer`` replaces ``base``.
 
-    ``train`` is special: a layer that sets one of epochs/steps (non-null) and not the other clears the other.
+    A preset name in ``base`` (``eval.attack: paper-a``) is expanded before a mapping in ``layer`` is merged into
+    it, so ``eval.attack.steps=20`` tunes the preset instead of replacing it. ``train`` is special: a layer that
+    sets one of epochs/steps (non-null) and not the other clears the other.
     """
     merged = copy.deepcopy(dict(base))
     for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_trees(merged[key], value)
+        path = f"{_path}.{key}" if _path else str(key)
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, str) and current in PRESETS.get(path, {}):
+            current = copy.deepcopy(PRESETS[path][current])
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_trees(current, value, path)
         else:
             merged[key] = copy.deepcopy(value)
     train = layer.get("train")

@@ -146,7 +146,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         hint_text = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(repr(a) for a in args)}.{hint_text}")
     if origin is list:
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str) or (number and typing.get_origin(args[0]) is Annotated):
+            value = [value]  # one item written without brackets: eval.eps=4/255, eval.splits=test
+        if not isinstance(value, Sequence):
             raise ConfigError(f"{key}={value!r} must be a list, e.g. {key}=[a,b] or a YAML list.")
         return [_coerce(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
     if origin is dict:
