@@ -110,6 +110,9 @@ def test_weights_of_the_wrong_digest_are_refused(tmp_path):
 
 
 def test_keep_imagenet_head_needs_1000_classes():
+    assert build("mobilenet_v2", 1000, pretrained=False, keep_imagenet_head=True).head_module().out_features == 1000
+    with pytest.raises(ConfigError, match="num_classes=1000"):
+        build("tv:mobilenet_v3_small", 10, pretrained=False, keep_imagenet_head=True)
     with pytest.raises(ConfigError, match="num_classes=1000"):
         build("mobilenet_v2", 10, keep_imagenet_head=True)
 

@@ -106,3 +106,35 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"x": Payload()}, path)
     with pytest.raises(ConfigError, match="cannot read"):
         build("tv:mobilenet_v3_small", 3, pretrained_file=path)
+
+
+def test_pretrained_false_ignores_the_file(tmp_path):
+    """Checkpoint rebuilds call build(pretrained=False, **saved options): the file is not read (may be gone)."""
+    missing = tmp_path / "gone.pth"
+    model = build("timm:test_resnet", 3, pretrained=False, pretrained_file=missing)
+    assert model.info.extra["pretrained"] is False
+    tv_model = build("tv:mobilenet_v3_small", 3, pretrained=False, pretrained_file=missing)
+    assert tv_model.info.extra["pretrained"] is False
+    assert build("mobilenet_v2", 3, pretrained=False, weights_file=missing).info.extra["pretrained"] is False
+
+
+def test_huggingface_local_folder_round_trip(tmp_path):
+    import json
+
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    config = AutoConfig.for_model("vit", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, image_size=32, patch_size=8, num_labels=10)
+    source = AutoModelForImageClassification.from_config(config)
+    _perturbed(source, seed=5)
+    source.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.4, 0.4, 0.4],
+                                                                    "image_std": [0.2, 0.2, 0.2]}))
+    loaded = build(f"hf:{tmp_path}", 3, seed=0)
+    assert loaded.info.mean == (0.4, 0.4, 0.4) and loaded.info.std == (0.2, 0.2, 0.2)
+    assert loaded.info.head == "backbone.model.classifier"
+    assert loaded.head_module().out_features == 3
+    source_state, loaded_state = source.state_dict(), loaded.backbone.model.state_dict()
+    body = [k for k in source_state if not k.startswith("classifier.")]
+    assert body and all(torch.equal(source_state[k], loaded_state[k]) for k in body)
+    assert loaded(torch.rand(2, 3, 32, 32)).shape == (2, 3)

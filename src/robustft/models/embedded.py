@@ -96,12 +96,14 @@ def build_mobilenet_v2(spec: str, num_classes: int, pretrained: bool, image_size
         pretrained: load the embedded ImageNet checkpoint (else random weights, e.g. to load a checkpoint into).
         image_size: intended input side (default 224); any side >= 1 works, 32 for the Fashion-MNIST demo.
         seed: seeds the fresh head.
-        weights_file: use this checkpoint file instead of the embedded one (still sha256-verified).
-        keep_imagenet_head: keep the pretrained 1000-way ImageNet classifier (needs num_classes=1000).
+        weights_file: use this checkpoint file instead of the embedded one (still sha256-verified); only read
+            when ``pretrained`` is True.
+        keep_imagenet_head: keep the 1000-way ImageNet classifier (pretrained: ImageNet's own; needs
+            num_classes=1000).
     """
-    if keep_imagenet_head and (num_classes != 1000 or not pretrained):
-        raise ConfigError("keep_imagenet_head=True keeps the 1000 ImageNet classes: use num_classes=1000 and "
-                          "pretrained=True, or drop keep_imagenet_head to get a fresh head.")
+    if keep_imagenet_head and num_classes != 1000:
+        raise ConfigError("keep_imagenet_head=True keeps the 1000 ImageNet classes: use num_classes=1000, "
+                          "or drop keep_imagenet_head to get a fresh head.")
     size = 224 if image_size is None else image_size
     check_min_size(size, MIN_INPUT_SIZE, spec)
     backbone = torchvision.models.mobilenet_v2(weights=None)

@@ -10,6 +10,7 @@ from the repo's image-processor config (``image_mean``/``image_std``) when it ca
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,13 +59,16 @@ def _offline_error(repo: str, what: str) -> OfflineError:
     )
 
 
-def _normalisation(repo: str, online: bool) -> tuple[tuple[float, ...], tuple[float, ...], str]:
-    """mean/std from the repo's preprocessor_config.json, else 0.5/0.5 (paper A)."""
+def _normalisation(repo: str, online: bool, revision: str | None) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    """mean/std from the repo's (or local folder's) preprocessor_config.json, else 0.5/0.5 (paper A)."""
     try:
-        from huggingface_hub import hf_hub_download
+        if Path(repo).is_dir():
+            path = str(Path(repo) / "preprocessor_config.json")
+        else:
+            from huggingface_hub import hf_hub_download
 
-        with hub.hf_offline_mode(not online):
-            path = hf_hub_download(repo, "preprocessor_config.json")
+            with hub.hf_offline_mode(not online):
+                path = hf_hub_download(repo, "preprocessor_config.json", revision=revision)
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
         return tuple(config["image_mean"]), tuple(config["image_std"]), "preprocessor_config.json"
@@ -77,7 +81,7 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     """Hugging Face image models: hf:<repo id> (e.g. google/vit-base-patch16-224-in21k), via transformers.
 
     Args:
-        spec: the hub repo id, or any label when ``config`` is given with ``pretrained=False``.
+        spec: the hub repo id, a local ``save_pretrained`` folder, or any label when ``config`` is given.
         num_classes: outputs of the fresh classifier.
         pretrained: download (or read from cache) the repo's weights.
         image_size: input side; other than the config's size, position embeddings are interpolated.
@@ -89,7 +93,8 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     transformers = _transformers()
     if config is not None and pretrained:
         raise ConfigError("config= builds a randomly initialised model; pass pretrained=False with it.")
-    online = hub.hf_hub_reachable()
+    local = Path(spec).is_dir()  # a save_pretrained() folder: no hub involved
+    online = local or hub.hf_hub_reachable()
     try:
         with hub.hf_offline_mode(not online):
             if config is not None:
@@ -106,7 +111,7 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     except (ConfigError, MissingAssetError):
         raise
     except Exception as error:
-        if not online or hub.looks_like_network_error(error):
+        if not local and (not online or hub.looks_like_network_error(error)):
             raise _offline_error(spec, "weights" if pretrained else "config") from None
         raise ConfigError(f"transformers cannot build hf:{spec} as an image classifier "
                           f"({type(error).__name__}: {error}). Use a repo with an image-classification "
@@ -128,7 +133,7 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
         check_patch_multiple(size, int(patch_size), f"hf:{spec}")
     backbone = LogitsOnly(model, interpolate_pos_encoding=size != native_size)
     if config is None:
-        mean, std, norm_source = _normalisation(spec, online)
+        mean, std, norm_source = _normalisation(spec, online, revision)
     else:
         mean, std, norm_source = HALF, HALF, "default 0.5/0.5"
     family = detect_family(backbone)

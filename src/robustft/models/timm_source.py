@@ -118,13 +118,15 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
         pretrained: load pretrained weights from the hub (cache first); ``False`` gives random weights.
         image_size: input side; ViTs are built for it (position embeddings resampled), CNNs checked against it.
         seed: seeds the fresh head.
-        pretrained_file: local weights (``.pth``/``.safetensors``) loaded instead of the hub, head keys skipped.
+        pretrained_file: local weights (``.pth``/``.safetensors``) loaded instead of the hub, head keys skipped
+            (when ``pretrained`` is True, the default).
         model_kwargs: extra keyword arguments for ``timm.create_model`` (e.g. ``{"drop_path_rate": 0.1}``).
     """
     _check_known(spec)
     cfg = _pretrained_cfg(spec)
     file = None
-    if pretrained_file is not None:
+    # pretrained=False means random weights even with a file (checkpoint rebuilds pass their options again)
+    if pretrained_file is not None and pretrained:
         file = Path(pretrained_file)
         if not file.is_file():
             raise MissingAssetError(f"pretrained_file={file} does not exist; pass the path of a weights file "
@@ -158,7 +160,7 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
             _min_size_cache[spec] = smallest_accepted_size(backbone, max(size, default_size))
         min_size = _min_size_cache[spec]
         check_min_size(size, min_size, f"timm:{spec}")
-    extra = {"source": "timm", "architecture": spec, "pretrained": pretrained or file is not None, "seed": seed,
+    extra = {"source": "timm", "architecture": spec, "pretrained": pretrained, "seed": seed,
              "pretrained_file": str(file) if file else None, "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
              "patch_size": patch_size}
     info = ModelInfo(f"timm:{spec}", family, size, tuple(pretrained_cfg.get("mean") or IMAGENET_MEAN),

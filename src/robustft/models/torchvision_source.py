@@ -145,13 +145,15 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
         image_size: input side (default: the weights' size, 224 for most).
         seed: seeds the fresh head.
         weights: torchvision weight-set name (``DEFAULT``, ``IMAGENET1K_V2``...).
-        pretrained_file: local weights of the same architecture, loaded instead of the download.
+        pretrained_file: local weights of the same architecture, loaded instead of the download (when
+            ``pretrained`` is True, the default).
         keep_imagenet_head: keep the pretrained 1000-way classifier (num_classes must be 1000).
     """
     _check_known(spec)
     weight_set = _weights_enum(spec, weights)
-    if keep_imagenet_head and (num_classes != PRETRAINED_CLASSES or not (pretrained or pretrained_file)):
-        raise ConfigError("keep_imagenet_head=True needs num_classes=1000 and pretrained weights.")
+    if keep_imagenet_head and num_classes != PRETRAINED_CLASSES:
+        raise ConfigError("keep_imagenet_head=True keeps the 1000 ImageNet classes: use num_classes=1000, or drop "
+                          "keep_imagenet_head to get a fresh head.")
     default_size = int(weight_set.meta.get("min_size", (224, 224))[0]) if spec.startswith("vit_") else 224
     size = image_size or default_size
     kwargs: dict[str, Any] = {}
@@ -163,8 +165,9 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
     if patch_size:
         check_patch_multiple(size, patch_size, f"tv:{spec}")
 
-    file = Path(pretrained_file) if pretrained_file is not None else None
-    if file is not None or pretrained:
+    # pretrained=False means random weights even with a file (checkpoint rebuilds pass their options again)
+    file = Path(pretrained_file) if pretrained_file is not None and pretrained else None
+    if pretrained:
         state = load_local_state(file) if file is not None else _download_state(spec, weight_set)
         if patch_size and "encoder.pos_embedding" in state and size != default_size:
             from torchvision.models.vision_transformer import interpolate_embeddings
@@ -185,7 +188,7 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
         min_size = _min_size_cache[spec]
         check_min_size(size, min_size, f"tv:{spec}")
     transforms = weight_set.transforms()
-    extra = {"source": "torchvision", "architecture": spec, "pretrained": pretrained or file is not None,
+    extra = {"source": "torchvision", "architecture": spec, "pretrained": pretrained,
              "weights": weight_set.name if pretrained and file is None else None, "seed": seed,
              "pretrained_file": str(file) if file else None, "patch_size": patch_size,
              "fresh_head": not keep_imagenet_head}
