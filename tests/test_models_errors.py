@@ -188,3 +188,45 @@ def test_offline_forced_reads_the_environment(monkeypatch):
 def test_every_error_is_a_robustft_error():
     for error in (UnknownNameError, ConfigError, MissingAssetError, ChecksumError, OfflineError):
         assert issubclass(error, RobustftError)
+
+
+def test_pretrained_must_be_a_bool():
+    with pytest.raises(ConfigError, match="pretrained must be true or false"):
+        build("tiny-cnn", 3, pretrained="no")
+
+
+def test_timm_model_without_pretrained_weights():
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        build("timm:botnet50ts_256", 3, pretrained=True)
+
+
+def test_timm_weights_in_the_local_cache_work_offline(offline):
+    """Offline is not an error when the hub cache already holds the weights (a previous online run)."""
+    from safetensors.torch import save_file
+
+    source = build("timm:test_resnet", 1000, pretrained=False, seed=5).backbone
+    repo = offline / "hf" / "models--timm--test_resnet.r160_in1k"
+    commit = "0" * 40
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()},
+              str(repo / "snapshots" / commit / "model.safetensors"))
+    model = build("timm:test_resnet", 3)
+    assert model.info.extra["pretrained"] is True
+    assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)
+    assert model.head_module().out_features == 3
+
+
+def test_torchvision_weights_in_the_torch_hub_cache_work_offline(offline):
+    import torchvision
+
+    url = torchvision.models.get_model_weights("mobilenet_v3_small").DEFAULT.url
+    source = build("tv:mobilenet_v3_small", 1000, pretrained=False, keep_imagenet_head=True, seed=5).backbone
+    cached = offline / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), cached)
+    model = build("tv:mobilenet_v3_small", 3)
+    assert torch.equal(model.backbone.features[0][0].weight, source.features[0][0].weight)
+    assert model.info.extra["weights"] == "IMAGENET1K_V1"
+    assert model.head_module().out_features == 3

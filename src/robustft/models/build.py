@@ -128,6 +128,8 @@ def build(name: str, num_classes: int, pretrained: bool = True, image_size: int 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer (the dataset's class count), got {num_classes!r}.")
     check_image_size_value(image_size)
+    if not isinstance(pretrained, bool):
+        raise ConfigError(f"pretrained must be true or false, got {pretrained!r}.")
     seed = options.pop("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed must be an integer, got {seed!r}.")
@@ -137,4 +139,4 @@ def build(name: str, num_classes: int, pretrained: bool = True, image_size: int 
     if unknown:
         raise UnknownNameError(f"model {name!r} has no option(s) {', '.join(unknown)}. "
                                f"Valid options: seed, {', '.join(valid) or '(none)'}.")
-    return builder(spec, num_classes, bool(pretrained), image_size, seed, **options)
+    return builder(spec, num_classes, pretrained, image_size, seed, **options)

@@ -131,6 +131,9 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
         if not file.is_file():
             raise MissingAssetError(f"pretrained_file={file} does not exist; pass the path of a weights file "
                                     f"(.pth or .safetensors) for timm:{spec}.")
+    if pretrained and file is None and not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
+        raise ConfigError(f"timm:{spec} has no pretrained weights; use pretrained=False, a name with a pretrained "
+                          f"tag (timm.list_pretrained('{spec.split('.')[0]}*')), or pretrained_file=PATH.")
     kwargs = dict(model_kwargs or {})
     kwargs["num_classes"] = num_classes
     fixed_size = bool(cfg.get("fixed_input_size"))

@@ -169,7 +169,8 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
     file = Path(pretrained_file) if pretrained_file is not None and pretrained else None
     if pretrained:
         state = load_local_state(file) if file is not None else _download_state(spec, weight_set)
-        if patch_size and "encoder.pos_embedding" in state and size != default_size:
+        position = state.get("encoder.pos_embedding")
+        if patch_size and position is not None and position.shape != backbone.encoder.pos_embedding.shape:
             from torchvision.models.vision_transformer import interpolate_embeddings
 
             state = interpolate_embeddings(size, patch_size, state)
