@@ -81,6 +81,16 @@ def test_writer_appends_complete_normalised_lines(run: RunDir) -> None:
     assert json.loads(lines[2])["extra"] == {"note": "x"}
 
 
+def test_ood_splits_are_accepted(run: RunDir) -> None:
+    run.metrics_writer().write([rec(0, split="ood:fashion-mnist@contrast:3")])
+    assert run.read_records()[0]["split"] == "ood:fashion-mnist@contrast:3"
+
+
+def test_config_that_is_not_plain_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RobustftError, match="to_dict"):
+        RunDir.create(tmp_path / "r", {"model": object()})
+
+
 def test_numpy_and_torch_scalars_are_accepted(run: RunDir) -> None:
     import numpy as np
     import torch
@@ -105,6 +115,9 @@ def test_non_finite_values_become_null_with_the_reason(run: RunDir) -> None:
         ({**rec(0), "step": -1}, "negative"),
         ({**rec(0), "value": "high"}, "value"),
         ({**rec(0), "n": True}, "n"),
+        ({**rec(0), "split": "validation"}, "ood:<name>"),
+        ({**rec(0), "split": "ood:"}, "ood:<name>"),
+        ({**rec(0), "metric": ""}, "empty"),
     ],
 )
 def test_malformed_records_are_rejected_and_nothing_of_the_batch_is_written(run: RunDir, bad: dict, match: str):

@@ -76,6 +76,8 @@ METRIC_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "extra": ((dict, type(None)), False),
 }
 
+_SPLITS = ("train", "val", "test", "optim")
+
 # DuckDB column types for read_json (explicit, so runs with different ``extra`` keys share one schema).
 _DUCKDB_COLUMNS = {
     "step": "BIGINT",
@@ -175,6 +177,11 @@ def normalize_record(record: dict[str, Any]) -> dict[str, Any]:
         out[name] = value
     if out["step"] < 0:
         raise MetricRecordError(f"metric record step={out['step']} is negative.")
+    split = out["split"]
+    if split not in _SPLITS and not (split.startswith("ood:") and len(split) > 4):
+        raise MetricRecordError(f"metric record split={split!r}; valid: {', '.join(_SPLITS)} or ood:<name>.")
+    if not out["metric"]:
+        raise MetricRecordError("metric record has an empty metric name.")
     for name in ("value", "eps", "ci_low", "ci_high"):
         value = out[name]
         if isinstance(value, float) and not math.isfinite(value):
@@ -376,7 +383,13 @@ class RunDir:
             if isinstance(error, RobustftError):
                 raise
             raise _write_error(run.path, error) from None
-        atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
+        try:
+            text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
+        except yaml.YAMLError as error:
+            raise RobustftError(
+                f"the config for {run.path} is not plain YAML data ({error}); pass robustft.config.to_dict(cfg)."
+            ) from None
+        atomic_write_text(run.config_path, text)
         env = _environment(config, device)
         atomic_write_text(run.env_path, json.dumps(env, indent=2, default=_json_default) + "\n")
         return run
