@@ -69,6 +69,15 @@ def _source_reachable(cfg: dict[str, Any]) -> bool:
     return False
 
 
+def _offline_error(name: str, cfg: dict[str, Any]) -> OfflineError:
+    return OfflineError(
+        f"timm:{name} with pretrained=True needs its weights from the internet "
+        f"({cfg.get('hf_hub_id') or cfg.get('url') or 'the hub'}), which is not reachable and not "
+        "in the local cache. Connect to the internet once (weights are cached), or pass "
+        "pretrained_file=PATH to a local weights file, or use pretrained=False."
+    )
+
+
 def _create(name: str, kwargs: dict[str, Any], pretrained: bool, pretrained_file: Path | None,
             cfg: dict[str, Any]) -> torch.nn.Module:
     import timm
@@ -82,6 +91,9 @@ def _create(name: str, kwargs: dict[str, Any], pretrained: bool, pretrained_file
         online = True
     else:
         online = _source_reachable(cfg) if pretrained else True
+        if not online and not cfg.get("hf_hub_id"):
+            # a plain URL download has no offline mode to fall back on: fail now rather than hang on it
+            raise _offline_error(name, cfg)
     try:
         with hub.hf_offline_mode(not online):
             return timm.create_model(name, pretrained=pretrained, pretrained_cfg_overlay=overlay, **kwargs)
@@ -93,12 +105,7 @@ def _create(name: str, kwargs: dict[str, Any], pretrained: bool, pretrained_file
                               f"({type(error).__name__}: {error}). The file must be a state dict (or a "
                               f"checkpoint with 'state_dict'/'model') of this architecture.") from None
         if pretrained and (not online or hub.looks_like_network_error(error)):
-            raise OfflineError(
-                f"timm:{name} with pretrained=True needs its weights from the internet "
-                f"({cfg.get('hf_hub_id') or cfg.get('url') or 'the hub'}), which is not reachable and not "
-                "in the local cache. Connect to the internet once (weights are cached), or pass "
-                "pretrained_file=PATH to a local weights file, or use pretrained=False."
-            ) from None
+            raise _offline_error(name, cfg) from None
         if pretrained and "pretrained" in str(error).lower():
             raise ConfigError(f"timm:{name} has no pretrained weights ({error}); use pretrained=False, a tagged "
                               "name with weights, or pretrained_file=PATH.") from None
