@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robustft.config import (
     PRESETS,
@@ -216,3 +218,12 @@ def test_override_of_a_preset_field_tunes_the_preset(tmp_path: Path) -> None:
     cfg = load_config(path, ["eval.attack.steps=20", "eval.final.steps=20"])
     assert (cfg.eval.attack.name, cfg.eval.attack.steps, cfg.eval.attack.step_size) == ("pgd", 20, 0.25 / 255)
     assert (cfg.eval.final.attack, cfg.eval.final.steps) == ("apgd-ce", 20)
+
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(eps=st.one_of(st.floats(0, 1, allow_nan=False), st.integers(0, 255).map(lambda k: k / 255),
+                     st.integers(0, 1020).map(lambda k: k / 4 / 255)))
+def test_eps_text_round_trips_exactly(eps: float) -> None:
+    assert parse_eps_text(format_eps_exact(eps), "eps") == eps

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from robustft.config import load_config
 from robustft.errors import ConfigError, UnknownNameError
@@ -225,3 +227,34 @@ def test_auto_config_needs_a_validation_split() -> None:
         load_config(None, ["eps.schedule=auto", "eval.splits=[train, test]"])
     with pytest.raises(ConfigError, match="val_fraction"):
         load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])
+
+
+
+
+@settings(max_examples=200, deadline=None)
+@given(epochs=st.integers(1, 80), t1=st.integers(0, 80), width=st.integers(0, 80))
+def test_scheduled_alpha_is_monotone_in_unit_range_and_hits_the_ends(epochs: int, t1: int, width: int) -> None:
+    t2 = t1 + width
+    sched = build(Eps(t1=t1, t2=t2), epochs=epochs)
+    values = [sched.alpha(e, 0) for e in range(epochs)]
+    assert all(0.0 <= v <= 1.0 for v in values)
+    assert all(a <= b for a, b in zip(values, values[1:], strict=False))
+    assert all(v == 0.0 for v in values[:t1]) and all(v == 1.0 for v in values[t2:])
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.sampled_from(["paper-a", "epoch", "every:1", "every:13", "every:500", "steps:[0,7,99,100000]"]),
+       total=st.integers(0, 30000), per_epoch=st.integers(1, 2000))
+def test_evaluation_steps_invariants(spec: str, total: int, per_epoch: int) -> None:
+    steps = evaluation_steps(spec, total, per_epoch)
+    assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
+    assert all(0 <= s <= total for s in steps)
+    if spec == "paper-a":
+        assert set(steps) >= {s for s in (50, 100, 130, 300, 500, 1000, 3000, 7000, 10000) if s <= total}
+
+
+@settings(max_examples=200, deadline=None)
+@given(step=st.integers(0, 5000), total=st.integers(1, 5000), warmup=st.integers(0, 500),
+       kind=st.sampled_from(["cosine", "linear", "constant"]))
+def test_lr_factor_stays_in_unit_range(step: int, total: int, warmup: int, kind: str) -> None:
+    assert 0.0 <= lr_factor(step, total, warmup, kind) <= 1.0
