@@ -263,3 +263,12 @@ def test_query_runs_without_metrics_yet(tmp_path: Path) -> None:
     RunDir.create(tmp_path / "runs" / "fresh", make_config())
     assert len(query_runs(tmp_path / "runs", "SELECT * FROM metrics")) == 0
     assert list(query_runs(tmp_path / "runs", "SELECT run FROM runs")["run"]) == ["fresh"]
+
+
+def test_a_corrupt_line_mid_file_does_not_hide_later_records(run: RunDir) -> None:
+    run.metrics_writer().write([rec(0)])
+    with open(run.metrics_path, "ab") as handle:
+        handle.write(b"not json\n")
+    run.metrics_writer().write([rec(10)])
+    assert [r["step"] for r in run.read_records()] == [0, 10]
+    assert run.truncate_metrics_after(10) == 0 and [r["step"] for r in run.read_records()] == [0, 10]

@@ -157,6 +157,7 @@ class AttackConfig:
     step_size: Eps | None = 0.25 / 255
     random_start: bool = True
     restarts: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through
 
 
 @dataclass
@@ -168,6 +169,7 @@ class FinalEvalConfig:
     step_size: Eps | None = None
     random_start: bool = True
     restarts: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through
 
 
 @dataclass

@@ -460,7 +460,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
                 try:
                     records.append(json.loads(line))
                 except ValueError:
-                    break
+                    continue  # never expected mid-file; skipping it keeps every later record
     return records
 
 
