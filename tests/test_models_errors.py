@@ -70,6 +70,7 @@ def test_bad_image_size_value(image_size):
     ("tiny-vit", 30, {}, "24 or 32"),
     ("tiny-vit", 4, {}, "multiples of 8"),
     ("timm:test_vit", 100, {}, "96 or 112"),
+    ("tv:vit_b_32", 100, {}, "96 or 128"),  # before torchvision's own bare assertion
     ("tiny-cnn", 2, {}, "at least 4x4"),
     ("hf:tiny", 36, {"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
                                 "intermediate_size": 32, "image_size": 32, "patch_size": 8}}, "32 or 40"),

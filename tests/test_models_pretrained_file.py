@@ -138,3 +138,16 @@ def test_huggingface_local_folder_round_trip(tmp_path):
     body = [k for k in source_state if not k.startswith("classifier.")]
     assert body and all(torch.equal(source_state[k], loaded_state[k]) for k in body)
     assert loaded(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+
+
+@pytest.mark.slow
+def test_torchvision_vit_file_is_resampled_to_a_new_size(tmp_path):
+    """tv:vit_b_32 weights saved at 224 px load into a 160 px model (torchvision's interpolate_embeddings)."""
+    source = build("tv:vit_b_32", 1000, pretrained=False, keep_imagenet_head=True).backbone
+    path = tmp_path / "vit_b_32.pth"
+    torch.save(source.state_dict(), path)
+    loaded = build("tv:vit_b_32", 4, pretrained_file=path, image_size=160)
+    assert loaded.backbone.encoder.pos_embedding.shape[1] == (160 // 32) ** 2 + 1
+    assert torch.equal(loaded.backbone.conv_proj.weight, source.conv_proj.weight)
+    assert torch.equal(loaded.backbone.encoder.pos_embedding[:, 0], source.encoder.pos_embedding[:, 0])
+    assert loaded(torch.rand(1, 3, 160, 160)).shape == (1, 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,9 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
     default_size = int(weight_set.meta.get("min_size", (224, 224))[0]) if spec.startswith("vit_") else 224
     size = image_size or default_size
     kwargs: dict[str, Any] = {}
-    if spec.startswith("vit_"):
+    named_patch = re.fullmatch(r"vit_[a-z]_(\d+)", spec)
+    if named_patch:  # torchvision asserts divisibility in the constructor: check first, with a useful message
+        check_patch_multiple(size, int(named_patch[1]), f"tv:{spec}")
         kwargs["image_size"] = size
     backbone = torchvision.models.get_model(spec, weights=None, **kwargs)
     head_name, head_module = _head_of(backbone)
