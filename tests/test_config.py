@@ -227,3 +227,11 @@ def test_override_of_a_preset_field_tunes_the_preset(tmp_path: Path) -> None:
                      st.integers(0, 1020).map(lambda k: k / 4 / 255)))
 def test_eps_text_round_trips_exactly(eps: float) -> None:
     assert parse_eps_text(format_eps_exact(eps), "eps") == eps
+
+
+def test_string_fields_keep_override_text_as_written(tmp_path: Path) -> None:
+    cfg = load_config(None, ["name=007", "output_dir=/tmp/a b/2024-01-01", "data.root=null", "objective.attack='pgd'",
+                             "model.name=hf:google/vit-base-patch16-224-in21k"])
+    assert (cfg.name, cfg.output_dir, cfg.data.root) == ("007", "/tmp/a b/2024-01-01", None)
+    assert cfg.objective.attack == "pgd" and cfg.model.name == "hf:google/vit-base-patch16-224-in21k"
+    assert load_config(write(tmp_path / "d.yaml", "name: 2024-01-01\n")).name == "2024-01-01"

@@ -25,6 +25,8 @@ new dependency for one module and neither gives the ``4/255`` epsilon type or th
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ from robustft.config_coerce import (
     Eps,
     build,
     format_eps_exact,
+    hints_of,
     parse_eps_text,
     plain_dataclass,
     unknown_key_message,
@@ -282,7 +285,7 @@ def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         if not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {override!r} has an empty key; write it like optim.lr=3e-4.")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = _parse_override_value(key, text)
         except yaml.YAMLError as error:
             problem = getattr(error, "problem", None) or error
             raise ConfigError(
@@ -298,6 +301,35 @@ def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             node = child
         node[parts[-1]] = value
     return merge_trees(tree, layer)
+
+
+def _parse_override_value(key: str, text: str) -> Any:
+    """YAML scalar parsing, except that string fields keep the text as written.
+
+    YAML would turn ``name=007`` into 7 and ``name=2024-01-01`` into a date; for a field typed ``str`` the text is
+    the value (quoted text is unquoted; ``null`` stays null where the field allows it).
+    """
+    stripped = text.strip()
+    hint = _field_hint(key.split("."))
+    if hint in (str, str | None) and stripped and stripped[0] not in "'\"[{":
+        return None if hint is not str and stripped in ("null", "~", "None") else stripped
+    return yaml.safe_load(text) if stripped else ""
+
+
+def _field_hint(parts: list[str]) -> Any:
+    """The annotation of the config field at ``parts`` (None inside free-form options or for unknown keys)."""
+    cls: Any = Config
+    hint: Any = None
+    for part in parts:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hints = hints_of(cls)
+        if part not in hints:
+            return None
+        hint = hints[part]
+        candidates = [hint, *typing.get_args(hint)]
+        cls = next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+    return hint
 
 
 def merge_trees(base: Mapping[str, Any], layer: Mapping[str, Any], _path: str = "") -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import difflib
 import math
 import types
@@ -182,6 +183,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, datetime.date):  # YAML reads name: 2024-01-01 as a date
+            return value.isoformat()
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}={value!r} must be a string.")
