@@ -231,3 +231,30 @@ def test_torchvision_weights_in_the_torch_hub_cache_work_offline(offline):
     assert torch.equal(model.backbone.features[0][0].weight, source.features[0][0].weight)
     assert model.info.extra["weights"] == "IMAGENET1K_V1"
     assert model.head_module().out_features == 3
+
+
+def test_hf_config_of_a_non_image_model_is_a_config_error(offline):
+    """Not an OfflineError: with config= nothing is downloaded, the architecture itself is wrong."""
+    with pytest.raises(ConfigError, match="image-classification"):
+        build("hf:text-model", 3, pretrained=False,
+              config={"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                      "intermediate_size": 32})
+
+
+def test_hf_without_transformers_names_the_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
+    with pytest.raises(MissingAssetError, match=r"robustft\[hf\]"):
+        build("hf:google/vit-base-patch16-224-in21k", 3)
+
+
+def test_foolbox_missing_is_a_missing_asset(monkeypatch):
+    import importlib.util
+
+    from robustft.models import imagenet_samples
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "foolbox" else real_find_spec(name))
+    with pytest.raises(MissingAssetError, match="foolbox"):
+        imagenet_samples.imagenet_samples(32)

@@ -93,8 +93,9 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     transformers = _transformers()
     if config is not None and pretrained:
         raise ConfigError("config= builds a randomly initialised model; pass pretrained=False with it.")
-    local = Path(spec).is_dir()  # a save_pretrained() folder: no hub involved
-    online = local or hub.hf_hub_reachable()
+    # a save_pretrained() folder or an explicit config needs no hub
+    needs_hub = config is None and not Path(spec).is_dir()
+    online = hub.hf_hub_reachable() if needs_hub else True
     try:
         with hub.hf_offline_mode(not online):
             if config is not None:
@@ -111,7 +112,7 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     except (ConfigError, MissingAssetError):
         raise
     except Exception as error:
-        if not local and (not online or hub.looks_like_network_error(error)):
+        if needs_hub and (not online or hub.looks_like_network_error(error)):
             raise _offline_error(spec, "weights" if pretrained else "config") from None
         raise ConfigError(f"transformers cannot build hf:{spec} as an image classifier "
                           f"({type(error).__name__}: {error}). Use a repo with an image-classification "
