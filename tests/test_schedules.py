@@ -258,3 +258,10 @@ def test_evaluation_steps_invariants(spec: str, total: int, per_epoch: int) -> N
        kind=st.sampled_from(["cosine", "linear", "constant"]))
 def test_lr_factor_stays_in_unit_range(step: int, total: int, warmup: int, kind: str) -> None:
     assert 0.0 <= lr_factor(step, total, warmup, kind) <= 1.0
+
+
+def test_eps_schedule_accepts_a_plain_dict_section() -> None:
+    sched = eps_schedule({"schedule": "scheduled", "value": "8/255", "t1": 12, "t2": 37}, 50, 500, 10)
+    assert sched(24, 0) == pytest.approx(12 / 25 * 8 / 255)
+    with pytest.raises(ConfigError, match="eps.valu"):
+        eps_schedule({"schedule": "constant", "valu": "8/255"}, 5, 50, 10)

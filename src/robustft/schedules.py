@@ -264,12 +264,13 @@ def epoch_val_history(records: Iterable[Mapping[str, Any]], steps_per_epoch: int
 
 
 def eps_schedule(
-    settings: EpsSettings, total_epochs: int, total_steps: int, steps_per_epoch: int, seed: int = 0
+    settings: EpsSettings | Mapping[str, Any], total_epochs: int, total_steps: int, steps_per_epoch: int, seed: int = 0
 ) -> EpsSchedule:
     """Builds the training-eps schedule named by ``settings.schedule`` (the config's ``eps`` section).
 
     Args:
-        settings: an object with schedule, value (eps_g), t1, t2, per, patience, tolerance.
+        settings: the config's ``eps`` section (an object with schedule, value (eps_g), t1, t2, per, patience,
+            tolerance), or the same as a plain dict (``{"schedule": "scheduled", "value": "4/255", ...}``).
         total_epochs: epochs of training (ceil(total_steps / steps_per_epoch) when training by steps).
         total_steps: optimiser steps of training.
         steps_per_epoch: optimiser steps per epoch.
@@ -284,6 +285,11 @@ def eps_schedule(
         UnknownNameError: unknown schedule name, with the valid names.
         ConfigError: T1 after T2.
     """
+    if isinstance(settings, Mapping):  # the plain-dict form (a run's config.yaml): coerce "4/255" and defaults
+        from robustft.config import EpsConfig
+        from robustft.config_coerce import build
+
+        settings = build(EpsConfig, settings, "eps")
     factory = EPS_SCHEDULES.get(settings.schedule)
     context = ScheduleContext(int(total_epochs), int(total_steps), int(steps_per_epoch), int(seed))
     return factory(settings, context)
