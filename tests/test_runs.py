@@ -272,3 +272,25 @@ def test_a_corrupt_line_mid_file_does_not_hide_later_records(run: RunDir) -> Non
     run.metrics_writer().write([rec(10)])
     assert [r["step"] for r in run.read_records()] == [0, 10]
     assert run.truncate_metrics_after(10) == 0 and [r["step"] for r in run.read_records()] == [0, 10]
+
+
+@pytest.mark.parametrize(
+    "content, kept",
+    [
+        (b"", b""),
+        (b'{"a": 1}', b""),  # a single torn line
+        (b'{"a": 1}\n', b'{"a": 1}\n'),
+        (b'{"a": 1}\n{"b"', b'{"a": 1}\n'),
+        (b'{"a": 1}\n{"b"\n', b'{"a": 1}\n'),
+        (b'{"a": 1}\n' + b'{"long": "' + b"x" * 200_000 + b'"}\n', b'{"a": 1}\n' + b'{"long": "' + b"x" * 200_000
+         + b'"}\n'),
+        (b'{"a": 1}\n' + b'{"long": "' + b"x" * 200_000, b'{"a": 1}\n'),
+    ],
+)
+def test_repair_jsonl_cases(tmp_path: Path, content: bytes, kept: bytes) -> None:
+    from robustft.runs import repair_jsonl
+
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(content)
+    assert repair_jsonl(path) == len(content) - len(kept)
+    assert path.read_bytes() == kept

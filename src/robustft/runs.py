@@ -243,22 +243,37 @@ class MetricsWriter:
 
 
 def repair_jsonl(path: Path) -> int:
-    """Cuts a torn (unterminated or unparsable) last line off a JSONL file; returns the bytes removed."""
+    """Cuts a torn (unterminated or unparsable) last line off a JSONL file; returns the bytes removed.
+
+    Reads only the tail of the file (the last line), so opening a writer stays cheap for long runs.
+    """
     if not path.is_file():
         return 0
-    data = path.read_bytes()
-    keep = len(data)
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-    else:
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with open(path, "rb") as handle:
+        window = 1 << 16
+        while True:  # grow the tail window until it holds the start of the last line
+            start = max(0, size - window)
+            handle.seek(start)
+            tail = handle.read()
+            cut = tail.rfind(b"\n", 0, len(tail) - 1)
+            if cut >= 0 or start == 0:
+                break
+            window *= 4
+    last_start = start + cut + 1
+    last = tail[cut + 1:]
+    keep = size
+    if not last.endswith(b"\n"):
+        keep = last_start
+    elif last.strip():
         # A complete-looking last line can still be garbage (a crash after a partial block was flushed).
-        last_start = data.rfind(b"\n", 0, max(0, len(data) - 1)) + 1
-        if data[last_start:].strip():
-            try:
-                json.loads(data[last_start:])
-            except ValueError:
-                keep = last_start
-    if keep == len(data):
+        try:
+            json.loads(last)
+        except ValueError:
+            keep = last_start
+    if keep == size:
         return 0
     try:
         with open(path, "r+b") as handle:
@@ -267,7 +282,7 @@ def repair_jsonl(path: Path) -> int:
             os.fsync(handle.fileno())
     except OSError as error:
         raise _write_error(path, error) from None
-    return len(data) - keep
+    return size - keep
 
 
 def _environment(config: dict[str, Any], device: str | None) -> dict[str, Any]:
