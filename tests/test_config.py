@@ -235,3 +235,11 @@ def test_string_fields_keep_override_text_as_written(tmp_path: Path) -> None:
     assert (cfg.name, cfg.output_dir, cfg.data.root) == ("007", "/tmp/a b/2024-01-01", None)
     assert cfg.objective.attack == "pgd" and cfg.model.name == "hf:google/vit-base-patch16-224-in21k"
     assert load_config(write(tmp_path / "d.yaml", "name: 2024-01-01\n")).name == "2024-01-01"
+
+
+def test_errors_name_the_file_they_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.yaml", {"optim": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"optim.lr.*loading .*bad.yaml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="with overrides optim.lr=0"):
+        load_config(write(tmp_path / "ok.yaml", {}), ["optim.lr=0"])

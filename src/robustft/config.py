@@ -264,7 +264,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     tree = _read_yaml_tree(Path(path), ()) if path is not None else {}
     tree = apply_overrides(tree, overrides)
-    return from_dict(tree)
+    try:
+        return from_dict(tree)
+    except ConfigError as error:
+        if path is None:
+            raise
+        # Say where the bad value came from: the file (or one it includes) or the overrides.
+        source = f"{path}" + (f" with overrides {' '.join(overrides)}" if overrides else "")
+        raise ConfigError(f"{error} (loading {source})") from None
 
 
 def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
