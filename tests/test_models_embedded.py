@@ -25,6 +25,11 @@ def imagenet_mobilenet():
     return build("mobilenet_v2", 1000, keep_imagenet_head=True).eval()
 
 
+@pytest.fixture(scope="module")
+def samples():
+    return imagenet_samples(224)
+
+
 @pytest.mark.needs_assets
 @needs_weights
 def test_embedded_checkpoint_is_found_and_matches_the_pinned_digest():
@@ -78,8 +83,8 @@ def test_min_input_size_is_honest():
 @pytest.mark.needs_assets
 @needs_weights
 @needs_foolbox
-def test_embedded_mobilenet_is_imagenet_trained(imagenet_mobilenet, capsys):
-    images, labels = imagenet_samples(224)
+def test_embedded_mobilenet_is_imagenet_trained(imagenet_mobilenet, samples, capsys):
+    images, labels = samples
     assert images.shape == (20, 3, 224, 224)
     assert 0.0 <= images.min() and images.max() <= 1.0
     with torch.no_grad():
@@ -93,9 +98,9 @@ def test_embedded_mobilenet_is_imagenet_trained(imagenet_mobilenet, capsys):
 @pytest.mark.needs_assets
 @needs_weights
 @needs_foolbox
-def test_fresh_random_mobilenet_is_not_imagenet_trained():
+def test_fresh_random_mobilenet_is_not_imagenet_trained(samples):
     """The check above can fail: a random network gets (almost) none right."""
-    images, labels = imagenet_samples(224)
+    images, labels = samples
     model = build("mobilenet_v2", 1000, pretrained=False).eval()
     with torch.no_grad():
         correct = int((model(images).argmax(dim=1) == labels).sum())
