@@ -258,3 +258,10 @@ def test_foolbox_missing_is_a_missing_asset(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "foolbox" else real_find_spec(name))
     with pytest.raises(MissingAssetError, match="foolbox"):
         imagenet_samples.imagenet_samples(32)
+
+
+def test_timm_model_kwargs_cannot_bypass_build_arguments():
+    with pytest.raises(ConfigError, match="image_size"):
+        build("timm:test_vit", 3, pretrained=False, model_kwargs={"img_size": 64})
+    model = build("timm:test_vit", 3, pretrained=False, model_kwargs={"drop_path_rate": 0.1})
+    assert model.backbone.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)

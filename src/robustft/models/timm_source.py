@@ -142,6 +142,10 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
         raise ConfigError(f"timm:{spec} has no pretrained weights; use pretrained=False, a name with a pretrained "
                           f"tag (timm.list_pretrained('{spec.split('.')[0]}*')), or pretrained_file=PATH.")
     kwargs = dict(model_kwargs or {})
+    clashing = sorted({"num_classes", "img_size", "pretrained", "pretrained_cfg_overlay"} & set(kwargs))
+    if clashing:
+        raise ConfigError(f"model_kwargs must not set {', '.join(clashing)}: pass num_classes, image_size, "
+                          "pretrained and pretrained_file to build() instead.")
     kwargs["num_classes"] = num_classes
     fixed_size = bool(cfg.get("fixed_input_size"))
     if image_size is not None and fixed_size:
