@@ -1,1 +1,22 @@
-"""robustft.data (being built)."""
+"""robustft.data: datasets as in-memory uint8 splits, seeded loaders, augmentations and OOD corruptions.
+
+``load(name, split, ...)`` returns a torch Dataset of (float32 3 x H x W in [0, 1], int label) with ``.info``
+(``DatasetInfo``) and ``.labels``; ``make_loader`` batches it with seeded per-epoch shuffling and
+``set_epoch``; ``build_augmentation`` builds batch augmentations; ``CORRUPTIONS`` are the OOD corruptions used
+by names like ``fashion-mnist@gaussian_noise:3``. ``DATASETS`` lists the sources (``robustft list datasets``).
+
+Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache/robustft/data),
+``ROBUSTFT_DATA`` (download root, default ~/.cache/robustft/downloads), ``ROBUSTFT_FASHION_MNIST``,
+``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations).
+"""
+
+from robustft.data import embedded as _embedded  # noqa: F401  (registers the embedded sources)
+from robustft.data.augment import build_augmentation
+from robustft.data.base import DatasetInfo, ImageTensorDataset
+from robustft.data.corruptions import CORRUPTIONS, corrupt
+from robustft.data.load import load
+from robustft.data.loader import Loader, make_loader
+from robustft.data.sources import DATASETS, Source
+
+__all__ = ["CORRUPTIONS", "DATASETS", "DatasetInfo", "ImageTensorDataset", "Loader", "Source",
+           "build_augmentation", "corrupt", "load", "make_loader"]

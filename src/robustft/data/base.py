@@ -1,0 +1,83 @@
+"""The dataset every source returns: decoded uint8 images in memory, converted to float [0, 1] on access.
+
+Keeping the images as one uint8 tensor (N x C x H x W, C = 1 for grayscale sources, 3 for colour) is what makes
+the loader fast: a batch is one tensor index plus one conversion, with no per-sample Python. Grayscale is
+replicated to 3 channels on access as an ``expand`` view, so it costs no memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DatasetInfo:
+    """What a loaded split is.
+
+    Attributes:
+        name: the name as given to ``load`` (with any ``@corruption:severity`` suffix).
+        split: "train", "val" or "test".
+        num_classes: number of classes (labels are 0 .. num_classes - 1).
+        class_names: one name per label.
+        image_size: height = width of the returned images.
+        channels: always 3 (grayscale sources are replicated).
+        source: where the images came from (a path, package or URL-free description).
+        ood_splits: suggested out-of-distribution split names for this dataset (``load(name, "test")`` each).
+    """
+
+    name: str
+    split: str
+    num_classes: int
+    class_names: list[str]
+    image_size: int
+    channels: int = 3
+    source: str = ""
+    ood_splits: list[str] = field(default_factory=list)
+
+
+class ImageTensorDataset(Dataset):
+    """A split held in memory as uint8: ``ds[i] -> (float32 3 x H x W in [0, 1], int label)``.
+
+    Args:
+        images: uint8 N x C x H x W, C in {1, 3}.
+        labels: int64 N.
+        info: the split's metadata.
+        indices: for each sample, its index in the source split before the val split and ``limit`` (int64 N);
+            corruptions are seeded by it, so a sample is corrupted the same way whatever subset it is in.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
+                 indices: torch.Tensor | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"images must be uint8 N x (1|3) x H x W, got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.info = info
+        self.indices = torch.arange(len(labels)) if indices is None else indices.to(torch.int64)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index].expand(3, -1, -1).to(torch.float32).div_(255.0)
+        return image, int(self.labels[index])
+
+    def batch(self, indices: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Images B x 3 x H x W float32 in [0, 1] and labels B (int64) for ``indices``, on ``device``.
+
+        The uint8 batch is moved first (4x fewer bytes to copy), then converted on the device.
+        """
+        images = self.images[indices].to(device, non_blocking=True)
+        images = images.expand(-1, 3, -1, -1).to(torch.float32).div_(255.0)
+        return images, self.labels[indices].to(device, non_blocking=True)
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"ImageTensorDataset({i.name!r}, split={i.split!r}, n={len(self)}, size={i.image_size})"
