@@ -538,6 +538,7 @@ def run_columns(run: RunDir) -> dict[str, Any]:
         "objective": objective.get("name"),
         "eps_schedule": eps.get("schedule"),
         "eps_train": eps_float,
+        "lr": section("optim").get("lr"),
         "seed": config.get("seed"),
     }
 
@@ -559,7 +560,7 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
 
     Two views are defined: ``metrics`` (METRIC_FIELDS + ``run`` and ``path``, read with DuckDB's read_json
     straight from each metrics.jsonl; ``extra`` is JSON) and ``runs`` (one row per run: run, path, model,
-    dataset, strategy, objective, eps_schedule, eps_train, seed). Example::
+    dataset, strategy, objective, eps_schedule, eps_train, lr, seed). Example::
 
         query_runs("runs/*", "SELECT run, max(value) FROM metrics WHERE metric = 'robust_accuracy' GROUP BY run")
 
@@ -596,7 +597,7 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
         except duckdb.Error as error:
             raise RobustftError(
                 f"the query failed: {error}. Tables: metrics({', '.join(METRIC_FIELDS)}, run, path) and "
-                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, seed)."
+                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, lr, seed)."
             ) from None
     finally:
         connection.close()
