@@ -107,8 +107,9 @@ class AutoEpsState:
         """Scans ``val_history[i]`` (validation clean accuracy after epoch i, in [0, 1]) in order.
 
         A value counts as progress when it beats the reference (the accuracy at the last progress, initially the
-        first value) by more than ``tolerance`` (absolute, so 0.02 is two accuracy points). After ``patience`` epochs in a row without progress the plateau is detected
-        at epoch i and T1 = i + 1, the first epoch trained after it. Later values cannot change T1.
+        first value) by more than ``tolerance`` (absolute, so 0.02 is two accuracy points). After ``patience``
+        epochs in a row without progress the plateau is detected at epoch i and T1 = i + 1, the first epoch
+        trained after it. Later values cannot change T1.
         """
         best, since_best = -math.inf, 0
         for index, accuracy in enumerate(val_history):
