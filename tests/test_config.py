@@ -243,3 +243,14 @@ def test_errors_name_the_file_they_came_from(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="with overrides optim.lr=0"):
         load_config(write(tmp_path / "ok.yaml", {}), ["optim.lr=0"])
+
+
+def test_config_pickles_and_copies_for_parallel_sweeps() -> None:
+    import copy
+    import pickle
+
+    cfg = load_config(None, ["eps.schedule=scheduled", "eval.attack=paper-b", "strategy.options.r=4"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+    clone = copy.deepcopy(cfg)
+    clone.strategy.options["r"] = 8
+    assert cfg.strategy.options["r"] == 4
