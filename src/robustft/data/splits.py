@@ -7,6 +7,7 @@ numpy, pull in a heavy import and cannot express "exactly ``limit`` samples, pro
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -25,13 +26,17 @@ def _quotas(counts: torch.Tensor, total: int) -> torch.Tensor:
 
 
 def _per_class_permutations(labels: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    """For each class 0 .. max label, its members' indices in a seeded random order."""
     generator = torch.Generator().manual_seed(int(seed))
-    out = []
-    num = int(labels.max()) + 1 if len(labels) else 0
-    for c in range(num):
-        members = torch.nonzero(labels == c).flatten()
-        out.append(members[torch.randperm(len(members), generator=generator)])
-    return out
+    if not len(labels):
+        return []
+    # one stable sort instead of a scan per class (numpy: single-threaded, so no thread-pool stalls on a
+    # busy machine); members of each class in index order, then permuted by the seeded generator
+    values = labels.numpy()
+    by_class = torch.from_numpy(np.argsort(values, kind="stable"))
+    counts = np.bincount(values, minlength=int(values.max()) + 1).tolist()
+    return [members[torch.randperm(len(members), generator=generator)]
+            for members in torch.split(by_class, counts)]
 
 
 def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -49,7 +54,7 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
     counts = torch.tensor([len(p) for p in perms], dtype=torch.int64)
     quota = _quotas(counts, size)
     chosen = [p[: int(q)] for p, q in zip(perms, quota, strict=True)]
-    return torch.sort(torch.cat(chosen)).values if chosen else torch.arange(0)
+    return torch.from_numpy(np.sort(torch.cat(chosen).numpy())) if chosen else torch.arange(0)
 
 
 def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +64,6 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[tor
     """
     n = int(labels.shape[0])
     held = stratified_subset(labels, round(fraction * n), seed) if fraction > 0 else torch.arange(0)
-    mask = torch.ones(n, dtype=torch.bool)
-    mask[held] = False
-    return torch.nonzero(mask).flatten(), held
+    mask = np.ones(n, dtype=bool)
+    mask[held.numpy()] = False
+    return torch.from_numpy(np.flatnonzero(mask)), held
