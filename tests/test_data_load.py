@@ -138,18 +138,35 @@ def test_ood_name_syntax_is_parsed_and_checked():
             parse_name(bad)
 
 
+def _all(ds):
+    return ds.batch(torch.arange(len(ds)))[0]
+
+
 def test_corrupted_split_is_deterministic_and_keeps_labels(fm):
     clean = load("fashion-mnist", "test", root=fm, image_size=16, limit=20, seed=1)
     noisy = load("fashion-mnist@gaussian_noise:3", "test", root=fm, image_size=16, limit=20, seed=1)
     again = load("fashion-mnist@gaussian_noise:3", "test", root=fm, image_size=16, limit=20, seed=1)
-    assert torch.equal(noisy.images, again.images) and torch.equal(noisy.labels, clean.labels)
-    assert not torch.equal(noisy.images, clean.images)
+    assert torch.equal(_all(noisy), _all(again)) and torch.equal(noisy.labels, clean.labels)
+    assert 0.05 < (_all(noisy) - _all(clean)).pow(2).mean().sqrt() < 0.1  # sigma 0.08 minus clipping
     assert noisy.info.name == "fashion-mnist@gaussian_noise:3" and noisy.info.num_classes == 10
     # a sample is corrupted the same way whatever subset it is loaded in (seeded by its source index)
     full = load("fashion-mnist@gaussian_noise:3", "test", root=fm, image_size=16, seed=1)
-    assert torch.equal(full.images[noisy.indices], noisy.images)
+    assert torch.equal(_all(full)[noisy.indices], _all(noisy))
+    assert torch.equal(torch.stack([noisy[i][0] for i in range(len(noisy))]), _all(noisy))
+    other_seed = load("fashion-mnist@gaussian_noise:3", "test", root=fm, image_size=16, seed=2)
+    assert not torch.equal(_all(other_seed), _all(full))
     chained = load("fashion-mnist@gaussian_noise:3@contrast:5", "test", root=fm, image_size=16, limit=20, seed=1)
-    assert chained.images.float().std() < noisy.images.float().std()
+    assert _all(chained).std() < _all(noisy).std()
+
+
+def test_small_images_are_enlarged_per_batch_not_stored_enlarged(fm):
+    big = load("fashion-mnist", "test", root=fm, image_size=56)
+    assert big.images.shape[-1] == 28 and big.info.image_size == 56
+    x = big[3][0]
+    assert x.shape == (3, 56, 56)
+    source = load("fashion-mnist", "test", root=fm)[3][0]
+    expected = torch.nn.functional.interpolate(source[None], size=(56, 56), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(x, expected, atol=1e-6)
 
 
 def test_every_error_is_a_robustft_error(fm):

@@ -44,15 +44,22 @@ class ImageTensorDataset(Dataset):
     """A split held in memory as uint8: ``ds[i] -> (float32 3 x H x W in [0, 1], int label)``.
 
     Args:
-        images: uint8 N x C x H x W, C in {1, 3}.
+        images: uint8 N x C x h x w, C in {1, 3} (the stored images).
         labels: int64 N.
-        info: the split's metadata.
+        info: the split's metadata; ``info.image_size`` is the output size.
         indices: for each sample, its index in the source split before the val split and ``limit`` (int64 N);
             corruptions are seeded by it, so a sample is corrupted the same way whatever subset it is in.
+        corruptions: ``[(name, severity), ...]`` applied in order after resizing, on access.
+        seed: seeds the corruptions.
+
+    Stored images smaller than ``info.image_size`` (e.g. CIFAR's 32 px for a 224 px model) are enlarged on
+    access, batch by batch: storing them enlarged would take 49x the memory. Corruptions are applied on access
+    too, to the image at its output size, from per-sample generators (see ``corruptions.corrupt``).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
-                 indices: torch.Tensor | None = None) -> None:
+                 indices: torch.Tensor | None = None, corruptions: list[tuple[str, int]] | None = None,
+                 seed: int = 0) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"images must be uint8 N x (1|3) x H x W, got {images.dtype} {tuple(images.shape)}")
         if labels.shape != (images.shape[0],):
@@ -61,22 +68,33 @@ class ImageTensorDataset(Dataset):
         self.labels = labels.to(torch.int64)
         self.info = info
         self.indices = torch.arange(len(labels)) if indices is None else indices.to(torch.int64)
+        self.corruptions = list(corruptions or [])
+        self.seed = seed
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index].expand(3, -1, -1).to(torch.float32).div_(255.0)
-        return image, int(self.labels[index])
+        index = int(index)
+        images, _ = self.batch(torch.tensor([index]))
+        return images[0], int(self.labels[index])
 
     def batch(self, indices: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Images B x 3 x H x W float32 in [0, 1] and labels B (int64) for ``indices``, on ``device``.
 
         The uint8 batch is moved first (4x fewer bytes to copy), then converted on the device.
         """
-        images = self.images[indices].to(device, non_blocking=True)
-        images = images.expand(-1, 3, -1, -1).to(torch.float32).div_(255.0)
-        return images, self.labels[indices].to(device, non_blocking=True)
+        images = self.images[indices].to(device, non_blocking=True).to(torch.float32).div_(255.0)
+        size = self.info.image_size
+        if images.shape[-2:] != (size, size):
+            images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                                     align_corners=False).clamp_(0.0, 1.0)
+        if self.corruptions:
+            from robustft.data.corruptions import corrupt
+
+            for name, severity in self.corruptions:
+                images = corrupt(images, name, severity, self.seed, self.indices[indices])
+        return images.expand(-1, 3, -1, -1), self.labels[indices].to(device, non_blocking=True)
 
     def __repr__(self) -> str:
         i = self.info

@@ -13,12 +13,15 @@ needs ImageMagick for some corruptions and is neither batched nor seedable per s
 
 from __future__ import annotations
 
+import io
 import math
 import zlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from robustft.data.augment import rotate
 from robustft.errors import ConfigError
@@ -27,7 +30,6 @@ from robustft.registry import Registry
 Corruption = Callable[[torch.Tensor, int, Sequence[torch.Generator]], torch.Tensor]
 CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 SEVERITIES = (1, 2, 3, 4, 5)
-_CHUNK = 512
 
 
 def check_severity(severity: object, what: str = "corruption") -> int:
@@ -175,13 +177,17 @@ def pixelate(images: torch.Tensor, severity: int, generators: Sequence[torch.Gen
 
 @CORRUPTIONS.register("jpeg")
 def jpeg(images: torch.Tensor, severity: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """JPEG compression at quality 80 .. 20 (torchvision.io encode/decode)."""
-    from torchvision.io import decode_jpeg, encode_jpeg
-
+    """JPEG compression at quality 80 .. 20 (Pillow's encoder, as the reference corruption uses)."""
     quality = int(_level((80, 60, 45, 30, 20), severity))
-    pixels = images.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu()
-    decoded = [decode_jpeg(encode_jpeg(image, quality=quality)) for image in pixels]
-    return torch.stack(decoded).to(images.device, torch.float32).div_(255)
+    pixels = images.mul(255).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    decoded = []
+    for array in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        out = np.asarray(Image.open(buffer).convert("L" if array.shape[-1] == 1 else "RGB"))
+        decoded.append(torch.from_numpy(out.reshape(array.shape).copy()))
+    return torch.stack(decoded).permute(0, 3, 1, 2).to(images.device, torch.float32).div_(255)
 
 
 def sample_generators(seed: int, indices: torch.Tensor, name: str) -> list[torch.Generator]:
@@ -203,15 +209,3 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0,
     if indices is None:
         indices = torch.arange(images.shape[0])
     return fn(images, severity, sample_generators(seed, indices, name))
-
-
-def apply_chain(images: torch.Tensor, chain: Sequence[tuple[str, int]], seed: int,
-                indices: torch.Tensor) -> torch.Tensor:
-    """Applies corruptions in order to uint8 N x C x H x W images (chunked); returns uint8 of the same shape."""
-    out = torch.empty_like(images)
-    for start in range(0, images.shape[0], _CHUNK):
-        x = images[start:start + _CHUNK].to(torch.float32) / 255.0
-        for name, severity in chain:
-            x = corrupt(x, name, severity, seed, indices[start:start + _CHUNK])
-        out[start:start + _CHUNK] = x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    return out

@@ -135,8 +135,8 @@ def source_arrays(source: Source, kind: str, image_size: int | None,
         return _remember((signature, None), lambda: cached_arrays(
             signature, None, lambda: _checked(source.read(kind, None), source)))
 
-    if image_size is None or image_size == source.native_size:
-        return native()
+    if image_size is None or image_size >= source.native_size:
+        return native()  # enlarging happens per batch (ImageTensorDataset): storing it enlarged wastes memory
 
     def resized() -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = native()
@@ -183,12 +183,7 @@ def load(name: str, split: str, image_size: int | None = None, limit: int | None
         indices = held_out if split == "val" else kept
     if limit is not None and limit < len(indices):
         indices = indices[stratified_subset(labels[indices], limit, seed)]
-    subset_images, subset_labels = images[indices], labels[indices]
-    if chain:
-        from robustft.data.corruptions import apply_chain
-
-        subset_images = apply_chain(subset_images, chain, seed, indices)
     info = DatasetInfo(name=name, split=split, num_classes=len(source.class_names),
-                       class_names=list(source.class_names), image_size=int(images.shape[-1]), channels=3,
-                       source=source.location, ood_splits=list(source.ood_splits))
-    return ImageTensorDataset(subset_images, subset_labels, info, indices)
+                       class_names=list(source.class_names), image_size=int(image_size or images.shape[-1]),
+                       channels=3, source=source.location, ood_splits=list(source.ood_splits))
+    return ImageTensorDataset(images[indices], labels[indices], info, indices, corruptions=chain, seed=seed)
