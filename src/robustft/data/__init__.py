@@ -7,10 +7,14 @@ by names like ``fashion-mnist@gaussian_noise:3``. ``DATASETS`` lists the sources
 
 Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache/robustft/data),
 ``ROBUSTFT_DATA`` (download root, default ~/.cache/robustft/downloads), ``ROBUSTFT_FASHION_MNIST``,
-``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations).
+``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations), ``ROBUSTFT_DOMAINNET``
+(the folder holding the six DomainNet domains).
 """
 
-from robustft.data import embedded as _embedded  # noqa: F401  (registers the embedded sources)
+# importing the source modules registers their DATASETS entries
+from robustft.data import embedded as _embedded  # noqa: F401
+from robustft.data import folders as _folders  # noqa: F401
+from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset
 from robustft.data.corruptions import CORRUPTIONS, corrupt

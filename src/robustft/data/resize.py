@@ -21,3 +21,28 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
         resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start:start + _CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 C x H x W of any size -> uint8 C x size x size: shorter side resized to ``size``, centre crop.
+
+    The usual evaluation transform (resize + centre crop) of fine-tuning pipelines: no distortion of the
+    aspect ratio, at most the borders of the longer side are lost.
+    """
+    _, h, w = image.shape
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    x = image[None].to(torch.float32)
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return x[0, :, top:top + size, left:left + size].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pil_to_uint8(image, size: int | None) -> torch.Tensor:  # noqa: ANN001 - a PIL image (imported lazily)
+    """A PIL image (any mode) -> uint8 3 x H x W (RGB), fitted to ``size`` x ``size`` when size is given."""
+    import numpy as np
+
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return fit_square(tensor, size) if size is not None else tensor
