@@ -14,6 +14,7 @@ Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache
 # importing the source modules registers their DATASETS entries
 from robustft.data import embedded as _embedded  # noqa: F401
 from robustft.data import folders as _folders  # noqa: F401
+from robustft.data import hf_source as _hf_source  # noqa: F401
 from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset
