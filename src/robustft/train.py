@@ -172,9 +172,9 @@ class Trainer:
                 if batches is None or index == 0:
                     batches = self._epoch_batches(epoch, skip=index * self.accumulate)
                 eps = float(self.eps_at(epoch, self.step, list(self.val_history)))
+                self._on_progress()
                 loss = self.update(batches, eps)
                 self.step += 1
-                self._on_progress()
                 loggers.step(epoch, loss, eps)
                 if self.step in self.eval_steps:
                     self._evaluate(self.step, loggers, started, eps)
@@ -223,7 +223,9 @@ class Trainer:
         return total
 
     def _on_progress(self) -> None:
-        """Strategies that change what trains over time (gradual unfreezing) get a fresh optimiser."""
+        """Before each step: strategies that change what trains over time (LP-FT's probe-then-fine-tune phases)
+        set ``requires_grad`` for the phase in force; on a change the optimiser is rebuilt over the new set (fresh
+        moments, as LP-FT restarts its optimiser between phases)."""
         callback = getattr(self.strategy, "on_progress", None)
         if callback is not None and callback(self.model, self.step / self.total_steps):
             self.optimizer = self._build_optimizer()
