@@ -25,7 +25,7 @@ SIZE = 32
 
 
 def _fresh_memory() -> None:
-    from robustft.data.load import _MEMORY
+    from robustft.data.loading import _MEMORY
 
     _MEMORY.clear()
 

@@ -15,7 +15,7 @@ import torch
 
 from robustft.data import load
 from robustft.data.idx import CorruptDataFileError, read_idx
-from robustft.data.load import _MEMORY
+from robustft.data.loading import _MEMORY
 from robustft.errors import MissingAssetError
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image as PILImage
 
 from robustft.data import build_augmentation, load
-from robustft.data.load import _MEMORY
+from robustft.data.loading import _MEMORY
 from robustft.errors import ConfigError, MissingAssetError, UnknownNameError
 
 

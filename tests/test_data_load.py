@@ -11,8 +11,9 @@ import torch
 
 from robustft.data import DATASETS, load
 from robustft.data import embedded as embedded_module
+from robustft.data import loading as load_module
 from robustft.data.cache import cache_dir
-from robustft.data.load import _MEMORY, parse_name
+from robustft.data.loading import _MEMORY, parse_name
 from robustft.data.splits import holdout_split, stratified_subset
 from robustft.errors import ConfigError, RobustftError, UnknownNameError
 from test_data_formats import write_fashion, write_idx
@@ -159,7 +160,10 @@ def test_corrupted_split_is_deterministic_and_keeps_labels(fm):
     assert _all(chained).std() < _all(noisy).std()
 
 
-def test_small_images_are_enlarged_per_batch_not_stored_enlarged(fm):
+def test_large_enlargements_happen_per_batch_not_stored(fm, monkeypatch):
+    assert load("fashion-mnist", "test", root=fm, image_size=56).images.shape[-1] == 56  # small: stored resized
+    _MEMORY.clear()
+    monkeypatch.setattr(load_module, "MAX_STORED_ENLARGED_BYTES", 1000)
     big = load("fashion-mnist", "test", root=fm, image_size=56)
     assert big.images.shape[-1] == 28 and big.info.image_size == 56
     x = big[3][0]

@@ -19,8 +19,8 @@ from robustft.data import torchvision_source as _torchvision_source  # noqa: F40
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset
 from robustft.data.corruptions import CORRUPTIONS, corrupt
-from robustft.data.load import load
 from robustft.data.loader import Loader, make_loader
+from robustft.data.loading import load
 from robustft.data.sources import DATASETS, Source
 
 __all__ = ["CORRUPTIONS", "DATASETS", "DatasetInfo", "ImageTensorDataset", "Loader", "Source",
