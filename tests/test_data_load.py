@@ -94,6 +94,14 @@ def test_second_load_reads_the_cache_and_replaced_files_invalidate_it(fm, monkey
     assert int(load("fashion-mnist", "test", root=fm, image_size=32).images.max()) == 0
 
 
+def test_a_damaged_cache_entry_is_rebuilt(fm):
+    first = load("fashion-mnist", "test", root=fm, image_size=32)
+    for entry in cache_dir().iterdir():
+        entry.write_bytes(entry.read_bytes()[:100])  # truncated (as by a full disk or a killed writer)
+    _MEMORY.clear()
+    assert torch.equal(load("fashion-mnist", "test", root=fm, image_size=32).images, first.images)
+
+
 def test_cache_false_and_unwritable_cache_still_load(fm, monkeypatch, tmp_path):
     assert len(load("fashion-mnist", "test", root=fm, cache=False)) == 50
     assert not cache_dir().exists()
@@ -114,6 +122,7 @@ def test_cache_false_and_unwritable_cache_still_load(fm, monkeypatch, tmp_path):
     ({"val_fraction": -0.1}, "val_fraction=-0.1"),
     ({"val_fraction": float("nan")}, "val_fraction=nan"),
     ({"colour": True}, "does not take option"),
+    ({"cache": "no"}, "cache='no' must be true or false"),
 ])
 def test_bad_arguments_are_config_errors_naming_the_fix(fm, kwargs, message):
     args = {"split": "test", "root": fm, **kwargs}

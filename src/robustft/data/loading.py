@@ -178,7 +178,9 @@ def load(name: str, split: str, image_size: int | None = None, limit: int | None
         MissingAssetError / OfflineError: the data is not on this machine (the message says how to get it).
     """
     _check_arguments(split, image_size, limit, val_fraction)
-    cache = bool(options.pop("cache", True))
+    cache = options.pop("cache", True)
+    if not isinstance(cache, bool):
+        raise ConfigError(f"cache={cache!r} must be true or false (false re-decodes the files every time).")
     base, chain = parse_name(name)
     factory, spec = resolve_source(base)
     source = _build_source(factory, spec, base, root, download, options)
