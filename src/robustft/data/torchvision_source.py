@@ -15,6 +15,7 @@ cached; datasets held as one uint8 array (CIFAR, MNIST, SVHN, STL10) are read di
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,24 @@ def _split_arguments(spec: str, cls: type) -> dict[str, list[dict[str, Any]]] | 
     return None
 
 
+_CONSTRUCTED: OrderedDict[tuple, Any] = OrderedDict()
+_CONSTRUCTED_ENTRIES = 6  # train + test (+ val parts) of one dataset: a run loads each split and OOD from them
+
+
 def _construct(cls: type, spec: str, root: str, download: bool, arguments: dict[str, Any]) -> Any:
+    """The torchvision dataset object, reused within the process (CIFAR re-reads 150 MB on every construction)."""
+    key = (cls, root, tuple(sorted(arguments.items())))
+    if key in _CONSTRUCTED:
+        _CONSTRUCTED.move_to_end(key)
+        return _CONSTRUCTED[key]
+    dataset = _build(cls, spec, root, download, arguments)
+    _CONSTRUCTED[key] = dataset
+    while len(_CONSTRUCTED) > _CONSTRUCTED_ENTRIES:
+        _CONSTRUCTED.popitem(last=False)
+    return dataset
+
+
+def _build(cls: type, spec: str, root: str, download: bool, arguments: dict[str, Any]) -> Any:
     try:
         return cls(root=root, download=download, **arguments)
     except (RuntimeError, FileNotFoundError, OSError) as error:
