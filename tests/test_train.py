@@ -172,3 +172,20 @@ def test_write_error_mid_run_is_a_clear_error_and_keeps_written_records(tmp_path
     with pytest.raises(RobustftError, match="No space left"):
         train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
     assert {r["step"] for r in read_records(tmp_path / "tiny")} == {0}
+
+
+def test_missing_reference_run_fails_before_training(tmp_path):
+    config = tiny_config(tmp_path, detect={"reference_run": str(tmp_path / "nope")})
+    with pytest.raises(RobustftError, match="reference_run"):
+        train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_reference_run_feeds_the_transfer_diagnosis(tmp_path):
+    base = {"objective": {"name": "standard"}, "train": {"epochs": 1},
+            "eval": {"schedule": "epoch", "curve": None, "final": None}}
+    reference = train(tiny_config(tmp_path / "ref", **base), model=tiny_cnn(4), datasets=tiny_splits())
+    result = train(tiny_config(tmp_path / "run", detect={"reference_run": str(reference.path)}, **base),
+                   model=tiny_cnn(4), datasets=tiny_splits())
+    transfer = result.summary["detection"]["transfer"]
+    assert transfer["reference_clean"] == reference.summary["final"]["test/clean/accuracy"]

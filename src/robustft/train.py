@@ -81,6 +81,7 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
     else:
         cfg = components.load_config(config, overrides)
         run = None
+    components.check_reference_run(cfg)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     splits = datasets if datasets is not None else components.load_datasets(cfg)

@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
 def format_result(result) -> str:
     """A short table of the final clean/robust/OOD accuracies and where the run directory is."""
     final = result.summary.get("final", {})
-    lines = [f"{'metric':<44} value"]
-    for key, value in final.items():
-        if key.endswith("accuracy") or "accuracy@" in key or key.endswith("expected_robustness"):
-            lines.append(f"{key:<44} {value:.4f}")
+    shown = {key: value for key, value in final.items() if value is not None and (
+        key.endswith("accuracy") or "accuracy@" in key or key.endswith("expected_robustness"))}
+    width = max([len("metric"), *map(len, shown)]) + 2
+    lines = [f"{'metric':<{width}}value"]
+    lines += [f"{key:<{width}}{value:.4f}" for key, value in shown.items()]
     lines.append(f"run directory: {result.path}")
     return "\n".join(lines)

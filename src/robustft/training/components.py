@@ -165,6 +165,14 @@ def checkpoint_header(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
             "strategy": {"name": cfg.strategy.name, "options": dict(cfg.strategy.options or {})}}
 
 
+def check_reference_run(cfg: Any) -> None:
+    """Fails before training, not after it, when ``detect.reference_run`` names no run."""
+    reference = cfg.detect.reference_run
+    if reference and not (Path(reference) / "metrics.jsonl").is_file():
+        raise RobustftError(f"detect.reference_run={reference} has no metrics.jsonl. Point it at the run directory "
+                            "of a standard fine-tuning run (output_dir/name), or set detect.reference_run=null.")
+
+
 def read_metrics(path: Path) -> Any:
     """metrics.jsonl as a pandas DataFrame (complete lines only)."""
     import pandas as pd
@@ -199,7 +207,8 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
     }
     if len(metrics):
         last = metrics[metrics["step"] == metrics["step"].max()]
-        summary["final"] = {record_key(r): r["value"] for r in last.to_dict("records")}
+        summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null
+                            for r in last.to_dict("records")}
     try:
         from robustft.detection import summarize
     except ImportError:
@@ -208,5 +217,10 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
     reference = None
     if cfg.detect.reference_run:
         reference = read_metrics(Path(cfg.detect.reference_run) / "metrics.jsonl")
-    summary["detection"] = summarize(metrics, num_classes, reference_df=reference)
+    detect = cfg.detect
+    options = {"onset_threshold": detect.onset_threshold,
+               "failure_threshold": getattr(detect, "failure_threshold", None)}
+    if getattr(detect, "suboptimal_gap", None) is not None:
+        options["suboptimal_gap"] = detect.suboptimal_gap
+    summary["detection"] = summarize(metrics, num_classes, reference_df=reference, **options)
     return summary
