@@ -237,3 +237,12 @@ def test_all_of_fashion_mnist_at_32px():
     assert (len(train), len(val), len(test)) == (54000, 6000, 10000)
     assert torch.bincount(test.labels).tolist() == [1000] * 10
     assert torch.bincount(val.labels).tolist() == [600] * 10
+
+
+def test_list_table_shows_sources_and_the_corruption_syntax():
+    from robustft.data import CORRUPTIONS, list_table
+
+    header, rows = list_table()
+    names = [r[0] for r in rows]
+    assert header == ["name", "description"] and set(DATASETS.names()) <= set(names)
+    assert all(c in rows[-1][1] for c in CORRUPTIONS.names()) and "@" in rows[-1][0]

@@ -23,5 +23,14 @@ from robustft.data.loader import Loader, make_loader
 from robustft.data.loading import load
 from robustft.data.sources import DATASETS, Source
 
+
+def list_table() -> tuple[list[str], list[list[str]]]:
+    """``robustft list datasets``: every source, then the OOD corruption suffix any of them takes."""
+    rows = [[e.name, e.description] for e in DATASETS.entries()]
+    rows.append(["<name>@<corruption>:<1-5>", "OOD split: the dataset corrupted at a severity (chain several "
+                 "@...), corruptions: " + ", ".join(CORRUPTIONS.names())])
+    return ["name", "description"], rows
+
+
 __all__ = ["CORRUPTIONS", "DATASETS", "DatasetInfo", "ImageTensorDataset", "Loader", "Source",
-           "build_augmentation", "corrupt", "load", "make_loader"]
+           "build_augmentation", "corrupt", "list_table", "load", "make_loader"]
