@@ -87,3 +87,21 @@ def test_every_objective_backpropagates_on_a_vit(name, tiny_vit, tiny_batch):
     loss.backward()
     assert logits.shape == (16, 10)
     assert tiny_vit.backbone.head.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", ["adversarial", "trades"])
+def test_inner_attack_runs_on_the_prepared_copy_and_the_update_on_the_model(name, tiny_cnn, tiny_batch):
+    from robustft.attacks import prepare_for_attack
+
+    images, labels = tiny_batch
+    prepared: list = []
+
+    def prepare(model):
+        prepared.append(prepare_for_attack(model))
+        return prepared[-1]
+
+    context = _context([], prepare=prepare, steps=2)
+    loss, _ = get_objective(name)(tiny_cnn, images, labels, 4 / 255, context)
+    loss.backward()
+    assert len(prepared) == 1 and all(not p.requires_grad for p in prepared[0].parameters())
+    assert tiny_cnn.backbone.classifier.weight.grad is not None and tiny_cnn.training

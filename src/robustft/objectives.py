@@ -49,6 +49,8 @@ class ObjectiveContext:
         steps: TRADES' inner steps.
         step_size: TRADES' inner step size in pixel units; None -> eps / 4 (TRADES paper: 0.007 for 8/255 ~ eps/4).
         autocast: a context-manager factory for the update forward pass (mixed precision on CUDA), or None.
+        prepare: ``prepare(model) -> model'``, the function-preserving cheaper copy attacks run on (frozen
+            parameters so the inner backward computes no weight gradients, Conv+BN folded); None: the model itself.
     """
 
     attack: Attack | None = None
@@ -57,6 +59,7 @@ class ObjectiveContext:
     steps: int = 7
     step_size: float | None = None
     autocast: Callable[[], Any] | None = None
+    prepare: Callable[[nn.Module], nn.Module] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,7 +87,8 @@ def adversarial_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         if context.attack is None:
             raise ValueError("the adversarial objective needs context.attack")
         model.eval()  # craft against fixed BatchNorm statistics / no dropout; the attack restores the mode
-        adversarial = context.attack(model, images, labels, eps).detach()
+        target = context.prepare(model) if context.prepare is not None else model
+        adversarial = context.attack(target, images, labels, eps).detach()
     else:
         adversarial = images
     context.train_mode(model)
@@ -131,7 +135,8 @@ def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL in eval mode."""
     if eps > 0:
         model.eval()
-        adversarial = trades_inner_max(model, images, eps, context.steps, context.step_size)
+        target = context.prepare(model) if context.prepare is not None else model
+        adversarial = trades_inner_max(target, images, eps, context.steps, context.step_size)
     else:
         adversarial = None
     context.train_mode(model)

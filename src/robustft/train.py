@@ -143,7 +143,8 @@ class Trainer:
             attack=make_attack(attack_name, **attack_options) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             step_size=components.maybe_eps(cfg.objective.step_size),
-            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
+            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
+            prepare=components.attack_preparer())
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
