@@ -47,7 +47,8 @@ def make_step(name: str, options: dict, images: torch.Tensor, labels: torch.Tens
 def main() -> None:
     from robustft.strategies import STRATEGIES, resolve_name
 
-    torch.set_num_threads(2)
+    # one thread: on shared cores, OpenMP threads spin-waiting on each other swamp the differences measured
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     images, labels = torch.rand(BATCH, 3, SIZE, SIZE), torch.randint(0, 10, (BATCH,))
     _, source = _backbone()

@@ -8,7 +8,18 @@ from torch import nn
 
 from robustft.models.layout import UnsupportedArchitectureError, detect_layout
 from robustft.models.wrapper import ModelInfo, RobustModel
-from test_strategies_archs import ARCHITECTURES
+from test_strategies_archs import fresh
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
+    forwards 100x slower under load); restored afterwards for other test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 # arch -> (family, number of blocks, block kind, fused qkv)
 EXPECTED = {
@@ -24,7 +35,7 @@ EXPECTED = {
 @pytest.mark.parametrize("arch", sorted(EXPECTED))
 def test_layout_roles_on_each_architecture(arch: str) -> None:
     family, blocks, kind, fused = EXPECTED[arch]
-    model = ARCHITECTURES[arch]()
+    model = fresh(arch)
     layout = detect_layout(model)
     assert layout.family == family
     assert len(layout.blocks) == blocks

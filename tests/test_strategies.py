@@ -13,15 +13,25 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError, apply, merge, resolve_name
-from test_strategies_archs import ARCHITECTURES
+from test_strategies_archs import ARCHITECTURES, fresh
 
 # every registered strategy with the options it needs (``example_options``), plus a second peft tuner
 CASES = [*STRATEGIES.names(), "peft:ia3"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
+    forwards 100x slower under load); restored afterwards for other test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _adapt(arch: str, name: str):
     """(model, info), or None after checking the strategy refuses the architecture with a clear error."""
-    model = ARCHITECTURES[arch]()
+    model = fresh(arch)
     strategy, _ = resolve_name(name, {})
     family = "vit" if "vit" in arch else "cnn"
     if family not in strategy.families:
@@ -31,7 +41,7 @@ def _adapt(arch: str, name: str):
     return model, apply(model, name, **({} if ":" in name else strategy.example_options))
 
 
-def _batch(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     return torch.rand(n, 3, 32, 32, generator=generator), torch.randint(0, 10, (n,), generator=generator)
 
@@ -89,7 +99,7 @@ def names_of_head(model: torch.nn.Module) -> list[str]:
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("name", CASES)
 def test_outputs_at_init_equal_the_unadapted_model(arch: str, name: str) -> None:
-    model = ARCHITECTURES[arch]().eval()
+    model = fresh(arch).eval()
     images, _ = _batch()
     with torch.no_grad():
         reference = model(images)
@@ -115,14 +125,14 @@ def test_checkpoint_round_trip_gives_identical_logits(arch: str, name: str) -> N
     _perturb_trainable(model, [n for n, _ in model.named_parameters()])
     state = copy.deepcopy(model.state_dict())
     options = json.loads(json.dumps(info.options))  # the checkpoint stores them as plain values
-    fresh = ARCHITECTURES[arch]()
-    rebuilt = apply(fresh, info.name, **options)
-    fresh.load_state_dict(state, strict=True)
+    rebuilt_model = fresh(arch)
+    rebuilt = apply(rebuilt_model, info.name, **options)
+    rebuilt_model.load_state_dict(state, strict=True)
     assert rebuilt.trainable_names == info.trainable_names
     assert rebuilt.options == info.options
     images, _ = _batch()
     with torch.no_grad():
-        assert torch.equal(fresh.eval()(images), model.eval()(images))
+        assert torch.equal(rebuilt_model.eval()(images), model.eval()(images))
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

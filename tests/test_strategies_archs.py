@@ -6,6 +6,7 @@ each builder gives a working ``RobustModel``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,16 @@ import torch
 from torch import nn
 
 from robustft.models.wrapper import ModelInfo, RobustModel
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
+    forwards 100x slower under load); restored afterwards for other test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _info(name: str, family: str, head: str, size: int = 32) -> ModelInfo:
@@ -89,9 +100,19 @@ ARCHITECTURES: dict[str, Callable[[], RobustModel]] = {
 }
 
 
+_BUILT: dict[str, RobustModel] = {}
+
+
+def fresh(arch: str) -> RobustModel:
+    """A new, un-adapted copy of ``arch`` (built once per session, then deep-copied: building is the slow part)."""
+    if arch not in _BUILT:
+        _BUILT[arch] = ARCHITECTURES[arch]()
+    return copy.deepcopy(_BUILT[arch])
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_architecture_builds_a_classifier(arch: str) -> None:
-    model = ARCHITECTURES[arch]().eval()
+    model = fresh(arch).eval()
     logits = model(torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, 10)
     assert torch.isfinite(logits).all()
