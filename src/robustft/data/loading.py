@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import re
 from collections import OrderedDict
 
@@ -82,7 +83,7 @@ def _check_arguments(split: str, image_size: int | None, limit: int | None, val_
         raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} ('val' is the seeded "
                           "val_fraction held out of the training data).")
     for key, value in (("image_size", image_size), ("limit", limit)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise ConfigError(f"{key}={value!r} must be a positive integer (or None for "
                               f"{'the native size' if key == 'image_size' else 'all samples'}).")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or \
@@ -178,6 +179,7 @@ def load(name: str, split: str, image_size: int | None = None, limit: int | None
         MissingAssetError / OfflineError: the data is not on this machine (the message says how to get it).
     """
     _check_arguments(split, image_size, limit, val_fraction)
+    image_size, limit = (None if v is None else int(v) for v in (image_size, limit))
     cache = options.pop("cache", True)
     if not isinstance(cache, bool):
         raise ConfigError(f"cache={cache!r} must be true or false (false re-decodes the files every time).")
