@@ -15,8 +15,8 @@ from robustft.cli.eval_cmd import parse_curve
 from test_attacks_support import quadrant_task
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
     from robustft import models, strategies
 
     model = models.build("tiny-cnn", 4, pretrained=False, image_size=16)
@@ -24,16 +24,17 @@ def checkpoint(tmp_path):
     # A quick fit so the curve has something to fall from.
     images, labels = quadrant_task(256, seed=0)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(25):
+    for _ in range(15):
         loss = torch.nn.functional.cross_entropy(model(images), labels)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    run_dir = tmp_path_factory.mktemp("eval") / "run"
+    path = run_dir / "checkpoints" / "last.pt"
     save_checkpoint(path, {"model": {"name": "tiny-cnn", "num_classes": 4, "image_size": 16, "options": {}},
                            "strategy": {"name": "full", "options": {}}, "model_state": model.state_dict(),
-                           "step": 25, "epoch": 1})
-    return tmp_path / "run"
+                           "step": 15, "epoch": 1})
+    return run_dir
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_curve_prints_table_and_writes_json(checkpoint, fake_data, tmp_path, cap
     accs = [r["accuracy"] for r in results]
     assert accs == sorted(accs, reverse=True)
     assert payload["expected_robustness"] == pytest.approx(expected_robustness([r["eps"] for r in results], accs))
-    assert payload["step"] == 25 and payload["attack"].startswith("pgd")
+    assert payload["step"] == 15 and payload["attack"].startswith("pgd")
 
 
 def test_single_eps(checkpoint, fake_data, tmp_path, capsys):

@@ -118,7 +118,8 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
         xa = x if active is None else x[active]
         ya = labels if active is None else labels[active]
         if loss_fn is None:
-            loss_fn = get_loss(loss_name, num_classes_of(model, logits_of(model, xa[:1])))
+            has_info = getattr(getattr(model, "info", None), "num_classes", None)
+            loss_fn = get_loss(loss_name, num_classes_of(model, None if has_info else logits_of(model, xa[:1])))
         if t < steps:
             loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya))
         else:  # the last iterate needs no gradient, only its verdict and loss
