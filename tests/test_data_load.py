@@ -246,3 +246,14 @@ def test_list_table_shows_sources_and_the_corruption_syntax():
     names = [r[0] for r in rows]
     assert header == ["name", "description"] and set(DATASETS.names()) <= set(names)
     assert all(c in rows[-1][1] for c in CORRUPTIONS.names()) and "@" in rows[-1][0]
+
+
+def test_splits_share_one_stored_pool_instead_of_copies(fm):
+    train = load("fashion-mnist", "train", root=fm, image_size=16)
+    val = load("fashion-mnist", "val", root=fm, image_size=16)
+    limited = load("fashion-mnist", "train", root=fm, image_size=16, limit=30)
+    assert train._pool.data_ptr() == val._pool.data_ptr() == limited._pool.data_ptr()
+    # each still reads its own samples: the row of sample i is its source index
+    assert torch.equal(limited.images, train._pool[limited.indices])
+    x, y = limited[7]
+    assert torch.equal(x[0], train._pool[limited.indices[7], 0].float() / 255) and y == int(limited.labels[7])

@@ -45,13 +45,16 @@ class ImageTensorDataset(Dataset):
     """A split held in memory as uint8: ``ds[i] -> (float32 3 x H x W in [0, 1], int label)``.
 
     Args:
-        images: uint8 N x C x h x w, C in {1, 3} (the stored images).
-        labels: int64 N.
+        images: uint8 M x C x h x w, C in {1, 3}: the stored images (the source split's whole pool when
+            ``rows`` is given, shared with other splits and never modified).
+        labels: int64 N, one per sample of this split.
         info: the split's metadata; ``info.image_size`` is the output size.
         indices: for each sample, its index in the source split before the val split and ``limit`` (int64 N);
             corruptions are seeded by it, so a sample is corrupted the same way whatever subset it is in.
         corruptions: ``[(name, severity), ...]`` applied in order after resizing, on access.
         seed: seeds the corruptions.
+        rows: int64 N, each sample's row in ``images`` (None: row i is sample i, M = N). Splits and limits are
+            index lists into one shared pool rather than copies: at 224 px a copy of a train pool is gigabytes.
 
     Stored images smaller than ``info.image_size`` (e.g. CIFAR's 32 px for a 224 px model) are enlarged on
     access, batch by batch: storing them enlarged would take 49x the memory. Corruptions are applied on access
@@ -60,17 +63,26 @@ class ImageTensorDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
                  indices: torch.Tensor | None = None, corruptions: list[tuple[str, int]] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, rows: torch.Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"images must be uint8 N x (1|3) x H x W, got {images.dtype} {tuple(images.shape)}")
-        if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-        self.images = images.contiguous()
+        count = images.shape[0] if rows is None else len(rows)
+        if labels.shape != (count,):
+            raise ValueError(f"labels must have shape ({count},), got {tuple(labels.shape)}")
+        if rows is not None and len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= images.shape[0]):
+            raise ValueError(f"rows must index the {images.shape[0]} stored images")
+        self._pool = images.contiguous()
+        self._rows = None if rows is None else rows.to(torch.int64).numpy().copy()
         self.labels = labels.to(torch.int64).contiguous()
         self.info = info
-        self.indices = torch.arange(len(labels)) if indices is None else indices.to(torch.int64)
+        self.indices = torch.arange(count) if indices is None else indices.to(torch.int64)
         self.corruptions = list(corruptions or [])
         self.seed = seed
+
+    @property
+    def images(self) -> torch.Tensor:
+        """This split's stored uint8 images, N x C x h x w (a copy when the split is part of a shared pool)."""
+        return self._pool if self._rows is None else self._pool[torch.from_numpy(self._rows)]
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -89,7 +101,7 @@ class ImageTensorDataset(Dataset):
         """
         device = torch.device(device)
         positions = indices.numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices)
-        pixels = self.images.numpy()[positions]
+        pixels = self._pool.numpy()[positions if self._rows is None else self._rows[positions]]
         if device.type == "cpu":
             images = torch.from_numpy(np.divide(pixels, np.float32(255.0), dtype=np.float32))
         else:

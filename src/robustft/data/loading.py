@@ -197,4 +197,5 @@ def load(name: str, split: str, image_size: int | None = None, limit: int | None
     info = DatasetInfo(name=name, split=split, num_classes=len(source.class_names),
                        class_names=list(source.class_names), image_size=int(image_size or images.shape[-1]),
                        channels=3, source=source.location, ood_splits=list(source.ood_splits))
-    return ImageTensorDataset(images[indices], labels[indices], info, indices, corruptions=chain, seed=seed)
+    rows = None if len(indices) == len(labels) else indices  # the whole split (always sorted) needs no index list
+    return ImageTensorDataset(images, labels[indices], info, indices, corruptions=chain, seed=seed, rows=rows)
