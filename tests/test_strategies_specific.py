@@ -197,3 +197,39 @@ def test_peft_errors_name_the_valid_types_and_options() -> None:
         apply(build_tiny_vit(), "peft")
     with pytest.raises(ConfigError, match="takes no variant"):
         apply(build_tiny_vit(), "lora:big")
+
+
+@pytest.mark.slow
+@pytest.mark.needs_assets
+@pytest.mark.parametrize("name", ["lora", "ia3"])
+def test_merge_on_the_embedded_pretrained_mobilenet(name: str) -> None:
+    """On the real weights (not a random init): perturbed adapters change the logits and merging keeps them."""
+    from robustft.models import build
+    from robustft.strategies import merge
+
+    model = build("mobilenet_v2", 10, pretrained=True).eval()
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(images)
+        info = apply(model, name)
+        generator = torch.Generator().manual_seed(1)
+        for param_name, param in model.named_parameters():
+            if param_name in info.trainable_names and not param_name.startswith(model.info.head):
+                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+        adapted = model(images)
+        merge(model)
+        merged = model(images)
+    assert (adapted - plain).abs().max() > 1e-3
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_hugging_face_builder_output_is_adapted_like_timm() -> None:
+    """robustft.models.build('hf:...') with a tiny config: same roles and counts as the equivalent timm ViT."""
+    from robustft.models import build
+
+    config = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 64, "image_size": 32, "patch_size": 8}
+    for name in ("lora", "ia3", "adapter", "compacter", "vpt", "bitfit"):
+        model = build("hf:google/vit-base-patch16-224-in21k", 10, pretrained=False, config=config)
+        assert apply(model, name).trainable_count == apply(build_tiny_vit(), name).trainable_count, name
