@@ -71,9 +71,9 @@ def insert_bottlenecks(model: RobustModel, layout: Layout, make: Any, attr: str)
 
         raise StrategyNotApplicableError(f"no blocks found in {model.info.name!r} to place adapters after.")
     added = []
-    device = next(model.parameters()).device
+    reference = next(model.parameters())
     for name, channels, channel_dim in sites:
-        module = make(channels, channel_dim).to(device)
+        module = make(channels, channel_dim).to(reference.device, reference.dtype)
         attach(model.get_submodule(name), attr, module, "post")
         added += [f"{name}.{attr}.{n}" for n, _ in module.named_parameters()]
     return added

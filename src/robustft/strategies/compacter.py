@@ -113,10 +113,10 @@ class Compacter(Strategy):
 
     def adapt(self, model: RobustModel, layout: Layout, options: dict[str, Any]) -> Plan:
         n, rank = options["phm_dim"], options["rank"]
-        device = next(model.parameters()).device
+        reference = next(model.parameters())
 
         with seeded(options["seed"]):
-            rules = PHMRules(n, options["phm_init_range"]).to(device)
+            rules = PHMRules(n, options["phm_init_range"]).to(reference.device, reference.dtype)
 
             def make(channels: int, channel_dim: int) -> CompacterBlock:
                 if channels % n:

@@ -88,7 +88,7 @@ class IA3(Strategy):
 
         def add(name: str, attr: str, scale: ChannelScale, kind: str) -> None:
             layer = model.get_submodule(name)
-            attach(layer, attr, scale.to(layer.weight.device), kind)
+            attach(layer, attr, scale.to(layer.weight.device, layer.weight.dtype), kind)
             added.extend(f"{name}.{attr}.{n}" for n, _ in scale.named_parameters())
 
         if layout.family == "cnn":

@@ -170,7 +170,7 @@ class LoRA(Strategy):
                 slices = [(p, "qkv".index(p) * size if fused else 0, size) for p in parts]
                 delta = LoRADelta(inp, slices, out, options["r"], options["alpha"], options["dropout"],
                                   layer if isinstance(layer, nn.Conv2d) else None)
-                attach(layer, "lora", delta.to(layer.weight.device), "delta")
+                attach(layer, "lora", delta.to(layer.weight.device, layer.weight.dtype), "delta")
                 added += [f"{name}.lora.{n}" for n, _ in delta.named_parameters()]
         information = {"weights:conv"} if layout.family == "cnn" and "pointwise" in options["targets"] else set()
         targets = set(options["targets"])

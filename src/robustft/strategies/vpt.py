@@ -86,14 +86,14 @@ class VisualPromptTuning(Strategy):
     def adapt(self, model: RobustModel, layout: Layout, options: dict[str, Any]) -> Plan:
         count, dim = options["num_tokens"], layout.embed_dim
         bound = math.sqrt(6.0 / (3 * max(layout.patch_size, 1) ** 2 + dim))
-        device = next(model.parameters()).device
+        reference = next(model.parameters())
         added = []
         with seeded(options["seed"]):
             for index, block in enumerate(layout.blocks):
                 if index > 0 and not options["deep"]:
                     break
                 prompts = Prompts(count, dim, layout.num_prefix_tokens, index == 0, bound, options["dropout"])
-                attach(model.get_submodule(block.name), "vpt", prompts.to(device), "pre")
+                attach(model.get_submodule(block.name), "vpt", prompts.to(reference.device, reference.dtype), "pre")
                 added.append(f"{block.name}.vpt.prompts")
         attach(model.get_submodule(layout.blocks[-1].name), "vpt_exit",
                RemovePrompts(count, layout.num_prefix_tokens), "post")
