@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -16,11 +19,28 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-2:] == (size, size):
         return images
     out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8)
-    for start in range(0, images.shape[0], _CHUNK):
-        chunk = images[start:start + _CHUNK].to(torch.float32)
-        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + _CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
+    with _single_thread():
+        for start in range(0, images.shape[0], _CHUNK):
+            chunk = images[start:start + _CHUNK].to(torch.float32)
+            resized = F.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            out[start:start + _CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Runs torch on one intra-op thread, then restores the setting.
+
+    This one-off (then cached) pass is a long series of memory-bound chunk operations, where the thread pool's
+    hand-offs cost more than they save when the cores are shared: on the 2 busy cores of the development machine,
+    resizing Fashion-MNIST's 54,000 training images to 32 px took 2.6-3.6 s with 2 threads and 0.9-1.2 s with 1.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
