@@ -233,3 +233,20 @@ def test_hugging_face_builder_output_is_adapted_like_timm() -> None:
     for name in ("lora", "ia3", "adapter", "compacter", "vpt", "bitfit"):
         model = build("hf:google/vit-base-patch16-224-in21k", 10, pretrained=False, config=config)
         assert apply(model, name).trainable_count == apply(build_tiny_vit(), name).trainable_count, name
+
+
+@pytest.mark.parametrize("name", ["full", "linear", "lora"])
+def test_single_phase_strategies_never_switch(name: str) -> None:
+    model = build_tiny_vit()
+    info = apply(model, name)
+    before = [p.requires_grad for p in model.parameters()]
+    assert not any(info.on_progress(model, t / 10) for t in range(11))
+    assert [p.requires_grad for p in model.parameters()] == before
+
+
+def test_peft_without_peft_installed_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "peft", None)  # makes `import peft` raise ImportError
+    with pytest.raises(ConfigError, match="pip install peft"):
+        apply(build_tiny_vit(), "peft:lora")
