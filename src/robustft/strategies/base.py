@@ -179,7 +179,7 @@ class Strategy:
 
 def _coerce(strategy: str, key: str, value: Any, default: Any) -> Any:
     """Checks ``value`` against the default's type (ints accepted for floats); None defaults accept anything."""
-    if default is None or value is None and default is None:
+    if default is None:
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
