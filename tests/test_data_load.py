@@ -257,3 +257,9 @@ def test_splits_share_one_stored_pool_instead_of_copies(fm):
     assert torch.equal(limited.images, train._pool[limited.indices])
     x, y = limited[7]
     assert torch.equal(x[0], train._pool[limited.indices[7], 0].float() / 255) and y == int(limited.labels[7])
+
+
+def test_resizing_leaves_torch_thread_setting_as_it_was(fm):
+    before = torch.get_num_threads()
+    load("fashion-mnist", "test", root=fm, image_size=20)
+    assert torch.get_num_threads() == before

@@ -93,3 +93,11 @@ def test_callable_augmentation_receives_a_generator():
 def test_bad_batch_size(batch_size):
     with pytest.raises(ConfigError, match="batch_size"):
         make_loader(tiny_dataset(), batch_size)
+
+
+def test_batches_and_items_own_their_memory_so_in_place_updates_work():
+    images, _ = next(iter(make_loader(tiny_dataset(channels=1), batch_size=4)))
+    images.add_(0.0).clamp_(0, 1)  # would raise on an expanded (channel-shared) view
+    image, _ = tiny_dataset(channels=1)[0]
+    image.mul_(1.0)
+    assert images.is_contiguous() and image.is_contiguous()

@@ -116,8 +116,18 @@ class ImageTensorDataset(Dataset):
             for name, severity in self.corruptions:
                 images = corrupt(images, name, severity, self.seed, self.indices[torch.as_tensor(positions)])
         labels = torch.from_numpy(self.labels.numpy()[positions])
-        return images.expand(-1, 3, -1, -1), labels.to(device, non_blocking=True)
+        return _three_channels(images), labels.to(device, non_blocking=True)
 
     def __repr__(self) -> str:
         i = self.info
         return f"ImageTensorDataset({i.name!r}, split={i.split!r}, n={len(self)}, size={i.image_size})"
+
+
+def _three_channels(images: torch.Tensor) -> torch.Tensor:
+    """B x 3 x H x W with its own memory (an expand view would break callers' in-place updates)."""
+    if images.shape[1] == 3:
+        return images
+    if images.device.type == "cpu":  # numpy copy: no thread-pool stall on a busy machine (see ``batch``)
+        array = images.numpy()
+        return torch.from_numpy(np.ascontiguousarray(np.broadcast_to(array, (array.shape[0], 3, *array.shape[2:]))))
+    return images.expand(-1, 3, -1, -1).contiguous()
