@@ -101,3 +101,9 @@ def test_batches_and_items_own_their_memory_so_in_place_updates_work():
     image, _ = tiny_dataset(channels=1)[0]
     image.mul_(1.0)
     assert images.is_contiguous() and image.is_contiguous()
+
+
+def test_device_is_resolved_and_checked():
+    assert make_loader(tiny_dataset(), 8, device="auto").device.type in ("cpu", "cuda")
+    with pytest.raises(ConfigError):
+        make_loader(tiny_dataset(), 8, device="gpu0")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from robustft.data.augment import build_augmentation
 from robustft.data.base import ImageTensorDataset
+from robustft.device import resolve_device
 from robustft.errors import ConfigError
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -50,7 +51,7 @@ class Loader:
         self.seed = seed
         self.drop_last = drop_last
         self.augment = augment
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -102,7 +103,7 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool = False, seed: 
         drop_last: drop the last incomplete batch.
         augment: a callable ``aug(images, generator) -> images`` on float B x 3 x H x W, or a spec for
             ``build_augmentation`` ("flip", ["flip", "color_jitter:0.25", "rotation:10"]).
-        device: where batches are put ("cpu", "cuda", torch.device).
+        device: where batches are put ("auto", "cpu", "cuda[:N]", torch.device; see ``resolve_device``).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size={batch_size!r} must be a positive integer.")
