@@ -154,8 +154,10 @@ def project(x: torch.Tensor, images: torch.Tensor, eps: float | torch.Tensor, no
     """Projects x onto the eps-ball around images (linf or l2) intersected with the [0, 1] box."""
     delta = x - images
     if norm == "linf":
-        delta = torch.maximum(torch.minimum(delta, torch.as_tensor(eps, dtype=x.dtype, device=x.device)),
-                              -torch.as_tensor(eps, dtype=x.dtype, device=x.device))
+        if isinstance(eps, torch.Tensor):  # per-sample radii
+            delta = torch.maximum(torch.minimum(delta, eps), -eps)
+        else:
+            delta = delta.clamp_(-eps, eps)
     else:
         # Box-clamping after the l2 projection only shrinks each coordinate of delta (images are in [0, 1]).
         delta = delta * torch.clamp(eps / (_flat_norm(delta) + 1e-12), max=1.0)
