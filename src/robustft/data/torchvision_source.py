@@ -5,8 +5,8 @@ Split conventions mapped to robustft's train pool / test (the validation split i
 hold-out of the train pool, as paper A does): datasets with a ``train`` flag use train=True / False;
 ``split`` datasets use "train" / "test", with the official validation part folded into the train pool where one
 exists (Flowers102, DTD: train + val; FGVCAircraft, OxfordIIITPet: trainval; Country211: train + valid;
-Imagenette: train / val as test). Datasets without splits (Caltech101, Caltech256, SUN397, EuroSAT) get a fixed
-stratified 20% test split (seed ``HOLDOUT_SEED``).
+Imagenette, ImageNet, Places365: their val split as test). Datasets without splits (Caltech101, Caltech256,
+SUN397, EuroSAT) get a fixed stratified 20% test split (seed ``HOLDOUT_SEED``).
 Files live under ``root`` (default ``$ROBUSTFT_DATA`` or ~/.cache/robustft/downloads); nothing is downloaded
 unless ``download=True``. Images are decoded once, fitted to ``image_size`` (shorter side + centre crop) and
 cached; datasets held as one uint8 array (CIFAR, MNIST, SVHN, STL10) are read directly at their native size.
@@ -35,6 +35,8 @@ SPLITS: dict[str, dict[str, list[dict[str, Any]]] | None] = {
     "OxfordIIITPet": {"train": [{"split": "trainval"}], "test": [{"split": "test"}]},
     "Country211": {"train": [{"split": "train"}, {"split": "valid"}], "test": [{"split": "test"}]},
     "Imagenette": {"train": [{"split": "train"}], "test": [{"split": "val"}]},
+    "ImageNet": {"train": [{"split": "train"}], "test": [{"split": "val"}]},
+    "Places365": {"train": [{"split": "train-standard"}], "test": [{"split": "val"}]},
     "Caltech101": None, "Caltech256": None, "SUN397": None, "EuroSAT": None,
 }
 
