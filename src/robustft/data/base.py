@@ -81,7 +81,10 @@ class ImageTensorDataset(Dataset):
 
     @property
     def images(self) -> torch.Tensor:
-        """This split's stored uint8 images, N x C x h x w (a copy when the split is part of a shared pool)."""
+        """This split's stored uint8 images, N x C x h x w (a copy when the split is part of a shared pool).
+
+        Treat as read-only: without a row list it is the pool itself, shared with other loads in the process.
+        """
         return self._pool if self._rows is None else self._pool[torch.from_numpy(self._rows)]
 
     def __len__(self) -> int:
