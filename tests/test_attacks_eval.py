@@ -172,3 +172,21 @@ def test_string_eps_and_attack_names(model):
     images, labels = _data(size=16)
     result = robust_accuracy(model, (images, labels), "fgsm", "2/255")
     assert result.eps == pytest.approx(2 / 255) and result.attack.startswith("fgsm")
+
+
+@pytest.mark.slow
+def test_prepare_on_the_embedded_mobilenet():
+    from robustft.models import build
+
+    net = build("mobilenet_v2", 10).eval()
+    images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    before = copy.deepcopy(net.state_dict())
+    with torch.no_grad():
+        reference = net(images)
+    prepared = prepare_for_attack(net)
+    assert fold_conv_bn(copy.deepcopy(net)) == 52  # every conv of MobileNetV2 is followed by its BatchNorm
+    with torch.no_grad():
+        assert torch.allclose(prepared(images), reference, atol=1e-3, rtol=1e-3)
+        assert torch.equal(net(images), reference)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.requires_grad for p in net.parameters()) and not net.training
