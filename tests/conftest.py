@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-# Two cores: keep intra-op threads small so parallel helpers and pytest do not oversubscribe.
-torch.set_num_threads(2)
+# One intra-op thread: with two shared cores, OpenMP threads spin-waiting on each other made tiny forwards
+# hundreds of times slower under load; tests use tiny tensors, so a second thread buys nothing.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

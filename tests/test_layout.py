@@ -85,3 +85,23 @@ def test_unsupported_architecture_names_what_was_not_found() -> None:
     info = ModelInfo("mlp", "cnn", 8, (0.5,) * 3, (0.5,) * 3, 10, head="backbone.3")
     with pytest.raises(UnsupportedArchitectureError, match="no transformer blocks .* and no nn.Conv2d"):
         detect_layout(RobustModel(backbone, info))
+
+
+def test_torchvision_vit_attention_is_refused_by_placing_strategies_not_misadapted():
+    import pytest
+    import torch
+
+    from robustft import strategies
+    from robustft.models import build
+    from robustft.models.layout import detect_layout
+    from robustft.strategies import StrategyNotApplicableError
+
+    torch.set_num_threads(1)
+    # A small torchvision ViT (nn.MultiheadAttention inside): LoRA would otherwise silently skip q/k/v.
+    model = build("tv:vit_b_32", 10, pretrained=False, image_size=32)
+    assert detect_layout(model).opaque_attention  # the fused attention is seen, not ignored
+    with pytest.raises(StrategyNotApplicableError, match="timm"):
+        strategies.apply(model, "lora")
+    fresh = build("tv:vit_b_32", 10, pretrained=False, image_size=32)
+    info = strategies.apply(fresh, "bitfit")  # selecting existing parameters still works
+    assert info.trainable_count > 0 and all("bias" in n or n.startswith("backbone.heads") for n in info.trainable_names)

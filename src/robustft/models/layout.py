@@ -90,6 +90,9 @@ class Layout:
         embed_dim: transformer width (ViTs), else 0.
         num_prefix_tokens: class/register tokens before the patch tokens (ViTs), else 0.
         patch_size: patch side (ViTs), else 0.
+        opaque_attention: ``nn.MultiheadAttention`` modules (torchvision ViTs): their fused ``in_proj_weight`` is
+            a bare parameter used inside a functional call, so no role can be placed on q, k, v or the MLP
+            around them; strategies that place modules refuse such models rather than adapt the wrong layers.
     """
 
     family: Literal["cnn", "vit"]
@@ -102,6 +105,7 @@ class Layout:
     embed_dim: int = 0
     num_prefix_tokens: int = 0
     patch_size: int = 0
+    opaque_attention: list[str] = field(default_factory=list)
 
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.SyncBatchNorm)
@@ -224,6 +228,7 @@ def detect_layout(model: RobustModel) -> Layout:
     pointwise = [n for n, m in modules if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1]
     linears = [n for n, m in modules if isinstance(m, nn.Linear)]
     norms = [n for n, m in modules if isinstance(m, NORM_TYPES)]
+    opaque = [n for n, m in modules if isinstance(m, nn.MultiheadAttention)]
     if transformer_blocks:
         embed_dim = transformer_blocks[0].channels
         vit = next((m for _, m in modules if hasattr(m, "num_prefix_tokens")), None)
@@ -248,4 +253,4 @@ def detect_layout(model: RobustModel) -> Layout:
                                       channels=_out_channels(module)))
     if not blocks:
         blocks = _conv_units(model, head)
-    return Layout("cnn", head, blocks, convs, pointwise, linears, norms)
+    return Layout("cnn", head, blocks, convs, pointwise, linears, norms, opaque_attention=opaque)

@@ -77,6 +77,14 @@ def apply(model: RobustModel, name: str, **options: Any) -> StrategyInfo:
             f"strategy {name!r} needs a {' or '.join(strategy.families)} model, but {model.info.name!r} is a "
             f"{layout.family}. Choose another strategy (robustft list strategies) or backbone."
         )
+    if layout.opaque_attention and strategy.mechanism != "back-propagation":
+        raise StrategyNotApplicableError(
+            f"strategy {name!r} places modules on attention and MLP layers, but {model.info.name!r} computes "
+            f"attention with nn.MultiheadAttention ({layout.opaque_attention[0]}, ...), whose fused q/k/v weight "
+            "cannot be adapted per projection. Use the timm equivalent of this backbone (e.g. "
+            "timm:vit_base_patch32_224 for tv:vit_b_32), or a strategy that selects existing parameters "
+            "(full, linear, bitfit, partial, lp-ft)."
+        )
     resolved = strategy.resolve(options, layout)
     plan = strategy.adapt(model, layout, resolved)
     head = [n for n, _ in model.named_parameters() if n.startswith(model.info.head + ".")]
