@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from bench.timing import compare, report_line
+from robustft.objectives import frozen_parameters
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 BATCH = 128
@@ -111,11 +112,13 @@ def step_costs(splits: dict, root: str) -> None:
     batch = itertools.repeat((images, labels))
     standard = _trainer(splits, root, "standard", "standard")
     adversarial = _trainer(splits, root, "adversarial", "adversarial")
+    # The k attack steps alone, on the model in eval mode with frozen parameters, as the objective runs them.
     attack_model = adversarial.model
 
     def attack_alone() -> None:
         attack_model.eval()
-        adversarial.context.attack(attack_model, images, labels, EPS)
+        with frozen_parameters(attack_model):
+            adversarial.context.attack(attack_model, images, labels, EPS)
 
     timings = compare({"standard step": lambda: standard.update(batch, 0.0),
                        f"attack ({K} steps)": attack_alone,

@@ -89,19 +89,36 @@ def test_every_objective_backpropagates_on_a_vit(name, tiny_vit, tiny_batch):
     assert tiny_vit.backbone.head.weight.grad is not None
 
 
+
 @pytest.mark.parametrize("name", ["adversarial", "trades"])
-def test_inner_attack_runs_on_the_prepared_copy_and_the_update_on_the_model(name, tiny_cnn, tiny_batch):
-    from robustft.attacks import prepare_for_attack
-
+def test_inner_attack_computes_no_weight_gradients_and_restores_the_flags(name, tiny_cnn, tiny_batch):
     images, labels = tiny_batch
-    prepared: list = []
+    tiny_cnn.backbone.features[0].weight.requires_grad_(False)  # a frozen parameter stays frozen
+    seen: list = []
 
-    def prepare(model):
-        prepared.append(prepare_for_attack(model))
-        return prepared[-1]
+    def attack(model, x, y, eps):
+        seen.append([p.requires_grad for p in model.parameters()])
+        return (x + eps).clamp(0, 1)
 
-    context = _context([], prepare=prepare, steps=2)
-    loss, _ = get_objective(name)(tiny_cnn, images, labels, 4 / 255, context)
+    context = ObjectiveContext(attack=attack, steps=2)
+    if name == "trades":  # its hand-written inner loop: check through autograd that weights get no gradient
+        original = torch.autograd.grad
+        context_calls: list = []
+
+        def spying_grad(outputs, inputs, *args, **kwargs):
+            context_calls.append([p.requires_grad for p in tiny_cnn.parameters()])
+            return original(outputs, inputs, *args, **kwargs)
+
+        torch.autograd.grad = spying_grad
+        try:
+            loss, _ = get_objective(name)(tiny_cnn, images, labels, 4 / 255, context)
+        finally:
+            torch.autograd.grad = original
+        seen = context_calls
+    else:
+        loss, _ = get_objective(name)(tiny_cnn, images, labels, 4 / 255, context)
+    assert seen and all(not any(flags) for flags in seen)
     loss.backward()
-    assert len(prepared) == 1 and all(not p.requires_grad for p in prepared[0].parameters())
-    assert tiny_cnn.backbone.classifier.weight.grad is not None and tiny_cnn.training
+    assert tiny_cnn.backbone.classifier.weight.grad is not None
+    assert not tiny_cnn.backbone.features[0].weight.requires_grad
+    assert tiny_cnn.backbone.features[1].weight.requires_grad

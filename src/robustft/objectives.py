@@ -19,7 +19,8 @@ and start the TRADES paper uses (x + 0.001 * N(0, 1), step eps/4 by default here
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,6 @@ class ObjectiveContext:
         steps: TRADES' inner steps.
         step_size: TRADES' inner step size in pixel units; None -> eps / 4 (TRADES paper: 0.007 for 8/255 ~ eps/4).
         autocast: a context-manager factory for the update forward pass (mixed precision on CUDA), or None.
-        prepare: ``prepare(model) -> model'``, the function-preserving cheaper copy attacks run on (frozen
-            parameters so the inner backward computes no weight gradients, Conv+BN folded); None: the model itself.
     """
 
     attack: Attack | None = None
@@ -59,8 +58,25 @@ class ObjectiveContext:
     steps: int = 7
     step_size: float | None = None
     autocast: Callable[[], Any] | None = None
-    prepare: Callable[[nn.Module], nn.Module] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """No parameter requires grad inside: the inner attack's k backward passes compute input gradients only
+    (no weight gradients, fewer saved activations); the flags are restored on exit, even on error.
+
+    Why not ``attacks.prepare_for_attack``'s folded channels_last copy: with it, a resumed run's losses differed
+    from an uninterrupted run's in the last digits (seen in tests/test_resume.py; cause not pinned down); freezing
+    in place keeps training bit-for-bit reproducible and still skips the weight gradients."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
@@ -87,8 +103,8 @@ def adversarial_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         if context.attack is None:
             raise ValueError("the adversarial objective needs context.attack")
         model.eval()  # craft against fixed BatchNorm statistics / no dropout; the attack restores the mode
-        target = context.prepare(model) if context.prepare is not None else model
-        adversarial = context.attack(target, images, labels, eps).detach()
+        with frozen_parameters(model):
+            adversarial = context.attack(model, images, labels, eps).detach()
     else:
         adversarial = images
     context.train_mode(model)
@@ -135,8 +151,8 @@ def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL in eval mode."""
     if eps > 0:
         model.eval()
-        target = context.prepare(model) if context.prepare is not None else model
-        adversarial = trades_inner_max(target, images, eps, context.steps, context.step_size)
+        with frozen_parameters(model):
+            adversarial = trades_inner_max(model, images, eps, context.steps, context.step_size)
     else:
         adversarial = None
     context.train_mode(model)

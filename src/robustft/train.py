@@ -143,8 +143,7 @@ class Trainer:
             attack=make_attack(attack_name, **attack_options) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             step_size=components.maybe_eps(cfg.objective.step_size),
-            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
-            prepare=components.attack_preparer())
+            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
@@ -187,10 +186,18 @@ class Trainer:
     def _epoch_batches(self, epoch: int, skip: int):
         if hasattr(self.loader, "set_epoch"):
             self.loader.set_epoch(epoch)
-        iterator = iter(self.loader)
-        for _ in range(skip):  # resuming mid-epoch: the same order, minus what was already consumed
-            next(iterator)
+        with torch.random.fork_rng(devices=[]):
+            iterator = iter(self.loader)
+            for _ in range(skip):  # resuming mid-epoch: the same order, minus what was already consumed
+                next(iterator)
         return iterator
+
+    @staticmethod
+    def _next_batch(batches: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        # Data loading may draw from the global RNG (torch's DataLoader seeds its iterator from it); keep it off
+        # the training stream, or a resumed run, whose iterator is created at another point, would drift.
+        with torch.random.fork_rng(devices=[]):
+            return next(batches)
 
     def update(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], eps: float) -> float:
         """One optimiser step over ``accumulate`` batches from ``batches`` at ``eps``; returns the mean loss."""
@@ -199,7 +206,7 @@ class Trainer:
                                                                   self.cfg.optim.lr_schedule)
         total = 0.0
         for _ in range(self.accumulate):
-            images, labels = next(batches)
+            images, labels = self._next_batch(batches)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             loss, logits = self.objective(self.model, images, labels, eps, self.context)
             if not torch.isfinite(loss):

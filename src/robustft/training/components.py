@@ -151,15 +151,6 @@ def evaluation_steps(*args: Any) -> list[int]:
     return list(_real("robustft.schedules", "evaluation_steps")(*args))
 
 
-def attack_preparer() -> Any:
-    """``attacks.prepare_for_attack`` (a frozen, folded copy: about 2x cheaper inner steps), None if not built."""
-    try:
-        from robustft.attacks import prepare_for_attack
-    except ImportError:
-        return None
-    return prepare_for_attack
-
-
 def maybe_eps(value: Any) -> float | None:
     from robustft.evaluate import as_eps
 
