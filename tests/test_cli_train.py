@@ -67,3 +67,12 @@ def test_unknown_config_key_and_unknown_objective_are_clear(tmp_path, tiny_data,
 def test_packaged_demo_config_matches_the_shipped_yaml():
     shipped = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
     assert to_dict(from_dict(DEMO_CONFIG)) == to_dict(load_config(shipped))
+
+
+def test_demo_runs_its_config_with_overrides_and_output_dir(tmp_path, tiny_data, capsys):
+    argv = ["demo", "--output-dir", str(tmp_path / "out"), "--quiet", "model.name=tiny-cnn", "model.pretrained=false",
+            "model.image_size=16", "train.steps=2", "eval.schedule=every:2", "eval.subset=8", "eval.eps=[]"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test/clean/accuracy" in out and str(tmp_path / "out" / "demo") in out
+    assert (tmp_path / "out" / "demo" / "summary.json").is_file()

@@ -189,3 +189,18 @@ def test_reference_run_feeds_the_transfer_diagnosis(tmp_path):
                    model=tiny_cnn(4), datasets=tiny_splits())
     transfer = result.summary["detection"]["transfer"]
     assert transfer["reference_clean"] == reference.summary["final"]["test/clean/accuracy"]
+
+
+@pytest.mark.parametrize("schedule", ["zero", "constant", "scheduled", "uniform", "auto"])
+def test_each_eps_schedule_drives_the_training_eps(schedule, tmp_path):
+    config = tiny_config(tmp_path, eps={"schedule": schedule, "value": "8/255", "t1": 1, "t2": 2, "patience": 1},
+                         train={"epochs": 3}, eval={"schedule": "epoch", "curve": None, "final": None, "eps": []})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    eps = [r["value"] for r in read_records(result.path) if r["split"] == "optim" and r["metric"] == "eps"]
+    assert len(eps) == 4 and all(0 <= e <= 8 / 255 + 1e-12 for e in eps)
+    if schedule == "zero":
+        assert eps == [0.0] * 4
+    if schedule == "constant":
+        assert eps == [pytest.approx(8 / 255)] * 4
+    if schedule == "scheduled":  # per epoch: alpha(0) = alpha(1) = 0 (t <= T1 = 1), alpha(2) = 1 (t >= T2 = 2)
+        assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # records: step 0, then the last step of each epoch
