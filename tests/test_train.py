@@ -204,3 +204,9 @@ def test_each_eps_schedule_drives_the_training_eps(schedule, tmp_path):
         assert eps == [pytest.approx(8 / 255)] * 4
     if schedule == "scheduled":  # per epoch: alpha(0) = alpha(1) = 0 (t <= T1 = 1), alpha(2) = 1 (t >= T2 = 2)
         assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # records: step 0, then the last step of each epoch
+
+
+def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
+    with pytest.raises(RobustftError, match="accumulate"):
+        train(tiny_config(tmp_path, optim={"accumulate": 50}), model=tiny_cnn(4), datasets=tiny_splits())
+    assert not (tmp_path / "tiny").exists()

@@ -90,9 +90,9 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
         model = components.build_model(cfg, num_classes)
     strategy = components.apply_strategy(model, cfg)
     model.to(device)
-    if run is None:
-        run = _create_run(cfg)
     trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
+    if run is None:  # created last: a config that fails to build leaves no half-made run directory behind
+        trainer.run = _create_run(cfg)
     if quiet is not None:
         trainer.progress = not quiet
     return trainer
@@ -111,7 +111,7 @@ def _create_run(cfg: Any) -> Any:
 
 
 class Trainer:
-    """The training loop of one run (state that a checkpoint must capture is marked in ``_state``)."""
+    """The training loop of one run; what a checkpoint must capture is listed under "Resumable state"."""
 
     def __init__(self, cfg: Any, run: Any, model: torch.nn.Module, strategy: Any, splits: dict[str, Any],
                  device: torch.device, num_classes: int) -> None:
