@@ -135,7 +135,7 @@ def main() -> None:
     def independent():
         curves["independent"] = [robust_accuracy(model, (images, labels), apgd, e).accuracy for e in grid]
 
-    timing = compare({"independent": independent, "nested": nested}, reference="independent", rounds=2, warmup=1)
+    timing = compare({"independent": independent, "nested": nested}, reference="independent", rounds=3, warmup=1)
     ratio = timing["nested"].ratio_to_reference
     no_higher = all(n <= i for n, i in zip(curves["nested"], curves["independent"], strict=True))
     print("curve (nested):      " + " ".join(f"{a:.1%}" for a in curves["nested"]))

@@ -85,7 +85,9 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     if eps == 0 or n == 0:
         return images.clone()
     with attack_mode(model):
-        clean_logits = logits_of(model, images)
+        # Untargeted runs need no clean forward pass when the model states its number of classes.
+        has_info = getattr(getattr(model, "info", None), "num_classes", None)
+        clean_logits = logits_of(model, images) if targeted or not has_info else None
         num_classes = num_classes_of(model, clean_logits)
         if targeted:
             if num_classes < 4:

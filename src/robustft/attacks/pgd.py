@@ -128,7 +128,10 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
         fooled = logits.argmax(1) != ya
         if active is None:
             take = better(loss_v, fooled, best_loss, best_fooled)
-            best_x = torch.where(take.view(-1, 1, 1, 1), xa, best_x)
+            if bool(take.all()):  # the common case (the loss rose for every sample): one copy, no gather
+                best_x.copy_(xa)
+            else:
+                best_x[take] = xa[take]
             best_loss = torch.where(take, loss_v, best_loss)
             best_fooled = best_fooled | fooled
         else:
@@ -146,7 +149,9 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             images_a = images[active]
         else:
             images_a = images if active is None else images[active]
-        xa = project(xa + step * ascent_direction(grad, norm), images_a, eps, norm)
+        # In place where possible: the loop should cost nothing next to the forward+backward passes.
+        direction = grad.sign_() if norm == "linf" else ascent_direction(grad, norm)
+        xa = project(xa.add(direction, alpha=step), images_a, eps, norm)
         if active is None:
             x = xa
         else:
