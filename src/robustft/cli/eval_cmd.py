@@ -105,10 +105,12 @@ def _build(args: argparse.Namespace):
 
 def format_results(results, e_adv: float | None) -> str:
     """The printed table: attack, eps, accuracy, 95% CI, n (+ E.adv)."""
-    lines = [f"{'attack':<28} {'eps':>8} {'accuracy':>9} {'95% CI':>17} {'n':>6}"]
+    lines = [f"{'attack':<12} {'eps':>8} {'accuracy':>9} {'95% CI':>17} {'n':>6}"]
     for r in results:
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        lines.append(f"{r.attack[:28]:<28} {format_eps(r.eps):>8} {r.accuracy:>9.4f} {ci:>17} {r.n:>6}")
+        lines.append(f"{r.attack.split('(')[0]:<12} {format_eps(r.eps):>8} {r.accuracy:>9.4f} {ci:>17} {r.n:>6}")
+    if results and "(" in results[0].attack:
+        lines.append(f"attack settings: {results[0].attack}")
     if e_adv is not None:
         lines.append(f"expected robustness E.adv over [0, {format_eps(results[-1].eps)}]: {e_adv:.4f}")
     return "\n".join(lines)
