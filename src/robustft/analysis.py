@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from robustft import records
+
 
 def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> np.ndarray:
     """Indices of the points on the Pareto frontier (maximising both coordinates).
@@ -81,26 +83,27 @@ def tradeoff_points(metrics: pd.DataFrame, split: str = "test", attack: str | No
     """Pairs each evaluation's clean and robust accuracy on ``split`` (one row per run and step).
 
     Args:
-        metrics: long-form records with columns run, step, split, metric, attack, eps, value.
+        metrics: long-form records (``robustft.records`` says what each means) with a ``run`` column.
         split: which split's accuracies to pair.
-        attack: robust records of this attack only (None: any attack; ties resolved by the lowest value, the
-            per-sample worst case being already inside each record).
+        attack: robust records of this attack only (None: every attack tracked during training, the final
+            strong evaluation excluded; where several apply, the lowest accuracy, i.e. the per-sample worst case
+            is already inside each record and the worst attack wins across records).
         eps: robust records at this eps only (None: the smallest positive eps present).
 
     Returns:
         DataFrame with columns run, step, clean, robust.
     """
     df = metrics[metrics["split"] == split]
-    clean = df[(df["metric"] == "accuracy") & df["attack"].isna()][["run", "step", "value"]]
-    robust = df[df["metric"] == "robust_accuracy"]
+    clean = df[records.is_clean(df) & ~records.is_final(df)][["run", "step", "value"]]
+    robust = df[records.is_robust(df, include_final=attack is not None)]
     if attack is not None:
         robust = robust[robust["attack"] == attack]
     if eps is None and not robust.empty:
-        positive = robust.loc[robust["eps"] > 0, "eps"]
-        eps = float(positive.min()) if not positive.empty else None
+        eps = float(pd.to_numeric(robust["eps"]).min())
     if eps is not None:
-        robust = robust[np.isclose(robust["eps"].astype(float), eps)]
+        robust = robust[np.isclose(pd.to_numeric(robust["eps"]).astype(float), eps)]
     robust = robust.groupby(["run", "step"], as_index=False)["value"].min()
+    clean = clean.groupby(["run", "step"], as_index=False)["value"].last()
     merged = clean.merge(robust, on=["run", "step"], suffixes=("_clean", "_robust"))
     return merged.rename(columns={"value_clean": "clean", "value_robust": "robust"})[["run", "step", "clean", "robust"]]
 
@@ -114,9 +117,9 @@ def ood_correlation(metrics: pd.DataFrame, reference_split: str = "test") -> pd.
     Returns:
         DataFrame with columns ood_split, pearson_r, n_points (NaN r when fewer than 3 points or no variance).
     """
-    clean = metrics[(metrics["split"] == reference_split) & (metrics["metric"] == "accuracy")
-                    & metrics["attack"].isna()][["run", "step", "value"]]
-    ood = metrics[metrics["split"].astype(str).str.startswith("ood:") & (metrics["metric"] == "accuracy")]
+    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
+    clean = metrics[clean_mask & (metrics["split"] == reference_split)][["run", "step", "value"]]
+    ood = metrics[clean_mask & records.is_ood(metrics)]
     rows = []
     for split, group in ood.groupby("split"):
         paired = group[["run", "step", "value"]].merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))

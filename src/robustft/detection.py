@@ -32,6 +32,8 @@ from typing import Any
 
 import pandas as pd
 
+from robustft import records
+
 __all__ = [
     "DEFAULT_SUBOPTIMAL_GAP",
     "clean_curve",
@@ -66,16 +68,11 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _is_clean(df: pd.DataFrame) -> pd.Series:
-    attack, eps = _column(df, "attack"), pd.to_numeric(_column(df, "eps"), errors="coerce")
-    return (df["metric"] == "accuracy") & (attack.isna() | (attack == "clean")) & (eps.isna() | (eps == 0))
+    return records.is_clean(df) & ~records.is_final(df)
 
 
 def _is_robust(df: pd.DataFrame) -> pd.Series:
-    attack, eps = _column(df, "attack"), pd.to_numeric(_column(df, "eps"), errors="coerce")
-    named = attack.notna() & (attack != "clean") & ~attack.astype(str).str.startswith("final:")
-    accuracy_form = (df["metric"] == "accuracy") & named & (eps > 0)
-    robust_form = (df["metric"] == "robust_accuracy") & ~attack.astype(str).str.startswith("final:")
-    return robust_form | accuracy_form
+    return records.is_robust(df, include_final=False)
 
 
 def _curve(rows: pd.DataFrame) -> pd.DataFrame:

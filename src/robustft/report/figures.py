@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from robustft import records  # noqa: E402
 from robustft.analysis import pareto_front  # noqa: E402
 from robustft.units import format_eps  # noqa: E402
 
@@ -55,30 +56,29 @@ def trajectory_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         title: figure title (the run name).
     """
     fig, (ax, ax_eps) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
-    accuracy = metrics[metrics["metric"] == "accuracy"]
+    tracked = metrics[~records.is_final(metrics)]
+    clean = tracked[records.is_clean(tracked)]
     for split, colour in SPLIT_COLOURS.items():
-        part = accuracy[(accuracy["split"] == split) & accuracy["attack"].isna()].sort_values("step")
+        part = clean[clean["split"] == split].sort_values("step")
         if not part.empty:
             ax.plot(part["step"], part["value"], "-o", ms=3, color=colour, label=f"{split} clean")
-    robust = metrics[metrics["metric"] == "robust_accuracy"]
+    robust = tracked[records.is_robust(tracked)]
     for (split, attack, eps), part in robust.groupby(["split", "attack", "eps"]):
-        if part["step"].nunique() < 2:
-            continue  # final-only evaluations are shown in the curve figure
         part = part.sort_values("step")
         ax.plot(part["step"], part["value"], "--s", ms=3, color=SPLIT_COLOURS.get(split, "grey"),
                 label=f"{split} {attack} @ {format_eps(float(eps))}")
-    ood = accuracy[accuracy["split"].astype(str).str.startswith("ood:")]
-    for split, part in ood.groupby("split"):
+    for split, part in clean[records.is_ood(clean)].groupby("split"):
         part = part.sort_values("step")
         ax.plot(part["step"], part["value"], ":", lw=1.5, label=str(split))
     _step_axis(ax, metrics["step"])
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
     ax.set_title(title or "accuracy through training", fontsize=10)
 
     optim = metrics[metrics["split"] == "optim"]
-    eps_train = optim[optim["metric"] == "eps_train"].sort_values("step")
+    eps_train = metrics[records.is_train_eps(metrics)].sort_values("step")
     loss = optim[optim["metric"] == "loss"].sort_values("step")
     if not eps_train.empty:
         ax_eps.plot(eps_train["step"], eps_train["value"] * 255, color="#9467bd", label="train eps (x255)")
@@ -142,10 +142,9 @@ def robust_curve_figure(curves: pd.DataFrame) -> Figure:
 def ood_figure(metrics: pd.DataFrame, reference_split: str = "test") -> Figure:
     """OOD accuracy against clean accuracy over every evaluation point (paper A, RQ3)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    clean = metrics[(metrics["split"] == reference_split) & (metrics["metric"] == "accuracy")
-                    & metrics["attack"].isna()][["run", "step", "value"]]
-    ood = metrics[metrics["split"].astype(str).str.startswith("ood:") & (metrics["metric"] == "accuracy")]
-    for split, part in ood.groupby("split"):
+    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
+    clean = metrics[clean_mask & (metrics["split"] == reference_split)][["run", "step", "value"]]
+    for split, part in metrics[clean_mask & records.is_ood(metrics)].groupby("split"):
         paired = part.merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))
         ax.scatter(paired["value_clean"], paired["value_ood"], s=14, alpha=0.6, label=str(split).removeprefix("ood:"))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")

@@ -21,6 +21,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from robustft import records
 from robustft.analysis import frontier_table, ood_correlation, tradeoff_points
 from robustft.report import figures
 from robustft.units import format_eps
@@ -99,17 +100,11 @@ def overview_rows(runs: Sequence[RunRecord]) -> list[dict[str, str]]:
         final = _final(run.metrics)
         labels = run.labels or describe(run.config)
 
-        def pick(split: str, metric: str, attack_is_null: bool | None = None, _final=final) -> pd.DataFrame:
-            part = _final[(_final["split"] == split) & (_final["metric"] == metric)]
-            if attack_is_null is True:
-                part = part[part["attack"].isna()]
-            return part
-
-        clean = pick("test", "accuracy", True)
-        robust = pick("test", "robust_accuracy")
-        robust = robust[robust["eps"] > 0].sort_values(["attack", "eps"])
-        e_adv = pick("test", "expected_robustness")
-        ood = final[final["split"].astype(str).str.startswith("ood:") & (final["metric"] == "accuracy")]
+        test = final[final["split"] == "test"]
+        clean = test[records.is_clean(test) & ~records.is_final(test)]
+        robust = test[records.is_robust(test, include_final=True)].sort_values(["attack", "eps"])
+        e_adv = test[test["metric"] == "expected_robustness"]
+        ood = final[records.is_ood(final) & records.is_clean(final)]
         row = {"run": html.escape(run.name), **{k: html.escape(v) for k, v in labels.items()}}
         c = clean.iloc[0] if len(clean) else None
         row["clean"] = _cell(c["value"], c.get("ci_low"), c.get("ci_high")) if c is not None else _cell(None)
@@ -118,10 +113,11 @@ def overview_rows(runs: Sequence[RunRecord]) -> list[dict[str, str]]:
             robust_cells.append(f"{html.escape(str(r['attack']))}@{format_eps(float(r['eps']))}: "
                                 f"{_cell(r['value'], r.get('ci_low'), r.get('ci_high'))}")
         row["robust"] = "<br>".join(robust_cells) or _cell(None)
-        row["e_adv"] = _cell(e_adv.iloc[0]["value"]) if len(e_adv) else _cell(None)
+        row["e_adv"] = "<br>".join(f"{html.escape(str(e['attack']))}: {_cell(e['value'])}"
+                                   for _, e in e_adv.iterrows()) or _cell(None)
         row["ood"] = "<br>".join(f"{html.escape(str(o['split']).removeprefix('ood:'))}: {_cell(o['value'])}"
                                  for _, o in ood.iterrows()) or _cell(None)
-        share = _get(run.summary, "strategy.share")
+        share = _get(run.summary, "strategy.trainable_share", _get(run.summary, "strategy.share"))
         row["trainable"] = f"{100 * share:.2f}%" if isinstance(share, (int, float)) else "&ndash;"
         rows.append(row)
     return rows
@@ -239,14 +235,17 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
 
 
 def _final_curves(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per run, accuracy vs eps at the last step that has one attack's robust records at 2+ positive eps.
+    """Per run, the test accuracy-vs-eps curve of its last evaluation that has one: the robust curve records
+    (``curve_accuracy``) if any, else the final evaluation's attack at 2+ eps, else a tracked attack at 2+ eps.
 
-    One attack per curve (the one with the most eps values at that step): mixing attacks at the same eps would
-    draw a curve that no single evaluation produced. Clean accuracy is the eps = 0 point.
+    One attack per curve: mixing attacks at the same eps would draw a curve no single evaluation produced.
+    Clean accuracy is the eps = 0 point.
     """
     rows = []
     for run, part in metrics[metrics["split"] == "test"].groupby("run"):
-        robust = part[(part["metric"] == "robust_accuracy") & (part["eps"] > 0)]
+        part = part.assign(eps=pd.to_numeric(part["eps"], errors="coerce"))
+        curve_records = part[(part["metric"] == "curve_accuracy") & (part["eps"] > 0)]
+        robust = curve_records if not curve_records.empty else part[records.is_robust(part, include_final=True)]
         counts = robust.groupby(["step", "attack"])["eps"].nunique()
         counts = counts[counts >= 2]
         if counts.empty:
@@ -256,9 +255,9 @@ def _final_curves(metrics: pd.DataFrame) -> pd.DataFrame:
         at = part[part["step"] == last]
         curve = robust[(robust["step"] == last) & (robust["attack"] == attack)].groupby(
             "eps", as_index=False)["value"].min()
-        clean = at[(at["metric"] == "accuracy") & at["attack"].isna()]
+        clean = at[records.is_clean(at) | ((at["metric"] == "curve_accuracy") & (at["eps"] == 0))]
         if len(clean):
-            curve = pd.concat([pd.DataFrame({"eps": [0.0], "value": [float(clean["value"].iloc[0])]}), curve])
+            curve = pd.concat([pd.DataFrame({"eps": [0.0], "value": [float(clean["value"].iloc[-1])]}), curve])
         e_adv = at[(at["metric"] == "expected_robustness") & (at["attack"] == attack)]["value"]
         curve = curve.assign(run=f"{run} ({attack})", e_adv=float(e_adv.iloc[0]) if len(e_adv) else float("nan"))
         rows.append(curve)
