@@ -1,7 +1,6 @@
 """The trainer's links to the rest of robustft: config, data, models, strategies, schedules, runs, detection.
 
-Each function uses the real module; while a module is still being written (``ImportError`` or a missing name),
-a clearly marked stand-in from ``robustft.training.fallbacks`` is used so the trainer stays runnable.
+Imports happen on use, so ``import robustft.train`` stays light and each link reads as one call.
 """
 
 from __future__ import annotations
@@ -10,37 +9,22 @@ import importlib
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
 from robustft.errors import RobustftError
-from robustft.training import fallbacks
 
 log = logging.getLogger("robustft.train")
 
 
 def _real(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return getattr(fallbacks, name)
-
-
-def _config_module():
-    try:
-        return importlib.import_module("robustft.config")
-    except ImportError:
-        return None
+    return getattr(importlib.import_module(module), name)
 
 
 def load_config(config: Any, overrides: Any = ()) -> Any:
     """A validated Config from a Config, a dict or a YAML path, with dotted overrides applied."""
-    module = _config_module()
-    if module is None:
-        source = fallbacks.to_dict(config) if isinstance(config, SimpleNamespace) else config
-        return fallbacks.load_config(source, overrides)
+    module = importlib.import_module("robustft.config")
     if isinstance(config, str | Path):
         return module.load_config(config, list(overrides))
     tree = module.to_dict(config) if isinstance(config, module.Config) else dict(config or {})
@@ -48,8 +32,7 @@ def load_config(config: Any, overrides: Any = ()) -> Any:
 
 
 def to_dict(cfg: Any) -> dict:
-    module = _config_module()
-    return fallbacks.to_dict(cfg) if module is None or isinstance(cfg, SimpleNamespace) else module.to_dict(cfg)
+    return importlib.import_module("robustft.config").to_dict(cfg)
 
 
 def RunDir() -> Any:  # noqa: N802 - a class-valued accessor, read like the class
@@ -111,31 +94,18 @@ def build_model(cfg: Any, num_classes: int) -> torch.nn.Module:
                         **(m.options or {}))
 
 
-class _FullFallback(SimpleNamespace):
-    """FALLBACK ONLY (used until robustft.strategies lands): everything trains, plain ``model.train()``."""
-
-
 def apply_strategy(model: torch.nn.Module, cfg: Any) -> Any:
-    """``strategies.apply``; a stand-in 'full' strategy when the package is not built yet."""
-    try:
-        from robustft.strategies import apply
-    except ImportError:
-        if cfg.strategy.name != "full":
-            raise RobustftError(f"strategy {cfg.strategy.name!r} needs robustft.strategies, not installed.") from None
-        total = sum(p.numel() for p in model.parameters())
-        return _FullFallback(name="full", options={}, trainable_count=total, total_count=total, share=1.0,
-                             information="all", mechanism="update", train_mode=lambda m: m.train(),
-                             on_progress=None, trainable_names=[n for n, _ in model.named_parameters()])
+    """``strategies.apply(model, name, **options)`` -> StrategyInfo (trainable set, train_mode, on_progress)."""
+    from robustft.strategies import apply
+
     return apply(model, cfg.strategy.name, **(cfg.strategy.options or {}))
 
 
 def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
     """The shuffled training loader (drop_last so every step sees a full batch), seeded by the run seed."""
-    try:
-        from robustft.data import make_loader as real
-    except ImportError:
-        return fallbacks.SimpleLoader(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True)
-    return real(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True,
+    from robustft.data import make_loader
+
+    return make_loader(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True,
                 augment=cfg.data.augment, device=str(device))
 
 
