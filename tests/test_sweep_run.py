@@ -1,0 +1,68 @@
+"""Sweeps that really train: tiny CNN on the offline `digits` data, local subprocesses and Ray."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from robustft.sweep import STATUS_FINISHED, STATUS_SKIPPED, run_sweep
+
+TINY = """
+name: tiny
+output_dir: {out}
+seed: 0
+device: cpu
+model: {{name: tiny-cnn, pretrained: false, image_size: 16}}
+data: {{name: digits, image_size: 16, limit_train: 128, limit_val: 32, limit_test: 64}}
+strategy: {{name: full}}
+objective: {{name: standard}}
+eps: {{schedule: zero}}
+optim: {{batch_size: 64, lr: 3.0e-3}}
+train: {{epochs: 1}}
+eval: {{schedule: epoch, subset: 32, batch_size: 64, splits: [test], eps: [1/255], final: null, ood: false}}
+logging: {{progress: false}}
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(out=tmp_path / "runs"))
+    return path
+
+
+def test_local_sweep_runs_skips_and_resumes_a_killed_point(tmp_path):
+    config = write_config(tmp_path)
+    grid = {"strategy.name": ["full", "linear"]}
+    results = run_sweep(config, grid, output_dir=tmp_path / "sweep")
+    assert [r.status for r in results] == [STATUS_FINISHED, STATUS_FINISHED]
+    for result in results:
+        assert (Path(result.path) / "summary.json").is_file()
+    manifest = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [p["status"] for p in manifest["points"]] == ["finished", "finished"]
+
+    # A point killed after its checkpoint (no summary) is resumed; a finished one is skipped.
+    (Path(results[1].path) / "summary.json").unlink()
+    again = run_sweep(config, grid, output_dir=tmp_path / "sweep")
+    assert [r.status for r in again] == [STATUS_SKIPPED, STATUS_FINISHED]
+    assert again[1].action == "resume" and (Path(again[1].path) / "summary.json").is_file()
+
+
+def test_a_failing_point_does_not_stop_the_others(tmp_path):
+    config = write_config(tmp_path)
+    # vpt needs a ViT: the tiny CNN run fails with a clear error, the other point still finishes.
+    results = run_sweep(config, {"strategy.name": ["vpt", "bitfit"]}, output_dir=tmp_path / "sweep")
+    assert [r.status for r in results] == ["failed", STATUS_FINISHED]
+    assert "vit" in results[0].error.lower()
+
+
+@pytest.mark.slow
+def test_ray_sweep_runs_every_point(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is in the dev extra; install it with pip install 'robustft[ray]'")
+    config = write_config(tmp_path)
+    try:
+        results = run_sweep(config, {"strategy.name": ["full", "bitfit"]}, output_dir=tmp_path / "sweep",
+                            executor="ray", cpus_per_run=1)
+    finally:
+        ray.shutdown()
+    assert [r.status for r in results] == [STATUS_FINISHED, STATUS_FINISHED]
+    assert all((Path(r.path) / "summary.json").is_file() for r in results)
