@@ -254,3 +254,14 @@ def test_config_pickles_and_copies_for_parallel_sweeps() -> None:
     clone = copy.deepcopy(cfg)
     clone.strategy.options["r"] = 8
     assert cfg.strategy.options["r"] == 4
+
+
+def test_a_file_setting_only_steps_means_steps(tmp_path):
+    from robustft.config import from_dict, load_config
+
+    path = tmp_path / "steps.yaml"
+    path.write_text("train: {steps: 10}\n")
+    assert (load_config(path).train.epochs, load_config(path).train.steps) == (None, 10)
+    assert from_dict({"train": {"steps": 7}}).train.steps == 7
+    with pytest.raises(ConfigError, match="both are set"):
+        from_dict({"train": {"steps": 7, "epochs": 2}})

@@ -411,6 +411,9 @@ def from_dict(tree: Mapping[str, Any]) -> Config:
         raise ConfigError(f"a config must be a mapping of keys, not {type(tree).__name__}.")
     tree = dict(tree)
     tree.pop("base", None)
+    # The tree is a layer over the built-in defaults (train.epochs=3): like any layer, setting only one of
+    # epochs/steps clears the other, so a file with just `train: {steps: 500}` means 500 steps.
+    tree = merge_trees({"train": {}}, tree) if isinstance(tree.get("train"), Mapping) else tree
     config = build(Config, tree, "")
     validate_config(config)
     return config
