@@ -74,5 +74,8 @@ def test_demo_runs_its_config_with_overrides_and_output_dir(tmp_path, tiny_data,
             "model.image_size=16", "train.steps=2", "eval.schedule=every:2", "eval.subset=8", "eval.eps=[]"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "test/clean/accuracy" in out and str(tmp_path / "out" / "demo") in out
-    assert (tmp_path / "out" / "demo" / "summary.json").is_file()
+    (run,) = (tmp_path / "out").glob("demo-*")  # a fresh, timestamped run directory each time
+    assert "test/clean/accuracy" in out and str(run) in out
+    assert (run / "summary.json").is_file()
+    assert (run / "report" / "index.html").is_file() and f"report: {run / 'report' / 'index.html'}" in out
+    assert f"robustft eval --checkpoint {run}" in out

@@ -8,6 +8,7 @@ cannot drift apart silently for repository users who edit it.
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import sys
 from pathlib import Path
@@ -57,15 +58,21 @@ def demo_config() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.cli.train_cmd import format_result
+    from robustft.report import build_report
+    from robustft.report.collect import collect_runs
     from robustft.train import train
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="robustft: %(message)s")
-    overrides = list(args.overrides)
+    # A fresh run directory each time, so `make demo` can be run again without --resume or deleting anything.
+    overrides = [f"name=demo-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}", *args.overrides]
     if args.output_dir is not None:
         overrides.insert(0, f"output_dir={args.output_dir}")
     result = train(demo_config(), overrides, quiet=True if args.quiet else None)
+    page = build_report(collect_runs(result.path), result.path / "report", title=f"robustft demo: {result.path.name}")
     print(format_result(result))
-    print(f"\nThe run directory {result.path} holds metrics.jsonl, summary.json and checkpoints/; "
-          f"`robustft eval {result.path}` re-evaluates it with a stronger attack.")
+    print(f"\nreport: {page}")
+    print(f"The run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate the model with a "
+          f"stronger attack and a robust curve:\n  robustft eval --checkpoint {result.path} --data fashion-mnist "
+          "--image-size 32 --limit 1000 --attack apgd-ce --steps 10 --eps 1/255 --curve 0:4/255")
     return 0
