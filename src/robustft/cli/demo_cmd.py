@@ -16,24 +16,26 @@ from typing import Any
 
 # The same experiment as configs/demo.yaml (a test keeps them equal): embedded ImageNet MobileNetV2 fine-tuned on
 # embedded Fashion-MNIST at 32 px with standard cross-entropy; clean, PGD-10 at 1/255 and two corrupted test sets
-# evaluated every 25 steps on the same 128 seeded samples.
+# evaluated every 25 steps on the same 256 seeded samples, with a PGD robust curve to 4/255 and a final
+# APGD-CE-10 evaluation.
 DEMO_CONFIG: dict[str, Any] = {
     "name": "demo",
     "output_dir": "runs",
     "seed": 0,
     "device": "auto",
     "model": {"name": "mobilenet_v2", "pretrained": True, "image_size": 32},
-    "data": {"name": "fashion-mnist", "image_size": 32, "val_fraction": 0.1, "limit_train": 4000,
-             "limit_val": 500, "limit_test": 1000,
+    "data": {"name": "fashion-mnist", "image_size": 32, "val_fraction": 0.1, "limit_train": 8000,
+             "limit_val": 500, "limit_test": 2000,
              "ood": ["fashion-mnist@gaussian_noise:3", "fashion-mnist@contrast:3"]},
     "strategy": {"name": "full"},
     "objective": {"name": "standard"},
     "eps": {"schedule": "zero"},
     "optim": {"batch_size": 64, "lr": 1.0e-3, "weight_decay": 0.05, "lr_schedule": "cosine", "warmup": 0.1},
-    "train": {"epochs": 1},
-    "eval": {"schedule": "every:25", "subset": 128, "batch_size": 128, "splits": ["val", "test"],
+    "train": {"epochs": 2},
+    "eval": {"schedule": "every:25", "subset": 256, "batch_size": 128, "splits": ["val", "test"],
              "attack": {"name": "pgd", "steps": 10, "step_size": "0.25/255", "random_start": True, "restarts": 1},
-             "eps": ["1/255"], "curve": None, "ood": True, "checks": False, "final": None},
+             "eps": ["1/255"], "curve": "4/255", "ood": True, "checks": False,
+             "final": {"attack": "apgd-ce", "steps": 10}},
     "checkpoint": {"best_metric": "val/clean/accuracy", "every_eval": False},
     "logging": {"progress": True},
 }

@@ -23,8 +23,9 @@ SPLIT_COLOURS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#d62728"}
 
 
 def _step_axis(ax, steps: pd.Series) -> None:
-    # Paper A evaluates on a log-like schedule starting at step 0: symlog shows both the start and the tail.
-    if len(steps) and steps.max() > 50:
+    # Paper A evaluates on a log-like schedule starting at step 0: on long runs symlog shows both the start and
+    # the tail; short runs read better on a linear axis.
+    if len(steps) and steps.max() > 500:
         ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("training step")
     ax.grid(True, alpha=0.3)
