@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bench.timing import compare, report_line
-from robustft.objectives import frozen_parameters
+from robustft.objectives import crafting_model, frozen_parameters
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 BATCH = 128
@@ -116,13 +116,14 @@ def step_costs(splits: dict, root: str) -> None:
     batch = itertools.repeat((images, labels))
     standard = _trainer(splits, root, "standard", "standard")
     adversarial = _trainer(splits, root, "adversarial", "adversarial")
-    # The k attack steps alone, on the model in eval mode with frozen parameters, as the objective runs them.
+    # The k attack steps alone, exactly as the objective runs them: eval mode, frozen parameters, on the
+    # prepared copy of the current weights (the copy is part of the attack's cost, so it is timed too).
     attack_model = adversarial.model
 
     def attack_alone() -> None:
         attack_model.eval()
         with frozen_parameters(attack_model):
-            adversarial.context.attack(attack_model, images, labels, EPS)
+            adversarial.context.attack(crafting_model(attack_model, adversarial.context), images, labels, EPS)
 
     timings = compare({"standard step": lambda: standard.update(batch, 0.0),
                        f"attack ({K} steps)": attack_alone,

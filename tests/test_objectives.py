@@ -122,3 +122,20 @@ def test_inner_attack_computes_no_weight_gradients_and_restores_the_flags(name, 
     assert tiny_cnn.backbone.classifier.weight.grad is not None
     assert not tiny_cnn.backbone.features[0].weight.requires_grad
     assert tiny_cnn.backbone.features[1].weight.requires_grad
+
+
+def test_crafting_model_is_a_prepared_copy_with_the_same_function():
+    import torch
+
+    from robustft.models.tiny import tiny_cnn
+    from robustft.objectives import ObjectiveContext, crafting_model
+
+    model = tiny_cnn(10).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prepared = crafting_model(model, ObjectiveContext())
+    assert prepared is not model and not any(p.requires_grad for p in prepared.parameters())
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), model.eval()(x), atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is untouched
+    assert crafting_model(model, ObjectiveContext(prepare_attack=False)) is model
