@@ -117,8 +117,10 @@ def main() -> None:
         for _ in range(STEPS):
             loss_and_grad(prepared, images, lambda z: F.cross_entropy(z, labels, reduction="none"))
 
+    # 5 rounds: this ratio is close to its target (the unavoidable part is one extra forward to score the last
+    # iterate, ~3% at k=10), so it needs more samples than the others to be read reliably on a noisy machine.
     timing = compare({"k_fwd_bwd": k_passes, "pgd": lambda: pgd_plain(prepared, images, labels, eps)},
-                     reference="k_fwd_bwd", rounds=3, warmup=1)
+                     reference="k_fwd_bwd", rounds=5, warmup=1)
     ratio = timing["pgd"].ratio_to_reference
     print(report_line(f"PGD-{STEPS} time vs {STEPS} x forward+backward", ratio, "<= 1.1x", ratio <= 1.1))
 
