@@ -20,6 +20,7 @@ and start the TRADES paper uses (x + 0.001 * N(0, 1), step eps/4 by default here
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +81,20 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
 
 
 def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
-    """The model the inner maximisation runs on: a prepared copy of the current weights, or the model itself."""
+    """The model the inner maximisation runs on: a prepared copy of the current weights, or the model itself.
+
+    The copy has mergeable adaptations (LoRA, IA3, peft tuners) folded into its weights first, so the attack's
+    k forward+backward passes cost what full fine-tuning's do, and conv+BN pairs then fold too; the function is
+    the same up to float rounding and the trained model keeps its adapters.
+    """
     if not context.prepare_attack:
         return model
+    from robustft import strategies
     from robustft.attacks import prepare_for_attack
 
-    return prepare_for_attack(model)
+    merged = copy.deepcopy(model)
+    strategies.merge(merged)
+    return prepare_for_attack(merged)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
