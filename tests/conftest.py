@@ -37,3 +37,15 @@ def tiny_batch() -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.rand(16, 3, 32, 32, generator=generator)
     labels = torch.randint(0, 10, (16,), generator=generator)
     return images, labels
+
+
+@pytest.fixture
+def private_data_cache(tmp_path, monkeypatch):
+    """A per-test dataset cache (``ROBUSTFT_CACHE``) and an empty in-memory cache, so data tests never see
+    each other's decoded arrays or the user's ``~/.cache/robustft``."""
+    from robustft.data.loading import _MEMORY
+
+    monkeypatch.setenv("ROBUSTFT_CACHE", str(tmp_path / "cache"))
+    _MEMORY.clear()
+    yield
+    _MEMORY.clear()

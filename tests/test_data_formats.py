@@ -15,7 +15,6 @@ import torch
 
 from robustft.data import load
 from robustft.data.idx import CorruptDataFileError, read_idx
-from robustft.data.loading import _MEMORY
 from robustft.errors import MissingAssetError
 
 
@@ -69,12 +68,7 @@ def write_animal(root: Path, per_class: int = 10) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUSTFT_CACHE", str(tmp_path / "cache"))
-    _MEMORY.clear()
-    yield
-    _MEMORY.clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 def test_idx_round_trip_and_fashion_splits_keep_pixels_and_labels(tmp_path):

@@ -10,16 +10,9 @@ import torch
 from PIL import Image as PILImage
 
 from robustft.data import build_augmentation, load
-from robustft.data.loading import _MEMORY
 from robustft.errors import ConfigError, MissingAssetError, UnknownNameError
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUSTFT_CACHE", str(tmp_path / "cache"))
-    _MEMORY.clear()
-    yield
-    _MEMORY.clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 class Image:  # the feature type names are what the source looks at

@@ -18,13 +18,7 @@ from robustft.data.splits import holdout_split, stratified_subset
 from robustft.errors import ConfigError, RobustftError, UnknownNameError
 from test_data_formats import write_fashion, write_idx
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUSTFT_CACHE", str(tmp_path / "cache"))
-    _MEMORY.clear()
-    yield
-    _MEMORY.clear()
+pytestmark = pytest.mark.usefixtures("private_data_cache")
 
 
 @pytest.fixture

@@ -10,17 +10,6 @@ from robustft.models.layout import UnsupportedArchitectureError, detect_layout
 from robustft.models.wrapper import ModelInfo, RobustModel
 from test_strategies_archs import fresh
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
-    forwards 100x slower under load); restored afterwards for other test modules."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # arch -> (family, number of blocks, block kind, fused qkv)
 EXPECTED = {
     "tiny_cnn": ("cnn", 4, "conv_unit", None),

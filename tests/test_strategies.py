@@ -19,16 +19,6 @@ from test_strategies_archs import ARCHITECTURES, fresh
 CASES = [*STRATEGIES.names(), "peft:ia3"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
-    forwards 100x slower under load); restored afterwards for other test modules."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _adapt(arch: str, name: str):
     """(model, info), or None after checking the strategy refuses the architecture with a clear error."""
     model = fresh(arch)

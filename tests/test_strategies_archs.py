@@ -16,16 +16,6 @@ from torch import nn
 from robustft.models.wrapper import ModelInfo, RobustModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
-    forwards 100x slower under load); restored afterwards for other test modules."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _info(name: str, family: str, head: str, size: int = 32) -> ModelInfo:
     return ModelInfo(name, family, size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 10, head=head, min_input_size=size)
 

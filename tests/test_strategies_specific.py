@@ -13,17 +13,6 @@ from robustft.errors import ConfigError, UnknownNameError
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError, apply, list_table
 from test_strategies_archs import build_hf_vit, build_tiny_cnn, build_tiny_vit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: with the cores shared, two OpenMP threads spin-wait on each other (measured: tiny
-    forwards 100x slower under load); restored afterwards for other test modules."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # tiny_vit: width D=32, 2 blocks, MLP hidden H=64, 10 classes, patch 8; head = D*10 + 10
 D, H, BLOCKS, HEAD = 32, 64, 2, 32 * 10 + 10
 HAND_COUNTS = {
