@@ -66,3 +66,16 @@ def test_ray_sweep_runs_every_point(tmp_path):
         ray.shutdown()
     assert [r.status for r in results] == [STATUS_FINISHED, STATUS_FINISHED]
     assert all((Path(r.path) / "summary.json").is_file() for r in results)
+
+
+def test_query_command_runs_sql_over_run_directories(tmp_path, capsys):
+    from robustft.cli import main
+
+    config = write_config(tmp_path)
+    run_sweep(config, {"strategy.name": ["linear"]}, output_dir=tmp_path / "sweep")
+    sql = "SELECT run, count(*) AS n FROM metrics WHERE split = 'test' GROUP BY run"
+    assert main(["query", sql, str(tmp_path / "sweep"), "--csv", str(tmp_path / "out.csv")]) == 0
+    assert "tiny-strategy-linear" in capsys.readouterr().out
+    assert (tmp_path / "out.csv").read_text().startswith("run,n")
+    assert main(["query", "SELEC nonsense", str(tmp_path / "sweep")]) == 2
+    assert "Tables: metrics" in capsys.readouterr().err
