@@ -56,7 +56,7 @@ def trajectory_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         metrics: one run's records (step, split, metric, attack, eps, value).
         title: figure title (the run name).
     """
-    fig, (ax, ax_eps) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    fig, (ax, ax_eps) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
     tracked = metrics[~records.is_final(metrics)]
     clean = tracked[records.is_clean(tracked)]
     for split, colour in SPLIT_COLOURS.items():
@@ -75,7 +75,8 @@ def trajectory_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
+        # Below the axes: inside, it covered the clean-accuracy lines that climb to the top-left corner.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     ax.set_title(title or "accuracy through training", fontsize=10)
 
     optim = metrics[metrics["split"] == "optim"]
@@ -84,6 +85,8 @@ def trajectory_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
     if not eps_train.empty:
         ax_eps.plot(eps_train["step"], eps_train["value"] * 255, color="#9467bd", label="train eps (x255)")
         ax_eps.set_ylabel("train eps x 255")
+        # eps is never negative; a run at eps 0 (standard fine-tuning) would otherwise get a +-0.05 axis.
+        ax_eps.set_ylim(0, max(1.0, float(eps_train["value"].max()) * 255 * 1.1))
     if not loss.empty:
         ax_loss = ax_eps.twinx()
         ax_loss.plot(loss["step"], loss["value"], color="#8c564b", alpha=0.7, label="loss")
