@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -264,8 +264,19 @@ def read_metrics(run_path: str | Path) -> pd.DataFrame:
     return frame
 
 
-# Queries across many runs live in runs_query.py; re-exported so ``robustft.runs`` stays the one entry point.
-from robustft.runs_query import find_run_dirs, load_runs, query_runs, run_columns  # noqa: E402
+# Queries across many runs live in runs_query.py (which imports this module); re-exported lazily (PEP 562) so
+# ``robustft.runs`` stays the one entry point without an import cycle.
+_FROM_RUNS_QUERY = ("find_run_dirs", "load_runs", "query_runs", "run_columns")
+if TYPE_CHECKING:
+    from robustft.runs_query import find_run_dirs, load_runs, query_runs, run_columns
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RUNS_QUERY:
+        from robustft import runs_query
+
+        return getattr(runs_query, name)
+    raise AttributeError(f"module 'robustft.runs' has no attribute {name!r}")
 
 __all__ = [
     "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunNotFoundError",
