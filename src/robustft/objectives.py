@@ -94,7 +94,7 @@ def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
 
     merged = copy.deepcopy(model)
     strategies.merge(merged)
-    return prepare_for_attack(merged)
+    return prepare_for_attack(merged, copy_model=False)  # merged is already a private copy
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:

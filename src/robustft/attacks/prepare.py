@@ -54,13 +54,16 @@ def fold_conv_bn(model: nn.Module) -> int:
     return folded
 
 
-def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last: bool | None = None) -> nn.Module:
+def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last: bool | None = None,
+                       copy_model: bool = True) -> nn.Module:
     """A cheaper copy of ``model`` for attacking/evaluating: same function, eval mode, frozen parameters.
 
     Args:
         model: a classifier on [0, 1] images (not modified in any way).
         fold_bn: fold Conv2d+BatchNorm2d pairs.
         channels_last: use channels_last memory format; default: when the model has convolutions.
+        copy_model: deep-copy ``model`` first (default). False when the caller passes a private copy it made
+            itself (the training loop does, to merge adapters first), so no second copy is made per step.
 
     Returns:
         A ``PreparedModel`` (an ``nn.Module`` on the same device, eval mode, ``requires_grad`` False everywhere,
@@ -68,7 +71,7 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
     """
     if isinstance(model, PreparedModel):
         return model
-    prepared = copy.deepcopy(model).eval()
+    prepared = (copy.deepcopy(model) if copy_model else model).eval()
     for param in prepared.parameters():
         param.requires_grad_(False)
         param.grad = None
