@@ -140,6 +140,22 @@ def check_min_size(image_size: int, min_size: int, model_name: str) -> None:
         )
 
 
+# Probing costs a few forward passes; the answer depends only on the architecture, so it is kept per name.
+_MIN_SIZE_CACHE: dict[str, int] = {}
+
+
+def cnn_min_size(name: str, backbone: nn.Module, image_size: int, default_size: int) -> int:
+    """The smallest input side ``backbone`` accepts (probed once per ``name``), after checking ``image_size``.
+
+    Raises:
+        ConfigError: ``image_size`` is below it (the message names the smallest valid size).
+    """
+    if name not in _MIN_SIZE_CACHE:
+        _MIN_SIZE_CACHE[name] = smallest_accepted_size(backbone, max(image_size, default_size))
+    check_min_size(image_size, _MIN_SIZE_CACHE[name], name)
+    return _MIN_SIZE_CACHE[name]
+
+
 def check_image_size_value(image_size: int | None) -> None:
     """Rejects non-integer or non-positive image sizes early, before any model is built."""
     if image_size is None:

@@ -19,17 +19,14 @@ from robustft.models import hub
 from robustft.models.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    check_min_size,
     check_patch_multiple,
     check_runs_at,
+    cnn_min_size,
     detect_family,
     qualified_name,
     seeded,
-    smallest_accepted_size,
 )
 from robustft.models.wrapper import ModelInfo, RobustModel
-
-_min_size_cache: dict[str, int] = {}
 
 
 def _check_known(name: str) -> None:
@@ -170,10 +167,7 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
                           "use that or a size its windows/patches divide.")
         min_size = size
     else:
-        if spec not in _min_size_cache:
-            _min_size_cache[spec] = smallest_accepted_size(backbone, max(size, default_size))
-        min_size = _min_size_cache[spec]
-        check_min_size(size, min_size, f"timm:{spec}")
+        min_size = cnn_min_size(f"timm:{spec}", backbone, size, default_size)
     extra = {"source": "timm", "architecture": spec, "pretrained": pretrained, "seed": seed,
              "pretrained_file": str(file) if file else None, "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
              "patch_size": patch_size}

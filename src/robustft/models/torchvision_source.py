@@ -23,18 +23,16 @@ from robustft.models import hub
 from robustft.models.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    check_min_size,
     check_patch_multiple,
+    cnn_min_size,
     detect_family,
     fresh_linear_like,
     qualified_name,
     replace_submodule,
-    smallest_accepted_size,
 )
 from robustft.models.wrapper import ModelInfo, RobustModel
 
 PRETRAINED_CLASSES = 1000  # every torchvision classification weight set is ImageNet-1k
-_min_size_cache: dict[str, int] = {}
 
 
 def classification_models() -> list[str]:
@@ -187,10 +185,7 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
     if family == "vit" and patch_size:
         min_size = size
     else:
-        if spec not in _min_size_cache:
-            _min_size_cache[spec] = smallest_accepted_size(backbone, max(size, default_size))
-        min_size = _min_size_cache[spec]
-        check_min_size(size, min_size, f"tv:{spec}")
+        min_size = cnn_min_size(f"tv:{spec}", backbone, size, default_size)
     transforms = weight_set.transforms()
     extra = {"source": "torchvision", "architecture": spec, "pretrained": pretrained,
              "weights": weight_set.name if pretrained and file is None else None, "seed": seed,
