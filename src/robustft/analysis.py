@@ -108,6 +108,18 @@ def tradeoff_points(metrics: pd.DataFrame, split: str = "test", attack: str | No
     return merged.rename(columns={"value_clean": "clean", "value_robust": "robust"})[["run", "step", "clean", "robust"]]
 
 
+def ood_pairs(metrics: pd.DataFrame, reference_split: str = "test") -> pd.DataFrame:
+    """Each OOD split's clean accuracy paired with ``reference_split``'s at the same run and step.
+
+    Returns:
+        DataFrame with columns split (``ood:<name>``), run, step, value_ood, value_clean.
+    """
+    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
+    clean = metrics[clean_mask & (metrics["split"] == reference_split)][["run", "step", "value"]]
+    ood = metrics[clean_mask & records.is_ood(metrics)][["split", "run", "step", "value"]]
+    return ood.merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))
+
+
 def ood_correlation(metrics: pd.DataFrame, reference_split: str = "test") -> pd.DataFrame:
     """Pearson correlation between each OOD split's accuracy and clean accuracy on ``reference_split``.
 
@@ -117,12 +129,8 @@ def ood_correlation(metrics: pd.DataFrame, reference_split: str = "test") -> pd.
     Returns:
         DataFrame with columns ood_split, pearson_r, n_points (NaN r when fewer than 3 points or no variance).
     """
-    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
-    clean = metrics[clean_mask & (metrics["split"] == reference_split)][["run", "step", "value"]]
-    ood = metrics[clean_mask & records.is_ood(metrics)]
     rows = []
-    for split, group in ood.groupby("split"):
-        paired = group[["run", "step", "value"]].merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))
+    for split, paired in ood_pairs(metrics, reference_split).groupby("split"):
         r = float("nan")
         if len(paired) >= 3 and paired["value_ood"].std() > 0 and paired["value_clean"].std() > 0:
             r = float(np.corrcoef(paired["value_ood"], paired["value_clean"])[0, 1])

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from robustft import records  # noqa: E402
-from robustft.analysis import pareto_front  # noqa: E402
+from robustft.analysis import ood_pairs, pareto_front  # noqa: E402
 from robustft.units import format_eps  # noqa: E402
 
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#d62728"}
@@ -146,10 +146,7 @@ def robust_curve_figure(curves: pd.DataFrame) -> Figure:
 def ood_figure(metrics: pd.DataFrame, reference_split: str = "test") -> Figure:
     """OOD accuracy against clean accuracy over every evaluation point (paper A, RQ3)."""
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
-    clean = metrics[clean_mask & (metrics["split"] == reference_split)][["run", "step", "value"]]
-    for split, part in metrics[clean_mask & records.is_ood(metrics)].groupby("split"):
-        paired = part.merge(clean, on=["run", "step"], suffixes=("_ood", "_clean"))
+    for split, paired in ood_pairs(metrics, reference_split).groupby("split"):
         ax.scatter(paired["value_clean"], paired["value_ood"], s=14, alpha=0.6, label=str(split).removeprefix("ood:"))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set_xlabel(f"{reference_split} clean accuracy")
