@@ -19,12 +19,15 @@ HAND_COUNTS = {
     "linear": ({}, HEAD),
     # q, k, v: A (r x D) + B (D x r) each; MLP in: A (r x D) + B (H x r); MLP out: A (r x H) + B (D x r)
     "lora": ({}, BLOCKS * (3 * (8 * D + D * 8) + (8 * D + H * 8) + (8 * H + D * 8)) + HEAD),
-    "ia3": ({}, BLOCKS * (D + D + H + D) + HEAD),  # k, v, MLP intermediate, MLP out
+    "ia3": ({}, BLOCKS * (D + D + H + D) + HEAD),  # k, v, MLP intermediate (fc1 output), MLP out
+    "ia3-after": ({"mlp_scale": "after_activation"}, BLOCKS * (D + D + H + D) + HEAD),  # (fc2 input instead)
     # two Houlsby adapters per block, bottleneck D/8 = 4: down (D*4 + 4) + up (4*D + D)
     "adapter": ({}, BLOCKS * 2 * ((D * 4 + 4) + (4 * D + D)) + HEAD),
     # bottleneck D/32 = 1 rounded up to phm_dim 4; per PHM layer s (4 x in/4 x 1), t (4 x 1 x out/4), bias (out);
-    # plus the shared rules (4 x 4 x 4) for down and for up
-    "compacter": ({}, BLOCKS * 2 * ((4 * 8 + 4 * 1 + 4) + (4 * 1 + 4 * 8 + D)) + 2 * 4 ** 3 + HEAD),
+    # plus ONE rule set (4 x 4 x 4) shared by every PHM layer (AdapterHub's shared_phm_rule), or one per direction
+    "compacter": ({}, BLOCKS * 2 * ((4 * 8 + 4 * 1 + 4) + (4 * 1 + 4 * 8 + D)) + 4 ** 3 + HEAD),
+    "compacter-down_up": ({"phm_rules": "down_up"},
+                          BLOCKS * 2 * ((4 * 8 + 4 * 1 + 4) + (4 * 1 + 4 * 8 + D)) + 2 * 4 ** 3 + HEAD),
     # patch-embed bias + per block (norm1, qkv, proj, norm2, fc1, fc2 biases) + final norm bias + head
     "bitfit": ({}, D + BLOCKS * (D + 3 * D + D + D + H + D) + D + HEAD),
     "vpt": ({}, BLOCKS * 10 * D + HEAD),

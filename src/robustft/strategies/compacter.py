@@ -1,15 +1,24 @@
 """``compacter``: Houlsby-placed bottlenecks whose projections are PHM layers (Karimi Mahabadi et al. 2021).
 
 A PHM weight is a sum of Kronecker products ``W = sum_i A_i (x) B_i`` with ``n = phm_dim`` terms: the ``A_i``
-(n x n) "rule" matrices are shared by every layer (one set for down-projections, one for up-projections) and
-each ``B_i`` ((in/n) x (out/n)) is factored at rank ``rank`` as ``s_i t_i``. Defaults follow paper A / AdapterHub's
-CompacterConfig: reduction 32, phm_dim 4, rank 1, shared rules, GELU, rules ~ N(0, phm_init_range = 1e-4),
-s and t Glorot-uniform. The up-projection's ``t`` and bias start at zero, so outputs are unchanged at init.
-The bottleneck width is ``channels // reduction`` rounded up to a multiple of ``phm_dim`` (at least ``phm_dim``).
-Written here for the same reason as ``adapter``: no library offers Compacter on timm/torchvision models.
+(n x n) "rule" matrices and ``B_i`` ((in/n) x (out/n)), factored at rank ``rank`` as ``s_i t_i``. Defaults follow
+paper A, which used AdapterHub's ``CompacterConfig()`` unchanged (kyangl/robustness-finetuning, ``build.py``):
+reduction 32, phm_dim 4, rank 1, GELU, rules ~ N(0, phm_init_range = 1e-4), and ``shared_phm_rule=True``, which in
+AdapterHub means ONE rule tensor (n x n x n) created once per adapter and used by every PHM layer of the model,
+down- and up-projections of every block alike (``init_shared_parameters``), while each layer keeps its own
+``s``, ``t`` and bias (``shared_W_phm=False``). Option ``phm_rules``: ``shared`` (that, the default) or
+``down_up`` (one rule set shared by the down-projections and one by the up-projections; n^3 more parameters).
 
-Parameter names: ``compacter_rules.down`` / ``.up`` (n x n x n, at the model root) and
-``<site>.compacter.{down,up}.{s,t,bias}``.
+Where robustft differs from AdapterHub, on purpose: the up-projection's ``t`` and bias start at zero, so outputs
+are unchanged at init (AdapterHub draws every factor from a Glorot distribution -- its ``init_W`` takes the
+Glorot-normal branch for any non-empty ``hypercomplex_nonlinearity`` -- so its adapters start close to, not at,
+the identity); ``s`` and ``t`` are Glorot-uniform; and the bottleneck width is ``channels // reduction`` rounded up
+to a multiple of ``phm_dim`` (at least ``phm_dim``) so that small CNN widths stay valid (AdapterHub floors; both
+give 24 on ViT-B/16). Written here for the same reason as ``adapter``: no library offers Compacter on
+timm/torchvision models.
+
+Parameter names: ``compacter_rules.shared`` (or ``compacter_rules.down`` / ``.up``), n x n x n at the model root,
+and ``<site>.compacter.{down,up}.{s,t,bias}``.
 """
 
 from __future__ import annotations
@@ -29,14 +38,19 @@ from robustft.strategies.base import Phase, Plan, Strategy, check_positive
 from robustft.strategies.registry import STRATEGIES
 from robustft.strategies.seeding import seeded
 
+PHM_RULES = ("shared", "down_up")
+
 
 class PHMRules(nn.Module):
-    """The shared rule matrices: ``down`` and ``up``, each n x n x n (n matrices of n x n)."""
+    """The rule tensors (each n x n x n: n matrices of n x n), one per name in ``sets``, drawn ~ N(0, init_std).
 
-    def __init__(self, n: int, init_std: float) -> None:
+    ``sets`` is ``("shared",)`` (one for every PHM layer) or ``("down", "up")``.
+    """
+
+    def __init__(self, n: int, init_std: float, sets: tuple[str, ...]) -> None:
         super().__init__()
-        self.down = nn.Parameter(torch.randn(n, n, n) * init_std)
-        self.up = nn.Parameter(torch.randn(n, n, n) * init_std)
+        for name in sets:
+            self.register_parameter(name, nn.Parameter(torch.randn(n, n, n) * init_std))
 
 
 class PHMProjection(nn.Module):
@@ -45,8 +59,8 @@ class PHMProjection(nn.Module):
     Args:
         in_features, out_features: both divisible by n.
         n: phm_dim; rank: rank of each ``B_i``.
-        rules: the shared ``PHMRules`` (referenced, not owned: it is registered once at the model root).
-        which: ``down`` or ``up`` (which shared rule set).
+        rules: the ``PHMRules`` (referenced, not owned: it is registered once at the model root).
+        which: the name of the rule set in ``rules`` (``shared``, ``down`` or ``up``).
         channel_dim: -1 for tokens, 1 for feature maps.
         zero: start with ``t = 0`` (W = 0), for the up-projection.
     """
@@ -89,8 +103,11 @@ class CompacterBlock(nn.Module):
 
     def __init__(self, channels: int, hidden: int, n: int, rank: int, rules: PHMRules, channel_dim: int) -> None:
         super().__init__()
-        self.down = PHMProjection(channels, hidden, n, rank, rules, "down", channel_dim, zero=False)
-        self.up = PHMProjection(hidden, channels, n, rank, rules, "up", channel_dim, zero=True)
+        shared = hasattr(rules, "shared")  # else one set for the down-, one for the up-projections
+        self.down = PHMProjection(channels, hidden, n, rank, rules, "shared" if shared else "down", channel_dim,
+                                  zero=False)
+        self.up = PHMProjection(hidden, channels, n, rank, rules, "shared" if shared else "up", channel_dim,
+                                zero=True)
         self.act = nn.GELU()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -100,15 +117,20 @@ class CompacterBlock(nn.Module):
 
 @STRATEGIES.register("compacter")
 class Compacter(Strategy):
-    """Compacter: Houlsby-placed PHM (Kronecker) adapters, shared rules, rank-1 factors."""
+    """Compacter: Houlsby-placed PHM (Kronecker) adapters, one rule set shared by all, rank-1 factors."""
 
     name = "compacter"
     mechanism = "projection"
-    defaults = {"reduction": 32, "phm_dim": 4, "rank": 1, "phm_init_range": 1e-4, "seed": 0}
+    defaults = {"reduction": 32, "phm_dim": 4, "rank": 1, "phm_init_range": 1e-4,
+                "phm_rules": "shared", "seed": 0}
 
     def resolve(self, options: dict[str, Any], layout: Layout) -> dict[str, Any]:
         resolved = super().resolve(options, layout)
         check_positive(self.name, resolved, "reduction", "phm_dim", "rank")
+        if resolved["phm_rules"] not in PHM_RULES:
+            raise ConfigError(f"compacter option phm_rules={resolved['phm_rules']!r}: use shared (AdapterHub's "
+                              "CompacterConfig, paper A: one rule set for every PHM layer) or down_up (one set for "
+                              "the down-projections, one for the up-projections).")
         return resolved
 
     def adapt(self, model: RobustModel, layout: Layout, options: dict[str, Any]) -> Plan:
@@ -116,7 +138,8 @@ class Compacter(Strategy):
         reference = next(model.parameters())
 
         with seeded(options["seed"]):
-            rules = PHMRules(n, options["phm_init_range"]).to(reference.device, reference.dtype)
+            sets = ("shared",) if options["phm_rules"] == "shared" else ("down", "up")
+            rules = PHMRules(n, options["phm_init_range"], sets).to(reference.device, reference.dtype)
 
             def make(channels: int, channel_dim: int) -> CompacterBlock:
                 if channels % n:
@@ -127,5 +150,5 @@ class Compacter(Strategy):
 
             added = insert_bottlenecks(model, layout, make, "compacter")
         model.add_module("compacter_rules", rules)
-        added += ["compacter_rules.down", "compacter_rules.up"]
+        added += [f"compacter_rules.{name}" for name in sets]
         return Plan([Phase(0.0, added)], information_of(layout))
