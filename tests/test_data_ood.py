@@ -42,6 +42,7 @@ def test_data_ood_names_build_corrupted_test_splits_with_the_test_labels():
         assert float((images - clean).pow(2).mean().sqrt()) > 0.02  # really corrupted
     noise, contrast = (_images(splits["ood"][name]) for name in OOD)
     assert contrast.std() < clean.std()  # contrast reduction shrinks the spread of pixel values
+    assert not torch.equal(noise, contrast)  # each name its own corruption
 
 
 def test_data_ood_auto_loads_the_datasets_suggested_splits(tmp_path):
