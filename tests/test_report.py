@@ -139,9 +139,9 @@ def test_runs_under_other_attacks_or_eps_get_their_own_table_and_the_page_says_w
     assert [c.threat.label() for c in comparisons] == ["apgd-ce @ 4/255", "pgd @ 1/255"]
     apgd, pgd = comparisons
     assert set(apgd.points["run"]) == {"paper-b"} and set(pgd.points["run"]) == {"paper-a"}
-    assert pgd.left_out["paper-b"] == "not evaluated under pgd @ 1/255; tracked: apgd-ce @ 4/255"
-    assert apgd.left_out["paper-a"] == "not evaluated under apgd-ce @ 4/255; tracked: pgd @ 1/255"
-    assert unplaced == {"standard": "no robust test accuracy tracked during training"}
+    assert pgd.left_out == {"paper-b": "not evaluated under pgd @ 1/255; tracked: apgd-ce @ 4/255"}
+    assert apgd.left_out == {"paper-a": "not evaluated under apgd-ce @ 4/255; tracked: pgd @ 1/255"}
+    assert unplaced == {"standard": "no robust test accuracy tracked during training"}  # named once, apart
     assert pgd.table["area"].iloc[0] == pytest.approx(expected_area(runs[0]))
     assert apgd.table["area"].iloc[0] == pytest.approx(expected_area(runs[1], attack="apgd-ce"))
 
@@ -150,7 +150,7 @@ def test_runs_under_other_attacks_or_eps_get_their_own_table_and_the_page_says_w
         assert f"<h3>{heading}</h3>" in text
     assert f"<b>paper-b</b>: {html.escape(pgd.left_out['paper-b'])}" in text
     assert "Runs left out of every trade-off table" in text
-    assert "<b>standard</b>: no robust test accuracy tracked during training" in text
+    assert text.count("<b>standard</b>: no robust test accuracy tracked during training") == 1
 
 
 def test_the_same_attack_with_other_settings_is_another_table():
@@ -162,3 +162,15 @@ def test_the_same_attack_with_other_settings_is_another_table():
                                                         "steps 15, step_size 0.25/255, random_start"]
     assert comparisons[0].left_out == {"b": "evaluated with other attack settings "
                                             "(steps 15, step_size 0.25/255, random_start)"}
+
+
+def test_runs_without_clean_records_or_without_a_shared_step_are_named_with_their_reason():
+    no_clean = synthetic_run("no-clean", "full", 0.3)
+    no_clean.metrics = no_clean.metrics[no_clean.metrics["attack"] != "clean"]
+    offset = synthetic_run("offset", "lora", 0.3)  # robust records at steps where clean accuracy was not measured
+    robust = (offset.metrics["attack"] == "pgd") & (offset.metrics["metric"] == "accuracy")
+    offset.metrics.loc[robust, "step"] += 1
+    comparisons, unplaced = _compare([synthetic_run("ok", "bitfit", 0.3), no_clean, offset])
+    assert [set(c.points["run"]) for c in comparisons] == [{"ok"}] and comparisons[0].left_out == {}
+    assert unplaced == {"no-clean": "no clean test accuracy tracked during training",
+                        "offset": "no evaluation step with both clean and robust test accuracy"}

@@ -4,7 +4,8 @@ Paper A treats every evaluation of a (strategy, dataset) run as a point (clean a
 Pareto frontier of that cloud (maximising both) and the area under it summarise how well a strategy trades
 accuracy for robustness. The area is the hypervolume dominated by the frontier with the origin as reference
 (inferred from the paper, see PAPERS.md): the union of the rectangles [0, clean] x [0, robust]. Strategies are
-compared by "% above the average area" over the strategies compared.
+compared by "% above the average area" over the strategies compared; ``compare_runs`` does that per dataset and
+per tracked attack / eps, as paper A does per dataset (points under different threat models are not comparable).
 
 Written here: it is a few lines of numpy, and no maintained library computes a 2-D hypervolume with these
 conventions without heavy dependencies.
@@ -194,7 +195,7 @@ class Comparison:
         threat: the attack and eps of every robust point.
         points: ``tradeoff_points`` rows (run, step, clean, robust) plus the ``group`` column.
         table: ``frontier_table(points, "group")``: area and % above the average of this table's groups.
-        left_out: runs on this dataset that are not in the table, each with the reason.
+        left_out: runs on this dataset that are in another table but not in this one, each with the reason.
     """
 
     dataset: str
@@ -246,8 +247,9 @@ def compare_runs(metrics: pd.DataFrame, labels: Mapping[str, Mapping[str, str]],
 
     Paper A computes each strategy's frontier and its "% above average" per dataset; pooling datasets would
     compare a CIFAR-10 frontier with a Caltech-256 one. Robust accuracies under different attacks or eps are not
-    comparable either, so a run enters every table of its dataset whose threat model it was tracked under, and
-    each table lists the runs of its dataset it leaves out, with the reason.
+    comparable either, so a run enters every table of its dataset whose threat model it was tracked under; each
+    table names the runs of its dataset that are in another table, and runs in no table are returned apart, each
+    with the reason.
 
     Args:
         metrics: long-form records with a ``run`` column.
@@ -283,6 +285,8 @@ def compare_runs(metrics: pd.DataFrame, labels: Mapping[str, Mapping[str, str]],
     placed = {run for comparison in comparisons for run in comparison.points["run"]}
     unplaced = {run: _why_left_out(None, threats[run], run in clean_runs, split)
                 for run in threats if run not in placed}
+    for comparison in comparisons:  # a run in no table is named once, with the unplaced, not under every table
+        comparison.left_out = {run: why for run, why in comparison.left_out.items() if run not in unplaced}
     return comparisons, unplaced
 
 
