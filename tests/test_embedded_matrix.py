@@ -9,10 +9,24 @@ import json
 
 import pytest
 
+from robustft.schedules import eps_schedule
 from robustft.train import train
 
 OBJECTIVES = ["standard", "adversarial", "trades"]
 SCHEDULES = ["zero", "constant", "scheduled", "linear", "uniform", "auto"]
+EPS = 2 / 255
+# Per-step schedule over 6 steps (2 epochs x 3 batches): T1 = 1, T2 = 4 steps, so scheduled and linear are
+# part-way at the step-3 evaluation. The eps recorded at an evaluation is the one the last step trained with
+# (step index 2 for the step-3 evaluation, 5 for step 6; the step-0 evaluation records the first step's).
+TRAINED_STEP = {0: 0, 3: 2, 6: 5}
+EXPECTED_EPS = {
+    "zero": [0.0, 0.0, 0.0],
+    "constant": [EPS, EPS, EPS],
+    "scheduled": [0.0, EPS * (2 - 1) / (4 - 1), EPS],  # 0 before T1, then linear to eps_g at T2
+    "linear": [0.0, EPS * 2 / 4, EPS],  # T1 = 0
+    # auto: one completed epoch cannot show a plateau (patience 1 needs a second epoch without progress)
+    "auto": [0.0, 0.0, 0.0],
+}
 
 
 @pytest.mark.slow
@@ -20,13 +34,14 @@ SCHEDULES = ["zero", "constant", "scheduled", "linear", "uniform", "auto"]
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, schedule):
+    eps_section = {"schedule": schedule, "value": "2/255", "t1": 1, "t2": 4, "per": "step", "patience": 1}
     config = {
         "name": f"{objective}-{schedule}", "output_dir": str(tmp_path), "seed": 0, "device": "cpu",
         "model": {"name": "mobilenet_v2", "pretrained": True, "image_size": 32},
         "data": {"name": "fashion-mnist", "image_size": 32, "limit_train": 96, "limit_val": 32, "limit_test": 32},
         "strategy": {"name": "full"},
         "objective": {"name": objective, "attack": "pgd", "steps": 2},
-        "eps": {"schedule": schedule, "value": "2/255", "t1": 1, "t2": 2, "patience": 1},
+        "eps": eps_section,
         "optim": {"batch_size": 32, "lr": 1.0e-3},
         "train": {"epochs": 2},
         "eval": {"schedule": "epoch", "subset": 32, "batch_size": 64, "splits": ["val", "test"],
@@ -36,12 +51,21 @@ def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, sched
     result = train(config)
     records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     steps = sorted({r["step"] for r in records})
-    assert steps[0] == 0 and steps[-1] == 6  # 2 epochs x 3 batches, evaluated at 0 and at each epoch end
-    train_eps = [r["value"] for r in records if r["split"] == "optim" and r["metric"] == "eps"]
-    if schedule == "zero" or objective == "standard":
-        assert all(e == 0 for e in train_eps) or objective == "standard"
-    if schedule == "constant":
-        assert train_eps and all(abs(e - 2 / 255) < 1e-9 for e in train_eps)
+    assert steps == [0, 3, 6]  # 2 epochs x 3 batches, evaluated at 0 and at each epoch end
+
+    # The training eps the schedule gave (recorded whatever the objective; standard's loss ignores it).
+    optim = {(r["metric"], r["step"]): r for r in records if r["split"] == "optim"}
+    train_eps = [optim[("eps", step)]["value"] for step in steps]
+    if schedule == "uniform":  # U[0, eps_g] per step, reproducible from (seed, step)
+        assert all(0 < e <= EPS for e in train_eps) and len(set(train_eps)) == 3
+        sched = eps_schedule(eps_section, 2, 6, 3, seed=0)
+        expected = [sched(TRAINED_STEP[s] // 3, TRAINED_STEP[s]) for s in steps]
+    else:
+        expected = EXPECTED_EPS[schedule]
+    assert train_eps == pytest.approx(expected, abs=1e-9)
+    # The loss records name the objective that produced them (one per evaluation after training started).
+    assert [optim[("loss", step)]["attack"] for step in steps[1:]] == [objective, objective]
+
     clean = [r for r in records if r["split"] == "test" and r["metric"] == "accuracy" and r["attack"] == "clean"]
     robust = [r for r in records if r["split"] == "test" and r["metric"] == "accuracy" and r["attack"] == "pgd"]
     assert len(clean) == 3 and len(robust) == 3

@@ -1,40 +1,66 @@
+import html
 import math
+import re
 
 import pandas as pd
 import pytest
 
+from robustft.analysis import compare_runs, pareto_area, percent_above_average
 from robustft.report import RunRecord, build_report
+from robustft.report.html import describe
+
+STEPS = [0, 50, 100, 130, 160, 300]
 
 
-def synthetic_run(name: str, strategy: str, peak: float) -> RunRecord:
-    """Records in the trainer's schema (see robustft.records): clean accuracy is attack 'clean' at eps 0."""
+def _record(step, split, metric, attack, eps, value, extra=None):
+    return {"step": step, "epoch": 0, "split": split, "metric": metric, "attack": attack, "eps": eps, "value": value,
+            "n": 512, "ci_low": max(0.0, value - 0.04) if metric == "accuracy" else None,
+            "ci_high": min(1.0, value + 0.04) if metric == "accuracy" else None, "extra": extra}
+
+
+def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mnist", attack: str = "pgd",
+                  eps: float = 1 / 255, eval_attack: dict | None = None, robust: bool = True) -> RunRecord:
+    """Records in the trainer's schema (see robustft.records): clean accuracy is attack 'clean' at eps 0.
+
+    Clean accuracy rises 0.1 -> 0.9 over the six evaluations; robust accuracy (``attack`` at ``eps``) rises to
+    ``peak`` + 0.02 mid-run and falls back (paper A's shape).
+    """
     rows = []
-    steps = [0, 50, 100, 130, 160, 300]
-
-    def add(step, split, metric, attack, eps, value, extra=None):
-        rows.append({"step": step, "epoch": 0, "split": split, "metric": metric, "attack": attack, "eps": eps,
-                     "value": value, "n": 512, "ci_low": max(0.0, value - 0.04) if metric == "accuracy" else None,
-                     "ci_high": min(1.0, value + 0.04) if metric == "accuracy" else None, "extra": extra})
-
-    for i, step in enumerate(steps):
-        clean = 0.1 + 0.8 * i / (len(steps) - 1)
-        add(step, "test", "accuracy", "clean", 0.0, clean)
-        add(step, "train", "accuracy", "clean", 0.0, clean + 0.05)
-        add(step, "test", "accuracy", "pgd", 1 / 255, peak * math.sin(math.pi * i / (len(steps) - 1)) + 0.02)
-        add(step, "ood:digits", "accuracy", "clean", 0.0, clean * 0.6)
-        add(step, "optim", "loss", "adversarial", None, 0.5 / (1 + i))
-        add(step, "optim", "eps", None, None, 4 / 255 * i / 5)
+    for i, step in enumerate(STEPS):
+        clean = 0.1 + 0.8 * i / (len(STEPS) - 1)
+        rows.append(_record(step, "test", "accuracy", "clean", 0.0, clean))
+        rows.append(_record(step, "train", "accuracy", "clean", 0.0, clean + 0.05))
+        if robust:
+            rows.append(_record(step, "test", "accuracy", attack, eps,
+                                peak * math.sin(math.pi * i / (len(STEPS) - 1)) + 0.02))
+        rows.append(_record(step, "ood:digits", "accuracy", "clean", 0.0, clean * 0.6))
+        rows.append(_record(step, "optim", "loss", "adversarial", None, 0.5 / (1 + i)))
+        rows.append(_record(step, "optim", "eps", None, None, 4 / 255 * i / 5))
     for k in range(5):  # the robust curve at the last step, then the final strong evaluation
-        add(300, "test", "curve_accuracy", "clean" if k == 0 else "pgd", k / 255, 0.9 - 0.2 * k)
+        rows.append(_record(300, "test", "curve_accuracy", "clean" if k == 0 else "pgd", k / 255, 0.9 - 0.2 * k))
         if k:
-            add(300, "test", "accuracy", "final:apgd-ce", k / 255, 0.85 - 0.2 * k)
-    add(300, "test", "expected_robustness", "pgd", 4 / 255, 0.5)
-    add(300, "test", "check:zero_gradients", "pgd", 1 / 255, 1.0,
-        extra={"message": "input gradients are zero for 40% of samples"})
-    config = {"model": {"name": "mobilenet_v2"}, "data": {"name": "fashion-mnist"},
+            rows.append(_record(300, "test", "accuracy", "final:apgd-ce", k / 255, 0.85 - 0.2 * k))
+    rows.append(_record(300, "test", "expected_robustness", "pgd", 4 / 255, 0.5))
+    rows.append(_record(300, "test", "check:zero_gradients", "pgd", 1 / 255, 1.0,
+                        extra={"message": "input gradients are zero for 40% of samples"}))
+    config = {"model": {"name": "mobilenet_v2"}, "data": {"name": data},
               "strategy": {"name": strategy}, "objective": {"name": "adversarial"},
               "eps": {"schedule": "scheduled", "value": "4/255"}}
+    if eval_attack is not None:
+        config["eval"] = {"attack": eval_attack}
     return RunRecord(name, config, {"strategy": {"trainable_share": 0.0123}}, pd.DataFrame(rows))
+
+
+def frontier_rows(text: str) -> list[tuple[str, str, str]]:
+    """(group, area, vs average) of every frontier-table row of a page, in page order."""
+    return re.findall(r"<tr><td>([^<]*)</td><td>([0-9.]+)</td><td>([+-][0-9.]+%|&ndash;)</td>", text)
+
+
+def expected_area(run: RunRecord, attack: str = "pgd") -> float:
+    df = run.metrics[run.metrics["split"] == "test"]
+    clean = df[(df["attack"] == "clean") & (df["metric"] == "accuracy")].sort_values("step")["value"]
+    robust = df[(df["attack"] == attack) & (df["metric"] == "accuracy")].sort_values("step")["value"]
+    return pareto_area(clean.to_numpy(), robust.to_numpy())
 
 
 def test_report_writes_page_and_figures(tmp_path):
@@ -49,8 +75,12 @@ def test_report_writes_page_and_figures(tmp_path):
     assert "90.0" in text  # final clean test accuracy in percent
     assert "1.23%" in text  # trainable share from the summary
     assert "input gradients are zero" in text  # fired check surfaces with its explanation
-    assert "Pareto area" in text and "+" in text  # frontier table with % vs average
     assert "final:apgd-ce@4/255: 5.0" in text  # the final strong evaluation in the overview
+    # The frontier table: one row per strategy, its area and % above the average area, best first.
+    areas = {"bitfit": expected_area(runs[0]), "full": expected_area(runs[1])}
+    above = percent_above_average(areas)
+    assert above["bitfit"] > 0 > above["full"]
+    assert frontier_rows(text) == [(group, f"{areas[group]:.4f}", f"{above[group]:+.1f}%") for group in areas]
 
 
 def test_report_needs_runs(tmp_path):
@@ -66,3 +96,81 @@ def test_final_curve_uses_one_attack_and_clean_at_zero():
     assert curves["run"].unique().tolist() == ["r (pgd)"]  # the curve records, not the final attack's
     assert curves.sort_values("eps")["value"].round(6).tolist() == [0.9, 0.7, 0.5, 0.3, 0.1]
     assert curves["e_adv"].iloc[0] == 0.5
+
+
+def _compare(runs, group_by="strategy"):
+    metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
+    return compare_runs(metrics, {r.name: describe(r.config) for r in runs}, group_by,
+                        configs={r.name: r.config for r in runs})
+
+
+def test_frontiers_and_percent_above_average_are_per_dataset(tmp_path):
+    # BitFit wins on fashion-mnist, full fine-tuning on digits: pooled, each strategy's frontier would be its
+    # better dataset's and the two would tie at +0.0%.
+    runs = [synthetic_run("fm-bitfit", "bitfit", 0.5, data="fashion-mnist"),
+            synthetic_run("fm-full", "full", 0.1, data="fashion-mnist"),
+            synthetic_run("dg-bitfit", "bitfit", 0.1, data="digits"),
+            synthetic_run("dg-full", "full", 0.5, data="digits")]
+    by_name = {r.name: r for r in runs}
+    comparisons, unplaced = _compare(runs)
+    assert unplaced == {}
+    assert [c.dataset for c in comparisons] == ["digits", "fashion-mnist"]
+    for comparison, winner, loser in [(comparisons[0], "dg-full", "dg-bitfit"),
+                                      (comparisons[1], "fm-bitfit", "fm-full")]:
+        areas = {by_name[run].config["strategy"]["name"]: expected_area(by_name[run]) for run in (winner, loser)}
+        table = comparison.table.set_index("group")
+        assert table["area"].to_dict() == pytest.approx(areas)
+        assert table["percent_above_average"].to_dict() == pytest.approx(percent_above_average(areas))
+        assert set(comparison.points["run"]) == {winner, loser} and comparison.left_out == {}
+
+    text = build_report(runs, tmp_path / "report", group_by="strategy").read_text()
+    assert "<h3>digits: pgd @ 1/255</h3>" in text and "<h3>fashion-mnist: pgd @ 1/255</h3>" in text
+    rows = frontier_rows(text)
+    assert [group for group, _, _ in rows] == ["full", "bitfit", "bitfit", "full"]  # digits first, best first
+    assert rows[0][2] == rows[2][2] and rows[0][2].startswith("+")
+    assert (tmp_path / "report" / "tradeoff_1.png").is_file() and (tmp_path / "report" / "tradeoff_2.png").is_file()
+
+
+def test_runs_under_other_attacks_or_eps_get_their_own_table_and_the_page_says_who_is_left_out(tmp_path):
+    runs = [synthetic_run("paper-a", "bitfit", 0.4, attack="pgd", eps=1 / 255),
+            synthetic_run("paper-b", "full", 0.3, attack="apgd-ce", eps=4 / 255),
+            synthetic_run("standard", "full", 0.0, robust=False)]
+    comparisons, unplaced = _compare(runs)
+    assert [c.threat.label() for c in comparisons] == ["apgd-ce @ 4/255", "pgd @ 1/255"]
+    apgd, pgd = comparisons
+    assert set(apgd.points["run"]) == {"paper-b"} and set(pgd.points["run"]) == {"paper-a"}
+    assert pgd.left_out == {"paper-b": "not evaluated under pgd @ 1/255; tracked: apgd-ce @ 4/255"}
+    assert apgd.left_out == {"paper-a": "not evaluated under apgd-ce @ 4/255; tracked: pgd @ 1/255"}
+    assert unplaced == {"standard": "no robust test accuracy tracked during training"}  # named once, apart
+    assert pgd.table["area"].iloc[0] == pytest.approx(expected_area(runs[0]))
+    assert apgd.table["area"].iloc[0] == pytest.approx(expected_area(runs[1], attack="apgd-ce"))
+
+    text = build_report(runs, tmp_path / "report", group_by="strategy").read_text()
+    for heading in ["fashion-mnist: apgd-ce @ 4/255", "fashion-mnist: pgd @ 1/255"]:
+        assert f"<h3>{heading}</h3>" in text
+    assert f"<b>paper-b</b>: {html.escape(pgd.left_out['paper-b'])}" in text
+    assert "Runs left out of every trade-off table" in text
+    assert text.count("<b>standard</b>: no robust test accuracy tracked during training") == 1
+
+
+def test_the_same_attack_with_other_settings_is_another_table():
+    pgd10 = {"name": "pgd", "steps": 10, "step_size": "0.25/255", "random_start": True, "options": {}}
+    pgd15 = {**pgd10, "steps": 15}
+    runs = [synthetic_run("a", "bitfit", 0.4, eval_attack=pgd10), synthetic_run("b", "full", 0.3, eval_attack=pgd15)]
+    comparisons, _ = _compare(runs)
+    assert [c.threat.settings for c in comparisons] == ["steps 10, step_size 0.25/255, random_start",
+                                                        "steps 15, step_size 0.25/255, random_start"]
+    assert comparisons[0].left_out == {"b": "evaluated with other attack settings "
+                                            "(steps 15, step_size 0.25/255, random_start)"}
+
+
+def test_runs_without_clean_records_or_without_a_shared_step_are_named_with_their_reason():
+    no_clean = synthetic_run("no-clean", "full", 0.3)
+    no_clean.metrics = no_clean.metrics[no_clean.metrics["attack"] != "clean"]
+    offset = synthetic_run("offset", "lora", 0.3)  # robust records at steps where clean accuracy was not measured
+    robust = (offset.metrics["attack"] == "pgd") & (offset.metrics["metric"] == "accuracy")
+    offset.metrics.loc[robust, "step"] += 1
+    comparisons, unplaced = _compare([synthetic_run("ok", "bitfit", 0.3), no_clean, offset])
+    assert [set(c.points["run"]) for c in comparisons] == [{"ok"}] and comparisons[0].left_out == {}
+    assert unplaced == {"no-clean": "no clean test accuracy tracked during training",
+                        "offset": "no evaluation step with both clean and robust test accuracy"}

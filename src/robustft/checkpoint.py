@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ import torch
 from robustft.errors import RobustftError
 
 FORMAT = "robustft-checkpoint-v1"
+HEADER_KEYS = ("model", "strategy", "model_state")
+# What the trainer reads back on resume, besides the header (train.py ``_maybe_resume``): a checkpoint written
+# without them (by hand, or by another tool) holds weights only.
+RESUME_KEYS = ("step", "optimizer", "rng", "best", "val_history", "sums", "eval_seconds", "wall_seconds")
 
 
 class CheckpointError(RobustftError):
@@ -72,18 +77,27 @@ def resolve_checkpoint_path(path: str | Path, which: str = "last") -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, which: str = "last", map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint dict safely (``weights_only=True``).
+def load_checkpoint(path: str | Path, which: str = "last", map_location: str | torch.device = "cpu",
+                    require: Sequence[str] = ()) -> dict[str, Any]:
+    """Loads a checkpoint dict safely (``weights_only=True``) and checks it has what its reader needs.
+
+    Args:
+        path: a checkpoint file, or a run directory (then ``checkpoints/{which}.pt``).
+        which: the checkpoint name inside a run directory.
+        map_location: where tensors are loaded.
+        require: keys needed besides the header (model, strategy, model_state); the trainer passes
+            ``RESUME_KEYS``.
 
     Raises:
-        CheckpointError: missing, truncated/corrupt, or not in robustft's format.
+        CheckpointError: missing, truncated/corrupt, not in robustft's format, or lacking a required key.
     """
     file = resolve_checkpoint_path(path, which)
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated / foreign files
+        reason = str(error).splitlines()[0] if str(error) else ""
         raise CheckpointError(
-            f"cannot read checkpoint {file} ({type(error).__name__}: {error}). The file is corrupt or truncated, "
+            f"cannot read checkpoint {file} ({type(error).__name__}: {reason}). The file is corrupt or truncated, "
             "or not a checkpoint; re-run training or point to another checkpoint (e.g. checkpoints/best.pt)."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -91,7 +105,43 @@ def load_checkpoint(path: str | Path, which: str = "last", map_location: str | t
             f"{file} is not a robustft checkpoint (no format={FORMAT!r}). For a plain state dict, build the model "
             "yourself with robustft.models.build and load_state_dict."
         )
+    missing = [key for key in HEADER_KEYS if key not in payload]
+    spec = payload.get("model")
+    if not missing and not (isinstance(spec, dict) and "name" in spec and "num_classes" in spec
+                            and isinstance(payload["strategy"], dict) and "name" in payload["strategy"]
+                            and isinstance(payload["model_state"], dict)):
+        missing = ["model.name / model.num_classes / strategy.name"]
+    if missing:
+        raise CheckpointError(
+            f"{file} is marked as a robustft checkpoint but lacks {', '.join(missing)}: it was edited or written by "
+            "another tool. Point to a checkpoint written by `robustft train`, or re-run training."
+        )
+    lacking = [key for key in require if key not in payload]
+    if lacking:
+        raise CheckpointError(
+            f"{file} holds model weights but not the training state a run resumes from ({', '.join(lacking)} "
+            "missing). Evaluate it with `robustft eval --checkpoint`, or start a new run instead of resuming."
+        )
     return payload
+
+
+def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: str | Path) -> None:
+    """``model.load_state_dict(payload["model_state"], strict=True)``, a mismatch raised as a ``CheckpointError``.
+
+    Raises:
+        CheckpointError: the weights are of another model, strategy or number of classes than ``model``.
+    """
+    try:
+        model.load_state_dict(payload["model_state"], strict=True)
+    except RuntimeError as error:
+        detail = " ".join(line.strip() for line in str(error).splitlines()[:3])
+        spec, strategy = payload["model"], payload["strategy"]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model it is loaded into ({detail}). Its header describes "
+            f"{spec['name']} with {spec['num_classes']} classes and strategy {strategy['name']}: a checkpoint of "
+            "another run, another robustft version, or an edited file. Point to this run's own checkpoint, or "
+            "start a new run."
+        ) from None
 
 
 def load_model(path: str | Path, which: str = "last", device: str | torch.device = "cpu"):
@@ -103,16 +153,11 @@ def load_model(path: str | Path, which: str = "last", device: str | torch.device
     """
     from robustft import models, strategies
 
-    payload = load_checkpoint(path, which)
+    file = resolve_checkpoint_path(path, which)
+    payload = load_checkpoint(file)
     spec = payload["model"]
     model = models.build(spec["name"], spec["num_classes"], pretrained=False, image_size=spec.get("image_size"),
                          **spec.get("options", {}))
     strategies.apply(model, payload["strategy"]["name"], **payload["strategy"].get("options", {}))
-    try:
-        model.load_state_dict(payload["model_state"], strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"checkpoint {path} does not match the model it describes ({error}). It was written by another "
-            "robustft version or edited; re-run training."
-        ) from None
+    load_weights(model, payload, file)
     return model.to(device).eval(), payload

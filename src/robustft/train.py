@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from robustft.checkpoint import load_checkpoint, save_checkpoint
+from robustft.checkpoint import RESUME_KEYS, load_checkpoint, load_weights, save_checkpoint
 from robustft.device import resolve_device
 from robustft.errors import RobustftError, TrainingDivergedError
 from robustft.evaluate import Evaluator, attack_spec, make_attack, record
@@ -314,8 +314,8 @@ class Trainer:
         if not last.is_file():
             self.run.truncate_metrics_after(-1)  # killed before the first checkpoint: start clean
             return False
-        payload = load_checkpoint(last, map_location=self.device)
-        self.model.load_state_dict(payload["model_state"])
+        payload = load_checkpoint(last, map_location=self.device, require=RESUME_KEYS)
+        load_weights(self.model, payload, last)
         self.step = int(payload["step"])
         callback = getattr(self.strategy, "on_progress", None)
         if callback is not None and callback(self.model, self.step / self.total_steps):

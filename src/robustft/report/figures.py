@@ -6,6 +6,8 @@ PDF files for papers. Inputs are the long-form records of ``runs.py`` with a ``r
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -115,7 +117,8 @@ def tradeoff_figure(points: pd.DataFrame, group_by: str = "run", title: str = ""
     ax.set_ylim(0, max(0.05, float(points["robust"].max()) * 1.15) if len(points) else 1)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(title or "accuracy / robustness trade-off (Pareto frontiers)", fontsize=10)
+    # Wrapped: a title naming the dataset and the attack with its settings is wider than the axes.
+    ax.set_title(textwrap.fill(title or "accuracy / robustness trade-off (Pareto frontiers)", 60), fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -1,8 +1,9 @@
 """One self-contained HTML page (figures embedded as PNG) summarising one or many runs.
 
 Sections: an overview table (one row per run: configuration, final clean / robust / OOD accuracy with
-confidence intervals, expected robustness, trainable share, detections), the trade-off figure with every run's
-Pareto frontier and the frontier-area table (paper A), robust-accuracy curves (paper B), OOD vs clean accuracy
+confidence intervals, expected robustness, trainable share, detections), per dataset and tracked attack / eps a
+trade-off figure with each group's Pareto frontier and the frontier-area table (paper A), with the runs each
+table leaves out and why, robust-accuracy curves (paper B), OOD vs clean accuracy
 (paper A, RQ3), per-run trajectories and gradient-masking warnings. Every figure is also written as PNG and
 PDF next to the page. All text from runs is HTML-escaped.
 """
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from robustft import records
-from robustft.analysis import frontier_table, ood_correlation, tradeoff_points
+from robustft.analysis import compare_runs, ood_correlation
 from robustft.report import figures
 from robustft.units import format_eps
 
@@ -165,7 +166,8 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
         runs: the runs to report (at least one).
         out_dir: created if missing.
         title: page title.
-        group_by: how trade-off points are grouped into frontiers: ``run`` or a label such as ``strategy``.
+        group_by: how trade-off points are grouped into frontiers: ``run`` or a label such as ``strategy``; the
+            dataset and the tracked attack and eps always separate tables (``analysis.compare_runs``).
     """
     if not runs:
         raise ValueError("no runs to report")
@@ -182,22 +184,7 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
         "objective": "objective", "eps": "train eps", "clean": "clean (test)", "robust": "robust (test)",
         "e_adv": "E.adv", "ood": "OOD"}))
 
-    points = tradeoff_points(metrics)
-    if not points.empty:
-        points[group_by] = points["run"].map(lambda name: labels[name].get(group_by, name)) \
-            if group_by != "run" else points["run"]
-        parts.append("<h2>Accuracy / robustness trade-off</h2>")
-        parts.append('<p class="muted">Each point is one evaluation during training; lines bound the region each '
-                     "group's Pareto frontier dominates, whose area is the table's (paper A).</p>")
-        parts.append(_figure_html(figures.tradeoff_figure(points, group_by), "tradeoff", out,
-                                  "clean vs robust accuracy at every evaluation, with Pareto frontiers"))
-        table = frontier_table(points, group_by=group_by)
-        parts.append(_table([{
-            "group": html.escape(str(r["group"])), "area": f"{r['area']:.4f}",
-            "above": "&ndash;" if pd.isna(r["percent_above_average"]) else f"{r['percent_above_average']:+.1f}%",
-            "n": str(int(r["n_points"])), "clean": _cell(r["best_clean"]), "robust": _cell(r["best_robust"]),
-        } for _, r in table.iterrows()], {"group": group_by, "area": "Pareto area", "above": "vs average",
-                                          "n": "points", "clean": "best clean", "robust": "best robust"}))
+    parts.extend(_tradeoff_section(runs, metrics, labels, group_by, out))
 
     final_curves = _final_curves(metrics)
     if not final_curves.empty:
@@ -232,6 +219,42 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: dict[str, dict[str, str]],
+                      group_by: str, out: Path) -> list[str]:
+    """One figure and frontier table per (dataset, threat model), and which runs each leaves out and why."""
+    comparisons, unplaced = compare_runs(metrics, labels, group_by, configs={r.name: r.config for r in runs})
+    if not comparisons and not unplaced:
+        return []
+    parts = ["<h2>Accuracy / robustness trade-off</h2>",
+             '<p class="muted">Each point is one evaluation during training; lines bound the region each '
+             "group's Pareto frontier dominates, whose area is the table's (paper A). One table per dataset and "
+             "tracked attack: paper A compares strategies within a dataset, and robust accuracies under different "
+             "attacks or eps are not comparable. &ldquo;vs average&rdquo; is relative to the mean area of the "
+             "table's groups.</p>"]
+    for index, comparison in enumerate(comparisons, start=1):
+        heading = f"{comparison.dataset}: {comparison.threat.label()}"
+        name = "tradeoff" if len(comparisons) == 1 else f"tradeoff_{index}"
+        parts.append(f"<h3>{html.escape(heading)}</h3>")
+        parts.append(_figure_html(figures.tradeoff_figure(comparison.points, "group", title=heading), name, out,
+                                  f"{heading}: clean vs robust accuracy at every evaluation, with Pareto frontiers"))
+        parts.append(_table([{
+            "group": html.escape(str(r["group"])), "area": f"{r['area']:.4f}",
+            "above": "&ndash;" if pd.isna(r["percent_above_average"]) else f"{r['percent_above_average']:+.1f}%",
+            "n": str(int(r["n_points"])), "clean": _cell(r["best_clean"]), "robust": _cell(r["best_robust"]),
+        } for _, r in comparison.table.iterrows()], {"group": group_by, "area": "Pareto area", "above": "vs average",
+                                                     "n": "points", "clean": "best clean", "robust": "best robust"}))
+        if comparison.left_out:
+            parts.append(_left_out_html(f"Runs on {comparison.dataset} left out of this table", comparison.left_out))
+    if unplaced:
+        parts.append(_left_out_html("Runs left out of every trade-off table", unplaced))
+    return parts
+
+
+def _left_out_html(title: str, reasons: dict[str, str]) -> str:
+    items = "".join(f"<li><b>{html.escape(run)}</b>: {html.escape(reason)}</li>" for run, reason in reasons.items())
+    return f'<p class="muted left-out">{html.escape(title)}:</p><ul class="left-out">{items}</ul>'
 
 
 def _final_curves(metrics: pd.DataFrame) -> pd.DataFrame:
