@@ -191,12 +191,14 @@ def prepare_run_dir(run_dir: Path) -> str:
 
     if (run_dir / "summary.json").is_file():
         return "skip"
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         return "start"
-    try:
-        lock = RunLock(run_dir).acquire()
-    except RunLockedError:
-        return "running"
+    lock = None
+    if run_dir.is_dir():
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunLockedError:
+            return "running"
     try:
         if (run_dir / "summary.json").is_file():  # finished while we waited for the lock
             return "skip"
@@ -206,7 +208,8 @@ def prepare_run_dir(run_dir: Path) -> str:
         run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{stamp}"))
         return "restart"
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _running(name: str, run_dir: Path, action: str) -> PointResult:
