@@ -11,16 +11,32 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 # The child process: a tiny CNN on tiny seeded data, adversarial training with a linear eps warm-up,
 # evaluated every step so there are many checkpoints to be killed between.
 SCRIPT = textwrap.dedent('''
+    import os
     import sys
+    import time
     import torch
     torch.set_num_threads(1)
     from robustft.models.tiny import tiny_cnn
-    from robustft.train import train
+    from robustft.train import Trainer, train
+
+    hold = os.environ.get("HOLD_UNTIL")
+    if hold:  # the race test: announce that this process is about to resume, then wait for the go signal
+        original = Trainer._maybe_resume
+
+        def waiting(self):
+            open(f"{hold}.waiting-{os.getpid()}", "w").close()
+            deadline = time.monotonic() + 120
+            while not os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return original(self)
+
+        Trainer._maybe_resume = waiting
 
     class TinyData:
         def __init__(self, n, seed):
@@ -53,14 +69,14 @@ CONFIG = {
 }
 
 
-def _launch(tmp_path: Path, output: Path, resume: Path | None = None) -> subprocess.Popen:
+def _launch(tmp_path: Path, output: Path, resume: Path | None = None, **env: str) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(SCRIPT)
     config = tmp_path / f"{output.name}.yaml"
     config.write_text(yaml.safe_dump({**CONFIG, "output_dir": str(output)}))
     args = [sys.executable, str(script), str(config)] + ([str(resume)] if resume else [])
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONHASHSEED": "0"})
+                            env={**os.environ, "PYTHONHASHSEED": "0", **env})
 
 
 def _records(run: Path) -> list[dict]:
@@ -71,12 +87,9 @@ def _comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time"} for r in records]
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    reference = _launch(tmp_path, tmp_path / "reference")
-    victim = _launch(tmp_path, tmp_path / "victim")
-    run = tmp_path / "victim" / "run"
+def _kill_mid_run(victim: subprocess.Popen, run: Path) -> None:
+    """Kills ``victim`` with SIGKILL after its first checkpoints, in the middle of training (steps 0..18)."""
     deadline = time.monotonic() + 180
-    # Kill after the first checkpoints, in the middle of training (steps 0..18 are evaluated).
     while time.monotonic() < deadline:
         steps = {r["step"] for r in _records(run)} if (run / "metrics.jsonl").is_file() else set()
         if (run / "checkpoints" / "last.pt").is_file() and max(steps, default=0) >= 3:
@@ -89,9 +102,22 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     killed_at = max(r["step"] for r in _records(run))
     assert killed_at < 18, "the run finished before it could be killed; make it longer"
 
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
+    from robustft.run_lock import LOCK_FILE, lock_holder
+
+    reference = _launch(tmp_path, tmp_path / "reference")
+    victim = _launch(tmp_path, tmp_path / "victim")
+    run = tmp_path / "victim" / "run"
+    _kill_mid_run(victim, run)
+    # The killed process still "owns" the lock file's contents; the kernel released its lock, so no clean-up.
+    assert json.loads((run / LOCK_FILE).read_text())["pid"] == victim.pid
+    assert lock_holder(run) is None
+
     resumed = _launch(tmp_path, tmp_path / "victim", resume=run)
     out, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err.decode()[-2000:]
+    assert lock_holder(run) is None and (run / LOCK_FILE).read_text() == ""  # released when training ended
     out, err = reference.communicate(timeout=180)
     assert reference.returncode == 0, err.decode()[-2000:]
 
@@ -102,3 +128,36 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert got == want  # same records, same order, same values: nothing lost, nothing doubled
     assert json.loads((run / "summary.json").read_text())["final"] == \
         json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())["final"]
+
+
+@pytest.mark.slow
+def test_two_resumes_of_one_killed_run_one_trains_the_other_is_refused(tmp_path):
+    """Two resumes started together: one trains to the end, the other exits non-zero at once naming it."""
+    victim = _launch(tmp_path, tmp_path / "victim")
+    run = tmp_path / "victim" / "run"
+    _kill_mid_run(victim, run)
+    go = tmp_path / "go"
+    both = [_launch(tmp_path, tmp_path / "victim", resume=run, HOLD_UNTIL=str(go)) for _ in range(2)]
+    # Hold back whichever reaches training until the other has either been refused or reached training too
+    # (which the lock must prevent): the race is decided by the lock, not by scheduling.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in both) or len(list(tmp_path.glob("go.waiting-*"))) == 2:
+            break
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=180)[1].decode() for p in both]
+    codes = [p.returncode for p in both]
+    assert sorted(code == 0 for code in codes) == [False, True], (codes, [e[-1500:] for e in errors])
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert f"is being written by pid {both[winner].pid}" in errors[loser], errors[loser][-1500:]
+    assert f"robustft train --resume {run}" in errors[loser]
+
+    records = _records(run)
+    keys = [(r["step"], r["split"], r["metric"], r["attack"], r["eps"]) for r in records]
+    assert len(keys) == len(set(keys)), "a record was duplicated"
+    per_step = {}
+    for step, *rest in keys:
+        per_step.setdefault(step, set()).add(tuple(map(str, rest)))
+    assert sorted(per_step) == list(range(19))  # every evaluation point, once
+    assert (run / "summary.json").is_file()

@@ -16,6 +16,8 @@ from typing import Any
 from robustft.errors import ConfigError
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# What robustft.sweep's point names use; no path separators, no leading '.' or '-', nothing HTML or a shell reads.
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}\Z")
 _SPLITS = ("train", "val", "test")
 
 
@@ -69,8 +71,10 @@ def _fraction(key: str, value: float | None, closed_right: bool = False, optiona
 
 def _check_top(config: Any) -> None:
     name = config.name
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        _fail("name", name, "the run name becomes a directory under output_dir; use letters, digits, - and _.")
+    if not _RUN_NAME.match(name or ""):
+        _fail("name", name, "the run name becomes a directory under output_dir (and a label in reports): use 1 to "
+                            "200 characters from ASCII letters, digits, '.', '_', '+' and '-', starting with a "
+                            "letter, digit or '_' (sweeps name their points this way).")
     if not config.output_dir:
         _fail("output_dir", config.output_dir, "give a directory for runs, e.g. output_dir=runs.")
     _at_least("seed", config.seed, 0)

@@ -7,6 +7,11 @@ Layout of ``output_dir/name``::
     metrics.jsonl    one record per line in long form (METRIC_FIELDS), appended one evaluation point at a time
     checkpoints/     last.pt, best.pt, step_<N>.pt (robustft.checkpoint)
     summary.json     detections and final numbers (robustft.detection.summarize), rewritten atomically
+    lock             held (flock) by the one process training the run; holds its pid/host/start while held
+
+One writer: a training process holds ``lock`` (robustft.run_lock) from before its first write until it returns, so
+a second ``train``/``--resume``/sweep point on the same directory is refused at once, naming the holder. The kernel
+releases the lock when the holder dies (kill -9), so a killed run resumes without clean-up.
 
 Durability: a batch of records is one ``os.write`` followed by ``fsync``; a crash can at worst leave a torn
 last line, which the next writer detects and cuts off. ``truncate_metrics_after(step)`` rewrites the file
@@ -43,6 +48,7 @@ from robustft.metrics_file import (  # noqa: F401  (re-exported: robustft.runs i
     normalize_record,
     repair_jsonl,
 )
+from robustft.run_lock import LOCK_FILE, RunLock, RunLockedError, lock_holder
 
 CONFIG_FILE, ENV_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINTS_DIR = (
     "config.yaml",
@@ -115,6 +121,7 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock: RunLock | None = None
 
     @property
     def name(self) -> str:
@@ -158,7 +165,8 @@ class RunDir:
 
     @classmethod
     def create(
-        cls, path: str | Path, config: dict[str, Any], exist_ok: bool = False, device: str | None = None
+        cls, path: str | Path, config: dict[str, Any], exist_ok: bool = False, device: str | None = None,
+        lock: bool = False,
     ) -> RunDir:
         """Creates the run directory with its config.yaml, env.json and checkpoints/.
 
@@ -167,9 +175,12 @@ class RunDir:
             config: the resolved config as a plain dict (``robustft.config.to_dict``).
             exist_ok: allow an existing directory (its metrics, summary and checkpoints are kept).
             device: the resolved device, recorded in env.json.
+            lock: take the run's lock (:meth:`lock`) before writing anything; the caller releases it
+                (:meth:`unlock`) when it stops writing. Two processes creating the same run: one is refused.
 
         Raises:
             RunExistsError: the directory exists and is not empty, and ``exist_ok`` is false.
+            RunLockedError: ``lock`` and another live process holds the directory.
             RunWriteError: the directory cannot be created or written.
         """
         run = cls(path)
@@ -180,16 +191,21 @@ class RunDir:
             except FileExistsError:
                 if not run.path.is_dir():
                     raise RunExistsError(f"{run.path} exists and is a file; choose another run name.") from None
-                if not exist_ok and any(run.path.iterdir()):
-                    raise RunExistsError(
-                        f"run directory {run.path} exists already. Continue it with `robustft train --resume "
-                        f"{run.path}`, or choose another name (name=... ) or output_dir."
-                    ) from None
+                if not exist_ok:
+                    run._refuse_if_used()
+            if lock:
+                run.lock()
+                if not exist_ok:  # written by another process between the check above and the lock
+                    run._refuse_if_used()
             run.checkpoints_dir.mkdir(exist_ok=True)
         except OSError as error:
+            run.unlock()
             if isinstance(error, RobustftError):
                 raise
             raise _write_error(run.path, error) from None
+        except RobustftError:
+            run.unlock()
+            raise
         try:
             text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
         except yaml.YAMLError as error:
@@ -200,6 +216,34 @@ class RunDir:
         env = _environment(config, device)
         atomic_write_text(run.env_path, json.dumps(env, indent=2, default=_json_default) + "\n")
         return run
+
+    def _refuse_if_used(self) -> None:
+        if any(p.name != LOCK_FILE for p in self.path.iterdir()):
+            self.unlock()
+            raise RunExistsError(
+                f"run directory {self.path} exists already. Continue it with `robustft train --resume "
+                f"{self.path}`, or choose another name (name=... ) or output_dir."
+            ) from None
+
+    def lock(self) -> RunLock:
+        """Takes the directory's one-writer lock for this process (idempotent); see ``robustft.run_lock``.
+
+        Raises:
+            RunLockedError: another live process holds it; the message names it (pid, host, start) and the fix.
+        """
+        if self._lock is None:
+            self._lock = RunLock(self.path).acquire()
+        return self._lock
+
+    def unlock(self) -> None:
+        """Releases the lock taken by :meth:`lock` (nothing when not held)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The live process holding this directory's lock (pid, host, start_time, argv), or None."""
+        return lock_holder(self.path)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -279,7 +323,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'robustft.runs' has no attribute {name!r}")
 
 __all__ = [
-    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunNotFoundError",
-    "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record", "query_runs",
-    "read_metrics", "repair_jsonl", "run_columns",
+    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunLockedError",
+    "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record",
+    "query_runs", "read_metrics", "repair_jsonl", "run_columns",
 ]

@@ -1,14 +1,21 @@
 """Sweeps: a grid of config overrides -> many runs, on one machine or a Ray cluster; resumable.
 
 ``robustft sweep configs/paper_a_embedded/full.yaml --grid strategy.name=full,linear,bitfit,lora`` expands the
-grid (cartesian product, in the order given), validates every point's config before anything runs, then runs
-each point:
+grid (cartesian product, in the order given), checks every point completely before anything runs (its config,
+and its objective, model structure and strategy options as the trainer builds them: ``robustft.sweep_check``;
+one bad point fails the sweep with nothing started), then runs each point:
 
 - a point whose run directory has ``summary.json`` is finished and skipped;
+- a point whose run directory is locked by a live process (another sweep invocation, or a ``robustft train``) is
+  reported as ``running`` and left alone: a run directory has one writer (``robustft.run_lock``);
 - a point with a checkpoint but no summary (killed, crashed) is resumed with ``robustft train --resume``;
 - a point whose directory exists without a checkpoint (died before its first evaluation) is moved aside to
   ``<name>.incomplete-<time>`` (nothing is deleted) and started again;
 - a failing point does not stop the others; the sweep exits non-zero and the manifest says why.
+
+Run names: ``<config name>-<key>-<value>-...`` with ``.name`` suffixes dropped from keys and every character
+outside letters, digits, ``.``, ``_``, ``+`` and ``-`` of a value replaced by ``_`` (so ``eps.value=1/255`` gives
+``...-eps.value-1_255``); these are exactly the characters a run name may use (``robustft.config``).
 
 The local executor runs every point in its own ``robustft train`` subprocess (isolation: a crash or an OOM
 kills one run, not the sweep; the CLI path users run is the one exercised), ``jobs`` at a time with the CPU
@@ -41,6 +48,9 @@ from robustft.errors import ConfigError, RobustftError
 STATUS_FINISHED = "finished"
 STATUS_SKIPPED = "skipped"  # already finished before this sweep started
 STATUS_FAILED = "failed"
+STATUS_RUNNING = "running"  # another live process holds the point's run directory; not started again
+STATUS_PENDING = "pending"
+_TERMINAL = (STATUS_FINISHED, STATUS_SKIPPED, STATUS_FAILED)
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class SweepPoint:
 
     name: str
     overrides: tuple[str, ...]
+    note: str | None = None  # what resolving the point changed (strategy options dropped: robustft.sweep_check)
 
 
 @dataclass
@@ -59,7 +70,7 @@ class PointResult:
     overrides: list[str]
     path: str
     status: str
-    action: str = ""  # start | resume | restart | skip
+    action: str = ""  # start | resume | restart | skip | running
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -127,35 +138,87 @@ def expand_grid(base_name: str, grid: dict[str, list[str]]) -> list[SweepPoint]:
 
 def resolve_points(config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str] = (),
                    output_dir: str | Path | None = None) -> tuple[list[SweepPoint], list[dict[str, Any]], Path]:
-    """Expands the grid and resolves + validates every point's full config before anything runs.
+    """Expands the grid and resolves + checks every point completely before anything runs.
+
+    Each point's config is loaded and validated, the base file's strategy options are dropped from points that
+    choose another strategy (``sweep_check.carry_strategy_options``; the point's ``note`` says so), and the
+    objective, model structure and strategy are built as the trainer would (``sweep_check.PointChecker``).
 
     Returns:
         (points, config dicts with name/output_dir set, the sweep's output directory).
+
+    Raises:
+        ConfigError: one or more bad points; the message names each point, its overrides and its error.
     """
     from robustft.config import load_config, to_dict
+    from robustft.sweep_check import PointChecker, carry_strategy_options
 
     base = load_config(config, list(fixed))
+    try:
+        own = load_config(config)  # the file's own strategy, before --set and the grid
+    except ConfigError:
+        own = base  # a file that only validates with its --set values: those define the base
     out = Path(output_dir) if output_dir is not None else Path(base.output_dir) / base.name
     points = expand_grid(base.name, grid)
-    configs = []
+    check = PointChecker()
+    resolved, configs, errors = [], [], []
     for point in points:
-        cfg = load_config(config, [*fixed, *point.overrides, f"name={point.name}", f"output_dir={out}"])
-        configs.append(to_dict(cfg))
-    return points, configs, out
+        chosen = [*fixed, *point.overrides]
+        try:
+            tree = to_dict(load_config(config, [*chosen, f"name={point.name}", f"output_dir={out}"]))
+            tree, note = carry_strategy_options(tree, own.strategy.name, dict(own.strategy.options or {}), chosen)
+            check(tree)
+        except RobustftError as error:
+            shown = " ".join(point.overrides) or "the base config"
+            errors.append(f"  {point.name} ({shown}): {error}")
+            continue
+        resolved.append(SweepPoint(point.name, point.overrides, note))
+        configs.append(tree)
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(points)} sweep point(s) are invalid, so nothing was started; fix "
+                          "the grid, the --set values or the base config:\n" + "\n".join(errors))
+    return resolved, configs, out
 
 
 def prepare_run_dir(run_dir: Path) -> str:
-    """Decides how to run a point: ``skip`` (finished), ``resume`` (has a checkpoint), ``start`` (new), or
-    ``restart`` (a directory without a checkpoint, moved aside first so no file is lost)."""
+    """Decides how to run a point: ``skip`` (finished), ``running`` (another live process holds the directory's
+    lock: left alone), ``resume`` (has a checkpoint), ``start`` (new), or ``restart`` (a directory without a
+    checkpoint, moved aside first so no file is lost).
+
+    The decision is taken under the run's lock, so a directory is never moved aside under a process writing it.
+    """
+    from robustft.run_lock import RunLock, RunLockedError
+
     if (run_dir / "summary.json").is_file():
         return "skip"
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return "resume"
-    if run_dir.exists():
+    if not run_dir.exists():
+        return "start"
+    lock = None
+    if run_dir.is_dir():
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunLockedError:
+            return "running"
+    try:
+        if (run_dir / "summary.json").is_file():  # finished while we waited for the lock
+            return "skip"
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            return "resume"
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{stamp}"))
         return "restart"
-    return "start"
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _running(name: str, run_dir: Path, action: str) -> PointResult:
+    from robustft.run_lock import describe_holder, lock_holder
+
+    holder = lock_holder(run_dir)
+    detail = f"trained by {describe_holder(holder)}" if holder is not None else "trained by another process"
+    return PointResult(name, [], str(run_dir), STATUS_RUNNING, action, None, {"holder": holder or {},
+                                                                            "detail": detail})
 
 
 def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | None = None) -> PointResult:
@@ -165,6 +228,8 @@ def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | N
     result = PointResult(name, [], str(run_dir), STATUS_SKIPPED, action)
     if action == "skip":
         return result
+    if action == "running":
+        return _running(name, run_dir, action)
     logs = run_dir.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -184,6 +249,8 @@ def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | N
         Path(config_file).unlink(missing_ok=True)
     if completed.returncode == 0:
         result.status = STATUS_FINISHED
+    elif _lock_taken(run_dir):  # refused: another invocation took the directory between our check and start
+        return _running(name, run_dir, "running")
     else:
         result.status = STATUS_FAILED
         tail = (logs / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
@@ -191,17 +258,28 @@ def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | N
     return result
 
 
+def _lock_taken(run_dir: Path) -> bool:
+    from robustft.run_lock import lock_holder
+
+    return lock_holder(run_dir) is not None
+
+
 def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
     """Runs one point in this process (what a Ray worker does)."""
+    from robustft.run_lock import RunLockedError
     from robustft.train import train
 
     action = prepare_run_dir(run_dir)
     result = PointResult(str(config["name"]), [], str(run_dir), STATUS_SKIPPED, action)
     if action == "skip":
         return result
+    if action == "running":
+        return _running(result.name, run_dir, action)
     try:
         train(config, resume=run_dir if action == "resume" else None, quiet=True)
         result.status = STATUS_FINISHED
+    except RunLockedError:
+        return _running(result.name, run_dir, "running")
     except RobustftError as error:
         result.status, result.error = STATUS_FAILED, str(error)
     return result
@@ -210,7 +288,8 @@ def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
 def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence[str] = (),
               output_dir: str | Path | None = None, executor: str = "local", jobs: int = 1,
               ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
-              on_result: Callable[[PointResult], None] | None = None) -> list[PointResult]:
+              on_result: Callable[[PointResult], None] | None = None,
+              resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None) -> list[PointResult]:
     """Runs every point of the grid; returns one result per point, in grid order.
 
     Args:
@@ -223,15 +302,21 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         ray_address: Ray cluster address (None: start or join a local instance).
         cpus_per_run, gpus_per_run: Ray resources per run.
         on_result: called as each point completes (progress reporting).
+        resolved: ``resolve_points(config, grid, fixed, output_dir)`` when the caller has it already (the CLI
+            prints the plan first), so the points are not checked twice.
+
+    Returns:
+        One ``PointResult`` per point: finished, skipped (finished before), running (another live process
+        trains it: not started again) or failed (``error`` says why).
 
     Raises:
-        ConfigError: a bad grid or a point whose config does not validate (before anything runs).
+        ConfigError: a bad grid or a point that does not check out (before anything runs).
     """
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be at least 1.")
-    points, configs, out = resolve_points(config, grid, fixed, output_dir)
+    points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, PointResult] = {}
     manifest = out / "sweep.json"
@@ -280,10 +365,25 @@ def _run_with_ray(points: list[SweepPoint], configs: list[dict[str, Any]], out: 
 
 def _write_manifest(path: Path, config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str],
                     results: list[PointResult | None], points: list[SweepPoint], out: Path) -> None:
+    """Writes sweep.json; a point this invocation only saw as pending or running keeps the outcome another
+    invocation of the same sweep recorded for it (two invocations may run at once, each rewriting the file)."""
+    from robustft.run_lock import locked_file
     from robustft.runs import atomic_write_text
 
     entries = [asdict(r) if r is not None else {"name": p.name, "overrides": list(p.overrides),
-                                                 "path": str(out / p.name), "status": "pending"}
+                                                 "path": str(out / p.name), "status": STATUS_PENDING}
                for r, p in zip(results, points, strict=True)]
-    payload = {"config": str(config), "grid": grid, "fixed": list(fixed), "points": entries}
-    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
+    for entry, point in zip(entries, points, strict=True):
+        if point.note:
+            entry["note"] = point.note
+    with locked_file(path.with_name(path.name + ".lock")):
+        try:
+            previous = {e.get("name"): e for e in json.loads(path.read_text(encoding="utf-8")).get("points", [])}
+        except (OSError, ValueError, AttributeError):
+            previous = {}
+        for index, entry in enumerate(entries):
+            other = previous.get(entry["name"])
+            if entry["status"] not in _TERMINAL and isinstance(other, dict) and other.get("status") in _TERMINAL:
+                entries[index] = other
+        payload = {"config": str(config), "grid": grid, "fixed": list(fixed), "points": entries}
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -30,6 +30,7 @@ from robustft.device import resolve_device
 from robustft.errors import RobustftError, TrainingDivergedError
 from robustft.evaluate import Evaluator, attack_spec, make_attack, record
 from robustft.objectives import ObjectiveContext, get_objective
+from robustft.run_lock import LOCK_FILE, RunLock
 from robustft.training import components
 from robustft.training.loggers import RunLoggers, record_key
 from robustft.training.optim import build_optimizer
@@ -76,26 +77,43 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
 
     The benchmark times ``Trainer.update`` (one optimiser step exactly as the loop does it) through this.
     """
+    # One writer per run directory (robustft.run_lock): the lock is taken before anything is written and held
+    # until ``execute`` returns. A resumed run is locked first, and a new run whose directory is locked by
+    # another process is refused before the model is built.
     if resume is not None:
         run, cfg = components.open_run(resume, overrides)
+        run.lock()
     else:
         cfg = components.load_config(config, overrides)
         run = None
-    components.check_reference_run(cfg)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    splits = datasets if datasets is not None else components.load_datasets(cfg)
-    num_classes = components.num_classes_of(splits["train"])
-    if model is None:
-        model = components.build_model(cfg, num_classes)
-    strategy = components.apply_strategy(model, cfg)
-    model.to(device)
-    trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
-    if run is None:  # created last: a config that fails to build leaves no half-made run directory behind
-        trainer.run = _create_run(cfg)
+        _refuse_if_locked(Path(cfg.output_dir) / cfg.name)
+    try:
+        components.check_reference_run(cfg)
+        device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        splits = datasets if datasets is not None else components.load_datasets(cfg)
+        num_classes = components.num_classes_of(splits["train"])
+        if model is None:
+            model = components.build_model(cfg, num_classes)
+        strategy = components.apply_strategy(model, cfg)
+        model.to(device)
+        trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
+        if run is None:  # created (and locked) last: a config that fails to build leaves no run directory behind
+            trainer.run = _create_run(cfg)
+    except BaseException:
+        if run is not None:
+            run.unlock()
+        raise
     if quiet is not None:
         trainer.progress = not quiet
     return trainer
+
+
+def _refuse_if_locked(path: Path) -> None:
+    """Fails at once when another live process holds ``path``'s lock (the real lock is taken at creation)."""
+    if (path / LOCK_FILE).is_file():
+        with RunLock(path):
+            pass
 
 
 def _create_run(cfg: Any) -> Any:
@@ -104,7 +122,7 @@ def _create_run(cfg: Any) -> Any:
         raise RobustftError(f"run directory {path} already holds a run. Resume it with `robustft train --resume "
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
-        return components.RunDir().create(path, components.to_dict(cfg))
+        return components.RunDir().create(path, components.to_dict(cfg), lock=True)
     except OSError as error:
         raise RunWriteError(f"cannot create the run directory {path} ({error.strerror or error}). "
                             "Choose a writable output_dir (output_dir=...) or free disk space.") from None
@@ -160,6 +178,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def execute(self) -> RunResult:
+        """Trains to the end (resuming from the last checkpoint if there is one); releases the run's lock."""
+        try:
+            return self._execute()
+        finally:
+            self.run.unlock()
+
+    def _execute(self) -> RunResult:
         resumed = self._maybe_resume()
         started = time.perf_counter()
         loggers = RunLoggers(self.run.path, self.total_steps, self.step, self.progress, self.cfg.logging.tensorboard,

@@ -1,17 +1,23 @@
-"""``robustft sweep CONFIG --grid key=v1,v2 ... [--executor local|ray] [--jobs N] [--report]``."""
+"""``robustft sweep CONFIG --grid key=v1,v2 ... [--executor local|ray] [--jobs N] [--report]``;
+``robustft sweep --status DIR``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from robustft.errors import RobustftError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep", help="run a grid of configs (locally or on Ray); resumable; optional report",
-        description="Expands --grid items into runs (cartesian product), validates them all, then runs each; "
-                    "finished runs are skipped and interrupted ones resumed, so re-running a sweep continues it.")
-    parser.add_argument("config", help="base YAML config")
+        description="Expands --grid items into runs (cartesian product), checks them all, then runs each; "
+                    "finished runs are skipped, interrupted ones resumed and runs another process is training "
+                    "left to it, so re-running a sweep continues it. --status DIR shows where a sweep stands.")
+    parser.add_argument("config", nargs="?", help="base YAML config (omit with --status)")
+    parser.add_argument("--status", metavar="DIR", default=None,
+                        help="print done / running / failed / pending per point of the sweep in DIR, run nothing")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a dotted key and its values, e.g. strategy.name=full,lora (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
@@ -28,28 +34,54 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.sweep import STATUS_FAILED, parse_grid, resolve_points, run_sweep
+    if args.status is not None:
+        return show_status(args.status)
+    if args.config is None:
+        raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
+                            "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
+    from robustft.sweep import STATUS_FAILED, STATUS_RUNNING, parse_grid, resolve_points, run_sweep
 
     grid = parse_grid(args.grid)
-    points, _, out = resolve_points(args.config, grid, args.fixed, args.output_dir)
+    resolved = resolve_points(args.config, grid, args.fixed, args.output_dir)
+    points, _, out = resolved
     print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
+    for point in points:
+        if point.note:
+            print(f"  note: {point.name}: {point.note}", file=sys.stderr)
 
     def show(result) -> None:
         line = f"  {result.status:<9} {result.name}"
-        print(line + (f"  ({result.error})" if result.error else ""), file=sys.stderr, flush=True)
+        detail = result.error or result.extra.get("detail")
+        print(line + (f"  ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
     results = run_sweep(args.config, grid, fixed=args.fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
                         ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
-                        gpus_per_run=args.gpus_per_run, on_result=show)
+                        gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved)
     failed = [r for r in results if r.status == STATUS_FAILED]
-    print(f"sweep: {len(results) - len(failed)} finished or skipped, {len(failed)} failed; "
-          f"manifest {out / 'sweep.json'}")
+    running = [r for r in results if r.status == STATUS_RUNNING]
+    print(f"sweep: {len(results) - len(failed) - len(running)} finished or skipped, {len(running)} running "
+          f"elsewhere (not started again), {len(failed)} failed; manifest {out / 'sweep.json'}"
+          + (f"; `robustft sweep --status {out}` shows progress" if running else ""))
     if args.report:
         from robustft.report import build_report
         from robustft.report.collect import collect_runs
 
-        done = [r.path for r in results if r.status != STATUS_FAILED]
+        done = [r.path for r in results if r.status not in (STATUS_FAILED, STATUS_RUNNING)]
         if done:
             page = build_report(collect_runs(done), out / "report", title=f"sweep {out.name}", group_by=args.group_by)
             print(f"report: {page}")
     return 1 if failed else 0
+
+
+def show_status(directory: str) -> int:
+    """Prints one line per point (status, name, detail) and a count per status; exit 0."""
+    from robustft.sweep_status import sweep_status
+
+    rows = sweep_status(directory)
+    width = max([len(r.name) for r in rows] + [4])
+    print(f"{'status':<8} {'point':<{width}}  detail")
+    for row in rows:
+        print(f"{row.status:<8} {row.name:<{width}}  {row.detail}".rstrip())
+    counts = {s: sum(r.status == s for r in rows) for s in ("done", "running", "failed", "pending")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(rows)} point(s)")
+    return 0
