@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
                         gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved)
     failed = [r for r in results if r.status == STATUS_FAILED]
     running = [r for r in results if r.status == STATUS_RUNNING]
-    print(f"sweep: {len(results) - len(failed) - len(running)} finished or skipped, {len(running)} running "
-          f"elsewhere (not started again), {len(failed)} failed; manifest {out / 'sweep.json'}"
-          + (f"; `robustft sweep --status {out}` shows progress" if running else ""))
+    elsewhere = f"{len(running)} running elsewhere (not started again), " if running else ""
+    print(f"sweep: {len(results) - len(failed) - len(running)} finished or skipped, {elsewhere}{len(failed)} failed; "
+          f"manifest {out / 'sweep.json'}" + (f"; `robustft sweep --status {out}` shows progress" if running else ""))
     if args.report:
         from robustft.report import build_report
         from robustft.report.collect import collect_runs
