@@ -15,8 +15,10 @@ from robustft.schedules import (
     EPS_SCHEDULES,
     AutoEpsState,
     eps_schedule,
+    evaluation_schedule,
     evaluation_steps,
     lr_factor,
+    paper_a_evaluates,
     resolve_duration,
 )
 
@@ -169,20 +171,59 @@ def test_lr_factor_without_warmup_starts_at_one_and_rejects_unknown_kinds() -> N
         lr_factor(0, 10, 0, "step")
 
 
-def test_paper_a_schedule_exactly() -> None:
-    assert evaluation_steps("paper-a", 25000, 352) == [
+def test_paper_a_schedule_is_its_codes_should_log() -> None:
+    # kyangl/robustness-finetuning, scripts/finetune.py, should_log: the 7040-step run of the issue.
+    schedule = evaluation_schedule("paper-a", 7040, 352)
+    assert schedule.steps == (
         0, 50, 100,
-        130, 160, 190, 220, 250, 280, 300,
-        500, 700, 900, 1000,
-        3000,
-        7000, 10000,
-        20000, 25000,
-    ]
+        120, 150, 180, 210, 240, 270, 300,
+        400, 600, 800, 1000,
+        2000,
+        4000,
+        7040,
+    )
+    assert schedule.extra == {7040}  # the end of training, evaluated by robustft, not on paper A's grid
+
+
+def test_paper_a_schedule_beyond_ten_thousand_steps() -> None:
+    assert evaluation_steps("paper-a", 100000, 352)[-12:] == [
+        1000, 2000, 4000, 8000, 12000, 18000, 24000, 30000, 40000, 60000, 80000, 100000]
+    assert evaluation_schedule("paper-a", 100000, 352).extra == frozenset()  # 100000 is on the grid
+
+
+@settings(max_examples=100, deadline=None)
+@given(total=st.integers(0, 70000))
+def test_paper_a_steps_are_exactly_the_predicates_steps_plus_the_end(total: int) -> None:
+    schedule = evaluation_schedule("paper-a", total, 352)
+    on_grid = [s for s in range(0, total + 1, 10) if paper_a_evaluates(s)]  # every grid interval is a multiple of 10
+    assert [s for s in schedule.steps if s not in schedule.extra] == on_grid
+    assert schedule.extra == ({total} - set(on_grid))
+
+
+def test_paper_a_predicate_matches_the_reference_rules() -> None:
+    def should_log(step: int) -> bool:  # the reference's rule, restated from its text
+        if step <= 100:
+            return step % 50 == 0
+        elif step <= 300:
+            return step % 30 == 0
+        if step <= 1000:
+            return step % 200 == 0
+        elif step <= 3000:
+            return step % 2000 == 0
+        elif step <= 10000:
+            return step % 4000 == 0
+        elif step <= 30000:
+            return step % 6000 == 0
+        return step % 20000 == 0
+
+    assert all(paper_a_evaluates(s) == should_log(s) for s in range(0, 120001))
 
 
 def test_paper_a_schedule_cut_at_the_end_of_training() -> None:
-    assert evaluation_steps("paper-a", 175, 50) == [0, 50, 100, 130, 160, 175]
+    assert evaluation_steps("paper-a", 175, 50) == [0, 50, 100, 120, 150, 175]
+    assert evaluation_schedule("paper-a", 175, 50).extra == {175}
     assert evaluation_steps("paper-a", 100, 50) == [0, 50, 100]
+    assert evaluation_schedule("paper-a", 100, 50).extra == frozenset()
     assert evaluation_steps("paper-a", 0, 50) == [0]
 
 
@@ -201,6 +242,12 @@ def test_other_evaluation_schedules(spec: str, total: int, per_epoch: int, expec
     steps = evaluation_steps(spec, total, per_epoch)
     assert steps == expected
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
+
+
+def test_extra_points_of_the_other_schedules() -> None:
+    assert evaluation_schedule("every:7", 20, 5).extra == {20}
+    assert evaluation_schedule("epoch", 18, 6).extra == frozenset()
+    assert evaluation_schedule("steps:[3, 10]", 20, 6).extra == {0, 20}
 
 
 def test_bad_evaluation_spec() -> None:
@@ -250,7 +297,8 @@ def test_evaluation_steps_invariants(spec: str, total: int, per_epoch: int) -> N
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
     assert all(0 <= s <= total for s in steps)
     if spec == "paper-a":
-        assert set(steps) >= {s for s in (50, 100, 130, 300, 500, 1000, 3000, 7000, 10000) if s <= total}
+        assert set(steps) >= {s for s in (50, 100, 120, 300, 400, 1000, 2000, 4000, 8000, 12000) if s <= total}
+        assert not set(steps) & ({130, 500, 3000, 7000, 10000} - {total})
 
 
 @settings(max_examples=200, deadline=None)

@@ -175,7 +175,8 @@ def test_write_error_mid_run_is_a_clear_error_and_keeps_written_records(tmp_path
         return original(self, records)
 
     monkeypatch.setattr(runs.MetricsWriter, "write", failing_write)
-    with pytest.raises(RobustftError, match="No space left"):
+    # One RunWriteError: `except robustft.runs.RunWriteError` catches the trainer's too.
+    with pytest.raises(runs.RunWriteError, match="No space left"):
         train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
     assert {r["step"] for r in read_records(tmp_path / "tiny")} == {0}
 

@@ -29,17 +29,16 @@ from robustft.checkpoint import load_checkpoint, save_checkpoint
 from robustft.device import resolve_device
 from robustft.errors import RobustftError, TrainingDivergedError
 from robustft.evaluate import Evaluator, attack_spec, make_attack, record
+from robustft.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.objectives import ObjectiveContext, get_objective
+from robustft.records import record_key
+from robustft.schedules import eps_schedule, evaluation_schedule, lr_factor
 from robustft.training import components
-from robustft.training.loggers import RunLoggers, record_key
+from robustft.training.loggers import RunLoggers
 from robustft.training.optim import build_optimizer
 from robustft.training.state import capture_rng, restore_rng
 
 log = logging.getLogger("robustft.train")
-
-
-class RunWriteError(RobustftError):
-    """The run directory cannot be written (permissions, disk full)."""
 
 
 @dataclass
@@ -105,6 +104,8 @@ def _create_run(cfg: Any) -> Any:
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
         return components.RunDir().create(path, components.to_dict(cfg))
+    except RobustftError:
+        raise  # RunExistsError and RunWriteError are OSErrors too, with their own messages
     except OSError as error:
         raise RunWriteError(f"cannot create the run directory {path} ({error.strerror or error}). "
                             "Choose a writable output_dir (output_dir=...) or free disk space.") from None
@@ -130,9 +131,9 @@ class Trainer:
         warmup = optim.warmup or 0
         self.warmup_steps = int(round(warmup * self.total_steps)) if isinstance(warmup, float) and warmup < 1 \
             else int(warmup)
-        self.eval_steps = set(components.evaluation_steps(cfg.eval.schedule, self.total_steps, self.steps_per_epoch))
-        self.eps_at = components.eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch,
-                                              cfg.seed)
+        self.eval_schedule = evaluation_schedule(cfg.eval.schedule, self.total_steps, self.steps_per_epoch)
+        self.eval_steps = set(self.eval_schedule.steps)
+        self.eps_at = eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch, cfg.seed)
         self.objective = get_objective(cfg.objective.name)
         self.amp = device.type == "cuda" and optim.amp in ("auto", True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
@@ -202,8 +203,8 @@ class Trainer:
     def update(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], eps: float) -> float:
         """One optimiser step over ``accumulate`` batches from ``batches`` at ``eps``; returns the mean loss."""
         for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * components.lr_factor(self.step, self.total_steps, self.warmup_steps,
-                                                                  self.cfg.optim.lr_schedule)
+            group["lr"] = group["base_lr"] * lr_factor(self.step, self.total_steps, self.warmup_steps,
+                                                       self.cfg.optim.lr_schedule)
         total = 0.0
         for _ in range(self.accumulate):
             images, labels = self._next_batch(batches)
@@ -268,6 +269,10 @@ class Trainer:
                         record(step, epoch, "optim", "train_accuracy", sums["correct"] / sums["seen"],
                                self.cfg.objective.name, None, sums["seen"], sums["correct"])]
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
+        if step in self.eval_schedule.extra:
+            # Not a point of the named schedule (paper A's grid has no point at the end of training): say so,
+            # so that a curve compared with a paper's can leave it out.
+            records = [{**r, "extra": {**(r.get("extra") or {}), "off_schedule": True}} for r in records]
         values = {record_key(r): r["value"] for r in records}
         if "val/clean/accuracy" in values and step == (len(self.val_history) + 1) * self.steps_per_epoch:
             # val_history[i]: validation clean accuracy at the end of epoch i (what the auto schedule reads)

@@ -109,18 +109,6 @@ def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
                 augment=cfg.data.augment, device=str(device))
 
 
-def eps_schedule(*args: Any) -> Any:
-    return _real("robustft.schedules", "eps_schedule")(*args)
-
-
-def lr_factor(*args: Any) -> float:
-    return float(_real("robustft.schedules", "lr_factor")(*args))
-
-
-def evaluation_steps(*args: Any) -> list[int]:
-    return list(_real("robustft.schedules", "evaluation_steps")(*args))
-
-
 def maybe_eps(value: Any) -> float | None:
     from robustft.evaluate import as_eps
 
@@ -160,7 +148,7 @@ def read_metrics(path: Path) -> Any:
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
                   eval_seconds: float, total_steps: int) -> dict[str, Any]:
     """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing."""
-    from robustft.training.loggers import record_key
+    from robustft.records import record_key
 
     run_path = Path(run.path)
     metrics = read_metrics(run_path / "metrics.jsonl")
