@@ -108,14 +108,22 @@ def test_uniform_is_in_range_deterministic_per_seed_and_epoch() -> None:
 
 def test_auto_waits_for_a_plateau_then_ramps_to_the_last_epoch() -> None:
     sched = build(Eps(schedule="auto", patience=3, tolerance=0.02), epochs=20)
-    history = [0.1, 0.3, 0.5, 0.51, 0.515, 0.52] + [0.9] * 14  # plateau detected after epoch 5
-    assert AutoEpsState.from_history(history, 3, 0.02).t1 == 6
+    history = [0.1, 0.3, 0.5, 0.51, 0.515, 0.52] + [0.9] * 14  # plateau detected at the end of epoch 5
+    assert AutoEpsState.from_history(history, 3, 0.02).t1 == 5  # paper B: "that epoch becomes T1"
     values = [sched(e, 0, history) for e in range(20)]
-    assert values[:7] == [0.0] * 7  # alpha(T1) = 0 as in paper B's formula
-    assert values[7] == pytest.approx(EPS_G / 13)
+    assert values[:6] == [0.0] * 6  # alpha(T1) = 0 as in paper B's formula
+    assert values[6] == pytest.approx(EPS_G / 14)  # the first epoch after the plateau: (6 - 5) / (19 - 5)
     assert values[19] == EPS_G
     # Only epochs before t decide eps(t): a history that grows epoch by epoch gives the same values (resume).
     assert [sched(e, 0, history[:e]) for e in range(20)] == values
+
+
+def test_auto_per_step_ramps_from_the_end_of_the_plateau_epoch() -> None:
+    sched = build(Eps(schedule="auto", patience=1, tolerance=0.02, per="step"), epochs=5, steps_per_epoch=10)
+    history = [0.5, 0.5, 0.5, 0.5, 0.5]  # plateau detected at the end of epoch 1 (T1 = 1)
+    values = [sched(s // 10, s, history) for s in range(50)]
+    assert values[:20] == [0.0] * 20  # nothing before the plateau is known (step 20 = end of epoch 1)
+    assert values[21] == pytest.approx(EPS_G / 29) and values[49] == EPS_G  # linear from step 20 to step 49
 
 
 def test_auto_without_plateau_stays_at_zero() -> None:
@@ -274,6 +282,12 @@ def test_auto_config_needs_a_validation_split() -> None:
         load_config(None, ["eps.schedule=auto", "eval.splits=[train, test]"])
     with pytest.raises(ConfigError, match="val_fraction"):
         load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])
+
+
+def test_auto_config_needs_an_evaluation_at_every_epoch_end() -> None:
+    with pytest.raises(ConfigError, match="eval.schedule=epoch"):
+        load_config(None, ["eps.schedule=auto", "eval.schedule=paper-a"])
+    assert load_config(None, ["eps.schedule=auto", "eval.schedule=epoch"]).eps.schedule == "auto"
 
 
 

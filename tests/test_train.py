@@ -213,6 +213,25 @@ def test_each_eps_schedule_drives_the_training_eps(schedule, tmp_path):
         assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # records: step 0, then the last step of each epoch
 
 
+@pytest.mark.parametrize("schedule", ["every:3", "steps:[4]"])
+def test_auto_refuses_an_evaluation_schedule_that_misses_an_epoch_end(schedule, tmp_path):
+    # 64 samples / batch 16 = 4 steps per epoch: every:3 and steps:[4] miss the end of epoch 1 (step 8), after
+    # which the validation history would stop and eps stay 0 for the rest of the run.
+    config = tiny_config(tmp_path, eps={"schedule": "auto", "patience": 1}, train={"epochs": 3},
+                         eval={"schedule": schedule})
+    with pytest.raises(RobustftError, match="eps would stay 0") as info:
+        train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert "every:N with N dividing 4" in str(info.value)
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_the_end_of_training_off_the_schedule_is_marked(tmp_path):
+    config = tiny_config(tmp_path, eval={"schedule": "every:3", "curve": None, "final": None})  # 8 steps
+    records = read_records(train(config, model=tiny_cnn(4), datasets=tiny_splits()).path)
+    assert sorted({r["step"] for r in records}) == [0, 3, 6, 8]
+    assert all((r["extra"] or {}).get("off_schedule") is (True if r["step"] == 8 else None) for r in records)
+
+
 def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
     with pytest.raises(RobustftError, match="accumulate"):
         train(tiny_config(tmp_path, optim={"accumulate": 50}), model=tiny_cnn(4), datasets=tiny_splits())

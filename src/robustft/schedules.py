@@ -98,7 +98,9 @@ class AutoEpsState:
     """Plateau detection of the ``auto`` schedule, computed from a validation-accuracy history.
 
     Attributes:
-        t1: the epoch at which eps starts to grow (the epoch after the plateau was detected), or None.
+        t1: paper B's T1, the epoch at whose end the plateau was detected (0-based), or None. As in paper B's
+            formula alpha(T1) = 0, so eps grows from the epoch after it, the first one trained after the
+            plateau was seen.
         best: the validation accuracy at the last progress (-inf for an empty history).
         since_best: epochs since the last gain larger than the tolerance.
     """
@@ -113,8 +115,8 @@ class AutoEpsState:
 
         A value counts as progress when it beats the reference (the accuracy at the last progress, initially the
         first value) by more than ``tolerance`` (absolute, so 0.02 is two accuracy points). After ``patience``
-        epochs in a row without progress the plateau is detected at epoch i and T1 = i + 1, the first epoch
-        trained after it. Later values cannot change T1.
+        epochs in a row without progress the plateau is detected at epoch i, and paper B makes "that epoch"
+        T1 = i. Later values cannot change T1.
         """
         best, since_best = -math.inf, 0
         for index, accuracy in enumerate(val_history):
@@ -126,7 +128,7 @@ class AutoEpsState:
                 # climb (1.5 points per epoch with tolerance 2) still counts as progress every other epoch.
                 since_best += 1
                 if since_best >= patience:
-                    return cls(t1=index + 1, best=best, since_best=since_best)
+                    return cls(t1=index, best=best, since_best=since_best)
         return cls(t1=None, best=best, since_best=since_best)
 
 
@@ -233,12 +235,15 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     last = max(0, context.total(per) - 1)
 
     def alpha(t: int, history: Sequence[float]) -> float:
-        # Only the epochs completed before epoch t may decide its eps: then resume is exact.
+        # Only the epochs completed before epoch t may decide its eps: then resume is exact. T1 is the epoch
+        # whose end showed the plateau and alpha(T1) = 0, so no epoch trains at eps > 0 before it is known.
         epoch = t if per == "epoch" else t // steps_per_epoch
         state = AutoEpsState.from_history(list(history)[: max(0, epoch)], patience, tolerance)
         if state.t1 is None:
             return 0.0
-        start = state.t1 if per == "epoch" else state.t1 * steps_per_epoch
+        # per step: the ramp starts at the end of epoch T1 (the step the plateau became known), the step
+        # analogue of alpha(T1) = 0 per epoch.
+        start = state.t1 if per == "epoch" else (state.t1 + 1) * steps_per_epoch
         return scheduled_alpha(t, start, max(start, last))
 
     return EpsSchedule("auto", settings.value, per, alpha)

@@ -27,7 +27,7 @@ import torch
 
 from robustft.checkpoint import load_checkpoint, save_checkpoint
 from robustft.device import resolve_device
-from robustft.errors import RobustftError, TrainingDivergedError
+from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
 from robustft.evaluate import Evaluator, attack_spec, make_attack, record
 from robustft.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.objectives import ObjectiveContext, get_objective
@@ -133,6 +133,7 @@ class Trainer:
             else int(warmup)
         self.eval_schedule = evaluation_schedule(cfg.eval.schedule, self.total_steps, self.steps_per_epoch)
         self.eval_steps = set(self.eval_schedule.steps)
+        self._check_auto_sees_every_epoch_end()
         self.eps_at = eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch, cfg.seed)
         self.objective = get_objective(cfg.objective.name)
         self.amp = device.type == "cuda" and optim.amp in ("auto", True)
@@ -152,6 +153,21 @@ class Trainer:
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
+
+    def _check_auto_sees_every_epoch_end(self) -> None:
+        """``auto`` reads the validation accuracy of every epoch end; an evaluation schedule that skips one leaves
+        its history empty from there on, and eps silently 0 for the rest of the run: refuse it before training."""
+        if self.cfg.eps.schedule != "auto":
+            return
+        ends = range(self.steps_per_epoch, self.total_steps, self.steps_per_epoch)  # the last epoch's end is moot
+        missing = [step for step in ends if step not in self.eval_steps]
+        if missing:
+            raise ConfigError(
+                f"eps.schedule=auto reads validation accuracy at the end of every epoch, but eval.schedule="
+                f"{self.cfg.eval.schedule!r} does not evaluate at step {missing[0]} (the end of epoch "
+                f"{missing[0] // self.steps_per_epoch - 1}; {self.steps_per_epoch} steps per epoch), so eps would "
+                "stay 0 from there on. Set eval.schedule=epoch (or every:N with N dividing "
+                f"{self.steps_per_epoch}).")
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         optim = self.cfg.optim
