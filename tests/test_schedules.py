@@ -89,6 +89,32 @@ def test_per_step_uses_the_step_argument() -> None:
     assert fraction.t2 == 250 and fraction(0, 125) == pytest.approx(EPS_G / 2)
 
 
+def test_scheduled_on_one_epoch_ramps_per_step_not_constant() -> None:
+    # Floored to whole epochs, 0.25 and 0.75 of one epoch are T1 = T2 = 0: the constant schedule. Per step they
+    # are steps 25 and 75 of 100, paper B's shape inside the epoch.
+    sched = build(Eps(t1=0.25, t2=0.75), epochs=1, steps_per_epoch=100)
+    assert (sched.per, sched.t1, sched.t2) == ("step", 25, 75)
+    values = [sched(0, s) for s in range(100)]
+    assert values[:26] == [0.0] * 26 and values[50] == pytest.approx(EPS_G / 2) and values[75:] == [EPS_G] * 25
+    assert values != [build(Eps(schedule="constant"), epochs=1, steps_per_epoch=100)(0, s) for s in range(100)]
+
+
+@pytest.mark.parametrize("epochs, per, t1, t2", [
+    (1, "step", 25, 75), (2, "step", 50, 150), (3, "step", 75, 225),  # 0.25 of 3 epochs floors to epoch 0
+    (4, "epoch", 1, 3), (50, "epoch", 12, 37)])  # whole epochs hold a ramp of >= 2 epochs: paper B's resolution
+def test_fractional_ramps_resolve_per_step_only_when_epochs_are_too_few(epochs, per, t1, t2) -> None:
+    sched = build(Eps(t1=0.25, t2=0.75), epochs=epochs, steps_per_epoch=100)
+    assert (sched.per, sched.t1, sched.t2) == (per, t1, t2)
+
+
+def test_linear_and_int_durations_on_few_epochs() -> None:
+    linear = build(Eps(schedule="linear", t2=0.5), epochs=1, steps_per_epoch=10)
+    assert (linear.per, linear.t2) == ("step", 5) and linear(0, 0) == 0.0 and linear(0, 5) == EPS_G
+    assert build(Eps(schedule="linear", t2=0.75), epochs=3).per == "epoch"  # T2 = 2 epochs: a ramp 0, 1/2, 1
+    counted = build(Eps(t1=0, t2=1), epochs=1)  # ints are whole epochs, as written: no re-resolution
+    assert (counted.per, counted.t1, counted.t2) == ("epoch", 0, 1)
+
+
 def test_t1_after_t2_in_mixed_units_is_caught_when_built() -> None:
     with pytest.raises(ConfigError, match="T1 must be <= T2"):
         build(Eps(t1=40, t2=0.5))

@@ -213,6 +213,17 @@ def test_each_eps_schedule_drives_the_training_eps(schedule, tmp_path):
         assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # records: step 0, then the last step of each epoch
 
 
+def test_scheduled_on_one_epoch_trains_a_per_step_ramp(tmp_path):
+    # 4 steps in one epoch: T1 = 0.25 -> step 1, T2 = 0.75 -> step 3 (whole epochs would give a constant eps).
+    config = tiny_config(tmp_path, eps={"schedule": "scheduled", "value": "8/255", "t1": 0.25, "t2": 0.75},
+                         train={"epochs": 1}, eval={"schedule": "every:1", "curve": None, "final": None, "eps": []})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    eps = [r["value"] for r in read_records(result.path) if r["split"] == "optim" and r["metric"] == "eps"]
+    # records: step 0 (eps of step 0), then the eps each step trained at: steps 0, 1, 2, 3
+    assert eps == [0.0, 0.0, 0.0, pytest.approx(4 / 255), pytest.approx(8 / 255)]
+    assert result.summary["eps_resolved"] == {"per": "step", "t1": 1, "t2": 3}
+
+
 @pytest.mark.parametrize("schedule", ["every:3", "steps:[4]"])
 def test_auto_refuses_an_evaluation_schedule_that_misses_an_epoch_end(schedule, tmp_path):
     # 64 samples / batch 16 = 4 steps per epoch: every:3 and steps:[4] miss the end of epoch 1 (step 8), after

@@ -10,10 +10,11 @@ Eps schedules (paper B, "Epsilon-Scheduling"): ``eps(t) = alpha(t) * eps_g`` wit
 
 ``t`` is the epoch (0-based; ``per: epoch``, paper B) or the optimiser step (``per: step``). T1/T2 are ints in
 the unit of ``per`` (epochs or steps) or floats in [0, 1], fractions of training resolved with ``floor`` so that
-0.25 and 0.75 of 50 epochs give paper B's 12 and 37. Special cases: T1 = T2 = 0 is RFT-fix (constant eps_g),
-T1 = 0 is a linear warm-up, T1 = T2 > 0 is a jump. ``uniform`` draws eps ~ U[0, eps_g] per epoch from
-``(seed, epoch)``; ``auto`` keeps eps = 0 until validation accuracy plateaus, and is a pure function of the
-validation history the caller passes.
+0.25 and 0.75 of 50 epochs give paper B's 12 and 37. When too few epochs would collapse a fractional ramp
+(one epoch: T1 = T2 = 0), ``scheduled`` and ``linear`` resolve it per step instead (:func:`resolve_ramp`).
+Special cases: T1 = T2 = 0 is RFT-fix (constant eps_g), T1 = 0 is a linear warm-up, T1 = T2 > 0 is a jump.
+``uniform`` draws eps ~ U[0, eps_g] per epoch from ``(seed, epoch)``; ``auto`` keeps eps = 0 until validation
+accuracy plateaus, and is a pure function of the validation history the caller passes.
 
 Evaluation schedules: ``paper-a`` (paper A's log-like steps, as its code's ``should_log``), ``every:N``,
 ``epoch``, ``steps:[0,10,50]``; step 0 and the end of training are always evaluated, and marked as extra points
@@ -195,24 +196,54 @@ def _constant(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     return EpsSchedule("constant", settings.value, settings.per, lambda t, history: 1.0, t1=0, t2=0)
 
 
+# A ramp asked for as fractions of training that whole epochs resolve to fewer epochs than this is a jump (1)
+# or nothing at all (0): with that few epochs the per-epoch schedules resolve per step instead.
+MIN_RAMP_EPOCHS = 2
+
+
+def resolve_ramp(t1: int | float, t2: int | float, per: str, context: ScheduleContext) -> tuple[str, int, int]:
+    """(per, T1, T2) of a ramp: in the unit of ``per``, or per step when whole epochs cannot hold it.
+
+    Paper B's schedule is per epoch. With few epochs, fractions floored to whole epochs lose its shape: on one
+    epoch T1 = T2 = 0 (the constant schedule, still labelled ``scheduled``), on two epochs 0.25 and 0.75 give a
+    jump at epoch 1. So when ``per`` is epoch, a duration is a fraction, and either a fractional T1 > 0 floors
+    to epoch 0 or the ramp from T1 to T2 (asked for, T1 != T2) spans fewer than ``MIN_RAMP_EPOCHS`` epochs, the
+    ramp is resolved per step: t becomes the step (a fractional epoch), fractions are of the training steps and
+    int durations are epochs of ``steps_per_epoch`` steps. The schedule then reports ``per == "step"``.
+
+    Raises:
+        ConfigError: T1 after T2.
+    """
+    total = context.total(per)
+    first, second = resolve_duration(t1, total), resolve_duration(t2, total)
+    fractional = isinstance(t1, float) or isinstance(t2, float)
+    late_start_lost = isinstance(t1, float) and t1 > 0 and first == 0
+    ramp_lost = t1 != t2 and 0 <= second - first < MIN_RAMP_EPOCHS
+    collapsed = late_start_lost or ramp_lost
+    if per == "epoch" and fractional and collapsed and context.total_steps > context.total_epochs:
+        per, steps = "step", max(1, context.steps_per_epoch)
+        first, second = (resolve_duration(v, context.total_steps) if isinstance(v, float) else v * steps
+                         for v in (t1, t2))
+    if first > second:
+        raise ConfigError(
+            f"eps.t1 ({t1} -> {first} {per}s) is after eps.t2 ({t2} -> {second}); "
+            "T1 must be <= T2 (T1 = T2 = 0 is the constant schedule)."
+        )
+    return per, first, second
+
+
 @EPS_SCHEDULES.register("scheduled")
 def _scheduled(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     """Paper B's Epsilon-Scheduling: 0 before T1, linear to eps_g at T2, then eps_g (e.g. T1=12, T2=37 of 50)."""
-    total = context.total(settings.per)
-    t1, t2 = resolve_duration(settings.t1, total), resolve_duration(settings.t2, total)
-    if t1 > t2:
-        raise ConfigError(
-            f"eps.t1 ({settings.t1} -> {t1} {settings.per}s) is after eps.t2 ({settings.t2} -> {t2}); "
-            "T1 must be <= T2 (T1 = T2 = 0 is the constant schedule)."
-        )
-    return EpsSchedule("scheduled", settings.value, settings.per, lambda t, h: scheduled_alpha(t, t1, t2), t1, t2)
+    per, t1, t2 = resolve_ramp(settings.t1, settings.t2, settings.per, context)
+    return EpsSchedule("scheduled", settings.value, per, lambda t, h: scheduled_alpha(t, t1, t2), t1, t2)
 
 
 @EPS_SCHEDULES.register("linear")
 def _linear(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     """Linear warm-up: the scheduled schedule with T1 = 0 (eps grows from 0 to eps_g at T2)."""
-    t2 = resolve_duration(settings.t2, context.total(settings.per))
-    return EpsSchedule("linear", settings.value, settings.per, lambda t, h: scheduled_alpha(t, 0, t2), 0, t2)
+    per, _, t2 = resolve_ramp(0, settings.t2, settings.per, context)
+    return EpsSchedule("linear", settings.value, per, lambda t, h: scheduled_alpha(t, 0, t2), 0, t2)
 
 
 @EPS_SCHEDULES.register("uniform")

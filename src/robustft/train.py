@@ -135,6 +135,9 @@ class Trainer:
         self.eval_steps = set(self.eval_schedule.steps)
         self._check_auto_sees_every_epoch_end()
         self.eps_at = eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch, cfg.seed)
+        if self.eps_at.per != cfg.eps.per:
+            log.info("eps.schedule=%s over %d epoch(s) resolved per step (T1 = step %s, T2 = step %s): whole epochs "
+                     "cannot hold its ramp", cfg.eps.schedule, self.total_epochs, self.eps_at.t1, self.eps_at.t2)
         self.objective = get_objective(cfg.objective.name)
         self.amp = device.type == "cuda" and optim.amp in ("auto", True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
@@ -357,7 +360,7 @@ class Trainer:
         wall = self.wall_before + time.perf_counter() - started
         summary = components.summarize_run(self.run, self.cfg, self.strategy, self.num_classes,
                                            wall_seconds=wall, eval_seconds=self.eval_seconds,
-                                           total_steps=self.total_steps)
+                                           total_steps=self.total_steps, eps_at=self.eps_at)
         try:
             self.run.write_summary(summary)
         except OSError as error:

@@ -146,8 +146,9 @@ def read_metrics(path: Path) -> Any:
 
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
-                  eval_seconds: float, total_steps: int) -> dict[str, Any]:
-    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing."""
+                  eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
+    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing,
+    and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
     from robustft.records import record_key
 
     run_path = Path(run.path)
@@ -163,6 +164,8 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
                      "trainable_share": float(getattr(strategy, "share", 0.0) or 0.0)},
         "objective": cfg.objective.name, "eps_schedule": cfg.eps.schedule,
     }
+    if eps_at is not None:
+        summary["eps_resolved"] = {"per": eps_at.per, "t1": eps_at.t1, "t2": eps_at.t2}
     if len(metrics):
         last = metrics[metrics["step"] == metrics["step"].max()]
         summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null
