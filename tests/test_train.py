@@ -247,3 +247,12 @@ def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
     with pytest.raises(RobustftError, match="accumulate"):
         train(tiny_config(tmp_path, optim={"accumulate": 50}), model=tiny_cnn(4), datasets=tiny_splits())
     assert not (tmp_path / "tiny").exists()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_trades_uses_the_reference_two_passes_unless_fused_is_asked_for(fused, tmp_path):
+    from robustft.train import build_trainer
+
+    config = tiny_config(tmp_path, objective={"name": "trades", "trades_fused": fused})
+    trainer = build_trainer(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert trainer.context.trades_fused is fused

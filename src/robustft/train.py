@@ -147,6 +147,7 @@ class Trainer:
         self.context = ObjectiveContext(
             attack=make_attack(attack_name, **attack_options) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
+            trades_fused=bool(cfg.objective.trades_fused),
             step_size=components.maybe_eps(cfg.objective.step_size),
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
