@@ -55,8 +55,12 @@ def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | No
     """Fine-tunes a model as ``config`` says and returns the run directory and its summary.
 
     Args:
-        config: a Config, a dict, or a YAML path (ignored when ``resume`` is given: the run's own config is used).
-        overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``).
+        config: a Config, a dict, or a YAML path. With ``resume`` it may be None; if given it must resolve to the
+            run's own config (the command that started the run, re-run), else RobustftError: a resumed run
+            continues with its config.yaml, changed only by ``overrides``.
+        overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``). On resume they apply from the resumed
+            step on: each changed key is recorded (a ``config_change`` record at that step) and config.yaml is
+            rewritten to the new resolved config.
         resume: a run directory to continue from its last checkpoint.
         quiet: no progress bar (None -> ``logging.progress``).
         model: an already built ``RobustModel`` instead of ``models.build`` (tests, notebooks).
@@ -75,8 +79,9 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
 
     The benchmark times ``Trainer.update`` (one optimiser step exactly as the loop does it) through this.
     """
+    changes: list = []
     if resume is not None:
-        run, cfg = components.open_run(resume, overrides)
+        run, cfg, changes = components.open_run(resume, overrides, config)
     else:
         cfg = components.load_config(config, overrides)
         run = None
@@ -90,6 +95,7 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
     strategy = components.apply_strategy(model, cfg)
     model.to(device)
     trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
+    trainer.config_changes = changes
     if run is None:  # created last: a config that fails to build leaves no half-made run directory behind
         trainer.run = _create_run(cfg)
     if quiet is not None:
@@ -157,6 +163,7 @@ class Trainer:
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
+        self.config_changes: list[tuple[str, Any, Any]] = []  # a resume's overrides, recorded when it starts
 
     def _check_auto_sees_every_epoch_end(self) -> None:
         """``auto`` reads the validation accuracy of every epoch end; an evaluation schedule that skips one leaves
@@ -182,6 +189,15 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def execute(self) -> RunResult:
         resumed = self._maybe_resume()
+        if self.config_changes:
+            # Recorded first, config.yaml rewritten second: a crash in between leaves the old config.yaml, so
+            # the next resume with the same overrides records the change again rather than losing it.
+            self._write(components.config_change_records(self.config_changes, self.step,
+                                                         self.step / self.steps_per_epoch))
+            components.rewrite_config(self.run, self.cfg)
+            log.info("resumed at step %d with %s", self.step,
+                     ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in self.config_changes))
+            self.config_changes = []
         started = time.perf_counter()
         loggers = RunLoggers(self.run.path, self.total_steps, self.step, self.progress, self.cfg.logging.tensorboard,
                              self.cfg.logging.mlflow, self.cfg.name)
@@ -345,7 +361,12 @@ class Trainer:
         callback = getattr(self.strategy, "on_progress", None)
         if callback is not None and callback(self.model, self.step / self.total_steps):
             self.optimizer = self._build_optimizer()
+        configured = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(payload["optimizer"])
+        for group, settings in zip(self.optimizer.param_groups, configured, strict=True):
+            # load_state_dict restores the saved hyperparameters too; the config's win (a resume override of
+            # optim.lr or weight_decay applies), the moments are the checkpoint's.
+            group.update(settings)
         if self.scaler and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         restore_rng(payload["rng"], self.device)
