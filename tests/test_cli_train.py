@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,41 @@ def test_train_prints_a_result_table_and_writes_the_run(tmp_path, tiny_data, cap
     # --resume of a finished run: nothing to do, nothing duplicated
     before = (run / "metrics.jsonl").read_text()
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_resume_with_overrides_trains_with_them_and_records_the_change(tmp_path, tiny_data, capsys):
+    config = _config(tmp_path)
+    run = tmp_path / "runs" / "cli"
+    assert main(["train", str(config), "--quiet"]) == 0  # 6 steps, evaluated at 0, 3, 6
+    assert main(["train", "--resume", str(run), "train.steps=9", "optim.lr=0.02", "--quiet"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sorted({r["step"] for r in records}) == [0, 3, 6, 9]  # it trained on to the new length
+    changes = {r["extra"]["key"]: (r["step"], r["extra"]["old"], r["extra"]["new"])
+               for r in records if r["metric"] == "config_change"}
+    assert changes == {"train.steps": (6, 6, 9), "optim.lr": (6, 0.001, 0.02)}  # taking effect at step 6
+    resolved = load_config(run / "config.yaml")  # config.yaml now describes the run from step 6 on
+    assert (resolved.train.steps, resolved.optim.lr) == (9, 0.02)
+    lrs = {r["step"]: r["value"] for r in records if r["metric"] == "lr"}
+    # The override is what trained: the lr of the last update (step 8 of 9, cosine, no warm-up) from 0.02.
+    assert lrs[9] == pytest.approx(0.02 * 0.5 * (1 + math.cos(math.pi * 8 / 9)))
+    # Resuming again without overrides changes nothing and records nothing new.
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert sum(json.loads(line)["metric"] == "config_change"
+               for line in (run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_config_given_with_resume_must_be_the_runs_own(tmp_path, tiny_data, capsys):
+    config = _config(tmp_path)
+    run = tmp_path / "runs" / "cli"
+    assert main(["train", str(config), "--quiet"]) == 0
+    before = (run / "metrics.jsonl").read_text()
+    assert main(["train", str(config), "--resume", str(run), "--quiet"]) == 0  # the same command, re-run: fine
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "seed": 7}))
+    assert main(["train", str(other), "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "seed: 0 -> 7" in err and "key=value" in err
     assert (run / "metrics.jsonl").read_text() == before
 
 

@@ -139,3 +139,25 @@ def test_summarize_is_json_serialisable_without_nan() -> None:
     assert summary["steps"] == 100 and summary["chance"] == 0.1
     empty = summarize(frame([]), num_classes=10)
     assert empty["onset"] is None and empty["robust_peak"] is None and empty["steps"] is None
+
+
+def test_summary_final_and_detection_final_name_every_record_alike(tmp_path) -> None:
+    # One key function (robustft.records.record_key): a record written without an attack ("null" style) is
+    # val/clean/accuracy in summary["final"] and in summary["detection"]["final"] (they used to differ).
+    from types import SimpleNamespace
+
+    from robustft.config import load_config
+    from robustft.records import record_key
+    from robustft.training.components import summarize_run
+
+    rows = [clean(100, 0.5, style="null"), clean(100, 0.4, "test"), robust(100, 0.2),
+            {"step": 100, "epoch": 1, "split": "optim", "metric": "lr", "attack": None, "eps": None, "value": 0.1}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarize_run(SimpleNamespace(path=tmp_path), load_config(None), None, 10, wall_seconds=1.0,
+                            eval_seconds=0.0, total_steps=100)
+    assert set(summary["final"]) == set(summary["detection"]["final"]) == {
+        "val/clean/accuracy", "test/clean/accuracy", "test/pgd/accuracy@0.003922", "optim/none/lr"}
+    assert summary["final"]["val/clean/accuracy"] == 0.5
+    assert record_key({"split": "test", "metric": "accuracy", "attack": "final:apgd-ce", "eps": 4 / 255}) == \
+        "test/final:apgd-ce/accuracy@0.01569"
+    assert record_key({"split": "optim", "metric": "eps", "attack": "pgd", "eps": 4 / 255}) == "optim/pgd/eps"

@@ -71,13 +71,57 @@ def test_trades_inner_max_stays_in_the_ball_and_raises_kl(tiny_cnn, tiny_batch):
     assert kl_adv > kl_noise
 
 
-def test_trades_loss_is_natural_ce_plus_beta_kl(tiny_cnn, tiny_batch):
+def _hand_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(p) || softmax(q)) averaged over the batch, written out: sum_c p_c (log p_c - log q_c) / N."""
+    p, log_p, log_q = p_logits.softmax(1), p_logits.log_softmax(1), q_logits.log_softmax(1)
+    return (p * (log_p - log_q)).sum() / len(p_logits)
+
+
+def _fixed_inner_max(monkeypatch, adversarial: torch.Tensor) -> None:
+    import robustft.objectives as objectives
+
+    monkeypatch.setattr(objectives, "trades_inner_max", lambda model, images, eps, steps, step_size=None: adversarial)
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 6.0])
+def test_trades_loss_is_natural_ce_plus_beta_kl(beta, tiny_cnn, tiny_batch, monkeypatch):
+    # The reference's update (yaodongyu/TRADES): train-mode forward passes over x and x' SEPARATELY, so each is
+    # normalised with its own BatchNorm statistics (tiny_cnn has BatchNorm), then CE(f(x), y) + beta * KL.
     images, labels = tiny_batch
-    context = ObjectiveContext(beta=0.0, steps=2)
-    loss, logits = get_objective("trades")(tiny_cnn, images, labels, 8 / 255, context)
-    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))  # beta = 0: natural term only
-    loss6, _ = get_objective("trades")(tiny_cnn, images, labels, 8 / 255, ObjectiveContext(beta=6.0, steps=2))
-    assert loss6 > 0
+    # A large fixed x' (the inner maximisation is replaced) so that the KL term is far from 0 on an untrained CNN.
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(1)).sign()
+    adversarial = (images + 0.25 * noise).clamp(0, 1)
+    _fixed_inner_max(monkeypatch, adversarial)
+    loss, logits = get_objective("trades")(tiny_cnn, images, labels, 8 / 255,
+                                           ObjectiveContext(beta=beta, prepare_attack=False))
+    tiny_cnn.train()
+    with torch.no_grad():
+        natural, adversarial_logits = tiny_cnn(images), tiny_cnn(adversarial)
+    labels_p = natural.log_softmax(1)[torch.arange(len(labels)), labels]
+    expected = -labels_p.mean() + beta * _hand_kl(natural, adversarial_logits)
+    torch.testing.assert_close(logits, natural)
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    if beta:
+        assert _hand_kl(natural, adversarial_logits) > 1e-4  # the KL term is really there
+
+
+def test_trades_fused_pass_pools_batchnorm_statistics_and_is_opt_in(tiny_cnn, tiny_vit, tiny_batch, monkeypatch):
+    images, labels = tiny_batch
+    adversarial = (0.5 + 0.5 * images).clamp(0, 1)  # brighter: batch statistics unlike the clean half's
+    _fixed_inner_max(monkeypatch, adversarial)
+    trades = get_objective("trades")
+    fused, _ = trades(tiny_cnn, images, labels, 8 / 255, ObjectiveContext(prepare_attack=False, trades_fused=True))
+    tiny_cnn.train()
+    with torch.no_grad():
+        both = tiny_cnn(torch.cat([images, adversarial]))  # one batch: pooled BatchNorm statistics
+    ce = F.cross_entropy(both[:16], labels)
+    torch.testing.assert_close(fused.detach(), ce + 6.0 * _hand_kl(both[:16], both[16:]), rtol=1e-5, atol=1e-6)
+    separate, _ = trades(tiny_cnn, images, labels, 8 / 255, ObjectiveContext(prepare_attack=False))
+    assert abs(float(separate.detach()) - float(fused.detach())) > 1e-2  # they differ on a BatchNorm backbone
+    # Without BatchNorm (a ViT: LayerNorm is per sample) the fused pass is the same function.
+    vit_fused, _ = trades(tiny_vit, images, labels, 8 / 255, ObjectiveContext(prepare_attack=False, trades_fused=True))
+    vit_separate, _ = trades(tiny_vit, images, labels, 8 / 255, ObjectiveContext(prepare_attack=False))
+    torch.testing.assert_close(vit_fused, vit_separate, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["standard", "adversarial", "trades"])

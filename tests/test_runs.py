@@ -232,7 +232,18 @@ def test_load_runs_joins_config_columns(tmp_path: Path) -> None:
     assert len(frame) == 12
     assert set(frame["strategy"]) == {"full", "bitfit", "lora"}
     assert set(frame.groupby("run")["eps_schedule"].first()) == {"constant", "scheduled", "zero"}
-    assert frame["eps_train"].iloc[0] == pytest.approx(4 / 255)
+    assert set(frame["objective"]) == {"standard"} and set(frame["eps_train"]) == {0.0}  # eps.value is not used
+
+
+@pytest.mark.parametrize("objective, schedule, expected", [
+    ("standard", "constant", 0.0), ("adversarial", "zero", 0.0), ("adversarial", "scheduled", 8 / 255),
+    ("trades", "constant", 8 / 255)])
+def test_runs_view_shows_the_training_eps_a_run_trained_at(tmp_path: Path, objective: str, schedule: str,
+                                                            expected: float) -> None:
+    RunDir.create(tmp_path / "runs" / "r", make_config(**{"objective.name": objective, "eps.schedule": schedule,
+                                                             "eps.value": "8/255"}))
+    view = query_runs(tmp_path / "runs", "SELECT objective, eps_train FROM runs")
+    assert view["eps_train"].iloc[0] == pytest.approx(expected)
 
 
 def test_query_runs_with_duckdb(tmp_path: Path) -> None:

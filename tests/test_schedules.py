@@ -15,8 +15,10 @@ from robustft.schedules import (
     EPS_SCHEDULES,
     AutoEpsState,
     eps_schedule,
+    evaluation_schedule,
     evaluation_steps,
     lr_factor,
+    paper_a_evaluates,
     resolve_duration,
 )
 
@@ -87,6 +89,32 @@ def test_per_step_uses_the_step_argument() -> None:
     assert fraction.t2 == 250 and fraction(0, 125) == pytest.approx(EPS_G / 2)
 
 
+def test_scheduled_on_one_epoch_ramps_per_step_not_constant() -> None:
+    # Floored to whole epochs, 0.25 and 0.75 of one epoch are T1 = T2 = 0: the constant schedule. Per step they
+    # are steps 25 and 75 of 100, paper B's shape inside the epoch.
+    sched = build(Eps(t1=0.25, t2=0.75), epochs=1, steps_per_epoch=100)
+    assert (sched.per, sched.t1, sched.t2) == ("step", 25, 75)
+    values = [sched(0, s) for s in range(100)]
+    assert values[:26] == [0.0] * 26 and values[50] == pytest.approx(EPS_G / 2) and values[75:] == [EPS_G] * 25
+    assert values != [build(Eps(schedule="constant"), epochs=1, steps_per_epoch=100)(0, s) for s in range(100)]
+
+
+@pytest.mark.parametrize("epochs, per, t1, t2", [
+    (1, "step", 25, 75), (2, "step", 50, 150), (3, "step", 75, 225),  # 0.25 of 3 epochs floors to epoch 0
+    (4, "epoch", 1, 3), (50, "epoch", 12, 37)])  # whole epochs hold a ramp of >= 2 epochs: paper B's resolution
+def test_fractional_ramps_resolve_per_step_only_when_epochs_are_too_few(epochs, per, t1, t2) -> None:
+    sched = build(Eps(t1=0.25, t2=0.75), epochs=epochs, steps_per_epoch=100)
+    assert (sched.per, sched.t1, sched.t2) == (per, t1, t2)
+
+
+def test_linear_and_int_durations_on_few_epochs() -> None:
+    linear = build(Eps(schedule="linear", t2=0.5), epochs=1, steps_per_epoch=10)
+    assert (linear.per, linear.t2) == ("step", 5) and linear(0, 0) == 0.0 and linear(0, 5) == EPS_G
+    assert build(Eps(schedule="linear", t2=0.75), epochs=3).per == "epoch"  # T2 = 2 epochs: a ramp 0, 1/2, 1
+    counted = build(Eps(t1=0, t2=1), epochs=1)  # ints are whole epochs, as written: no re-resolution
+    assert (counted.per, counted.t1, counted.t2) == ("epoch", 0, 1)
+
+
 def test_t1_after_t2_in_mixed_units_is_caught_when_built() -> None:
     with pytest.raises(ConfigError, match="T1 must be <= T2"):
         build(Eps(t1=40, t2=0.5))
@@ -106,14 +134,22 @@ def test_uniform_is_in_range_deterministic_per_seed_and_epoch() -> None:
 
 def test_auto_waits_for_a_plateau_then_ramps_to_the_last_epoch() -> None:
     sched = build(Eps(schedule="auto", patience=3, tolerance=0.02), epochs=20)
-    history = [0.1, 0.3, 0.5, 0.51, 0.515, 0.52] + [0.9] * 14  # plateau detected after epoch 5
-    assert AutoEpsState.from_history(history, 3, 0.02).t1 == 6
+    history = [0.1, 0.3, 0.5, 0.51, 0.515, 0.52] + [0.9] * 14  # plateau detected at the end of epoch 5
+    assert AutoEpsState.from_history(history, 3, 0.02).t1 == 5  # paper B: "that epoch becomes T1"
     values = [sched(e, 0, history) for e in range(20)]
-    assert values[:7] == [0.0] * 7  # alpha(T1) = 0 as in paper B's formula
-    assert values[7] == pytest.approx(EPS_G / 13)
+    assert values[:6] == [0.0] * 6  # alpha(T1) = 0 as in paper B's formula
+    assert values[6] == pytest.approx(EPS_G / 14)  # the first epoch after the plateau: (6 - 5) / (19 - 5)
     assert values[19] == EPS_G
     # Only epochs before t decide eps(t): a history that grows epoch by epoch gives the same values (resume).
     assert [sched(e, 0, history[:e]) for e in range(20)] == values
+
+
+def test_auto_per_step_ramps_from_the_end_of_the_plateau_epoch() -> None:
+    sched = build(Eps(schedule="auto", patience=1, tolerance=0.02, per="step"), epochs=5, steps_per_epoch=10)
+    history = [0.5, 0.5, 0.5, 0.5, 0.5]  # plateau detected at the end of epoch 1 (T1 = 1)
+    values = [sched(s // 10, s, history) for s in range(50)]
+    assert values[:20] == [0.0] * 20  # nothing before the plateau is known (step 20 = end of epoch 1)
+    assert values[21] == pytest.approx(EPS_G / 29) and values[49] == EPS_G  # linear from step 20 to step 49
 
 
 def test_auto_without_plateau_stays_at_zero() -> None:
@@ -169,20 +205,59 @@ def test_lr_factor_without_warmup_starts_at_one_and_rejects_unknown_kinds() -> N
         lr_factor(0, 10, 0, "step")
 
 
-def test_paper_a_schedule_exactly() -> None:
-    assert evaluation_steps("paper-a", 25000, 352) == [
+def test_paper_a_schedule_is_its_codes_should_log() -> None:
+    # kyangl/robustness-finetuning, scripts/finetune.py, should_log: the 7040-step run of the issue.
+    schedule = evaluation_schedule("paper-a", 7040, 352)
+    assert schedule.steps == (
         0, 50, 100,
-        130, 160, 190, 220, 250, 280, 300,
-        500, 700, 900, 1000,
-        3000,
-        7000, 10000,
-        20000, 25000,
-    ]
+        120, 150, 180, 210, 240, 270, 300,
+        400, 600, 800, 1000,
+        2000,
+        4000,
+        7040,
+    )
+    assert schedule.extra == {7040}  # the end of training, evaluated by robustft, not on paper A's grid
+
+
+def test_paper_a_schedule_beyond_ten_thousand_steps() -> None:
+    assert evaluation_steps("paper-a", 100000, 352)[-12:] == [
+        1000, 2000, 4000, 8000, 12000, 18000, 24000, 30000, 40000, 60000, 80000, 100000]
+    assert evaluation_schedule("paper-a", 100000, 352).extra == frozenset()  # 100000 is on the grid
+
+
+@settings(max_examples=100, deadline=None)
+@given(total=st.integers(0, 70000))
+def test_paper_a_steps_are_exactly_the_predicates_steps_plus_the_end(total: int) -> None:
+    schedule = evaluation_schedule("paper-a", total, 352)
+    on_grid = [s for s in range(0, total + 1, 10) if paper_a_evaluates(s)]  # every grid interval is a multiple of 10
+    assert [s for s in schedule.steps if s not in schedule.extra] == on_grid
+    assert schedule.extra == ({total} - set(on_grid))
+
+
+def test_paper_a_predicate_matches_the_reference_rules() -> None:
+    def should_log(step: int) -> bool:  # the reference's rule, restated from its text
+        if step <= 100:
+            return step % 50 == 0
+        elif step <= 300:
+            return step % 30 == 0
+        if step <= 1000:
+            return step % 200 == 0
+        elif step <= 3000:
+            return step % 2000 == 0
+        elif step <= 10000:
+            return step % 4000 == 0
+        elif step <= 30000:
+            return step % 6000 == 0
+        return step % 20000 == 0
+
+    assert all(paper_a_evaluates(s) == should_log(s) for s in range(0, 120001))
 
 
 def test_paper_a_schedule_cut_at_the_end_of_training() -> None:
-    assert evaluation_steps("paper-a", 175, 50) == [0, 50, 100, 130, 160, 175]
+    assert evaluation_steps("paper-a", 175, 50) == [0, 50, 100, 120, 150, 175]
+    assert evaluation_schedule("paper-a", 175, 50).extra == {175}
     assert evaluation_steps("paper-a", 100, 50) == [0, 50, 100]
+    assert evaluation_schedule("paper-a", 100, 50).extra == frozenset()
     assert evaluation_steps("paper-a", 0, 50) == [0]
 
 
@@ -201,6 +276,12 @@ def test_other_evaluation_schedules(spec: str, total: int, per_epoch: int, expec
     steps = evaluation_steps(spec, total, per_epoch)
     assert steps == expected
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
+
+
+def test_extra_points_of_the_other_schedules() -> None:
+    assert evaluation_schedule("every:7", 20, 5).extra == {20}
+    assert evaluation_schedule("epoch", 18, 6).extra == frozenset()
+    assert evaluation_schedule("steps:[3, 10]", 20, 6).extra == {0, 20}
 
 
 def test_bad_evaluation_spec() -> None:
@@ -229,6 +310,12 @@ def test_auto_config_needs_a_validation_split() -> None:
         load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])
 
 
+def test_auto_config_needs_an_evaluation_at_every_epoch_end() -> None:
+    with pytest.raises(ConfigError, match="eval.schedule=epoch"):
+        load_config(None, ["eps.schedule=auto", "eval.schedule=paper-a"])
+    assert load_config(None, ["eps.schedule=auto", "eval.schedule=epoch"]).eps.schedule == "auto"
+
+
 
 
 @settings(max_examples=200, deadline=None)
@@ -250,7 +337,8 @@ def test_evaluation_steps_invariants(spec: str, total: int, per_epoch: int) -> N
     assert steps == sorted(set(steps)) and steps[0] == 0 and steps[-1] == total
     assert all(0 <= s <= total for s in steps)
     if spec == "paper-a":
-        assert set(steps) >= {s for s in (50, 100, 130, 300, 500, 1000, 3000, 7000, 10000) if s <= total}
+        assert set(steps) >= {s for s in (50, 100, 120, 300, 400, 1000, 2000, 4000, 8000, 12000) if s <= total}
+        assert not set(steps) & ({130, 500, 3000, 7000, 10000} - {total})
 
 
 @settings(max_examples=200, deadline=None)

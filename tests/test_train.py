@@ -175,7 +175,8 @@ def test_write_error_mid_run_is_a_clear_error_and_keeps_written_records(tmp_path
         return original(self, records)
 
     monkeypatch.setattr(runs.MetricsWriter, "write", failing_write)
-    with pytest.raises(RobustftError, match="No space left"):
+    # One RunWriteError: `except robustft.runs.RunWriteError` catches the trainer's too.
+    with pytest.raises(runs.RunWriteError, match="No space left"):
         train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
     assert {r["step"] for r in read_records(tmp_path / "tiny")} == {0}
 
@@ -212,7 +213,46 @@ def test_each_eps_schedule_drives_the_training_eps(schedule, tmp_path):
         assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # records: step 0, then the last step of each epoch
 
 
+def test_scheduled_on_one_epoch_trains_a_per_step_ramp(tmp_path):
+    # 4 steps in one epoch: T1 = 0.25 -> step 1, T2 = 0.75 -> step 3 (whole epochs would give a constant eps).
+    config = tiny_config(tmp_path, eps={"schedule": "scheduled", "value": "8/255", "t1": 0.25, "t2": 0.75},
+                         train={"epochs": 1}, eval={"schedule": "every:1", "curve": None, "final": None, "eps": []})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    eps = [r["value"] for r in read_records(result.path) if r["split"] == "optim" and r["metric"] == "eps"]
+    # records: step 0 (eps of step 0), then the eps each step trained at: steps 0, 1, 2, 3
+    assert eps == [0.0, 0.0, 0.0, pytest.approx(4 / 255), pytest.approx(8 / 255)]
+    assert result.summary["eps_resolved"] == {"per": "step", "t1": 1, "t2": 3}
+
+
+@pytest.mark.parametrize("schedule", ["every:3", "steps:[4]"])
+def test_auto_refuses_an_evaluation_schedule_that_misses_an_epoch_end(schedule, tmp_path):
+    # 64 samples / batch 16 = 4 steps per epoch: every:3 and steps:[4] miss the end of epoch 1 (step 8), after
+    # which the validation history would stop and eps stay 0 for the rest of the run.
+    config = tiny_config(tmp_path, eps={"schedule": "auto", "patience": 1}, train={"epochs": 3},
+                         eval={"schedule": schedule})
+    with pytest.raises(RobustftError, match="eps would stay 0") as info:
+        train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert "every:N with N dividing 4" in str(info.value)
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_the_end_of_training_off_the_schedule_is_marked(tmp_path):
+    config = tiny_config(tmp_path, eval={"schedule": "every:3", "curve": None, "final": None})  # 8 steps
+    records = read_records(train(config, model=tiny_cnn(4), datasets=tiny_splits()).path)
+    assert sorted({r["step"] for r in records}) == [0, 3, 6, 8]
+    assert all((r["extra"] or {}).get("off_schedule") is (True if r["step"] == 8 else None) for r in records)
+
+
 def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
     with pytest.raises(RobustftError, match="accumulate"):
         train(tiny_config(tmp_path, optim={"accumulate": 50}), model=tiny_cnn(4), datasets=tiny_splits())
     assert not (tmp_path / "tiny").exists()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_trades_uses_the_reference_two_passes_unless_fused_is_asked_for(fused, tmp_path):
+    from robustft.train import build_trainer
+
+    config = tiny_config(tmp_path, objective={"name": "trades", "trades_fused": fused})
+    trainer = build_trainer(config, model=tiny_cnn(4), datasets=tiny_splits())
+    assert trainer.context.trades_fused is fused

@@ -108,6 +108,7 @@ class ObjectiveConfig:
     step_size: Eps | None = None
     random_start: bool = True
     beta: float = 6.0
+    trades_fused: bool = False  # one forward pass over [x; x'] (pooled BatchNorm statistics), not the reference's two
 
 
 @dataclass

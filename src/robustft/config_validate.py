@@ -31,6 +31,13 @@ def validate_config(config: Any) -> None:
         )
     if config.eps.schedule == "auto" and config.data.val_fraction <= 0:
         raise ConfigError("eps.schedule=auto watches validation accuracy; set data.val_fraction > 0 (e.g. 0.1).")
+    if config.eps.schedule == "auto" and config.eval.schedule.strip() == "paper-a":
+        # Without a validation record at every epoch end the history stays empty and eps stays 0 all run.
+        raise ConfigError(
+            f"eps.schedule=auto reads validation accuracy at the end of every epoch, but eval.schedule="
+            f"{config.eval.schedule!r} does not evaluate at epoch ends, so eps would stay 0 for the whole run. "
+            "Set eval.schedule=epoch (or every:N with N dividing the steps per epoch)."
+        )
     _check_model_and_data(config.model, config.data)
     _check_objective(config.objective)
     _check_eps(config.eps)

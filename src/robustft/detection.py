@@ -1,11 +1,8 @@
 """Detections over a run's metrics: onset of task adaptation, robust-accuracy peak, transfer failure.
 
-All functions take a metrics DataFrame in the long schema of ``robustft.runs.METRIC_FIELDS`` (what
-``robustft.runs.read_metrics`` returns) and accept both ways of writing clean and robust accuracy:
-
-* clean accuracy: ``metric == "accuracy"`` with ``attack`` null or ``"clean"`` (eps null or 0);
-* robust accuracy: ``metric == "robust_accuracy"``, or ``metric == "accuracy"`` with a named attack at eps > 0.
-  Final strong evaluations (attack ``"final:<name>"``) are not part of the training curve.
+All functions take a metrics DataFrame of records (``robustft.records`` describes them; what
+``robustft.runs.read_metrics`` returns) and read clean and robust accuracy through ``records.is_clean`` and
+``records.is_robust``. Final strong evaluations (attack ``"final:<name>"``) are not part of the training curve.
 
 When several records share a step (an evaluation point repeated on resume, or the final evaluation) the last
 one in file order wins.
@@ -235,26 +232,15 @@ def transfer_diagnosis(
     }
 
 
-def metric_key(row: pd.Series | dict[str, Any]) -> str:
-    """``split/attack/metric`` (+ ``@eps`` when attacked): ``val/clean/accuracy``, ``test/pgd/accuracy@0.003922``."""
-    attack = row.get("attack")
-    attack_text = attack if isinstance(attack, str) else ("none" if row.get("split") == "optim" else "clean")
-    key = f"{row['split']}/{attack_text}/{row['metric']}"
-    eps = row.get("eps")
-    if isinstance(attack, str) and attack != "clean" and eps is not None and _finite(eps) and float(eps) > 0:
-        key += f"@{float(eps):.4g}"
-    return key
-
-
 def final_metrics(df: pd.DataFrame) -> dict[str, Any]:
-    """The last value of every metric series (by :func:`metric_key`), with the step it was recorded at."""
+    """The last value of every metric series (named by ``records.record_key``), with the step it was recorded at."""
     if _empty(df):
         return {}
     out: dict[str, Any] = {}
     frame = df.assign(_order=range(len(df))).sort_values(["step", "_order"])
     for _, row in frame.iterrows():
         value = row.get("value")
-        out[metric_key(row)] = {"value": float(value) if _finite(value) else None, "step": int(row["step"])}
+        out[records.record_key(row)] = {"value": float(value) if _finite(value) else None, "step": int(row["step"])}
     return out
 
 

@@ -1,4 +1,4 @@
-"""The append-only ``metrics.jsonl`` of a run: record schema, durable appends, torn-line repair, atomic writes.
+"""The append-only ``metrics.jsonl`` of a run: record validation, durable appends, torn-line repair, atomic writes.
 
 Durability: a batch of records is one ``os.write`` followed by ``fsync``; a crash can at worst leave a torn
 last line, which the next writer detects and cuts off. Non-finite values (a NaN loss) are written as ``null``
@@ -19,24 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from robustft.errors import RobustftError
+from robustft.records import METRIC_FIELDS
 
-# field -> (accepted Python types, required). Order is the column order of every line and DataFrame.
-METRIC_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "step": ((int,), True),
-    "epoch": ((int, float), True),
-    "split": ((str,), True),  # train | val | test | ood:<name> | optim
-    "metric": ((str,), True),  # accuracy | robust_accuracy | expected_robustness | loss | eps_train | lr | check:*
-    "attack": ((str, type(None)), False),  # null for clean metrics
-    "eps": ((int, float, type(None)), False),
-    "value": ((int, float, type(None)), True),
-    "n": ((int, type(None)), False),
-    "ci_low": ((int, float, type(None)), False),
-    "ci_high": ((int, float, type(None)), False),
-    "time": ((int, float, type(None)), False),  # seconds since the run started
-    "extra": ((dict, type(None)), False),
-}
-
-
+# The record's fields are defined with their meaning in robustft.records (the one description of a record).
 _SPLITS = ("train", "val", "test", "optim")
 
 

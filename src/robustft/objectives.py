@@ -54,6 +54,9 @@ class ObjectiveContext:
         prepare_attack: craft on ``attacks.prepare_for_attack``'s copy of the current weights (eval mode, conv+BN
             folded, channels_last, frozen): the same function, about twice the forward+backward throughput on a
             CNN, for a per-step copy that costs a few milliseconds.
+        trades_fused: TRADES' update as ONE forward pass over [x; x'] instead of the reference's separate passes
+            over x and x'. On a BatchNorm backbone in train mode the fused pass normalises both halves with the
+            pooled statistics of clean and adversarial images, a different loss; off by default.
     """
 
     attack: Attack | None = None
@@ -63,6 +66,7 @@ class ObjectiveContext:
     step_size: float | None = None
     autocast: Callable[[], Any] | None = None
     prepare_attack: bool = True
+    trades_fused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,7 +170,15 @@ def trades_inner_max(model: nn.Module, images: torch.Tensor, eps: float, steps: 
 @OBJECTIVES.register("trades")
 def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
                 context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
-    """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL in eval mode."""
+    """TRADES: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL in eval mode.
+
+    The update follows the reference code (yaodongyu/TRADES, ``trades_loss``): separate train-mode forward passes
+    over x and x', so on a BatchNorm backbone each is normalised with its own batch statistics. The reference
+    calls ``model(x_natural)`` a second time for the KL target; in train mode that gives the same logits (BatchNorm
+    uses batch statistics, and timm/torchvision backbones have no dropout by default), so the first pass's logits
+    are reused: one forward pass fewer, the same loss and gradient, one running-statistics update fewer per step.
+    ``context.trades_fused`` makes one pass over [x; x'] instead (pooled BatchNorm statistics; not the reference).
+    """
     if eps > 0:
         model.eval()
         with frozen_parameters(model):
@@ -178,10 +190,12 @@ def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     if adversarial is None:
         logits = _forward(model, images, context)
         return F.cross_entropy(logits.float(), labels), logits
-    # One forward over [x; x'] so BatchNorm sees both halves in the same batch, as the reference code
-    # sees x and x' in consecutive calls with the same statistics update count per step.
-    both = _forward(model, torch.cat([images, adversarial]), context).float()
-    logits, adversarial_logits = both[: len(images)], both[len(images):]
+    if context.trades_fused:
+        both = _forward(model, torch.cat([images, adversarial]), context).float()
+        logits, adversarial_logits = both[: len(images)], both[len(images):]
+    else:
+        logits = _forward(model, images, context).float()
+        adversarial_logits = _forward(model, adversarial, context).float()
     natural = F.cross_entropy(logits, labels)
     robust = F.kl_div(F.log_softmax(adversarial_logits, dim=1), F.softmax(logits, dim=1), reduction="batchmean")
     return natural + context.beta * robust, logits

@@ -13,24 +13,11 @@ from typing import Any
 import pandas as pd
 
 from robustft.errors import RobustftError
+from robustft.records import sql_type
 from robustft.runs import CONFIG_FILE, METRIC_FIELDS, RunDir, RunNotFoundError
 
-_DUCKDB_COLUMNS = {
-    "step": "BIGINT",
-    "epoch": "DOUBLE",
-    "split": "VARCHAR",
-    "metric": "VARCHAR",
-    "attack": "VARCHAR",
-    "eps": "DOUBLE",
-    "value": "DOUBLE",
-    "n": "BIGINT",
-    "ci_low": "DOUBLE",
-    "ci_high": "DOUBLE",
-    "time": "DOUBLE",
-    "extra": "JSON",
-}
-
-
+# The DuckDB types of the record's fields, derived from the one schema (robustft.records).
+_DUCKDB_COLUMNS = {name: sql_type(name) for name in METRIC_FIELDS}
 
 
 def find_run_dirs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -72,6 +59,9 @@ def run_columns(run: RunDir) -> dict[str, Any]:
         eps_float = parse_eps_text(eps_value, "eps.value") if eps_value is not None else None
     except RobustftError:
         eps_float = None
+    if objective.get("name", "standard") == "standard" or eps.get("schedule") == "zero":
+        # eps.value is only eps_g of an adversarial objective: a standard run (or the zero schedule) trains at 0.
+        eps_float = 0.0
     return {
         "run": run.name,
         "path": str(run.path),
@@ -103,7 +93,8 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
 
     Two views are defined: ``metrics`` (METRIC_FIELDS + ``run`` and ``path``, read with DuckDB's read_json
     straight from each metrics.jsonl; ``extra`` is JSON) and ``runs`` (one row per run: run, path, model,
-    dataset, strategy, objective, eps_schedule, eps_train, lr, seed). Example::
+    dataset, strategy, objective, eps_schedule, eps_train (eps_g, the largest training eps; 0 for a standard
+    run or the zero schedule), lr, seed). Example::
 
         query_runs("runs/*", "SELECT run, max(value) FROM metrics WHERE metric = 'robust_accuracy' GROUP BY run")
 

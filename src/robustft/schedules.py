@@ -10,12 +10,15 @@ Eps schedules (paper B, "Epsilon-Scheduling"): ``eps(t) = alpha(t) * eps_g`` wit
 
 ``t`` is the epoch (0-based; ``per: epoch``, paper B) or the optimiser step (``per: step``). T1/T2 are ints in
 the unit of ``per`` (epochs or steps) or floats in [0, 1], fractions of training resolved with ``floor`` so that
-0.25 and 0.75 of 50 epochs give paper B's 12 and 37. Special cases: T1 = T2 = 0 is RFT-fix (constant eps_g),
-T1 = 0 is a linear warm-up, T1 = T2 > 0 is a jump. ``uniform`` draws eps ~ U[0, eps_g] per epoch from
-``(seed, epoch)``; ``auto`` keeps eps = 0 until validation accuracy plateaus, and is a pure function of the
-validation history the caller passes.
+0.25 and 0.75 of 50 epochs give paper B's 12 and 37. When too few epochs would collapse a fractional ramp
+(one epoch: T1 = T2 = 0), ``scheduled`` and ``linear`` resolve it per step instead (:func:`resolve_ramp`).
+Special cases: T1 = T2 = 0 is RFT-fix (constant eps_g), T1 = 0 is a linear warm-up, T1 = T2 > 0 is a jump.
+``uniform`` draws eps ~ U[0, eps_g] per epoch from ``(seed, epoch)``; ``auto`` keeps eps = 0 until validation
+accuracy plateaus, and is a pure function of the validation history the caller passes.
 
-Evaluation schedules: ``paper-a`` (paper A's log-like steps), ``every:N``, ``epoch``, ``steps:[0,10,50]``.
+Evaluation schedules: ``paper-a`` (paper A's log-like steps, as its code's ``should_log``), ``every:N``,
+``epoch``, ``steps:[0,10,50]``; step 0 and the end of training are always evaluated, and marked as extra points
+where the named schedule does not hold them (:class:`EvaluationSchedule`).
 """
 
 from __future__ import annotations
@@ -33,13 +36,16 @@ from robustft.registry import Registry
 
 __all__ = [
     "EPS_SCHEDULES",
-    "PAPER_A_SEGMENTS",
+    "PAPER_A_RULES",
     "AutoEpsState",
     "EpsSchedule",
+    "EvaluationSchedule",
     "epoch_val_history",
     "eps_schedule",
+    "evaluation_schedule",
     "evaluation_steps",
     "lr_factor",
+    "paper_a_evaluates",
     "parse_evaluation_spec",
     "resolve_duration",
 ]
@@ -93,7 +99,9 @@ class AutoEpsState:
     """Plateau detection of the ``auto`` schedule, computed from a validation-accuracy history.
 
     Attributes:
-        t1: the epoch at which eps starts to grow (the epoch after the plateau was detected), or None.
+        t1: paper B's T1, the epoch at whose end the plateau was detected (0-based), or None. As in paper B's
+            formula alpha(T1) = 0, so eps grows from the epoch after it, the first one trained after the
+            plateau was seen.
         best: the validation accuracy at the last progress (-inf for an empty history).
         since_best: epochs since the last gain larger than the tolerance.
     """
@@ -108,8 +116,8 @@ class AutoEpsState:
 
         A value counts as progress when it beats the reference (the accuracy at the last progress, initially the
         first value) by more than ``tolerance`` (absolute, so 0.02 is two accuracy points). After ``patience``
-        epochs in a row without progress the plateau is detected at epoch i and T1 = i + 1, the first epoch
-        trained after it. Later values cannot change T1.
+        epochs in a row without progress the plateau is detected at epoch i, and paper B makes "that epoch"
+        T1 = i. Later values cannot change T1.
         """
         best, since_best = -math.inf, 0
         for index, accuracy in enumerate(val_history):
@@ -121,7 +129,7 @@ class AutoEpsState:
                 # climb (1.5 points per epoch with tolerance 2) still counts as progress every other epoch.
                 since_best += 1
                 if since_best >= patience:
-                    return cls(t1=index + 1, best=best, since_best=since_best)
+                    return cls(t1=index, best=best, since_best=since_best)
         return cls(t1=None, best=best, since_best=since_best)
 
 
@@ -188,24 +196,54 @@ def _constant(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     return EpsSchedule("constant", settings.value, settings.per, lambda t, history: 1.0, t1=0, t2=0)
 
 
+# A ramp asked for as fractions of training that whole epochs resolve to fewer epochs than this is a jump (1)
+# or nothing at all (0): with that few epochs the per-epoch schedules resolve per step instead.
+MIN_RAMP_EPOCHS = 2
+
+
+def resolve_ramp(t1: int | float, t2: int | float, per: str, context: ScheduleContext) -> tuple[str, int, int]:
+    """(per, T1, T2) of a ramp: in the unit of ``per``, or per step when whole epochs cannot hold it.
+
+    Paper B's schedule is per epoch. With few epochs, fractions floored to whole epochs lose its shape: on one
+    epoch T1 = T2 = 0 (the constant schedule, still labelled ``scheduled``), on two epochs 0.25 and 0.75 give a
+    jump at epoch 1. So when ``per`` is epoch, a duration is a fraction, and either a fractional T1 > 0 floors
+    to epoch 0 or the ramp from T1 to T2 (asked for, T1 != T2) spans fewer than ``MIN_RAMP_EPOCHS`` epochs, the
+    ramp is resolved per step: t becomes the step (a fractional epoch), fractions are of the training steps and
+    int durations are epochs of ``steps_per_epoch`` steps. The schedule then reports ``per == "step"``.
+
+    Raises:
+        ConfigError: T1 after T2.
+    """
+    total = context.total(per)
+    first, second = resolve_duration(t1, total), resolve_duration(t2, total)
+    fractional = isinstance(t1, float) or isinstance(t2, float)
+    late_start_lost = isinstance(t1, float) and t1 > 0 and first == 0
+    ramp_lost = t1 != t2 and 0 <= second - first < MIN_RAMP_EPOCHS
+    collapsed = late_start_lost or ramp_lost
+    if per == "epoch" and fractional and collapsed and context.total_steps > context.total_epochs:
+        per, steps = "step", max(1, context.steps_per_epoch)
+        first, second = (resolve_duration(v, context.total_steps) if isinstance(v, float) else v * steps
+                         for v in (t1, t2))
+    if first > second:
+        raise ConfigError(
+            f"eps.t1 ({t1} -> {first} {per}s) is after eps.t2 ({t2} -> {second}); "
+            "T1 must be <= T2 (T1 = T2 = 0 is the constant schedule)."
+        )
+    return per, first, second
+
+
 @EPS_SCHEDULES.register("scheduled")
 def _scheduled(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     """Paper B's Epsilon-Scheduling: 0 before T1, linear to eps_g at T2, then eps_g (e.g. T1=12, T2=37 of 50)."""
-    total = context.total(settings.per)
-    t1, t2 = resolve_duration(settings.t1, total), resolve_duration(settings.t2, total)
-    if t1 > t2:
-        raise ConfigError(
-            f"eps.t1 ({settings.t1} -> {t1} {settings.per}s) is after eps.t2 ({settings.t2} -> {t2}); "
-            "T1 must be <= T2 (T1 = T2 = 0 is the constant schedule)."
-        )
-    return EpsSchedule("scheduled", settings.value, settings.per, lambda t, h: scheduled_alpha(t, t1, t2), t1, t2)
+    per, t1, t2 = resolve_ramp(settings.t1, settings.t2, settings.per, context)
+    return EpsSchedule("scheduled", settings.value, per, lambda t, h: scheduled_alpha(t, t1, t2), t1, t2)
 
 
 @EPS_SCHEDULES.register("linear")
 def _linear(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     """Linear warm-up: the scheduled schedule with T1 = 0 (eps grows from 0 to eps_g at T2)."""
-    t2 = resolve_duration(settings.t2, context.total(settings.per))
-    return EpsSchedule("linear", settings.value, settings.per, lambda t, h: scheduled_alpha(t, 0, t2), 0, t2)
+    per, _, t2 = resolve_ramp(0, settings.t2, settings.per, context)
+    return EpsSchedule("linear", settings.value, per, lambda t, h: scheduled_alpha(t, 0, t2), 0, t2)
 
 
 @EPS_SCHEDULES.register("uniform")
@@ -228,12 +266,15 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     last = max(0, context.total(per) - 1)
 
     def alpha(t: int, history: Sequence[float]) -> float:
-        # Only the epochs completed before epoch t may decide its eps: then resume is exact.
+        # Only the epochs completed before epoch t may decide its eps: then resume is exact. T1 is the epoch
+        # whose end showed the plateau and alpha(T1) = 0, so no epoch trains at eps > 0 before it is known.
         epoch = t if per == "epoch" else t // steps_per_epoch
         state = AutoEpsState.from_history(list(history)[: max(0, epoch)], patience, tolerance)
         if state.t1 is None:
             return 0.0
-        start = state.t1 if per == "epoch" else state.t1 * steps_per_epoch
+        # per step: the ramp starts at the end of epoch T1 (the step the plateau became known), the step
+        # analogue of alpha(T1) = 0 per epoch.
+        start = state.t1 if per == "epoch" else (state.t1 + 1) * steps_per_epoch
         return scheduled_alpha(t, start, max(start, last))
 
     return EpsSchedule("auto", settings.value, per, alpha)
@@ -314,10 +355,26 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str = "cosin
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-# Paper A's log-like evaluation schedule: (segment end, interval). Each segment (previous end, end] holds
-# previous end + k * interval and the end itself. The 10000-step interval after 10000 is inferred.
-PAPER_A_SEGMENTS: tuple[tuple[int, int], ...] = ((100, 50), (300, 30), (1000, 200), (3000, 2000), (10000, 4000))
-PAPER_A_TAIL_INTERVAL = 10000
+# Paper A's evaluation schedule, read from its code (kyangl/robustness-finetuning, scripts/finetune.py,
+# ``should_log``): step s is evaluated when s % interval == 0 for the interval of the first bound s <= bound.
+# (bound, interval); the last interval applies to every step above the last bound.
+PAPER_A_RULES: tuple[tuple[int, int], ...] = (
+    (100, 50), (300, 30), (1000, 200), (3000, 2000), (10000, 4000), (30000, 6000),
+)
+PAPER_A_TAIL_INTERVAL = 20000
+
+
+def paper_a_evaluates(step: int) -> bool:
+    """Paper A's ``should_log(step)``: whether its code evaluates after ``step`` updates (step 0 included).
+
+    For example 50, 100, then 120, 150, ..., 300, then 400, 600, 800, 1000, then 2000, 4000, 8000, 12000, ...
+    (3000 is not a point: 3000 falls under ``s <= 3000 and s % 2000 == 0``).
+    """
+    for bound, interval in PAPER_A_RULES:
+        if step <= bound:
+            return step % interval == 0
+    return step % PAPER_A_TAIL_INTERVAL == 0
+
 
 _EVERY = re.compile(r"^every:\s*(\d+)$")
 _STEPS = re.compile(r"^steps:\s*\[([\d,\s]*)\]$")
@@ -344,10 +401,28 @@ def parse_evaluation_spec(spec: str) -> tuple[str, Any]:
     )
 
 
-def evaluation_steps(spec: str, total_steps: int, steps_per_epoch: int) -> list[int]:
-    """The optimiser steps after which to evaluate: sorted, unique, within [0, total_steps], with 0 and the end.
+@dataclass(frozen=True)
+class EvaluationSchedule:
+    """The optimiser steps after which a run evaluates.
 
-    Step s means "after s updates" (step 0 is the pretrained model with its new head).
+    Attributes:
+        steps: every evaluation step, sorted and unique, within [0, total_steps], always holding 0 and
+            total_steps.
+        extra: the steps robustft adds to what the named schedule holds: the end of training when the
+            schedule has no point there (paper A's 7040-step run: 7040), and step 0 for ``steps:[...]`` lists
+            without it. The trainer marks records at these steps with ``extra.off_schedule = true``.
+    """
+
+    steps: tuple[int, ...]
+    extra: frozenset[int]
+
+
+def evaluation_schedule(spec: str, total_steps: int, steps_per_epoch: int) -> EvaluationSchedule:
+    """The evaluation steps of ``spec`` over a run of ``total_steps``, with the extra points marked.
+
+    Step s means "after s updates" (step 0 is the pretrained model with its new head). The end of training is
+    always evaluated (the final strong evaluation runs there); paper A's code does that too (its
+    ``on_train_end``), but the end is not on its log-like grid, so it is an extra point there.
 
     Args:
         spec: "paper-a", "every:N", "epoch" or "steps:[a,b,...]".
@@ -356,27 +431,31 @@ def evaluation_steps(spec: str, total_steps: int, steps_per_epoch: int) -> list[
     """
     kind, argument = parse_evaluation_spec(spec)
     total = max(0, int(total_steps))
-    points = {0, total}
     if kind == "paper-a":
-        points.update(_paper_a_steps(total))
+        points = set(_paper_a_steps(total))
     elif kind == "every":
-        points.update(range(0, total + 1, argument))
+        points = set(range(0, total + 1, argument))
     elif kind == "epoch":
-        points.update(range(0, total + 1, max(1, int(steps_per_epoch))))
+        points = set(range(0, total + 1, max(1, int(steps_per_epoch))))
     else:
-        points.update(s for s in argument if 0 <= s <= total)
-    return sorted(points)
+        points = {s for s in argument if 0 <= s <= total}
+    extra = frozenset({0, total} - points)
+    return EvaluationSchedule(tuple(sorted(points | extra)), extra)
+
+
+def evaluation_steps(spec: str, total_steps: int, steps_per_epoch: int) -> list[int]:
+    """``evaluation_schedule(...).steps`` as a list: sorted, unique, within [0, total_steps], with 0 and the end."""
+    return list(evaluation_schedule(spec, total_steps, steps_per_epoch).steps)
 
 
 def _paper_a_steps(total: int) -> list[int]:
-    steps, start = [0], 0
-    segments = list(PAPER_A_SEGMENTS)
-    while start < total:
-        if segments:
-            end, interval = segments.pop(0)
-        else:
-            end, interval = start + PAPER_A_TAIL_INTERVAL, PAPER_A_TAIL_INTERVAL
-        steps.extend(range(start + interval, end, interval))
-        steps.append(end)
-        start = end
-    return [s for s in steps if s <= total]
+    """The steps s in [0, total] with ``paper_a_evaluates(s)``, generated interval by interval."""
+    steps, low = [0], 0
+    for bound, interval in (*PAPER_A_RULES, (max(total, low), PAPER_A_TAIL_INTERVAL)):
+        high = min(bound, total)
+        first = (low // interval + 1) * interval  # the first multiple of interval above low
+        steps.extend(range(first, high + 1, interval))
+        low = max(low, bound)
+        if low >= total:
+            break
+    return steps

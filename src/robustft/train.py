@@ -27,20 +27,19 @@ import torch
 
 from robustft.checkpoint import RESUME_KEYS, load_checkpoint, load_weights, save_checkpoint
 from robustft.device import resolve_device
-from robustft.errors import RobustftError, TrainingDivergedError
+from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
 from robustft.evaluate import Evaluator, attack_spec, make_attack, record
+from robustft.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.objectives import ObjectiveContext, get_objective
+from robustft.records import record_key
 from robustft.run_lock import LOCK_FILE, RunLock
+from robustft.schedules import eps_schedule, evaluation_schedule, lr_factor
 from robustft.training import components
-from robustft.training.loggers import RunLoggers, record_key
+from robustft.training.loggers import RunLoggers
 from robustft.training.optim import build_optimizer
 from robustft.training.state import capture_rng, restore_rng
 
 log = logging.getLogger("robustft.train")
-
-
-class RunWriteError(RobustftError):
-    """The run directory cannot be written (permissions, disk full)."""
 
 
 @dataclass
@@ -57,8 +56,12 @@ def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | No
     """Fine-tunes a model as ``config`` says and returns the run directory and its summary.
 
     Args:
-        config: a Config, a dict, or a YAML path (ignored when ``resume`` is given: the run's own config is used).
-        overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``).
+        config: a Config, a dict, or a YAML path. With ``resume`` it may be None; if given it must resolve to the
+            run's own config (the command that started the run, re-run), else RobustftError: a resumed run
+            continues with its config.yaml, changed only by ``overrides``.
+        overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``). On resume they apply from the resumed
+            step on: each changed key is recorded (a ``config_change`` record at that step) and config.yaml is
+            rewritten to the new resolved config.
         resume: a run directory to continue from its last checkpoint.
         quiet: no progress bar (None -> ``logging.progress``).
         model: an already built ``RobustModel`` instead of ``models.build`` (tests, notebooks).
@@ -80,8 +83,9 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
     # One writer per run directory (robustft.run_lock): the lock is taken before anything is written and held
     # until ``execute`` returns. A resumed run is locked first, and a new run whose directory is locked by
     # another process is refused before the model is built.
+    changes: list = []
     if resume is not None:
-        run, cfg = components.open_run(resume, overrides)
+        run, cfg, changes = components.open_run(resume, overrides, config)
         run.lock()
     else:
         cfg = components.load_config(config, overrides)
@@ -98,6 +102,7 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
         strategy = components.apply_strategy(model, cfg)
         model.to(device)
         trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
+        trainer.config_changes = changes
         if run is None:  # created (and locked) last: a config that fails to build leaves no run directory behind
             trainer.run = _create_run(cfg)
     except BaseException:
@@ -123,6 +128,8 @@ def _create_run(cfg: Any) -> Any:
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
         return components.RunDir().create(path, components.to_dict(cfg), lock=True)
+    except RobustftError:
+        raise  # RunExistsError and RunWriteError are OSErrors too, with their own messages
     except OSError as error:
         raise RunWriteError(f"cannot create the run directory {path} ({error.strerror or error}). "
                             "Choose a writable output_dir (output_dir=...) or free disk space.") from None
@@ -148,9 +155,13 @@ class Trainer:
         warmup = optim.warmup or 0
         self.warmup_steps = int(round(warmup * self.total_steps)) if isinstance(warmup, float) and warmup < 1 \
             else int(warmup)
-        self.eval_steps = set(components.evaluation_steps(cfg.eval.schedule, self.total_steps, self.steps_per_epoch))
-        self.eps_at = components.eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch,
-                                              cfg.seed)
+        self.eval_schedule = evaluation_schedule(cfg.eval.schedule, self.total_steps, self.steps_per_epoch)
+        self.eval_steps = set(self.eval_schedule.steps)
+        self._check_auto_sees_every_epoch_end()
+        self.eps_at = eps_schedule(cfg.eps, self.total_epochs, self.total_steps, self.steps_per_epoch, cfg.seed)
+        if self.eps_at.per != cfg.eps.per:
+            log.info("eps.schedule=%s over %d epoch(s) resolved per step (T1 = step %s, T2 = step %s): whole epochs "
+                     "cannot hold its ramp", cfg.eps.schedule, self.total_epochs, self.eps_at.t1, self.eps_at.t2)
         self.objective = get_objective(cfg.objective.name)
         self.amp = device.type == "cuda" and optim.amp in ("auto", True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
@@ -160,6 +171,7 @@ class Trainer:
         self.context = ObjectiveContext(
             attack=make_attack(attack_name, **attack_options) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
+            trades_fused=bool(cfg.objective.trades_fused),
             step_size=components.maybe_eps(cfg.objective.step_size),
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
@@ -169,6 +181,22 @@ class Trainer:
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
+        self.config_changes: list[tuple[str, Any, Any]] = []  # a resume's overrides, recorded when it starts
+
+    def _check_auto_sees_every_epoch_end(self) -> None:
+        """``auto`` reads the validation accuracy of every epoch end; an evaluation schedule that skips one leaves
+        its history empty from there on, and eps silently 0 for the rest of the run: refuse it before training."""
+        if self.cfg.eps.schedule != "auto":
+            return
+        ends = range(self.steps_per_epoch, self.total_steps, self.steps_per_epoch)  # the last epoch's end is moot
+        missing = [step for step in ends if step not in self.eval_steps]
+        if missing:
+            raise ConfigError(
+                f"eps.schedule=auto reads validation accuracy at the end of every epoch, but eval.schedule="
+                f"{self.cfg.eval.schedule!r} does not evaluate at step {missing[0]} (the end of epoch "
+                f"{missing[0] // self.steps_per_epoch - 1}; {self.steps_per_epoch} steps per epoch), so eps would "
+                "stay 0 from there on. Set eval.schedule=epoch (or every:N with N dividing "
+                f"{self.steps_per_epoch}).")
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         optim = self.cfg.optim
@@ -186,6 +214,15 @@ class Trainer:
 
     def _execute(self) -> RunResult:
         resumed = self._maybe_resume()
+        if self.config_changes:
+            # Recorded first, config.yaml rewritten second: a crash in between leaves the old config.yaml, so
+            # the next resume with the same overrides records the change again rather than losing it.
+            self._write(components.config_change_records(self.config_changes, self.step,
+                                                         self.step / self.steps_per_epoch))
+            components.rewrite_config(self.run, self.cfg)
+            log.info("resumed at step %d with %s", self.step,
+                     ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in self.config_changes))
+            self.config_changes = []
         started = time.perf_counter()
         loggers = RunLoggers(self.run.path, self.total_steps, self.step, self.progress, self.cfg.logging.tensorboard,
                              self.cfg.logging.mlflow, self.cfg.name)
@@ -227,8 +264,8 @@ class Trainer:
     def update(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], eps: float) -> float:
         """One optimiser step over ``accumulate`` batches from ``batches`` at ``eps``; returns the mean loss."""
         for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * components.lr_factor(self.step, self.total_steps, self.warmup_steps,
-                                                                  self.cfg.optim.lr_schedule)
+            group["lr"] = group["base_lr"] * lr_factor(self.step, self.total_steps, self.warmup_steps,
+                                                       self.cfg.optim.lr_schedule)
         total = 0.0
         for _ in range(self.accumulate):
             images, labels = self._next_batch(batches)
@@ -293,6 +330,10 @@ class Trainer:
                         record(step, epoch, "optim", "train_accuracy", sums["correct"] / sums["seen"],
                                self.cfg.objective.name, None, sums["seen"], sums["correct"])]
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
+        if step in self.eval_schedule.extra:
+            # Not a point of the named schedule (paper A's grid has no point at the end of training): say so,
+            # so that a curve compared with a paper's can leave it out.
+            records = [{**r, "extra": {**(r.get("extra") or {}), "off_schedule": True}} for r in records]
         values = {record_key(r): r["value"] for r in records}
         if "val/clean/accuracy" in values and step == (len(self.val_history) + 1) * self.steps_per_epoch:
             # val_history[i]: validation clean accuracy at the end of epoch i (what the auto schedule reads)
@@ -345,7 +386,12 @@ class Trainer:
         callback = getattr(self.strategy, "on_progress", None)
         if callback is not None and callback(self.model, self.step / self.total_steps):
             self.optimizer = self._build_optimizer()
+        configured = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(payload["optimizer"])
+        for group, settings in zip(self.optimizer.param_groups, configured, strict=True):
+            # load_state_dict restores the saved hyperparameters too; the config's win (a resume override of
+            # optim.lr or weight_decay applies), the moments are the checkpoint's.
+            group.update(settings)
         if self.scaler and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         restore_rng(payload["rng"], self.device)
@@ -361,7 +407,7 @@ class Trainer:
         wall = self.wall_before + time.perf_counter() - started
         summary = components.summarize_run(self.run, self.cfg, self.strategy, self.num_classes,
                                            wall_seconds=wall, eval_seconds=self.eval_seconds,
-                                           total_steps=self.total_steps)
+                                           total_steps=self.total_steps, eps_at=self.eps_at)
         try:
             self.run.write_summary(summary)
         except OSError as error:

@@ -14,7 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "train", help="fine-tune a model as a config says; evaluate continuously; resumable",
         description="Fine-tune a pretrained model (any strategy x objective x eps schedule), writing metrics.jsonl, "
                     "checkpoints and summary.json into output_dir/name.")
-    parser.add_argument("config", nargs="?", help="YAML config file (omit with --resume)")
+    parser.add_argument("config", nargs="?", help="YAML config file (omit with --resume: the run's config.yaml is "
+                                                  "used; change it with key=value, recorded in the run)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=3e-4")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (for sweeps)")

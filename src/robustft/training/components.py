@@ -39,8 +39,22 @@ def RunDir() -> Any:  # noqa: N802 - a class-valued accessor, read like the clas
     return _real("robustft.runs", "RunDir")
 
 
-def open_run(path: Any, overrides: Any = ()) -> tuple[Any, Any]:
-    """(run, config) of an existing run directory to resume; the run's own config (plus overrides)."""
+def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, Any, list[tuple[str, Any, Any]]]:
+    """(run, config, changes) of an existing run directory to resume: the run's own config plus ``overrides``.
+
+    ``changes`` lists ``(dotted key, old value, new value)`` for every key the overrides changed; the trainer
+    records them (``config_change`` records at the step they take effect) and rewrites config.yaml.
+
+    Args:
+        path: the run directory.
+        overrides: dotted ``key=value`` overrides for the rest of the run.
+        config: a config (path, dict or Config) given together with the run: accepted only when it resolves to
+            the run's own config (a re-run of the command that started the run), refused otherwise, because
+            the run's config.yaml, not this config, is what a resumed run continues with.
+
+    Raises:
+        RobustftError: no such run, no config.yaml, or a ``config`` that differs from the run's.
+    """
     path = Path(path)
     if not path.is_dir():
         raise RobustftError(f"cannot resume {path}: no such run directory. Pass the directory a run wrote "
@@ -58,9 +72,48 @@ def open_run(path: Any, overrides: Any = ()) -> tuple[Any, Any]:
                 break
     if tree is None:
         raise RobustftError(f"cannot resume {path}: it has no config.yaml. It was not written by robustft train.")
+    tree = tree if isinstance(tree, dict) else to_dict(tree)
     # The run stays where it is even if the directory was moved since.
-    overrides = [*overrides, f"output_dir={path.parent}", f"name={path.name}"]
-    return run, load_config(tree if isinstance(tree, dict) else to_dict(tree), overrides)
+    location = [f"output_dir={path.parent}", f"name={path.name}"]
+    previous = to_dict(load_config(tree, location))
+    if config is not None:
+        given = changed_keys(previous, to_dict(load_config(config, location)))
+        if given:
+            shown = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in given[:5])
+            raise RobustftError(
+                f"--resume {path} continues the run with its own config.yaml, and the config given with it differs "
+                f"({shown}{', ...' if len(given) > 5 else ''}). Drop the config file and pass what should change "
+                "as key=value overrides (robustft train --resume RUN key=value), or start a new run with another "
+                "name.")
+    cfg = load_config(tree, [*overrides, *location])
+    return run, cfg, changed_keys(previous, to_dict(cfg))
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for every leaf that differs between two config trees (dicts recurse)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def config_change_records(changes: list[tuple[str, Any, Any]], step: int, epoch: float) -> list[dict[str, Any]]:
+    """One ``config_change`` record per changed key (split optim, ``extra = {key, old, new}``) at ``step``, the
+    first step trained with the new value."""
+    return [{"step": int(step), "epoch": float(epoch), "split": "optim", "metric": "config_change", "attack": None,
+             "eps": None, "value": None, "extra": {"key": key, "old": old, "new": new}} for key, old, new in changes]
+
+
+def rewrite_config(run: Any, cfg: Any) -> None:
+    """config.yaml := the resolved ``cfg`` (atomically): after a resume with overrides it states the new values."""
+    import yaml
+
+    from robustft.metrics_file import atomic_write_text
+
+    atomic_write_text(Path(run.path) / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False,
+                                                                     default_flow_style=None))
 
 
 def load_datasets(cfg: Any) -> dict[str, Any]:
@@ -109,18 +162,6 @@ def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
                 augment=cfg.data.augment, device=str(device))
 
 
-def eps_schedule(*args: Any) -> Any:
-    return _real("robustft.schedules", "eps_schedule")(*args)
-
-
-def lr_factor(*args: Any) -> float:
-    return float(_real("robustft.schedules", "lr_factor")(*args))
-
-
-def evaluation_steps(*args: Any) -> list[int]:
-    return list(_real("robustft.schedules", "evaluation_steps")(*args))
-
-
 def maybe_eps(value: Any) -> float | None:
     from robustft.evaluate import as_eps
 
@@ -158,9 +199,10 @@ def read_metrics(path: Path) -> Any:
 
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
-                  eval_seconds: float, total_steps: int) -> dict[str, Any]:
-    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing."""
-    from robustft.training.loggers import record_key
+                  eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
+    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing,
+    and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
+    from robustft.records import record_key
 
     run_path = Path(run.path)
     metrics = read_metrics(run_path / "metrics.jsonl")
@@ -175,6 +217,8 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
                      "trainable_share": float(getattr(strategy, "share", 0.0) or 0.0)},
         "objective": cfg.objective.name, "eps_schedule": cfg.eps.schedule,
     }
+    if eps_at is not None:
+        summary["eps_resolved"] = {"per": eps_at.per, "t1": eps_at.t1, "t2": eps_at.t2}
     if len(metrics):
         last = metrics[metrics["step"] == metrics["step"].max()]
         summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null
