@@ -116,3 +116,19 @@ def load_model(path: str | Path, which: str = "last", device: str | torch.device
             "robustft version or edited; re-run training."
         ) from None
     return model.to(device).eval(), payload
+
+
+def load(run: str | Path, which: str = "last", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The fine-tuned model of a run directory (or checkpoint file): ``robustft.load("runs/NAME")``.
+
+    Args:
+        run: a run directory written by ``robustft train`` or a checkpoint ``.pt`` file.
+        which: checkpoint name inside ``RUN/checkpoints`` ("last", "best", "step_<N>").
+        device: where the model goes.
+
+    Returns:
+        The ``RobustModel`` (takes float N x 3 x H x W images in [0, 1], returns N x num_classes logits) in eval
+        mode, with the run's strategy applied and its weights loaded. ``robustft.export`` writes it as a plain
+        state dict for timm / torchvision without robustft.
+    """
+    return load_model(run, which=which, device=device)[0]
