@@ -122,7 +122,7 @@ def test_final_metrics_keys_and_values() -> None:
              "value": None}]
     final = final_metrics(frame(rows))
     assert final["val/clean/accuracy"] == {"value": 0.5, "step": 100}
-    assert final["test/pgd/accuracy@0.003922"] == {"value": 0.2, "step": 100}
+    assert final["test/pgd/accuracy@1/255"] == {"value": 0.2, "step": 100}
     assert final["optim/none/loss"] == {"value": None, "step": 100}
 
 

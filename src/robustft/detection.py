@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from robustft import records
+from robustft import records, units
 
 __all__ = [
     "DEFAULT_SUBOPTIMAL_GAP",
@@ -236,14 +236,11 @@ def transfer_diagnosis(
 
 
 def metric_key(row: pd.Series | dict[str, Any]) -> str:
-    """``split/attack/metric`` (+ ``@eps`` when attacked): ``val/clean/accuracy``, ``test/pgd/accuracy@0.003922``."""
+    """``split/attack/metric`` (+ ``@eps`` when attacked): ``val/clean/accuracy``, ``test/pgd/accuracy@1/255``."""
     attack = row.get("attack")
     attack_text = attack if isinstance(attack, str) else ("none" if row.get("split") == "optim" else "clean")
-    key = f"{row['split']}/{attack_text}/{row['metric']}"
     eps = row.get("eps")
-    if isinstance(attack, str) and attack != "clean" and eps is not None and _finite(eps) and float(eps) > 0:
-        key += f"@{float(eps):.4g}"
-    return key
+    return units.metric_key(row["split"], attack_text, row["metric"], float(eps) if _finite(eps) else None)
 
 
 def final_metrics(df: pd.DataFrame) -> dict[str, Any]:

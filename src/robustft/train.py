@@ -34,6 +34,7 @@ from robustft.training import components
 from robustft.training.loggers import RunLoggers, record_key
 from robustft.training.optim import build_optimizer
 from robustft.training.state import capture_rng, restore_rng
+from robustft.units import canonical_metric_key
 
 log = logging.getLogger("robustft.train")
 
@@ -274,7 +275,7 @@ class Trainer:
             self.val_history.append(values["val/clean/accuracy"])
         self._write(records)
         loggers.records(records)
-        self._checkpoint(step, values.get(self.cfg.checkpoint.best_metric), started)
+        self._checkpoint(step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
         self.strategy.train_mode(self.model)
 
     def _write(self, records: list[dict]) -> None:

@@ -1,9 +1,13 @@
-"""``robustft sweep CONFIG --grid key=v1,v2 ... [--executor local|ray] [--jobs N] [--report]``."""
+"""``robustft sweep CONFIG [key=value ...] --grid key=v1,v2 ... [--set key=value] [--output-dir DIR]
+[--executor local|ray] [--jobs N] [--report [--group-by strategy]]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from robustft.cli.options import add_output_dir_option, add_override_options
+from robustft.cli.report_cmd import GROUPS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,16 +18,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="base YAML config")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a dotted key and its values, e.g. strategy.name=full,lora (repeatable)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
-                        help="an override applied to every run (repeatable)")
-    parser.add_argument("--output-dir", default=None, help="where the runs go (default: output_dir/name of the config)")
+    add_override_options(parser)  # key=value / --set KEY=VALUE: applied to every run
+    add_output_dir_option(parser, "default: the config's output_dir/name")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--jobs", type=int, default=1, help="local executor: runs at a time")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0)
     parser.add_argument("--report", action="store_true", help="write an HTML report over the sweep's runs")
-    parser.add_argument("--group-by", default="run", help="report: group Pareto frontiers by this label")
+    parser.add_argument("--group-by", default="run", choices=GROUPS,
+                        help="report: how evaluation points are grouped into Pareto frontiers (paper A: strategy)")
     parser.set_defaults(func=run)
 
 
@@ -31,14 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from robustft.sweep import STATUS_FAILED, parse_grid, resolve_points, run_sweep
 
     grid = parse_grid(args.grid)
-    points, _, out = resolve_points(args.config, grid, args.fixed, args.output_dir)
+    fixed = [*args.overrides, *args.set_overrides]
+    points, _, out = resolve_points(args.config, grid, fixed, args.output_dir)
     print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
 
     def show(result) -> None:
         line = f"  {result.status:<9} {result.name}"
         print(line + (f"  ({result.error})" if result.error else ""), file=sys.stderr, flush=True)
 
-    results = run_sweep(args.config, grid, fixed=args.fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
+    results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
                         ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
                         gpus_per_run=args.gpus_per_run, on_result=show)
     failed = [r for r in results if r.status == STATUS_FAILED]

@@ -11,16 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robustft.units import metric_key
+
 log = logging.getLogger("robustft.train")
 
 
 def record_key(item: dict[str, Any]) -> str:
-    """``split/attack/metric`` (+ ``@eps`` for robust records): ``val/clean/accuracy``, ``test/pgd/accuracy@0.0039``."""
-    attack = item.get("attack") if isinstance(item.get("attack"), str) else "none"
-    key = f"{item['split']}/{attack}/{item['metric']}"
-    if item.get("eps") and item.get("attack") not in (None, "clean") and item["split"] != "optim":
-        key += f"@{item['eps']:.4g}"
-    return key
+    """``split/attack/metric`` (+ ``@eps`` for robust records): ``val/clean/accuracy``, ``test/pgd/accuracy@1/255``.
+
+    The one naming of :func:`robustft.units.metric_key`, for records as the trainer writes them.
+    """
+    attack = item.get("attack") if isinstance(item.get("attack"), str) else None
+    return metric_key(item["split"], attack, item["metric"], item.get("eps"))
 
 
 class RunLoggers:
