@@ -14,13 +14,14 @@ def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("name, attribute", [
-    ("models", "build"), ("data", "load"), ("strategies", "apply"), ("attacks", "robust_accuracy"),
-    ("analysis", "pareto_area"), ("runs", "query_runs"), ("report", "build_report"),
-])
-def test_subpackages_are_attributes_without_explicit_import(name, attribute):
-    # A fresh interpreter: in this one an earlier test may already have imported the submodule.
-    done = _run(f"import robustft; assert callable(robustft.{name}.{attribute})")
+SUBPACKAGE_API = {"models": "build", "data": "load", "strategies": "apply", "attacks": "robust_accuracy",
+                  "analysis": "pareto_area", "runs": "query_runs", "report": "build_report"}
+
+
+def test_subpackages_are_attributes_without_explicit_import():
+    # A fresh interpreter: in this one an earlier test may already have imported the submodules.
+    checks = "; ".join(f"assert callable(robustft.{name}.{attr}), {name!r}" for name, attr in SUBPACKAGE_API.items())
+    done = _run(f"import robustft; {checks}")
     assert done.returncode == 0, done.stderr
 
 
@@ -42,3 +43,26 @@ def test_train_and_load_are_callable_at_top_level():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "robustft.checkpoint"
     assert {"models", "data", "attacks", "load", "train"} <= set(dir(robustft))
+
+
+def test_robust_accuracy_and_curve_take_the_same_order_and_eps_text(tiny_cnn, tiny_batch):
+    from robustft.attacks import build_attack, robust_accuracy, robust_curve
+
+    attack = build_attack("fgsm")
+    single = robust_accuracy(tiny_cnn, tiny_batch, attack, "0.25/255")
+    assert single.eps == 0.25 / 255
+    curve = robust_curve(tiny_cnn, tiny_batch, attack, ["0", "0.25/255"])
+    assert [r.eps for r in curve] == [0.0, 0.25 / 255]
+    assert curve[1].correct == single.correct
+
+
+def test_robust_curve_old_order_still_works_with_a_warning(tiny_cnn, tiny_batch):
+    from robustft.attacks import build_attack, robust_curve
+
+    attack = build_attack("fgsm")
+    new = robust_curve(tiny_cnn, tiny_batch, attack, [0, 1 / 255])
+    with pytest.warns(DeprecationWarning, match=r"robust_curve\(model, batches, attack, eps_list\)"):
+        old = robust_curve(tiny_cnn, tiny_batch, [0, 1 / 255], attack=attack)
+    assert [r.correct for r in old] == [r.correct for r in new]
+    keywords = robust_curve(tiny_cnn, tiny_batch, eps_list=[0, 1 / 255], attack=attack)
+    assert [r.correct for r in keywords] == [r.correct for r in new]
