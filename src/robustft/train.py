@@ -255,6 +255,7 @@ class Trainer:
         t0 = time.perf_counter()
         epoch = step / self.steps_per_epoch
         final = step == self.total_steps
+        loggers.evaluating(step, final)
         records = self.evaluator(self.model, step, epoch, final=final)
         self.eval_seconds += time.perf_counter() - t0
         eps = float(self.eps_at(min(int(epoch), self.total_epochs - 1), step, list(self.val_history))) \
