@@ -66,3 +66,10 @@ def test_robust_curve_old_order_still_works_with_a_warning(tiny_cnn, tiny_batch)
     assert [r.correct for r in old] == [r.correct for r in new]
     keywords = robust_curve(tiny_cnn, tiny_batch, eps_list=[0, 1 / 255], attack=attack)
     assert [r.correct for r in keywords] == [r.correct for r in new]
+
+
+def test_strategy_info_repr_is_one_short_line(tiny_cnn):
+    info = robustft.strategies.apply(tiny_cnn, "lora")
+    text = repr(info)
+    assert text.startswith("StrategyInfo(name='lora', trainable=") and "mechanism='low-rank'" in text
+    assert "\n" not in text and len(text) < 200 and info.trainable_names[0] not in text
