@@ -94,6 +94,7 @@ def test_report_output_dir_and_its_deprecated_alias(monkeypatch, tmp_path, capsy
 def test_query_writes_csv_and_json(monkeypatch, tmp_path):
     frame = pd.DataFrame({"run": ["a", "b"], "value": [0.5, 0.25]})
     monkeypatch.setattr(robustft.runs, "query_runs", lambda runs, sql: frame)
-    assert main(["query", "SELECT 1", "runs/", "--csv", str(tmp_path / "q.csv"), "--json", str(tmp_path / "q.json")]) == 0
+    files = ["--csv", str(tmp_path / "q.csv"), "--json", str(tmp_path / "q.json")]
+    assert main(["query", "SELECT 1", "runs/", *files]) == 0
     assert (tmp_path / "q.csv").read_text().splitlines() == ["run,value", "a,0.5", "b,0.25"]
     assert json.loads((tmp_path / "q.json").read_text()) == [{"run": "a", "value": 0.5}, {"run": "b", "value": 0.25}]

@@ -40,7 +40,8 @@ def test_off_a_terminal_one_plain_line_per_phase_and_point(tmp_path):
         "robustft: run: final evaluation at step 4",
         text.splitlines()[3],
     ]
-    assert text.splitlines()[1].startswith("robustft: run: step 0/4 epoch 0 eps 0 | val/clean 0.100 val/pgd@1/255 0.050")
+    first = text.splitlines()[1]
+    assert first.startswith("robustft: run: step 0/4 epoch 0 eps 0 | val/clean 0.100 val/pgd@1/255 0.050")
     last = text.splitlines()[3]
     assert last.startswith("robustft: run: step 4/4 epoch 0 loss 0.521 eps 0 | val/clean 0.800 val/pgd@1/255 0.300")
     assert "(final evaluation " in last

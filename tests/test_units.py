@@ -56,7 +56,8 @@ def test_metric_key_names_eps_as_a_fraction_of_255():
     assert metric_key("optim", None, "lr") == "optim/none/lr"
 
 
-@pytest.mark.parametrize("old", ["test/pgd/accuracy@0.003922", "test/pgd/accuracy@0.0039216", "test/pgd/accuracy@1/255"])
+@pytest.mark.parametrize("old", ["test/pgd/accuracy@0.003922", "test/pgd/accuracy@0.0039216",
+                                 "test/pgd/accuracy@1/255"])
 def test_old_metric_keys_map_to_the_new_ones(old):
     assert canonical_metric_key(old) == "test/pgd/accuracy@1/255"
     assert canonical_metric_key("val/clean/accuracy") == "val/clean/accuracy"

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from robustft.errors import RobustftError
+from robustft.metrics_file import file_mode
 
 FORMAT = "robustft-checkpoint-v1"
 
@@ -48,6 +49,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             torch.save({"format": FORMAT, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp's 0o600 -> the mode of the run directory's other files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
