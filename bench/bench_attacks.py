@@ -132,7 +132,7 @@ def main() -> None:
     curves: dict[str, list[float]] = {}
 
     def nested():
-        curves["nested"] = [r.accuracy for r in robust_curve(model, (images, labels), grid, attack=apgd)]
+        curves["nested"] = [r.accuracy for r in robust_curve(model, (images, labels), apgd, grid)]
 
     def independent():
         curves["independent"] = [robust_accuracy(model, (images, labels), apgd, e).accuracy for e in grid]

@@ -122,7 +122,7 @@ def test_final_metrics_keys_and_values() -> None:
              "value": None}]
     final = final_metrics(frame(rows))
     assert final["val/clean/accuracy"] == {"value": 0.5, "step": 100}
-    assert final["test/pgd/accuracy@0.003922"] == {"value": 0.2, "step": 100}
+    assert final["test/pgd/accuracy@1/255"] == {"value": 0.2, "step": 100}
     assert final["optim/none/loss"] == {"value": None, "step": 100}
 
 
@@ -156,8 +156,8 @@ def test_summary_final_and_detection_final_name_every_record_alike(tmp_path) -> 
     summary = summarize_run(SimpleNamespace(path=tmp_path), load_config(None), None, 10, wall_seconds=1.0,
                             eval_seconds=0.0, total_steps=100)
     assert set(summary["final"]) == set(summary["detection"]["final"]) == {
-        "val/clean/accuracy", "test/clean/accuracy", "test/pgd/accuracy@0.003922", "optim/none/lr"}
+        "val/clean/accuracy", "test/clean/accuracy", "test/pgd/accuracy@1/255", "optim/none/lr"}
     assert summary["final"]["val/clean/accuracy"] == 0.5
     assert record_key({"split": "test", "metric": "accuracy", "attack": "final:apgd-ce", "eps": 4 / 255}) == \
-        "test/final:apgd-ce/accuracy@0.01569"
+        "test/final:apgd-ce/accuracy@4/255"
     assert record_key({"split": "optim", "metric": "eps", "attack": "pgd", "eps": 4 / 255}) == "optim/pgd/eps"

@@ -41,8 +41,8 @@ def checkpoint(tmp_path_factory):
 def fake_data(monkeypatch):
     calls = {}
 
-    def load(name, split, image_size=None, limit=None):
-        calls.update(name=name, split=split, image_size=image_size, limit=limit)
+    def load(name, split, image_size=None, limit=None, **options):
+        calls.update(name=name, split=split, image_size=image_size, limit=limit, **options)
         images, labels = quadrant_task(limit or 64, seed=1)
         return torch.utils.data.TensorDataset(images, labels)
 
@@ -101,3 +101,100 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, fake_data, capsys):
 def test_parse_curve():
     assert parse_curve("0:4/255") == pytest.approx([i / 255 for i in range(5)])
     assert parse_curve("0:8/255:2/255") == pytest.approx([0, 2 / 255, 4 / 255, 6 / 255, 8 / 255])
+
+
+def _eval(checkpoint, *argv):
+    return main(["eval", "--checkpoint", str(checkpoint), "--limit", "16", "--device", "cpu", *argv])
+
+
+def test_negative_eps_is_robustfts_error_not_argparses(checkpoint, fake_data, capsys):
+    assert _eval(checkpoint, "--data", "q", "--eps", "-1/255") == 2
+    err = capsys.readouterr().err
+    assert "robustft: error: --eps='-1/255' must be a finite non-negative number" in err
+    assert "expected one argument" not in err
+
+
+def test_decimal_fractions_of_255_are_accepted(checkpoint, fake_data, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "2", "--curve", "0:0.5/255:0.25/255",
+                 "--step-size", "0.25/255", "--json", str(out)) == 0
+    payload = json.loads(out.read_text())
+    assert [r["eps_text"] for r in payload["results"]] == ["0", "0.25/255", "0.5/255"]
+    assert "step_size=0.000980392156862745" in payload["attack"]
+    assert "0.25/255" in capsys.readouterr().out
+
+
+def test_checkpoint_and_model_together_are_refused(checkpoint, fake_data, capsys):
+    assert _eval(checkpoint, "--data", "q", "--model", "tiny-cnn") == 2
+    assert "both --checkpoint and --model" in capsys.readouterr().err
+
+
+def test_data_defaults_to_the_runs_dataset(tmp_path, checkpoint, fake_data, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint, run)
+    (run / "config.yaml").write_text("seed: 3\ndata: {name: quadrants, val_fraction: 0.2, root: null}\n")
+    assert _eval(run, "--attack", "fgsm", "--eps", "1/255", "--split", "val") == 0
+    assert fake_data == {"name": "quadrants", "split": "val", "image_size": 16, "limit": 16, "seed": 3,
+                         "val_fraction": 0.2}
+    # Without a config.yaml beside the checkpoint there is nothing to default to: a clear error.
+    assert _eval(checkpoint, "--attack", "fgsm") == 2
+    assert "needs --data NAME" in capsys.readouterr().err
+
+
+def test_single_eps_prints_clean_beside_robust(checkpoint, fake_data, capsys):
+    from robustft.checkpoint import load_model
+    from test_attacks_support import quadrant_task
+
+    assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "8/255") == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:4] == ["attack", "eps", "clean", "robust"]
+    model, _ = load_model(checkpoint)
+    images, labels = quadrant_task(16, seed=1)
+    clean = (model(images).argmax(1) == labels).float().mean().item()
+    assert float(row.split()[2]) == pytest.approx(clean, abs=1e-4)
+    assert float(row.split()[3]) <= float(row.split()[2])
+
+
+def test_torchattacks_style_options_reach_the_attack(checkpoint, fake_data, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    csv_out = tmp_path / "r.csv"
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--norm", "l2", "--eps", "0.5", "--steps", "2",
+                 "--restarts", "2", "--no-random-start", "--json", str(out), "--csv", str(csv_out)) == 0
+    attack = json.loads(out.read_text())["attack"]
+    assert all(part in attack for part in ("norm=l2", "restarts=2", "random_start=False", "steps=2"))
+    assert csv_out.read_text().splitlines()[0].startswith("attack,eps,eps_text,clean_accuracy,accuracy")
+    assert _eval(checkpoint, "--data", "q", "--attack", "square", "--restarts", "2") == 2
+    assert "has no restarts" in capsys.readouterr().err
+
+
+def test_model_with_image_size_and_pretrained_file(fake_data, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", "tiny-cnn", "--num-classes", "4", "--image-size", "16", "--data", "q",
+                 "--limit", "8", "--attack", "fgsm", "--device", "cpu", "--json", str(out)]) == 0
+    assert fake_data["image_size"] == 16 and json.loads(out.read_text())["image_size"] == 16
+    assert main(["eval", "--model", "tiny-cnn", "--num-classes", "4", "--pretrained-file", "w.pth", "--data", "q",
+                 "--device", "cpu"]) == 2
+    assert "pretrained_file" in capsys.readouterr().err
+
+
+def test_help_texts_say_units_and_subset(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "pixel units" not in text and "[0, 1] image units" in text
+    assert "seeded, stratified subset" in text and "first N" not in text
+
+
+def test_checks_print_progress_and_one_verdict_per_check(checkpoint, fake_data, capsys):
+    from robustft.cli.eval_cmd import CHECKS
+
+    assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "2/255", "--checks") == 0
+    captured = capsys.readouterr()
+    assert "checks: running 6 gradient-masking checks" in captured.err
+    verdicts = [line for line in captured.out.splitlines() if line.startswith("check ")]
+    assert [line.split()[1] for line in verdicts] == list(CHECKS)
+    assert all(line.split()[2] in ("ok", "WARNING:") for line in verdicts)
+    assert "checks: 6 run, " in captured.out
+    assert "eval: batch 1/1 (16/16 samples)" in captured.err

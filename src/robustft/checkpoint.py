@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from robustft.errors import RobustftError
+from robustft.metrics_file import file_mode
 
 FORMAT = "robustft-checkpoint-v1"
 HEADER_KEYS = ("model", "strategy", "model_state")
@@ -53,6 +54,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             torch.save({"format": FORMAT, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp's 0o600 -> the mode of the run directory's other files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -161,3 +163,19 @@ def load_model(path: str | Path, which: str = "last", device: str | torch.device
     strategies.apply(model, payload["strategy"]["name"], **payload["strategy"].get("options", {}))
     load_weights(model, payload, file)
     return model.to(device).eval(), payload
+
+
+def load(run: str | Path, which: str = "last", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The fine-tuned model of a run directory (or checkpoint file): ``robustft.load("runs/NAME")``.
+
+    Args:
+        run: a run directory written by ``robustft train`` or a checkpoint ``.pt`` file.
+        which: checkpoint name inside ``RUN/checkpoints`` ("last", "best", "step_<N>").
+        device: where the model goes.
+
+    Returns:
+        The ``RobustModel`` (takes float N x 3 x H x W images in [0, 1], returns N x num_classes logits) in eval
+        mode, with the run's strategy applied and its weights loaded. ``robustft.export`` writes it as a plain
+        state dict for timm / torchvision without robustft.
+    """
+    return load_model(run, which=which, device=device)[0]

@@ -148,8 +148,9 @@ def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
             hint = f" Shipped configs are in {shipped}."
         raise ConfigError(f"config file {path} does not exist; pass the path to a YAML file.{hint}")
     try:
-        text = resolved.read_text(encoding="utf-8")
-        loaded = yaml.safe_load(text)
+        # A file object, not its text: PyYAML names the stream in error marks ('in "<unicode string>"' for text).
+        with resolved.open(encoding="utf-8") as handle:
+            loaded = yaml.safe_load(handle)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}. Fix the syntax at the position shown.") from None
     except (OSError, UnicodeDecodeError) as error:

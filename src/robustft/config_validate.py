@@ -119,6 +119,7 @@ def _check_objective(objective: Any) -> None:
 def _check_eps(eps: Any) -> None:
     from robustft.schedules import EPS_SCHEDULES  # late: schedules imports nothing of the config
 
+    eps.schedule = EPS_SCHEDULES.canonical(eps.schedule)  # paper B's names (fix = RFT-fix) are aliases
     if eps.schedule not in EPS_SCHEDULES:
         close = difflib.get_close_matches(eps.schedule, EPS_SCHEDULES.names(), n=2, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

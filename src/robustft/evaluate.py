@@ -236,8 +236,8 @@ class Evaluator:
             return [count_correct(model, subset, self.batch_size, self.device, attack, e) for e in eps_list]
         if attack is None or all(e == 0 for e in eps_list):
             attack, eps_list = self.attack, [0.0] * len(eps_list)
-        results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), list(eps_list),
-                               attack=attack, device=self.device, batch_size=self.batch_size)
+        results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), attack, list(eps_list),
+                               device=self.device, batch_size=self.batch_size)
         return [int(r.correct) for r in results]
 
     def _records_for(self, model: nn.Module, subset: Subset, step: int, epoch: float, attack_name: str,

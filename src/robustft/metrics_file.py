@@ -43,8 +43,19 @@ def _write_error(path: Path, error: OSError) -> RunWriteError:
     return RunWriteError(f"cannot write {path}: {error.strerror or error}. Records written before are intact; {fix}.")
 
 
+def file_mode() -> int:
+    """The mode of every file in a run directory: what ``open()`` gives a new file (0o666 minus the umask).
+
+    Atomic writes go through ``mkstemp``, which creates 0o600; without this they would sit beside 0o644 files
+    (metrics.jsonl) in the same run directory.
+    """
+    mask = os.umask(0o022)  # reading the umask means setting it; restored at once
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temp file in the same directory, fsync and rename."""
+    """Writes ``text`` to ``path`` via a temp file in the same directory, fsync and rename (mode: file_mode())."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
@@ -54,6 +65,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
@@ -135,7 +147,7 @@ class MetricsWriter:
             return 0
         payload = ("\n".join(lines) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # umask applies: file_mode()
         except OSError as error:
             raise _write_error(self.path, error) from None
         try:

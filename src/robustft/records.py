@@ -33,6 +33,8 @@ from typing import Any
 
 import pandas as pd
 
+from robustft.units import format_eps
+
 # field -> (accepted Python types, required). Order is the column order of every line and DataFrame.
 METRIC_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "step": ((int,), True),  # optimiser updates before the measurement (0: the pretrained model)
@@ -66,7 +68,7 @@ def record_key(item: Mapping[str, Any]) -> str:
 
     A record without an attack is named ``clean`` on a data split (it was measured on clean inputs) and
     ``none`` on the ``optim`` split (it measures no inputs): ``val/clean/accuracy``, ``optim/none/lr``,
-    ``test/pgd/accuracy@0.003922``, ``test/final:apgd-ce/accuracy@0.01569``.
+    ``test/pgd/accuracy@1/255``, ``test/final:apgd-ce/accuracy@4/255`` (eps by ``units.format_eps``).
     """
     attack = item.get("attack")
     split = item["split"]
@@ -74,7 +76,7 @@ def record_key(item: Mapping[str, Any]) -> str:
     key = f"{split}/{attack if named else ('none' if split == 'optim' else 'clean')}/{item['metric']}"
     eps = item.get("eps")
     if named and attack != "clean" and split != "optim" and _positive(eps):
-        key += f"@{float(eps):.4g}"
+        key += f"@{format_eps(float(eps))}"
     return key
 
 

@@ -280,6 +280,13 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     return EpsSchedule("auto", settings.value, per, alpha)
 
 
+# Paper B's names, accepted wherever a schedule is named (config, overrides, sweeps): its baseline is RFT-fix
+# (constant eps_g), its method Epsilon-Scheduling, and T1 = 0 its linear warm-up.
+for _alias, _name in (("fix", "constant"), ("rft-fix", "constant"), ("epsilon-scheduling", "scheduled"),
+                      ("linear-warmup", "linear")):
+    EPS_SCHEDULES.add_alias(_alias, _name)
+
+
 def epoch_val_history(records: Iterable[Mapping[str, Any]], steps_per_epoch: int, split: str = "val") -> list[float]:
     """The ``val_history`` that ``auto`` reads, rebuilt from metrics records (so a resumed run gets the same one).
 

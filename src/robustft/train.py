@@ -38,6 +38,7 @@ from robustft.training import components
 from robustft.training.loggers import RunLoggers
 from robustft.training.optim import build_optimizer
 from robustft.training.state import capture_rng, restore_rng
+from robustft.units import canonical_metric_key
 
 log = logging.getLogger("robustft.train")
 
@@ -316,6 +317,7 @@ class Trainer:
         t0 = time.perf_counter()
         epoch = step / self.steps_per_epoch
         final = step == self.total_steps
+        loggers.evaluating(step, final)
         records = self.evaluator(self.model, step, epoch, final=final)
         self.eval_seconds += time.perf_counter() - t0
         eps = float(self.eps_at(min(int(epoch), self.total_epochs - 1), step, list(self.val_history))) \
@@ -340,7 +342,7 @@ class Trainer:
             self.val_history.append(values["val/clean/accuracy"])
         self._write(records)
         loggers.records(records)
-        self._checkpoint(step, values.get(self.cfg.checkpoint.best_metric), started)
+        self._checkpoint(step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
         self.strategy.train_mode(self.model)
 
     def _write(self, records: list[dict]) -> None:

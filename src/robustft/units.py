@@ -1,43 +1,53 @@
-"""Perturbation sizes as users write them.
+"""Perturbation sizes as users write them, and metric names as robustft prints them.
 
-Epsilons are in pixel units of images in [0, 1]. Users write ``4/255``, ``0.0157`` or ``0``; writing ``8``
-(the 0-255 habit) is caught with a suggestion, because silently attacking at eps=8 on [0,1] images reports
-every model as non-robust.
+Epsilons are in pixel units of images in [0, 1]. Users write ``4/255``, ``0.25/255``, ``0.0157`` or ``0``; writing
+``8`` (the 0-255 habit) is caught with a suggestion, because silently attacking at eps=8 on [0,1] images reports
+every model as non-robust. :func:`parse_eps` is the one parser (command line, configs, ``robust_accuracy(...,
+"0.25/255")``) and :func:`format_eps` the one formatter (printed tables, metric names, ``summary.json`` keys).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from fractions import Fraction
 
 from robustft.errors import ConfigError
+
+_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_EPS_TEXT = re.compile(rf"^(?P<num>[-+]?{_NUMBER})(?:/(?P<den>{_NUMBER}))?$")
 
 
 def parse_eps(value: str | float | int, *, name: str = "eps") -> float:
     """Parses an epsilon in pixel units of [0, 1] images.
 
     Args:
-        value: ``"4/255"``, ``"0.0157"``, ``0.0157``, ``0`` or ``"0"``.
-        name: what the value is called in error messages.
+        value: ``"4/255"``, ``"0.25/255"``, ``"0.0157"``, ``"1e-3"``, ``0.0157``, ``0`` or ``"0"``.
+        name: what the value is called in error messages (``--eps``, ``eval.eps``).
 
     Returns:
         The epsilon as a float in [0, 1].
 
     Raises:
-        ConfigError: for text that is not a number or fraction, negative values, or values above 1 (with the
-            ``N/255`` the user most likely meant).
+        ConfigError: for text that is not a number or fraction, negative or non-finite values, or values above 1
+            (with the ``N/255`` the user most likely meant).
     """
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be a number like 4/255, not {value!r}.")
     if isinstance(value, (int, float)):
         eps = float(value)
     else:
-        text = str(value).strip()
-        try:
-            eps = float(Fraction(text.replace(" ", "")))
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{name}={value!r} is not a number; write it like 4/255 or 0.0157.") from None
-    if eps != eps or eps < 0:
-        raise ConfigError(f"{name}={value!r} must be a non-negative number like 4/255.")
+        text = str(value).replace(" ", "")
+        match = _EPS_TEXT.match(text)
+        if match is None:
+            raise ConfigError(f"{name}={value!r} is not a number; write it like 4/255, 0.25/255 or 0.0157.")
+        # Fractions, not floats, so "0.25/255" is exactly 0.25 / 255 (the same float as writing 0.25/255 in Python).
+        numerator, denominator = Fraction(match["num"]), Fraction(match["den"] or 1)
+        if denominator == 0:
+            raise ConfigError(f"{name}={value!r} divides by zero; write it like 4/255.")
+        eps = float(numerator / denominator)
+    if not math.isfinite(eps) or eps < 0:
+        raise ConfigError(f"{name}={value!r} must be a finite non-negative number like 4/255 (0 means no attack).")
     if eps > 1:
         shown = f"{value:g}" if isinstance(value, (int, float)) else str(value).strip()
         raise ConfigError(
@@ -48,11 +58,49 @@ def parse_eps(value: str | float | int, *, name: str = "eps") -> float:
 
 
 def format_eps(eps: float) -> str:
-    """Formats an epsilon as ``k/255`` when it is (nearly) a multiple of 1/255, else with 5 decimals."""
+    """An epsilon as users write it: ``1/255``, ``0.25/255``, ``0.0157``, ``0``.
+
+    Multiples of 1/255 print as ``k/255``; a value with a short decimal form (``0.0157``, ``0.1``, an L2 radius
+    ``1.5``) prints as that decimal; other multiples of 0.01/255 print as ``0.25/255``; anything else with 5
+    significant digits. ``parse_eps(format_eps(e))`` equals ``e`` up to float rounding (1e-9 relative) in all
+    but the last case.
+    """
+    eps = float(eps)
+    if eps == 0 or not math.isfinite(eps):
+        return f"{eps:g}"
     k = eps * 255
-    if abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255" if round(k) else "0"
-    return f"{eps:.5f}"
+    if eps < 1 and abs(k - round(k)) <= 1e-9 * k:
+        return f"{round(k)}/255"
+    short = f"{eps:.4g}"
+    if float(short) == eps or eps >= 1:
+        return short if float(short) == eps else f"{eps:.5g}"
+    for digits in (1, 2):
+        rounded = round(k, digits)
+        if abs(k - rounded) <= 1e-9 * k:
+            return f"{rounded:.{digits}f}/255"
+    return f"{eps:.5g}"
+
+
+def canonical_metric_key(key: str) -> str:
+    """``key`` with its ``@eps`` part rewritten by :func:`format_eps`.
+
+    Keys written before robustft printed ``@1/255`` used ``@0.003922`` (or ``@0.0039``); this maps either form
+    (and ``@1/255`` itself) to today's key, so configs naming an old key (``checkpoint.best_metric``) and code
+    reading old ``summary.json`` files keep working. A key whose eps part does not parse is returned unchanged.
+    """
+    base, sep, eps_text = key.partition("@")
+    if not sep:
+        return key
+    try:
+        eps = parse_eps(eps_text)
+    except ConfigError:
+        return key
+    # Old keys kept 4-7 significant digits: snap to the k/255 (two decimals of k) they were rounded from.
+    k = eps * 255
+    snapped = round(k, 2)
+    if snapped > 0 and abs(k - snapped) <= 5e-4 * max(1.0, k):
+        eps = snapped / 255
+    return f"{base}@{format_eps(eps)}"
 
 
 def eps_grid(eps_max: float, step: float = 1 / 255) -> list[float]:

@@ -30,6 +30,7 @@ from robustft.attacks.prepare import PreparedModel, fold_conv_bn, prepare_for_at
 from robustft.attacks.square import square
 from robustft.errors import ConfigError
 from robustft.registry import Registry
+from robustft.units import parse_eps
 
 ATTACKS: Registry = Registry("attack")
 ATTACKS.add("fgsm", fgsm, "one signed-gradient step of size eps (FGSM; random_start=True for FGSM-RS)")
@@ -59,6 +60,8 @@ def build_attack(name: str, **options: Any) -> Attack:
         fixed = set(getattr(fn, "keywords", {}) or {})
         raise ConfigError(f"attack {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
                           f"{', '.join(p for p in valid if p not in fixed)}.")
+    if isinstance(options.get("step_size"), str):  # "0.25/255", as configs and the command line write it
+        options["step_size"] = parse_eps(options["step_size"], name="step_size")
     return Attack(name, fn, dict(options))
 
 

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,16 +141,40 @@ def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | 
     Returns:
         RobustAccuracy with correct (robust samples), n, accuracy, Wilson CI, clean_correct, eps, attack, seconds.
     """
-    return robust_curve(model, batches, [eps], attack=attack, device=device, batch_size=batch_size, prepare=prepare,
+    return robust_curve(model, batches, attack, [eps], device=device, batch_size=batch_size, prepare=prepare,
                         early_stop=early_stop)[0]
 
 
-def robust_curve(model: nn.Module, batches, eps_list: Sequence[float | str], attack: AttackLike = "apgd-ce", *,
+def _accept_old_curve_order(fn: Callable[..., list[RobustAccuracy]]) -> Callable[..., list[RobustAccuracy]]:
+    """Lets ``robust_curve(model, batches, eps_list, attack=...)`` (the order before 0.2) still work, with a warning.
+
+    The argument order is now ``(model, batches, attack, eps_list)``, as in ``robust_accuracy(model, batches,
+    attack, eps)``. An old call is recognised by a list/tuple of radii where the attack goes; it is re-ordered and
+    a DeprecationWarning says how to write it. Keyword calls work in both orders.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, batches, *args: Any, **kwargs: Any) -> list[RobustAccuracy]:
+        if args and isinstance(args[0], (list, tuple, np.ndarray, torch.Tensor)) and "eps_list" not in kwargs:
+            warnings.warn("robust_curve(model, batches, eps_list, attack) is deprecated: the order is now "
+                          "robust_curve(model, batches, attack, eps_list), like robust_accuracy(model, batches, "
+                          "attack, eps); or pass attack=... and eps_list=... by name.", DeprecationWarning,
+                          stacklevel=2)
+            eps_list, rest = args[0], args[1:]
+            attack = rest[0] if rest else kwargs.pop("attack", "apgd-ce")
+            return fn(model, batches, attack, eps_list, *rest[1:], **kwargs)
+        return fn(model, batches, *args, **kwargs)
+
+    return wrapper
+
+
+@_accept_old_curve_order
+def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequence[float | str], *,
                  device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
                  early_stop: bool | None = True) -> list[RobustAccuracy]:
     """Robust accuracy at each eps of ``eps_list`` (ascending), nested: only still-robust samples are attacked.
 
-    Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy).
+    Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy; ``"0.25/255"`` strings accepted).
 
     Returns:
         One RobustAccuracy per eps, in the order given; accuracies are non-increasing.

@@ -14,8 +14,13 @@ from collections.abc import Sequence
 
 from robustft.errors import RobustftError
 
+# Options whose value may be written with a leading minus (a negative eps is refused with robustft's message,
+# not argparse's "expected one argument", which is what argparse says for "--eps -1/255").
+SIGNED_VALUE_OPTIONS = frozenset({"--eps", "--curve", "--step-size"})
+
 # Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "report_cmd", "sweep_cmd", "query_cmd", "demo_cmd")
+COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "export_cmd", "report_cmd", "sweep_cmd", "query_cmd",
+                   "demo_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,10 +43,31 @@ def _version() -> str:
     return __version__
 
 
+def join_signed_values(argv: list[str]) -> list[str]:
+    """``["--eps", "-1/255"]`` -> ``["--eps=-1/255"]`` for :data:`SIGNED_VALUE_OPTIONS`.
+
+    argparse takes a token starting with "-" for an option unless it looks like a plain negative number, so
+    ``--eps -1/255`` would fail inside argparse; joined, the value reaches robustft's eps parser, whose error
+    says what an eps must be.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in SIGNED_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and argv[i + 1][1:2] in tuple("0123456789.+"):
+            out.append(f"{token}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``robustft`` console script. Returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from robustft.cli.options import add_output_dir_option, add_override_options, overrides_of
+
 # The same experiment as configs/demo.yaml (a test keeps them equal): embedded ImageNet MobileNetV2 fine-tuned on
 # embedded Fashion-MNIST at 32 px with standard cross-entropy; clean, PGD-10 at 1/255 and two corrupted test sets
 # evaluated every 25 steps on the same 256 seeded samples, with a PGD robust curve to 4/255 and a final
@@ -46,9 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="a few-minute fine-tuning run on embedded data, then a result table",
         description="Fine-tunes the embedded MobileNetV2 on embedded Fashion-MNIST (a few minutes on a CPU) and "
                     "prints clean, robust (1/255) and OOD accuracy.")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.epochs=1")
-    parser.add_argument("--output-dir", default=None, help="where the run directory goes (default: runs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_override_options(parser)
+    add_output_dir_option(parser, "default: runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run)
 
 
@@ -67,14 +69,12 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="robustft: %(message)s")
     # A fresh run directory each time, so `make demo` can be run again without --resume or deleting anything.
-    overrides = [f"name=demo-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}", *args.overrides]
-    if args.output_dir is not None:
-        overrides.insert(0, f"output_dir={args.output_dir}")
+    overrides = [f"name=demo-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}", *overrides_of(args)]
     result = train(demo_config(), overrides, quiet=True if args.quiet else None)
     page = build_report(collect_runs(result.path), result.path / "report", title=f"robustft demo: {result.path.name}")
     print(format_result(result))
     print(f"\nreport: {page}")
     print(f"The run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate the model with a "
-          f"stronger attack and a robust curve:\n  robustft eval --checkpoint {result.path} --data fashion-mnist "
-          "--image-size 32 --limit 1000 --attack apgd-ce --steps 10 --eps 1/255 --curve 0:4/255")
+          f"stronger attack and a robust curve (on the run's own dataset):\n  robustft eval --checkpoint {result.path} "
+          "--limit 1000 --attack apgd-ce --steps 10 --curve 0:4/255")
     return 0

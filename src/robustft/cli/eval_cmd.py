@@ -1,49 +1,78 @@
 """``robustft eval``: robust accuracy (or a nested robust curve and expected robustness) of a trained model.
 
-    robustft eval --checkpoint RUN_DIR_OR_FILE --data NAME [--split test] [--limit N] [--image-size S]
-                  --attack apgd-ce --eps 4/255 --steps 10 [--curve 0:8/255] [--batch-size B] [--device auto]
-                  [--checks] [--json OUT] [--model NAME --num-classes N]
+    robustft eval --checkpoint RUN [--which last] [--data NAME] [--split test] [--limit N]
+                  [--attack apgd-ce] [--eps 4/255 | --curve 0:8/255] [--norm linf|l2] [--steps N]
+                  [--step-size 1/255] [--restarts N] [--random-start | --no-random-start]
+                  [--checks] [--json FILE] [--csv FILE] [--batch-size B] [--device auto] [--seed S] [--quiet]
+    robustft eval --model NAME --num-classes N [--image-size S] [--pretrained-file FILE] --data NAME ...
 
-Prints a table (attack, eps, accuracy, 95% CI, n) and, with ``--curve``, paper B's expected robustness; writes
-the same as JSON with ``--json`` (atomically: a crash never leaves half a file).
+Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n) and, with ``--curve``, paper B's
+expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
+plain line per batch and per phase, so it reads the same in a terminal and in a log file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from robustft.errors import ConfigError, RobustftError
+from robustft.cli.eval_source import data_source, load_model
+from robustft.cli.output import progress, write_csv, write_json
+from robustft.errors import ConfigError
 from robustft.units import eps_grid, format_eps, parse_eps
+
+# The checks run_checks performs (robustft.attacks.checks); the three needing eps > 0 are skipped at eps 0.
+CHECKS = ("random_forward", "zero_or_nan_gradients", "eps_not_monotone", "steps_not_monotone",
+          "black_box_beats_white_box", "huge_eps_accuracy")
+CHECKS_NEEDING_EPS = ("eps_not_monotone", "steps_not_monotone", "black_box_beats_white_box")
+
+# Attack options the command line sets: argparse dest -> (attack option, flag as the user wrote it).
+ATTACK_OPTIONS = {"norm": ("norm", "--norm"), "steps": ("steps", "--steps"), "step_size": ("step_size", "--step-size"),
+                  "restarts": ("restarts", "--restarts"), "random_start": ("random_start", "--random-start")}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="robust accuracy / nested robust curve of a checkpoint under an attack",
-        description="Evaluate a trained model (a run directory or checkpoint file) under an attack at one eps, or "
-                    "along a nested eps curve with expected robustness; per-sample worst case, Wilson 95% CIs.")
-    parser.add_argument("--checkpoint", metavar="RUN_DIR_OR_FILE", help="run directory or checkpoint .pt")
-    parser.add_argument("--which", default="last", help="checkpoint name inside RUN_DIR/checkpoints (default last)")
-    parser.add_argument("--model", help="model name to build instead of loading a checkpoint (pretrained weights)")
-    parser.add_argument("--num-classes", type=int, help="classes of --model's fresh head")
-    parser.add_argument("--data", required=True, help="dataset name (robustft list datasets)")
-    parser.add_argument("--split", default="test", help="dataset split (default test)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
-    parser.add_argument("--image-size", type=int, help="image side (default: the checkpoint's / model's)")
-    parser.add_argument("--attack", default="apgd-ce", help="attack name (robustft list attacks); default apgd-ce")
-    parser.add_argument("--eps", default="4/255", help="L-inf radius in pixel units, e.g. 4/255 (default 4/255)")
-    parser.add_argument("--steps", type=int, help="attack steps (default: the attack's own)")
-    parser.add_argument("--curve", metavar="LOW:HIGH[:STEP]",
+        description="Evaluate a trained model (a run directory or checkpoint file), or a freshly built --model, "
+                    "under an attack at one eps or along a nested eps curve with expected robustness; per-sample "
+                    "worst case, Wilson 95%% CIs. Images are in [0, 1], so eps is too: 4/255, 0.25/255, 0.0157.")
+    source = parser.add_argument_group("model")
+    source.add_argument("--checkpoint", metavar="RUN", help="run directory (or a checkpoint .pt) to evaluate")
+    source.add_argument("--which", default="last",
+                        help="checkpoint inside RUN/checkpoints: last, best or step_N (default last)")
+    source.add_argument("--model", help="instead of --checkpoint: a model name to build (robustft list models)")
+    source.add_argument("--num-classes", type=int, help="classes of --model's fresh head")
+    source.add_argument("--pretrained-file", metavar="FILE",
+                        help="--model's weights from a local .pth/.safetensors file (timm:, tv: models)")
+    source.add_argument("--image-size", type=int, help="image side (default: the checkpoint's / model's)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", help="dataset name (robustft list datasets); default: the run's dataset")
+    data.add_argument("--split", default="test", help="dataset split: train, val or test (default test)")
+    data.add_argument("--limit", type=int, metavar="N",
+                      help="evaluate a seeded, stratified subset of N samples (the same N every time)")
+    attack = parser.add_argument_group("attack")
+    attack.add_argument("--attack", default="apgd-ce", help="attack name (robustft list attacks); default apgd-ce")
+    attack.add_argument("--eps", default="4/255",
+                        help="radius in [0, 1] image units: 4/255, 0.25/255 or 0.0157 (default 4/255)")
+    attack.add_argument("--curve", metavar="LOW:HIGH[:STEP]",
                         help="nested curve over an eps range on a 1/255 grid (e.g. 0:8/255); adds E.adv")
-    parser.add_argument("--batch-size", type=int, help="attack batch size (default: tuned on CPU, largest on CUDA)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
-    parser.add_argument("--checks", action="store_true", help="run the gradient-masking checks first")
-    parser.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
+    attack.add_argument("--norm", choices=("linf", "l2"), help="threat model (default: the attack's, linf)")
+    attack.add_argument("--steps", type=int, help="attack steps (default: the attack's own)")
+    attack.add_argument("--step-size", help="step size in [0, 1] units, e.g. 0.25/255 (pgd, fgsm)")
+    attack.add_argument("--restarts", type=int, help="random restarts (pgd, apgd, cascade)")
+    attack.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
+                        help="start from a random point of the eps-ball (default: the attack's own)")
+    attack.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
+    attack.add_argument("--checks", action="store_true",
+                        help="run the gradient-masking checks first; one verdict line per check")
+    run_group = parser.add_argument_group("run and output")
+    run_group.add_argument("--batch-size", type=int,
+                           help="attack batch size (default: 256 on CPU, the largest that fits on CUDA)")
+    run_group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    run_group.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    run_group.add_argument("--csv", metavar="FILE", help="also write the results as CSV to FILE")
+    run_group.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.set_defaults(func=run)
 
 
@@ -59,56 +88,40 @@ def parse_curve(text: str) -> list[float]:
     return [e for e in eps_grid(high, step) if e >= low - 1e-12] if low > 0 else eps_grid(high, step)
 
 
-def _load_model(args: argparse.Namespace, device):
-    if args.checkpoint:
-        from robustft.checkpoint import load_model
-
-        model, payload = load_model(args.checkpoint, which=args.which, device=device)
-        return model, {"checkpoint": str(args.checkpoint), "step": payload.get("step"),
-                       "image_size": payload["model"].get("image_size")}
-    if not args.model or not args.num_classes:
-        raise ConfigError("robustft eval needs --checkpoint RUN_DIR_OR_FILE, or --model NAME --num-classes N to "
-                          "evaluate a freshly built model.")
-    from robustft.models import build
-
-    return build(args.model, args.num_classes).to(device).eval(), {"model": args.model, "image_size": None}
-
-
-def _load_data(args: argparse.Namespace, image_size: int | None, batch_size: int):
-    import robustft.data as data
-
-    if not hasattr(data, "load"):
-        raise RobustftError("dataset loading (robustft.data.load) is not available in this build of robustft.")
-    dataset = data.load(args.data, args.split, image_size=image_size, limit=args.limit)
-    if hasattr(data, "make_loader"):
-        return data.make_loader(dataset, batch_size)
-    import torch
-
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-
-
-def _build(args: argparse.Namespace):
+def build_cli_attack(args: argparse.Namespace):
+    """The attack named by ``--attack`` with the options given on the command line (others: its defaults)."""
     import torch
 
     from robustft.attacks import build_attack
 
     attack = build_attack(args.attack)  # unknown name -> the list of attacks
     options: dict[str, Any] = {}
-    if args.steps is not None:
-        if not attack.accepts("steps"):
-            raise ConfigError(f"attack {args.attack!r} has no steps; drop --steps (square uses queries).")
-        options["steps"] = args.steps
+    for dest, (option, flag) in ATTACK_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if not attack.accepts(option):
+            extra = " (square counts queries, not steps)" if option == "steps" and args.attack == "square" else ""
+            raise ConfigError(f"attack {args.attack!r} has no {option}{extra}; drop {flag}, or pick an attack that "
+                              "has it (pgd takes norm, steps, step_size, restarts, random_start).")
+        if option == "step_size":
+            value = parse_eps(value, name="--step-size")
+        elif option in ("steps", "restarts") and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}.")
+        options[option] = value
     if attack.accepts("generator"):
         options["generator"] = torch.Generator().manual_seed(args.seed)
     return attack.with_options(**options)
 
 
 def format_results(results, e_adv: float | None) -> str:
-    """The printed table: attack, eps, accuracy, 95% CI, n (+ E.adv)."""
-    lines = [f"{'attack':<12} {'eps':>8} {'accuracy':>9} {'95% CI':>17} {'n':>6}"]
+    """The printed table: attack, eps, clean accuracy, robust accuracy, 95% CI, n (+ E.adv)."""
+    lines = [f"{'attack':<12} {'eps':>9} {'clean':>7} {'robust':>7} {'95% CI':>16} {'n':>6}"]
     for r in results:
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        lines.append(f"{r.attack.split('(')[0]:<12} {format_eps(r.eps):>8} {r.accuracy:>9.4f} {ci:>17} {r.n:>6}")
+        clean = r.clean_correct / r.n if r.n else float("nan")
+        lines.append(f"{r.attack.split('(')[0]:<12} {format_eps(r.eps):>9} {clean:>7.4f} {r.accuracy:>7.4f} "
+                     f"{ci:>16} {r.n:>6}")
     if results and "(" in results[0].attack:
         lines.append(f"attack settings: {results[0].attack}")
     if e_adv is not None:
@@ -116,50 +129,101 @@ def format_results(results, e_adv: float | None) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: str, payload: dict[str, Any]) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def result_rows(results) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the CSV: one row per eps."""
+    header = ["attack", "eps", "eps_text", "clean_accuracy", "accuracy", "ci_low", "ci_high", "correct", "n",
+              "seconds"]
+    rows = [[r.attack, r.eps, format_eps(r.eps), r.clean_correct / r.n, r.accuracy, r.ci_low, r.ci_high, r.correct,
+             r.n, r.seconds] for r in results]
+    return header, rows
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.attacks import expected_robustness, robust_curve, run_checks
+    from robustft.attacks import expected_robustness
     from robustft.attacks.evaluate import _default_batch_size
     from robustft.device import resolve_device
 
     eps_list = parse_curve(args.curve) if args.curve else [parse_eps(args.eps, name="--eps")]
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}.")
-    attack = _build(args)
+    attack = build_cli_attack(args)
     device = resolve_device(args.device)
-    model, source = _load_model(args, device)
+    say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
+    model, source = load_model(args, device)
     image_size = args.image_size or source.get("image_size") or model.info.input_size
+    name, data_options = data_source(args, source)
     batch_size = _default_batch_size(device, args.batch_size)
-    loader = _load_data(args, image_size, batch_size)
-    batches = [(images, labels) for images, labels in _pairs(loader)]
-    warnings = []
-    if args.checks:
-        warnings = run_checks(model, batches, max(e for e in eps_list), device=device)
-        for warning in warnings:
-            print(f"warning: {warning}")
-    results = robust_curve(model, batches, eps_list, attack=attack, device=device, batch_size=args.batch_size)
+    say(f"eval: loading {name} {args.split}" + (f" (subset of {args.limit})" if args.limit else ""))
+    batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options)
+    warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
+    results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv))
     if args.json:
-        _write_json(args.json, {
-            **source, "data": args.data, "split": args.split, "limit": args.limit, "image_size": image_size,
-            "attack": attack.describe(), "device": str(device), "results": [r.as_dict() for r in results],
+        write_json(args.json, {
+            **source, "data": name, "split": args.split, "limit": args.limit, "image_size": image_size,
+            "attack": attack.describe(), "device": str(device),
+            "results": [{**r.as_dict(), "eps_text": format_eps(r.eps), "clean_accuracy": r.clean_correct / r.n}
+                        for r in results],
             "expected_robustness": e_adv, "warnings": [{"check": w.check, "message": w.message} for w in warnings],
         })
         print(f"wrote {args.json}")
+    if args.csv:
+        write_csv(args.csv, *result_rows(results))
+        print(f"wrote {args.csv}")
     return 0
+
+
+def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: int | None, say) -> list:
+    """``robust_curve`` batch by batch (one progress line each), summed: the same counts as one call.
+
+    Nesting is per sample, so per-batch curves add up to the whole curve; the model is prepared once.
+    """
+    from robustft.attacks import RobustAccuracy, prepare_for_attack, robust_curve
+
+    prepared = prepare_for_attack(model).to(device)
+    total = sum(int(labels.shape[0]) for _, labels in batches)
+    shown = ", ".join(format_eps(e) for e in eps_list)
+    say(f"eval: {attack.describe()} at eps {shown} on {total} samples in {len(batches)} batch(es)")
+    sums: list[list[float]] | None = None
+    name, seen = "", 0
+    for index, batch in enumerate(batches, 1):
+        part = robust_curve(prepared, [batch], attack, eps_list, device=device, batch_size=batch_size, prepare=False)
+        counts = [[r.correct, r.n, r.clean_correct, r.seconds] for r in part]
+        sums = counts if sums is None else [[a + b for a, b in zip(s, c, strict=True)] for s, c in zip(sums, counts,
+                                                                                                        strict=True)]
+        name, seen = part[0].attack, seen + part[0].n
+        say(f"eval: batch {index}/{len(batches)} ({seen}/{total} samples): clean {sums[0][2] / seen:.3f}, robust at "
+            f"{format_eps(eps_list[-1])} {sums[-1][0] / seen:.3f}")
+    if sums is None:
+        raise ConfigError("robust evaluation got no samples; check the data split and --limit.")
+    return [RobustAccuracy.from_counts(int(c), int(n), int(k), eps, name, s)
+            for (c, n, k, s), eps in zip(sums, eps_list, strict=True)]
+
+
+def run_checks_verbose(model, batches, eps: float, device, say) -> list:
+    """``run_checks`` with a progress line before and one verdict line per check after (stdout)."""
+    from robustft.attacks import run_checks
+
+    planned = [c for c in CHECKS if eps > 0 or c not in CHECKS_NEEDING_EPS]
+    say(f"checks: running {len(planned)} gradient-masking checks at eps {format_eps(eps)} on up to 128 samples "
+        "(several attacks: minutes on a CPU)")
+    warnings = run_checks(model, batches, eps, device=device)
+    flagged = {w.check: w for w in warnings}
+    for check in [*planned, *[c for c in flagged if c not in planned]]:
+        warning = flagged.get(check)
+        print(f"check {check:<26} {'WARNING: ' + warning.message if warning else 'ok'}")
+    verdict = "all passed" if not warnings else f"{len(warnings)} warning(s): robust accuracy may be overestimated"
+    print(f"checks: {len(planned)} run, {verdict}")
+    return warnings
+
+
+def _load_batches(name: str, split: str, image_size: int | None, limit: int | None, batch_size: int,
+                  options: dict[str, Any]) -> list:
+    import robustft.data as data
+
+    dataset = data.load(name, split, image_size=image_size, limit=limit, **options)
+    return [(images, labels) for images, labels in _pairs(data.make_loader(dataset, batch_size))]
 
 
 def _pairs(loader):
@@ -168,3 +232,4 @@ def _pairs(loader):
             yield item["image"], item["label"]
         else:
             yield item[0], item[1]
+

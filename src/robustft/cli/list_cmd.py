@@ -1,7 +1,8 @@
 """``robustft list KIND``: prints a registry, one line per entry.
 
 A registry's package may define ``list_table() -> (header, rows)`` for a richer table (strategies show their
-axes and trainable share); otherwise the table is name and one-line description.
+axes and trainable share); otherwise the table is name and one-line description, with the entry's aliases
+(paper B's ``fix`` for the ``constant`` schedule, ...).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ def table_for(kind: str) -> tuple[list[str], list[list[str]]]:
     if hasattr(module, "list_table"):
         return module.list_table()
     registry = getattr(module, attribute)
-    return ["name", "description"], [[e.name, e.description] for e in registry.entries()]
+    rows = []
+    for entry in registry.entries():
+        aliases = registry.aliases_of(entry.name)
+        rows.append([entry.name, entry.description + (f" (also: {', '.join(aliases)})" if aliases else "")])
+    return ["name", "description"], rows
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -1,8 +1,12 @@
-"""``robustft query "SQL" RUN_DIR|GLOB ...``: DuckDB SQL over run directories (views ``metrics`` and ``runs``)."""
+"""``robustft query "SQL" RUN_DIR|GLOB ... [--csv FILE] [--json FILE]``: DuckDB SQL over run directories
+(views ``metrics`` and ``runs``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+from robustft.cli.output import write_csv, write_json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "split='test' AND attack='pgd' GROUP BY run\" runs/")
     parser.add_argument("sql", help="a DuckDB SELECT over the views metrics and runs")
     parser.add_argument("runs", nargs="+", help="run directories, their parent (e.g. runs/) or globs")
-    parser.add_argument("--csv", default=None, metavar="OUT", help="also write the result as CSV to OUT")
+    parser.add_argument("--csv", default=None, metavar="FILE", help="also write the result as CSV to FILE")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the result as JSON (a list of row objects) to FILE")
     parser.set_defaults(func=run)
 
 
@@ -24,5 +30,9 @@ def run(args: argparse.Namespace) -> int:
     frame = query_runs(args.runs, args.sql)
     print(frame.to_string(index=False) if len(frame) else "(no rows)")
     if args.csv:
-        frame.to_csv(args.csv, index=False)
+        write_csv(args.csv, [str(c) for c in frame.columns], frame.itertuples(index=False, name=None))
+        print(f"wrote {args.csv}")
+    if args.json:
+        write_json(args.json, json.loads(frame.to_json(orient="records")))
+        print(f"wrote {args.json}")
     return 0

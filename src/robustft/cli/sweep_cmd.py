@@ -1,11 +1,13 @@
-"""``robustft sweep CONFIG --grid key=v1,v2 ... [--executor local|ray] [--jobs N] [--report]``;
-``robustft sweep --status DIR``."""
+"""``robustft sweep CONFIG [key=value ...] --grid key=v1,v2 ... [--set key=value] [--output-dir DIR]
+[--executor local|ray] [--jobs N] [--report [--group-by strategy]]``; ``robustft sweep --status DIR``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from robustft.cli.options import add_output_dir_option, add_override_options
+from robustft.cli.report_cmd import GROUPS
 from robustft.errors import RobustftError
 
 
@@ -20,16 +22,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="print done / running / failed / pending per point of the sweep in DIR, run nothing")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a dotted key and its values, e.g. strategy.name=full,lora (repeatable)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
-                        help="an override applied to every run (repeatable)")
-    parser.add_argument("--output-dir", default=None, help="where the runs go (default: output_dir/name of the config)")
+    add_override_options(parser)  # key=value / --set KEY=VALUE: applied to every run
+    add_output_dir_option(parser, "default: the config's output_dir/name")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--jobs", type=int, default=1, help="local executor: runs at a time")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0)
     parser.add_argument("--report", action="store_true", help="write an HTML report over the sweep's runs")
-    parser.add_argument("--group-by", default="run", help="report: group Pareto frontiers by this label")
+    parser.add_argument("--group-by", default="run", choices=GROUPS,
+                        help="report: how evaluation points are grouped into Pareto frontiers (paper A: strategy)")
     parser.set_defaults(func=run)
 
 
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from robustft.sweep import STATUS_FAILED, STATUS_RUNNING, parse_grid, resolve_points, run_sweep
 
     grid = parse_grid(args.grid)
-    resolved = resolve_points(args.config, grid, args.fixed, args.output_dir)
+    fixed = [*args.overrides, *args.set_overrides]
+    resolved = resolve_points(args.config, grid, fixed, args.output_dir)
     points, _, out = resolved
     print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
     for point in points:
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         detail = result.error or result.extra.get("detail")
         print(line + (f"  ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
-    results = run_sweep(args.config, grid, fixed=args.fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
+    results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
                         ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
                         gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved)
     failed = [r for r in results if r.status == STATUS_FAILED]

@@ -1,4 +1,4 @@
-"""``robustft train CONFIG.yaml [key=value ...] [--resume RUN_DIR] [--quiet]``: one fine-tuning run."""
+"""``robustft train CONFIG.yaml [key=value ...] [--set key=value] [--output-dir DIR] [--resume RUN] [--quiet]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from robustft.cli.options import add_output_dir_option, add_override_options, overrides_of
 from robustft.errors import RobustftError
 
 
@@ -13,12 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="fine-tune a model as a config says; evaluate continuously; resumable",
         description="Fine-tune a pretrained model (any strategy x objective x eps schedule), writing metrics.jsonl, "
-                    "checkpoints and summary.json into output_dir/name.")
+                    "checkpoints and summary.json into OUTPUT_DIR/name.")
     parser.add_argument("config", nargs="?", help="YAML config file (omit with --resume: the run's config.yaml is "
                                                   "used; change it with key=value, recorded in the run)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. optim.lr=3e-4")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar (for sweeps)")
+    add_override_options(parser)
+    add_output_dir_option(parser, "default: the config's output_dir, runs")
+    parser.add_argument("--resume", metavar="RUN", help="continue a run from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr (for sweeps)")
     parser.set_defaults(func=run)
 
 
@@ -27,29 +29,64 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="robustft: %(message)s")
-    overrides = list(args.overrides)
+    overrides = overrides_of(args)
     config = args.config
     if args.resume is None and config is None:
         raise RobustftError("robustft train needs a config file (robustft train configs/demo.yaml) or "
-                            "--resume RUN_DIR to continue a run.")
+                            "--resume RUN to continue a run.")
     if args.resume is not None and config is not None and "=" in config:
         overrides.insert(0, config)  # `--resume RUN key=value`: the first positional is an override
         config = None
     if config is not None and "=" in config and args.resume is None:
         raise RobustftError(f"the first argument {config!r} looks like an override; put the config file first: "
                             "robustft train CONFIG.yaml key=value ...")
+    if args.resume is not None and args.output_dir is not None:
+        raise RobustftError("--output-dir does not apply to --resume: a resumed run stays in its directory.")
     result = train(config, overrides, resume=args.resume, quiet=True if args.quiet else None)
     print(format_result(result))
     return 0
 
 
 def format_result(result) -> str:
-    """A short table of the final clean/robust/OOD accuracies and where the run directory is."""
-    final = result.summary.get("final", {})
-    shown = {key: value for key, value in final.items() if value is not None and (
-        key.endswith("accuracy") or "accuracy@" in key or key.endswith("expected_robustness"))}
-    width = max([len("metric"), *map(len, shown)]) + 2
-    lines = [f"{'metric':<{width}}value"]
-    lines += [f"{key:<{width}}{value:.4f}" for key, value in shown.items()]
+    """The final accuracies like ``robustft eval`` prints them: metric, value, 95% CI, n; then the run directory.
+
+    Read from the run's ``metrics.jsonl`` (the last step's records; they carry n and the Wilson interval) and
+    falling back to ``summary.json``'s ``final`` values when the file is missing.
+    """
+    rows = _final_rows(result)
+    width = max([len("metric"), *(len(r[0]) for r in rows)]) + 2
+    lines = [f"{'metric':<{width}}{'value':>7} {'95% CI':>16} {'n':>6}"]
+    for key, value, low, high, n in rows:
+        ci = f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+        lines.append(f"{key:<{width}}{value:>7.4f} {ci:>16} {n if n is not None else '':>6}")
     lines.append(f"run directory: {result.path}")
     return "\n".join(lines)
+
+
+def _shown(key: str) -> bool:
+    return key.endswith("accuracy") or "accuracy@" in key or key.endswith("expected_robustness")
+
+
+def _final_rows(result) -> list[tuple]:
+    import json
+
+    from robustft.records import record_key
+
+    rows: dict[str, tuple] = {}
+    path = result.path / "metrics.jsonl"
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed run
+    if records:
+        last = max(r["step"] for r in records)
+        for r in records:
+            key = record_key(r)
+            if r["step"] == last and r["split"] != "optim" and r.get("value") is not None and _shown(key):
+                rows[key] = (key, r["value"], r.get("ci_low"), r.get("ci_high"), r.get("n"))
+        return list(rows.values())
+    final = result.summary.get("final", {})
+    return [(key, value, None, None, None) for key, value in final.items() if value is not None and _shown(key)]

@@ -72,6 +72,12 @@ class StrategyInfo:
     mechanism: str
     phases: list[Phase] = field(default_factory=list, repr=False)
 
+    def __repr__(self) -> str:
+        # Short on purpose: the dataclass default would print every trainable parameter name (~70 for LoRA).
+        return (f"StrategyInfo(name={self.name!r}, trainable={self.trainable_count:,} of {self.total_count:,} "
+                f"({self.share:.2%}), mechanism={self.mechanism!r}, information={self.information!r}, "
+                f"phases={len(self.phases)})")
+
     def active_phase(self, progress: float) -> Phase:
         """The phase in force at ``progress`` (fraction of training done, in [0, 1])."""
         started = [p for p in self.phases if p.start <= progress]

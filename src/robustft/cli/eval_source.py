@@ -1,0 +1,77 @@
+"""What ``robustft eval`` evaluates: the model (a run's checkpoint or a freshly built ``--model``) and the data
+(``--data``, or the dataset the run trained on, read from its ``config.yaml``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from robustft.errors import ConfigError
+
+
+def load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any]]:
+    """The model to evaluate and a description of where it came from (``checkpoint``/``model``, ``image_size``).
+
+    Raises:
+        ConfigError: both or neither of --checkpoint and --model, or --model options without --model.
+    """
+    if args.checkpoint and args.model:
+        raise ConfigError("robustft eval got both --checkpoint and --model: --checkpoint evaluates the run's own "
+                          "fine-tuned model, --model builds a fresh one; pass only one.")
+    if args.checkpoint:
+        if args.pretrained_file or args.num_classes:
+            flag = "--pretrained-file" if args.pretrained_file else "--num-classes"
+            raise ConfigError(f"{flag} belongs to --model; a --checkpoint carries its own weights and classes.")
+        from robustft.checkpoint import load_model as load_checkpoint_model
+
+        model, payload = load_checkpoint_model(args.checkpoint, which=args.which, device=device)
+        return model, {"checkpoint": str(args.checkpoint), "step": payload.get("step"),
+                       "image_size": payload["model"].get("image_size"), "run_config": run_config(args.checkpoint)}
+    if not args.model or not args.num_classes:
+        raise ConfigError("robustft eval needs --checkpoint RUN (a run directory or checkpoint file), or --model NAME "
+                          "--num-classes N to evaluate a freshly built model.")
+    from robustft.models import build
+
+    options = {"pretrained_file": args.pretrained_file} if args.pretrained_file else {}
+    model = build(args.model, args.num_classes, image_size=args.image_size, **options)
+    return model.to(device).eval(), {"model": args.model, "image_size": args.image_size}
+
+
+def run_config(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The resolved ``config.yaml`` of the run a checkpoint belongs to (RUN or RUN/checkpoints/X.pt), if any."""
+    import yaml
+
+    path = Path(checkpoint)
+    run_dir = path if path.is_dir() else path.parent.parent
+    file = run_dir / "config.yaml"
+    if not file.is_file():
+        return None
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def data_source(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The dataset name and ``data.load`` options: ``--data``, else the run's ``data.name`` with its root,
+    validation fraction and seed (so ``--split val`` is the run's own hold-out)."""
+    config = source.pop("run_config", None) or {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    options: dict[str, Any] = {}
+    if data:
+        options = {key: data[key] for key in ("root", "val_fraction") if data.get(key) is not None}
+        if isinstance(config.get("seed"), int):
+            options["seed"] = config["seed"]
+        if isinstance(data.get("options"), dict):
+            options.update(data["options"])
+    if args.data:
+        if data.get("name") and args.data != data["name"]:
+            options = {}  # another dataset: the run's root and hold-out do not apply
+        return args.data, options
+    if data.get("name"):
+        return str(data["name"]), options
+    where = "a --model" if args.model else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
+    raise ConfigError(f"robustft eval needs --data NAME for {where}: name the dataset to evaluate on "
+                      "(robustft list datasets).")

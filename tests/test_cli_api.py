@@ -1,0 +1,75 @@
+"""The Python API the README shows: ``import robustft`` alone reaches every subpackage, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import robustft
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+SUBPACKAGE_API = {"models": "build", "data": "load", "strategies": "apply", "attacks": "robust_accuracy",
+                  "analysis": "pareto_area", "runs": "query_runs", "report": "build_report"}
+
+
+def test_subpackages_are_attributes_without_explicit_import():
+    # A fresh interpreter: in this one an earlier test may already have imported the submodules.
+    checks = "; ".join(f"assert callable(robustft.{name}.{attr}), {name!r}" for name, attr in SUBPACKAGE_API.items())
+    done = _run(f"import robustft; {checks}")
+    assert done.returncode == 0, done.stderr
+
+
+def test_import_robustft_stays_light():
+    done = _run("import sys, robustft; print(sorted(m for m in ('torch', 'numpy', 'pandas', 'robustft.models') "
+                "if m in sys.modules))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'modelz'"):
+        robustft.modelz  # noqa: B018
+
+
+def test_train_and_load_are_callable_at_top_level():
+    done = _run("import robustft; import robustft.train as t; assert callable(robustft.train); "
+                "assert callable(robustft.load); print(robustft.load.__module__)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "robustft.checkpoint"
+    assert {"models", "data", "attacks", "load", "train"} <= set(dir(robustft))
+
+
+def test_robust_accuracy_and_curve_take_the_same_order_and_eps_text(tiny_cnn, tiny_batch):
+    from robustft.attacks import build_attack, robust_accuracy, robust_curve
+
+    attack = build_attack("fgsm")
+    single = robust_accuracy(tiny_cnn, tiny_batch, attack, "0.25/255")
+    assert single.eps == 0.25 / 255
+    curve = robust_curve(tiny_cnn, tiny_batch, attack, ["0", "0.25/255"])
+    assert [r.eps for r in curve] == [0.0, 0.25 / 255]
+    assert curve[1].correct == single.correct
+
+
+def test_robust_curve_old_order_still_works_with_a_warning(tiny_cnn, tiny_batch):
+    from robustft.attacks import build_attack, robust_curve
+
+    attack = build_attack("fgsm")
+    new = robust_curve(tiny_cnn, tiny_batch, attack, [0, 1 / 255])
+    with pytest.warns(DeprecationWarning, match=r"robust_curve\(model, batches, attack, eps_list\)"):
+        old = robust_curve(tiny_cnn, tiny_batch, [0, 1 / 255], attack=attack)
+    assert [r.correct for r in old] == [r.correct for r in new]
+    keywords = robust_curve(tiny_cnn, tiny_batch, eps_list=[0, 1 / 255], attack=attack)
+    assert [r.correct for r in keywords] == [r.correct for r in new]
+
+
+def test_strategy_info_repr_is_one_short_line(tiny_cnn):
+    info = robustft.strategies.apply(tiny_cnn, "lora")
+    text = repr(info)
+    assert text.startswith("StrategyInfo(name='lora', trainable=") and "mechanism='low-rank'" in text
+    assert "\n" not in text and len(text) < 200 and info.trainable_names[0] not in text
