@@ -54,13 +54,14 @@ EXPECTED = {
                | {"backbone.patch_embed.proj.bias", "backbone.norm.bias"},
                DEPTH * (4 * D + 3 * D + HIDDEN) + 2 * D + HEAD, 1),
     "lora": (_lora(), DEPTH * (3 * 8 * (D + D) + 2 * 8 * (D + HIDDEN)) + HEAD, 1),
-    "ia3": (_block("attn.qkv.ia3_out.scale.k", "attn.qkv.ia3_out.scale.v", "mlp.fc2.ia3_in.scale.all",
+    "ia3": (_block("attn.qkv.ia3_out.scale.k", "attn.qkv.ia3_out.scale.v", "mlp.fc1.ia3_out.scale.all",
                    "mlp.fc2.ia3_out.scale.all"), DEPTH * (D + D + HIDDEN + D) + HEAD, 1),
     "adapter": (_bottlenecks("adapter", ("weight", "bias")),
                 DEPTH * 2 * (D * (D // 8) + D // 8 + (D // 8) * D + D) + HEAD, 0),
-    # PHM factors: down s (4, 96, 1) t (4, 1, 3), up s (4, 3, 1) t (4, 1, 96); two shared 4x4x4 rule sets
-    "compacter": (_bottlenecks("compacter", ("s", "t", "bias")) | {"compacter_rules.down", "compacter_rules.up"},
-                  DEPTH * 2 * (D + COMPACTER_WIDTH + COMPACTER_WIDTH + COMPACTER_WIDTH + D + D) + 2 * 64 + HEAD, 1),
+    # PHM factors: down s (4, 96, 1) t (4, 1, 3), up s (4, 3, 1) t (4, 1, 96); one 4x4x4 rule set shared by every PHM
+    # layer (AdapterHub's CompacterConfig, paper A)
+    "compacter": (_bottlenecks("compacter", ("s", "t", "bias")) | {"compacter_rules.shared"},
+                  DEPTH * 2 * (D + COMPACTER_WIDTH + COMPACTER_WIDTH + COMPACTER_WIDTH + D + D) + 64 + HEAD, 1),
     "vpt": (_block("vpt.prompts"), DEPTH * 10 * D + HEAD, 1),
 }
 PAPER_A_PLUS_VPT = ["full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter", "vpt"]
