@@ -56,9 +56,15 @@ def format_eps(eps: float) -> str:
 
 
 def eps_grid(eps_max: float, step: float = 1 / 255) -> list[float]:
-    """Evenly spaced epsilons 0, step, ..., eps_max (inclusive; eps_max is appended if not on the grid)."""
-    n = int(round(eps_max / step))
-    grid = [i * step for i in range(n + 1)]
-    if abs(grid[-1] - eps_max) > 1e-9:
-        grid.append(eps_max)
-    return grid
+    """The multiples of ``step`` below ``eps_max``, then ``eps_max`` itself: ascending, never above eps_max.
+
+    ``eps_grid(4/255)`` is 0, 1, 2, 3, 4 (/255); ``eps_grid(3.6/255)`` is 0, 1, 2, 3 (/255), 3.6/255. The last
+    point is ``eps_max`` exactly (not ``k * step``, which may differ in the last bit), so a curve ends at the
+    radius that was asked for.
+    """
+    if eps_max < 0 or step <= 0:
+        raise ConfigError(f"eps_grid needs eps_max >= 0 and step > 0, got eps_max={eps_max}, step={step}.")
+    # Floor, with a relative tolerance so 4/255 / (1/255) = 3.9999999... still counts as on the grid.
+    below = int(eps_max / step * (1 + 1e-9))
+    grid = [i * step for i in range(below + 1) if i * step < eps_max * (1 - 1e-9)]
+    return [*grid, eps_max] if grid or eps_max > 0 else [0.0]
