@@ -11,7 +11,7 @@ A's evaluation at eps 1/255, ``build_attack("apgd-ce", steps=10)`` paper B's, ``
     apgd-dlr    APGD with the DLR loss
     apgd-t      targeted APGD (targeted DLR) over the top other classes
     square      L-inf Square Attack (score-based black box)
-    cascade     apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard suite, own code)
+    cascade     apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard suite minus FAB-T)
     autoattack  the official AutoAttack package (if installed) and then the cascade
 """
 
@@ -38,7 +38,8 @@ ATTACKS.add("apgd-ce", partial(apgd, loss="ce"), "APGD with cross-entropy (Croce
 ATTACKS.add("apgd-dlr", partial(apgd, loss="dlr"), "APGD with the scale-invariant DLR loss")
 ATTACKS.add("apgd-t", partial(apgd, targeted=True), "targeted APGD (targeted DLR) over the top other classes")
 ATTACKS.add("square", square, "L-inf Square Attack: score-based black box, catches gradient masking")
-ATTACKS.add("cascade", cascade, "apgd-ce -> apgd-t -> square on still-robust samples (robustft's AutoAttack)")
+ATTACKS.add("cascade", cascade, "apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard "
+            "suite without FAB-T)")
 ATTACKS.add("autoattack", autoattack, "official AutoAttack package (pip install from GitHub), then the cascade")
 
 

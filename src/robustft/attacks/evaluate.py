@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -207,4 +206,6 @@ def expected_robustness(eps_list: Sequence[float | str], accuracies: Sequence[fl
         raise ConfigError(f"expected_robustness needs >= 2 eps and one accuracy each; got {len(eps)} and {len(acc)}.")
     if eps[0] != 0 or any(b <= a for a, b in zip(eps, eps[1:], strict=False)):
         raise ConfigError(f"expected_robustness needs strictly ascending eps starting at 0; got {list(eps_list)}.")
-    return float(np.trapezoid(acc, eps) / eps[-1])
+    # The trapezoid rule written out: np.trapezoid exists only from numpy 2, and robustft supports numpy >= 1.24.
+    area = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(eps, eps[1:], acc, acc[1:], strict=False))
+    return float(area / eps[-1])
