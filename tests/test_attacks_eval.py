@@ -119,7 +119,8 @@ def test_expected_robustness_needs_no_numpy_2(monkeypatch):
     monkeypatch.delattr(numpy, "trapezoid", raising=False)
     uneven = [0, 1 / 255, 2 / 255, 3.6 / 255]
     accs = [0.9, 0.6, 0.5, 0.1]
-    by_hand = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(uneven, uneven[1:], accs, accs[1:])) / uneven[-1]
+    pairs = zip(uneven, uneven[1:], accs, accs[1:], strict=False)
+    by_hand = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in pairs) / uneven[-1]
     assert expected_robustness(uneven, accs) == pytest.approx(by_hand)
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, record
-from robustft.stats import wilson_interval
 from robustft.models.tiny import tiny_cnn
+from robustft.stats import wilson_interval
 
 
 class Data:

@@ -28,7 +28,7 @@ from torch import nn
 
 from robustft.attacks import build_attack, expected_robustness, robust_curve, run_checks
 from robustft.stats import wilson_interval
-from robustft.units import eps_grid, parse_eps
+from robustft.units import eps_grid, parse_eps, relative_step
 
 log = logging.getLogger("robustft.evaluate")
 
@@ -67,8 +67,9 @@ def attack_spec(spec: Any) -> tuple[str, dict[str, Any]]:
         base = dict(ATTACK_PRESETS[name])
         name = base.pop("name")
         spec = {**base, **{k: v for k, v in spec.items() if v is not None}}
-    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) else v) for k, v in spec.items()
-               if v is not None and k != "options"}
+    # A step relative to eps ("0.25eps") stays text: the attack scales it to each eps it runs at.
+    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) and relative_step(v) is None else v)
+               for k, v in spec.items() if v is not None and k != "options"}
     options.update(spec.get("options") or {})
     return name, options
 

@@ -5,9 +5,9 @@ standard suite (fra31/auto-attack, ``version='standard'``) runs APGD-CE -> APGD-
 robustft has no FAB-T, so ``cascade`` is APGD-CE -> APGD-T -> Square. The stages it has use the standard
 suite's budgets (100 steps, 9 target classes, 5000 Square queries; pass smaller numbers for cheap tracking).
 Without FAB-T its accuracy can only be higher than or equal to what those stages plus FAB-T would give, so a
-number from ``cascade`` is not an AutoAttack number: report it as "APGD-CE + APGD-T + Square". ``autoattack`` runs the official AutoAttack package first when it is installed
-(FAB-T included), then robustft's cascade on what survives, so the reported accuracy is the worst case over
-both.
+number from ``cascade`` is not an AutoAttack number: report it as "APGD-CE + APGD-T + Square".
+``autoattack`` runs the official AutoAttack package first when it is installed (FAB-T included), then
+robustft's cascade on what survives, so the reported accuracy is the worst case over both.
 """
 
 from __future__ import annotations

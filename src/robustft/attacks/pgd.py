@@ -26,6 +26,7 @@ from robustft.attacks.base import (
 )
 from robustft.attacks.losses import get_loss
 from robustft.errors import ConfigError
+from robustft.units import step_in_pixels
 
 
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
@@ -51,7 +52,7 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
 
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
-        steps: int = 10, step_size: float | None = None, random_start: bool = True, restarts: int = 1,
+        steps: int = 10, step_size: float | str | None = None, random_start: bool = True, restarts: int = 1,
         loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
     """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
 
@@ -62,7 +63,9 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
         eps: radius in pixel units (e.g. 4/255); 0 returns images.
         norm: ``linf`` (sign steps) or ``l2`` (normalised-gradient steps).
         steps: gradient steps per restart.
-        step_size: default 2.5 * eps / steps (Madry et al.).
+        step_size: pixel units (``0.25/255``) or relative to eps (``"0.25eps"``: 0.25 * eps at every eps the
+            attack runs at, what a robust curve over several eps needs: a fixed step tuned for a small eps cannot
+            reach a larger one in ``steps`` steps). Default 2.5 * eps / steps (Madry et al.).
         random_start: start each restart from a uniform random point of the ball.
         restarts: independent runs; later restarts attack only samples not yet fooled.
         loss: ``ce``, ``margin`` or ``dlr``.
@@ -80,7 +83,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     images = images.detach().float()
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
-    step = 2.5 * eps / steps if step_size is None else float(step_size)
+    step = 2.5 * eps / steps if step_size is None else step_in_pixels(step_size, eps)
     with attack_mode(model):
         best_x = images.clone()
         best_loss = torch.full((images.shape[0],), float("-inf"), device=images.device)
