@@ -202,3 +202,37 @@ def test_prepare_on_the_embedded_mobilenet():
         assert torch.equal(net(images), reference)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.requires_grad for p in net.parameters()) and not net.training
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd-ce", "square", "fgsm", "cascade"])
+def test_a_direct_call_attacks_the_prepared_model(model, name):
+    """``pgd(model, ...)`` called directly runs on the folded copy robust_accuracy uses: same points, and the
+    user's BatchNorm layers (folded away in the copy) are never run."""
+    images, labels = _data(24, size=16)
+    options = {"pgd": {"steps": 3}, "apgd-ce": {"steps": 3}, "square": {"n_queries": 20}, "fgsm": {},
+               "cascade": {"steps": 2, "n_target_classes": 2, "n_queries": 5}}[name]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)]
+    try:
+        direct = build_attack(name, **options, generator=torch.Generator().manual_seed(0))(
+            model, images, labels, 8 / 255)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == []
+    prepared = build_attack(name, **options, generator=torch.Generator().manual_seed(0))(
+        prepare_for_attack(model), images, labels, 8 / 255)
+    assert torch.equal(direct, prepared)
+
+
+def test_prepare_false_attacks_the_model_itself(model):
+    images, labels = _data(8, size=16)
+    calls = []
+    hook = model.backbone.features[1].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        build_attack("pgd", steps=2, prepare=False)(model, images, labels, 8 / 255)
+        robust_accuracy(model, (images, labels), build_attack("pgd", steps=2), 8 / 255, prepare=False)
+    finally:
+        hook.remove()
+    assert len(calls) >= 2 * 3  # both ran every pass through the model's own BatchNorm

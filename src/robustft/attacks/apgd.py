@@ -44,6 +44,7 @@ from robustft.attacks.base import (
     random_start,
 )
 from robustft.attacks.losses import dlr_targeted_loss, get_loss
+from robustft.attacks.prepare import attack_target
 from robustft.errors import ConfigError
 
 
@@ -67,7 +68,7 @@ def apgd_checkpoints(steps: int) -> list[int]:
 def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          steps: int = 10, loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
          rho: float = 0.75, alpha: float = 0.75, random_start: bool = True, early_stop: bool = False,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
     """APGD-CE / APGD-DLR (untargeted) or APGD-T (targeted DLR).
 
     Args:
@@ -87,6 +88,8 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         random_start: start from a uniform random point of the ball (as the reference code does).
         early_stop: fooled samples leave the batch (same verdict, less compute).
         generator: CPU random generator.
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images.
@@ -100,6 +103,7 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     n = images.shape[0]
     if eps == 0 or n == 0:
         return images.clone()
+    model = attack_target(model, prepare)
     with attack_mode(model):
         # Untargeted runs need no clean forward pass when the model states its number of classes.
         has_info = getattr(getattr(model, "info", None), "num_classes", None)

@@ -17,13 +17,14 @@ from torch import nn
 
 from robustft.attacks.apgd import apgd
 from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of
+from robustft.attacks.prepare import attack_target
 from robustft.attacks.square import square
 from robustft.errors import MissingAssetError
 
 
 def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, steps: int = 100,
             n_target_classes: int = 9, n_queries: int = 5000, restarts: int = 1, early_stop: bool = True,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
     """APGD-CE -> APGD-T -> Square (L-inf); each stage attacks only samples no earlier stage fooled.
 
     Args:
@@ -37,6 +38,8 @@ def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
         restarts: APGD restarts.
         early_stop: within each stage, fooled samples leave the batch.
         generator: CPU random generator.
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps: per sample the first stage's fooling point, else APGD-CE's.
@@ -46,6 +49,7 @@ def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
     images = images.detach().float()
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
+    model = attack_target(model, prepare)  # once: every stage then runs on this copy
     x = apgd(model, images, labels, eps, steps=steps, loss="ce", restarts=restarts, early_stop=early_stop,
              generator=generator)
     with attack_mode(model):
@@ -72,7 +76,7 @@ def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
 
 def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, version: str = "standard",
                steps: int = 100, n_target_classes: int = 9, n_queries: int = 5000,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
     """The official AutoAttack (L-inf, ``version``) and then robustft's cascade on the samples it left robust.
 
     Raises:
@@ -91,6 +95,7 @@ def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
     images = images.detach().float()
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
+    model = attack_target(model, prepare)
     with attack_mode(model):
         official = AutoAttack(model, norm="Linf", eps=eps, version=version, verbose=False,
                               device=str(images.device))

@@ -53,7 +53,8 @@ class RobustAccuracy:
 AttackLike = Attack | str | Callable[..., torch.Tensor]
 
 
-def _resolve_attack(attack: AttackLike, early_stop: bool | None) -> tuple[Callable[..., torch.Tensor], str]:
+def _resolve_attack(attack: AttackLike, early_stop: bool | None, prepare: bool
+                    ) -> tuple[Callable[..., torch.Tensor], str]:
     if isinstance(attack, str):
         from robustft.attacks import build_attack
 
@@ -61,7 +62,10 @@ def _resolve_attack(attack: AttackLike, early_stop: bool | None) -> tuple[Callab
     if isinstance(attack, Attack):
         if early_stop is not None and attack.accepts("early_stop"):
             attack = attack.with_options(early_stop=early_stop)
-        return attack, attack.describe()
+        name = attack.describe()
+        if not prepare and attack.accepts("prepare"):  # attack the caller's model object, not a copy of it
+            attack = attack.with_options(prepare=False)
+        return attack, name
     return attack, getattr(attack, "__name__", type(attack).__name__)
 
 
@@ -156,7 +160,7 @@ def robust_curve(model: nn.Module, batches, eps_list: Sequence[float | str], att
         raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
     if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
         raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
-    attack_fn, attack_name = _resolve_attack(attack, early_stop)
+    attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
     from robustft.device import resolve_device
 
     device = _device_of(model) if device is None else resolve_device(device)
