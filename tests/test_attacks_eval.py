@@ -67,10 +67,36 @@ def test_clean_misclassified_count_as_non_robust(model):
 
 
 def test_verdict_comes_from_the_returned_point(model):
-    """An attack returning an inadmissible point is clipped to nothing it can claim: we classify what it returns."""
+    """A sample counts as fooled exactly when the returned point is misclassified, whatever the attack did inside."""
     images, labels = _data(size=16)
-    result = robust_accuracy(model, (images, labels), lambda m, x, y, eps: x.clone(), 4 / 255)
-    assert result.correct == result.clean_correct
+    eps = 12 / 255
+    clean = model(images).argmax(1) == labels
+    real = build_attack("pgd", steps=5, random_start=False)
+
+    def half_hearted(m, x, y, e):
+        """Finds fooling points (real PGD) but returns them only for every other sample, the input otherwise."""
+        x_adv = real(m, x, y, e)
+        keep = torch.arange(len(y)) % 2 == 0
+        return torch.where(keep.view(-1, 1, 1, 1), x_adv, x)
+
+    result = robust_accuracy(model, (images, labels), half_hearted, eps)
+    idx = torch.nonzero(clean).squeeze(1)  # only clean-correct samples are attacked, in this order
+    returned = half_hearted(prepare_for_attack(model), images[idx], labels[idx], eps)
+    expected = int((model(returned).argmax(1) == labels[idx]).sum())
+    fooled_by_pgd = int((model(real(model, images[idx], labels[idx], eps)).argmax(1) != labels[idx]).sum())
+    assert result.correct == expected
+    assert int(clean.sum()) > expected > int(clean.sum()) - fooled_by_pgd  # returned points fool, withheld do not
+
+
+@pytest.mark.parametrize("cheat", ["too_far", "outside_box"])
+def test_inadmissible_points_are_refused_not_counted(model, cheat):
+    images, labels = _data(size=16)
+
+    def cheating(m, x, y, e):
+        return (x + 2 * e).clamp(0, 1) if cheat == "too_far" else x + 0.5 * e + 1.0
+
+    with pytest.raises(ConfigError, match="outside the threat model"):
+        robust_accuracy(model, (images, labels), cheating, 4 / 255)
 
 
 def test_curve_is_nested_and_non_increasing(model):

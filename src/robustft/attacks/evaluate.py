@@ -1,8 +1,9 @@
 """Robust accuracy, nested robust curves and expected robustness.
 
 - ``robust_accuracy``: per-sample worst case; clean-misclassified samples count as non-robust and are not
-  attacked; every verdict comes from classifying the returned point (an attack cannot claim success it did
-  not reach); Wilson 95% interval; the model is prepared for speed (a folded, frozen copy) automatically.
+  attacked; every verdict comes from classifying the returned point, which must be admissible (in [0, 1] and
+  within eps, else a ConfigError), so an attack cannot claim a success it did not reach; Wilson 95% interval;
+  the model is prepared for speed (a folded, frozen copy) automatically.
 - ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
   larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
   no higher than independent runs of the same attack.
@@ -121,6 +122,22 @@ def _default_batch_size(device: torch.device, batch_size: int | None) -> int:
     return CPU_BATCH_SIZE if device.type == "cpu" else 4096  # CUDA: halved on out-of-memory until it fits
 
 
+def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_name: str) -> torch.Tensor:
+    """x_adv if it is a perturbation the threat model allows, else a ConfigError: a fooling point outside the
+    [0, 1] box or farther than eps (L-inf; any L2 ball of radius eps lies inside it) must not count as a success."""
+    if x_adv.shape != images.shape:
+        raise ConfigError(f"attack {attack_name} returned shape {tuple(x_adv.shape)} for images "
+                          f"{tuple(images.shape)}; an attack returns one perturbed image per input.")
+    distance = float((x_adv - images).abs().amax()) if x_adv.numel() else 0.0
+    low, high = (float(x_adv.min()), float(x_adv.max())) if x_adv.numel() else (0.0, 1.0)
+    if distance > eps + 1e-6 or low < 0 or high > 1:
+        raise ConfigError(
+            f"attack {attack_name} returned points outside the threat model (distance {distance:.5f} from the "
+            f"images for eps={eps:.5f}, values in [{low:.3g}, {high:.3g}]); its successes cannot be counted. "
+            "An attack must return images in [0, 1] within eps of its inputs (robustft.attacks.base.project).")
+    return x_adv
+
+
 def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | str, *,
                     device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
                     early_stop: bool | None = True) -> RobustAccuracy:
@@ -182,7 +199,7 @@ def robust_curve(model: nn.Module, batches, eps_list: Sequence[float | str], att
             idx = torch.nonzero(robust).squeeze(1)
             if eps > 0 and idx.numel():
                 def attack_chunk(x, y, eps=eps):
-                    return _predict(target, attack_fn(target, x, y, eps)) == y
+                    return _predict(target, _admissible(attack_fn(target, x, y, eps), x, eps, attack_name)) == y
 
                 still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
                 robust[idx[~still]] = False
