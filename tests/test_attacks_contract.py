@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robustft.attacks.base as attack_base
-from robustft.attacks import ATTACKS, apgd, apgd_checkpoints, build_attack, fgsm, pgd, square
+from robustft.attacks import ATTACKS, apgd, build_attack, fgsm, pgd, square
 from robustft.errors import ConfigError, MissingAssetError, UnknownNameError
 from robustft.models.tiny import tiny_cnn
 
@@ -153,13 +153,6 @@ def test_pgd_returns_highest_loss_point_for_training():
     loss = torch.nn.functional.cross_entropy(model(x_adv), labels, reduction="none")
     clean = torch.nn.functional.cross_entropy(model(images), labels, reduction="none")
     assert (loss >= clean - 1e-6).all()
-
-
-def test_apgd_checkpoints_follow_the_paper():
-    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 -> ceil(p * 100)
-    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
-    assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9]
-    assert apgd_checkpoints(1) == []
 
 
 def test_fgsm_and_square_shapes():

@@ -67,10 +67,36 @@ def test_clean_misclassified_count_as_non_robust(model):
 
 
 def test_verdict_comes_from_the_returned_point(model):
-    """An attack returning an inadmissible point is clipped to nothing it can claim: we classify what it returns."""
+    """A sample counts as fooled exactly when the returned point is misclassified, whatever the attack did inside."""
     images, labels = _data(size=16)
-    result = robust_accuracy(model, (images, labels), lambda m, x, y, eps: x.clone(), 4 / 255)
-    assert result.correct == result.clean_correct
+    eps = 12 / 255
+    clean = model(images).argmax(1) == labels
+    real = build_attack("pgd", steps=5, random_start=False)
+
+    def half_hearted(m, x, y, e):
+        """Finds fooling points (real PGD) but returns them only for every other sample, the input otherwise."""
+        x_adv = real(m, x, y, e)
+        keep = torch.arange(len(y)) % 2 == 0
+        return torch.where(keep.view(-1, 1, 1, 1), x_adv, x)
+
+    result = robust_accuracy(model, (images, labels), half_hearted, eps)
+    idx = torch.nonzero(clean).squeeze(1)  # only clean-correct samples are attacked, in this order
+    returned = half_hearted(prepare_for_attack(model), images[idx], labels[idx], eps)
+    expected = int((model(returned).argmax(1) == labels[idx]).sum())
+    fooled_by_pgd = int((model(real(model, images[idx], labels[idx], eps)).argmax(1) != labels[idx]).sum())
+    assert result.correct == expected
+    assert int(clean.sum()) > expected > int(clean.sum()) - fooled_by_pgd  # returned points fool, withheld do not
+
+
+@pytest.mark.parametrize("cheat", ["too_far", "outside_box"])
+def test_inadmissible_points_are_refused_not_counted(model, cheat):
+    images, labels = _data(size=16)
+
+    def cheating(m, x, y, e):
+        return (x + 2 * e).clamp(0, 1) if cheat == "too_far" else x + 0.5 * e + 1.0
+
+    with pytest.raises(ConfigError, match="outside the threat model"):
+        robust_accuracy(model, (images, labels), cheating, 4 / 255)
 
 
 def test_curve_is_nested_and_non_increasing(model):
@@ -110,6 +136,18 @@ def test_expected_robustness_is_the_trapezoid_mean():
     points = [RobustAccuracy.from_counts(k, 10, 10, e, "x", 0.0)
               for k, e in zip([10, 5, 0], [0, 1 / 255, 2 / 255], strict=True)]
     assert expected_robustness([0, 1 / 255, 2 / 255], points) == pytest.approx(0.5)
+
+
+def test_expected_robustness_needs_no_numpy_2(monkeypatch):
+    """pyproject allows numpy >= 1.24, where np.trapezoid does not exist (numpy 1.x has only np.trapz)."""
+    import numpy
+
+    monkeypatch.delattr(numpy, "trapezoid", raising=False)
+    uneven = [0, 1 / 255, 2 / 255, 3.6 / 255]
+    accs = [0.9, 0.6, 0.5, 0.1]
+    pairs = zip(uneven, uneven[1:], accs, accs[1:], strict=False)
+    by_hand = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in pairs) / uneven[-1]
+    assert expected_robustness(uneven, accs) == pytest.approx(by_hand)
 
 
 @pytest.mark.parametrize("eps, accs", [([1 / 255, 2 / 255], [0.5, 0.4]), ([0], [0.5]), ([0, 1 / 255], [0.5])])
@@ -190,3 +228,37 @@ def test_prepare_on_the_embedded_mobilenet():
         assert torch.equal(net(images), reference)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.requires_grad for p in net.parameters()) and not net.training
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd-ce", "square", "fgsm", "cascade"])
+def test_a_direct_call_attacks_the_prepared_model(model, name):
+    """``pgd(model, ...)`` called directly runs on the folded copy robust_accuracy uses: same points, and the
+    user's BatchNorm layers (folded away in the copy) are never run."""
+    images, labels = _data(24, size=16)
+    options = {"pgd": {"steps": 3}, "apgd-ce": {"steps": 3}, "square": {"n_queries": 20}, "fgsm": {},
+               "cascade": {"steps": 2, "n_target_classes": 2, "n_queries": 5}}[name]
+    calls = []
+    hooks = [m.register_forward_hook(lambda *_: calls.append(1)) for m in model.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)]
+    try:
+        direct = build_attack(name, **options, generator=torch.Generator().manual_seed(0))(
+            model, images, labels, 8 / 255)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == []
+    prepared = build_attack(name, **options, generator=torch.Generator().manual_seed(0))(
+        prepare_for_attack(model), images, labels, 8 / 255)
+    assert torch.equal(direct, prepared)
+
+
+def test_prepare_false_attacks_the_model_itself(model):
+    images, labels = _data(8, size=16)
+    calls = []
+    hook = model.backbone.features[1].register_forward_hook(lambda *_: calls.append(1))
+    try:
+        build_attack("pgd", steps=2, prepare=False)(model, images, labels, 8 / 255)
+        robust_accuracy(model, (images, labels), build_attack("pgd", steps=2), 8 / 255, prepare=False)
+    finally:
+        hook.remove()
+    assert len(calls) >= 2 * 3  # both ran every pass through the model's own BatchNorm

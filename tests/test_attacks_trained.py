@@ -55,6 +55,35 @@ def test_pgd_at_least_as_strong_as_foolbox(model, data):
     assert ours <= theirs + 0.01
 
 
+def test_apgd_t_at_least_as_strong_as_torchattacks(model, data):
+    """Targeted APGD over every other class (4 classes: 3 targets), 10 steps each, as torchattacks' APGDT."""
+    torchattacks = pytest.importorskip("torchattacks")
+    images, labels = data
+    eps = EPS[1]
+    reference = torchattacks.APGDT(model, eps=eps, steps=10, n_classes=4, seed=0)
+    theirs = _accuracy(model, reference(images, labels), labels)
+    ours = robust_accuracy(model, (images, labels), build_attack(
+        "apgd-t", steps=10, generator=torch.Generator().manual_seed(0)), eps).accuracy
+    assert ours <= theirs + 0.01
+    assert ours < 0.9  # meaningful: the attack fools a good share of the samples
+
+
+@pytest.mark.slow
+def test_square_at_least_as_strong_as_torchattacks(model, data):
+    """Square is a random search: one seed of either implementation swings by several points on 128 samples, so
+    the mean over three seeds of each is compared (about 30 s)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    images, labels = data
+    eps, queries, seeds = 24 / 255, 200, (0, 1, 2)
+    theirs = sum(_accuracy(model, torchattacks.Square(model, eps=eps, n_queries=queries, seed=seed)(images, labels),
+                           labels) for seed in seeds) / len(seeds)
+    ours = sum(robust_accuracy(model, (images, labels), build_attack(
+        "square", n_queries=queries, generator=torch.Generator().manual_seed(seed)), eps).accuracy
+               for seed in seeds) / len(seeds)
+    assert ours <= theirs + 0.01
+    assert ours < 0.9
+
+
 @pytest.mark.parametrize("eps", EPS)
 def test_apgd_ce_not_weaker_than_pgd(model, data, eps):
     images, labels = data

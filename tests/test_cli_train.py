@@ -27,7 +27,8 @@ def _config(tmp_path: Path) -> Path:
               "model": {"name": "tiny-cnn", "pretrained": False, "image_size": 16},
               "objective": {"name": "trades", "steps": 1},
               "optim": {"batch_size": 16}, "train": {"steps": 6, "epochs": None},
-              "eval": {"schedule": "every:3", "subset": 8, "attack": {"name": "pgd", "steps": 1}, "final": None}}
+              "eval": {"schedule": "every:3", "subset": 8, "final": None,
+                       "attack": {"name": "pgd", "steps": 1, "step_size": "1/255"}}}  # one step must reach 1/255
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -42,8 +42,10 @@ def test_defaults_match_the_documented_schema() -> None:
 
 def test_yaml_and_overrides_are_parsed_as_yaml_scalars(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", {"name": "x", "optim": {"lr": 0.01}, "eps": {"value": "2/255"}})
+    # eval.attack.step_size=0.25eps: the default PGD-15 step of 0.25/255 cannot reach the curve's 4/255
     cfg = load_config(path, ["optim.lr=3e-4", "data.ood=[a, b]", "eps.value=8/255", "eval.curve=4/255",
-                             "objective.step_size=null", "model.options.drop_rate=0.1", "seed=7"])
+                             "eval.attack.step_size=0.25eps", "objective.step_size=null", "model.options.drop_rate=0.1",
+                             "seed=7"])
     assert cfg.name == "x"
     assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
     assert cfg.data.ood == ["a", "b"]
@@ -206,7 +208,8 @@ def test_options_dicts_accept_any_keys_and_are_copied() -> None:
 
 
 def test_single_items_without_brackets_become_lists() -> None:
-    cfg = load_config(None, ["eval.eps=4/255", "eval.splits=test", "data.augment=flip", "data.ood=auto"])
+    cfg = load_config(None, ["eval.eps=4/255", "eval.splits=test", "data.augment=flip", "data.ood=auto",
+                             "eval.attack.step_size=0.25eps"])  # the default 0.25/255 x 15 steps cannot reach 4/255
     assert cfg.eval.eps == [4 / 255] and cfg.eval.splits == ["test"] and cfg.data.augment == ["flip"]
     assert cfg.data.ood == "auto"
     assert load_config(None, ["eval.eps=0.01"]).eval.eps == [0.01]

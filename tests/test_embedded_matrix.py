@@ -45,7 +45,8 @@ def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, sched
         "optim": {"batch_size": 32, "lr": 1.0e-3},
         "train": {"epochs": 2},
         "eval": {"schedule": "epoch", "subset": 32, "batch_size": 64, "splits": ["val", "test"],
-                 "attack": {"name": "pgd", "steps": 2}, "eps": ["1/255"], "final": None, "ood": False},
+                 "attack": {"name": "pgd", "steps": 2, "step_size": "0.5eps"}, "eps": ["1/255"], "final": None,
+                 "ood": False},  # 2 steps of 0.5 eps reach eps (the default 0.25/255 would not: refused)
         "logging": {"progress": False},
     }
     result = train(config)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, wilson
+from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, record
 from robustft.models.tiny import tiny_cnn
+from robustft.stats import wilson_interval
 
 
 class Data:
@@ -81,7 +82,39 @@ def test_expected_robustness_is_the_trapezoid_mean():
     assert expected_robustness([0, 1 / 255, 2 / 255], [0.9, 0.5, 0.1]) == pytest.approx((0.7 + 0.3) / 2)
 
 
-def test_wilson_interval_contains_the_estimate():
-    low, high = wilson(7, 10)
-    assert 0 < low < 0.7 < high < 1
-    assert wilson(0, 10)[0] == 0.0
+def test_records_carry_the_wilson_interval_of_robustft_stats():
+    item = record(3, 0.5, "test", "accuracy", 0.7, "pgd", 1 / 255, n=10, correct=7)
+    assert (item["ci_low"], item["ci_high"]) == wilson_interval(7, 10)
+    assert 0 < item["ci_low"] < 0.7 < item["ci_high"] < 1
+    assert record(3, 0.5, "test", "accuracy", 0.0, n=10, correct=0)["ci_low"] == 0.0
+
+
+class _Quantise(torch.nn.Module):
+    """Gradient masking by construction: the input is rounded to 4 levels before the network (zero gradient)."""
+
+    def forward(self, x):
+        return torch.round(x * 3) / 3
+
+
+def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
+    """eval.checks=true on a gradient-masked model: the run ends and metrics.jsonl holds the check warnings."""
+    import json
+
+    from robustft.models.wrapper import RobustModel
+    from robustft.train import train
+
+    inner = tiny_cnn(4)
+    masked = RobustModel(torch.nn.Sequential(_Quantise(), inner.backbone), inner.info)
+    masked.info.head = "backbone.1.classifier"
+    config = {"name": "masked", "output_dir": str(tmp_path), "device": "cpu", "seed": 0,
+              "optim": {"batch_size": 16, "lr": 1.0e-2, "warmup": 1}, "train": {"steps": 2},
+              "eval": {"schedule": "every:2", "subset": 16, "batch_size": 16, "splits": ["val", "test"],
+                       "attack": {"name": "pgd", "steps": 2, "step_size": "2/255"}, "eps": ["2/255"],
+                       "checks": True, "final": {"attack": "fgsm"}},
+              "logging": {"progress": False}}
+    splits = {"train": Data(32, 0), "val": Data(16, 1), "test": Data(16, 2), "ood": {}}
+    result = train(config, model=masked, datasets=splits)
+    records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    checks = [r for r in records if r["metric"].startswith("check:")]
+    assert "check:zero_or_nan_gradients" in {r["metric"] for r in checks}
+    assert all(r["value"] == 1.0 and r["split"] == "test" and r["extra"]["message"] for r in checks)

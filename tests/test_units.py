@@ -67,3 +67,16 @@ def test_old_metric_keys_map_to_the_new_ones(old):
     assert canonical_metric_key(old) == "test/pgd/accuracy@1/255"
     assert canonical_metric_key("val/clean/accuracy") == "val/clean/accuracy"
     assert canonical_metric_key("test/pgd/accuracy@0.0157") == "test/pgd/accuracy@0.0157"
+
+
+def test_eps_grid_floors_below_eps_max_then_ends_at_it():
+    """The multiples of 1/255 below eps_max, then eps_max: ascending and never above it."""
+    grid = eps_grid(3.6 / 255)
+    assert grid == pytest.approx([0, 1 / 255, 2 / 255, 3 / 255, 3.6 / 255])
+    assert grid == sorted(grid) and grid[-1] == 3.6 / 255
+    assert eps_grid(3.4 / 255) == pytest.approx([0, 1 / 255, 2 / 255, 3 / 255, 3.4 / 255])
+    assert eps_grid(0.5 / 255) == pytest.approx([0, 0.5 / 255])
+    four = eps_grid(4 / 255)  # on the grid: no duplicate end point
+    assert len(four) == 5 and four[-1] == 4 / 255
+    assert eps_grid(12 / 255) == pytest.approx([k / 255 for k in range(13)])
+    assert eps_grid(0.0) == [0.0]

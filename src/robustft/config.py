@@ -150,11 +150,12 @@ class TrainConfig:
 
 @dataclass
 class AttackConfig:
-    """An evaluation attack. ``step_size`` null means the attack's own default."""
+    """An evaluation attack. ``step_size``: pixel units (0.25/255), relative to eps (0.25eps), or null for the
+    attack's own default."""
 
     name: str = "pgd"
     steps: int = 15
-    step_size: Eps | None = 0.25 / 255
+    step_size: Eps | str | None = 0.25 / 255
     random_start: bool = True
     restarts: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through
@@ -166,7 +167,7 @@ class FinalEvalConfig:
 
     attack: str = "apgd-ce"
     steps: int = 10
-    step_size: Eps | None = None
+    step_size: Eps | str | None = None  # as AttackConfig's
     random_start: bool = True
     restarts: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through

@@ -168,20 +168,59 @@ def _check_eval(evaluation: Any) -> None:
     for index, split in enumerate(evaluation.splits):
         if split not in _SPLITS:
             _fail(f"eval.splits[{index}]", split, f"splits are {', '.join(_SPLITS)} (OOD splits: eval.ood=true).")
-    _check_attack("eval.attack", evaluation.attack.name, evaluation.attack)
     for index, eps in enumerate(evaluation.eps):
         _positive(f"eval.eps[{index}]", eps, example="1/255")
     _positive("eval.curve", evaluation.curve, optional=True, example="4/255")
+    # The largest eps each attack is asked to evaluate: the tracking attack runs at eval.eps and along the curve
+    # (up to eval.curve), the final one at eval.eps and at the curve's end.
+    largest = max([*evaluation.eps, evaluation.curve or 0.0], default=0.0)
+    where = "eval.curve" if evaluation.curve and evaluation.curve >= max(evaluation.eps, default=0.0) else "eval.eps"
+    _check_attack("eval.attack", evaluation.attack.name, evaluation.attack, largest, where)
     if evaluation.final is not None:
-        _check_attack("eval.final", evaluation.final.attack, evaluation.final)
+        _check_attack("eval.final", evaluation.final.attack, evaluation.final, largest, where)
 
 
-def _check_attack(key: str, name: str, attack: Any) -> None:
+# Attacks whose step size is fixed by the config (robustft.attacks: pgd); APGD adapts its own, FGSM steps eps.
+# Kept here as names so that validating a config does not import the attacks (torch); a test checks the list.
+STEP_SIZE_ATTACKS = ("pgd",)
+
+
+def _check_attack(key: str, name: str, attack: Any, largest_eps: float, where: str) -> None:
     if not name:
         _fail(f"{key}.name", name, "name an attack; `robustft list attacks` shows them.")
     _at_least(f"{key}.steps", attack.steps, 1)
-    _positive(f"{key}.step_size", attack.step_size, optional=True, example="0.25/255")
     _at_least(f"{key}.restarts", attack.restarts, 1)
+    step_size = attack.step_size
+    if isinstance(step_size, str):
+        from robustft.units import step_in_pixels
+
+        step_in_pixels(step_size, 1.0, name=f"{key}.step_size")  # "0.25eps" or a message saying how to write it
+    else:
+        _positive(f"{key}.step_size", step_size, optional=True, example="0.25/255 or 0.25eps")
+    if step_size is not None and name in STEP_SIZE_ATTACKS and largest_eps > 0:
+        _check_reach(key, name, attack.steps, step_size, largest_eps, where)
+
+
+def _check_reach(key: str, name: str, steps: int, step_size: float | str, eps: float, where: str) -> None:
+    """Refuses steps x step_size < eps: such an attack cannot reach the eps it is evaluated at, so its accuracy
+    there is that of a weaker attack (a PGD-10 with step 0.25/255 moves at most 2.5/255, short of 4/255)."""
+    from robustft.units import relative_step, step_in_pixels
+
+    def format_eps(value: float) -> str:
+        return f"{value * 255:.4g}/255"
+
+    step = step_in_pixels(step_size, eps)
+    if steps * step >= eps * (1 - 1e-9):
+        return
+    shown = step_size if isinstance(step_size, str) else format_eps(step_size)
+    ratio = relative_step(step_size)
+    needed = math.ceil(1 / ratio - 1e-9) if ratio is not None else math.ceil(eps / step - 1e-9)
+    raise ConfigError(
+        f"{key}: {name} with steps={steps} and step_size={shown} moves at most {format_eps(steps * step)} from its "
+        f"start, less than eps={format_eps(eps)} that {where} asks it to evaluate, so its accuracy there would be "
+        f"that of a weaker attack. Make the step relative to eps, e.g. {key}.step_size=0.25eps (paper A's 0.25/255 "
+        f"at 1/255, scaled to every eps), or use {key}.steps={needed} or more."
+    )
 
 
 def _check_checkpoint(checkpoint: Any) -> None:

@@ -19,7 +19,6 @@ untouched, which exact resume relies on.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustft.units import eps_grid, parse_eps
+from robustft.attacks import build_attack, expected_robustness, robust_curve, run_checks
+from robustft.stats import wilson_interval
+from robustft.units import eps_grid, parse_eps, relative_step
 
 log = logging.getLogger("robustft.evaluate")
 
@@ -66,18 +67,15 @@ def attack_spec(spec: Any) -> tuple[str, dict[str, Any]]:
         base = dict(ATTACK_PRESETS[name])
         name = base.pop("name")
         spec = {**base, **{k: v for k, v in spec.items() if v is not None}}
-    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) else v) for k, v in spec.items()
-               if v is not None and k != "options"}
+    # A step relative to eps ("0.25eps") stays text: the attack scales it to each eps it runs at.
+    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) and relative_step(v) is None else v)
+               for k, v in spec.items() if v is not None and k != "options"}
     options.update(spec.get("options") or {})
     return name, options
 
 
 def make_attack(name: str, **options: Any) -> Attack:
-    """``robustft.attacks.build_attack``; a minimal marked fallback PGD while the attack package is not built."""
-    try:
-        from robustft.attacks import build_attack
-    except ImportError:
-        return _fallback_pgd(name, **options)
+    """``robustft.attacks.build_attack`` with the options the attack takes (see ``_accepted_options``)."""
     return build_attack(name, **_accepted_options(name, options))
 
 
@@ -99,49 +97,12 @@ def _accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in parameters}
 
 
-def _fallback_pgd(name: str, steps: int = 10, step_size: float | None = None, random_start: bool = True,
-                  **_: Any) -> Attack:
-    """FALLBACK ONLY (used until robustft.attacks lands): L-inf PGD on cross-entropy, eval mode, fp32."""
-
-    def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
-        was_training = model.training
-        model.eval()
-        alpha = 2.5 * eps / steps if step_size is None else step_size
-        x = images.detach().float()
-        adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1) if random_start else x.clone()
-        for _ in range(steps if name != "fgsm" else 1):
-            adv.requires_grad_(True)
-            with torch.enable_grad():
-                loss = nn.functional.cross_entropy(model(adv).float(), labels)
-                (grad,) = torch.autograd.grad(loss, adv)
-            adv = adv.detach() + (alpha if name != "fgsm" else eps) * grad.sign()
-            adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
-        model.train(was_training)
-        return adv.detach()
-
-    return attack
-
-
-def wilson(correct: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval (robustft.stats when present)."""
-    try:
-        from robustft.stats import wilson_interval
-    except ImportError:
-        if n == 0:
-            return 0.0, 1.0
-        z, p = 1.959963984540054, correct / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
-    return tuple(float(v) for v in wilson_interval(correct, n))
-
-
 def record(step: int, epoch: float, split: str, metric: str, value: float, attack: str | None = None,
            eps: float | None = 0.0, n: int | None = None, correct: int | None = None, **extra: Any) -> dict:
     """One metrics.jsonl record; accuracy records (``correct`` given) carry n and a Wilson interval."""
     low = high = None
     if correct is not None and n:
-        low, high = wilson(correct, n)
+        low, high = wilson_interval(correct, n)
     out = {"step": int(step), "epoch": float(epoch), "split": split, "metric": metric, "attack": attack,
            "eps": None if eps is None else float(eps), "value": float(value), "n": n, "ci_low": low, "ci_high": high}
     if extra:
@@ -175,21 +136,6 @@ def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset
     images = torch.stack([torch.as_tensor(image, dtype=torch.float32) for image, _ in pairs])
     labels = torch.tensor([int(label) for _, label in pairs], dtype=torch.long)
     return Subset(name, images, labels)
-
-
-def count_correct(model: nn.Module, subset: Subset, batch_size: int, device: torch.device,
-                  attack: Attack | None = None, eps: float = 0.0) -> int:
-    """Samples classified correctly (at ``eps`` under ``attack``: per-sample worst case of clean and attacked)."""
-    correct = 0
-    for images, labels in subset.batches(batch_size, device):
-        with torch.no_grad():
-            ok = model(images).argmax(1) == labels
-        if attack is not None and eps > 0:
-            adversarial = attack(model, images, labels, eps)
-            with torch.no_grad():
-                ok &= model(adversarial).argmax(1) == labels
-        correct += int(ok.sum())
-    return correct
 
 
 class Evaluator:
@@ -230,10 +176,6 @@ class Evaluator:
     def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
                  ) -> list[int]:
         """Correct counts at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
-        try:
-            from robustft.attacks import robust_curve
-        except ImportError:
-            return [count_correct(model, subset, self.batch_size, self.device, attack, e) for e in eps_list]
         if attack is None or all(e == 0 for e in eps_list):
             attack, eps_list = self.attack, [0.0] * len(eps_list)
         results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), attack, list(eps_list),
@@ -275,26 +217,8 @@ class Evaluator:
             yield from self._check_records(model, step, epoch, test)
 
     def _check_records(self, model: nn.Module, step: int, epoch: float, test: Subset) -> Iterator[dict]:
-        try:
-            from robustft.attacks import run_checks
-        except ImportError:
-            log.warning("gradient-masking checks skipped: robustft.attacks.run_checks is not available")
-            return
         warnings = run_checks(model, list(test.batches(self.batch_size, self.device)), max(self.eps_list))
         for warning in warnings:
-            log.warning("gradient-masking check %s: %s", warning.name, warning.message)
-            yield record(step, epoch, test.name, f"check:{warning.name}", 1.0, self.attack_name,
+            log.warning("gradient-masking check %s: %s", warning.check, warning.message)
+            yield record(step, epoch, test.name, f"check:{warning.check}", 1.0, self.attack_name,
                          max(self.eps_list), len(test.labels), message=warning.message)
-
-
-def expected_robustness(eps_list: Sequence[float], accuracies: Sequence[float]) -> float:
-    """Mean accuracy over eps ~ U[0, eps_max] by the trapezoid rule (robustft.attacks' version when present)."""
-    try:
-        from robustft.attacks import expected_robustness as attacks_expected_robustness
-    except ImportError:
-        if len(eps_list) < 2:
-            return float(accuracies[0]) if accuracies else 0.0
-        area = sum((eps_list[i + 1] - eps_list[i]) * (accuracies[i] + accuracies[i + 1]) / 2
-                   for i in range(len(eps_list) - 1))
-        return area / (eps_list[-1] - eps_list[0])
-    return float(attacks_expected_robustness(list(eps_list), list(accuracies)))

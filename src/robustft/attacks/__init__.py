@@ -11,7 +11,7 @@ A's evaluation at eps 1/255, ``build_attack("apgd-ce", steps=10)`` paper B's, ``
     apgd-dlr    APGD with the DLR loss
     apgd-t      targeted APGD (targeted DLR) over the top other classes
     square      L-inf Square Attack (score-based black box)
-    cascade     apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard suite, own code)
+    cascade     apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard suite minus FAB-T)
     autoattack  the official AutoAttack package (if installed) and then the cascade
 """
 
@@ -30,7 +30,7 @@ from robustft.attacks.prepare import PreparedModel, fold_conv_bn, prepare_for_at
 from robustft.attacks.square import square
 from robustft.errors import ConfigError
 from robustft.registry import Registry
-from robustft.units import parse_eps
+from robustft.units import parse_eps, relative_step
 
 ATTACKS: Registry = Registry("attack")
 ATTACKS.add("fgsm", fgsm, "one signed-gradient step of size eps (FGSM; random_start=True for FGSM-RS)")
@@ -39,7 +39,8 @@ ATTACKS.add("apgd-ce", partial(apgd, loss="ce"), "APGD with cross-entropy (Croce
 ATTACKS.add("apgd-dlr", partial(apgd, loss="dlr"), "APGD with the scale-invariant DLR loss")
 ATTACKS.add("apgd-t", partial(apgd, targeted=True), "targeted APGD (targeted DLR) over the top other classes")
 ATTACKS.add("square", square, "L-inf Square Attack: score-based black box, catches gradient masking")
-ATTACKS.add("cascade", cascade, "apgd-ce -> apgd-t -> square on still-robust samples (robustft's AutoAttack)")
+ATTACKS.add("cascade", cascade, "apgd-ce -> apgd-t -> square on still-robust samples (AutoAttack's standard "
+            "suite without FAB-T)")
 ATTACKS.add("autoattack", autoattack, "official AutoAttack package (pip install from GitHub), then the cascade")
 
 
@@ -60,8 +61,11 @@ def build_attack(name: str, **options: Any) -> Attack:
         fixed = set(getattr(fn, "keywords", {}) or {})
         raise ConfigError(f"attack {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
                           f"{', '.join(p for p in valid if p not in fixed)}.")
-    if isinstance(options.get("step_size"), str):  # "0.25/255", as configs and the command line write it
-        options["step_size"] = parse_eps(options["step_size"], name="step_size")
+    step_size = options.get("step_size")
+    # "0.25/255", as configs and the command line write it, becomes a number now; "0.25eps" stays as written and
+    # is resolved at each eps the attack runs at (robustft.units.step_in_pixels).
+    if isinstance(step_size, str) and relative_step(step_size) is None:
+        options["step_size"] = parse_eps(step_size, name="step_size")
     return Attack(name, fn, dict(options))
 
 

@@ -1,21 +1,31 @@
 """Auto-PGD (Croce & Hein, ICML 2020): step-size-free PGD with momentum, CE or DLR loss, untargeted or targeted.
 
-Implemented from the paper (Algorithm 1), not from the AutoAttack code:
-- step size eta starts at 2 eps; checkpoints w_j = ceil(p_j * N) with p_0 = 0, p_1 = 0.22,
-  p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06);
-- x(1) = P(x(0) + eta * dir(grad)); then z = P(x(k) + eta * dir(grad)),
-  x(k+1) = P(x(k) + alpha (z - x(k)) + (1 - alpha)(x(k) - x(k-1))) with alpha = 0.75;
-- at each checkpoint, per sample: if the loss rose in fewer than rho * (w_j - w_{j-1}) of the steps since the
-  last checkpoint (condition 1), or neither eta nor the best loss changed since it (condition 2), halve eta and
-  restart from the best-loss point (momentum reset there: a choice the paper leaves open).
+robustft follows the reference implementation (fra31/auto-attack, ``autopgd_base.py``), not the paper's
+Algorithm 1, where the two differ, because the community's APGD and AutoAttack numbers come from that code and
+at few steps the difference is large (paper B trains with APGD-CE-7 and evaluates with APGD-CE-10):
+
+- checkpoints: the paper puts them at w_j = ceil(p_j N) with p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} -
+  0.03, 0.06). The reference counts steps instead: the first check comes after max(int(0.22 N), 1) steps, and
+  each following interval is the previous one minus max(int(0.03 N), 1), but at least max(int(0.06 N), 1).
+  For N = 100 both give 22, 41, 57, 70, 80, 87, 93, 99; for N = 10 the paper gives 3, 5, 6, 7, 8, 9 and the
+  reference 2, 3, ..., 10; for N = 7 the paper 2, 3, 4, 5, 6 and the reference every step.
+- condition 1 (too few loss increases): the step size is halved when the loss rose in at most rho * interval
+  of the steps since the last check (the reference's ``<=``; the paper writes ``<``). As in the reference,
+  the first step's loss is compared with 0 rather than with the start's loss (the reference reads its not yet
+  filled loss history there), which only matters for the first check.
+- condition 2: the step size was not halved at the last check and the best loss has not improved since.
+- restart: a sample whose step size is halved continues from its best point with that point's gradient, and
+  the momentum term is kept: the next step's momentum is (best point - x_prev), where x_prev is the point the
+  last step started from (the paper leaves this open; resetting the momentum there was robustft's old choice).
+
+Otherwise as in both: step size eta starts at 2 eps; x(1) = P(x(0) + eta dir(grad)); then z = P(x(k) + eta
+dir(grad)), x(k+1) = P(x(k) + alpha (z - x(k)) + (1 - alpha)(x(k) - x(k-1))) with alpha = 0.75.
 The returned point per sample is a fooling iterate if one exists, else the best-loss iterate (for training).
 Targeted (APGD-T) uses the targeted DLR loss against each of the top ``n_target_classes`` other classes of the
 clean logits in turn, attacking only samples not fooled yet.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -34,25 +44,31 @@ from robustft.attacks.base import (
     random_start,
 )
 from robustft.attacks.losses import dlr_targeted_loss, get_loss
+from robustft.attacks.prepare import attack_target
 from robustft.errors import ConfigError
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
-    """The iterations w_j (1 <= w_j < steps) where APGD may halve its step size."""
-    p = [0.0, 0.22]
-    while True:
-        nxt = p[-1] + max(p[-1] - p[-2] - 0.03, 0.06)
-        if nxt > 1:
-            break
-        p.append(nxt)
-    points = sorted({math.ceil(round(q * steps, 9)) for q in p[1:]})  # round: 0.41 + 0.16 is not 0.57 in floats
-    return [w for w in points if 0 < w < steps]
+    """The step counts after which APGD checks whether to halve its step size (the reference code's rule).
+
+    The first check comes after max(int(0.22 N), 1) steps; each following interval is the previous one minus
+    max(int(0.03 N), 1), but at least max(int(0.06 N), 1). A check after the last step (k = N) changes nothing
+    returned; it is listed because the reference makes it. Example: N = 10 -> 2, 3, ..., 10.
+    """
+    interval = max(int(0.22 * steps), 1)
+    shrink, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points, done = [], interval
+    while done <= steps:
+        points.append(done)
+        interval = max(interval - shrink, shortest)
+        done += interval
+    return points
 
 
 def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          steps: int = 10, loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
          rho: float = 0.75, alpha: float = 0.75, random_start: bool = True, early_stop: bool = False,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
     """APGD-CE / APGD-DLR (untargeted) or APGD-T (targeted DLR).
 
     Args:
@@ -66,11 +82,14 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         targeted: APGD-T, one run per target class among the top ``n_target_classes`` non-true classes.
         n_target_classes: number of target classes for APGD-T (capped at num_classes - 1).
         restarts: runs per (target); later runs attack only samples not fooled yet.
-        rho: condition-1 threshold on the fraction of steps that raised the loss.
+        rho: condition 1 halves the step size when at most this fraction of the steps since the last check
+            raised the loss.
         alpha: momentum weight of the new step.
         random_start: start from a uniform random point of the ball (as the reference code does).
         early_stop: fooled samples leave the batch (same verdict, less compute).
         generator: CPU random generator.
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images.
@@ -84,6 +103,7 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     n = images.shape[0]
     if eps == 0 or n == 0:
         return images.clone()
+    model = attack_target(model, prepare)
     with attack_mode(model):
         # Untargeted runs need no clean forward pass when the model states its number of classes.
         has_info = getattr(getattr(model, "info", None), "num_classes", None)
@@ -157,23 +177,25 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
         if k == steps:
             break
         if k > 0:
-            increases[active] += (loss_v > prev_loss[active]).float()
+            # The reference compares the first step's loss with 0, not with the start's (see the docstring).
+            previous = torch.zeros_like(loss_v) if k == 1 else prev_loss[active]
+            increases[active] += (loss_v > previous).float()
         prev_loss[active] = loss_v
         improved = loss_v > max_loss[active]
         sel = active[improved]
         max_x[sel], max_loss[sel], max_grad[sel] = x[improved], loss_v[improved], grad[improved]
         if k in checkpoints:
             window = k - last_check
-            cond1 = increases[active] < rho * window
+            cond1 = increases[active] <= rho * window
             cond2 = (eta_at_check[active] == eta[active]).view(-1) & (max_loss_at_check[active] >= max_loss[active])
             reduce = cond1 | cond2
             eta_at_check[active] = eta[active]
             max_loss_at_check[active] = max_loss[active]
             sel = active[reduce]
             eta[sel] /= 2.0
-            # Restart from the best point, with its gradient, and no momentum.
-            x, x_prev, grad = x.clone(), x_prev.clone(), grad.clone()
-            x[reduce], x_prev[reduce], grad[reduce] = max_x[sel], max_x[sel], max_grad[sel]
+            # Restart from the best point with its gradient; x_prev stays, so the momentum term is kept (reference).
+            x, grad = x.clone(), grad.clone()
+            x[reduce], grad[reduce] = max_x[sel], max_grad[sel]
             increases[active] = 0
             last_check = k
         if early_stop and fooled.any():

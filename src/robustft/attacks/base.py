@@ -91,6 +91,19 @@ def check_norm(norm: str) -> str:
     return norm
 
 
+def warn_train_mode_batchnorm(model: nn.Module) -> None:
+    """Says once per process that a model with BatchNorm in train mode is attacked in eval mode.
+
+    A model with BatchNorm in train mode would attack a moving target (batch statistics) and update its running
+    statistics with adversarial batches, so attacks always run in eval mode (on the model or on its prepared copy).
+    """
+    global _warned_train_mode
+    if not _warned_train_mode and any(isinstance(m, _BN_TYPES) and m.training for m in model.modules()):
+        _warned_train_mode = True
+        warnings.warn("the attacked model has BatchNorm in train mode; robustft attacks it in eval mode and leaves "
+                      "the model's own mode as it was", stacklevel=4)
+
+
 @contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode and frozen parameters while attacking; every module's mode and every flag restored after.
@@ -98,13 +111,9 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
     A model with BatchNorm in train mode would attack a moving target (batch statistics) and update its running
     statistics with adversarial batches; it is switched to eval, and said once.
     """
-    global _warned_train_mode
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
-    if not _warned_train_mode and any(isinstance(m, _BN_TYPES) and m.training for m in model.modules()):
-        _warned_train_mode = True
-        warnings.warn("the attacked model has BatchNorm in train mode; robustft switches it to eval mode while "
-                      "attacking and restores the mode afterwards", stacklevel=3)
+    warn_train_mode_batchnorm(model)
     try:
         model.eval()
         for param, _ in flags:

@@ -25,6 +25,7 @@ from robustft.attacks.base import attack_mode, check_eps, logits_of, loss_and_gr
 from robustft.attacks.evaluate import _iter_batches
 from robustft.attacks.losses import ce_loss
 from robustft.attacks.pgd import fgsm, pgd
+from robustft.attacks.prepare import prepare_for_attack
 from robustft.attacks.square import square
 
 
@@ -83,6 +84,7 @@ def run_checks(model: nn.Module, batches, eps: float | str, *, max_samples: int 
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     images, labels = _take(batches, max_samples, torch.device(device))
+    model = prepare_for_attack(model)  # once, so the attacks below make no copy each
     n = images.shape[0]
     slack = tolerance + 2 / n
     warnings: list[CheckWarning] = []

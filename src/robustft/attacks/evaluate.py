@@ -1,8 +1,9 @@
 """Robust accuracy, nested robust curves and expected robustness.
 
 - ``robust_accuracy``: per-sample worst case; clean-misclassified samples count as non-robust and are not
-  attacked; every verdict comes from classifying the returned point (an attack cannot claim success it did
-  not reach); Wilson 95% interval; the model is prepared for speed (a folded, frozen copy) automatically.
+  attacked; every verdict comes from classifying the returned point, which must be admissible (in [0, 1] and
+  within eps, else a ConfigError), so an attack cannot claim a success it did not reach; Wilson 95% interval;
+  the model is prepared for speed (a folded, frozen copy) automatically.
 - ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
   larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
   no higher than independent runs of the same attack.
@@ -57,7 +58,8 @@ class RobustAccuracy:
 AttackLike = Attack | str | Callable[..., torch.Tensor]
 
 
-def _resolve_attack(attack: AttackLike, early_stop: bool | None) -> tuple[Callable[..., torch.Tensor], str]:
+def _resolve_attack(attack: AttackLike, early_stop: bool | None, prepare: bool
+                    ) -> tuple[Callable[..., torch.Tensor], str]:
     if isinstance(attack, str):
         from robustft.attacks import build_attack
 
@@ -65,7 +67,10 @@ def _resolve_attack(attack: AttackLike, early_stop: bool | None) -> tuple[Callab
     if isinstance(attack, Attack):
         if early_stop is not None and attack.accepts("early_stop"):
             attack = attack.with_options(early_stop=early_stop)
-        return attack, attack.describe()
+        name = attack.describe()
+        if not prepare and attack.accepts("prepare"):  # attack the caller's model object, not a copy of it
+            attack = attack.with_options(prepare=False)
+        return attack, name
     return attack, getattr(attack, "__name__", type(attack).__name__)
 
 
@@ -119,6 +124,22 @@ def _default_batch_size(device: torch.device, batch_size: int | None) -> int:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         return batch_size
     return CPU_BATCH_SIZE if device.type == "cpu" else 4096  # CUDA: halved on out-of-memory until it fits
+
+
+def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_name: str) -> torch.Tensor:
+    """x_adv if it is a perturbation the threat model allows, else a ConfigError: a fooling point outside the
+    [0, 1] box or farther than eps (L-inf; any L2 ball of radius eps lies inside it) must not count as a success."""
+    if x_adv.shape != images.shape:
+        raise ConfigError(f"attack {attack_name} returned shape {tuple(x_adv.shape)} for images "
+                          f"{tuple(images.shape)}; an attack returns one perturbed image per input.")
+    distance = float((x_adv - images).abs().amax()) if x_adv.numel() else 0.0
+    low, high = (float(x_adv.min()), float(x_adv.max())) if x_adv.numel() else (0.0, 1.0)
+    if distance > eps + 1e-6 or low < 0 or high > 1:
+        raise ConfigError(
+            f"attack {attack_name} returned points outside the threat model (distance {distance:.5f} from the "
+            f"images for eps={eps:.5f}, values in [{low:.3g}, {high:.3g}]); its successes cannot be counted. "
+            "An attack must return images in [0, 1] within eps of its inputs (robustft.attacks.base.project).")
+    return x_adv
 
 
 def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | str, *,
@@ -184,7 +205,7 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
         raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
     if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
         raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
-    attack_fn, attack_name = _resolve_attack(attack, early_stop)
+    attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
     from robustft.device import resolve_device
 
     device = _device_of(model) if device is None else resolve_device(device)
@@ -206,7 +227,7 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
             idx = torch.nonzero(robust).squeeze(1)
             if eps > 0 and idx.numel():
                 def attack_chunk(x, y, eps=eps):
-                    return _predict(target, attack_fn(target, x, y, eps)) == y
+                    return _predict(target, _admissible(attack_fn(target, x, y, eps), x, eps, attack_name)) == y
 
                 still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
                 robust[idx[~still]] = False
@@ -234,4 +255,6 @@ def expected_robustness(eps_list: Sequence[float | str], accuracies: Sequence[fl
         raise ConfigError(f"expected_robustness needs >= 2 eps and one accuracy each; got {len(eps)} and {len(acc)}.")
     if eps[0] != 0 or any(b <= a for a, b in zip(eps, eps[1:], strict=False)):
         raise ConfigError(f"expected_robustness needs strictly ascending eps starting at 0; got {list(eps_list)}.")
-    return float(np.trapezoid(acc, eps) / eps[-1])
+    # The trapezoid rule written out: np.trapezoid exists only from numpy 2, and robustft supports numpy >= 1.24.
+    area = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(eps, eps[1:], acc, acc[1:], strict=False))
+    return float(area / eps[-1])

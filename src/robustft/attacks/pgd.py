@@ -25,11 +25,14 @@ from robustft.attacks.base import (
     random_start,
 )
 from robustft.attacks.losses import get_loss
+from robustft.attacks.prepare import attack_target
 from robustft.errors import ConfigError
+from robustft.units import step_in_pixels
 
 
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
-         loss: str = "ce", random_start: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+         loss: str = "ce", random_start: bool = False, generator: torch.Generator | None = None,
+         prepare: bool = True) -> torch.Tensor:
     """Fast gradient sign method: one step of size eps (from a random start if asked: then step 1.25 eps, FGSM-RS).
 
     Args:
@@ -41,18 +44,21 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         loss: ``ce``, ``margin`` or ``dlr``.
         random_start: start from a random point of the ball (Wong et al. 2020).
         generator: CPU generator for the random start.
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images: per sample the better of the start and the step.
     """
     step = 1.25 * check_eps(eps) if random_start else check_eps(eps)
     return pgd(model, images, labels, eps, norm=norm, steps=1, step_size=step, random_start=random_start,
-               loss=loss, generator=generator)
+               loss=loss, generator=generator, prepare=prepare)
 
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
-        steps: int = 10, step_size: float | None = None, random_start: bool = True, restarts: int = 1,
-        loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        steps: int = 10, step_size: float | str | None = None, random_start: bool = True, restarts: int = 1,
+        loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None,
+        prepare: bool = True) -> torch.Tensor:
     """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
 
     Args:
@@ -62,12 +68,16 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
         eps: radius in pixel units (e.g. 4/255); 0 returns images.
         norm: ``linf`` (sign steps) or ``l2`` (normalised-gradient steps).
         steps: gradient steps per restart.
-        step_size: default 2.5 * eps / steps (Madry et al.).
+        step_size: pixel units (``0.25/255``) or relative to eps (``"0.25eps"``: 0.25 * eps at every eps the
+            attack runs at, what a robust curve over several eps needs: a fixed step tuned for a small eps cannot
+            reach a larger one in ``steps`` steps). Default 2.5 * eps / steps (Madry et al.).
         random_start: start each restart from a uniform random point of the ball.
         restarts: independent runs; later restarts attack only samples not yet fooled.
         loss: ``ce``, ``margin`` or ``dlr``.
         early_stop: drop samples from the batch as soon as they are fooled (same verdict, less compute).
         generator: CPU random generator for reproducible starts.
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
@@ -80,7 +90,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     images = images.detach().float()
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
-    step = 2.5 * eps / steps if step_size is None else float(step_size)
+    step = 2.5 * eps / steps if step_size is None else step_in_pixels(step_size, eps)
+    model = attack_target(model, prepare)
     with attack_mode(model):
         best_x = images.clone()
         best_loss = torch.full((images.shape[0],), float("-inf"), device=images.device)

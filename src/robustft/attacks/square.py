@@ -16,6 +16,7 @@ from torch import nn
 
 from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of
 from robustft.attacks.losses import margin_loss
+from robustft.attacks.prepare import attack_target
 from robustft.errors import ConfigError
 
 _HALVING_AT = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -29,7 +30,8 @@ def square_p(p_init: float, iteration: int, n_queries: int) -> float:
 
 
 def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, n_queries: int = 1000,
-           p_init: float = 0.8, early_stop: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+           p_init: float = 0.8, early_stop: bool = True, generator: torch.Generator | None = None,
+           prepare: bool = True) -> torch.Tensor:
     """L-inf Square Attack.
 
     Args:
@@ -41,6 +43,8 @@ def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
         p_init: initial fraction of pixels per square (0.8 as in AutoAttack's standard setting).
         early_stop: always on in effect: a fooled sample is never queried again (kept for a uniform interface).
         generator: CPU random generator (window places and signs).
+        prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
+            ``PreparedModel`` is used as it is); False attacks ``model`` itself.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps (L-inf) of images.
@@ -59,6 +63,7 @@ def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
     def signs(shape):
         return (torch.randint(0, 2, shape, generator=gen).float() * 2 - 1).to(device)
 
+    model = attack_target(model, prepare)
     with attack_mode(model):
         x = (images + eps * signs((n, c, 1, w))).clamp(0.0, 1.0)
         margin = -margin_loss(logits_of(model, x), labels)  # z_y - max other: < 0 means fooled

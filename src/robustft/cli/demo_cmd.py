@@ -35,7 +35,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "optim": {"batch_size": 64, "lr": 1.0e-3, "weight_decay": 0.05, "lr_schedule": "cosine", "warmup": 0.1},
     "train": {"epochs": 2},
     "eval": {"schedule": "every:25", "subset": 256, "batch_size": 128, "splits": ["val", "test"],
-             "attack": {"name": "pgd", "steps": 10, "step_size": "0.25/255", "random_start": True, "restarts": 1},
+             "attack": {"name": "pgd", "steps": 10, "step_size": "0.25eps", "random_start": True, "restarts": 1},
              "eps": ["1/255"], "curve": "4/255", "ood": True, "checks": False,
              "final": {"attack": "apgd-ce", "steps": 10}},
     "checkpoint": {"best_metric": "val/clean/accuracy", "every_eval": False},
