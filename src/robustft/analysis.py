@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from robustft import records
+from robustft.seed_stats import attainment_band, paired_ttest, run_summaries, schedule_table, seed_table  # noqa: F401
 
 
 def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> np.ndarray:

@@ -14,6 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("config", help="base YAML config")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="a dotted key and its values, e.g. strategy.name=full,lora (repeatable)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="run every grid point with seeds 0..N-1 (a last `seed` axis; analysis groups by the rest)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
                         help="an override applied to every run (repeatable)")
     parser.add_argument("--output-dir", default=None, help="where the runs go (default: output_dir/name of the config)")
@@ -28,9 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.sweep import STATUS_FAILED, parse_grid, resolve_points, run_sweep
+    from robustft.sweep import STATUS_FAILED, add_seed_axis, parse_grid, resolve_points, run_sweep
 
-    grid = parse_grid(args.grid)
+    grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     points, _, out = resolve_points(args.config, grid, args.fixed, args.output_dir)
     print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
 
