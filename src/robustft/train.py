@@ -18,7 +18,7 @@ import math
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,9 @@ class Trainer:
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
+        # Called after each evaluation's records and checkpoint are written: (step, epoch, {record key: value}).
+        # robustft.tune reports the tuned metric to Ray Tune from here, so ASHA can stop a bad trial early.
+        self.on_evaluation: Callable[[int, float, dict[str, Any]], None] | None = None
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         optim = self.cfg.optim
@@ -276,6 +279,8 @@ class Trainer:
         loggers.records(records)
         self._checkpoint(step, values.get(self.cfg.checkpoint.best_metric), started)
         self.strategy.train_mode(self.model)
+        if self.on_evaluation is not None:
+            self.on_evaluation(step, epoch, values)
 
     def _write(self, records: list[dict]) -> None:
         try:

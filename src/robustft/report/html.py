@@ -24,6 +24,7 @@ import pandas as pd
 from robustft import records
 from robustft.analysis import frontier_table, ood_correlation, tradeoff_points
 from robustft.report import figures
+from robustft.report.seed_tables import seed_sections
 from robustft.units import format_eps
 
 
@@ -213,6 +214,8 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
                               "r": "&ndash;" if pd.isna(r["pearson_r"]) else f"{r['pearson_r']:.3f}",
                               "n": str(int(r["n_points"]))} for _, r in corr.iterrows()],
                             {"split": "OOD split", "r": "Pearson r with clean", "n": "points"}))
+
+    parts.extend(seed_sections(runs, metrics, out, _figure_html))  # spreads over seeds, paper B's tables
 
     parts.append("<h2>Runs through training</h2>")
     for i, run in enumerate(runs):
