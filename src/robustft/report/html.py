@@ -27,6 +27,8 @@ from robustft.report import figures
 from robustft.report.seed_tables import seed_sections
 from robustft.units import format_eps
 
+MAX_TRAJECTORIES = 24  # per-run trajectory figures drawn; the page stays readable and its time bounded
+
 
 @dataclass
 class RunRecord:
@@ -218,9 +220,13 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
     parts.extend(seed_sections(runs, metrics, out, _figure_html))  # spreads over seeds, paper B's tables
 
     parts.append("<h2>Runs through training</h2>")
+    if len(runs) > MAX_TRAJECTORIES:  # a figure per run made a 1,000-run report take an hour and weigh 100 MB
+        parts.append(f'<p class="muted">The first {MAX_TRAJECTORIES} of {len(runs)} runs; '
+                     "<code>robustft report RUN_DIR</code> draws any other.</p>")
     for i, run in enumerate(runs):
-        parts.append(_figure_html(figures.trajectory_figure(run.metrics, run.name), f"trajectory_{i}", out,
-                                  f"{run.name}: accuracy, training eps and loss through training"))
+        if i < MAX_TRAJECTORIES:
+            parts.append(_figure_html(figures.trajectory_figure(run.metrics, run.name), f"trajectory_{i}", out,
+                                      f"{run.name}: accuracy, training eps and loss through training"))
         if run.summary:
             parts.append(f"<details><summary>{html.escape(run.name)}: summary.json</summary><pre>"
                          f"{html.escape(json.dumps(run.summary, indent=2, default=str))}</pre></details>")
