@@ -93,3 +93,14 @@ def test_schedule_curves_give_alpha_and_validation_accuracy():
     accuracy, alpha = schedule_curves(run.metrics, EPS)
     assert alpha["alpha"].tolist()[:5] == [0.0, 0.0, 1 / 3, 2 / 3, 1.0]
     assert accuracy["epoch"].tolist() == list(range(7))
+
+
+def test_report_draws_a_bounded_number_of_trajectories(tmp_path, monkeypatch):
+    from robustft.report import html as report_html
+
+    monkeypatch.setattr(report_html, "MAX_TRAJECTORIES", 1)
+    monkeypatch.setattr(report_html, "seed_sections", lambda *args: [])
+    runs = [synthetic_run("full", "constant", seed) for seed in range(2)]
+    page = build_report(runs, tmp_path).read_text()
+    assert (tmp_path / "trajectory_0.png").is_file() and not (tmp_path / "trajectory_1.png").exists()
+    assert "The first 1 of 2 runs" in page

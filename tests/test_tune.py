@@ -122,3 +122,16 @@ def test_asha_finds_a_better_lr_stops_early_and_resumes(tmp_path, ray_instance):
 
     trained = train(result.best_yaml, [f"output_dir={tmp_path / 'final'}", "train.steps=4"], quiet=True)
     assert (trained.path / "summary.json").is_file()
+
+
+def test_trainer_calls_on_evaluation_after_every_evaluation(tmp_path):
+    from robustft.train import build_trainer
+
+    trainer = build_trainer(write_config(tmp_path), ["train.steps=8"], quiet=True)
+    seen = []
+    trainer.on_evaluation = lambda step, epoch, values: seen.append((step, values["val/clean/accuracy"]))
+    trainer.execute()
+    assert [step for step, _ in seen] == [0, 4, 8]
+    assert all(0.0 <= value <= 1.0 for _, value in seen)
+    # called after the checkpoint: what ASHA saw can be resumed from
+    assert (trainer.run.path / "checkpoints" / "last.pt").is_file()
