@@ -135,3 +135,37 @@ def test_trainer_calls_on_evaluation_after_every_evaluation(tmp_path):
     assert all(0.0 <= value <= 1.0 for _, value in seen)
     # called after the checkpoint: what ASHA saw can be resumed from
     assert (trainer.run.path / "checkpoints" / "last.pt").is_file()
+
+
+def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypatch):
+    """What a restored search does with a trial that was cut short: no step trained twice, none lost."""
+    tune = pytest.importorskip("ray.tune")
+    from robustft.runs import RunDir
+    from robustft.tune import _trial
+
+    reported = []
+
+    class StopSearchError(Exception):
+        pass
+
+    def report(metrics):
+        reported.append(metrics["step"])
+        if metrics["step"] == 4 and reported.count(4) == 1:
+            raise StopSearchError  # the search dies after the checkpoint of step 4
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
+    base = load_config(write_config(tmp_path))
+    from robustft.config import to_dict
+
+    kwargs = dict(base=to_dict(base), budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
+                  metric="val/clean/accuracy", threads=1)
+    with pytest.raises(StopSearchError):
+        _trial({"optim.lr": 0.01}, **kwargs)
+    assert reported == [0, 4]
+    _trial({"optim.lr": 0.01}, **kwargs)
+    assert reported == [0, 4, 0, 4, 8]  # steps 0 and 4 re-reported from metrics.jsonl, then 8 trained
+    records = RunDir(tmp_path / "trials" / "t1").read_records()
+    clean = [r["step"] for r in records if (r["split"], r["metric"], r["attack"]) == ("val", "accuracy", "clean")]
+    assert clean == [0, 4, 8]
+    assert load_config(tmp_path / "trials" / "t1" / "config.yaml").optim.lr == pytest.approx(0.01)

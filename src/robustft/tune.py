@@ -186,9 +186,9 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     import torch
     from ray import tune
 
-    from robustft.detection import metric_key
     from robustft.runs import RunDir
     from robustft.train import build_trainer
+    from robustft.training.loggers import record_key  # the trainer's own key for ``values``
 
     torch.set_num_threads(max(1, threads))
     run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
@@ -201,7 +201,7 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     if (run_dir / "summary.json").is_file() or (run_dir / "checkpoints" / "last.pt").is_file():
         # A trial cut short (the search was interrupted): report what it has, then carry on from its checkpoint.
         for step, part in pd.DataFrame(RunDir(run_dir).read_records()).groupby("step", sort=True):
-            values = {metric_key(row): row["value"] for row in part.to_dict("records")}
+            values = {record_key(row): row["value"] for row in part.to_dict("records")}
             report(int(step), float(part["epoch"].iloc[0]), values)
         if (run_dir / "summary.json").is_file():
             return
