@@ -169,3 +169,17 @@ def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypa
     clean = [r["step"] for r in records if (r["split"], r["metric"], r["attack"]) == ("val", "accuracy", "clean")]
     assert clean == [0, 4, 8]
     assert load_config(tmp_path / "trials" / "t1" / "config.yaml").optim.lr == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_assets
+def test_tune_on_the_embedded_default_beats_a_bad_lr(tmp_path, ray_instance):
+    """The embedded default (MobileNetV2 on Fashion-MNIST) with a tiny budget and a deliberately bad lr."""
+    fixed = [f"output_dir={tmp_path}", "device=cpu", "optim.lr=1e-7", "optim.batch_size=32", "optim.warmup=0",
+             "data.limit_train=320", "data.limit_val=64", "data.ood=[]", "eval.splits=[val]", "eval.subset=64",
+             "eval.schedule=every:5", "eval.curve=null", "eval.ood=false", "eval.final=null", "logging.progress=false"]
+    result = run_tune("configs/demo.yaml", parse_search(["optim.lr=loguniform:1e-4:1e-2"]), fixed=fixed,
+                      output_dir=tmp_path / "search", trials=3, steps=10, grace_period=5, reduction_factor=2)
+    start = result.trials[np.isclose(result.trials["optim.lr"], 1e-7)]
+    assert result.best_metric > float(start["metric"].iloc[0])
+    assert load_config(result.best_yaml).optim.lr == pytest.approx(result.best_values["optim.lr"])

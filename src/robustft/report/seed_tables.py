@@ -103,6 +103,11 @@ def band_figure(bands: Sequence[tuple[str, object]]) -> Figure:
     return fig
 
 
+def _adversarial(summaries: pd.DataFrame) -> pd.Series:
+    """Runs trained with a perturbation (an objective other than standard fine-tuning)."""
+    return summaries["objective"].notna() & (summaries["objective"].astype(str) != "standard")
+
+
 def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure_html: FigureHtml) -> list[str]:
     """HTML parts: spreads over seeds with attainment bands, and paper B's schedule table, t-tests and figure.
 
@@ -117,8 +122,7 @@ def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, fig
     parts: list[str] = []
     if summaries.groupby("group").size().max() >= 2:
         parts += _spread_section(summaries, points, out, figure_html)
-    adversarial = summaries[summaries["objective"].astype(str) != "standard"]
-    if len(adversarial):
+    if _adversarial(summaries).any():
         parts += _schedule_section(runs, summaries, out, figure_html)
     return parts
 
@@ -178,7 +182,7 @@ def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Pat
             {"pair": "schedules", "metric": "metric", "n": "pairs", "diff": "mean difference", "t": "t",
              "p": "p (two-sided)"}))
     by_name = {run.name: run for run in runs}
-    adversarial = summaries[summaries["objective"].astype(str) != "standard"]
+    adversarial = summaries[_adversarial(summaries)]
     panels = []
     for group, part in adversarial.groupby("group", sort=True):
         panels.append((str(group), [(by_name[r["run"]].metrics, float(r["eps_g"]),
