@@ -104,3 +104,17 @@ def test_report_draws_a_bounded_number_of_trajectories(tmp_path, monkeypatch):
     page = build_report(runs, tmp_path).read_text()
     assert (tmp_path / "trajectory_0.png").is_file() and not (tmp_path / "trajectory_1.png").exists()
     assert "The first 1 of 2 runs" in page
+
+
+def test_figures_leave_out_a_legend_of_hundreds_of_runs():
+    from robustft.report import figures
+
+    def curves(n):
+        return pd.DataFrame([{"run": f"r{i}", "eps": e, "value": 0.5 - e, "e_adv": 0.3} for i in range(n)
+                             for e in (0.0, EPS)])
+
+    few, many = figures.robust_curve_figure(curves(3)), figures.robust_curve_figure(curves(figures.MAX_LEGEND + 1))
+    assert few.axes[0].get_legend() is not None
+    assert many.axes[0].get_legend() is None
+    assert any("legend left out" in t.get_text() for t in many.axes[0].texts)
+    plt.close("all")

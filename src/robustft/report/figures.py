@@ -22,6 +22,20 @@ from robustft.units import format_eps  # noqa: E402
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#d62728"}
 
 
+MAX_LEGEND = 24  # entries; beyond this a legend is unreadable and placing it (loc="best") grows with entries x data
+
+
+def _legend(ax) -> None:
+    """A legend when it can be read; with hundreds of runs, a note instead (the report's tables name them)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) <= MAX_LEGEND:
+        if handles:
+            ax.legend(fontsize=7)
+    else:
+        ax.text(0.99, 0.99, f"{len(handles)} lines: legend left out", transform=ax.transAxes, ha="right",
+                va="top", fontsize=7, color="#666666")
+
+
 def _step_axis(ax, steps: pd.Series) -> None:
     # Paper A evaluates on a log-like schedule starting at step 0: on long runs symlog shows both the start and
     # the tail; short runs read better on a linear axis.
@@ -114,7 +128,7 @@ def tradeoff_figure(points: pd.DataFrame, group_by: str = "run", title: str = ""
     ax.set_xlim(0, 1)
     ax.set_ylim(0, max(0.05, float(points["robust"].max()) * 1.15) if len(points) else 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.set_title(title or "accuracy / robustness trade-off (Pareto frontiers)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -137,7 +151,7 @@ def robust_curve_figure(curves: pd.DataFrame) -> Figure:
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.set_title("robust accuracy curve (final model)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -154,7 +168,7 @@ def ood_figure(metrics: pd.DataFrame, reference_split: str = "test") -> Figure:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.set_title("OOD accuracy tracks clean accuracy?", fontsize=10)
     fig.tight_layout()
     return fig
