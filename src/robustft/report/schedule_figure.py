@@ -64,8 +64,9 @@ def schedule_figure(panels: Sequence[tuple[str, Sequence[tuple[pd.DataFrame, flo
         for (metrics, eps_g, onset), shade in zip(runs, shades, strict=True):
             accuracy, alpha = schedule_curves(metrics, eps_g)
             ax.plot(accuracy["epoch"], accuracy["value"], "-o", ms=2.5, lw=1.3, color=ACCURACY_COLOUR, alpha=shade)
-            # eps is constant within an epoch: a step drawing shows where it changes
-            ax_alpha.step(alpha["epoch"], alpha["alpha"], where="post", ls="--", lw=1.1, color=ALPHA_COLOUR,
+            # The eps record at an evaluation is the eps of the updates just before it, so at epoch k it held over
+            # (k-1, k]: drawn as a step ending at its record ("pre").
+            ax_alpha.step(alpha["epoch"], alpha["alpha"], where="pre", ls="--", lw=1.1, color=ALPHA_COLOUR,
                           alpha=shade)
             if onset is not None and not math.isnan(onset):
                 ax.axvline(onset, ls=":", lw=1, color="#333333", alpha=shade)
