@@ -120,7 +120,14 @@ def group_runs(runs: Sequence[RunLike]) -> pd.DataFrame:
     flats = [flatten_config(run.config or {}) for run in runs]
     keys = [{k: v for k, v in flat.items() if _defining(k)} for flat in flats]
     identities = [json.dumps(k, sort_keys=True, default=str) for k in keys]
-    varying = sorted({k for key in keys for k in key if len({json.dumps(x.get(k), default=str) for x in keys}) > 1})
+    values: dict[str, set[str]] = {}
+    for key in keys:  # one pass: a key varies when its values differ across runs (absent counts as a value)
+        for k in key:
+            values.setdefault(k, set())
+    for key in keys:
+        for k, seen in values.items():
+            seen.add(json.dumps(key.get(k), default=str))
+    varying = sorted(k for k, seen in values.items() if len(seen) > 1)
     rows = []
     for run, flat, key, identity in zip(runs, flats, keys, identities, strict=True):
         if len(set(identities)) > 1:
