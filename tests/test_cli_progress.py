@@ -64,7 +64,8 @@ def test_train_to_a_log_file_writes_readable_lines(tmp_path, monkeypatch, capsys
     config = {"name": "log", "output_dir": str(tmp_path / "runs"), "device": "cpu",
               "model": {"name": "tiny-cnn", "pretrained": False, "image_size": 16},
               "optim": {"batch_size": 16}, "train": {"steps": 4, "epochs": None},
-              "eval": {"schedule": "every:2", "subset": 8, "attack": {"name": "pgd", "steps": 1, "step_size": "1eps"}, "eps": ["1/255"],
+              "eval": {"schedule": "every:2", "subset": 8, "attack": {"name": "pgd", "steps": 1, "step_size": "1eps"},
+                       "eps": ["1/255"],
                        "final": {"attack": "fgsm"}},
               "logging": {"progress": True}}
     path = Path(tmp_path / "c.yaml")

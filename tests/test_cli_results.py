@@ -19,7 +19,8 @@ def run_config(tmp_path, monkeypatch) -> Path:
     config = {"name": "table", "output_dir": str(tmp_path / "runs"), "device": "cpu",
               "model": {"name": "tiny-cnn", "pretrained": False, "image_size": 16},
               "optim": {"batch_size": 16}, "train": {"steps": 2, "epochs": None},
-              "eval": {"schedule": "every:2", "subset": 8, "attack": {"name": "pgd", "steps": 1, "step_size": "1eps"}, "eps": ["1/255"],
+              "eval": {"schedule": "every:2", "subset": 8, "attack": {"name": "pgd", "steps": 1, "step_size": "1eps"},
+                       "eps": ["1/255"],
                        "final": None},
               # an old-style key (before metric names read @1/255) still selects the metric
               "checkpoint": {"best_metric": "val/pgd/accuracy@0.003922"}}

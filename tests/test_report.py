@@ -71,7 +71,7 @@ def test_report_writes_page_and_figures(tmp_path):
     for name in ["tradeoff", "robust_curve", "ood", "trajectory_0", "trajectory_1"]:
         assert (tmp_path / "report" / f"{name}.png").stat().st_size > 1000
         assert (tmp_path / "report" / f"{name}.pdf").exists()
-    assert text.count("data:image/png;base64,") == 5
+    assert text.count("data:image/png;base64,") == 6  # + the eps-schedule figure of the adversarial runs
     assert "90.0" in text  # final clean test accuracy in percent
     assert "1.23%" in text  # trainable share from the summary
     assert "input gradients are zero" in text  # fired check surfaces with its explanation

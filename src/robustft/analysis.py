@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from robustft import records
+from robustft.seed_stats import attainment_band, paired_ttest, run_summaries, schedule_table, seed_table  # noqa: F401
 from robustft.units import format_eps
 
 

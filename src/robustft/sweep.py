@@ -113,6 +113,25 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
+def add_seed_axis(grid: dict[str, list[str]], seeds: int | None) -> dict[str, list[str]]:
+    """``--seeds N``: the grid with a last ``seed`` axis 0..N-1 (None: the grid unchanged).
+
+    Last, so a point's seeds sit next to each other and the run names read ``...-seed-0``, ``...-seed-1``;
+    analysis groups runs by everything but the seed (``robustft.seed_stats``).
+
+    Raises:
+        ConfigError: N < 1, or a ``seed`` axis given with ``--grid`` as well.
+    """
+    if seeds is None:
+        return dict(grid)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds!r}; e.g. --seeds 3.")
+    if "seed" in grid:
+        raise ConfigError("both --seeds and --grid seed=... are given; keep one (--grid seed=3,7,11 for chosen "
+                          "seeds, --seeds N for 0..N-1).")
+    return {**grid, "seed": [str(i) for i in range(seeds)]}
+
+
 def _slug(key: str, value: str) -> str:
     key = key.removesuffix(".name")
     text = f"{key}-{value}"

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,9 @@ class Trainer:
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
         self.config_changes: list[tuple[str, Any, Any]] = []  # a resume's overrides, recorded when it starts
+        # Called after each evaluation's records and checkpoint are written: (step, epoch, {record key: value}).
+        # robustft.tune reports the tuned metric to Ray Tune from here, so ASHA can stop a bad trial early.
+        self.on_evaluation: Callable[[int, float, dict[str, Any]], None] | None = None
 
     def _check_auto_sees_every_epoch_end(self) -> None:
         """``auto`` reads the validation accuracy of every epoch end; an evaluation schedule that skips one leaves
@@ -344,6 +347,8 @@ class Trainer:
         loggers.records(records)
         self._checkpoint(step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
         self.strategy.train_mode(self.model)
+        if self.on_evaluation is not None:
+            self.on_evaluation(step, epoch, values)
 
     def _write(self, records: list[dict]) -> None:
         try:

@@ -19,8 +19,8 @@ from robustft.errors import RobustftError
 SIGNED_VALUE_OPTIONS = frozenset({"--eps", "--curve", "--step-size"})
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "export_cmd", "report_cmd", "sweep_cmd", "query_cmd",
-                   "demo_cmd")
+COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "export_cmd", "report_cmd", "sweep_cmd", "tune_cmd",
+                   "query_cmd", "demo_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a dotted key and its values, e.g. strategy.name=full,lora (repeatable)")
     add_override_options(parser)  # key=value / --set KEY=VALUE: applied to every run
     add_output_dir_option(parser, "default: the config's output_dir/name")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="run every grid point with seeds 0..N-1 (a last `seed` axis; analysis groups by the rest)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--jobs", type=int, default=1, help="local executor: runs at a time")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
@@ -41,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
-    from robustft.sweep import STATUS_FAILED, STATUS_RUNNING, parse_grid, resolve_points, run_sweep
+    from robustft.sweep import STATUS_FAILED, STATUS_RUNNING, add_seed_axis, parse_grid, resolve_points, run_sweep
 
-    grid = parse_grid(args.grid)
+    grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     fixed = [*args.overrides, *args.set_overrides]
     resolved = resolve_points(args.config, grid, fixed, args.output_dir)
     points, _, out = resolved

@@ -24,6 +24,20 @@ from robustft.units import format_eps  # noqa: E402
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#d62728"}
 
 
+MAX_LEGEND = 24  # entries; beyond this a legend is unreadable and placing it (loc="best") grows with entries x data
+
+
+def _legend(ax) -> None:
+    """A legend when it can be read; with hundreds of runs, a note instead (the report's tables name them)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if len(handles) <= MAX_LEGEND:
+        if handles:
+            ax.legend(fontsize=7)
+    else:
+        ax.text(0.99, 0.99, f"{len(handles)} lines: legend left out", transform=ax.transAxes, ha="right",
+                va="top", fontsize=7, color="#666666")
+
+
 def _step_axis(ax, steps: pd.Series) -> None:
     # Paper A evaluates on a log-like schedule starting at step 0: on long runs symlog shows both the start and
     # the tail; short runs read better on a linear axis.
@@ -116,7 +130,7 @@ def tradeoff_figure(points: pd.DataFrame, group_by: str = "run", title: str = ""
     ax.set_xlim(0, 1)
     ax.set_ylim(0, max(0.05, float(points["robust"].max()) * 1.15) if len(points) else 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     # Wrapped: a title naming the dataset and the attack with its settings is wider than the axes.
     ax.set_title(textwrap.fill(title or "accuracy / robustness trade-off (Pareto frontiers)", 60), fontsize=10)
     fig.tight_layout()
@@ -140,7 +154,7 @@ def robust_curve_figure(curves: pd.DataFrame) -> Figure:
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.set_title("robust accuracy curve (final model)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -157,7 +171,7 @@ def ood_figure(metrics: pd.DataFrame, reference_split: str = "test") -> Figure:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax)
     ax.set_title("OOD accuracy tracks clean accuracy?", fontsize=10)
     fig.tight_layout()
     return fig

@@ -25,7 +25,10 @@ import pandas as pd
 from robustft import records
 from robustft.analysis import compare_runs, ood_correlation
 from robustft.report import figures
+from robustft.report.seed_tables import seed_sections
 from robustft.units import format_eps
+
+MAX_TRAJECTORIES = 12  # per-run trajectory figures drawn; the page stays readable and its time bounded
 
 
 @dataclass
@@ -84,10 +87,10 @@ def _cell(value: float | None, low: float | None = None, high: float | None = No
 
 def _figure_html(fig, name: str, out_dir: Path, caption: str) -> str:
     """Saves ``fig`` as PNG and PDF in ``out_dir`` and returns an <figure> with the PNG embedded."""
-    fig.savefig(out_dir / f"{name}.png", dpi=130)
-    fig.savefig(out_dir / f"{name}.pdf")
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=130)  # rendered once: the file and the page share it (rendering dominates)
+    (out_dir / f"{name}.png").write_bytes(buffer.getvalue())
+    fig.savefig(out_dir / f"{name}.pdf")
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
@@ -201,10 +204,16 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
                               "n": str(int(r["n_points"]))} for _, r in corr.iterrows()],
                             {"split": "OOD split", "r": "Pearson r with clean", "n": "points"}))
 
+    parts.extend(seed_sections(runs, metrics, out, _figure_html))  # spreads over seeds, paper B's tables
+
     parts.append("<h2>Runs through training</h2>")
+    if len(runs) > MAX_TRAJECTORIES:  # a figure per run made a 1,000-run report take an hour and weigh 100 MB
+        parts.append(f'<p class="muted">The first {MAX_TRAJECTORIES} of {len(runs)} runs; '
+                     "<code>robustft report RUN_DIR</code> draws any other.</p>")
     for i, run in enumerate(runs):
-        parts.append(_figure_html(figures.trajectory_figure(run.metrics, run.name), f"trajectory_{i}", out,
-                                  f"{run.name}: accuracy, training eps and loss through training"))
+        if i < MAX_TRAJECTORIES:
+            parts.append(_figure_html(figures.trajectory_figure(run.metrics, run.name), f"trajectory_{i}", out,
+                                      f"{run.name}: accuracy, training eps and loss through training"))
         if run.summary:
             parts.append(f"<details><summary>{html.escape(run.name)}: summary.json</summary><pre>"
                          f"{html.escape(json.dumps(run.summary, indent=2, default=str))}</pre></details>")

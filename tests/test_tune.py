@@ -1,0 +1,185 @@
+"""``robustft tune``: search spaces checked before Ray starts; ASHA on Ray Tune finds a better lr and stops trials
+early; a re-run resumes; best.yaml trains. One Ray instance for the module (2 CPUs)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import robustft
+from robustft.config import load_config
+from robustft.errors import ConfigError, RobustftError
+from robustft.tune import Distribution, check_search, parse_distribution, parse_search, run_tune
+
+TINY = """
+name: tiny
+output_dir: {out}
+seed: 0
+device: cpu
+model: {{name: tiny-cnn, pretrained: false, image_size: 16}}
+data: {{name: digits, image_size: 16, limit_train: 256, limit_val: 64, limit_test: 32}}
+strategy: {{name: full}}
+objective: {{name: standard}}
+eps: {{schedule: zero}}
+optim: {{batch_size: 32, lr: 1.0e-6, warmup: 0}}
+train: {{steps: 24}}
+eval: {{schedule: "every:4", subset: 64, batch_size: 64, splits: [val], eps: [1/255], final: null, ood: false}}
+logging: {{progress: false}}
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(out=tmp_path / "runs"))
+    return path
+
+
+def test_distributions_parse():
+    assert parse_distribution("loguniform:1e-5:1e-1") == Distribution("loguniform", 1e-5, 1e-1)
+    assert parse_distribution("uniform:0:4/255") == Distribution("uniform", 0.0, 4 / 255)
+    assert parse_distribution("choice:full,lora,[a,b]").choices == ("full", "lora", "[a,b]")
+    assert list(parse_search([])) == ["optim.lr", "optim.weight_decay"]  # paper B's default space
+    assert parse_search([])["optim.lr"] == Distribution("loguniform", 1e-5, 1e-1)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("normal:0:1", "unknown distribution"), ("loguniform:0:1", "positive"), ("uniform:1:0", "lower bound"),
+    ("uniform:1", "two bounds"), ("uniform:a:1", "not a number"), ("choice:", "needs values"),
+])
+def test_bad_distributions_are_clear_errors(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_distribution(text)
+
+
+def test_bad_search_items():
+    for items, message in ((["optim.lr"], "KEY=DIST"), (["optim.lr=uniform:0:1", "optim.lr=uniform:0:2"], "twice")):
+        with pytest.raises(ConfigError, match=message):
+            parse_search(items)
+
+
+def test_search_values_are_validated_against_the_config(tmp_path):
+    config = write_config(tmp_path)
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        check_search(config, parse_search(["optim.lrr=loguniform:1e-4:1e-1"]), [], "val/clean/accuracy")
+    with pytest.raises(ConfigError, match="optim.weight_decay"):
+        check_search(config, parse_search(["optim.weight_decay=uniform:-1:1"]), [], "val/clean/accuracy")
+    with pytest.raises(ConfigError, match="--metric"):
+        check_search(config, parse_search([]), [], "test/clean/accuracy")  # test is not evaluated
+
+
+def test_cli_refuses_a_bad_space_before_ray_starts(tmp_path, capsys):
+    from robustft.cli import main
+
+    config = write_config(tmp_path)
+    assert main(["tune", str(config), "--search", "optim.lr=loguniform:-1:1"]) == 2
+    assert "positive" in capsys.readouterr().err
+    assert main(["tune", str(config), "--search", "optim.lr=uniform:0:1", "--grace-period", "99"]) == 2
+    assert not (tmp_path / "runs" / "tiny-tune").exists()  # nothing written, no Ray started
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray", reason="Ray Tune is in the dev extra: pip install 'robustft[ray]'")
+    pytest.importorskip("ray.tune")
+    # Workers import robustft from this tree and keep the working directory (absolute paths everywhere).
+    source = str(Path(robustft.__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_asha_finds_a_better_lr_stops_early_and_resumes(tmp_path, ray_instance):
+    config = write_config(tmp_path)
+    out = tmp_path / "search"
+    search = parse_search(["optim.lr=loguniform:1e-4:3e-1"])
+    result = run_tune(config, search, output_dir=out, trials=6, grace_period=4, reduction_factor=2, seed=0)
+    trials = result.trials
+    assert len(trials) == 6
+    start = trials[np.isclose(trials["optim.lr"], 1e-6)]  # the config's own (bad) value is the first trial
+    assert len(start) == 1
+    assert result.best_values["optim.lr"] != pytest.approx(1e-6)
+    assert result.best_metric > float(start["metric"].iloc[0]) + 0.1
+    # ASHA stopped some trials before their budget: fewer steps than 6 trials x 24 steps.
+    assert result.steps_full == 6 * 24
+    assert (~trials["completed"]).any() and result.steps_run < result.steps_full
+    # best.yaml is the base config with the best lr, ready for `robustft train`; the trial budget is not in it.
+    best = load_config(result.best_yaml)
+    assert best.optim.lr == pytest.approx(result.best_values["optim.lr"]) and best.name == "tiny-tuned"
+
+    # A re-run restores the search instead of starting over: no trial trains again.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/metrics.jsonl")}
+    again = run_tune(config, search, output_dir=out, trials=6, grace_period=4, reduction_factor=2, seed=0)
+    assert again.best_values == result.best_values and len(again.trials) == 6
+    assert {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/metrics.jsonl")} == stamps
+    with pytest.raises(RobustftError, match="other settings"):
+        run_tune(config, search, output_dir=out, trials=7, grace_period=4, reduction_factor=2, seed=0)
+
+    from robustft.train import train
+
+    trained = train(result.best_yaml, [f"output_dir={tmp_path / 'final'}", "train.steps=4"], quiet=True)
+    assert (trained.path / "summary.json").is_file()
+
+
+def test_trainer_calls_on_evaluation_after_every_evaluation(tmp_path):
+    from robustft.train import build_trainer
+
+    trainer = build_trainer(write_config(tmp_path), ["train.steps=8"], quiet=True)
+    seen = []
+    trainer.on_evaluation = lambda step, epoch, values: seen.append((step, values["val/clean/accuracy"]))
+    trainer.execute()
+    assert [step for step, _ in seen] == [0, 4, 8]
+    assert all(0.0 <= value <= 1.0 for _, value in seen)
+    # called after the checkpoint: what ASHA saw can be resumed from
+    assert (trainer.run.path / "checkpoints" / "last.pt").is_file()
+
+
+def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypatch):
+    """What a restored search does with a trial that was cut short: no step trained twice, none lost."""
+    tune = pytest.importorskip("ray.tune")
+    from robustft.runs import RunDir
+    from robustft.tune import _trial
+
+    reported = []
+
+    class StopSearchError(Exception):
+        pass
+
+    def report(metrics):
+        reported.append(metrics["step"])
+        if metrics["step"] == 4 and reported.count(4) == 1:
+            raise StopSearchError  # the search dies after the checkpoint of step 4
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
+    base = load_config(write_config(tmp_path))
+    from robustft.config import to_dict
+
+    kwargs = dict(base=to_dict(base), budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
+                  metric="val/clean/accuracy", threads=1)
+    with pytest.raises(StopSearchError):
+        _trial({"optim.lr": 0.01}, **kwargs)
+    assert reported == [0, 4]
+    _trial({"optim.lr": 0.01}, **kwargs)
+    assert reported == [0, 4, 0, 4, 8]  # steps 0 and 4 re-reported from metrics.jsonl, then 8 trained
+    records = RunDir(tmp_path / "trials" / "t1").read_records()
+    clean = [r["step"] for r in records if (r["split"], r["metric"], r["attack"]) == ("val", "accuracy", "clean")]
+    assert clean == [0, 4, 8]
+    assert load_config(tmp_path / "trials" / "t1" / "config.yaml").optim.lr == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.needs_assets
+def test_tune_on_the_embedded_default_beats_a_bad_lr(tmp_path, ray_instance):
+    """The embedded default (MobileNetV2 on Fashion-MNIST) with a tiny budget and a deliberately bad lr."""
+    fixed = [f"output_dir={tmp_path}", "device=cpu", "optim.lr=1e-7", "optim.batch_size=32", "optim.warmup=0",
+             "data.limit_train=320", "data.limit_val=64", "data.ood=[]", "eval.splits=[val]", "eval.subset=64",
+             "eval.schedule=every:5", "eval.curve=null", "eval.ood=false", "eval.final=null", "logging.progress=false"]
+    result = run_tune("configs/demo.yaml", parse_search(["optim.lr=loguniform:1e-4:1e-2"]), fixed=fixed,
+                      output_dir=tmp_path / "search", trials=3, steps=10, grace_period=5, reduction_factor=2)
+    start = result.trials[np.isclose(result.trials["optim.lr"], 1e-7)]
+    assert result.best_metric > float(start["metric"].iloc[0])
+    assert load_config(result.best_yaml).optim.lr == pytest.approx(result.best_values["optim.lr"])
