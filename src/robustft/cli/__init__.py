@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from robustft.errors import RobustftError
 
 # Sub-command modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "report_cmd", "sweep_cmd", "query_cmd", "demo_cmd")
+COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "report_cmd", "sweep_cmd", "query_cmd", "demo_cmd",
+                   "reproduce_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ import pandas as pd
 from robustft import records
 from robustft.analysis import frontier_table, ood_correlation, tradeoff_points
 from robustft.report import figures
+from robustft.report.findings_html import findings_section
 from robustft.units import format_eps
 
 
@@ -174,7 +175,8 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     labels = {r.name: (r.labels or describe(r.config)) for r in runs}
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="muted">{len(runs)} run(s). Accuracies in %, with 95% Wilson intervals in brackets.</p>']
+             f'<p class="muted">{len(runs)} run(s). Accuracies in %, with 95% Wilson intervals in brackets.</p>',
+             findings_section(runs)]  # first: what the runs say about the papers' claims
 
     parts.append("<h2>Overview</h2>")
     parts.append(_table(overview_rows(runs), {
