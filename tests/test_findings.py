@@ -239,3 +239,9 @@ def test_from_seeds_uses_student_t():
     e = evidence.from_seeds([0.5, 0.6])
     assert e.value == pytest.approx(0.55)
     assert e.high - e.value == pytest.approx(12.706 * (0.1 / math.sqrt(2)) / math.sqrt(2))
+
+
+def test_findings_is_part_of_the_analysis_api():
+    import robustft.analysis
+
+    assert robustft.analysis.findings is findings and robustft.analysis.Finding is Finding

@@ -38,10 +38,10 @@ REFERENCE_OVERRIDES = ("objective.name=standard", "eps.schedule=zero")
 # whole study runs in about a minute on 2 CPU cores (CI runs it). Its numbers are too noisy to decide most
 # findings; they exist so that every row, every finding and the report are exercised end to end.
 QUICK_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "A": ("data.limit_train=640", "data.limit_test=200", "train.steps=40", "eval.schedule=every:10",
+    "A": ("data.limit_train=640", "data.limit_test=200", "train.steps=30", "eval.schedule=every:15",
           "eval.subset=64"),
-    "B": ("data.limit_train=320", "data.limit_val=64", "data.limit_test=100", "train.epochs=2", "eval.subset=48",
-          "eval.curve=8/255", "eval.eps=[8/255]", "eps.value=8/255"),
+    "B": ("data.limit_train=256", "data.limit_val=64", "data.limit_test=100", "train.epochs=2", "eval.subset=48",
+          "eval.schedule=every:4", "eval.curve=8/255", "eps.value=8/255"),
 }
 
 

@@ -6,6 +6,7 @@ Not a sub-command: the two commands' modules call :func:`execute`.
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,10 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
             results = run_study(study, out, fixed=fixed, executor=executor, jobs=jobs, ray_address=ray_address,
                                 progress=progress.update)
     wall = time.monotonic() - started
+    # CPU time of the runs (subprocesses): on a shared machine wall time says little, CPU seconds / cores
+    # estimates the wall time the same study takes on an idle one.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime
     failed = [r for r in results if r.status == STATUS_FAILED]
     for result in failed:
         print(f"robustft: run {result.name} failed: {result.error} (log: {out / 'logs' / (result.name + '.log')})",
@@ -57,13 +62,13 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
         run.labels = {**describe(run.config), "label": arm.label if arm else run.name,
                       "paper": arm.paper if arm else ""}
     found = findings(runs)
-    _write_findings(out / "findings.json", study, found, wall, jobs, executor)
+    _write_findings(out / "findings.json", study, found, wall, cpu, jobs, executor)
     page = build_report(runs, out / "report", title=title, group_by="strategy")
     strategies = strategy_rows([r for r in runs if r.labels["paper"] == "A"])
     schedules = schedule_rows([r for r in runs if r.labels["paper"] == "B"])
     print(format_summary(strategies, schedules, found))
-    print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} "
-          f"({jobs} at a time); findings: {out / 'findings.json'}")
+    print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} ({jobs} at a time, "
+          f"{cpu / 60:.1f} CPU-minutes); findings: {out / 'findings.json'}")
     print(f"report: {page}")
     return 1 if failed else 0
 
@@ -72,9 +77,11 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
 
 
-def _write_findings(path: Path, study: Study, found: list[Any], wall: float, jobs: int, executor: str) -> None:
+def _write_findings(path: Path, study: Study, found: list[Any], wall: float, cpu: float, jobs: int,
+                    executor: str) -> None:
     from robustft.runs import atomic_write_text
 
-    payload = {"study": study.name, "wall_seconds": round(wall, 1), "jobs": jobs, "executor": executor,
+    payload = {"study": study.name, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "jobs": jobs,
+               "executor": executor,
                "findings": [f.as_dict() for f in found]}
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
