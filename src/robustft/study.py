@@ -147,8 +147,8 @@ def default_jobs(runs: int) -> int:
 
 
 def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: str = "local",
-              jobs: int | None = None, ray_address: str | None = None,
-              progress: Callable[[str, Any], None] | None = None) -> list[Any]:
+              jobs: int | None = None, ray_address: str | None = None, cpus_per_run: float = 1,
+              gpus_per_run: float = 0, progress: Callable[[str, Any], None] | None = None) -> list[Any]:
     """Runs every arm (resumable: finished runs are skipped) and returns the sweep's ``PointResult`` per arm.
 
     Args:
@@ -158,6 +158,7 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
         executor: ``local`` or ``ray``.
         jobs: local runs at a time (default :func:`default_jobs`), CPU threads divided between them.
         ray_address: Ray cluster address (None: start or join a local instance).
+        cpus_per_run, gpus_per_run: Ray resources per run.
         progress: called as ``progress("start", point)`` and ``progress("done", result)``.
     """
     from robustft.study_progress import relative_cost
@@ -169,7 +170,7 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
     # then finish close together instead of one slow run starting last and running alone.
     order = sorted(range(len(points)), key=lambda i: -relative_cost(configs[i]))
     results = run_points([points[i] for i in order], [configs[i] for i in order], out, executor=executor,
-                         jobs=jobs, ray_address=ray_address,
+                         jobs=jobs, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                          on_start=(lambda p: progress("start", p)) if progress else None,
                          on_result=(lambda r: progress("done", r)) if progress else None,
                          manifest={"study": study.name, "fixed": list(fixed),

@@ -5,7 +5,7 @@ run's ``metrics.jsonl`` (records are appended at every evaluation) against the r
 weights each run by its expected cost (steps x the attack steps of adversarial training, whose step costs about
 ``1 + 0.25 x attack steps`` standard steps: README, Benchmarks), so that a slow adversarial run left for last does
 not make the estimate jump. On a terminal the line is redrawn in place every second; otherwise one line is
-printed per started and finished run.
+printed per started and finished run, and the progress line every 30 seconds.
 """
 
 from __future__ import annotations
@@ -80,15 +80,15 @@ class StudyProgress:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StudyProgress:
-        if self.live:
-            self._thread = threading.Thread(target=self._tick, daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self.live:
             self.stream.write("\r\033[K")
             self.stream.flush()
 
@@ -128,8 +128,8 @@ class StudyProgress:
         self.stream.flush()
 
     def _tick(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(1.0 if self.live else 30.0):
             with self._lock:
                 text = self.line()
-            self.stream.write("\r\033[K" + text[:160])
+            self.stream.write("\r\033[K" + text[:160] if self.live else f"robustft: {text}\n")
             self.stream.flush()

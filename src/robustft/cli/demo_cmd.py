@@ -47,5 +47,10 @@ def run(args: argparse.Namespace) -> int:
     # A fresh study directory each time, so `make demo` can be run again without deleting anything.
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.output_dir) / f"{study.name}-{stamp}"
-    return execute(study, out, fixed=list(args.fixed), executor="local", jobs=args.jobs, ray_address=None,
-                   quiet=args.quiet, title=f"robustft demo: {out.name}")
+    status = execute(study, out, fixed=list(args.fixed), executor="local", jobs=args.jobs, ray_address=None,
+                     quiet=args.quiet, title=f"robustft demo: {out.name}")
+    if (out / "a-full" / "summary.json").is_file():
+        print(f"Each run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate a model with a "
+              f"stronger attack and a robust curve:\n  robustft eval --checkpoint {out / 'a-full'} --data "
+              "fashion-mnist --image-size 32 --limit 1000 --attack apgd-ce --steps 10 --eps 1/255 --curve 0:4/255")
+    return status

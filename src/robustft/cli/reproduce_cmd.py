@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="local executor: runs at a time (default: one per CPU core)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
+    parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs reserved per run (full scale: 1)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
                         help="an override applied to every run, e.g. --set train.epochs=1 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -38,4 +40,5 @@ def run(args: argparse.Namespace) -> int:
     study = paper_study(args.paper, args.scale)
     out = Path(args.output_dir) if args.output_dir else Path("runs") / f"reproduce-{study.name}"
     return execute(study, out, fixed=list(args.fixed), executor=args.executor, jobs=args.jobs,
-                   ray_address=args.ray_address, quiet=args.quiet, title=f"robustft reproduce {study.name}")
+                   ray_address=args.ray_address, quiet=args.quiet, title=f"robustft reproduce {study.name}",
+                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)

@@ -16,7 +16,8 @@ from robustft.study import Study
 
 
 def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: int | None,
-            ray_address: str | None, quiet: bool, title: str) -> int:
+            ray_address: str | None, quiet: bool, title: str, cpus_per_run: float = 1,
+            gpus_per_run: float = 0) -> int:
     """Runs ``study`` into ``out``, writes ``out/report/index.html`` and ``out/findings.json``, prints the summary.
 
     Returns:
@@ -36,12 +37,13 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     where = f"{jobs} at a time" if executor == "local" else "on Ray"
     print(f"robustft: {study.name}: {len(configs)} runs ({where}) into {out}", file=sys.stderr, flush=True)
     started = time.monotonic()
+    options = {"fixed": fixed, "executor": executor, "jobs": jobs, "ray_address": ray_address,
+               "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
     if quiet:
-        results = run_study(study, out, fixed=fixed, executor=executor, jobs=jobs, ray_address=ray_address)
+        results = run_study(study, out, **options)
     else:
         with StudyProgress(configs) as progress:
-            results = run_study(study, out, fixed=fixed, executor=executor, jobs=jobs, ray_address=ray_address,
-                                progress=progress.update)
+            results = run_study(study, out, progress=progress.update, **options)
     wall = time.monotonic() - started
     # CPU time of the runs (subprocesses): on a shared machine wall time says little, CPU seconds / cores
     # estimates the wall time the same study takes on an idle one.
