@@ -161,11 +161,14 @@ def _largest_area(areas: dict[str, Estimate], setting: str, names: tuple[str, ..
             f"{_area_text(best, areas[best])} is measurably larger than {_area_text('bitfit', bitfit)}; "
             f"the largest is {ranked[0]}. Paper A measured ViT-B/16 (ImageNet-21k) at 224 px; here {setting}."),
             **base)
-    return Finding(verdict=INCONCLUSIVE, why=(
-        f"the largest is {_area_text(ranked[0], areas[ranked[0]])}, but its interval overlaps "
-        f"{_area_text(ranked[1], areas[ranked[1]]) if ranked[0] != 'bitfit' else 'the runner-up'}"
-        f"{'' if ranked[0] == 'bitfit' else ' and BitFit ' + _area_text('bitfit', bitfit)}: no strategy's area "
-        "is measurably the largest."), **base)
+    top = _area_text(ranked[0], areas[ranked[0]])
+    if ranked[0] == "bitfit":
+        runner_up = _area_text(ranked[1], areas[ranked[1]])
+        why = f"BitFit has the largest area ({top}), but its interval overlaps {runner_up}."
+    else:
+        why = (f"the largest is {top}; BitFit's ({_area_text('bitfit', bitfit)}) overlaps it, so neither is measurably "
+               "larger.")
+    return Finding(verdict=INCONCLUSIVE, why=why, **base)
 
 
 def _peripheral_above_average(areas: dict[str, Estimate], arms: dict[str, list[StudyRun]], eps: float, setting: str,
