@@ -216,6 +216,22 @@ def test_close_schedules_and_an_ambiguous_onset_are_inconclusive():
                                                  "B.onset_delay": INCONCLUSIVE}
 
 
+def test_the_untrained_head_at_step_0_is_not_an_onset():
+    # 17% at step 0 on 200 samples: the interval reaches above 20%, but that is the fresh head, not adaptation.
+    # RFT-fix stays measurably below 20% until epoch 2 while the reference is measurably above from epoch 1.
+    runs = [paper_b_run("standard", [0.17, 0.6, 0.8, 0.85], [0.85, 0.0, 0.0, 0.0, 0.0]),
+            paper_b_run("fix", [0.17, 0.12, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1, 0.0]),
+            paper_b_run("scheduled", [0.17, 0.6, 0.5, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1])]
+    onset = verdict(findings(runs), "B.onset_delay")
+    assert onset.verdict == HOLDS, onset.why
+    assert onset.numbers["fix_onset_epoch"]["earliest"] == 2 and onset.numbers["reference_onset_epoch"]["latest"] == 1
+    # A threshold the fresh head already clears says nothing about adaptation.
+    for run in runs:
+        run.metrics.loc[run.metrics["step"] == 0, "value"] = 0.5
+    onset = verdict(findings(runs), "B.onset_delay")
+    assert onset.verdict == INCONCLUSIVE and "step 0" in onset.why
+
+
 def test_without_a_reference_run_there_is_no_onset_finding():
     runs = [paper_b_run("fix", [0.1, 0.2, 0.4], [0.4, 0.3, 0.2, 0.1, 0.0]),
             paper_b_run("scheduled", [0.1, 0.7, 0.7], [0.7, 0.5, 0.3, 0.2, 0.1])]

@@ -114,21 +114,30 @@ def _schedule_beats_fix(key: str, what: str, scheduled: list[Estimate | None], f
 
 
 def _onset_bounds(run: StudyRun, threshold: float) -> dict[str, Any]:
-    """Onset of task adaptation (first evaluation above ``threshold``) with its range from the Wilson intervals:
-    ``earliest`` = first evaluation whose interval reaches above the threshold, ``latest`` = first evaluation whose
-    interval lies entirely above it; ``inf`` when never."""
+    """Onset of task adaptation (the first evaluation after step 0 above ``threshold``) with its range from the
+    Wilson intervals: ``earliest`` = first evaluation whose interval reaches above the threshold, ``latest`` = first
+    evaluation whose interval lies entirely above it; ``inf`` when never.
+
+    Step 0 is the pretrained model with its untrained head: its accuracy measures the head's class skew, not
+    adaptation, so it is not an onset; ``start_above`` says whether it already lies measurably above the threshold
+    (then the threshold cannot tell adaptation apart).
+    """
     clean, split = clean_series(run, ONSET_PREFERENCE)
     point = earliest = latest = math.inf
+    start_above = False
     for _, row in clean.iterrows():
         a = evidence.accuracy(float(row["value"]), int(row["n"]))
         epoch = float(row["epoch"])
+        if int(row["step"]) == 0:
+            start_above = a.low > threshold
+            continue
         if point == math.inf and a.value > threshold:
             point = epoch
         if earliest == math.inf and a.high > threshold:
             earliest = epoch
         if latest == math.inf and a.low > threshold:
             latest = epoch
-    return {"epoch": point, "earliest": earliest, "latest": latest, "split": split,
+    return {"epoch": point, "earliest": earliest, "latest": latest, "split": split, "start_above": start_above,
             "last_epoch": float(clean["epoch"].iloc[-1]) if len(clean) else None}
 
 
@@ -171,6 +180,10 @@ def _onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) -
     text = (f"onset (clean accuracy above {pct(float(threshold))}): RFT-fix {epoch_text(mine)}, standard "
             f"{epoch_text(theirs)}; final clean {pct(fix_clean.value if fix_clean else None)} vs "
             f"{pct(ref_clean.value if ref_clean else None)}")
+    if mine["start_above"] or theirs["start_above"]:
+        return Finding(verdict=INCONCLUSIVE, why=(
+            f"{text}: the pretrained model with its new head is already above the threshold at step 0, so crossing "
+            "it does not mark adaptation; set detect.onset_threshold higher."), **base)
     if mine["earliest"] > theirs["latest"]:
         return Finding(verdict=HOLDS, why=f"{text}.", **base)
     if mine["latest"] <= theirs["earliest"]:

@@ -7,10 +7,13 @@ the sweep machinery; then the HTML report (Findings first) and a terminal summar
 ``configs/demo/`` (their comments say why each setting was chosen); ``--quick`` is the same pipeline on less
 data and fewer steps (CI runs it).
 
-Default ``--jobs``: one run per CPU core with one thread each. Measured on 2 cores: 2 runs x 1 thread beats
-1 run x 2 threads because these runs are small (32 px images, batch 64: intra-op threading of MobileNetV2 at this
-size gains far less than 2x), and each run's serial parts (start-up, data loading, evaluation bookkeeping)
-overlap with the other run's compute.
+Default ``--jobs``: one run per CPU core, one thread each (``study.default_jobs``). 1 run x 2 threads against
+2 runs x 1 thread could not be measured when this was written (the 2-core machine was shared, load 10-14, so
+either figure would have measured the other tenants); 2 x 1 was chosen because the runs are small (32 px images,
+batch 64: MobileNetV2's intra-op threading gains well under 2x at this size, and attacks on early-stopped,
+shrinking batches gain less), and each run's serial parts (Python start-up, data loading, checkpointing) overlap
+with the other run's compute instead of leaving a core idle. Re-measure on an idle machine with
+``robustft demo --jobs 1`` (which gives the run all threads) against the default.
 """
 
 from __future__ import annotations
