@@ -1,8 +1,8 @@
 """`robustft demo` and `robustft reproduce` end to end: every summary row, every finding, the report.
 
-The fast test runs `reproduce` on tiny settings with each run in this process (no subprocess start-up); the slow
-ones run the real `demo --quick` (the embedded backbone and data, subprocesses, what CI runs) and `reproduce`
-through a local Ray instance.
+The fast test runs the demo's whole pipeline on synthetic run directories (no training); the slow ones run
+`reproduce` on tiny settings (in this process), the real `demo --quick` (the embedded backbone and data,
+subprocesses: what CI runs), the report in headless Chromium, and `reproduce` through a local Ray instance.
 """
 
 from __future__ import annotations
@@ -36,6 +36,53 @@ def _sets(overrides: list[str]) -> list[str]:
     return [item for override in overrides for item in ("--set", override)]
 
 
+def _synthetic_run(config: dict, run_dir: Path, threads: int | None = None) -> sweep.PointResult:
+    """Writes a finished run directory with made-up records shaped like the arm's (no training): paper A runs
+    rise and fall in robust accuracy, RFT-fix adapts late, Epsilon-Scheduling ends cleaner and more robust."""
+    import yaml
+    from tests.test_findings import paper_a_run, paper_b_run
+
+    name = config["name"]
+    if name.startswith("a-"):
+        robust = {"full": [0.02, 0.25, 0.3, 0.15, 0.1], "bitfit": [0.01] * 5, "linear": [0.01] * 5}.get(
+            name[2:], [0.02, 0.1, 0.12, 0.12, 0.11])
+        run = paper_a_run(name[2:], [0.2, 0.7, 0.8, 0.85, 0.88], robust, n=256,
+                          ood={"fashion-mnist@contrast:3": [0.15, 0.5, 0.6, 0.65, 0.7]})
+    else:
+        kind = name[2:]
+        clean = {"standard": [0.17, 0.7, 0.8, 0.85], "fix": [0.17, 0.12, 0.2, 0.3]}.get(kind, [0.17, 0.7, 0.5, 0.5])
+        curve = {"fix": [0.3, 0.2, 0.15, 0.1, 0.08]}.get(kind, [0.5, 0.35, 0.25, 0.15, 0.1])
+        run = paper_b_run(kind, clean, curve)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    lines = [json.dumps({k: (None if v != v else v) for k, v in r.items()}) for r in run.metrics.to_dict("records")]
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (run_dir / "summary.json").write_text(json.dumps({"detection": {"num_classes": 10}}))
+    return sweep.PointResult(name, [], str(run_dir), sweep.STATUS_FINISHED, "start")
+
+
+def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "run_point_subprocess", _synthetic_run)
+    assert main(["demo", "--output-dir", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    (study,) = tmp_path.glob("demo-*")  # a fresh, timestamped study directory each time
+    table_a = printed.split("Paper A")[1].split("Paper B")[0]
+    for strategy in PAPER_A_STRATEGIES:
+        assert f"\n{strategy} " in table_a
+    assert "32/255" in printed.split("Paper B")[1].split("\n")[0]  # the threat model of the schedule table
+    found = json.loads((study / "findings.json").read_text())["findings"]
+    assert {f["key"]: f["verdict"] for f in found} == {
+        "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.peripheral_above_average": "does not hold",
+        "A.ood_tracks_clean": "holds", "B.clean": "holds", "B.expected_robustness": "holds",
+        "B.onset_delay": "holds"}
+    for finding in found:
+        assert f"[{finding['verdict'].upper()}] paper {finding['paper']}: {finding['claim']}" in printed
+    page = study / "report" / "index.html"
+    assert f"report: {page}" in printed and page.read_text().index("Findings") < page.read_text().index("Overview")
+    assert f"robustft eval --checkpoint {study / 'a-full'}" in printed
+
+
+@pytest.mark.slow
 def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     out = tmp_path / "study"
     argv = ["reproduce", "paper-b", "--output-dir", str(out), "--jobs", "1", "--quiet",
@@ -58,6 +105,7 @@ def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     assert {p["status"] for p in manifest["points"]} == {"skipped"} and manifest["study"] == "paper-b-embedded"
 
 
+@pytest.mark.slow
 def test_reproduce_paper_a_on_tiny_settings_reports_a_failing_run_and_all_others(tmp_path, in_process, monkeypatch,
                                                                                   capsys):
     out = tmp_path / "study"
