@@ -63,8 +63,11 @@ def _synthetic_run(config: dict, run_dir: Path, threads: int | None = None) -> s
 
 def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sweep, "run_point_subprocess", _synthetic_run)
-    assert main(["demo", "--output-dir", str(tmp_path), "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["demo", "--output-dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    # Off a terminal, the progress display prints a line per started and finished run.
+    assert "started a-full" in captured.err and "[10/10 runs]" in captured.err
     (study,) = tmp_path.glob("demo-*")  # a fresh, timestamped study directory each time
     table_a = printed.split("Paper A")[1].split("Paper B")[0]
     for strategy in PAPER_A_STRATEGIES:
