@@ -14,8 +14,10 @@ import pandas as pd
 
 from robustft import records
 from robustft.analysis import frontier_table, tradeoff_points
-from robustft.detection import onset_of_adaptation, robust_peak
+from robustft.detection import robust_peak
 from robustft.findings import Finding
+from robustft.findings_base import StudyRun
+from robustft.findings_paper_b import onset_range, onset_threshold
 from robustft.units import format_eps, parse_eps
 
 _SPLITS = ("test", "val", "train")
@@ -69,7 +71,8 @@ def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, onset epoch."""
+    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, and the epoch
+    from which validation accuracy stays above the onset threshold (``findings_paper_b.onset_range``)."""
     rows = []
     for run in runs:
         m = run.metrics
@@ -80,12 +83,13 @@ def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
         final = _final_value(m, records.is_final(m) & records.is_robust(m, include_final=True) & _eps_mask(m, target))
         tracked = _final_value(m, records.is_robust(m) & _eps_mask(m, target))
         e_adv = _final_value(m, m["metric"] == "expected_robustness")
-        num_classes = (run.summary.get("detection") or {}).get("num_classes") if run.summary else None
-        onset = onset_of_adaptation(m, num_classes)
+        # The findings' onset (crossing and staying above the threshold), so the table and the verdict agree.
+        study_run = StudyRun(run.name, run.config, m, run.summary or {})
+        onset = onset_range(study_run, onset_threshold(study_run))["epoch"]
         rows.append({"schedule": run.labels.get("label", run.name), "run": run.name,
                      "clean": _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m)),
                      "adversarial": final if final is not None else tracked, "eps": target, "e_adv": e_adv,
-                     "onset_epoch": onset["epoch"] if onset else None})
+                     "onset_epoch": None if onset == float("inf") else onset})
     return rows
 
 
