@@ -90,7 +90,7 @@ def _robust_peak(run: StudyRun, eps: float, setting: str) -> Finding:
              f"{pct(peak.value)} at step {peak_step} -> {pct(final.value)} at step {last_step}")
     if evidence.sign(rise) != evidence.GREATER:
         return Finding(verdict=INCONCLUSIVE, numbers=numbers, why=(
-            f"{curve}: the rise is within the sampling noise (peak - start {interval_text(rise)} points), so there "
+            f"{curve}: the rise is within the sampling noise (peak - start {_in_points(rise)} points), so there "
             "is no measurable peak to degrade from."), **base)
     if evidence.sign(drop) == evidence.GREATER:
         if clean_change is not None and evidence.sign(clean_change) == evidence.LESS:
@@ -98,7 +98,7 @@ def _robust_peak(run: StudyRun, eps: float, setting: str) -> Finding:
                 f"{curve}, but clean accuracy fell too ({pct(clean_peak.value)} -> {pct(clean_final.value)}): "
                 "the model got worse overall rather than trading robustness for accuracy."), **base)
         return Finding(verdict=HOLDS, numbers=numbers, why=(
-            f"{curve}, a drop of {interval_text(drop)} points, while clean accuracy went "
+            f"{curve}, a drop of {_in_points(drop)} points, while clean accuracy went "
             f"{pct(clean_peak.value if clean_peak else None)} -> {pct(clean_final.value if clean_final else None)}."),
             **base)
     if peak_step == last_step:
@@ -106,8 +106,13 @@ def _robust_peak(run: StudyRun, eps: float, setting: str) -> Finding:
             f"{curve}: robust accuracy was still at its highest at the last evaluation, so within these {last_step} "
             "steps it did not degrade (paper A's runs were thousands of steps long)."), **base)
     return Finding(verdict=INCONCLUSIVE, numbers=numbers, why=(
-        f"{curve}: it rose measurably, but the decline after the peak ({interval_text(drop)} points) is within the "
+        f"{curve}: it rose measurably, but the decline after the peak ({_in_points(drop)} points) is within the "
         "sampling noise."), **base)
+
+
+def _in_points(estimate: Estimate) -> str:
+    """A difference of accuracies in percentage points with its interval: ``2.0 [-6.0, 10.7]``."""
+    return interval_text(estimate, unit="")
 
 
 def _points(run: StudyRun, eps: float) -> pd.DataFrame:
