@@ -35,8 +35,8 @@ DEMO_SCHEDULES = {"standard": "standard (reference)", "fix": "RFT-fix", "schedul
 REFERENCE_OVERRIDES = ("objective.name=standard", "eps.schedule=zero")
 
 # --quick: the same pipeline and configs on less data, fewer steps and smaller evaluation subsets, so that the
-# whole study runs in about a minute on 2 CPU cores (CI runs it). Its numbers are too noisy to decide most
-# findings; they exist so that every row, every finding and the report are exercised end to end.
+# whole study takes about 130 CPU-seconds (70 s on 2 idle cores; CI runs it). Its numbers are too noisy to decide
+# most findings; they exist so that every row, every finding and the report are exercised end to end.
 QUICK_OVERRIDES: dict[str, tuple[str, ...]] = {
     "A": ("data.limit_train=640", "data.limit_test=200", "train.steps=30", "eval.schedule=every:15",
           "eval.subset=64"),

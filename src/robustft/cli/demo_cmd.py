@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dir", default="runs",
                         help="where the study directory demo-<time>/ goes (default: runs)")
     parser.add_argument("--quick", action="store_true",
-                        help="the same pipeline on less data and fewer steps (about a minute; too noisy to decide "
-                             "most findings)")
+                        help="the same pipeline on less data and fewer steps (about 70 s on 2 idle cores; too noisy "
+                             "to decide most findings)")
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs at a time (default: one per CPU core, one thread each)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
