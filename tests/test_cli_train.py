@@ -1,4 +1,4 @@
-"""``robustft train`` / ``robustft demo`` from the command line: results, resume, clear errors (exit 2)."""
+"""``robustft train`` from the command line: results, resume, clear errors (exit 2)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import yaml
 from tests.test_train import tiny_splits
 
 from robustft.cli import main
-from robustft.cli.demo_cmd import DEMO_CONFIG
-from robustft.config import from_dict, load_config, to_dict
+from robustft.config import load_config
 from robustft.training import components
 
 
@@ -101,18 +100,3 @@ def test_unknown_config_key_and_unknown_objective_are_clear(tmp_path, tiny_data,
     assert "adversarial" in capsys.readouterr().err  # the message lists the valid objectives
 
 
-def test_packaged_demo_config_matches_the_shipped_yaml():
-    shipped = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-    assert to_dict(from_dict(DEMO_CONFIG)) == to_dict(load_config(shipped))
-
-
-def test_demo_runs_its_config_with_overrides_and_output_dir(tmp_path, tiny_data, capsys):
-    argv = ["demo", "--output-dir", str(tmp_path / "out"), "--quiet", "model.name=tiny-cnn", "model.pretrained=false",
-            "model.image_size=16", "train.steps=2", "eval.schedule=every:2", "eval.subset=8", "eval.eps=[]"]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
-    (run,) = (tmp_path / "out").glob("demo-*")  # a fresh, timestamped run directory each time
-    assert "test/clean/accuracy" in out and str(run) in out
-    assert (run / "summary.json").is_file()
-    assert (run / "report" / "index.html").is_file() and f"report: {run / 'report' / 'index.html'}" in out
-    assert f"robustft eval --checkpoint {run}" in out

@@ -13,7 +13,7 @@ conventions without heavy dependencies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,52 +21,9 @@ import numpy as np
 import pandas as pd
 
 from robustft import records
+from robustft.pareto import pareto_area, pareto_front  # noqa: F401  (re-exported: analysis is the public entry point)
 from robustft.seed_stats import attainment_band, paired_ttest, run_summaries, schedule_table, seed_table  # noqa: F401
 from robustft.units import format_eps
-
-
-def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> np.ndarray:
-    """Indices of the points on the Pareto frontier (maximising both coordinates).
-
-    A point is on the frontier when no other point is at least as good on both axes and better on one.
-    Duplicated points keep one representative.
-
-    Args:
-        clean: clean accuracies, shape (N,), in [0, 1].
-        robust: robust accuracies, shape (N,), in [0, 1].
-
-    Returns:
-        Integer indices into the inputs, sorted by clean accuracy ascending (robust then descends).
-    """
-    c = np.asarray(clean, dtype=float)
-    r = np.asarray(robust, dtype=float)
-    if c.shape != r.shape or c.ndim != 1:
-        raise ValueError(f"clean and robust must be 1-D of equal length, got {c.shape} and {r.shape}")
-    if c.size == 0:
-        return np.zeros(0, dtype=int)
-    # Sort by clean descending, robust descending: a point is on the front iff its robust accuracy beats every
-    # point with a higher (or equal, earlier-sorted) clean accuracy.
-    order = np.lexsort((-r, -c))
-    front, best_robust = [], -np.inf
-    for index in order:
-        if r[index] > best_robust:
-            front.append(index)
-            best_robust = r[index]
-    return np.array(front[::-1], dtype=int)
-
-
-def pareto_area(clean: Sequence[float], robust: Sequence[float]) -> float:
-    """Area dominated by the Pareto frontier w.r.t. the origin (2-D hypervolume), in [0, 1] for accuracies.
-
-    Equals sum_i (c_i - c_{i-1}) * r_i over frontier points sorted by clean accuracy ascending, with c_0 = 0.
-    """
-    index = pareto_front(clean, robust)
-    if index.size == 0:
-        return 0.0
-    c = np.asarray(clean, dtype=float)[index]
-    r = np.asarray(robust, dtype=float)[index]
-    widths = np.diff(np.concatenate([[0.0], c]))
-    return float(np.sum(widths * r))
 
 
 def percent_above_average(areas: Mapping[str, float]) -> dict[str, float]:
@@ -304,3 +261,6 @@ def _why_left_out(threat: ThreatModel | None, tracked: list[ThreatModel], has_cl
         return f"evaluated with other attack settings ({'; '.join(t.settings or 'unknown' for t in same_attack_eps)})"
     return f"not evaluated under {threat.attack} @ {format_eps(threat.eps)}; tracked: " \
            f"{', '.join(t.label() for t in tracked)}"
+
+
+from robustft.findings import Finding, findings  # noqa: E402,F401  (re-exported; findings imports pareto, not analysis)

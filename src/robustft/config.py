@@ -184,6 +184,7 @@ class EvalConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     eps: list[Eps] = field(default_factory=lambda: [1 / 255])
     curve: Eps | None = None
+    curve_at: Literal["every", "final"] = "every"  # final: the robust curve of the final model only (paper B)
     ood: bool = True
     checks: bool = False
     final: FinalEvalConfig | None = field(default_factory=FinalEvalConfig)

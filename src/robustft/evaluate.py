@@ -162,6 +162,7 @@ class Evaluator:
         self.eps_list = [as_eps(e) for e in (_get(eval_cfg, "eps", None) or [])]
         curve = _get(eval_cfg, "curve", None)
         self.curve = eps_grid(as_eps(curve)) if curve else []
+        self.curve_every = _get(eval_cfg, "curve_at", "every") != "final"
         self.attack_name, options = attack_spec(_get(eval_cfg, "attack", "paper-a"))
         self.attack = make_attack(self.attack_name, **options)
 
@@ -194,7 +195,7 @@ class Evaluator:
             yield from self._records_for(model, subset, step, epoch, self.attack_name, self.attack,
                                          [0.0, *sorted(self.eps_list)])
         test = next((s for s in self.subsets if s.name == "test"), self.subsets[-1] if self.subsets else None)
-        if self.curve and test is not None:
+        if self.curve and test is not None and (final or self.curve_every):
             curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve,
                                       metric="curve_accuracy")
             yield from curve

@@ -336,27 +336,60 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be at least 1.")
     points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
+    return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
+                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result,
+                      manifest={"config": str(config), "grid": grid, "fixed": list(fixed)})
+
+
+def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], out: Path, *,
+               executor: str = "local", jobs: int = 1, ray_address: str | None = None, cpus_per_run: float = 1,
+               gpus_per_run: float = 0, on_result: Callable[[PointResult], None] | None = None,
+               on_start: Callable[[SweepPoint], None] | None = None,
+               manifest: dict[str, Any] | None = None) -> list[PointResult]:
+    """Runs already resolved points (each its own full config, e.g. one per config file of a study).
+
+    ``run_sweep`` is this after expanding a grid; ``robustft demo`` / ``reproduce`` call it with one config file per
+    strategy or schedule. ``on_start`` is called when a point begins (local executor; Ray: when submitted).
+    ``manifest`` entries are written into ``out/sweep.json`` beside the points' statuses.
+
+    Returns:
+        One result per point, in the order given.
+    """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} must be at least 1.")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, PointResult] = {}
-    manifest = out / "sweep.json"
+    path = out / "sweep.json"
+    meta = dict(manifest or {})
 
     def record(result: PointResult, point: SweepPoint) -> None:
         result.overrides = list(point.overrides)
         results[point.name] = result
-        _write_manifest(manifest, config, grid, fixed, [results.get(p.name) for p in points], points, out)
+        _write_manifest(path, meta, [results.get(p.name) for p in points], points, out)
         if on_result is not None:
             on_result(result)
 
-    _write_manifest(manifest, config, grid, fixed, [None] * len(points), points, out)
+    def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
+        if on_start is not None:
+            on_start(point)
+        return run_point_subprocess(cfg, out / point.name, threads)
+
+    _write_manifest(path, meta, [None] * len(points), points, out)
     if executor == "local":
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_point_subprocess, cfg, out / p.name, threads if jobs > 1 else None): p
+            futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
                        for p, cfg in zip(points, configs, strict=True)}
             for future in as_completed(futures):
                 record(future.result(), futures[future])
     else:
-        for result, point in _run_with_ray(points, configs, out, ray_address, cpus_per_run, gpus_per_run):
+        if on_start is not None:
+            for point in points:
+                on_start(point)
+        for result, point in _run_with_ray(list(points), list(configs), out, ray_address, cpus_per_run,
+                                           gpus_per_run):
             record(result, point)
     return [results[p.name] for p in points]
 
@@ -382,8 +415,8 @@ def _run_with_ray(points: list[SweepPoint], configs: list[dict[str, Any]], out: 
         yield result, point
 
 
-def _write_manifest(path: Path, config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str],
-                    results: list[PointResult | None], points: list[SweepPoint], out: Path) -> None:
+def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult | None],
+                    points: Sequence[SweepPoint], out: Path) -> None:
     """Writes sweep.json; a point this invocation only saw as pending or running keeps the outcome another
     invocation of the same sweep recorded for it (two invocations may run at once, each rewriting the file)."""
     from robustft.run_lock import locked_file
@@ -404,5 +437,5 @@ def _write_manifest(path: Path, config: str | Path, grid: dict[str, list[str]], 
             other = previous.get(entry["name"])
             if entry["status"] not in _TERMINAL and isinstance(other, dict) and other.get("status") in _TERMINAL:
                 entries[index] = other
-        payload = {"config": str(config), "grid": grid, "fixed": list(fixed), "points": entries}
+        payload = {**meta, "points": entries}
         atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

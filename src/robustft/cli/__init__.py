@@ -20,7 +20,7 @@ SIGNED_VALUE_OPTIONS = frozenset({"--eps", "--curve", "--step-size"})
 
 # Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = ("list_cmd", "train_cmd", "eval_cmd", "export_cmd", "report_cmd", "sweep_cmd", "tune_cmd",
-                   "query_cmd", "demo_cmd")
+                   "query_cmd", "demo_cmd", "reproduce_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ import pandas as pd
 from robustft import records
 from robustft.analysis import compare_runs, ood_correlation
 from robustft.report import figures
+from robustft.report.findings_html import findings_section
 from robustft.report.seed_tables import seed_sections
 from robustft.units import format_eps
 
@@ -179,7 +180,8 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     labels = {r.name: (r.labels or describe(r.config)) for r in runs}
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f'<p class="muted">{len(runs)} run(s). Accuracies in %, with 95% Wilson intervals in brackets.</p>']
+             f'<p class="muted">{len(runs)} run(s). Accuracies in %, with 95% Wilson intervals in brackets.</p>',
+             findings_section(runs)]  # first: what the runs say about the papers' claims
 
     parts.append("<h2>Overview</h2>")
     parts.append(_table(overview_rows(runs), {

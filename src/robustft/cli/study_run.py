@@ -1,0 +1,89 @@
+"""What ``robustft demo`` and ``robustft reproduce`` share: run a study, then report, summarise and judge it.
+
+Not a sub-command: the two commands' modules call :func:`execute`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from robustft.study import Study
+
+
+def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: int | None,
+            ray_address: str | None, quiet: bool, title: str, cpus_per_run: float = 1,
+            gpus_per_run: float = 0) -> int:
+    """Runs ``study`` into ``out``, writes ``out/report/index.html`` and ``out/findings.json``, prints the summary.
+
+    Returns:
+        0 when every run finished, 1 when some failed (the others are still reported).
+    """
+    from robustft.findings import findings
+    from robustft.report import build_report
+    from robustft.report.collect import collect_runs
+    from robustft.report.html import describe
+    from robustft.study import default_jobs, resolve_study, run_study
+    from robustft.study_progress import StudyProgress
+    from robustft.study_summary import format_summary, schedule_rows, strategy_rows
+    from robustft.sweep import STATUS_FAILED
+
+    _, configs = resolve_study(study, out, fixed)  # every arm validated before anything runs
+    jobs = default_jobs(len(configs)) if jobs is None else jobs
+    where = f"{jobs} at a time" if executor == "local" else "on Ray"
+    print(f"robustft: {study.name}: {len(configs)} runs ({where}) into {out}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    options = {"fixed": fixed, "executor": executor, "jobs": jobs, "ray_address": ray_address,
+               "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+    if quiet:
+        results = run_study(study, out, **options)
+    else:
+        with StudyProgress(configs) as progress:
+            results = run_study(study, out, progress=progress.update, **options)
+    wall = time.monotonic() - started
+    # CPU time of the runs (subprocesses): on a shared machine wall time says little, CPU seconds / cores
+    # estimates the wall time the same study takes on an idle one.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime
+    failed = [r for r in results if r.status == STATUS_FAILED]
+    for result in failed:
+        print(f"robustft: run {result.name} failed: {result.error} (log: {out / 'logs' / (result.name + '.log')})",
+              file=sys.stderr)
+    arms = {arm.name: arm for arm in study.arms}
+    done = [Path(r.path) for r in results if r.status != STATUS_FAILED]
+    if not done:
+        print("robustft: no run finished; nothing to report.", file=sys.stderr)
+        return 1
+    runs = collect_runs(done)
+    for run in runs:
+        arm = arms.get(run.name)
+        run.labels = {**describe(run.config), "label": arm.label if arm else run.name,
+                      "paper": arm.paper if arm else ""}
+    found = findings(runs)
+    _write_findings(out / "findings.json", study, found, wall, cpu, jobs, executor)
+    page = build_report(runs, out / "report", title=title, group_by="strategy")
+    strategies = strategy_rows([r for r in runs if r.labels["paper"] == "A"])
+    schedules = schedule_rows([r for r in runs if r.labels["paper"] == "B"])
+    print(format_summary(strategies, schedules, found))
+    print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} ({jobs} at a time, "
+          f"{cpu / 60:.1f} CPU-minutes); findings: {out / 'findings.json'}")
+    print(f"report: {page}")
+    return 1 if failed else 0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds) // 60} min {int(seconds) % 60:02d} s"
+
+
+def _write_findings(path: Path, study: Study, found: list[Any], wall: float, cpu: float, jobs: int,
+                    executor: str) -> None:
+    from robustft.runs import atomic_write_text
+
+    payload = {"study": study.name, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "jobs": jobs,
+               "executor": executor,
+               "findings": [f.as_dict() for f in found]}
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -1,0 +1,58 @@
+"""The Pareto frontier of (clean, robust) accuracy points and the area it dominates (paper A).
+
+The area is the hypervolume dominated by the frontier with the origin as reference (inferred from the paper, see
+PAPERS.md): the union of the rectangles [0, clean] x [0, robust]. Split from ``analysis.py`` (which re-exports both
+functions) so that ``findings`` can use them while ``analysis`` re-exports ``findings``, without an import cycle.
+Written here: a few lines of numpy; no maintained library computes a 2-D hypervolume with these conventions
+without heavy dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pareto_front(clean: Sequence[float], robust: Sequence[float]) -> np.ndarray:
+    """Indices of the points on the Pareto frontier (maximising both coordinates).
+
+    A point is on the frontier when no other point is at least as good on both axes and better on one.
+    Duplicated points keep one representative.
+
+    Args:
+        clean: clean accuracies, shape (N,), in [0, 1].
+        robust: robust accuracies, shape (N,), in [0, 1].
+
+    Returns:
+        Integer indices into the inputs, sorted by clean accuracy ascending (robust then descends).
+    """
+    c = np.asarray(clean, dtype=float)
+    r = np.asarray(robust, dtype=float)
+    if c.shape != r.shape or c.ndim != 1:
+        raise ValueError(f"clean and robust must be 1-D of equal length, got {c.shape} and {r.shape}")
+    if c.size == 0:
+        return np.zeros(0, dtype=int)
+    # Sort by clean descending, robust descending: a point is on the front iff its robust accuracy beats every
+    # point with a higher (or equal, earlier-sorted) clean accuracy.
+    order = np.lexsort((-r, -c))
+    front, best_robust = [], -np.inf
+    for index in order:
+        if r[index] > best_robust:
+            front.append(index)
+            best_robust = r[index]
+    return np.array(front[::-1], dtype=int)
+
+
+def pareto_area(clean: Sequence[float], robust: Sequence[float]) -> float:
+    """Area dominated by the Pareto frontier w.r.t. the origin (2-D hypervolume), in [0, 1] for accuracies.
+
+    Equals sum_i (c_i - c_{i-1}) * r_i over frontier points sorted by clean accuracy ascending, with c_0 = 0.
+    """
+    index = pareto_front(clean, robust)
+    if index.size == 0:
+        return 0.0
+    c = np.asarray(clean, dtype=float)[index]
+    r = np.asarray(robust, dtype=float)[index]
+    widths = np.diff(np.concatenate([[0.0], c]))
+    return float(np.sum(widths * r))
