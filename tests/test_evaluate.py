@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, record
+from robustft.analysis.statistics import wilson_interval
 from robustft.models.tiny import tiny_cnn
-from robustft.stats import wilson_interval
+from robustft.training.evaluator import (
+    ATTACK_PRESETS,
+    Evaluator,
+    attack_spec,
+    expected_robustness,
+    fixed_subset,
+    record,
+)
 
 
 class Data:
@@ -101,7 +108,7 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
     import json
 
     from robustft.models.wrapper import RobustModel
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     inner = tiny_cnn(4)
     masked = RobustModel(torch.nn.Sequential(_Quantise(), inner.backbone), inner.info)

@@ -20,7 +20,7 @@ def _record(step, split, metric, attack, eps, value, extra=None):
 
 def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mnist", attack: str = "pgd",
                   eps: float = 1 / 255, eval_attack: dict | None = None, robust: bool = True) -> RunRecord:
-    """Records in the trainer's schema (see robustft.records): clean accuracy is attack 'clean' at eps 0.
+    """Records in the trainer's schema (see robustft.runs.records): clean accuracy is attack 'clean' at eps 0.
 
     Clean accuracy rises 0.1 -> 0.9 over the six evaluations; robust accuracy (``attack`` at ``eps``) rises to
     ``peak`` + 0.02 mid-run and falls back (paper A's shape).

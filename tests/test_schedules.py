@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from robustft.config import load_config
 from robustft.errors import ConfigError, UnknownNameError
-from robustft.schedules import (
+from robustft.training.schedules import (
     EPS_SCHEDULES,
     AutoEpsState,
     eps_schedule,
@@ -290,7 +290,7 @@ def test_bad_evaluation_spec() -> None:
 
 
 def test_epoch_val_history_from_records_skips_step_zero_and_mid_epoch_points() -> None:
-    from robustft.schedules import epoch_val_history
+    from robustft.training.schedules import epoch_val_history
 
     def val(step: int, value: float, attack: str | None = "clean", eps: float | None = 0.0) -> dict:
         return {"step": step, "split": "val", "metric": "accuracy", "attack": attack, "eps": eps, "value": value}

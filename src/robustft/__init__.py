@@ -21,9 +21,8 @@ __version__ = "0.1.0"
 
 # Submodules reachable as attributes of ``robustft`` without an explicit import.
 SUBMODULES: tuple[str, ...] = (
-    "analysis", "attacks", "checkpoint", "config", "data", "detection", "device", "errors", "evaluate", "export",
-    "models", "objectives", "registry", "report", "runs", "schedules", "stats", "strategies", "sweep", "training",
-    "units",
+    "analysis", "attacks", "config", "data", "device", "errors", "models", "registry", "report", "runs",
+    "strategies", "sweep", "training",
 )
 
 __all__ = ["__version__", "load", "train", *SUBMODULES]
@@ -35,11 +34,11 @@ def __getattr__(name: str) -> object:
     import importlib
 
     if name == "train":
-        # ``robustft.train`` is also a submodule; that module is callable (see robustft/train.py), so
+        # ``robustft.train`` is also a submodule; that module is callable (see robustft/training/trainer.py), so
         # returning it keeps ``robustft.train(cfg)`` working whichever was imported first.
-        return importlib.import_module("robustft.train")
+        return importlib.import_module("robustft.training.trainer")
     if name == "load":
-        return importlib.import_module("robustft.checkpoint").load
+        return importlib.import_module("robustft.runs.checkpoints").load
     if name in SUBMODULES:
         return importlib.import_module(f"robustft.{name}")
     raise AttributeError(f"module 'robustft' has no attribute {name!r}")

@@ -24,13 +24,13 @@ from robustft.attacks.apgd import apgd, apgd_checkpoints
 from robustft.attacks.base import Attack
 from robustft.attacks.cascade import autoattack, cascade
 from robustft.attacks.checks import CheckWarning, run_checks
-from robustft.attacks.evaluate import RobustAccuracy, expected_robustness, robust_accuracy, robust_curve
 from robustft.attacks.pgd import fgsm, pgd
 from robustft.attacks.prepare import PreparedModel, fold_conv_bn, prepare_for_attack
+from robustft.attacks.robust_evaluation import RobustAccuracy, expected_robustness, robust_accuracy, robust_curve
 from robustft.attacks.square import square
+from robustft.config.units import parse_eps, relative_step
 from robustft.errors import ConfigError
 from robustft.registry import Registry
-from robustft.units import parse_eps, relative_step
 
 ATTACKS: Registry = Registry("attack")
 ATTACKS.add("fgsm", fgsm, "one signed-gradient step of size eps (FGSM; random_start=True for FGSM-RS)")
@@ -63,7 +63,7 @@ def build_attack(name: str, **options: Any) -> Attack:
                           f"{', '.join(p for p in valid if p not in fixed)}.")
     step_size = options.get("step_size")
     # "0.25/255", as configs and the command line write it, becomes a number now; "0.25eps" stays as written and
-    # is resolved at each eps the attack runs at (robustft.units.step_in_pixels).
+    # is resolved at each eps the attack runs at (robustft.config.units.step_in_pixels).
     if isinstance(step_size, str) and relative_step(step_size) is None:
         options["step_size"] = parse_eps(step_size, name="step_size")
     return Attack(name, fn, dict(options))

@@ -22,10 +22,10 @@ from torch import nn
 
 from robustft.attacks.apgd import apgd
 from robustft.attacks.base import attack_mode, check_eps, logits_of, loss_and_grad
-from robustft.attacks.evaluate import _iter_batches
 from robustft.attacks.losses import ce_loss
 from robustft.attacks.pgd import fgsm, pgd
 from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.robust_evaluation import _iter_batches
 from robustft.attacks.square import square
 
 

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="robustft: %(message)s")
@@ -70,7 +70,7 @@ def _shown(key: str) -> bool:
 def _final_rows(result) -> list[tuple]:
     import json
 
-    from robustft.records import record_key
+    from robustft.runs.records import record_key
 
     rows: dict[str, tuple] = {}
     path = result.path / "metrics.jsonl"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from robustft.errors import ConfigError, UnknownNameError
-from robustft.models.common import check_image_size_value, check_min_size, check_patch_multiple
+from robustft.models.backbone import check_image_size_value, check_min_size, check_patch_multiple
 from robustft.models.embedded import build_mobilenet_v2
 from robustft.models.embedded_vit import build_vit_small_dinov2
 from robustft.models.hf_source import build_huggingface

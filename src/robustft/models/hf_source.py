@@ -18,7 +18,7 @@ from torch import nn
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError
 from robustft.models import hub
-from robustft.models.common import check_patch_multiple, detect_family, fresh_linear_like, qualified_name
+from robustft.models.backbone import check_patch_multiple, detect_family, fresh_linear_like, qualified_name
 from robustft.models.wrapper import ModelInfo, RobustModel
 
 HALF = (0.5, 0.5, 0.5)

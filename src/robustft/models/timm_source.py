@@ -16,7 +16,7 @@ import torch
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
 from robustft.models import hub
-from robustft.models.common import (
+from robustft.models.backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_patch_multiple,

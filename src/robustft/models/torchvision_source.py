@@ -20,7 +20,7 @@ from torch import nn
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
 from robustft.models import hub
-from robustft.models.common import (
+from robustft.models.backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_patch_multiple,

@@ -10,7 +10,9 @@ import pandas as pd
 import yaml
 
 from robustft.report.html import RunRecord
-from robustft.runs import METRIC_FIELDS, RunDir, find_run_dirs
+from robustft.runs.query import find_run_dirs
+from robustft.runs.records import METRIC_FIELDS
+from robustft.runs.run_dir import RunDir
 
 
 def collect_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[RunRecord]:

@@ -1,4 +1,4 @@
-"""The report's Findings section: the papers' claims tested on the reported runs (``robustft.findings``)."""
+"""The report's Findings section: the papers' claims tested on the reported runs (``robustft.analysis.findings``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from robustft.findings import DOES_NOT_HOLD, HOLDS, Finding, findings
+from robustft.analysis.findings import DOES_NOT_HOLD, HOLDS, Finding, findings
 
 CSS = """
 .verdict{display:inline-block;padding:.05rem .45rem;border-radius:.6rem;font-size:.75rem;font-weight:600;

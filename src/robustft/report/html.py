@@ -22,12 +22,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from robustft import records
-from robustft.analysis import compare_runs, ood_correlation
+from robustft.analysis.tradeoff import compare_runs, ood_correlation
+from robustft.config.units import format_eps
 from robustft.report import figures
 from robustft.report.findings_html import findings_section
 from robustft.report.seed_tables import seed_sections
-from robustft.units import format_eps
+from robustft.runs import records
 
 MAX_TRAJECTORIES = 12  # per-run trajectory figures drawn; the page stays readable and its time bounded
 

@@ -1,6 +1,6 @@
 """The trainer's links to the rest of robustft: config, data, models, strategies, schedules, runs, detection.
 
-Imports happen on use, so ``import robustft.train`` stays light and each link reads as one call.
+Imports happen on use, so ``import robustft.training.trainer`` stays light and each link reads as one call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from robustft.errors import RobustftError
 
-log = logging.getLogger("robustft.train")
+log = logging.getLogger("robustft.training.trainer")
 
 
 def _real(module: str, name: str) -> Any:
@@ -110,7 +110,7 @@ def rewrite_config(run: Any, cfg: Any) -> None:
     """config.yaml := the resolved ``cfg`` (atomically): after a resume with overrides it states the new values."""
     import yaml
 
-    from robustft.metrics_file import atomic_write_text
+    from robustft.runs.metrics_file import atomic_write_text
 
     atomic_write_text(Path(run.path) / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False,
                                                                      default_flow_style=None))
@@ -163,7 +163,7 @@ def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
 
 
 def maybe_eps(value: Any) -> float | None:
-    from robustft.evaluate import as_eps
+    from robustft.training.evaluator import as_eps
 
     return None if value is None else as_eps(value)
 
@@ -200,9 +200,9 @@ def read_metrics(path: Path) -> Any:
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
                   eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
-    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing,
+    """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
     and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
-    from robustft.records import record_key
+    from robustft.runs.records import record_key
 
     run_path = Path(run.path)
     metrics = read_metrics(run_path / "metrics.jsonl")
@@ -224,9 +224,9 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
         summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null
                             for r in last.to_dict("records")}
     try:
-        from robustft.detection import summarize
+        from robustft.analysis.diagnostics import summarize
     except ImportError:
-        log.warning("detections skipped: robustft.detection is not available yet")
+        log.warning("detections skipped: robustft.analysis.diagnostics is not available yet")
         return summary
     reference = None
     if cfg.detect.reference_run:
