@@ -68,19 +68,11 @@ def _shown(key: str) -> bool:
 
 
 def _final_rows(result) -> list[tuple]:
-    import json
-
+    from robustft.runs.metrics_file import read_records
     from robustft.runs.records import record_key
 
     rows: dict[str, tuple] = {}
-    path = result.path / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed run
+    records = read_records(result.path / "metrics.jsonl")  # complete lines only: a killed run's torn line is left out
     if records:
         last = max(r["step"] for r in records)
         for r in records:

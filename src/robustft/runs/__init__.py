@@ -8,6 +8,7 @@ from robustft.runs.metrics_file import (
     RunWriteError,
     atomic_write_text,
     normalize_record,
+    read_records,
     repair_jsonl,
 )
 from robustft.runs.query import find_run_dirs, load_runs, query_runs, run_columns
@@ -17,5 +18,5 @@ from robustft.runs.run_dir import RunDir, RunExistsError, RunNotFoundError, read
 __all__ = [
     "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunLockedError",
     "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record",
-    "query_runs", "read_metrics", "repair_jsonl", "run_columns",
+    "query_runs", "read_metrics", "read_records", "repair_jsonl", "run_columns",
 ]

@@ -219,7 +219,8 @@ def repair_jsonl(path: Path) -> int:
     return size - keep
 
 
-def _read_records(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, complete lines only (a torn last line of a crashed writer is left out)."""
     if not path.is_file():
         return []
     records = []

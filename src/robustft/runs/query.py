@@ -14,7 +14,7 @@ import pandas as pd
 
 from robustft.errors import RobustftError
 from robustft.runs.records import METRIC_FIELDS, sql_type
-from robustft.runs.run_dir import CONFIG_FILE, RunDir, RunNotFoundError
+from robustft.runs.run_dir import CONFIG_FILE, RunDir, RunNotFoundError, read_metrics
 
 # The DuckDB types of the record's fields, derived from the one schema (robustft.runs.records).
 _DUCKDB_COLUMNS = {name: sql_type(name) for name in METRIC_FIELDS}
@@ -81,7 +81,7 @@ def load_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for path in find_run_dirs(paths_or_glob):
         run = RunDir(path)
-        metrics = pd.DataFrame(run.read_records(), columns=list(METRIC_FIELDS))
+        metrics = read_metrics(run.path)
         for key, value in run_columns(run).items():
             metrics.insert(len(metrics.columns), key, [value] * len(metrics))
         frames.append(metrics)

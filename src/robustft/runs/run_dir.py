@@ -43,7 +43,7 @@ from robustft.runs.metrics_file import (  # noqa: F401  (re-exported: robustft.r
     MetricsWriter,
     RunWriteError,
     _json_default,
-    _read_records,
+    read_records,
     _write_error,
     atomic_write_text,
     normalize_record,
@@ -268,7 +268,7 @@ class RunDir:
 
     def read_records(self) -> list[dict[str, Any]]:
         """Every complete record of metrics.jsonl, in file order (a torn last line is ignored)."""
-        return _read_records(self.metrics_path)
+        return read_records(self.metrics_path)
 
     def truncate_metrics_after(self, step: int) -> int:
         """Drops records with ``step > step`` (resume from a checkpoint at ``step``); returns how many were dropped.
@@ -302,10 +302,18 @@ class RunDir:
 
 
 def read_metrics(run_path: str | Path) -> pd.DataFrame:
-    """One run's metrics.jsonl as a DataFrame with the METRIC_FIELDS columns (empty when nothing was written)."""
-    run = RunDir.open(run_path)
-    frame = pd.DataFrame(run.read_records(), columns=list(METRIC_FIELDS))
-    return frame
+    """One run's metrics.jsonl as a DataFrame with the METRIC_FIELDS columns (empty when nothing was written).
+
+    The one reader of metrics as a table (the trainer's summary, queries, the report): complete lines only, so a
+    torn last line left by a killed writer is not read (:func:`robustft.runs.metrics_file.read_records`).
+
+    Raises:
+        RunNotFoundError: ``run_path`` is not a directory.
+    """
+    path = Path(run_path)
+    if not path.is_dir():
+        raise RunNotFoundError(f"run directory {path} does not exist; pass the directory a run wrote.")
+    return pd.DataFrame(read_records(path / METRICS_FILE), columns=list(METRIC_FIELDS))
 
 
 # Queries across many runs live in runs_query.py (which imports this module); re-exported lazily (PEP 562) so

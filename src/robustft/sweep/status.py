@@ -70,7 +70,7 @@ def _resume_point(path: Path) -> str:
 
 
 def _last_step(metrics: Path) -> int | None:
-    from robustft.runs.metrics_file import _read_records
+    from robustft.runs.metrics_file import read_records
 
-    steps = [r.get("step") for r in _read_records(metrics) if isinstance(r.get("step"), int)]
+    steps = [r.get("step") for r in read_records(metrics) if isinstance(r.get("step"), int)]
     return max(steps) if steps else None

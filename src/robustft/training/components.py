@@ -6,7 +6,6 @@ Imports happen on use, so ``import robustft.training.trainer`` stays light and e
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from robustft.errors import RobustftError
+from robustft.runs.run_dir import read_metrics
 
 log = logging.getLogger("robustft.training.trainer")
 
@@ -184,28 +184,13 @@ def check_reference_run(cfg: Any) -> None:
                             "of a standard fine-tuning run (output_dir/name), or set detect.reference_run=null.")
 
 
-def read_metrics(path: Path) -> Any:
-    """metrics.jsonl as a pandas DataFrame (complete lines only)."""
-    import pandas as pd
-
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return pd.DataFrame(rows)
-
-
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
                   eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
     """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
     and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
     from robustft.runs.records import record_key
 
-    run_path = Path(run.path)
-    metrics = read_metrics(run_path / "metrics.jsonl")
+    metrics = read_metrics(run.path)
     summary: dict[str, Any] = {
         "name": cfg.name, "steps": total_steps, "wall_seconds": wall_seconds, "eval_seconds": eval_seconds,
         "eval_share": eval_seconds / wall_seconds if wall_seconds else None,
@@ -230,7 +215,7 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
         return summary
     reference = None
     if cfg.detect.reference_run:
-        reference = read_metrics(Path(cfg.detect.reference_run) / "metrics.jsonl")
+        reference = read_metrics(cfg.detect.reference_run)
     detect = cfg.detect
     options = {"onset_threshold": detect.onset_threshold,
                "failure_threshold": getattr(detect, "failure_threshold", None)}
