@@ -28,6 +28,8 @@ import pandas as pd
 from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, StudyRun, get
 from robustft.analysis.findings_paper_a import paper_a_findings
 from robustft.analysis.findings_paper_b import paper_b_findings
+from robustft.runs.records import METRIC_FIELDS
+from robustft.runs.run_dir import RunDir
 
 __all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Finding", "findings"]
 
@@ -57,9 +59,6 @@ def findings(runs: Iterable[Any]) -> list[Finding]:
 
 def _as_run(run: Any) -> StudyRun:
     if isinstance(run, (str, Path)):
-        from robustft.runs.records import METRIC_FIELDS
-        from robustft.runs.run_dir import RunDir
-
         directory = RunDir(run)
         metrics = pd.DataFrame(directory.read_records(), columns=list(METRIC_FIELDS))
         return StudyRun(directory.name, directory.config, metrics, directory.read_summary() or {})

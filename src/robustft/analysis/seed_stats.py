@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
+from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
 
 # Only layers below robustft.analysis are imported: analysis re-exports this module's names, so importing it
@@ -103,8 +105,6 @@ def _defining(key: str) -> bool:
 
 
 def _eps_value(value: Any) -> float:
-    from robustft.config.units import parse_eps
-
     try:
         return parse_eps(value) if value is not None else math.nan
     except ConfigError:
@@ -197,8 +197,6 @@ def _detection_numbers(run: RunLike) -> tuple[float, float]:
     """(onset epoch, robust-peak step) from summary.json's detections, computed when the summary lacks them."""
     detection = (run.summary or {}).get("detection") if isinstance(run.summary, dict) else None
     if not isinstance(detection, dict) or "onset" not in detection or "robust_peak" not in detection:
-        from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
-
         detection = {"onset": onset_of_adaptation(run.metrics, None), "robust_peak": robust_peak(run.metrics)}
     onset, peak = detection.get("onset") or {}, detection.get("robust_peak") or {}
     number = [onset.get("epoch"), peak.get("step")]

@@ -27,6 +27,7 @@ from robustft.attacks.pgd import fgsm, pgd
 from robustft.attacks.prepare import prepare_for_attack
 from robustft.attacks.robust_evaluation import _iter_batches
 from robustft.attacks.square import square
+from robustft.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,6 @@ def _take(batches, max_samples: int, device: torch.device) -> tuple[torch.Tensor
         if count >= max_samples:
             break
     if not images:
-        from robustft.errors import ConfigError
-
         raise ConfigError("run_checks got no samples; pass a non-empty batch iterable.")
     return torch.cat(images)[:max_samples].to(device).float(), torch.cat(labels)[:max_samples].to(device).long()
 

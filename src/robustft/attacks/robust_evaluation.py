@@ -26,6 +26,8 @@ from torch import nn
 from robustft.analysis.statistics import wilson_interval
 from robustft.attacks.base import Attack, check_eps
 from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.registry import build_attack
+from robustft.device import resolve_device
 from robustft.errors import ConfigError
 
 CPU_BATCH_SIZE = 256  # CPU default: per-sample cost is flat beyond ~128 on small images; bounded memory
@@ -61,8 +63,6 @@ AttackLike = Attack | str | Callable[..., torch.Tensor]
 def _resolve_attack(attack: AttackLike, early_stop: bool | None, prepare: bool
                     ) -> tuple[Callable[..., torch.Tensor], str]:
     if isinstance(attack, str):
-        from robustft.attacks import build_attack
-
         attack = build_attack(attack)
     if isinstance(attack, Attack):
         if early_stop is not None and attack.accepts("early_stop"):
@@ -206,7 +206,6 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
     if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
         raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
     attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
-    from robustft.device import resolve_device
 
     device = _device_of(model) if device is None else resolve_device(device)
     # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.

@@ -1,11 +1,11 @@
 """Reading configs: YAML files with ``base:`` includes, dotted ``key=value`` overrides, and the layer merge.
 
-Split from ``config.py`` (the typed tree and its validation); ``robustft.config`` re-exports everything here.
+The layer merge itself is ``robustft.config.merge`` (the typed tree uses it too); ``robustft.config``
+re-exports everything here.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import typing
 from collections.abc import Mapping, Sequence
@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from robustft.config.coerce import PRESETS, hints_of
+from robustft.config.coerce import hints_of
+from robustft.config.merge import merge_trees
 from robustft.config.schema import Config, from_dict
 from robustft.errors import ConfigError
 
@@ -108,31 +109,6 @@ def _field_hint(parts: list[str]) -> Any:
         candidates = [hint, *typing.get_args(hint)]
         cls = next((c for c in candidates if dataclasses.is_dataclass(c)), None)
     return hint
-
-
-def merge_trees(base: Mapping[str, Any], layer: Mapping[str, Any], _path: str = "") -> dict[str, Any]:
-    """Deep merge: dicts merge key by key, everything else in ``layer`` replaces ``base``.
-
-    A preset name in ``base`` (``eval.attack: paper-a``) is expanded before a mapping in ``layer`` is merged into
-    it, so ``eval.attack.steps=20`` tunes the preset instead of replacing it. ``train`` is special: a layer that
-    sets one of epochs/steps (non-null) and not the other clears the other.
-    """
-    merged = copy.deepcopy(dict(base))
-    for key, value in layer.items():
-        path = f"{_path}.{key}" if _path else str(key)
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, str) and current in PRESETS.get(path, {}):
-            current = copy.deepcopy(PRESETS[path][current])
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = merge_trees(current, value, path)
-        else:
-            merged[key] = copy.deepcopy(value)
-    train = layer.get("train")
-    if isinstance(train, Mapping) and isinstance(merged.get("train"), dict):
-        for own, other in (("steps", "epochs"), ("epochs", "steps")):
-            if train.get(own) is not None and other not in train:
-                merged["train"][other] = None
-    return merged
 
 
 def _read_yaml_tree(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

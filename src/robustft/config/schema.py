@@ -24,40 +24,24 @@ new dependency for one module and neither gives the ``4/255`` epsilon type or th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
 from robustft.config.coerce import (
-    PRESETS,
     Duration,
     Eps,
     build,
-    format_eps_exact,
-    parse_eps_text,
+    hints_of,
     plain_dataclass,
-    unknown_key_message,
 )
+from robustft.config.merge import merge_trees
 from robustft.config.validate import validate_config
 from robustft.errors import ConfigError
-
-__all__ = [
-    "PRESETS",
-    "Config",
-    "apply_overrides",
-    "dump_yaml",
-    "format_eps_exact",
-    "from_dict",
-    "load_config",
-    "merge_trees",
-    "parse_eps_text",
-    "to_dict",
-    "unknown_key_message",
-]
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The tree. Defaults are the components' defaults; the README's schema is this file.
@@ -256,12 +240,22 @@ def from_dict(tree: Mapping[str, Any]) -> Config:
     # The tree is a layer over the built-in defaults (train.epochs=3): like any layer, setting only one of
     # epochs/steps clears the other, so a file with just `train: {steps: 500}` means 500 steps.
     if isinstance(tree.get("train"), Mapping):
-        from robustft.config.files import merge_trees
-
         tree = merge_trees({"train": {}}, tree)
     config = build(Config, tree, "")
     validate_config(config)
     return config
+
+
+def section_from_dict(name: str, tree: Mapping[str, Any]) -> Any:
+    """One section of the config (``eps``, ``eval``, ...) from a plain dict, e.g. from a run's config.yaml.
+
+    Defaults are filled in and values coerced as in a whole config (``"4/255"`` -> 4/255); an unknown key raises
+    ConfigError naming ``<name>.<key>``. Cross-field checks of the whole config are not run.
+    """
+    sections = {key: hint for key, hint in hints_of(Config).items() if dataclasses.is_dataclass(hint)}
+    if name not in sections:
+        raise ConfigError(f"{name!r} is not a config section; sections: {', '.join(sections)}.")
+    return build(sections[name], tree, name)
 
 
 def to_dict(config: Config) -> dict[str, Any]:
@@ -272,18 +266,3 @@ def to_dict(config: Config) -> dict[str, Any]:
 def dump_yaml(config: Config) -> str:
     """The resolved config as YAML text (what a run directory's config.yaml holds)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=None)
-
-
-# Reading YAML files, includes and overrides lives in config_files.py (which imports this module); re-exported
-# lazily (PEP 562) so ``robustft.config`` stays the one entry point without an import cycle.
-_FROM_CONFIG_FILES = ("apply_overrides", "load_config", "merge_trees")
-if TYPE_CHECKING:
-    from robustft.config.files import apply_overrides, load_config, merge_trees
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_CONFIG_FILES:
-        from robustft.config import files as config_files
-
-        return getattr(config_files, name)
-    raise AttributeError(f"module 'robustft.config' has no attribute {name!r}")

@@ -13,6 +13,13 @@ import math
 import re
 from typing import Any
 
+from robustft.config.schedule_specs import (
+    EPS_SCHEDULE_ALIASES,
+    EPS_SCHEDULE_NAMES,
+    canonical_eps_schedule,
+    parse_evaluation_spec,
+)
+from robustft.config.units import relative_step, step_in_pixels
 from robustft.errors import ConfigError
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -117,14 +124,12 @@ def _check_objective(objective: Any) -> None:
 
 
 def _check_eps(eps: Any) -> None:
-    from robustft.training.schedules import EPS_SCHEDULES  # late: schedules imports nothing of the config
-
-    eps.schedule = EPS_SCHEDULES.canonical(eps.schedule)  # paper B's names (fix = RFT-fix) are aliases
-    if eps.schedule not in EPS_SCHEDULES:
-        close = difflib.get_close_matches(eps.schedule, EPS_SCHEDULES.names(), n=2, cutoff=0.5)
+    eps.schedule = canonical_eps_schedule(eps.schedule)  # paper B's names (fix = RFT-fix) are aliases
+    if eps.schedule not in EPS_SCHEDULE_NAMES:
+        close = difflib.get_close_matches(eps.schedule, [*EPS_SCHEDULE_NAMES, *EPS_SCHEDULE_ALIASES], n=2, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ConfigError(
-            f"eps.schedule={eps.schedule!r} is not an eps schedule.{hint} Valid: {', '.join(EPS_SCHEDULES.names())} "
+            f"eps.schedule={eps.schedule!r} is not an eps schedule.{hint} Valid: {', '.join(EPS_SCHEDULE_NAMES)} "
             "(`robustft list schedules` describes them)."
         )
     same_kind = isinstance(eps.t1, int) == isinstance(eps.t2, int)
@@ -160,8 +165,6 @@ def _check_train(train: Any) -> None:
 
 
 def _check_eval(evaluation: Any) -> None:
-    from robustft.training.schedules import parse_evaluation_spec
-
     parse_evaluation_spec(evaluation.schedule)
     _at_least("eval.subset", evaluation.subset, 1, optional=True)
     _at_least("eval.batch_size", evaluation.batch_size, 1)
@@ -192,8 +195,6 @@ def _check_attack(key: str, name: str, attack: Any, largest_eps: float, where: s
     _at_least(f"{key}.restarts", attack.restarts, 1)
     step_size = attack.step_size
     if isinstance(step_size, str):
-        from robustft.config.units import step_in_pixels
-
         step_in_pixels(step_size, 1.0, name=f"{key}.step_size")  # "0.25eps" or a message saying how to write it
     else:
         _positive(f"{key}.step_size", step_size, optional=True, example="0.25/255 or 0.25eps")
@@ -204,8 +205,6 @@ def _check_attack(key: str, name: str, attack: Any, largest_eps: float, where: s
 def _check_reach(key: str, name: str, steps: int, step_size: float | str, eps: float, where: str) -> None:
     """Refuses steps x step_size < eps: such an attack cannot reach the eps it is evaluated at, so its accuracy
     there is that of a weaker attack (a PGD-10 with step 0.25/255 moves at most 2.5/255, short of 4/255)."""
-    from robustft.config.units import relative_step, step_in_pixels
-
     def format_eps(value: float) -> str:
         return f"{value * 255:.4g}/255"
 

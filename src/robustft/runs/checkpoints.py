@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from robustft import models, strategies
 from robustft.errors import RobustftError
 from robustft.runs.metrics_file import file_mode
 
@@ -153,8 +154,6 @@ def load_model(path: str | Path, which: str = "last", device: str | torch.device
         (model, payload): the ``RobustModel`` in eval mode on ``device`` with the strategy applied and weights
         loaded, and the checkpoint dict (for its metadata).
     """
-    from robustft import models, strategies
-
     file = resolve_checkpoint_path(path, which)
     payload = load_checkpoint(file)
     spec = payload["model"]

@@ -24,7 +24,10 @@ import torch
 from torch import nn
 
 from robustft.errors import ConfigError
+from robustft.models.hf_source import LogitsOnly
 from robustft.runs.checkpoints import load_model
+from robustft.strategies import merge
+from robustft.strategies.hooks import attached
 
 
 def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: str = "last") -> Path:
@@ -70,9 +73,6 @@ def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
     Raises:
         ConfigError: modules remain that cannot be merged (the message names the strategy and the way out).
     """
-    from robustft.strategies import merge
-    from robustft.strategies.hooks import attached
-
     merge(model)
     _unload_peft(model)
     left = sorted({attr for _, attr, _ in attached(model)})
@@ -100,7 +100,6 @@ def _unload_peft(model: nn.Module) -> None:
 def plain_network(model: nn.Module) -> nn.Module:
     """The library's own network inside a ``RobustModel`` (a transformers model unwrapped from ``LogitsOnly``)."""
     backbone = model.backbone
-    from robustft.models.hf_source import LogitsOnly
 
     return backbone.model if isinstance(backbone, LogitsOnly) else backbone
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.errors import RobustftError
+from robustft.runs.metrics_file import _write_error
 
 try:
     import fcntl
@@ -113,7 +114,6 @@ class RunLock:
             return self
         if fcntl is None:  # pragma: no cover - Windows
             return self._acquire_fallback()
-        from robustft.runs.metrics_file import _write_error
 
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -224,8 +224,6 @@ class locked_file:  # noqa: N801 - used like a function: ``with locked_file(path
 
     def __enter__(self) -> locked_file:
         if fcntl is not None:
-            from robustft.runs.metrics_file import _write_error
-
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as error:

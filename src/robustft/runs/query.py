@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustft.config.coerce import parse_eps_text
 from robustft.errors import RobustftError
 from robustft.runs.records import METRIC_FIELDS, sql_type
 from robustft.runs.run_dir import CONFIG_FILE, RunDir, RunNotFoundError, read_metrics
@@ -54,8 +55,6 @@ def run_columns(run: RunDir) -> dict[str, Any]:
     eps, objective = section("eps"), section("objective")
     eps_value = eps.get("value")
     try:
-        from robustft.config.coerce import parse_eps_text
-
         eps_float = parse_eps_text(eps_value, "eps.value") if eps_value is not None else None
     except RobustftError:
         eps_float = None

@@ -29,25 +29,20 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import yaml
 
 from robustft.errors import RobustftError
-from robustft.runs.lock import LOCK_FILE, RunLock, RunLockedError, lock_holder
-from robustft.runs.metrics_file import (  # noqa: F401  (re-exported: robustft.runs is the public entry point)
-    _SPLITS,
+from robustft.runs.lock import LOCK_FILE, RunLock, lock_holder
+from robustft.runs.metrics_file import (
     METRIC_FIELDS,
-    MetricRecordError,
     MetricsWriter,
-    RunWriteError,
     _json_default,
-    read_records,
     _write_error,
     atomic_write_text,
-    normalize_record,
-    repair_jsonl,
+    read_records,
 )
 
 CONFIG_FILE, ENV_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINTS_DIR = (
@@ -314,24 +309,3 @@ def read_metrics(run_path: str | Path) -> pd.DataFrame:
     if not path.is_dir():
         raise RunNotFoundError(f"run directory {path} does not exist; pass the directory a run wrote.")
     return pd.DataFrame(read_records(path / METRICS_FILE), columns=list(METRIC_FIELDS))
-
-
-# Queries across many runs live in runs_query.py (which imports this module); re-exported lazily (PEP 562) so
-# ``robustft.runs`` stays the one entry point without an import cycle.
-_FROM_RUNS_QUERY = ("find_run_dirs", "load_runs", "query_runs", "run_columns")
-if TYPE_CHECKING:
-    from robustft.runs.query import find_run_dirs, load_runs, query_runs, run_columns
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_RUNS_QUERY:
-        from robustft.runs import query as runs_query
-
-        return getattr(runs_query, name)
-    raise AttributeError(f"module 'robustft.runs' has no attribute {name!r}")
-
-__all__ = [
-    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunLockedError",
-    "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record",
-    "query_runs", "read_metrics", "repair_jsonl", "run_columns",
-]

@@ -23,6 +23,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from robustft.config.files import apply_overrides
+from robustft.config.schema import from_dict
 from robustft.errors import MissingAssetError, OfflineError, RobustftError
 
 # Errors that mean "this model's structure cannot be built here", not "this point is wrong".
@@ -32,8 +34,6 @@ _UNAVAILABLE = (MissingAssetError, OfflineError)
 def explicit_strategy_options(overrides: Sequence[str]) -> dict[str, Any]:
     """The ``strategy.options`` that ``key=value`` overrides set explicitly (``strategy.options.r=4``, or
     ``strategy.options={r: 4}``, or ``strategy={name: lora, options: {...}}``)."""
-    from robustft.config.files import apply_overrides
-
     layer = apply_overrides({}, list(overrides))
     strategy = layer.get("strategy")
     options = strategy.get("options") if isinstance(strategy, dict) else None
@@ -82,8 +82,7 @@ class PointChecker:
         Args:
             tree: a resolved point config (``robustft.config.to_dict``).
         """
-        from robustft.config.schema import from_dict
-        from robustft.training.objectives import get_objective
+        from robustft.training.objectives import get_objective  # torch: only once a point is checked
 
         cfg = from_dict(tree)
         get_objective(cfg.objective.name)
@@ -103,7 +102,7 @@ class PointChecker:
 
     def _structure(self, cfg: Any, model_key: str) -> Any:
         if model_key not in self._models:
-            from robustft import models
+            from robustft import models  # torch and the model sources: only once a point is checked
 
             try:
                 self._models[model_key] = models.build(cfg.model.name, 10, pretrained=False,
@@ -114,7 +113,7 @@ class PointChecker:
         return self._models[model_key]
 
     def _check_strategy(self, cfg: Any, model_key: str) -> None:
-        from robustft import strategies
+        from robustft import strategies  # torch: only once a point is checked
         from robustft.strategies.base import Strategy
 
         options = dict(cfg.strategy.options or {})

@@ -43,7 +43,12 @@ from typing import Any
 
 import yaml
 
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder, locked_file
+from robustft.runs.metrics_file import atomic_write_text
+from robustft.sweep.check import PointChecker, carry_strategy_options
 
 STATUS_FINISHED = "finished"
 STATUS_SKIPPED = "skipped"  # already finished before this sweep started
@@ -169,10 +174,6 @@ def resolve_points(config: str | Path, grid: dict[str, list[str]], fixed: Sequen
     Raises:
         ConfigError: one or more bad points; the message names each point, its overrides and its error.
     """
-    from robustft.config.files import load_config
-    from robustft.config.schema import to_dict
-    from robustft.sweep.check import PointChecker, carry_strategy_options
-
     base = load_config(config, list(fixed))
     try:
         own = load_config(config)  # the file's own strategy, before --set and the grid
@@ -207,8 +208,6 @@ def prepare_run_dir(run_dir: Path) -> str:
 
     The decision is taken under the run's lock, so a directory is never moved aside under a process writing it.
     """
-    from robustft.runs.lock import RunLock, RunLockedError
-
     if (run_dir / "summary.json").is_file():
         return "skip"
     if not run_dir.exists():
@@ -233,8 +232,6 @@ def prepare_run_dir(run_dir: Path) -> str:
 
 
 def _running(name: str, run_dir: Path, action: str) -> PointResult:
-    from robustft.runs.lock import describe_holder, lock_holder
-
     holder = lock_holder(run_dir)
     detail = f"trained by {describe_holder(holder)}" if holder is not None else "trained by another process"
     return PointResult(name, [], str(run_dir), STATUS_RUNNING, action, None, {"holder": holder or {},
@@ -279,15 +276,12 @@ def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | N
 
 
 def _lock_taken(run_dir: Path) -> bool:
-    from robustft.runs.lock import lock_holder
-
     return lock_holder(run_dir) is not None
 
 
 def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
     """Runs one point in this process (what a Ray worker does)."""
-    from robustft.runs.lock import RunLockedError
-    from robustft.training.trainer import train
+    from robustft.training.trainer import train  # torch loads here: `robustft sweep` itself runs points apart
 
     action = prepare_run_dir(run_dir)
     result = PointResult(str(config["name"]), [], str(run_dir), STATUS_SKIPPED, action)
@@ -420,9 +414,6 @@ def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult 
                     points: Sequence[SweepPoint], out: Path) -> None:
     """Writes sweep.json; a point this invocation only saw as pending or running keeps the outcome another
     invocation of the same sweep recorded for it (two invocations may run at once, each rewriting the file)."""
-    from robustft.runs.lock import locked_file
-    from robustft.runs.metrics_file import atomic_write_text
-
     entries = [asdict(r) if r is not None else {"name": p.name, "overrides": list(p.overrides),
                                                  "path": str(out / p.name), "status": STATUS_PENDING}
                for r, p in zip(results, points, strict=True)]

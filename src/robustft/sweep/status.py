@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robustft.errors import RobustftError
+from robustft.runs.lock import describe_holder, lock_holder
+from robustft.runs.metrics_file import read_records
 
 DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
 
@@ -33,8 +35,6 @@ def sweep_status(directory: str | Path) -> list[PointStatus]:
     Raises:
         RobustftError: ``directory`` has no readable ``sweep.json``.
     """
-    from robustft.runs.lock import describe_holder, lock_holder
-
     out = Path(directory)
     manifest = out / "sweep.json"
     try:
@@ -70,7 +70,5 @@ def _resume_point(path: Path) -> str:
 
 
 def _last_step(metrics: Path) -> int | None:
-    from robustft.runs.metrics_file import read_records
-
     steps = [r.get("step") for r in read_records(metrics) if isinstance(r.get("step"), int)]
     return max(steps) if steps else None

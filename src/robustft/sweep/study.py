@@ -26,7 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.sweep.runner import SweepPoint, run_points
+from robustft.sweep.study_progress import relative_cost
 
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
 PAPER_B_SCHEDULES = ("fix", "scheduled", "linear", "uniform", "auto")
@@ -129,10 +133,6 @@ def resolve_study(study: Study, out: Path, fixed: Sequence[str] = ()) -> tuple[l
     Raises:
         ConfigError: an arm whose config does not validate (the message names the file and the override).
     """
-    from robustft.config.files import load_config
-    from robustft.config.schema import to_dict
-    from robustft.sweep.runner import SweepPoint
-
     points, configs = [], []
     for arm in study.arms:
         overrides = (*arm.overrides, *fixed)
@@ -162,9 +162,6 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
         cpus_per_run, gpus_per_run: Ray resources per run.
         progress: called as ``progress("start", point)`` and ``progress("done", result)``.
     """
-    from robustft.sweep.runner import run_points
-    from robustft.sweep.study_progress import relative_cost
-
     points, configs = resolve_study(study, out, fixed)
     jobs = default_jobs(len(points)) if jobs is None else jobs
     # Longest expected runs first (adversarial before standard; ties keep the study's order): the parallel slots

@@ -37,7 +37,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.runs.metrics_file import atomic_write_text
+from robustft.runs.records import record_key
+from robustft.runs.run_dir import RunDir
 from robustft.sweep.runner import split_values
 
 DEFAULT_SEARCH = ("optim.lr=loguniform:1e-5:1e-1", "optim.weight_decay=loguniform:1e-5:1e-1")
@@ -164,8 +169,6 @@ def _budget_overrides(epochs: int | None, steps: int | None) -> list[str]:
 def check_search(config: str | Path, search: Mapping[str, Distribution], fixed: Sequence[str], metric: str) -> Any:
     """Loads the base config with every example value of every searched key, so that a bad key or bound fails
     here, before Ray starts. Returns the base Config (with ``fixed``)."""
-    from robustft.config.files import load_config
-
     base = load_config(config, list(fixed))
     for key, dist in search.items():
         for value in dist.examples():
@@ -186,9 +189,7 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     import torch
     from ray import tune
 
-    from robustft.runs.run_dir import RunDir
-    from robustft.training.loggers import record_key  # the trainer's own key for ``values``
-    from robustft.training.trainer import build_trainer
+    from robustft.training.trainer import build_trainer  # torch: in the trial, not when tune.py is imported
 
     torch.set_num_threads(max(1, threads))
     run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
@@ -254,9 +255,6 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
         ConfigError: a bad search space, metric, budget or option, before Ray starts.
         RobustftError: Ray is not installed, or output_dir holds a different search.
     """
-    from robustft.config.files import load_config
-    from robustft.config.schema import to_dict
-
     search = dict(search) if search else parse_search([])
     if mode not in ("max", "min"):
         raise ConfigError(f"--mode must be max or min, got {mode!r}.")
@@ -316,8 +314,6 @@ def _get(tree: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _check_same_search(out: Path, spec: dict[str, Any]) -> None:
-    from robustft.runs.metrics_file import atomic_write_text
-
     path = out / "tune.json"
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -332,10 +328,6 @@ def _check_same_search(out: Path, spec: dict[str, Any]) -> None:
 
 def _write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fixed: Sequence[str], name: str,
                    time_attr: str, max_t: int, mode: str, metric: str) -> TuneResult:
-    from robustft.config.files import load_config
-    from robustft.config.schema import to_dict
-    from robustft.runs.metrics_file import atomic_write_text
-
     rows = []
     for result in grid:
         last = result.metrics or {}

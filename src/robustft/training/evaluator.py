@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from robustft.analysis.statistics import wilson_interval
-from robustft.attacks import build_attack, expected_robustness, robust_curve, run_checks
+from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
 from robustft.config.units import eps_grid, parse_eps, relative_step
 
 log = logging.getLogger("robustft.training.evaluator")
@@ -84,7 +84,6 @@ def _accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     APGD...), so one config section can name any attack; unknown names still fail in ``build_attack``."""
     import inspect
 
-    from robustft.attacks import ATTACKS
 
     if name not in ATTACKS:
         return options

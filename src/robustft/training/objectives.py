@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustft import strategies
+from robustft.attacks import prepare_for_attack
 from robustft.registry import Registry
 
 OBJECTIVES = Registry("objective")
@@ -93,8 +95,6 @@ def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
     """
     if not context.prepare_attack:
         return model
-    from robustft import strategies
-    from robustft.attacks import prepare_for_attack
 
     merged = copy.deepcopy(model)
     strategies.merge(merged)

@@ -24,13 +24,13 @@ where the named schedule does not hold them (:class:`EvaluationSchedule`).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, parse_evaluation_spec
 from robustft.errors import ConfigError
 from robustft.registry import Registry
 
@@ -280,10 +280,9 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     return EpsSchedule("auto", settings.value, per, alpha)
 
 
-# Paper B's names, accepted wherever a schedule is named (config, overrides, sweeps): its baseline is RFT-fix
-# (constant eps_g), its method Epsilon-Scheduling, and T1 = 0 its linear warm-up.
-for _alias, _name in (("fix", "constant"), ("rft-fix", "constant"), ("epsilon-scheduling", "scheduled"),
-                      ("linear-warmup", "linear")):
+# Paper B's names for the schedules (config/schedule_specs.py holds them, so that config validation
+# knows them without importing this module).
+for _alias, _name in EPS_SCHEDULE_ALIASES.items():
     EPS_SCHEDULES.add_alias(_alias, _name)
 
 
@@ -313,13 +312,14 @@ def epoch_val_history(records: Iterable[Mapping[str, Any]], steps_per_epoch: int
 
 
 def eps_schedule(
-    settings: EpsSettings | Mapping[str, Any], total_epochs: int, total_steps: int, steps_per_epoch: int, seed: int = 0
+    settings: EpsSettings, total_epochs: int, total_steps: int, steps_per_epoch: int, seed: int = 0
 ) -> EpsSchedule:
     """Builds the training-eps schedule named by ``settings.schedule`` (the config's ``eps`` section).
 
     Args:
         settings: the config's ``eps`` section (an object with schedule, value (eps_g), t1, t2, per, patience,
-            tolerance), or the same as a plain dict (``{"schedule": "scheduled", "value": "4/255", ...}``).
+            tolerance); a plain dict (a run's config.yaml) becomes one with
+            ``robustft.config.section_from_dict("eps", section)``.
         total_epochs: epochs of training (ceil(total_steps / steps_per_epoch) when training by steps).
         total_steps: optimiser steps of training.
         steps_per_epoch: optimiser steps per epoch.
@@ -334,11 +334,9 @@ def eps_schedule(
         UnknownNameError: unknown schedule name, with the valid names.
         ConfigError: T1 after T2.
     """
-    if isinstance(settings, Mapping):  # the plain-dict form (a run's config.yaml): coerce "4/255" and defaults
-        from robustft.config.coerce import build
-        from robustft.config.schema import EpsConfig
-
-        settings = build(EpsConfig, settings, "eps")
+    if isinstance(settings, Mapping):
+        raise ConfigError("eps_schedule takes the eps section as an object (cfg.eps); build one from a plain dict "
+                          "(a run's config.yaml) with robustft.config.section_from_dict('eps', section).")
     factory = EPS_SCHEDULES.get(settings.schedule)
     context = ScheduleContext(int(total_epochs), int(total_steps), int(steps_per_epoch), int(seed))
     return factory(settings, context)
@@ -383,29 +381,6 @@ def paper_a_evaluates(step: int) -> bool:
     return step % PAPER_A_TAIL_INTERVAL == 0
 
 
-_EVERY = re.compile(r"^every:\s*(\d+)$")
-_STEPS = re.compile(r"^steps:\s*\[([\d,\s]*)\]$")
-
-
-def parse_evaluation_spec(spec: str) -> tuple[str, Any]:
-    """Parses an evaluation-schedule spec into (kind, argument); raises ConfigError naming the valid forms."""
-    text = str(spec).strip()
-    if text in ("paper-a", "epoch"):
-        return text, None
-    match = _EVERY.match(text)
-    if match:
-        interval = int(match.group(1))
-        if interval < 1:
-            raise ConfigError(f"eval.schedule={spec!r}: the interval must be at least 1 step, e.g. every:100.")
-        return "every", interval
-    match = _STEPS.match(text)
-    if match:
-        steps = [int(s) for s in match.group(1).replace(" ", "").split(",") if s]
-        return "steps", sorted(set(steps))
-    raise ConfigError(
-        f"eval.schedule={spec!r} is not a schedule. Valid: paper-a (paper A's log-like steps), every:N "
-        "(every N steps), epoch (end of each epoch), steps:[0,10,50] (explicit steps)."
-    )
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from robustft.config import to_dict
 from robustft.config.units import canonical_metric_key
 from robustft.device import resolve_device
 from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
@@ -32,6 +33,7 @@ from robustft.runs.checkpoints import RESUME_KEYS, load_checkpoint, load_weights
 from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.runs.records import record_key
+from robustft.runs.run_dir import RunDir
 from robustft.training import components
 from robustft.training.evaluator import Evaluator, attack_spec, make_attack, record
 from robustft.training.loggers import RunLoggers
@@ -128,7 +130,7 @@ def _create_run(cfg: Any) -> Any:
         raise RobustftError(f"run directory {path} already holds a run. Resume it with `robustft train --resume "
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
-        return components.RunDir().create(path, components.to_dict(cfg), lock=True)
+        return RunDir.create(path, to_dict(cfg), lock=True)
     except RobustftError:
         raise  # RunExistsError and RunWriteError are OSErrors too, with their own messages
     except OSError as error:
