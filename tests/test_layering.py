@@ -164,3 +164,13 @@ def test_every_module_imports(module):
         pytest.skip("running it is the command line (tests/test_cli_*.py)")
     importlib.import_module(module)
 
+
+
+def test_robustft_train_is_a_plain_function_whatever_was_imported_first():
+    import inspect
+
+    import robustft.training.trainer  # noqa: F401 - importing the trainer module must not rebind robustft.train
+
+    assert inspect.isfunction(robustft.train) and robustft.train.__module__ == "robustft"
+    assert inspect.signature(robustft.train).parameters.keys() == inspect.signature(
+        robustft.training.trainer.train).parameters.keys()

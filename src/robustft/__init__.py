@@ -12,10 +12,21 @@ The public API is reachable from ``import robustft`` alone::
 Subpackages (``robustft.models``, ``.data``, ``.strategies``, ``.attacks``, ``.analysis``, ``.runs``,
 ``.report``, ...) are imported on first attribute access, so ``import robustft`` itself imports nothing heavy
 (no torch): the module ``__getattr__`` below only imports the named submodule of this package, it hides no
-import cycle. After the first access the submodule is an ordinary attribute (the import system sets it).
+import cycle (tests/test_layering.py checks that none exists). After the first access the submodule is an ordinary
+attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # names for the signatures below, not imported at run time (no torch on `import robustft`)
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import torch
+
+    from robustft.training.trainer import RunResult
 
 __version__ = "0.1.0"
 
@@ -28,15 +39,25 @@ SUBMODULES: tuple[str, ...] = (
 __all__ = ["__version__", "load", "train", *SUBMODULES]
 
 
+def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+          quiet: bool | None = None, model: torch.nn.Module | None = None,
+          datasets: dict[str, Any] | None = None) -> RunResult:
+    """Fine-tunes a model as ``config`` says; returns the run directory and its summary.
+
+    ``config`` is a YAML path, a dict or a ``robustft.config.Config``; ``overrides`` are ``key=value`` strings.
+    The arguments are those of :func:`robustft.training.trainer.train`, which documents each.
+    """
+    # Imported on the first call, so that ``import robustft`` stays light (no torch) until training is asked for.
+    from robustft.training.trainer import train as train_run
+
+    return train_run(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets)
+
+
 def __getattr__(name: str) -> object:
     # Called only for names not yet in the module's namespace (PEP 562); importlib is imported here, not above,
     # to keep ``import robustft`` at ~1.5 ms.
     import importlib
 
-    if name == "train":
-        # ``robustft.train`` is also a submodule; that module is callable (see robustft/training/trainer.py), so
-        # returning it keeps ``robustft.train(cfg)`` working whichever was imported first.
-        return importlib.import_module("robustft.training.trainer")
     if name == "load":
         return importlib.import_module("robustft.runs.checkpoints").load
     if name in SUBMODULES:

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
-import types
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,15 +420,3 @@ class Trainer:
         except OSError as error:
             raise RunWriteError(f"cannot write {self.run.path}/summary.json ({error.strerror or error}).") from None
         return RunResult(Path(self.run.path), summary)
-
-
-
-class _CallableModule(types.ModuleType):
-    """``robustft.train`` is both this module and the function: importing the submodule rebinds the package
-    attribute to the module, so the module forwards calls to ``train`` and ``robustft.train(cfg)`` always works."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> RunResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
