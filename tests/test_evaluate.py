@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from robustft.analysis.statistics import wilson_interval
+from robustft.config import load_config
 from robustft.models.tiny import tiny_cnn
 from robustft.training.evaluator import (
     ATTACK_PRESETS,
@@ -78,7 +79,8 @@ def test_evaluation_is_reproducible_and_leaves_the_training_rng_alone():
 
 
 def test_attack_spec_presets_and_overrides():
-    assert attack_spec("paper-a") == ("pgd", {k: v for k, v in ATTACK_PRESETS["paper-a"].items() if k != "name"})
+    assert attack_spec("paper-a") == ("pgd", {"steps": 15, "step_size": 0.25 / 255, "random_start": True,
+                                              "restarts": 1})
     name, options = attack_spec({"name": "paper-a", "steps": 20})
     assert name == "pgd" and options["steps"] == 20 and options["step_size"] == pytest.approx(0.25 / 255)
     assert attack_spec({"attack": "apgd-ce", "steps": 10, "step_size": None}) == ("apgd-ce", {"steps": 10})
@@ -125,3 +127,11 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
     checks = [r for r in records if r["metric"].startswith("check:")]
     assert "check:zero_or_nan_gradients" in {r["metric"] for r in checks}
     assert all(r["value"] == 1.0 and r["split"] == "test" and r["extra"]["message"] for r in checks)
+
+
+def test_a_preset_named_to_the_evaluator_is_the_preset_the_config_expands():
+    # One definition (robustft.config.presets): eval.attack=paper-b in a config and "paper-b" given to the
+    # evaluator directly run the same attack with the same settings.
+    for preset in ATTACK_PRESETS:
+        cfg = load_config(None, [f"eval.attack={preset}", f"eval.final={preset}"])
+        assert attack_spec(cfg.eval.attack) == attack_spec(preset) == attack_spec(cfg.eval.final)

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Annotated, Any, Literal, Union
 
+from robustft.config.presets import PRESETS
 from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
 
@@ -29,19 +30,6 @@ DURATION = "duration"  # Annotated marker: int count or float fraction of traini
 Eps = Annotated[float, EPS]
 Duration = Annotated[Union[int, float], DURATION]  # noqa: UP007 (Annotated needs a runtime object)
 
-# Presets: a string in place of a dict at these keys expands to the dict.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "eval.attack": {
-        # Paper A: untargeted L-inf PGD, CE, eps 1/255 (eval.eps), step 0.25/255, 15 steps, random start.
-        "paper-a": {"name": "pgd", "steps": 15, "step_size": "0.25/255", "random_start": True, "restarts": 1},
-        # Paper B: APGD-CE with 10 iterations at eps_g (its step size is adaptive).
-        "paper-b": {"name": "apgd-ce", "steps": 10, "step_size": None, "random_start": True, "restarts": 1},
-    },
-    "eval.final": {
-        "paper-a": {"attack": "pgd", "steps": 15, "step_size": "0.25/255", "random_start": True, "restarts": 1},
-        "paper-b": {"attack": "apgd-ce", "steps": 10, "step_size": None, "random_start": True, "restarts": 1},
-    },
-}
 
 
 def format_eps_exact(eps: float) -> str | float:

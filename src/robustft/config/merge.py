@@ -10,7 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from robustft.config.coerce import PRESETS
+from robustft.config.presets import PRESETS
 
 
 def merge_trees(base: Mapping[str, Any], layer: Mapping[str, Any], _path: str = "") -> dict[str, Any]:

@@ -28,16 +28,11 @@ from torch import nn
 
 from robustft.analysis.statistics import wilson_interval
 from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
+from robustft.config.presets import ATTACK_PRESETS
 from robustft.config.units import eps_grid, parse_eps, relative_step
 
 log = logging.getLogger("robustft.training.evaluator")
 
-ATTACK_PRESETS: dict[str, dict[str, Any]] = {
-    # Paper A: PGD-15, step 0.25/255, random start (eps 1/255 is set by eval.eps).
-    "paper-a": {"name": "pgd", "steps": 15, "step_size": 0.25 / 255, "random_start": True, "restarts": 1},
-    # Paper B: APGD-CE with 10 iterations.
-    "paper-b": {"name": "apgd-ce", "steps": 10},
-}
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
