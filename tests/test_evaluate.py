@@ -7,6 +7,7 @@ import torch
 
 from robustft.analysis.statistics import wilson_interval
 from robustft.config import load_config
+from robustft.data.splits import stratified_subset
 from robustft.models.tiny import tiny_cnn
 from robustft.training.evaluator import (
     ATTACK_PRESETS,
@@ -135,3 +136,14 @@ def test_a_preset_named_to_the_evaluator_is_the_preset_the_config_expands():
     for preset in ATTACK_PRESETS:
         cfg = load_config(None, [f"eval.attack={preset}", f"eval.final={preset}"])
         assert attack_spec(cfg.eval.attack) == attack_spec(preset) == attack_spec(cfg.eval.final)
+
+
+def test_fixed_subset_keeps_the_class_mix_drawn_as_data_splits_are():
+    # 90 samples of class 0, 10 of class 1: a 20-sample subset holds 18 and 2, the indices stratified_subset draws
+    # for the data splits (a plain random draw gives 1..5 of class 1 depending on the seed).
+    data = Data(100, 0)
+    data.labels = torch.tensor([0] * 90 + [1] * 10)
+    for seed in range(5):
+        subset = fixed_subset("x", data, 20, seed)
+        assert subset.labels.bincount().tolist() == [18, 2]
+        assert torch.equal(subset.images, data.images[stratified_subset(data.labels, 20, seed)])

@@ -30,6 +30,7 @@ from robustft.analysis.statistics import wilson_interval
 from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
 from robustft.config.presets import ATTACK_PRESETS
 from robustft.config.units import eps_grid, parse_eps, relative_step
+from robustft.data.splits import stratified_subset
 
 log = logging.getLogger("robustft.training.evaluator")
 
@@ -119,13 +120,19 @@ class Subset:
 
 
 def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset:
-    """The same ``size`` samples of ``dataset`` for a seed (all of it when size is None or larger)."""
+    """The same ``size`` samples of ``dataset`` for a seed (all of it when size is None or larger).
+
+    Drawn per class in proportion to the class counts by ``robustft.data.splits.stratified_subset``, the code that
+    draws the validation hold-out and ``data.limit_*``, so a small evaluation subset has the split's class mix.
+    """
     total = len(dataset)
     if size is None or size >= total:
         indices = list(range(total))
     else:
-        generator = torch.Generator().manual_seed(seed)
-        indices = sorted(torch.randperm(total, generator=generator)[:size].tolist())
+        labels = getattr(dataset, "labels", None)
+        if labels is None:  # a Dataset without a label tensor: read the labels once
+            labels = [int(dataset[i][1]) for i in range(total)]
+        indices = stratified_subset(torch.as_tensor(labels, dtype=torch.long), size, seed).tolist()
     pairs = [dataset[i] for i in indices]
     images = torch.stack([torch.as_tensor(image, dtype=torch.float32) for image, _ in pairs])
     labels = torch.tensor([int(label) for _, label in pairs], dtype=torch.long)
