@@ -6,28 +6,15 @@ own conventions differ: where the head lives, how attention is spelled, which in
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
 from robustft.errors import ConfigError
+from robustft.seeding import seeded
 
 # torchvision's ImageNet normalisation, also the default of most timm CNNs.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Runs the block with the CPU RNG seeded, restoring the caller's RNG state afterwards.
-
-    Modules created inside get the same initial weights in every process for the same seed.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def qualified_name(root: nn.Module, target: nn.Module, prefix: str = "") -> str:

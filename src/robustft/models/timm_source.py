@@ -24,9 +24,9 @@ from robustft.models.backbone import (
     cnn_min_size,
     detect_family,
     qualified_name,
-    seeded,
 )
 from robustft.models.wrapper import ModelInfo, RobustModel
+from robustft.seeding import seeded
 
 
 def _check_known(name: str) -> None:

@@ -18,10 +18,10 @@ from torch import nn
 
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.base import Phase, Plan, Strategy, StrategyNotApplicableError, check_positive
 from robustft.strategies.hooks import attach
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 
 class Bottleneck(nn.Module):

@@ -22,11 +22,11 @@ from torch import nn
 from robustft.errors import ConfigError
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.base import Phase, Plan, Strategy, check_positive
 from robustft.strategies.hooks import attach
 from robustft.strategies.information import sort_labels
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 VIT_TARGETS = ("q", "k", "v", "attn_out", "mlp_in", "mlp_out")
 CNN_TARGETS = ("pointwise", "linear")
