@@ -108,39 +108,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Converts a YAML value to the annotated type, or raises a ConfigError naming ``key``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Annotated:
-        if args[1] == EPS:
-            return parse_eps_text(value, key)
-        return _coerce_duration(value, key)
+        return parse_eps_text(value, key) if args[1] == EPS else _coerce_duration(value, key)
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        dataclass_args = [a for a in args if dataclasses.is_dataclass(a)]
-        if dataclass_args and isinstance(value, str) and key in PRESETS:
-            return _coerce(_expand_preset(value, key), dataclass_args[0], key)
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as error:
-                errors.append(error)
-        if len(errors) == 1:
-            raise errors[0]
-        raise ConfigError(f"{key}={value!r} must be {_describe(hint)}.")
+        return _coerce_union(value, hint, key)
     if origin is Literal:
-        if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
-            return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1, cutoff=0.5)
-        hint_text = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(repr(a) for a in args)}.{hint_text}")
+        return _coerce_literal(value, args, key)
     if origin is list:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if isinstance(value, str) or (number and typing.get_origin(args[0]) is Annotated):
-            value = [value]  # one item written without brackets: eval.eps=4/255, eval.splits=test
-        if not isinstance(value, Sequence):
-            raise ConfigError(f"{key}={value!r} must be a list, e.g. {key}=[a,b] or a YAML list.")
-        return [_coerce(item, args[0], f"{key}[{i}]") for i, item in enumerate(value)]
+        return _coerce_list(value, args[0], key)
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}={value!r} must be a mapping of option names to values (or {{}}).")
@@ -149,6 +123,51 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, str) and key in PRESETS:
             value = _expand_preset(value, key)
         return build(hint, value, key)
+    if hint is Any:
+        return copy.deepcopy(value)
+    return _coerce_scalar(value, hint, key)
+
+
+def _coerce_union(value: Any, hint: Any, key: str) -> Any:
+    """``X | Y | None``: null if allowed, a preset name for a dataclass member, else the first member that fits."""
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    dataclass_args = [a for a in args if dataclasses.is_dataclass(a)]
+    if dataclass_args and isinstance(value, str) and key in PRESETS:
+        return _coerce(_expand_preset(value, key), dataclass_args[0], key)
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except ConfigError as error:
+            errors.append(error)
+    if len(errors) == 1:
+        raise errors[0]
+    raise ConfigError(f"{key}={value!r} must be {_describe(hint)}.")
+
+
+def _coerce_literal(value: Any, choices: tuple[Any, ...], key: str) -> Any:
+    if value in choices and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in choices)):
+        return value
+    close = difflib.get_close_matches(str(value), [str(a) for a in choices], n=1, cutoff=0.5)
+    hint_text = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"{key}={value!r} is not one of {', '.join(repr(a) for a in choices)}.{hint_text}")
+
+
+def _coerce_list(value: Any, item_hint: Any, key: str) -> list[Any]:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, str) or (number and typing.get_origin(item_hint) is Annotated):
+        value = [value]  # one item written without brackets: eval.eps=4/255, eval.splits=test
+    if not isinstance(value, Sequence):
+        raise ConfigError(f"{key}={value!r} must be a list, e.g. {key}=[a,b] or a YAML list.")
+    return [_coerce(item, item_hint, f"{key}[{i}]") for i, item in enumerate(value)]
+
+
+def _coerce_scalar(value: Any, hint: Any, key: str) -> bool | int | float | str:
+    """bool, int, float and str fields; YAML's near misses that are unambiguous are accepted (3.0 as an int)."""
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -176,8 +195,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise ConfigError(f"{key}={value!r} must be a string.")
-    if hint is Any:
-        return copy.deepcopy(value)
     raise TypeError(f"config field {key} has an unsupported annotation {hint!r}")  # a bug in this module
 
 
