@@ -76,10 +76,14 @@ def _demo_tree(**attack) -> dict:
 
 
 def test_demo_configs_are_valid_and_use_the_relative_step():
-    from robustft.cli.demo_cmd import DEMO_CONFIG
-
-    for cfg in (load_config(CONFIGS / "demo.yaml"), from_dict(DEMO_CONFIG)):
-        assert cfg.eval.attack.step_size == "0.25eps" and cfg.eval.curve == 4 / 255
+    # configs/demo.yaml evaluates PGD-10 along a curve to 4/255: only a relative step reaches every eps.
+    cfg = load_config(CONFIGS / "demo.yaml")
+    assert cfg.eval.attack.step_size == "0.25eps" and cfg.eval.curve == 4 / 255
+    # The demo study's configs (what `robustft demo` runs) pass the reach check as shipped.
+    study = sorted(p for p in (CONFIGS / "demo").rglob("*.yaml") if not p.name.startswith("_"))
+    assert len(study) == 10
+    for path in study:
+        load_config(path)
 
 
 def test_a_step_that_cannot_reach_the_curve_end_is_refused_with_the_reason():
