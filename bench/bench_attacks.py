@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from bench.timing import compare, report_line
 from robustft.attacks import build_attack, pgd, prepare_for_attack, robust_accuracy, robust_curve
 from robustft.attacks.base import loss_and_grad
-from robustft.units import eps_grid, format_eps
+from robustft.config.units import eps_grid, format_eps
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 BATCH, SIZE, STEPS = 256, 32, 10

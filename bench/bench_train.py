@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from bench.timing import compare, report_line
-from robustft.objectives import crafting_model, frozen_parameters
+from robustft.training.objectives import crafting_model, frozen_parameters
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 BATCH = 128
@@ -92,7 +92,7 @@ def _config(root: str, name: str, **sections) -> dict:
 
 
 def eval_overhead(splits: dict, root: str, steps: int) -> float:
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     result = train(_config(root, "overhead", train={"steps": steps, "epochs": None}), datasets=splits, quiet=True)
     summary = result.summary
@@ -103,7 +103,7 @@ def eval_overhead(splits: dict, root: str, steps: int) -> float:
 
 
 def _trainer(splits: dict, root: str, name: str, objective: str, strategy: str = "full", options: dict | None = None):
-    from robustft.train import build_trainer
+    from robustft.training.trainer import build_trainer
 
     return build_trainer(_config(root, name, objective={"name": objective, "attack": "pgd", "steps": K},
                                  strategy={"name": strategy, "options": options or {}},

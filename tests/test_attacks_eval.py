@@ -16,9 +16,9 @@ from robustft.attacks import (
     robust_accuracy,
     robust_curve,
 )
+from robustft.config.units import eps_grid
 from robustft.errors import ConfigError
 from robustft.models.tiny import tiny_cnn, tiny_vit
-from robustft.units import eps_grid
 from test_attacks_support import quadrant_task, trained_tiny_cnn
 
 

@@ -10,9 +10,9 @@ import torch
 
 from robustft.attacks import ATTACKS, build_attack, pgd, robust_curve
 from robustft.config import from_dict, load_config
-from robustft.config_validate import STEP_SIZE_ATTACKS
+from robustft.config.units import relative_step, step_in_pixels
+from robustft.config.validate import STEP_SIZE_ATTACKS
 from robustft.errors import ConfigError
-from robustft.units import relative_step, step_in_pixels
 from test_attacks_support import quadrant_task, trained_tiny_cnn
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -10,9 +10,9 @@ import torch
 import yaml
 from tests.test_train import tiny_splits
 
-from robustft.checkpoint import FORMAT, RESUME_KEYS, CheckpointError, load_checkpoint, load_model, save_checkpoint
 from robustft.cli import main
 from robustft.models.tiny import tiny_cnn
+from robustft.runs.checkpoints import FORMAT, RESUME_KEYS, CheckpointError, load_checkpoint, load_model, save_checkpoint
 from robustft.training import components
 
 

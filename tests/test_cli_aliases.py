@@ -8,7 +8,7 @@ from robustft.cli import main
 from robustft.config import load_config
 from robustft.errors import ConfigError, UnknownNameError
 from robustft.registry import Registry
-from robustft.schedules import EPS_SCHEDULES
+from robustft.training.schedules import EPS_SCHEDULES
 
 
 @pytest.mark.parametrize("alias, name", [("fix", "constant"), ("rft-fix", "constant"),

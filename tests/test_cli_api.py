@@ -38,10 +38,10 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_train_and_load_are_callable_at_top_level():
-    done = _run("import robustft; import robustft.train as t; assert callable(robustft.train); "
+    done = _run("import robustft; import robustft.training.trainer as t; assert callable(robustft.train); "
                 "assert callable(robustft.load); print(robustft.load.__module__)")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "robustft.checkpoint"
+    assert done.stdout.strip() == "robustft.runs.checkpoints"
     assert {"models", "data", "attacks", "load", "train"} <= set(dir(robustft))
 
 

@@ -112,7 +112,7 @@ def test_sweep_command_runs_points_in_parallel_sets_overrides_reports_and_exits_
             barrier.wait()
         return real_run(command, **kwargs)
 
-    monkeypatch.setattr(sweep_module.subprocess, "run", run)
+    monkeypatch.setattr(sweep_module.runner.subprocess, "run", run)
     # lr 1e30 diverges at the second step: a failure no validation can catch before the run.
     argv = ["sweep", str(config), "--grid", "optim.lr=0.003,1e30", "--set", "strategy.name=bitfit",
             "--jobs", "2", "--output-dir", str(out), "--report", "--group-by", "strategy"]

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import robustft
-from robustft.config import ConfigError, load_config
+from robustft.config import load_config
+from robustft.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -76,9 +77,9 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
 
 
 def test_run_directory_files_share_one_mode(tmp_path):
-    from robustft.checkpoint import save_checkpoint
-    from robustft.metrics_file import atomic_write_text, file_mode
     from robustft.runs import MetricsWriter
+    from robustft.runs.checkpoints import save_checkpoint
+    from robustft.runs.metrics_file import atomic_write_text, file_mode
 
     atomic_write_text(tmp_path / "summary.json", "{}")
     save_checkpoint(tmp_path / "checkpoints" / "last.pt", {"model": {}, "strategy": {}, "model_state": {}})

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from robustft import models, strategies
-from robustft.checkpoint import load, save_checkpoint
 from robustft.cli import main
+from robustft.runs.checkpoints import load, save_checkpoint
 
 STRATEGIES = ("lora", "ia3")
 

@@ -13,7 +13,7 @@ import robustft.report
 import robustft.report.collect
 import robustft.runs
 import robustft.sweep
-import robustft.train
+import robustft.training.trainer
 from robustft.cli import build_parser, main
 
 
@@ -50,7 +50,7 @@ def fake_train(monkeypatch, tmp_path):
         calls.update(config=config, overrides=list(overrides), resume=resume)
         return types.SimpleNamespace(path=tmp_path / "run", summary={"final": {"test/clean/accuracy": 0.5}})
 
-    monkeypatch.setattr(robustft.train, "train", train)
+    monkeypatch.setattr(robustft.training.trainer, "train", train)
     return calls
 
 
@@ -69,8 +69,8 @@ def test_sweep_overrides_and_group_by_are_checked(monkeypatch, tmp_path, capsys)
         seen["fixed"] = list(fixed)
         return [], [], tmp_path
 
-    monkeypatch.setattr(robustft.sweep, "resolve_points", resolve_points)
-    monkeypatch.setattr(robustft.sweep, "run_sweep", lambda *a, **k: [])
+    monkeypatch.setattr(robustft.sweep.runner, "resolve_points", resolve_points)
+    monkeypatch.setattr(robustft.sweep.runner, "run_sweep", lambda *a, **k: [])
     assert main(["sweep", "c.yaml", "optim.lr=1", "--set", "seed=2", "--grid", "seed=1,2"]) == 0
     assert seen["fixed"] == ["optim.lr=1", "seed=2"]
     with pytest.raises(SystemExit) as exited:
@@ -93,7 +93,7 @@ def test_report_output_dir_and_its_deprecated_alias(monkeypatch, tmp_path, capsy
 
 def test_query_writes_csv_and_json(monkeypatch, tmp_path):
     frame = pd.DataFrame({"run": ["a", "b"], "value": [0.5, 0.25]})
-    monkeypatch.setattr(robustft.runs, "query_runs", lambda runs, sql: frame)
+    monkeypatch.setattr(robustft.runs.query, "query_runs", lambda runs, sql: frame)
     files = ["--csv", str(tmp_path / "q.csv"), "--json", str(tmp_path / "q.json")]
     assert main(["query", "SELECT 1", "runs/", *files]) == 0
     assert (tmp_path / "q.csv").read_text().splitlines() == ["run,value", "a,0.5", "b,0.25"]

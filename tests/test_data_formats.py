@@ -7,6 +7,7 @@ import gzip
 import json
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 
 from robustft.data import load
 from robustft.data.idx import CorruptDataFileError, read_idx
+from robustft.data.loading import _MEMORY
 from robustft.errors import MissingAssetError
 
 
@@ -153,6 +155,14 @@ def test_digits_from_scikit_learn_scaled_to_255():
     assert test.info.image_size == 8 and test.info.num_classes == 10
     assert 350 <= len(test) <= 370 and int(test.images.max()) == 255
     assert "mnist" in test.info.ood_splits
+
+
+def test_digits_without_scikit_learn_names_the_extra_to_install(monkeypatch):
+    _MEMORY.clear()  # arrays read earlier in this process would be served without reading scikit-learn
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)  # "import sklearn" now raises ImportError
+    with pytest.raises(MissingAssetError, match=r"robustft\[digits\]"):
+        load("digits", "test")
 
 
 def test_truncated_idx_error_names_the_file(tmp_path):

@@ -9,8 +9,8 @@ import torch
 
 from robustft.config import from_dict
 from robustft.data.sources import corruption_ood
-from robustft.train import train
 from robustft.training.components import load_datasets
+from robustft.training.trainer import train
 from test_data_formats import write_fashion
 
 pytestmark = pytest.mark.usefixtures("private_data_cache")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from robustft import sweep
+from robustft.analysis.findings import VERDICTS
 from robustft.cli import main
-from robustft.findings import VERDICTS
-from robustft.study import PAPER_A_STRATEGIES
+from robustft.sweep.study import PAPER_A_STRATEGIES
 
 # The smallest settings under which every part of a study still runs: a tiny CNN on the 8x8 `digits` data.
 TINY = ["model.name=tiny-cnn", "model.pretrained=false", "model.image_size=16", "data.name=digits",
@@ -28,7 +28,7 @@ PAPER_B_FINDINGS = {"B.clean", "B.expected_robustness", "B.onset_delay"}
 @pytest.fixture
 def in_process(monkeypatch):
     """Runs each study run in this process instead of a `robustft train` subprocess (seconds, not minutes)."""
-    monkeypatch.setattr(sweep, "run_point_subprocess", lambda config, run_dir, threads=None:
+    monkeypatch.setattr(sweep.runner, "run_point_subprocess", lambda config, run_dir, threads=None:
                         sweep.run_point_inprocess(config, run_dir))
 
 
@@ -62,7 +62,7 @@ def _synthetic_run(config: dict, run_dir: Path, threads: int | None = None) -> s
 
 
 def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep, "run_point_subprocess", _synthetic_run)
+    monkeypatch.setattr(sweep.runner, "run_point_subprocess", _synthetic_run)
     assert main(["demo", "--output-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     printed = captured.out
@@ -120,7 +120,7 @@ def test_reproduce_paper_a_on_tiny_settings_reports_a_failing_run_and_all_others
             config = {**config, "strategy": {"name": "vpt", "options": {}}}
         return ran(config, run_dir, threads)
 
-    monkeypatch.setattr(sweep, "run_point_subprocess", ia3_fails)
+    monkeypatch.setattr(sweep.runner, "run_point_subprocess", ia3_fails)
     argv = ["reproduce", "paper-a", "--output-dir", str(out), "--jobs", "1", "--quiet",
             *_sets([*TINY, "train.steps=6", "eval.schedule=every:2", "data.ood=[digits@contrast:3]"])]
     assert main(argv) == 1

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from robustft.detection import (
+from robustft.analysis.diagnostics import (
     clean_curve,
     default_threshold,
     final_metrics,
@@ -142,12 +142,12 @@ def test_summarize_is_json_serialisable_without_nan() -> None:
 
 
 def test_summary_final_and_detection_final_name_every_record_alike(tmp_path) -> None:
-    # One key function (robustft.records.record_key): a record written without an attack ("null" style) is
+    # One key function (robustft.runs.records.record_key): a record written without an attack ("null" style) is
     # val/clean/accuracy in summary["final"] and in summary["detection"]["final"] (they used to differ).
     from types import SimpleNamespace
 
     from robustft.config import load_config
-    from robustft.records import record_key
+    from robustft.runs.records import record_key
     from robustft.training.components import summarize_run
 
     rows = [clean(100, 0.5, style="null"), clean(100, 0.4, "test"), robust(100, 0.2),

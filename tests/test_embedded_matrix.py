@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from robustft.schedules import eps_schedule
-from robustft.train import train
+from robustft.training.schedules import eps_schedule
+from robustft.training.trainer import train
 
 OBJECTIVES = ["standard", "adversarial", "trades"]
 SCHEDULES = ["zero", "constant", "scheduled", "linear", "uniform", "auto"]

@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustft.evaluate import ATTACK_PRESETS, Evaluator, attack_spec, expected_robustness, fixed_subset, record
+from robustft.analysis.statistics import wilson_interval
+from robustft.config import load_config
+from robustft.data.splits import stratified_subset
 from robustft.models.tiny import tiny_cnn
-from robustft.stats import wilson_interval
+from robustft.training.evaluator import (
+    ATTACK_PRESETS,
+    Evaluator,
+    attack_spec,
+    expected_robustness,
+    fixed_subset,
+    record,
+)
 
 
 class Data:
@@ -71,7 +80,8 @@ def test_evaluation_is_reproducible_and_leaves_the_training_rng_alone():
 
 
 def test_attack_spec_presets_and_overrides():
-    assert attack_spec("paper-a") == ("pgd", {k: v for k, v in ATTACK_PRESETS["paper-a"].items() if k != "name"})
+    assert attack_spec("paper-a") == ("pgd", {"steps": 15, "step_size": 0.25 / 255, "random_start": True,
+                                              "restarts": 1})
     name, options = attack_spec({"name": "paper-a", "steps": 20})
     assert name == "pgd" and options["steps"] == 20 and options["step_size"] == pytest.approx(0.25 / 255)
     assert attack_spec({"attack": "apgd-ce", "steps": 10, "step_size": None}) == ("apgd-ce", {"steps": 10})
@@ -101,7 +111,7 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
     import json
 
     from robustft.models.wrapper import RobustModel
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     inner = tiny_cnn(4)
     masked = RobustModel(torch.nn.Sequential(_Quantise(), inner.backbone), inner.info)
@@ -118,3 +128,22 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
     checks = [r for r in records if r["metric"].startswith("check:")]
     assert "check:zero_or_nan_gradients" in {r["metric"] for r in checks}
     assert all(r["value"] == 1.0 and r["split"] == "test" and r["extra"]["message"] for r in checks)
+
+
+def test_a_preset_named_to_the_evaluator_is_the_preset_the_config_expands():
+    # One definition (robustft.config.presets): eval.attack=paper-b in a config and "paper-b" given to the
+    # evaluator directly run the same attack with the same settings.
+    for preset in ATTACK_PRESETS:
+        cfg = load_config(None, [f"eval.attack={preset}", f"eval.final={preset}"])
+        assert attack_spec(cfg.eval.attack) == attack_spec(preset) == attack_spec(cfg.eval.final)
+
+
+def test_fixed_subset_keeps_the_class_mix_drawn_as_data_splits_are():
+    # 90 samples of class 0, 10 of class 1: a 20-sample subset holds 18 and 2, the indices stratified_subset draws
+    # for the data splits (a plain random draw gives 1..5 of class 1 depending on the seed).
+    data = Data(100, 0)
+    data.labels = torch.tensor([0] * 90 + [1] * 10)
+    for seed in range(5):
+        subset = fixed_subset("x", data, 20, seed)
+        assert subset.labels.bincount().tolist() == [18, 2]
+        assert torch.equal(subset.images, data.images[stratified_subset(data.labels, 20, seed)])

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from robustft import evidence
-from robustft.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding, findings
+from robustft.analysis import evidence
+from robustft.analysis.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding, findings
 
 EPS_A = 1 / 255
 EPS_B = 32 / 255

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["config", "config_files", "runs", "runs_query", "metrics_file"])
+@pytest.mark.parametrize("module", ["config", "config.files", "runs", "runs.query", "runs.metrics_file"])
 def test_module_imports_on_its_own(module):
     done = subprocess.run([sys.executable, "-c", f"import robustft.{module}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ import torch
 
 from robustft.errors import ChecksumError, ConfigError, MissingAssetError
 from robustft.models import MODELS, build, embedded_vit, onnx_dinov2, options_of
-from robustft.models.common import IMAGENET_MEAN, IMAGENET_STD
+from robustft.models.backbone import IMAGENET_MEAN, IMAGENET_STD
 
 HAS_GRAPH = importlib.util.find_spec(embedded_vit.PACKAGE) is not None and importlib.util.find_spec("onnx") is not None
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None

@@ -157,7 +157,7 @@ def test_the_preset_trains_with_an_attention_strategy(tmp_path, strategy):
     import json
     from pathlib import Path
 
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     preset = Path(__file__).resolve().parents[1] / "configs" / "vit_embedded" / "paper_a.yaml"
     result = train(str(preset), [f"output_dir={tmp_path}", f"strategy.name={strategy}", "train.steps=2",

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustft.objectives import OBJECTIVES, ObjectiveContext, get_objective, trades_inner_max
+from robustft.training.objectives import OBJECTIVES, ObjectiveContext, get_objective, trades_inner_max
 
 
 def _context(calls: list, **kwargs) -> ObjectiveContext:
@@ -78,7 +78,7 @@ def _hand_kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
 
 
 def _fixed_inner_max(monkeypatch, adversarial: torch.Tensor) -> None:
-    import robustft.objectives as objectives
+    import robustft.training.objectives as objectives
 
     monkeypatch.setattr(objectives, "trades_inner_max", lambda model, images, eps, steps, step_size=None: adversarial)
 
@@ -172,7 +172,7 @@ def test_crafting_model_is_a_prepared_copy_with_the_same_function():
     import torch
 
     from robustft.models.tiny import tiny_cnn
-    from robustft.objectives import ObjectiveContext, crafting_model
+    from robustft.training.objectives import ObjectiveContext, crafting_model
 
     model = tiny_cnn(10).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -20,7 +20,7 @@ def _record(step, split, metric, attack, eps, value, extra=None):
 
 def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mnist", attack: str = "pgd",
                   eps: float = 1 / 255, eval_attack: dict | None = None, robust: bool = True) -> RunRecord:
-    """Records in the trainer's schema (see robustft.records): clean accuracy is attack 'clean' at eps 0.
+    """Records in the trainer's schema (see robustft.runs.records): clean accuracy is attack 'clean' at eps 0.
 
     Clean accuracy rises 0.1 -> 0.9 over the six evaluations; robust accuracy (``attack`` at ``eps``) rises to
     ``peak`` + 0.02 mid-run and falls back (paper A's shape).
@@ -174,3 +174,14 @@ def test_runs_without_clean_records_or_without_a_shared_step_are_named_with_thei
     assert [set(c.points["run"]) for c in comparisons] == [{"ok"}] and comparisons[0].left_out == {}
     assert unplaced == {"no-clean": "no clean test accuracy tracked during training",
                         "offset": "no evaluation step with both clean and robust test accuracy"}
+
+
+def test_the_page_is_the_shipped_template_with_every_run_value_escaped(tmp_path):
+    import importlib.resources
+
+    shipped = importlib.resources.files("robustft.report")
+    assert all(shipped.joinpath(name).is_file() for name in ("page.html", "page.css", "figure.html"))
+    name = 'x" onload="alert(1)<b>{{ 7 * 7 }}'  # an attribute break-out, a tag and template syntax
+    text = build_report([synthetic_run(name, "full", 0.2)], tmp_path / "report").read_text()
+    assert 'onload="alert(1)' not in text and "<b>{{" not in text and "49" not in text.split("<body>")[1][:200]
+    assert "x&#34; onload=&#34;alert(1)&lt;b&gt;{{ 7 * 7 }}" in text  # in the overview cell and the alt texts

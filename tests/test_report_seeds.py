@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from robustft.analysis.seed_stats import run_summaries
 from robustft.report import RunRecord, build_report
 from robustft.report.schedule_figure import schedule_curves
-from robustft.seed_stats import run_summaries
 
 EPS = 4 / 255
 

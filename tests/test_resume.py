@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent('''
     import torch
     torch.set_num_threads(1)
     from robustft.models.tiny import tiny_cnn
-    from robustft.train import Trainer, train
+    from robustft.training.trainer import Trainer, train
 
     hold = os.environ.get("HOLD_UNTIL")
     if hold:  # the race test: announce that this process is about to resume, then wait for the go signal
@@ -104,7 +104,7 @@ def _kill_mid_run(victim: subprocess.Popen, run: Path) -> None:
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    from robustft.run_lock import LOCK_FILE, lock_holder
+    from robustft.runs.lock import LOCK_FILE, lock_holder
 
     reference = _launch(tmp_path, tmp_path / "reference")
     victim = _launch(tmp_path, tmp_path / "victim")

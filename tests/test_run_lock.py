@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 import robustft
-from robustft.run_lock import LOCK_FILE, RunLock, RunLockedError, lock_holder
 from robustft.runs import RunDir, RunExistsError
+from robustft.runs.lock import LOCK_FILE, RunLock, RunLockedError, lock_holder
 
 SRC = str(Path(robustft.__file__).resolve().parents[1])
-HOLD = "import sys, time; from robustft.run_lock import RunLock; lock = RunLock(sys.argv[1]).acquire(); " \
+HOLD = "import sys, time; from robustft.runs.lock import RunLock; lock = RunLock(sys.argv[1]).acquire(); " \
        "print('held', flush=True); time.sleep(300)"
 
 

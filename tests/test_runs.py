@@ -305,3 +305,17 @@ def test_repair_jsonl_cases(tmp_path: Path, content: bytes, kept: bytes) -> None
     path.write_bytes(content)
     assert repair_jsonl(path) == len(content) - len(kept)
     assert path.read_bytes() == kept
+
+
+def test_the_run_summary_reads_metrics_with_the_one_reader_that_skips_a_torn_last_line(run: RunDir) -> None:
+    # A killed writer can leave a last line without its newline; it may even parse as JSON. The one reader
+    # (read_metrics / read_records) leaves it out, and so does the trainer's summary, which had its own reader.
+    from robustft.training.components import summarize_run
+
+    record = {"step": 0, "epoch": 0.0, "split": "test", "metric": "accuracy", "attack": "clean", "eps": 0.0,
+              "value": 0.5, "n": 10}
+    torn = dict(record, step=7, value=0.9)
+    run.metrics_path.write_text(json.dumps(record) + "\n" + json.dumps(torn))  # no newline after the last one
+    assert list(read_metrics(run.path)["step"]) == [0]
+    summary = summarize_run(run, load_config(None), None, 10, wall_seconds=1.0, eval_seconds=0.5, total_steps=7)
+    assert summary["final"] == {"test/clean/accuracy": 0.5}

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robustft.config import load_config
+from robustft.config import load_config, section_from_dict
+from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, EPS_SCHEDULE_NAMES
 from robustft.errors import ConfigError, UnknownNameError
-from robustft.schedules import (
+from robustft.training.schedules import (
     EPS_SCHEDULES,
     AutoEpsState,
     eps_schedule,
@@ -290,7 +291,7 @@ def test_bad_evaluation_spec() -> None:
 
 
 def test_epoch_val_history_from_records_skips_step_zero_and_mid_epoch_points() -> None:
-    from robustft.schedules import epoch_val_history
+    from robustft.training.schedules import epoch_val_history
 
     def val(step: int, value: float, attack: str | None = "clean", eps: float | None = 0.0) -> dict:
         return {"step": step, "split": "val", "metric": "accuracy", "attack": attack, "eps": eps, "value": value}
@@ -349,7 +350,16 @@ def test_lr_factor_stays_in_unit_range(step: int, total: int, warmup: int, kind:
 
 
 def test_eps_schedule_accepts_a_plain_dict_section() -> None:
-    sched = eps_schedule({"schedule": "scheduled", "value": "8/255", "t1": 12, "t2": 37}, 50, 500, 10)
+    section = section_from_dict("eps", {"schedule": "scheduled", "value": "8/255", "t1": 12, "t2": 37})
+    sched = eps_schedule(section, 50, 500, 10)
     assert sched(24, 0) == pytest.approx(12 / 25 * 8 / 255)
     with pytest.raises(ConfigError, match="eps.valu"):
-        eps_schedule({"schedule": "constant", "valu": "8/255"}, 5, 50, 10)
+        eps_schedule(section_from_dict("eps", {"schedule": "constant", "valu": "8/255"}), 5, 50, 10)
+    with pytest.raises(ConfigError, match="section_from_dict"):  # a dict itself is refused with the way to go
+        eps_schedule({"schedule": "constant"}, 5, 50, 10)
+
+
+def test_schedule_names_the_config_accepts_are_the_registered_schedules() -> None:
+    # config/schedule_specs.py lists them so that validating a config imports no trainer; they must not drift.
+    assert set(EPS_SCHEDULE_NAMES) == set(EPS_SCHEDULES.names())
+    assert all(EPS_SCHEDULES.canonical(alias) == name for alias, name in EPS_SCHEDULE_ALIASES.items())

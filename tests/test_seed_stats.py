@@ -8,9 +8,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from robustft import analysis
-from robustft.errors import ConfigError
-from robustft.report.html import RunRecord
-from robustft.seed_stats import (
+from robustft.analysis.seed_stats import (
     attainment_band,
     group_runs,
     paired_ttest,
@@ -19,6 +17,8 @@ from robustft.seed_stats import (
     schedule_tests,
     seed_table,
 )
+from robustft.errors import ConfigError
+from robustft.report.html import RunRecord
 
 EPS4 = 4 / 255
 

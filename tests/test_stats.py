@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from robustft.analysis.statistics import wilson_interval
 from robustft.errors import ConfigError
-from robustft.stats import wilson_interval
 
 
 def test_known_values():

@@ -11,9 +11,8 @@ import torch
 
 from robustft.config import load_config
 from robustft.errors import ConfigError
-from robustft.evaluate import Evaluator
 from robustft.models.tiny import tiny_cnn
-from robustft.study import (
+from robustft.sweep.study import (
     PAPER_A_STRATEGIES,
     REFERENCE_OVERRIDES,
     demo_study,
@@ -21,7 +20,8 @@ from robustft.study import (
     resolve_study,
     shipped_configs,
 )
-from robustft.study_progress import StudyProgress, last_step, planned_steps, relative_cost
+from robustft.sweep.study_progress import StudyProgress, last_step, planned_steps, relative_cost
+from robustft.training.evaluator import Evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_quick_is_the_same_study_on_less(tmp_path):
 
 def test_packaged_demo_configs_are_the_shipped_ones():
     shipped = sorted(p.relative_to(ROOT / "configs" / "demo") for p in (ROOT / "configs" / "demo").rglob("*.yaml"))
-    package = ROOT / "src" / "robustft" / "study_configs" / "demo"
+    package = ROOT / "src" / "robustft" / "sweep" / "study_configs" / "demo"
     assert shipped == sorted(p.relative_to(package) for p in package.rglob("*.yaml"))
     for relative in shipped:
         assert (package / relative).read_text() == (ROOT / "configs" / "demo" / relative).read_text(), relative
@@ -79,9 +79,9 @@ def test_packaged_demo_configs_are_the_shipped_ones():
 
 
 def test_a_pip_install_uses_the_packaged_configs_and_says_what_is_missing(monkeypatch, tmp_path):
-    import robustft.study as study_module
+    import robustft.sweep.study as study_module
 
-    fake = tmp_path / "site-packages" / "robustft" / "study.py"
+    fake = tmp_path / "site-packages" / "robustft" / "sweep" / "study.py"
     (fake.parent / "study_configs" / "demo").mkdir(parents=True)
     monkeypatch.setattr(study_module, "__file__", str(fake))
     assert shipped_configs("demo") == fake.parent / "study_configs" / "demo"

@@ -160,7 +160,7 @@ def test_a_rerun_reports_points_trained_elsewhere_as_running_and_starts_nothing(
 
 def test_sweep_status_from_the_manifest_and_the_run_directories(tmp_path, capsys):
     from robustft.cli import main
-    from robustft.sweep_status import sweep_status
+    from robustft.sweep.status import sweep_status
     from test_run_lock import hold_in_other_process
 
     names = ["s-done", "s-running", "s-failed", "s-interrupted", "s-pending"]

@@ -26,8 +26,8 @@ def test_seeds_and_a_seed_grid_conflict():
 
 
 def test_seed_points_resolve_to_configs_differing_only_in_seed(tmp_path):
+    from robustft.analysis.seed_stats import group_runs
     from robustft.report.html import RunRecord
-    from robustft.seed_stats import group_runs
 
     points, configs, _ = resolve_points("configs/demo.yaml", add_seed_axis({"strategy.name": ["full", "bitfit"]}, 2),
                                         output_dir=tmp_path)

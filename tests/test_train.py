@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustft.checkpoint import load_checkpoint
 from robustft.errors import RobustftError, TrainingDivergedError
 from robustft.models.tiny import tiny_cnn
-from robustft.train import train
+from robustft.runs.checkpoints import load_checkpoint
 from robustft.training.optim import parameter_groups
+from robustft.training.trainer import train
 
 
 class TinyData:
@@ -174,7 +174,7 @@ def test_write_error_mid_run_is_a_clear_error_and_keeps_written_records(tmp_path
             raise OSError(28, "No space left on device")
         return original(self, records)
 
-    monkeypatch.setattr(runs.MetricsWriter, "write", failing_write)
+    monkeypatch.setattr(runs.metrics_file.MetricsWriter, "write", failing_write)
     # One RunWriteError: `except robustft.runs.RunWriteError` catches the trainer's too.
     with pytest.raises(runs.RunWriteError, match="No space left"):
         train(tiny_config(tmp_path), model=tiny_cnn(4), datasets=tiny_splits())
@@ -251,7 +251,7 @@ def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_trades_uses_the_reference_two_passes_unless_fused_is_asked_for(fused, tmp_path):
-    from robustft.train import build_trainer
+    from robustft.training.trainer import build_trainer
 
     config = tiny_config(tmp_path, objective={"name": "trades", "trades_fused": fused})
     trainer = build_trainer(config, model=tiny_cnn(4), datasets=tiny_splits())

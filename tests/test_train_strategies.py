@@ -10,7 +10,7 @@ from tests.test_train import tiny_splits
 
 from robustft.models.tiny import tiny_cnn, tiny_vit
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError
-from robustft.train import build_trainer
+from robustft.training.trainer import build_trainer
 
 OBJECTIVES = ["standard", "adversarial", "trades"]
 # Strategies that need an option to mean anything.

@@ -10,7 +10,7 @@ import pytest
 import robustft
 from robustft.config import load_config
 from robustft.errors import ConfigError, RobustftError
-from robustft.tune import Distribution, check_search, parse_distribution, parse_search, run_tune
+from robustft.sweep.tune import Distribution, check_search, parse_distribution, parse_search, run_tune
 
 TINY = """
 name: tiny
@@ -118,14 +118,14 @@ def test_asha_finds_a_better_lr_stops_early_and_resumes(tmp_path, ray_instance):
     with pytest.raises(RobustftError, match="other settings"):
         run_tune(config, search, output_dir=out, trials=7, grace_period=4, reduction_factor=2, seed=0)
 
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     trained = train(result.best_yaml, [f"output_dir={tmp_path / 'final'}", "train.steps=4"], quiet=True)
     assert (trained.path / "summary.json").is_file()
 
 
 def test_trainer_calls_on_evaluation_after_every_evaluation(tmp_path):
-    from robustft.train import build_trainer
+    from robustft.training.trainer import build_trainer
 
     trainer = build_trainer(write_config(tmp_path), ["train.steps=8"], quiet=True)
     seen = []
@@ -141,7 +141,7 @@ def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypa
     """What a restored search does with a trial that was cut short: no step trained twice, none lost."""
     tune = pytest.importorskip("ray.tune")
     from robustft.runs import RunDir
-    from robustft.tune import _trial
+    from robustft.sweep.tune import _trial
 
     reported = []
 

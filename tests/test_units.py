@@ -1,8 +1,8 @@
 import pytest
 
+from robustft.config.units import canonical_metric_key, eps_grid, format_eps, parse_eps
 from robustft.errors import ConfigError
-from robustft.records import record_key
-from robustft.units import canonical_metric_key, eps_grid, format_eps, parse_eps
+from robustft.runs.records import record_key
 
 
 @pytest.mark.parametrize(

@@ -12,21 +12,45 @@ The public API is reachable from ``import robustft`` alone::
 Subpackages (``robustft.models``, ``.data``, ``.strategies``, ``.attacks``, ``.analysis``, ``.runs``,
 ``.report``, ...) are imported on first attribute access, so ``import robustft`` itself imports nothing heavy
 (no torch): the module ``__getattr__`` below only imports the named submodule of this package, it hides no
-import cycle. After the first access the submodule is an ordinary attribute (the import system sets it).
+import cycle (tests/test_layering.py checks that none exists). After the first access the submodule is an ordinary
+attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # names for the signatures below, not imported at run time (no torch on `import robustft`)
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import torch
+
+    from robustft.training.trainer import RunResult
 
 __version__ = "0.1.0"
 
 # Submodules reachable as attributes of ``robustft`` without an explicit import.
 SUBMODULES: tuple[str, ...] = (
-    "analysis", "attacks", "checkpoint", "config", "data", "detection", "device", "errors", "evaluate", "export",
-    "models", "objectives", "registry", "report", "runs", "schedules", "stats", "strategies", "sweep", "training",
-    "units",
+    "analysis", "attacks", "config", "data", "device", "errors", "models", "registry", "report", "runs",
+    "strategies", "sweep", "training",
 )
 
 __all__ = ["__version__", "load", "train", *SUBMODULES]
+
+
+def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+          quiet: bool | None = None, model: torch.nn.Module | None = None,
+          datasets: dict[str, Any] | None = None) -> RunResult:
+    """Fine-tunes a model as ``config`` says; returns the run directory and its summary.
+
+    ``config`` is a YAML path, a dict or a ``robustft.config.Config``; ``overrides`` are ``key=value`` strings.
+    The arguments are those of :func:`robustft.training.trainer.train`, which documents each.
+    """
+    # Imported on the first call, so that ``import robustft`` stays light (no torch) until training is asked for.
+    from robustft.training.trainer import train as train_run
+
+    return train_run(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets)
 
 
 def __getattr__(name: str) -> object:
@@ -34,12 +58,8 @@ def __getattr__(name: str) -> object:
     # to keep ``import robustft`` at ~1.5 ms.
     import importlib
 
-    if name == "train":
-        # ``robustft.train`` is also a submodule; that module is callable (see robustft/train.py), so
-        # returning it keeps ``robustft.train(cfg)`` working whichever was imported first.
-        return importlib.import_module("robustft.train")
     if name == "load":
-        return importlib.import_module("robustft.checkpoint").load
+        return importlib.import_module("robustft.runs.checkpoints").load
     if name in SUBMODULES:
         return importlib.import_module(f"robustft.{name}")
     raise AttributeError(f"module 'robustft' has no attribute {name!r}")

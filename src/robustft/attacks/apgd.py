@@ -27,6 +27,8 @@ clean logits in turn, attacking only samples not fooled yet.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -152,18 +154,11 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
         return dlr_targeted_loss(logits, labels[idx], targets[idx])
 
     checkpoints = set(apgd_checkpoints(steps))
-    # Per-sample state, indexed by position in this run (0..n-1).
-    eta = torch.full((n, 1, 1, 1), 2.0 * eps, device=device)
+    state = _StepSizes.start(x0, eps)
     out_x, out_loss = x0.clone(), torch.full((n,), float("-inf"), device=device)
     out_fooled = torch.zeros(n, dtype=torch.bool, device=device)
-    max_x, max_loss = x0.clone(), torch.full((n,), float("-inf"), device=device)
-    max_grad = torch.zeros_like(x0)
-    prev_loss = torch.full((n,), float("-inf"), device=device)
-    increases = torch.zeros(n, device=device)
-    eta_at_check, max_loss_at_check = eta.clone(), max_loss.clone()
-    last_check = 0
     x, x_prev = x0, x0
-    active = torch.arange(n, device=device)
+    active = torch.arange(n, device=device)  # positions in this run of the samples still attacked
     for k in range(steps + 1):
         if k < steps:
             loss_v, grad, logits = loss_and_grad(model, x, lambda z, a=active: objective(z, a))
@@ -176,35 +171,70 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
         out_x[sel], out_loss[sel], out_fooled[sel] = x[take], loss_v[take], fooled[take]
         if k == steps:
             break
-        if k > 0:
-            # The reference compares the first step's loss with 0, not with the start's (see the docstring).
-            previous = torch.zeros_like(loss_v) if k == 1 else prev_loss[active]
-            increases[active] += (loss_v > previous).float()
-        prev_loss[active] = loss_v
-        improved = loss_v > max_loss[active]
-        sel = active[improved]
-        max_x[sel], max_loss[sel], max_grad[sel] = x[improved], loss_v[improved], grad[improved]
+        state.observe(active, k, loss_v, x, grad)
         if k in checkpoints:
-            window = k - last_check
-            cond1 = increases[active] <= rho * window
-            cond2 = (eta_at_check[active] == eta[active]).view(-1) & (max_loss_at_check[active] >= max_loss[active])
-            reduce = cond1 | cond2
-            eta_at_check[active] = eta[active]
-            max_loss_at_check[active] = max_loss[active]
-            sel = active[reduce]
-            eta[sel] /= 2.0
-            # Restart from the best point with its gradient; x_prev stays, so the momentum term is kept (reference).
-            x, grad = x.clone(), grad.clone()
-            x[reduce], grad[reduce] = max_x[sel], max_grad[sel]
-            increases[active] = 0
-            last_check = k
+            x, grad = state.check(active, k, rho, x, grad)
         if early_stop and fooled.any():
             keep = ~fooled
             active, x, x_prev, grad = active[keep], x[keep], x_prev[keep], grad[keep]
             if active.numel() == 0:
                 break
         base = images[active]
-        z = project(x + eta[active] * ascent_direction(grad, norm), base, eps, norm)
+        z = project(x + state.eta[active] * ascent_direction(grad, norm), base, eps, norm)
         x_next = z if k == 0 else project(x + alpha * (z - x) + (1 - alpha) * (x - x_prev), base, eps, norm)
         x_prev, x = x, x_next
     return out_x, out_loss, out_fooled
+
+
+@dataclass
+class _StepSizes:
+    """APGD's per-sample step sizes and what their checkpoints read, indexed by position in one run (N samples)."""
+
+    eta: torch.Tensor  # N x 1 x 1 x 1, starts at 2 eps
+    max_x: torch.Tensor  # the best-loss point so far, its loss and gradient (where a halved step restarts)
+    max_loss: torch.Tensor
+    max_grad: torch.Tensor
+    prev_loss: torch.Tensor  # the loss of the previous step, to count increases
+    increases: torch.Tensor  # loss increases since the last checkpoint (condition 1)
+    eta_at_check: torch.Tensor  # eta and best loss at the last checkpoint (condition 2)
+    max_loss_at_check: torch.Tensor
+    last_check: int = 0
+
+    @classmethod
+    def start(cls, x0: torch.Tensor, eps: float) -> _StepSizes:
+        n, device = x0.shape[0], x0.device
+        eta = torch.full((n, 1, 1, 1), 2.0 * eps, device=device)
+        max_loss = torch.full((n,), float("-inf"), device=device)
+        return cls(eta, x0.clone(), max_loss, torch.zeros_like(x0), torch.full((n,), float("-inf"), device=device),
+                   torch.zeros(n, device=device), eta.clone(), max_loss.clone())
+
+    def observe(self, active: torch.Tensor, k: int, loss_v: torch.Tensor, x: torch.Tensor,
+                grad: torch.Tensor) -> None:
+        """Counts a loss increase at step ``k`` and keeps the best point, for the ``active`` samples."""
+        if k > 0:
+            # The reference compares the first step's loss with 0, not with the start's (see the docstring).
+            previous = torch.zeros_like(loss_v) if k == 1 else self.prev_loss[active]
+            self.increases[active] += (loss_v > previous).float()
+        self.prev_loss[active] = loss_v
+        improved = loss_v > self.max_loss[active]
+        sel = active[improved]
+        self.max_x[sel], self.max_loss[sel], self.max_grad[sel] = x[improved], loss_v[improved], grad[improved]
+
+    def check(self, active: torch.Tensor, k: int, rho: float, x: torch.Tensor, grad: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The checkpoint at step ``k``: halves eta where condition 1 or 2 holds; those samples continue from their
+        best point with its gradient (x_prev stays, so the momentum term is kept, as in the reference)."""
+        window = k - self.last_check
+        cond1 = self.increases[active] <= rho * window
+        cond2 = (self.eta_at_check[active] == self.eta[active]).view(-1) & (
+            self.max_loss_at_check[active] >= self.max_loss[active])
+        reduce = cond1 | cond2
+        self.eta_at_check[active] = self.eta[active]
+        self.max_loss_at_check[active] = self.max_loss[active]
+        sel = active[reduce]
+        self.eta[sel] /= 2.0
+        x, grad = x.clone(), grad.clone()
+        x[reduce], grad[reduce] = self.max_x[sel], self.max_grad[sel]
+        self.increases[active] = 0
+        self.last_check = k
+        return x, grad

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
-from robustft.units import parse_eps
 
 NORMS = ("linf", "l2")
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)

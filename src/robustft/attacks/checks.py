@@ -22,11 +22,12 @@ from torch import nn
 
 from robustft.attacks.apgd import apgd
 from robustft.attacks.base import attack_mode, check_eps, logits_of, loss_and_grad
-from robustft.attacks.evaluate import _iter_batches
 from robustft.attacks.losses import ce_loss
 from robustft.attacks.pgd import fgsm, pgd
 from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.robust_evaluation import _iter_batches
 from robustft.attacks.square import square
+from robustft.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,6 @@ def _take(batches, max_samples: int, device: torch.device) -> tuple[torch.Tensor
         if count >= max_samples:
             break
     if not images:
-        from robustft.errors import ConfigError
-
         raise ConfigError("run_checks got no samples; pass a non-empty batch iterable.")
     return torch.cat(images)[:max_samples].to(device).float(), torch.cat(labels)[:max_samples].to(device).long()
 
@@ -85,17 +84,38 @@ def run_checks(model: nn.Module, batches, eps: float | str, *, max_samples: int 
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     images, labels = _take(batches, max_samples, torch.device(device))
     model = prepare_for_attack(model)  # once, so the attacks below make no copy each
-    n = images.shape[0]
-    slack = tolerance + 2 / n
+    slack = tolerance + 2 / images.shape[0]
+    warnings, clean = _forward_checks(model, images, labels)
+    if eps > 0:
+        warnings += _budget_checks(model, images, labels, eps, steps, n_queries, slack, seed)
+    acc_huge = _accuracy(model, pgd(model, images, labels, huge_eps, steps=2 * steps, step_size=huge_eps / 4,
+                                    generator=_generator(seed)), labels, clean)
+    if acc_huge > slack:
+        warnings.append(CheckWarning(
+            "huge_eps_accuracy",
+            f"at eps={huge_eps:g} (where any image can be turned into another) PGD still leaves {acc_huge:.1%} of the "
+            "samples correctly classified instead of ~0%: the attack cannot follow the gradients (masking) or the "
+            "model ignores its input.",
+            acc_huge))
+    return warnings
+
+
+def _generator(seed: int) -> torch.Generator:
+    """A fresh generator per attack: every attack of the checks starts from the same random state."""
+    return torch.Generator().manual_seed(seed)
+
+
+def _accuracy(model: nn.Module, x_adv: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Share of samples still classified correctly at ``x_adv`` (and in ``mask``, when given)."""
+    robust = _robust(model, x_adv, labels)
+    return float(robust.float().mean()) if mask is None else float((robust & mask).float().mean())
+
+
+def _forward_checks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+                    ) -> tuple[list[CheckWarning], torch.Tensor]:
+    """Checks of the forward and backward pass alone (random logits, zero or NaN input gradients); returns the
+    warnings and which samples are classified correctly (N bool)."""
     warnings: list[CheckWarning] = []
-
-    def gen() -> torch.Generator:
-        return torch.Generator().manual_seed(seed)
-
-    def acc(x_adv: torch.Tensor, mask: torch.Tensor | None = None) -> float:
-        robust = _robust(model, x_adv, labels)
-        return float(robust.float().mean()) if mask is None else float((robust & mask).float().mean())
-
     with attack_mode(model):
         first = logits_of(model, images)
         second = logits_of(model, images)
@@ -120,45 +140,42 @@ def run_checks(model: nn.Module, batches, eps: float | str, *, max_samples: int 
             "learn nothing there (non-differentiable preprocessing like rounding/JPEG, saturated outputs, or NaN "
             "in the model), so their robust accuracy is meaningless; use BPDA or a black-box attack (square).",
             bad_share))
+    return warnings, clean
 
-    if eps > 0:
-        x_ref = pgd(model, images, labels, eps, steps=steps, generator=gen())
-        acc_ref = acc(x_ref)
-        acc_half = acc(pgd(model, images, labels, eps / 2, steps=steps, generator=gen()))
-        acc_double = acc(pgd(model, images, labels, min(2 * eps, 1.0), steps=steps, generator=gen()))
-        if acc_ref > acc_half + slack or acc_double > acc_ref + slack:
-            warnings.append(CheckWarning(
-                "eps_not_monotone",
-                f"PGD accuracy does not fall as eps grows (eps/2: {acc_half:.1%}, eps: {acc_ref:.1%}, 2 eps: "
-                f"{acc_double:.1%}): a larger budget can only help a working attack, so the gradients mislead it.",
-                max(acc_ref - acc_half, acc_double - acc_ref)))
-        acc_fgsm = acc(fgsm(model, images, labels, eps))
-        acc_long = acc(pgd(model, images, labels, eps, steps=4 * steps, generator=gen()))
-        if acc_ref > acc_fgsm + slack or acc_long > acc_ref + slack:
-            warnings.append(CheckWarning(
-                "steps_not_monotone",
-                f"more attack steps do not lower accuracy (FGSM: {acc_fgsm:.1%}, PGD-{steps}: {acc_ref:.1%}, "
-                f"PGD-{4 * steps}: {acc_long:.1%}): an iterative attack weaker than one step means the loss "
-                "surface is masked or the step size is wrong.",
-                max(acc_ref - acc_fgsm, acc_long - acc_ref)))
-        x_white = apgd(model, images, labels, eps, steps=steps, generator=gen())
-        white_robust = _robust(model, x_white, labels) & _robust(model, x_ref, labels)
-        x_black = square(model, images, labels, eps, n_queries=n_queries, generator=gen())
-        black_only = float((white_robust & ~_robust(model, x_black, labels)).float().mean())
-        if black_only > slack:
-            warnings.append(CheckWarning(
-                "black_box_beats_white_box",
-                f"Square (black-box, no gradients) fooled {black_only:.1%} of the samples that PGD and APGD-CE "
-                "could not: with usable gradients white-box attacks are stronger, so the gradients are masked; "
-                "report the worst case over both (e.g. --attack cascade).",
-                black_only))
-    acc_huge = acc(pgd(model, images, labels, huge_eps, steps=2 * steps, step_size=huge_eps / 4, generator=gen()),
-                   clean)
-    if acc_huge > slack:
+
+def _budget_checks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
+                   n_queries: int, slack: float, seed: int) -> list[CheckWarning]:
+    """Checks at the evaluated eps: accuracy falls with eps and with steps, and no black box beats the white box."""
+    warnings: list[CheckWarning] = []
+    x_ref = pgd(model, images, labels, eps, steps=steps, generator=_generator(seed))
+    acc_ref = _accuracy(model, x_ref, labels)
+    acc_half = _accuracy(model, pgd(model, images, labels, eps / 2, steps=steps, generator=_generator(seed)), labels)
+    acc_double = _accuracy(model, pgd(model, images, labels, min(2 * eps, 1.0), steps=steps,
+                                      generator=_generator(seed)), labels)
+    if acc_ref > acc_half + slack or acc_double > acc_ref + slack:
         warnings.append(CheckWarning(
-            "huge_eps_accuracy",
-            f"at eps={huge_eps:g} (where any image can be turned into another) PGD still leaves {acc_huge:.1%} of the "
-            "samples correctly classified instead of ~0%: the attack cannot follow the gradients (masking) or the "
-            "model ignores its input.",
-            acc_huge))
+            "eps_not_monotone",
+            f"PGD accuracy does not fall as eps grows (eps/2: {acc_half:.1%}, eps: {acc_ref:.1%}, 2 eps: "
+            f"{acc_double:.1%}): a larger budget can only help a working attack, so the gradients mislead it.",
+            max(acc_ref - acc_half, acc_double - acc_ref)))
+    acc_fgsm = _accuracy(model, fgsm(model, images, labels, eps), labels)
+    acc_long = _accuracy(model, pgd(model, images, labels, eps, steps=4 * steps, generator=_generator(seed)), labels)
+    if acc_ref > acc_fgsm + slack or acc_long > acc_ref + slack:
+        warnings.append(CheckWarning(
+            "steps_not_monotone",
+            f"more attack steps do not lower accuracy (FGSM: {acc_fgsm:.1%}, PGD-{steps}: {acc_ref:.1%}, "
+            f"PGD-{4 * steps}: {acc_long:.1%}): an iterative attack weaker than one step means the loss "
+            "surface is masked or the step size is wrong.",
+            max(acc_ref - acc_fgsm, acc_long - acc_ref)))
+    x_white = apgd(model, images, labels, eps, steps=steps, generator=_generator(seed))
+    white_robust = _robust(model, x_white, labels) & _robust(model, x_ref, labels)
+    x_black = square(model, images, labels, eps, n_queries=n_queries, generator=_generator(seed))
+    black_only = float((white_robust & ~_robust(model, x_black, labels)).float().mean())
+    if black_only > slack:
+        warnings.append(CheckWarning(
+            "black_box_beats_white_box",
+            f"Square (black-box, no gradients) fooled {black_only:.1%} of the samples that PGD and APGD-CE "
+            "could not: with usable gradients white-box attacks are stronger, so the gradients are masked; "
+            "report the worst case over both (e.g. --attack cascade).",
+            black_only))
     return warnings

@@ -26,8 +26,8 @@ from robustft.attacks.base import (
 )
 from robustft.attacks.losses import get_loss
 from robustft.attacks.prepare import attack_target
+from robustft.config.units import step_in_pixels
 from robustft.errors import ConfigError
-from robustft.units import step_in_pixels
 
 
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",

@@ -3,6 +3,11 @@
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``, which registers the parser and
 sets ``func(args) -> int``. Errors the user can fix (``RobustftError``) are printed as one paragraph on stderr
 with exit status 2, never as a traceback.
+
+The command modules import the library inside their ``run`` functions, not at the top: ``robustft --help`` and
+``robustft list`` then start without torch, and a command loads only what it uses. These are the only
+function-level imports of the package besides the torch-heavy ones a sweep's parent process avoids (robustft.sweep)
+and ``robustft.train`` itself; none of them hides an import cycle (tests/test_layering.py).
 """
 
 from __future__ import annotations

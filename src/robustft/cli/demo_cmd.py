@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.cli.study_run import execute
-    from robustft.study import demo_study
+    from robustft.sweep.study import demo_study
 
     study = demo_study(quick=args.quick)
     # A fresh study directory each time, so `make demo` can be run again without deleting anything.

@@ -18,8 +18,8 @@ from typing import Any
 
 from robustft.cli.eval_source import data_source, load_model
 from robustft.cli.output import progress, write_csv, write_json
+from robustft.config.units import eps_grid, format_eps, parse_eps
 from robustft.errors import ConfigError
-from robustft.units import eps_grid, format_eps, parse_eps
 
 # The checks run_checks performs (robustft.attacks.checks); the three needing eps > 0 are skipped at eps 0.
 CHECKS = ("random_forward", "zero_or_nan_gradients", "eps_not_monotone", "steps_not_monotone",
@@ -140,7 +140,7 @@ def result_rows(results) -> tuple[list[str], list[list[Any]]]:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.attacks import expected_robustness
-    from robustft.attacks.evaluate import _default_batch_size
+    from robustft.attacks.robust_evaluation import _default_batch_size
     from robustft.device import resolve_device
 
     eps_list = parse_curve(args.curve) if args.curve else [parse_eps(args.eps, name="--eps")]

@@ -16,8 +16,8 @@ REGISTRIES: dict[str, tuple[str, str]] = {
     "datasets": ("robustft.data", "DATASETS"),
     "strategies": ("robustft.strategies", "STRATEGIES"),
     "attacks": ("robustft.attacks", "ATTACKS"),
-    "schedules": ("robustft.schedules", "EPS_SCHEDULES"),
-    "objectives": ("robustft.objectives", "OBJECTIVES"),
+    "schedules": ("robustft.training.schedules", "EPS_SCHEDULES"),
+    "objectives": ("robustft.training.objectives", "OBJECTIVES"),
 }
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from robustft.metrics_file import file_mode
+from robustft.runs.metrics_file import file_mode
 
 
 @contextmanager

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.runs import query_runs
+    from robustft.runs.query import query_runs
 
     frame = query_runs(args.runs, args.sql)
     print(frame.to_string(index=False) if len(frame) else "(no rows)")

@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.cli.study_run import execute
-    from robustft.study import paper_study
+    from robustft.sweep.study import paper_study
 
     study = paper_study(args.paper, args.scale)
     out = Path(args.output_dir) if args.output_dir else Path("runs") / f"reproduce-{study.name}"

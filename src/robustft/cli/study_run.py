@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robustft.study import Study
+from robustft.sweep.study import Study
 
 
 def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: int | None,
@@ -23,14 +23,14 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     Returns:
         0 when every run finished, 1 when some failed (the others are still reported).
     """
-    from robustft.findings import findings
+    from robustft.analysis.findings import findings
     from robustft.report import build_report
     from robustft.report.collect import collect_runs
     from robustft.report.html import describe
-    from robustft.study import default_jobs, resolve_study, run_study
-    from robustft.study_progress import StudyProgress
-    from robustft.study_summary import format_summary, schedule_rows, strategy_rows
-    from robustft.sweep import STATUS_FAILED
+    from robustft.sweep.runner import STATUS_FAILED
+    from robustft.sweep.study import default_jobs, resolve_study, run_study
+    from robustft.sweep.study_progress import StudyProgress
+    from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows
 
     _, configs = resolve_study(study, out, fixed)  # every arm validated before anything runs
     jobs = default_jobs(len(configs)) if jobs is None else jobs
@@ -81,7 +81,7 @@ def _minutes(seconds: float) -> str:
 
 def _write_findings(path: Path, study: Study, found: list[Any], wall: float, cpu: float, jobs: int,
                     executor: str) -> None:
-    from robustft.runs import atomic_write_text
+    from robustft.runs.metrics_file import atomic_write_text
 
     payload = {"study": study.name, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "jobs": jobs,
                "executor": executor,

@@ -43,7 +43,14 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
-    from robustft.sweep import STATUS_FAILED, STATUS_RUNNING, add_seed_axis, parse_grid, resolve_points, run_sweep
+    from robustft.sweep.runner import (
+        STATUS_FAILED,
+        STATUS_RUNNING,
+        add_seed_axis,
+        parse_grid,
+        resolve_points,
+        run_sweep,
+    )
 
     grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     fixed = [*args.overrides, *args.set_overrides]
@@ -80,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def show_status(directory: str) -> int:
     """Prints one line per point (status, name, detail) and a count per status; exit 0."""
-    from robustft.sweep_status import sweep_status
+    from robustft.sweep.status import sweep_status
 
     rows = sweep_status(directory)
     width = max([len(r.name) for r in rows] + [4])

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.train import train
+    from robustft.training.trainer import train
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="robustft: %(message)s")
@@ -68,19 +68,11 @@ def _shown(key: str) -> bool:
 
 
 def _final_rows(result) -> list[tuple]:
-    import json
-
-    from robustft.records import record_key
+    from robustft.runs.metrics_file import read_records
+    from robustft.runs.records import record_key
 
     rows: dict[str, tuple] = {}
-    path = result.path / "metrics.jsonl"
-    records = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed run
+    records = read_records(result.path / "metrics.jsonl")  # complete lines only: a killed run's torn line is left out
     if records:
         last = max(r["step"] for r in records)
         for r in records:

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.tune import parse_search, run_tune
+    from robustft.sweep.tune import parse_search, run_tune
 
     search = parse_search(args.search)
     print(f"tune: {args.trials} trial(s) over {', '.join(search)}", file=sys.stderr)

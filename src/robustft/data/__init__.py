@@ -18,8 +18,8 @@ from robustft.data import hf_source as _hf_source  # noqa: F401
 from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset
+from robustft.data.batches import Loader, make_loader
 from robustft.data.corruptions import CORRUPTIONS, corrupt
-from robustft.data.loader import Loader, make_loader
 from robustft.data.loading import load
 from robustft.data.sources import DATASETS, Source
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from robustft.data.corruptions import corrupt
+
 SPLITS = ("train", "val", "test")
 
 
@@ -114,8 +116,6 @@ class ImageTensorDataset(Dataset):
             images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
                                                      align_corners=False).clamp_(0.0, 1.0)
         if self.corruptions:
-            from robustft.data.corruptions import corrupt
-
             for name, severity in self.corruptions:
                 images = corrupt(images, name, severity, self.seed, self.indices[torch.as_tensor(positions)])
         labels = torch.from_numpy(self.labels.numpy()[positions])

@@ -163,22 +163,30 @@ def mnist(spec: str, root: str | None = None, download: bool = False) -> Source:
 
 # ---------------------------------------------------------------- digits (scikit-learn)
 
+
+def _sklearn():
+    """scikit-learn, which holds the only copy of the UCI 8x8 digits robustft reads: the ``digits`` extra."""
+    try:
+        import sklearn
+        import sklearn.datasets
+    except ImportError:
+        raise MissingAssetError("the digits dataset is scikit-learn's copy of the UCI 8x8 digits, and scikit-learn "
+                                "is not installed: pip install 'robustft[digits]' (or scikit-learn).") from None
+    return sklearn
+
+
 @DATASETS.register("digits")
 def digits(spec: str, root: str | None = None, download: bool = False) -> Source:
     """UCI 8x8 handwritten digits from scikit-learn (1,797 images), fixed stratified 80/20 split; OOD for mnist."""
 
     def read(kind: str, image_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
+        bunch = _sklearn().datasets.load_digits()
         pixels = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
         return _pool_split(torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64)),
                            kind)
 
     def signature(kind: str) -> str:
-        import sklearn
-
-        return f"sklearn-digits:{kind}:{POOL_TAG}:{sklearn.__version__}"
+        return f"sklearn-digits:{kind}:{POOL_TAG}:{_sklearn().__version__}"
 
     return Source("digits", DIGIT_CLASSES, read, signature, native_size=8, location="sklearn.datasets.load_digits",
                   ood_splits=["mnist"] + corruption_ood("digits"))

@@ -23,6 +23,7 @@ import torch
 
 from robustft.data.base import SPLITS, DatasetInfo, ImageTensorDataset
 from robustft.data.cache import cached_arrays
+from robustft.data.corruptions import CORRUPTIONS, check_severity
 from robustft.data.resize import resize_uint8
 from robustft.data.sources import DATASETS, Source, to_nchw_uint8
 from robustft.data.splits import holdout_split, stratified_subset
@@ -48,7 +49,6 @@ def parse_name(name: str) -> tuple[str, list[tuple[str, int]]]:
     base, *parts = name.strip().split("@")
     if not base:
         raise ConfigError(f"dataset name {name!r} has no dataset before '@': write e.g. fashion-mnist@contrast:3.")
-    from robustft.data.corruptions import CORRUPTIONS, check_severity
 
     chain = []
     for part in parts:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from robustft.errors import ConfigError, UnknownNameError
-from robustft.models.common import check_image_size_value, check_min_size, check_patch_multiple
+from robustft.models.backbone import check_image_size_value, check_min_size, check_patch_multiple
 from robustft.models.embedded import build_mobilenet_v2
 from robustft.models.embedded_vit import build_vit_small_dinov2
 from robustft.models.hf_source import build_huggingface
 from robustft.models.timm_source import build_timm
 from robustft.models.tiny import tiny_cnn, tiny_vit
-from robustft.models.torchvision_source import build_torchvision
+from robustft.models.torchvision_source import build_torchvision, classification_models
 from robustft.models.wrapper import RobustModel
 from robustft.registry import Registry
 
@@ -92,7 +92,6 @@ def _prefixed_suggestions(name: str) -> list[str]:
             found.append(f"timm:{name}")
     except ImportError:
         pass
-    from robustft.models.torchvision_source import classification_models
 
     if name in classification_models():
         found.append(f"tv:{name}")

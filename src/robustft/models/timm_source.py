@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
 from robustft.models import hub
-from robustft.models.common import (
+from robustft.models.backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_patch_multiple,
@@ -24,9 +25,9 @@ from robustft.models.common import (
     cnn_min_size,
     detect_family,
     qualified_name,
-    seeded,
 )
 from robustft.models.wrapper import ModelInfo, RobustModel
+from robustft.seeding import seeded
 
 
 def _check_known(name: str) -> None:
@@ -128,6 +129,27 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
     """
     _check_known(spec)
     cfg = _pretrained_cfg(spec)
+    file = _weights_file(spec, pretrained, pretrained_file, cfg)
+    fixed_size = bool(cfg.get("fixed_input_size"))
+    kwargs = _create_kwargs(model_kwargs, num_classes, image_size if fixed_size else None)
+    backbone = _create(spec, kwargs, pretrained, file, cfg)
+    with seeded(seed):
+        backbone.reset_classifier(num_classes)
+    head = qualified_name(backbone, backbone.get_classifier(), "backbone")
+    pretrained_cfg = dict(getattr(backbone, "pretrained_cfg", None) or cfg)
+    size, family, patch_size, min_size = _input_geometry(spec, backbone, pretrained_cfg, image_size, fixed_size)
+    extra = {"source": "timm", "architecture": spec, "pretrained": pretrained, "seed": seed,
+             "pretrained_file": str(file) if file else None, "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
+             "patch_size": patch_size}
+    info = ModelInfo(f"timm:{spec}", family, size, tuple(pretrained_cfg.get("mean") or IMAGENET_MEAN),
+                     tuple(pretrained_cfg.get("std") or IMAGENET_STD), num_classes, head=head,
+                     min_input_size=min_size, extra=extra)
+    return RobustModel(backbone, info)
+
+
+def _weights_file(spec: str, pretrained: bool, pretrained_file: str | os.PathLike | None,
+                  cfg: dict[str, Any]) -> Path | None:
+    """The local weights file to load (None: the hub, or random weights); refuses weights that do not exist."""
     file = None
     # pretrained=False means random weights even with a file (checkpoint rebuilds pass their options again)
     if pretrained_file is not None and pretrained:
@@ -138,26 +160,29 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
     if pretrained and file is None and not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
         raise ConfigError(f"timm:{spec} has no pretrained weights; use pretrained=False, a name with a pretrained "
                           f"tag (timm.list_pretrained('{spec.split('.')[0]}*')), or pretrained_file=PATH.")
+    return file
+
+
+def _create_kwargs(model_kwargs: dict[str, Any] | None, num_classes: int, img_size: int | None) -> dict[str, Any]:
+    """``timm.create_model`` keywords: the user's, plus the class count and (fixed-size models) the input size."""
     kwargs = dict(model_kwargs or {})
     clashing = sorted({"num_classes", "img_size", "pretrained", "pretrained_cfg_overlay"} & set(kwargs))
     if clashing:
         raise ConfigError(f"model_kwargs must not set {', '.join(clashing)}: pass num_classes, image_size, "
                           "pretrained and pretrained_file to build() instead.")
     kwargs["num_classes"] = num_classes
-    fixed_size = bool(cfg.get("fixed_input_size"))
-    if image_size is not None and fixed_size:
-        kwargs["img_size"] = image_size
-    backbone = _create(spec, kwargs, pretrained, file, cfg)
-    with seeded(seed):
-        backbone.reset_classifier(num_classes)
-    head = qualified_name(backbone, backbone.get_classifier(), "backbone")
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    return kwargs
 
-    pretrained_cfg = dict(getattr(backbone, "pretrained_cfg", None) or cfg)
+
+def _input_geometry(spec: str, backbone: nn.Module, pretrained_cfg: dict[str, Any], image_size: int | None,
+                    fixed_size: bool) -> tuple[int, str, int | None, int]:
+    """(input size, family, patch size, smallest accepted size), checking that the backbone runs at the size."""
     default_size = int((pretrained_cfg.get("input_size") or (3, 224, 224))[-1])
     size = image_size or default_size
     family = detect_family(backbone)
-    patch_embed = getattr(backbone, "patch_embed", None)
-    patch = getattr(patch_embed, "patch_size", None)
+    patch = getattr(getattr(backbone, "patch_embed", None), "patch_size", None)
     patch_size = int(patch[0]) if isinstance(patch, (tuple, list)) else (int(patch) if patch else None)
     if family == "vit" or fixed_size:
         if patch_size:
@@ -165,13 +190,5 @@ def build_timm(spec: str, num_classes: int, pretrained: bool, image_size: int | 
         if size != default_size:
             check_runs_at(backbone, size, f"timm:{spec}", f"It was pretrained at {default_size}x{default_size}; "
                           "use that or a size its windows/patches divide.")
-        min_size = size
-    else:
-        min_size = cnn_min_size(f"timm:{spec}", backbone, size, default_size)
-    extra = {"source": "timm", "architecture": spec, "pretrained": pretrained, "seed": seed,
-             "pretrained_file": str(file) if file else None, "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
-             "patch_size": patch_size}
-    info = ModelInfo(f"timm:{spec}", family, size, tuple(pretrained_cfg.get("mean") or IMAGENET_MEAN),
-                     tuple(pretrained_cfg.get("std") or IMAGENET_STD), num_classes, head=head,
-                     min_input_size=min_size, extra=extra)
-    return RobustModel(backbone, info)
+        return size, family, patch_size, size
+    return size, family, patch_size, cnn_min_size(f"timm:{spec}", backbone, size, default_size)

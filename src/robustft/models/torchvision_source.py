@@ -17,10 +17,11 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torchvision.models.vision_transformer import interpolate_embeddings
 
 from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
 from robustft.models import hub
-from robustft.models.common import (
+from robustft.models.backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     check_patch_multiple,
@@ -132,6 +133,30 @@ def load_except_head(backbone: nn.Module, state: dict[str, torch.Tensor], head: 
                           f"{result.unexpected_keys[:5]}. Use weights saved from the same model.")
 
 
+def _create(spec: str, size: int) -> nn.Module:
+    """The architecture with random weights; torchvision ViTs are built for ``size`` (their constructor asserts
+    that the patch divides it, so that is checked first, with a useful message)."""
+    kwargs: dict[str, Any] = {}
+    named_patch = re.fullmatch(r"vit_[a-z]_(\d+)", spec)
+    if named_patch:
+        check_patch_multiple(size, int(named_patch[1]), f"tv:{spec}")
+        kwargs["image_size"] = size
+    return torchvision.models.get_model(spec, weights=None, **kwargs)
+
+
+def _load_pretrained(backbone: nn.Module, spec: str, weight_set: Any, file: Path | None, size: int,
+                     head_name: str | None) -> None:
+    """Loads the local file or the downloaded weight set, position embeddings resampled to ``size`` for ViTs,
+    except the head ``head_name`` (None: keep every key, the ImageNet head included)."""
+    state = load_local_state(file) if file is not None else _download_state(spec, weight_set)
+    position = state.get("encoder.pos_embedding")
+    patch_size = getattr(backbone, "patch_size", None)
+    if patch_size and position is not None and position.shape != backbone.encoder.pos_embedding.shape:
+        state = interpolate_embeddings(size, patch_size, state)
+    origin = f"pretrained_file={file}" if file else f"tv:{spec} weights {weight_set.name}"
+    load_except_head(backbone, state, head_name, origin)
+
+
 def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size: int | None, seed: int,
                       weights: str = "DEFAULT", pretrained_file: str | os.PathLike | None = None,
                       keep_imagenet_head: bool = False) -> RobustModel:
@@ -155,28 +180,15 @@ def build_torchvision(spec: str, num_classes: int, pretrained: bool, image_size:
                           "keep_imagenet_head to get a fresh head.")
     default_size = int(weight_set.meta.get("min_size", (224, 224))[0]) if spec.startswith("vit_") else 224
     size = image_size or default_size
-    kwargs: dict[str, Any] = {}
-    named_patch = re.fullmatch(r"vit_[a-z]_(\d+)", spec)
-    if named_patch:  # torchvision asserts divisibility in the constructor: check first, with a useful message
-        check_patch_multiple(size, int(named_patch[1]), f"tv:{spec}")
-        kwargs["image_size"] = size
-    backbone = torchvision.models.get_model(spec, weights=None, **kwargs)
+    backbone = _create(spec, size)
     head_name, head_module = _head_of(backbone)
     patch_size = getattr(backbone, "patch_size", None)
     if patch_size:
         check_patch_multiple(size, patch_size, f"tv:{spec}")
-
     # pretrained=False means random weights even with a file (checkpoint rebuilds pass their options again)
     file = Path(pretrained_file) if pretrained_file is not None and pretrained else None
     if pretrained:
-        state = load_local_state(file) if file is not None else _download_state(spec, weight_set)
-        position = state.get("encoder.pos_embedding")
-        if patch_size and position is not None and position.shape != backbone.encoder.pos_embedding.shape:
-            from torchvision.models.vision_transformer import interpolate_embeddings
-
-            state = interpolate_embeddings(size, patch_size, state)
-        origin = f"pretrained_file={file}" if file else f"tv:{spec} weights {weight_set.name}"
-        load_except_head(backbone, state, None if keep_imagenet_head else head_name, origin)
+        _load_pretrained(backbone, spec, weight_set, file, size, None if keep_imagenet_head else head_name)
     if not keep_imagenet_head:
         replace_submodule(backbone, head_name, fresh_linear_like(head_module, num_classes, seed))
     head = qualified_name(backbone, backbone.get_submodule(head_name), "backbone")

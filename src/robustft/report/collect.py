@@ -1,4 +1,4 @@
-"""Turns run directories (``runs.py`` layout) into the ``RunRecord``s the report draws."""
+"""Turns run directories (``robustft.runs`` layout) into the ``RunRecord``s the report draws."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 
 from robustft.report.html import RunRecord
-from robustft.runs import METRIC_FIELDS, RunDir, find_run_dirs
+from robustft.runs.query import find_run_dirs
+from robustft.runs.run_dir import RunDir, read_metrics
 
 
 def collect_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[RunRecord]:
@@ -22,7 +22,7 @@ def collect_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[RunRe
     records = []
     for path in find_run_dirs(paths_or_glob):
         run = RunDir(path)
-        metrics = pd.DataFrame(run.read_records(), columns=list(METRIC_FIELDS))
+        metrics = read_metrics(run.path)
         records.append(RunRecord(run.name, _config(run), run.read_summary() or {}, metrics, path=run.path))
     return records
 

@@ -17,9 +17,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from robustft import records  # noqa: E402
-from robustft.analysis import ood_pairs, pareto_front  # noqa: E402
-from robustft.units import format_eps  # noqa: E402
+from robustft.analysis.pareto import pareto_front
+from robustft.analysis.tradeoff import ood_pairs  # noqa: E402
+from robustft.config.units import format_eps  # noqa: E402
+from robustft.runs import records  # noqa: E402
 
 SPLIT_COLOURS = {"train": "#1f77b4", "val": "#2ca02c", "test": "#d62728"}
 

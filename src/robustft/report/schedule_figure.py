@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from robustft import records  # noqa: E402
+from robustft.runs import records  # noqa: E402
 
 MAX_PANELS = 12
 ACCURACY_COLOUR, ALPHA_COLOUR = "#2ca02c", "#9467bd"

@@ -1,7 +1,7 @@
 """Report sections over seeds and schedules: mean +- std per configuration, attainment bands of the Pareto
 frontiers across seeds, paper B's table per eps schedule with paired t-tests, and the schedule figure.
 
-``build_report`` calls ``seed_sections`` once; the numbers come from ``robustft.seed_stats`` (which says how
+``build_report`` calls ``seed_sections`` once; the numbers come from ``robustft.analysis.seed_stats`` (which says how
 each is defined). Sections appear only when they have something to say: spreads when a configuration has two
 or more seeds, paper B's table when runs train adversarially, t-tests when two schedules can be paired.
 """
@@ -21,10 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from robustft.analysis import tradeoff_points  # noqa: E402
-from robustft.report.figures import staircase  # noqa: E402
-from robustft.report.schedule_figure import MAX_PANELS, schedule_figure  # noqa: E402
-from robustft.seed_stats import (  # noqa: E402
+from robustft.analysis.seed_stats import (  # noqa: E402
     SCHEDULE_METRICS,
     SUMMARY_NUMBERS,
     RunLike,
@@ -34,7 +31,10 @@ from robustft.seed_stats import (  # noqa: E402
     schedule_tests,
     seed_table,
 )
-from robustft.units import format_eps  # noqa: E402
+from robustft.analysis.tradeoff import tradeoff_points  # noqa: E402
+from robustft.config.units import format_eps  # noqa: E402
+from robustft.report.figures import staircase  # noqa: E402
+from robustft.report.schedule_figure import MAX_PANELS, schedule_figure  # noqa: E402
 
 FigureHtml = Callable[[Figure, str, Path, str], str]
 MAX_BANDS = 8  # frontier bands drawn in one figure (the table lists every group)
@@ -132,7 +132,7 @@ def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, fi
              '<p class="muted">Per configuration (every run setting but the seed): mean &plusmn; sample standard '
              "deviation over its seeds; accuracies in %. Final numbers are on the test split; robust accuracy at "
              "eps_g from the final strong evaluation when there is one; &ldquo;vs average&rdquo; compares runs of "
-             "one seed and task (robustft.seed_stats).</p>"]
+             "one seed and task (robustft.analysis.seed_stats).</p>"]
     table = seed_table(summaries)
     parts.append(_table(spread_rows(table, ["group"], SUMMARY_NUMBERS),
                         {"group": "configuration", "runs": "seeds", **{n: TITLES[n] for n in SUMMARY_NUMBERS}}))

@@ -18,10 +18,10 @@ from torch import nn
 
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
-from robustft.strategies.base import Phase, Plan, Strategy, check_positive
+from robustft.seeding import seeded
+from robustft.strategies.base import Phase, Plan, Strategy, StrategyNotApplicableError, check_positive
 from robustft.strategies.hooks import attach
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 
 class Bottleneck(nn.Module):
@@ -67,8 +67,6 @@ def insert_bottlenecks(model: RobustModel, layout: Layout, make: Any, attr: str)
     """Attaches ``make(channels, channel_dim)`` after every adapter site; returns the new parameter names."""
     sites = adapter_sites(layout)
     if not sites:
-        from robustft.strategies.base import StrategyNotApplicableError
-
         raise StrategyNotApplicableError(f"no blocks found in {model.info.name!r} to place adapters after.")
     added = []
     reference = next(model.parameters())

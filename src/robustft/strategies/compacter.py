@@ -33,10 +33,10 @@ from torch import nn
 from robustft.errors import ConfigError
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.adapter import information_of, insert_bottlenecks
 from robustft.strategies.base import Phase, Plan, Strategy, check_positive
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 PHM_RULES = ("shared", "down_up")
 

@@ -22,10 +22,11 @@ from torch import nn
 from robustft.errors import ConfigError
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.base import Phase, Plan, Strategy, check_positive
 from robustft.strategies.hooks import attach
+from robustft.strategies.information import sort_labels
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 VIT_TARGETS = ("q", "k", "v", "attn_out", "mlp_in", "mlp_out")
 CNN_TARGETS = ("pointwise", "linear")
@@ -178,6 +179,5 @@ class LoRA(Strategy):
             information.add("weights:attention")
         if targets & {"mlp_in", "mlp_out"} or (layout.family == "cnn" and "linear" in targets and layout.linears):
             information.add("weights:mlp")
-        from robustft.strategies.information import sort_labels
 
         return Plan([Phase(0.0, added)], sort_labels(information | {"head"}))

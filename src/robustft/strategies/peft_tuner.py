@@ -19,9 +19,9 @@ from torch import nn
 from robustft.errors import ConfigError, UnknownNameError
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.base import BN_STATS, Phase, Plan, Strategy, StrategyNotApplicableError
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 MECHANISMS = {"lora": "low-rank", "adalora": "low-rank", "loha": "low-rank", "lokr": "low-rank",
               "vera": "low-rank", "randlora": "low-rank", "ia3": "scaling", "oft": "projection",

@@ -12,24 +12,16 @@ import functools
 import torch
 
 from robustft.errors import RobustftError
+from robustft.models import build
 from robustft.models.wrapper import ModelInfo, RobustModel
+from robustft.strategies.adapt import apply, resolve_name
 from robustft.strategies.registry import STRATEGIES
 
 HEADER = ["name", "information", "mechanism", "trainable (mobilenet_v2)", "share", "share (ViT-B/16)"]
 
 
 def _default_cnn() -> RobustModel:
-    try:
-        from robustft.models import build
-    except ImportError:
-        build = None
-    if build is not None:
-        return build("mobilenet_v2", 10, pretrained=False)
-    import torchvision
-
-    info = ModelInfo("mobilenet_v2", "cnn", 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 10,
-                     head="backbone.classifier.1", min_input_size=32)
-    return RobustModel(torchvision.models.mobilenet_v2(num_classes=10), info)
+    return build("mobilenet_v2", 10, pretrained=False)
 
 
 def _vit_b16() -> RobustModel:
@@ -48,8 +40,6 @@ def _reference_models() -> tuple[RobustModel, RobustModel]:
 
 def _count(model: RobustModel, name: str) -> tuple[str, str, str, str] | None:
     """(information, mechanism, trainable count, share) of ``name`` on a copy of ``model``; None if n/a."""
-    from robustft.strategies import apply, resolve_name
-
     strategy, _ = resolve_name(name, {})
     try:
         info = apply(copy.deepcopy(model), name, **strategy.example_options)

@@ -23,10 +23,10 @@ from torch import nn
 from robustft.errors import ConfigError
 from robustft.models.layout import Layout
 from robustft.models.wrapper import RobustModel
+from robustft.seeding import seeded
 from robustft.strategies.base import Phase, Plan, Strategy, check_positive
 from robustft.strategies.hooks import attach
 from robustft.strategies.registry import STRATEGIES
-from robustft.strategies.seeding import seeded
 
 
 class Prompts(nn.Module):

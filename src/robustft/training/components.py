@@ -1,42 +1,37 @@
 """The trainer's links to the rest of robustft: config, data, models, strategies, schedules, runs, detection.
 
-Imports happen on use, so ``import robustft.train`` stays light and each link reads as one call.
+Each link reads as one call, so the trainer reads top to bottom without the details of each part.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from robustft import data, models
+from robustft.analysis.diagnostics import summarize
+from robustft.config import Config, apply_overrides, from_dict, to_dict
+from robustft.config import load_config as load_config_file
 from robustft.errors import RobustftError
+from robustft.runs.metrics_file import atomic_write_text
+from robustft.runs.records import record_key
+from robustft.runs.run_dir import RunDir, read_metrics
+from robustft.strategies import apply
+from robustft.training.evaluator import as_eps
 
-log = logging.getLogger("robustft.train")
-
-
-def _real(module: str, name: str) -> Any:
-    return getattr(importlib.import_module(module), name)
+log = logging.getLogger("robustft.training.trainer")
 
 
 def load_config(config: Any, overrides: Any = ()) -> Any:
     """A validated Config from a Config, a dict or a YAML path, with dotted overrides applied."""
-    module = importlib.import_module("robustft.config")
     if isinstance(config, str | Path):
-        return module.load_config(config, list(overrides))
-    tree = module.to_dict(config) if isinstance(config, module.Config) else dict(config or {})
-    return module.from_dict(module.apply_overrides(tree, list(overrides)))
-
-
-def to_dict(cfg: Any) -> dict:
-    return importlib.import_module("robustft.config").to_dict(cfg)
-
-
-def RunDir() -> Any:  # noqa: N802 - a class-valued accessor, read like the class
-    return _real("robustft.runs", "RunDir")
+        return load_config_file(config, list(overrides))
+    tree = to_dict(config) if isinstance(config, Config) else dict(config or {})
+    return from_dict(apply_overrides(tree, list(overrides)))
 
 
 def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, Any, list[tuple[str, Any, Any]]]:
@@ -59,17 +54,8 @@ def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, A
     if not path.is_dir():
         raise RobustftError(f"cannot resume {path}: no such run directory. Pass the directory a run wrote "
                             "(output_dir/name), e.g. runs/demo.")
-    run = RunDir().open(path)
-    tree = getattr(run, "config", None)
-    if callable(tree):
-        tree = tree()
-    if tree is None:
-        for name in ("config.yaml", "config.json"):
-            if (path / name).is_file():
-                import yaml
-
-                tree = yaml.safe_load((path / name).read_text())
-                break
+    run = RunDir.open(path)
+    tree = run.config if run.config_path.is_file() else None
     if tree is None:
         raise RobustftError(f"cannot resume {path}: it has no config.yaml. It was not written by robustft train.")
     tree = tree if isinstance(tree, dict) else to_dict(tree)
@@ -108,18 +94,12 @@ def config_change_records(changes: list[tuple[str, Any, Any]], step: int, epoch:
 
 def rewrite_config(run: Any, cfg: Any) -> None:
     """config.yaml := the resolved ``cfg`` (atomically): after a resume with overrides it states the new values."""
-    import yaml
-
-    from robustft.metrics_file import atomic_write_text
-
     atomic_write_text(Path(run.path) / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False,
                                                                      default_flow_style=None))
 
 
 def load_datasets(cfg: Any) -> dict[str, Any]:
     """train / val / test (and ood: {name: ds}) from ``robustft.data.load`` as the ``data`` section says."""
-    from robustft import data
-
     d = cfg.data
     common = {"image_size": d.image_size, "seed": cfg.seed, "val_fraction": d.val_fraction, "root": d.root,
               "download": d.download, **(d.options or {})}
@@ -140,8 +120,6 @@ def num_classes_of(dataset: Any) -> int:
 
 
 def build_model(cfg: Any, num_classes: int) -> torch.nn.Module:
-    from robustft import models
-
     m = cfg.model
     return models.build(m.name, num_classes, pretrained=m.pretrained, image_size=m.image_size, seed=cfg.seed,
                         **(m.options or {}))
@@ -149,22 +127,16 @@ def build_model(cfg: Any, num_classes: int) -> torch.nn.Module:
 
 def apply_strategy(model: torch.nn.Module, cfg: Any) -> Any:
     """``strategies.apply(model, name, **options)`` -> StrategyInfo (trainable set, train_mode, on_progress)."""
-    from robustft.strategies import apply
-
     return apply(model, cfg.strategy.name, **(cfg.strategy.options or {}))
 
 
 def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
     """The shuffled training loader (drop_last so every step sees a full batch), seeded by the run seed."""
-    from robustft.data import make_loader
-
-    return make_loader(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True,
+    return data.make_loader(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True,
                 augment=cfg.data.augment, device=str(device))
 
 
 def maybe_eps(value: Any) -> float | None:
-    from robustft.evaluate import as_eps
-
     return None if value is None else as_eps(value)
 
 
@@ -184,28 +156,11 @@ def check_reference_run(cfg: Any) -> None:
                             "of a standard fine-tuning run (output_dir/name), or set detect.reference_run=null.")
 
 
-def read_metrics(path: Path) -> Any:
-    """metrics.jsonl as a pandas DataFrame (complete lines only)."""
-    import pandas as pd
-
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return pd.DataFrame(rows)
-
-
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
                   eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
-    """summary.json: detections (robustft.detection), final metrics, trainable share, strategy axes, timing,
+    """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
     and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
-    from robustft.records import record_key
-
-    run_path = Path(run.path)
-    metrics = read_metrics(run_path / "metrics.jsonl")
+    metrics = read_metrics(run.path)
     summary: dict[str, Any] = {
         "name": cfg.name, "steps": total_steps, "wall_seconds": wall_seconds, "eval_seconds": eval_seconds,
         "eval_share": eval_seconds / wall_seconds if wall_seconds else None,
@@ -223,14 +178,9 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
         last = metrics[metrics["step"] == metrics["step"].max()]
         summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null
                             for r in last.to_dict("records")}
-    try:
-        from robustft.detection import summarize
-    except ImportError:
-        log.warning("detections skipped: robustft.detection is not available yet")
-        return summary
     reference = None
     if cfg.detect.reference_run:
-        reference = read_metrics(Path(cfg.detect.reference_run) / "metrics.jsonl")
+        reference = read_metrics(cfg.detect.reference_run)
     detect = cfg.detect
     options = {"onset_threshold": detect.onset_threshold,
                "failure_threshold": getattr(detect, "failure_threshold", None)}

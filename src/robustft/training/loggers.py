@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from robustft.records import record_key
-from robustft.units import format_eps
+from robustft.config.units import format_eps
+from robustft.runs.records import record_key
 
-log = logging.getLogger("robustft.train")
+log = logging.getLogger("robustft.training.trainer")
 
 
 def progress_values(records: list[dict[str, Any]]) -> dict[str, float]:

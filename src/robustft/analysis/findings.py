@@ -1,0 +1,113 @@
+"""The papers' findings, tested on a set of runs: ``findings(runs) -> list[Finding]``.
+
+Each finding states a claim of paper A or paper B, the numbers measured on the runs, and a verdict decided
+from those numbers' uncertainty (``robustft.analysis.evidence``): **holds** when the contrast the claim makes is
+resolved in its favour, **does not hold** when it is resolved against it, **inconclusive** when the interval
+straddles zero. Nothing is canned: a finding is emitted only when the runs contain what it needs, and its
+sentence is written from the numbers (where a claim does not hold, it says how this setting differs from the
+paper's).
+
+Which runs play which role is read from their resolved configs, so any set of run directories works (the demo,
+``robustft reproduce``, a user's own sweep):
+
+- paper A study: standard-objective runs that agree on everything but strategy, optimiser and seed, with at
+  least two strategies; standard fine-tuning is the ``full`` strategy;
+- paper B study: adversarial runs that agree on everything but the eps schedule and seed, with ``constant``
+  (RFT-fix) and ``scheduled`` (Epsilon-Scheduling) schedules; the reference is a standard-objective run equal to
+  them but for objective and eps (or the run named by ``detect.reference_run``);
+- several runs of one arm differing only in seed are replicates: intervals then come from the seeds' spread.
+"""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, StudyRun, get
+from robustft.analysis.findings_paper_a import paper_a_findings
+from robustft.analysis.findings_paper_b import paper_b_findings
+from robustft.runs.records import METRIC_FIELDS
+from robustft.runs.run_dir import RunDir
+
+__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Finding", "findings"]
+
+# Keys that do not change what a run measures (where it is written, how it is logged), and the keys each study
+# varies between its arms; configs equal outside them are comparable.
+_BOOKKEEPING = ("name", "output_dir", "seed", "device", "checkpoint", "logging", "detect")
+_PAPER_A_VARIED = ("strategy", "optim")
+_PAPER_B_VARIED = ("eps.schedule", "eps.t1", "eps.t2", "eps.per", "eps.patience", "eps.tolerance")
+_REFERENCE_VARIED = ("objective", "eps")
+
+
+def findings(runs: Iterable[Any]) -> list[Finding]:
+    """Tests paper A's and paper B's claims on ``runs``; returns the findings the runs support, paper A first.
+
+    Args:
+        runs: run directories (paths), or objects with ``name``, ``config`` (the resolved config dict) and
+            ``metrics`` (long-form records) attributes and optionally ``summary`` (``report.RunRecord``).
+    """
+    loaded = [_as_run(run) for run in runs]
+    out: list[Finding] = []
+    for group in _paper_a_groups(loaded):
+        out.extend(paper_a_findings(group))
+    for fix, scheduled, reference in _paper_b_groups(loaded):
+        out.extend(paper_b_findings(fix, scheduled, reference))
+    return out
+
+
+def _as_run(run: Any) -> StudyRun:
+    if isinstance(run, (str, Path)):
+        directory = RunDir(run)
+        metrics = pd.DataFrame(directory.read_records(), columns=list(METRIC_FIELDS))
+        return StudyRun(directory.name, directory.config, metrics, directory.read_summary() or {})
+    metrics = run.metrics if isinstance(run.metrics, pd.DataFrame) else pd.DataFrame(run.metrics)
+    return StudyRun(str(run.name), dict(run.config or {}), metrics, dict(getattr(run, "summary", None) or {}))
+
+
+def _without(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> str:
+    """The config minus ``dotted_keys``, as canonical JSON (equal strings: comparable runs)."""
+    tree = json.loads(json.dumps(config, default=str))
+    for dotted in dotted_keys:
+        *parents, last = dotted.split(".")
+        node = tree
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(tree, sort_keys=True)
+
+
+def _paper_a_groups(runs: Sequence[StudyRun]) -> list[dict[str, list[StudyRun]]]:
+    groups: dict[str, dict[str, list[StudyRun]]] = {}
+    for run in runs:
+        if get(run.config, "objective.name", "standard") != "standard":
+            continue
+        key = _without(run.config, (*_BOOKKEEPING, *_PAPER_A_VARIED))
+        groups.setdefault(key, {}).setdefault(str(get(run.config, "strategy.name", "?")), []).append(run)
+    return [arms for arms in groups.values() if len(arms) >= 2]
+
+
+def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list[StudyRun], list[StudyRun]]]:
+    groups: dict[str, dict[str, list[StudyRun]]] = {}
+    for run in runs:
+        if get(run.config, "objective.name", "standard") == "standard":
+            continue
+        key = _without(run.config, (*_BOOKKEEPING, *_PAPER_B_VARIED))
+        groups.setdefault(key, {}).setdefault(str(get(run.config, "eps.schedule", "?")), []).append(run)
+    out = []
+    for arms in groups.values():
+        if "constant" in arms and "scheduled" in arms:
+            out.append((arms["constant"], arms["scheduled"], _reference_runs(arms["constant"][0], runs)))
+    return out
+
+
+def _reference_runs(fix: StudyRun, runs: Sequence[StudyRun]) -> list[StudyRun]:
+    named = get(fix.config, "detect.reference_run")
+    if named:
+        wanted = Path(str(named)).name
+        return [run for run in runs if run.name == wanted]
+    key = _without(fix.config, (*_BOOKKEEPING, *_REFERENCE_VARIED))
+    return [run for run in runs if get(run.config, "objective.name", "standard") == "standard"
+            and _without(run.config, (*_BOOKKEEPING, *_REFERENCE_VARIED)) == key]

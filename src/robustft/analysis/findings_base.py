@@ -1,0 +1,148 @@
+"""What the findings modules share: the Finding record, the verdicts, a run's curves with their sample counts.
+
+``robustft.analysis.findings`` says what the findings are and how runs are matched to the papers' roles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustft.analysis import evidence
+from robustft.analysis.evidence import Estimate
+from robustft.runs import records
+
+HOLDS = "holds"
+DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE)
+PERIPHERAL = ("bitfit", "linear")
+
+SPLIT_PREFERENCE = ("test", "val", "train")
+ONSET_PREFERENCE = ("val", "test", "train")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim of a paper tested on runs.
+
+    Attributes:
+        key: stable identifier, e.g. ``"A.robust_peak"``.
+        paper: ``"A"`` or ``"B"``.
+        claim: what the paper says, one sentence.
+        verdict: ``holds``, ``does not hold`` or ``inconclusive``.
+        why: one sentence from the numbers.
+        numbers: the measured values (accuracies in [0, 1]; estimates as ``{"value", "low", "high", "basis"}``).
+        setting: the model, data and threat model the runs share.
+        runs: names of the runs the finding used.
+    """
+
+    key: str
+    paper: str
+    claim: str
+    verdict: str
+    why: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    setting: str = ""
+    runs: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"key": self.key, "paper": self.paper, "claim": self.claim, "verdict": self.verdict, "why": self.why,
+                "numbers": self.numbers, "setting": self.setting, "runs": list(self.runs)}
+
+
+@dataclass
+class StudyRun:
+    """A run as the findings read it: name, resolved config, long-form metrics, summary."""
+
+    name: str
+    config: dict[str, Any]
+    metrics: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def get(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    node: Any = config
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def setting_text(config: Mapping[str, Any]) -> str:
+    size = get(config, "data.image_size") or get(config, "model.image_size")
+    text = f"{get(config, 'model.name', '?')} on {get(config, 'data.name', '?')}"
+    return text + (f" at {size} px" if size else "")
+
+
+def series(run: StudyRun, mask: pd.Series, split: str) -> pd.DataFrame:
+    """step-sorted (step, epoch, value, n) of the records under ``mask`` on ``split`` (last record per step)."""
+    df = run.metrics
+    rows = df[mask & (df["split"] == split)]
+    if rows.empty:
+        return pd.DataFrame(columns=["step", "epoch", "value", "n"])
+    rows = rows.assign(_order=range(len(rows)), value=pd.to_numeric(rows["value"], errors="coerce"),
+                       n=pd.to_numeric(rows["n"], errors="coerce"))
+    rows = rows.dropna(subset=["value", "n"]).sort_values(["step", "_order"]).drop_duplicates("step", keep="last")
+    return rows[["step", "epoch", "value", "n"]].reset_index(drop=True)
+
+
+def pick_split(run: StudyRun, mask: pd.Series, preference: Sequence[str]) -> str | None:
+    present = set(run.metrics.loc[mask, "split"])
+    return next((s for s in preference if s in present), None)
+
+
+def clean_series(run: StudyRun, preference: Sequence[str] = SPLIT_PREFERENCE) -> tuple[pd.DataFrame, str | None]:
+    mask = records.is_clean(run.metrics) & ~records.is_final(run.metrics) & ~records.is_ood(run.metrics)
+    split = pick_split(run, mask, preference)
+    return (series(run, mask, split), split) if split else (series(run, mask, ""), None)
+
+
+def robust_series(run: StudyRun, eps: float, split: str) -> pd.DataFrame:
+    df = run.metrics
+    mask = records.is_robust(df) & np.isclose(pd.to_numeric(df["eps"], errors="coerce").fillna(-1.0), eps)
+    return series(run, mask, split)
+
+
+def smallest_robust_eps(runs: Iterable[StudyRun]) -> float | None:
+    values = [pd.to_numeric(run.metrics.loc[records.is_robust(run.metrics), "eps"], errors="coerce").min()
+              for run in runs]
+    values = [float(v) for v in values if pd.notna(v)]
+    return min(values) if values else None
+
+
+def last_estimate(series: pd.DataFrame) -> Estimate | None:
+    if series.empty:
+        return None
+    row = series.iloc[-1]
+    return evidence.accuracy(float(row["value"]), int(row["n"]))
+
+
+def combine(per_run: Sequence[Estimate | None]) -> Estimate | None:
+    """One arm's estimate: the run's own interval, or the seeds' spread when there are several runs."""
+    values = [e for e in per_run if e is not None]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return evidence.from_seeds([e.value for e in values])
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
+
+
+def interval_text(estimate: Estimate, scale: float = 100, unit: str = "%") -> str:
+    return f"{scale * estimate.value:.1f}{unit} [{scale * estimate.low:.1f}, {scale * estimate.high:.1f}]"
+
+
+def final_clean(run: StudyRun) -> Estimate | None:
+    clean, _ = clean_series(run)
+    return last_estimate(clean)

@@ -1,0 +1,434 @@
+"""Statistics over seeds: per-run summary numbers, their mean / std / n per configuration, attainment bands of
+Pareto frontiers across seeds, paper B's table per eps schedule and a paired t-test between two schedules.
+
+A *configuration* (a group) is a run's resolved config minus what does not change the experiment: the seed,
+the name, the output directory, the device, logging and checkpoint-keeping options (``NON_DEFINING``). Runs of a
+``robustft sweep ... --seeds N`` grid point therefore form one group of N runs.
+
+Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
+
+- ``final_clean``: clean accuracy on the test split (val when no test records) at its last tracked evaluation;
+- ``final_robust``: robust accuracy on the same split at the last step, from the final strong evaluation
+  (``final:<attack>``) when the run has one, else the tracked attack; at ``eps_g`` (the config's ``eps.value``)
+  when it was evaluated, else at the smallest eps evaluated (``robust_eps`` says which); the worst attack wins;
+- ``final_ood``: mean clean accuracy over the OOD splits at their last evaluation;
+- ``e_adv``: expected robustness (paper B) of the last evaluation that has one (worst attack);
+- ``pareto_area``: the area dominated by the Pareto frontier of the run's own (clean, robust) cloud (paper A;
+  equal to ``analysis.pareto_area`` of the run's points, computed here as the one-seed attainment area);
+- ``percent_above_average``: the run's area against the mean area of the runs it is compared with: those of the
+  same seed, dataset and backbone (paper A compares strategies on one task; matching the seed compares runs
+  that saw the same data order). NaN when it has no company;
+- ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation and paper A's
+  robust-accuracy peak (``robustft.analysis.diagnostics``), read from summary.json when the trainer wrote them.
+
+Standard deviations are sample standard deviations (ddof = 1; NaN for a single run). The paired t-test is
+``scipy.stats.ttest_rel`` (scipy is a core dependency: scikit-learn, already core, requires it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
+from robustft.config.units import parse_eps
+from robustft.errors import ConfigError
+
+# Only layers below robustft.analysis are imported: analysis re-exports this module's names, so importing it
+# from here would be a cycle. The (clean, robust) pairing is therefore an argument of ``run_summaries``.
+from robustft.runs import records
+
+__all__ = [
+    "DEFAULT_MATCH",
+    "NON_DEFINING",
+    "SCHEDULE_METRICS",
+    "SUMMARY_NUMBERS",
+    "AttainmentBand",
+    "PairedTest",
+    "attainment_band",
+    "flatten_config",
+    "group_runs",
+    "paired_ttest",
+    "run_summaries",
+    "schedule_table",
+    "schedule_tests",
+    "seed_table",
+]
+
+SUMMARY_NUMBERS = ("final_clean", "final_robust", "final_ood", "e_adv", "pareto_area", "percent_above_average",
+                   "onset_epoch", "peak_step")
+# Paper B's table: clean / adversarial at eps_g / expected robustness.
+SCHEDULE_METRICS = ("final_clean", "final_robust", "e_adv")
+# Config keys (dotted prefixes) that do not define an experiment: runs differing only there are seeds of one group.
+NON_DEFINING = ("seed", "name", "output_dir", "device", "logging", "checkpoint", "data.root", "data.download")
+# Paper B pairs schedules over (dataset, backbone, eps, seed); strategy and objective are matched too so that a
+# sweep over strategies x schedules pairs like with like.
+DEFAULT_MATCH = ("dataset", "backbone", "strategy", "objective", "eps_g", "seed")
+_LABELS = {"data.name": "dataset", "model.name": "backbone", "strategy.name": "strategy",
+           "objective.name": "objective", "eps.schedule": "schedule"}
+
+
+class RunLike(Protocol):
+    """What these functions read of a run (``robustft.report.RunRecord`` is one)."""
+
+    name: str
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    metrics: pd.DataFrame
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 1e-3}``; lists become JSON text (hashable, comparable)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_config(value, dotted + "."))
+        elif isinstance(value, (list, tuple, Mapping)):
+            flat[dotted] = json.dumps(value, sort_keys=True, default=str)
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _defining(key: str) -> bool:
+    return not any(key == k or key.startswith(k + ".") for k in NON_DEFINING)
+
+
+def _eps_value(value: Any) -> float:
+    try:
+        return parse_eps(value) if value is not None else math.nan
+    except ConfigError:
+        return math.nan
+
+
+def group_runs(runs: Sequence[RunLike]) -> pd.DataFrame:
+    """One row per run: run, group (a readable label), seed, dataset, backbone, strategy, objective, schedule,
+    eps_g.
+
+    The group label lists the defining config keys whose values differ between groups (``strategy=full,
+    schedule=scheduled``); with one group it is the run name without its ``-seed-N`` part.
+    """
+    flats = [flatten_config(run.config or {}) for run in runs]
+    keys = [{k: v for k, v in flat.items() if _defining(k)} for flat in flats]
+    identities = [json.dumps(k, sort_keys=True, default=str) for k in keys]
+    values: dict[str, set[str]] = {}
+    for key in keys:  # one pass: a key varies when its values differ across runs (absent counts as a value)
+        for k in key:
+            values.setdefault(k, set())
+    for key in keys:
+        for k, seen in values.items():
+            seen.add(json.dumps(key.get(k), default=str))
+    varying = sorted(k for k, seen in values.items() if len(seen) > 1)
+    rows = []
+    for run, flat, key, identity in zip(runs, flats, keys, identities, strict=True):
+        if len(set(identities)) > 1:
+            label = ", ".join(f"{_LABELS.get(k, k.removesuffix('.name'))}={key.get(k)}" for k in varying)
+        else:
+            label = re.sub(r"-seed-\d+$", "", run.name)
+        seed = flat.get("seed")
+        rows.append({"run": run.name, "group": label, "identity": identity,
+                     "seed": int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else seed,
+                     **{short: flat.get(dotted) for dotted, short in _LABELS.items()},
+                     "eps_g": _eps_value(flat.get("eps.value"))})
+    columns = ["run", "group", "identity", "seed", *_LABELS.values(), "eps_g"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _preferred_split(frame: pd.DataFrame, preference: tuple[str, ...] = ("test", "val")) -> pd.DataFrame:
+    """Per run, only the rows of the first split in ``preference`` the run has."""
+    frame = frame[frame["split"].isin(preference)]
+    if frame.empty:
+        return frame
+    rank = frame["split"].map({s: i for i, s in enumerate(preference)})
+    return frame[rank == rank.groupby(frame["run"]).transform("min")]
+
+
+def _last_step(frame: pd.DataFrame, by: Sequence[str] = ("run",)) -> pd.DataFrame:
+    """Per ``by`` group, the rows at its largest step."""
+    if frame.empty:
+        return frame
+    return frame[frame["step"] == frame.groupby(list(by))["step"].transform("max")]
+
+
+def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.DataFrame:
+    """final_clean, final_robust, robust_eps, final_ood, e_adv per run (index: run), vectorised over runs."""
+    metrics = metrics.assign(eps=pd.to_numeric(metrics["eps"], errors="coerce"),
+                             value=pd.to_numeric(metrics["value"], errors="coerce"))
+    out = pd.DataFrame(index=pd.Index(pd.unique(metrics["run"]), name="run"))
+    clean_mask = records.is_clean(metrics) & ~records.is_final(metrics)
+
+    clean = _last_step(_preferred_split(metrics[clean_mask]))
+    out["final_clean"] = clean.groupby("run")["value"].last()
+
+    robust = _preferred_split(metrics[records.is_robust(metrics, include_final=True)])
+    if not robust.empty:
+        final = records.is_final(robust)
+        robust = robust[final == final.groupby(robust["run"]).transform("max")]  # the final evaluation if any
+        target = robust["run"].map(eps_g).astype(float)
+        at_target = pd.Series(np.isclose(robust["eps"], target, rtol=0, atol=1e-6), index=robust.index)
+        has_target = at_target.groupby(robust["run"]).transform("any")
+        smallest = robust["eps"] == robust.groupby("run")["eps"].transform("min")
+        robust = _last_step(robust[np.where(has_target, at_target, smallest)])
+        grouped = robust.groupby("run")
+        out["final_robust"] = grouped["value"].min()
+        out["robust_eps"] = grouped["eps"].first()
+    else:
+        out["final_robust"] = out["robust_eps"] = np.nan
+
+    ood = _last_step(metrics[clean_mask & records.is_ood(metrics)], by=("run", "split"))
+    out["final_ood"] = ood.groupby("run")["value"].mean()
+
+    e_adv = _last_step(_preferred_split(metrics[metrics["metric"] == "expected_robustness"]))
+    out["e_adv"] = e_adv.groupby("run")["value"].min()
+    return out
+
+
+def _detection_numbers(run: RunLike) -> tuple[float, float]:
+    """(onset epoch, robust-peak step) from summary.json's detections, computed when the summary lacks them."""
+    detection = (run.summary or {}).get("detection") if isinstance(run.summary, dict) else None
+    if not isinstance(detection, dict) or "onset" not in detection or "robust_peak" not in detection:
+        detection = {"onset": onset_of_adaptation(run.metrics, None), "robust_peak": robust_peak(run.metrics)}
+    onset, peak = detection.get("onset") or {}, detection.get("robust_peak") or {}
+    number = [onset.get("epoch"), peak.get("step")]
+    return tuple(float(x) if isinstance(x, (int, float)) else math.nan for x in number)  # type: ignore[return-value]
+
+
+def run_summaries(runs: Sequence[RunLike], points: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every summary number of every run (see the module docstring), with its group and labels.
+
+    Args:
+        runs: the runs.
+        points: their (clean, robust) evaluation pairs, ``analysis.tradeoff_points`` output (columns run, clean,
+            robust): the caller chooses the split, attack and eps the Pareto areas use. None: no areas (NaN).
+
+    Returns:
+        One row per run: the ``group_runs`` columns, ``SUMMARY_NUMBERS`` and ``robust_eps`` (the eps of
+        ``final_robust``). Missing numbers are NaN.
+    """
+    table = group_runs(runs).set_index("run")
+    frames = [run.metrics.assign(run=run.name) for run in runs if len(run.metrics)]
+    metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["run", "step", "split", "metric", "attack", "eps", "value"])
+    table = table.join(_final_numbers(metrics, table["eps_g"].to_dict()))
+    points = pd.DataFrame(columns=["run", "clean", "robust"]) if points is None else points
+    areas = {run: attainment_band([(part["clean"], part["robust"])]).area("best")
+             for run, part in points.groupby("run")}
+    table["pareto_area"] = pd.Series(areas, dtype=float)
+    cell = ["seed", "dataset", "backbone"]
+    keyed = table[cell].astype(str)
+    mean = table.groupby([keyed[c] for c in cell])["pareto_area"].transform("mean")
+    count = table.groupby([keyed[c] for c in cell])["pareto_area"].transform("count")
+    table["percent_above_average"] = np.where((count >= 2) & (mean > 0),
+                                              100.0 * (table["pareto_area"] - mean) / mean, np.nan)
+    detections = [_detection_numbers(run) for run in runs]
+    table["onset_epoch"] = pd.Series([d[0] for d in detections], index=[r.name for r in runs])
+    table["peak_step"] = pd.Series([d[1] for d in detections], index=[r.name for r in runs])
+    for column in (*SUMMARY_NUMBERS, "robust_eps"):
+        if column not in table:
+            table[column] = np.nan
+    return table.reset_index()
+
+
+def seed_table(summaries: pd.DataFrame, numbers: Sequence[str] = SUMMARY_NUMBERS,
+               by: str | Sequence[str] = "group") -> pd.DataFrame:
+    """Mean, sample standard deviation and count of each number per group (over its seeds).
+
+    Args:
+        summaries: ``run_summaries`` output.
+        numbers: which columns to aggregate.
+        by: the grouping column(s).
+
+    Returns:
+        One row per group: the ``by`` columns, ``runs`` and ``<number>_mean``, ``<number>_std`` (NaN for n < 2),
+        ``<number>_n`` (runs where the number exists) for every number.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    grouped = summaries.groupby(by, sort=True, dropna=False)
+    out = grouped.size().rename("runs").to_frame()
+    for number in numbers:
+        values = pd.to_numeric(summaries[number], errors="coerce").groupby([summaries[b] for b in by], dropna=False)
+        out[f"{number}_mean"] = values.mean()
+        out[f"{number}_std"] = values.std(ddof=1)
+        out[f"{number}_n"] = values.count()
+    return out.reset_index()
+
+
+def schedule_table(summaries: pd.DataFrame, per_configuration: bool = False) -> pd.DataFrame:
+    """Paper B's table: per eps schedule, clean / adversarial at eps_g / E.adv as mean and std.
+
+    Args:
+        summaries: ``run_summaries`` output.
+        per_configuration: also split by dataset, backbone, strategy and eps_g (mean and std over seeds);
+            False pools every run of a schedule (mean and std over configurations and seeds, as paper B's
+            averages over its 30 configurations).
+
+    Returns:
+        ``seed_table`` columns over ``SCHEDULE_METRICS``, grouped by schedule (and the configuration).
+    """
+    by = ["dataset", "backbone", "strategy", "eps_g", "schedule"] if per_configuration else ["schedule"]
+    return seed_table(summaries.assign(**{b: summaries[b].astype(str) for b in by if b != "eps_g"}),
+                      SCHEDULE_METRICS, by)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired t-test of ``metric`` between schedules ``a`` and ``b`` over matched configurations.
+
+    ``mean_difference`` is mean(b - a); ``t`` and ``p`` (two-sided) are ``scipy.stats.ttest_rel(b, a)``'s,
+    NaN with fewer than 2 pairs (or when every difference is equal, where the test is undefined).
+    """
+
+    metric: str
+    a: str
+    b: str
+    n_pairs: int
+    mean_a: float
+    mean_b: float
+    mean_difference: float
+    t: float
+    p: float
+
+
+def paired_ttest(summaries: pd.DataFrame, metric: str, a: str, b: str, factor: str = "schedule",
+                 match: Sequence[str] = DEFAULT_MATCH) -> PairedTest:
+    """Paired t-test of ``metric`` between ``factor == a`` and ``factor == b`` runs with equal ``match`` columns.
+
+    Args:
+        summaries: ``run_summaries`` output (or any table with the factor, match and metric columns).
+        metric: the number compared, e.g. ``e_adv``.
+        a, b: the two values of ``factor`` (a is the reference, e.g. ``constant``: paper B's RFT-fix).
+        factor: the column that differs within a pair.
+        match: the columns a pair agrees on (paper B: dataset, backbone, eps, seed).
+
+    Raises:
+        ConfigError: a missing column, or two runs of one schedule with equal ``match`` values (the match is
+            ambiguous: add the column on which they differ to ``match``).
+    """
+    missing = [c for c in (factor, metric, *match) if c not in summaries.columns]
+    if missing:
+        raise ConfigError(f"paired_ttest: no column {missing} in the summaries; columns are {list(summaries.columns)}.")
+    keys = list(match)
+    sides = {}
+    for name in (a, b):
+        side = summaries[summaries[factor].astype(str) == str(name)]
+        side = side.assign(**{k: side[k].astype(str) for k in keys})
+        duplicated = side.duplicated(keys, keep=False)
+        if duplicated.any():
+            runs = list(side.loc[duplicated, "run"]) if "run" in side else []
+            shared = dict(zip(keys, side.loc[duplicated, keys].iloc[0], strict=True))
+            raise ConfigError(f"paired_ttest: several {factor}={name} runs share {shared} ({runs[:4]}); add the "
+                              "column they differ in to match=.")
+        sides[name] = side.set_index(keys)[metric].astype(float)
+    pairs = pd.concat([sides[a].rename("a"), sides[b].rename("b")], axis=1, join="inner").dropna()
+    t = p = math.nan
+    if len(pairs) >= 2:
+        with warnings.catch_warnings():  # equal differences: scipy warns and returns a NaN / inf t, kept as is
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = scipy_stats.ttest_rel(pairs["b"], pairs["a"])
+        t, p = float(result.statistic), float(result.pvalue)
+    return PairedTest(metric, str(a), str(b), len(pairs), float(pairs["a"].mean()) if len(pairs) else math.nan,
+                      float(pairs["b"].mean()) if len(pairs) else math.nan,
+                      float((pairs["b"] - pairs["a"]).mean()) if len(pairs) else math.nan, t, p)
+
+
+def schedule_tests(summaries: pd.DataFrame, reference: str | None = None,
+                   metrics: Sequence[str] = SCHEDULE_METRICS, match: Sequence[str] = DEFAULT_MATCH) -> pd.DataFrame:
+    """Every schedule against ``reference`` (default ``constant``, paper B's RFT-fix, else the first in order) on
+    each metric: one ``PairedTest`` per row. Pairs that cannot be formed unambiguously are left out.
+    """
+    schedules = sorted(summaries["schedule"].dropna().astype(str).unique())
+    if len(schedules) < 2:
+        return pd.DataFrame(columns=list(PairedTest.__dataclass_fields__))
+    if reference is None:
+        reference = "constant" if "constant" in schedules else schedules[0]
+    rows = []
+    for other in schedules:
+        if other == reference:
+            continue
+        for metric in metrics:
+            try:
+                rows.append(paired_ttest(summaries, metric, reference, other, "schedule", match).__dict__)
+            except ConfigError:
+                continue
+    return pd.DataFrame(rows, columns=list(PairedTest.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class AttainmentBand:
+    """Attainment surfaces of n seeds' (clean, robust) clouds, as step functions of clean accuracy.
+
+    A seed *attains* a point (c, r) when one of its evaluations has clean >= c and robust >= r, i.e. (c, r) lies in
+    the region its Pareto frontier dominates (whose area ``analysis.pareto_area`` measures). On the interval
+    ``(clean[j-1], clean[j]]`` (``clean[-1] = 0``) the region reached by at least k seeds is ``robust <= v_k[j]``
+    where ``v_k[j]`` is the k-th largest of the seeds' best robust accuracies at clean >= clean[j].
+
+    Attributes:
+        clean: the breakpoints, every frontier point's clean accuracy, ascending, shape (m,).
+        best: k = 1, the region reached by at least one seed (the union), shape (m,).
+        median: k = ceil(n / 2), the region reached by at least half of the seeds (the 50%-attainment surface of
+            Fonseca & Fleming; for n = 2 it is the union, for n = 5 three seeds), shape (m,).
+        worst: k = n, the region reached by every seed (the intersection), shape (m,).
+        n_seeds: n.
+    """
+
+    clean: np.ndarray
+    best: np.ndarray
+    median: np.ndarray
+    worst: np.ndarray
+    n_seeds: int
+
+    def surface(self, which: str = "median") -> pd.DataFrame:
+        """The surface's frontier points (columns clean, robust), drawable by ``report.figures.staircase``; its
+        ``pareto_area`` is the area of the region reached by that many seeds."""
+        values = {"best": self.best, "median": self.median, "worst": self.worst}[which]
+        # values do not increase with clean; a corner of the staircase is the last breakpoint of each level
+        corner = np.append(values[:-1] > values[1:], True) & (values > 0)
+        return pd.DataFrame({"clean": self.clean[corner], "robust": values[corner]})
+
+    def area(self, which: str = "median") -> float:
+        """Area of the region reached by at least one (best) / half (median) / every (worst) seed."""
+        widths = np.diff(np.concatenate([[0.0], self.clean]))
+        return float(np.sum(widths * {"best": self.best, "median": self.median, "worst": self.worst}[which]))
+
+
+def attainment_band(clouds: Sequence[tuple[Sequence[float], Sequence[float]]]) -> AttainmentBand:
+    """The best / median / worst attainment surfaces of the seeds' (clean, robust) point clouds.
+
+    Args:
+        clouds: one (clean accuracies, robust accuracies) pair of equal-length sequences per seed.
+
+    Raises:
+        ConfigError: no cloud.
+    """
+    if not clouds:
+        raise ConfigError("attainment_band needs at least one seed's points.")
+    sorted_clouds = []
+    for clean, robust in clouds:
+        c, r = np.asarray(clean, dtype=float), np.asarray(robust, dtype=float)
+        if c.shape != r.shape or c.ndim != 1:
+            raise ConfigError(f"attainment_band: clean and robust must be 1-D of equal length, got {c.shape} and "
+                              f"{r.shape}.")
+        order = np.argsort(c, kind="stable")
+        # best[i] = max robust over points with clean >= c[i] (a suffix maximum over clean ascending)
+        best = np.maximum.accumulate(r[order][::-1])[::-1] if len(c) else r
+        sorted_clouds.append((c[order], best))
+    grid = np.unique(np.concatenate([c for c, _ in sorted_clouds]))
+    grid = grid[grid > 0] if (grid > 0).any() else grid  # (0, 0] is empty: a clean-0 breakpoint adds no area
+    reach = np.zeros((len(sorted_clouds), len(grid)))
+    for i, (c, best) in enumerate(sorted_clouds):
+        position = np.searchsorted(c, grid, side="left")  # the first point with clean >= the breakpoint
+        inside = position < len(c)
+        reach[i, inside] = best[position[inside]]
+    ordered = -np.sort(-reach, axis=0)  # per breakpoint, seeds' values descending: row k-1 is the k-th largest
+    n = len(sorted_clouds)
+    return AttainmentBand(grid, ordered[0], ordered[math.ceil(n / 2) - 1], ordered[n - 1], n)

@@ -1,0 +1,259 @@
+"""Robust accuracy, nested robust curves and expected robustness.
+
+- ``robust_accuracy``: per-sample worst case; clean-misclassified samples count as non-robust and are not
+  attacked; every verdict comes from classifying the returned point, which must be admissible (in [0, 1] and
+  within eps, else a ConfigError), so an attack cannot claim a success it did not reach; Wilson 95% interval;
+  the model is prepared for speed (a folded, frozen copy) automatically.
+- ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
+  larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
+  no higher than independent runs of the same attack.
+- ``expected_robustness``: paper B's E.adv, the trapezoid mean of the curve over [0, eps_max].
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robustft.analysis.statistics import wilson_interval
+from robustft.attacks.base import Attack, check_eps
+from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.registry import build_attack
+from robustft.device import resolve_device
+from robustft.errors import ConfigError
+
+CPU_BATCH_SIZE = 256  # CPU default: per-sample cost is flat beyond ~128 on small images; bounded memory
+
+
+@dataclass
+class RobustAccuracy:
+    """Accuracy under attack at one eps, with its sample size and Wilson 95% interval."""
+
+    correct: int
+    n: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    clean_correct: int
+    eps: float
+    attack: str
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_counts(cls, correct: int, n: int, clean_correct: int, eps: float, attack: str,
+                    seconds: float) -> RobustAccuracy:
+        low, high = wilson_interval(correct, n)
+        return cls(correct, n, correct / n if n else float("nan"), low, high, clean_correct, eps, attack, seconds)
+
+
+AttackLike = Attack | str | Callable[..., torch.Tensor]
+
+
+def _resolve_attack(attack: AttackLike, early_stop: bool | None, prepare: bool
+                    ) -> tuple[Callable[..., torch.Tensor], str]:
+    if isinstance(attack, str):
+        attack = build_attack(attack)
+    if isinstance(attack, Attack):
+        if early_stop is not None and attack.accepts("early_stop"):
+            attack = attack.with_options(early_stop=early_stop)
+        name = attack.describe()
+        if not prepare and attack.accepts("prepare"):  # attack the caller's model object, not a copy of it
+            attack = attack.with_options(prepare=False)
+        return attack, name
+    return attack, getattr(attack, "__name__", type(attack).__name__)
+
+
+def _iter_batches(batches) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], torch.Tensor):
+        yield batches
+        return
+    for item in batches:
+        if isinstance(item, dict):
+            yield item["image"], item["label"]
+        else:
+            yield item[0], item[1]
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+        return model(images.float()).argmax(1)
+
+
+def _with_oom_retry(fn, images, labels, batch_size):
+    """Runs fn chunk by chunk; on CUDA out-of-memory halves the chunk size and retries (largest that fits)."""
+    outputs, start = [], 0
+    while start < images.shape[0]:
+        chunk = slice(start, start + batch_size)
+        try:
+            outputs.append(fn(images[chunk], labels[chunk]))
+        except torch.cuda.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+            continue
+        start += images[chunk].shape[0]
+    return torch.cat(outputs) if outputs else torch.zeros(0, dtype=torch.bool, device=images.device)
+
+
+def _default_batch_size(device: torch.device, batch_size: int | None) -> int:
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        return batch_size
+    return CPU_BATCH_SIZE if device.type == "cpu" else 4096  # CUDA: halved on out-of-memory until it fits
+
+
+def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_name: str) -> torch.Tensor:
+    """x_adv if it is a perturbation the threat model allows, else a ConfigError: a fooling point outside the
+    [0, 1] box or farther than eps (L-inf; any L2 ball of radius eps lies inside it) must not count as a success."""
+    if x_adv.shape != images.shape:
+        raise ConfigError(f"attack {attack_name} returned shape {tuple(x_adv.shape)} for images "
+                          f"{tuple(images.shape)}; an attack returns one perturbed image per input.")
+    distance = float((x_adv - images).abs().amax()) if x_adv.numel() else 0.0
+    low, high = (float(x_adv.min()), float(x_adv.max())) if x_adv.numel() else (0.0, 1.0)
+    if distance > eps + 1e-6 or low < 0 or high > 1:
+        raise ConfigError(
+            f"attack {attack_name} returned points outside the threat model (distance {distance:.5f} from the "
+            f"images for eps={eps:.5f}, values in [{low:.3g}, {high:.3g}]); its successes cannot be counted. "
+            "An attack must return images in [0, 1] within eps of its inputs (robustft.attacks.base.project).")
+    return x_adv
+
+
+def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | str, *,
+                    device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
+                    early_stop: bool | None = True) -> RobustAccuracy:
+    """Accuracy under ``attack`` at ``eps``, per-sample worst case.
+
+    Args:
+        model: classifier on [0, 1] images (left exactly as it was).
+        batches: an iterable of (images, labels) (or dicts with "image"/"label"), or one (images, labels) tuple;
+            images float N x C x H x W in [0, 1], labels int64 N.
+        attack: an ``Attack`` from ``build_attack``, a registry name, or a callable
+            ``(model, images, labels, eps) -> x_adv``.
+        eps: radius in pixel units (``"4/255"`` accepted); 0 gives the clean accuracy.
+        device: where to run; default the model's device.
+        batch_size: attack chunk size; default 256 on CPU, the largest that fits on CUDA.
+        prepare: attack a folded, frozen, eval-mode copy (same function, faster).
+        early_stop: override the attack's early stop (True: fooled samples leave the batch; None: as built).
+
+    Returns:
+        RobustAccuracy with correct (robust samples), n, accuracy, Wilson CI, clean_correct, eps, attack, seconds.
+    """
+    return robust_curve(model, batches, attack, [eps], device=device, batch_size=batch_size, prepare=prepare,
+                        early_stop=early_stop)[0]
+
+
+def _accept_old_curve_order(fn: Callable[..., list[RobustAccuracy]]) -> Callable[..., list[RobustAccuracy]]:
+    """Lets ``robust_curve(model, batches, eps_list, attack=...)`` (the order before 0.2) still work, with a warning.
+
+    The argument order is now ``(model, batches, attack, eps_list)``, as in ``robust_accuracy(model, batches,
+    attack, eps)``. An old call is recognised by a list/tuple of radii where the attack goes; it is re-ordered and
+    a DeprecationWarning says how to write it. Keyword calls work in both orders.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(model: nn.Module, batches, *args: Any, **kwargs: Any) -> list[RobustAccuracy]:
+        if args and isinstance(args[0], (list, tuple, np.ndarray, torch.Tensor)) and "eps_list" not in kwargs:
+            warnings.warn("robust_curve(model, batches, eps_list, attack) is deprecated: the order is now "
+                          "robust_curve(model, batches, attack, eps_list), like robust_accuracy(model, batches, "
+                          "attack, eps); or pass attack=... and eps_list=... by name.", DeprecationWarning,
+                          stacklevel=2)
+            eps_list, rest = args[0], args[1:]
+            attack = rest[0] if rest else kwargs.pop("attack", "apgd-ce")
+            return fn(model, batches, attack, eps_list, *rest[1:], **kwargs)
+        return fn(model, batches, *args, **kwargs)
+
+    return wrapper
+
+
+@_accept_old_curve_order
+def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequence[float | str], *,
+                 device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
+                 early_stop: bool | None = True) -> list[RobustAccuracy]:
+    """Robust accuracy at each eps of ``eps_list`` (ascending), nested: only still-robust samples are attacked.
+
+    Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy; ``"0.25/255"`` strings accepted).
+
+    Returns:
+        One RobustAccuracy per eps, in the order given; accuracies are non-increasing.
+    """
+    eps_values = [check_eps(e) for e in eps_list]
+    if not eps_values:
+        raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
+    if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
+        raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
+    attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
+
+    device = _device_of(model) if device is None else resolve_device(device)
+    # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.
+    target = prepare_for_attack(model).to(device) if prepare else model.to(device)
+    size = _default_batch_size(device, batch_size)
+    correct = [0] * len(eps_values)
+    seconds = [0.0] * len(eps_values)
+    n = clean_total = 0
+    for images, labels in _iter_batches(batches):
+        images, labels = images.to(device).float(), labels.to(device).long()
+        start = time.perf_counter()
+        robust = _with_oom_retry(lambda x, y: _predict(target, x) == y, images, labels, size)
+        clean_total += int(robust.sum())
+        n += images.shape[0]
+        seconds[0] += time.perf_counter() - start
+        for i, eps in enumerate(eps_values):
+            start = time.perf_counter()
+            idx = torch.nonzero(robust).squeeze(1)
+            if eps > 0 and idx.numel():
+                def attack_chunk(x, y, eps=eps):
+                    return _predict(target, _admissible(attack_fn(target, x, y, eps), x, eps, attack_name)) == y
+
+                still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
+                robust[idx[~still]] = False
+            correct[i] += int(robust.sum())
+            seconds[i] += time.perf_counter() - start
+    if n == 0:
+        raise ConfigError("robust evaluation got no samples; check the data split and --limit.")
+    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, attack_name, seconds[i])
+            for i, eps in enumerate(eps_values)]
+
+
+def expected_robustness(eps_list: Sequence[float | str], accuracies: Sequence[float | RobustAccuracy]) -> float:
+    """Paper B's expected robustness E.adv: the trapezoid mean of accuracy over [0, eps_max].
+
+    Args:
+        eps_list: ascending radii starting at 0 (e.g. ``eps_grid(8/255)``: 9 points).
+        accuracies: accuracy at each eps (floats in [0, 1] or RobustAccuracy); accuracy at 0 is the clean one.
+
+    Returns:
+        E.adv in [0, 1].
+    """
+    eps = [check_eps(e) for e in eps_list]
+    acc = [a.accuracy if isinstance(a, RobustAccuracy) else float(a) for a in accuracies]
+    if len(eps) != len(acc) or len(eps) < 2:
+        raise ConfigError(f"expected_robustness needs >= 2 eps and one accuracy each; got {len(eps)} and {len(acc)}.")
+    if eps[0] != 0 or any(b <= a for a, b in zip(eps, eps[1:], strict=False)):
+        raise ConfigError(f"expected_robustness needs strictly ascending eps starting at 0; got {list(eps_list)}.")
+    # The trapezoid rule written out: np.trapezoid exists only from numpy 2, and robustft supports numpy >= 1.24.
+    area = sum((b - a) * (fa + fb) / 2 for a, b, fa, fb in zip(eps, eps[1:], acc, acc[1:], strict=False))
+    return float(area / eps[-1])

@@ -1,0 +1,134 @@
+"""A fine-tuned run as weights other libraries load: ``robustft export RUN [--merged] OUT``.
+
+Like peft's ``merge_and_unload`` + ``save_pretrained``: with ``merged=True`` LoRA, (IA)3 and peft tuners are folded
+into the weights they adapt and their modules removed, so the file is the state dict of the *plain* network
+(timm's, torchvision's, or the transformers model's own keys) and loads with ``load_state_dict(strict=True)``
+into a freshly created model of the same architecture and class count, without robustft. Strategies that add
+computation which cannot be folded into existing weights (bottleneck adapters, Compacter, visual prompts) are
+refused with ``merged=True``; without it, the file holds the adapted network's state dict (adapter parameters
+under their own keys; ``robustft.load(RUN)`` gives that model itself).
+
+Normalisation is not part of the network (robustft applies it inside ``RobustModel.forward``), so the sidecar
+``OUT.json`` states the mean / std to apply to [0, 1] images, the input size and the line of code that creates the
+plain model. ``.safetensors`` files are written with safetensors; any other name with ``torch.save`` of a dict of
+tensors (loads with ``torch.load(path, weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustft.errors import ConfigError
+from robustft.models.hf_source import LogitsOnly
+from robustft.runs.checkpoints import load_model
+from robustft.strategies import merge
+from robustft.strategies.hooks import attached
+
+
+def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: str = "last") -> Path:
+    """Writes the fine-tuned network of ``run`` to ``out`` (+ ``out`` with suffix ``.json``: how to load it).
+
+    Args:
+        run: a run directory (or checkpoint file) written by ``robustft train``.
+        out: the weights file; ``.safetensors`` for safetensors, anything else (``.pt``, ``.pth``) for torch.
+        merged: fold mergeable strategies into the weights and write the plain network's state dict.
+        which: checkpoint inside ``RUN/checkpoints`` (last, best, step_N).
+
+    Returns:
+        The path of the weights file.
+
+    Raises:
+        ConfigError: ``out`` ends in ``.json``, or ``merged`` for a strategy that cannot be merged.
+        CheckpointError: the run has no readable checkpoint.
+    """
+    out = Path(out)
+    if out.suffix == ".json":
+        raise ConfigError(f"export target {out} ends in .json, the name of the sidecar file; use .safetensors or .pt.")
+    model, payload = load_model(run, which=which)
+    strategy = payload["strategy"]["name"]
+    if merged:
+        merge_and_unload(model, strategy)
+    network = plain_network(model)
+    state = {key: value.detach().cpu().clone().contiguous() for key, value in network.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(out))
+    else:
+        torch.save(state, out)
+    sidecar = describe(model, payload, merged=merged, weights=out)
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return out
+
+
+def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
+    """Merges every mergeable adaptation into its weights and removes the adapter modules, in place.
+
+    Raises:
+        ConfigError: modules remain that cannot be merged (the message names the strategy and the way out).
+    """
+    merge(model)
+    _unload_peft(model)
+    left = sorted({attr for _, attr, _ in attached(model)})
+    if left:
+        raise ConfigError(
+            f"strategy {strategy!r} adds modules ({', '.join(left)}) that cannot be merged into the backbone's "
+            "weights, so no plain model can hold it; export without --merged (the adapter weights keep their own "
+            "keys; robustft.load(RUN) gives the model itself), or fine-tune with a mergeable strategy (full, linear, "
+            "bitfit, partial, lora, ia3, peft:lora).")
+    return model
+
+
+def _unload_peft(model: nn.Module) -> None:
+    """Replaces merged peft tuner layers by their base layers (what peft's ``unload`` does)."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:
+        return
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module.get_base_layer())
+
+
+def plain_network(model: nn.Module) -> nn.Module:
+    """The library's own network inside a ``RobustModel`` (a transformers model unwrapped from ``LogitsOnly``)."""
+    backbone = model.backbone
+
+    return backbone.model if isinstance(backbone, LogitsOnly) else backbone
+
+
+def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights: Path) -> dict[str, Any]:
+    """The sidecar: what the weights are and how to use them without robustft."""
+    info = model.info
+    spec = payload["model"]
+    return {
+        "format": "robustft-export-v1", "weights": weights.name, "merged": merged,
+        "model": spec["name"], "num_classes": spec["num_classes"], "input_size": info.input_size,
+        "strategy": payload["strategy"]["name"], "step": payload.get("step"),
+        "input": "float images in [0, 1], N x 3 x H x W, normalised as (x - mean) / std before the network",
+        "mean": list(info.mean), "std": list(info.std),
+        "create_plain_model": create_code(spec["name"], spec["num_classes"], info) if merged else None,
+    }
+
+
+def create_code(name: str, num_classes: int, info: Any) -> str | None:
+    """The line creating the plain network whose ``load_state_dict`` takes the exported weights."""
+    source, _, rest = name.partition(":")
+    if name == "mobilenet_v2":
+        return f"torchvision.models.mobilenet_v2(num_classes={num_classes})"
+    if source == "timm":
+        size = f", img_size={info.input_size}" if info.family == "vit" else ""
+        return f"timm.create_model({rest!r}, num_classes={num_classes}{size})"
+    if source == "tv":
+        return f"torchvision.models.{rest}(num_classes={num_classes})"
+    if source == "hf":
+        return (f"transformers.AutoModelForImageClassification.from_pretrained({rest!r}, num_labels={num_classes}, "
+                "ignore_mismatched_sizes=True)")
+    return None

@@ -1,0 +1,27 @@
+"""Sweeps: a grid of overrides -> many runs, locally or on Ray, resumable; checks, status and studies."""
+
+from robustft.sweep.runner import (
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_PENDING,
+    STATUS_RUNNING,
+    STATUS_SKIPPED,
+    PointResult,
+    SweepPoint,
+    add_seed_axis,
+    expand_grid,
+    parse_grid,
+    prepare_run_dir,
+    resolve_points,
+    run_point_inprocess,
+    run_point_subprocess,
+    run_points,
+    run_sweep,
+    split_values,
+)
+
+__all__ = [
+    "PointResult", "STATUS_FAILED", "STATUS_FINISHED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED",
+    "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir", "resolve_points",
+    "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
+]

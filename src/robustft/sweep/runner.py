@@ -1,0 +1,433 @@
+"""Sweeps: a grid of config overrides -> many runs, on one machine or a Ray cluster; resumable.
+
+``robustft sweep configs/paper_a_embedded/full.yaml --grid strategy.name=full,linear,bitfit,lora`` expands the
+grid (cartesian product, in the order given), checks every point completely before anything runs (its config,
+and its objective, model structure and strategy options as the trainer builds them: ``robustft.sweep.check``;
+one bad point fails the sweep with nothing started), then runs each point:
+
+- a point whose run directory has ``summary.json`` is finished and skipped;
+- a point whose run directory is locked by a live process (another sweep invocation, or a ``robustft train``) is
+  reported as ``running`` and left alone: a run directory has one writer (``robustft.runs.lock``);
+- a point with a checkpoint but no summary (killed, crashed) is resumed with ``robustft train --resume``;
+- a point whose directory exists without a checkpoint (died before its first evaluation) is moved aside to
+  ``<name>.incomplete-<time>`` (nothing is deleted) and started again;
+- a failing point does not stop the others; the sweep exits non-zero and the manifest says why.
+
+Run names: ``<config name>-<key>-<value>-...`` with ``.name`` suffixes dropped from keys and every character
+outside letters, digits, ``.``, ``_``, ``+`` and ``-`` of a value replaced by ``_`` (so ``eps.value=1/255`` gives
+``...-eps.value-1_255``); these are exactly the characters a run name may use (``robustft.config``).
+
+The local executor runs every point in its own ``robustft train`` subprocess (isolation: a crash or an OOM
+kills one run, not the sweep; the CLI path users run is the one exercised), ``jobs`` at a time with the CPU
+threads divided between them. The Ray executor sends the resolved config to a Ray task that runs the same
+logic in the worker (the output directory must then be on storage every node sees). Ray is used because it is
+the maintained way to spread Python work over a cluster; the local executor needs nothing beyond the standard
+library. ``output_dir/sweep.json`` (rewritten atomically after each point) records every point's status.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
+from robustft.errors import ConfigError, RobustftError
+from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder, locked_file
+from robustft.runs.metrics_file import atomic_write_text
+from robustft.sweep.check import PointChecker, carry_strategy_options
+
+STATUS_FINISHED = "finished"
+STATUS_SKIPPED = "skipped"  # already finished before this sweep started
+STATUS_FAILED = "failed"
+STATUS_RUNNING = "running"  # another live process holds the point's run directory; not started again
+STATUS_PENDING = "pending"
+_TERMINAL = (STATUS_FINISHED, STATUS_SKIPPED, STATUS_FAILED)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its name and the overrides that distinguish it from the base config."""
+
+    name: str
+    overrides: tuple[str, ...]
+    note: str | None = None  # what resolving the point changed (strategy options dropped: robustft.sweep.check)
+
+
+@dataclass
+class PointResult:
+    """What happened to one point."""
+
+    name: str
+    overrides: list[str]
+    path: str
+    status: str
+    action: str = ""  # start | resume | restart | skip | running
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def split_values(text: str) -> list[str]:
+    """Splits ``a,b,[c,d]`` on top-level commas (commas inside [] or {} belong to a YAML list or mapping)."""
+    values, depth, current = [], 0, []
+    for char in text:
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        if char == "," and depth == 0:
+            values.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    values.append("".join(current).strip())
+    return [v for v in values if v]
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """Parses ``key=v1,v2,...`` items into an ordered ``{key: [values]}``.
+
+    Raises:
+        ConfigError: an item without ``=``, without values, or a key given twice.
+    """
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, rest = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"grid item {item!r} is not key=v1,v2,...; e.g. --grid strategy.name=full,lora")
+        values = split_values(rest)
+        if not values:
+            raise ConfigError(f"grid item {item!r} has no values; e.g. --grid eps.schedule=constant,scheduled")
+        if key in grid:
+            raise ConfigError(f"grid key {key!r} is given twice; list all its values in one --grid {key}=a,b")
+        grid[key] = values
+    return grid
+
+
+def add_seed_axis(grid: dict[str, list[str]], seeds: int | None) -> dict[str, list[str]]:
+    """``--seeds N``: the grid with a last ``seed`` axis 0..N-1 (None: the grid unchanged).
+
+    Last, so a point's seeds sit next to each other and the run names read ``...-seed-0``, ``...-seed-1``;
+    analysis groups runs by everything but the seed (``robustft.analysis.seed_stats``).
+
+    Raises:
+        ConfigError: N < 1, or a ``seed`` axis given with ``--grid`` as well.
+    """
+    if seeds is None:
+        return dict(grid)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive number of seeds, got {seeds!r}; e.g. --seeds 3.")
+    if "seed" in grid:
+        raise ConfigError("both --seeds and --grid seed=... are given; keep one (--grid seed=3,7,11 for chosen "
+                          "seeds, --seeds N for 0..N-1).")
+    return {**grid, "seed": [str(i) for i in range(seeds)]}
+
+
+def _slug(key: str, value: str) -> str:
+    key = key.removesuffix(".name")
+    text = f"{key}-{value}"
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")
+
+
+def expand_grid(base_name: str, grid: dict[str, list[str]]) -> list[SweepPoint]:
+    """Every combination of the grid's values, named ``base-key-value-...`` (``.name`` suffixes dropped).
+
+    An empty grid gives the base config alone.
+    """
+    keys = list(grid)
+    points = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        overrides = tuple(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+        name = "-".join([base_name, *(_slug(k, v) for k, v in zip(keys, combo, strict=True))])
+        points.append(SweepPoint(name, overrides))
+    names = [p.name for p in points]
+    if len(set(names)) != len(names):
+        raise ConfigError("two grid points map to the same run name; use values that differ in letters or digits")
+    return points
+
+
+def resolve_points(config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str] = (),
+                   output_dir: str | Path | None = None) -> tuple[list[SweepPoint], list[dict[str, Any]], Path]:
+    """Expands the grid and resolves + checks every point completely before anything runs.
+
+    Each point's config is loaded and validated, the base file's strategy options are dropped from points that
+    choose another strategy (``sweep_check.carry_strategy_options``; the point's ``note`` says so), and the
+    objective, model structure and strategy are built as the trainer would (``sweep_check.PointChecker``).
+
+    Returns:
+        (points, config dicts with name/output_dir set, the sweep's output directory).
+
+    Raises:
+        ConfigError: one or more bad points; the message names each point, its overrides and its error.
+    """
+    base = load_config(config, list(fixed))
+    try:
+        own = load_config(config)  # the file's own strategy, before --set and the grid
+    except ConfigError:
+        own = base  # a file that only validates with its --set values: those define the base
+    out = Path(output_dir) if output_dir is not None else Path(base.output_dir) / base.name
+    points = expand_grid(base.name, grid)
+    check = PointChecker()
+    resolved, configs, errors = [], [], []
+    for point in points:
+        chosen = [*fixed, *point.overrides]
+        try:
+            tree = to_dict(load_config(config, [*chosen, f"name={point.name}", f"output_dir={out}"]))
+            tree, note = carry_strategy_options(tree, own.strategy.name, dict(own.strategy.options or {}), chosen)
+            check(tree)
+        except RobustftError as error:
+            shown = " ".join(point.overrides) or "the base config"
+            errors.append(f"  {point.name} ({shown}): {error}")
+            continue
+        resolved.append(SweepPoint(point.name, point.overrides, note))
+        configs.append(tree)
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(points)} sweep point(s) are invalid, so nothing was started; fix "
+                          "the grid, the --set values or the base config:\n" + "\n".join(errors))
+    return resolved, configs, out
+
+
+def prepare_run_dir(run_dir: Path) -> str:
+    """Decides how to run a point: ``skip`` (finished), ``running`` (another live process holds the directory's
+    lock: left alone), ``resume`` (has a checkpoint), ``start`` (new), or ``restart`` (a directory without a
+    checkpoint, moved aside first so no file is lost).
+
+    The decision is taken under the run's lock, so a directory is never moved aside under a process writing it.
+    """
+    if (run_dir / "summary.json").is_file():
+        return "skip"
+    if not run_dir.exists():
+        return "start"
+    lock = None
+    if run_dir.is_dir():
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunLockedError:
+            return "running"
+    try:
+        if (run_dir / "summary.json").is_file():  # finished while we waited for the lock
+            return "skip"
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            return "resume"
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{stamp}"))
+        return "restart"
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _running(name: str, run_dir: Path, action: str) -> PointResult:
+    holder = lock_holder(run_dir)
+    detail = f"trained by {describe_holder(holder)}" if holder is not None else "trained by another process"
+    return PointResult(name, [], str(run_dir), STATUS_RUNNING, action, None, {"holder": holder or {},
+                                                                            "detail": detail})
+
+
+def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | None = None) -> PointResult:
+    """Runs one point as a ``robustft train`` subprocess; its stderr goes to ``<sweep>/logs/<name>.log``."""
+    name = str(config["name"])
+    action = prepare_run_dir(run_dir)
+    result = PointResult(name, [], str(run_dir), STATUS_SKIPPED, action)
+    if action == "skip":
+        return result
+    if action == "running":
+        return _running(name, run_dir, action)
+    logs = run_dir.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+        config_file = handle.name
+    try:
+        if action == "resume":
+            command = [sys.executable, "-m", "robustft", "train", "--resume", str(run_dir), "--quiet"]
+        else:
+            command = [sys.executable, "-m", "robustft", "train", config_file, "--quiet"]
+        with open(logs / f"{name}.log", "a", encoding="utf-8") as log:
+            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    finally:
+        Path(config_file).unlink(missing_ok=True)
+    if completed.returncode == 0:
+        result.status = STATUS_FINISHED
+    elif _lock_taken(run_dir):  # refused: another invocation took the directory between our check and start
+        return _running(name, run_dir, "running")
+    else:
+        result.status = STATUS_FAILED
+        tail = (logs / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        result.error = f"exit status {completed.returncode}: " + " | ".join(tail)
+    return result
+
+
+def _lock_taken(run_dir: Path) -> bool:
+    return lock_holder(run_dir) is not None
+
+
+def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
+    """Runs one point in this process (what a Ray worker does)."""
+    from robustft.training.trainer import train  # torch loads here: `robustft sweep` itself runs points apart
+
+    action = prepare_run_dir(run_dir)
+    result = PointResult(str(config["name"]), [], str(run_dir), STATUS_SKIPPED, action)
+    if action == "skip":
+        return result
+    if action == "running":
+        return _running(result.name, run_dir, action)
+    try:
+        train(config, resume=run_dir if action == "resume" else None, quiet=True)
+        result.status = STATUS_FINISHED
+    except RunLockedError:
+        return _running(result.name, run_dir, "running")
+    except RobustftError as error:
+        result.status, result.error = STATUS_FAILED, str(error)
+    return result
+
+
+def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence[str] = (),
+              output_dir: str | Path | None = None, executor: str = "local", jobs: int = 1,
+              ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
+              on_result: Callable[[PointResult], None] | None = None,
+              resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None) -> list[PointResult]:
+    """Runs every point of the grid; returns one result per point, in grid order.
+
+    Args:
+        config: the base YAML config.
+        grid: ``{dotted key: [values]}`` (see ``parse_grid``).
+        fixed: overrides applied to every point.
+        output_dir: where the runs go (default ``<config output_dir>/<config name>``).
+        executor: ``local`` (subprocesses, ``jobs`` at a time) or ``ray``.
+        jobs: local executor's parallel runs (CPU threads are divided between them).
+        ray_address: Ray cluster address (None: start or join a local instance).
+        cpus_per_run, gpus_per_run: Ray resources per run.
+        on_result: called as each point completes (progress reporting).
+        resolved: ``resolve_points(config, grid, fixed, output_dir)`` when the caller has it already (the CLI
+            prints the plan first), so the points are not checked twice.
+
+    Returns:
+        One ``PointResult`` per point: finished, skipped (finished before), running (another live process
+        trains it: not started again) or failed (``error`` says why).
+
+    Raises:
+        ConfigError: a bad grid or a point that does not check out (before anything runs).
+    """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} must be at least 1.")
+    points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
+    return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
+                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result,
+                      manifest={"config": str(config), "grid": grid, "fixed": list(fixed)})
+
+
+def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], out: Path, *,
+               executor: str = "local", jobs: int = 1, ray_address: str | None = None, cpus_per_run: float = 1,
+               gpus_per_run: float = 0, on_result: Callable[[PointResult], None] | None = None,
+               on_start: Callable[[SweepPoint], None] | None = None,
+               manifest: dict[str, Any] | None = None) -> list[PointResult]:
+    """Runs already resolved points (each its own full config, e.g. one per config file of a study).
+
+    ``run_sweep`` is this after expanding a grid; ``robustft demo`` / ``reproduce`` call it with one config file per
+    strategy or schedule. ``on_start`` is called when a point begins (local executor; Ray: when submitted).
+    ``manifest`` entries are written into ``out/sweep.json`` beside the points' statuses.
+
+    Returns:
+        One result per point, in the order given.
+    """
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
+    if jobs < 1:
+        raise ConfigError(f"jobs={jobs} must be at least 1.")
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, PointResult] = {}
+    path = out / "sweep.json"
+    meta = dict(manifest or {})
+
+    def record(result: PointResult, point: SweepPoint) -> None:
+        result.overrides = list(point.overrides)
+        results[point.name] = result
+        _write_manifest(path, meta, [results.get(p.name) for p in points], points, out)
+        if on_result is not None:
+            on_result(result)
+
+    def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
+        if on_start is not None:
+            on_start(point)
+        return run_point_subprocess(cfg, out / point.name, threads)
+
+    _write_manifest(path, meta, [None] * len(points), points, out)
+    if executor == "local":
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
+                       for p, cfg in zip(points, configs, strict=True)}
+            for future in as_completed(futures):
+                record(future.result(), futures[future])
+    else:
+        if on_start is not None:
+            for point in points:
+                on_start(point)
+        for result, point in _run_with_ray(list(points), list(configs), out, ray_address, cpus_per_run,
+                                           gpus_per_run):
+            record(result, point)
+    return [results[p.name] for p in points]
+
+
+def _run_with_ray(points: list[SweepPoint], configs: list[dict[str, Any]], out: Path, address: str | None,
+                  cpus: float, gpus: float):
+    try:
+        import ray
+    except ImportError:
+        raise RobustftError("the ray executor needs Ray: pip install 'robustft[ray]' (or use --executor local).") \
+            from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_point_inprocess)
+    pending = {remote.remote(cfg, out / p.name): p for p, cfg in zip(points, configs, strict=True)}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        point = pending.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except Exception as error:  # a worker crash surfaces here; the other runs go on
+            result = PointResult(point.name, [], str(out / point.name), STATUS_FAILED, "start", repr(error))
+        yield result, point
+
+
+def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult | None],
+                    points: Sequence[SweepPoint], out: Path) -> None:
+    """Writes sweep.json; a point this invocation only saw as pending or running keeps the outcome another
+    invocation of the same sweep recorded for it (two invocations may run at once, each rewriting the file)."""
+    entries = [asdict(r) if r is not None else {"name": p.name, "overrides": list(p.overrides),
+                                                 "path": str(out / p.name), "status": STATUS_PENDING}
+               for r, p in zip(results, points, strict=True)]
+    for entry, point in zip(entries, points, strict=True):
+        if point.note:
+            entry["note"] = point.note
+    with locked_file(path.with_name(path.name + ".lock")):
+        try:
+            previous = {e.get("name"): e for e in json.loads(path.read_text(encoding="utf-8")).get("points", [])}
+        except (OSError, ValueError, AttributeError):
+            previous = {}
+        for index, entry in enumerate(entries):
+            other = previous.get(entry["name"])
+            if entry["status"] not in _TERMINAL and isinstance(other, dict) and other.get("status") in _TERMINAL:
+                entries[index] = other
+        payload = {**meta, "points": entries}
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

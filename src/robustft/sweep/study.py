@@ -1,0 +1,178 @@
+"""Studies: the papers' comparisons as sets of runs, one shipped config file per strategy or schedule.
+
+A :class:`Study` lists its arms (a config file + overrides each, so every strategy keeps its own learning rate and
+schedule); :func:`run_study` resolves and validates every arm's config before anything runs, then executes them
+through the sweep machinery (``robustft.sweep.run_points``: local subprocesses ``jobs`` at a time, or Ray), so a
+study is resumable exactly like a sweep (finished runs are skipped, killed ones resumed).
+
+Studies shipped:
+
+- ``demo_study()``: what ``robustft demo`` runs, from ``configs/demo/`` (paper A's seven strategies and paper B's
+  reference / RFT-fix / Epsilon-Scheduling on the embedded backbone and data); ``quick=True`` is the same pipeline
+  on less data and fewer steps, for CI.
+- ``paper_study("paper-a" | "paper-b", "embedded" | "full")``: ``robustft reproduce``, from
+  ``configs/paper_{a,b}[_embedded]/``; paper B's standard fine-tuning reference is its RFT-fix config without the
+  perturbation (``objective.name=standard eps.schedule=zero``), i.e. the same run but for what is being tested.
+
+Config files come from the repository's ``configs/`` when run from a checkout, else from the copy packaged in
+``robustft/sweep/study_configs/`` (the demo's only; a test keeps the two identical).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
+from robustft.errors import ConfigError, RobustftError
+from robustft.sweep.runner import SweepPoint, run_points
+from robustft.sweep.study_progress import relative_cost
+
+PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
+PAPER_B_SCHEDULES = ("fix", "scheduled", "linear", "uniform", "auto")
+# The demo's paper B arms and how the summary names them.
+DEMO_SCHEDULES = {"standard": "standard (reference)", "fix": "RFT-fix", "scheduled": "Epsilon-Scheduling"}
+REFERENCE_OVERRIDES = ("objective.name=standard", "eps.schedule=zero")
+
+# --quick: the same pipeline and configs on less data, fewer steps and smaller evaluation subsets, so that the
+# whole study takes about 130 CPU-seconds (70 s on 2 idle cores; CI runs it). Its numbers are too noisy to decide
+# most findings; they exist so that every row, every finding and the report are exercised end to end.
+QUICK_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "A": ("data.limit_train=640", "data.limit_test=200", "train.steps=30", "eval.schedule=every:15",
+          "eval.subset=64"),
+    "B": ("data.limit_train=256", "data.limit_val=64", "data.limit_test=100", "train.epochs=2", "eval.subset=48",
+          "eval.schedule=every:4", "eval.curve=8/255", "eps.value=8/255"),
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One run of a study.
+
+    Attributes:
+        name: the run's directory name inside the study directory (``a-full``, ``b-fix``).
+        paper: ``"A"`` or ``"B"``.
+        label: how summaries name it (the strategy, or the schedule).
+        config: the YAML config file.
+        overrides: dotted overrides on top of the file.
+    """
+
+    name: str
+    paper: str
+    label: str
+    config: Path
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Study:
+    """A named set of arms."""
+
+    name: str
+    arms: tuple[Arm, ...]
+
+
+def shipped_configs(folder: str) -> Path:
+    """``configs/<folder>`` of a repository checkout, else the packaged copy ``robustft/sweep/study_configs/<folder>``.
+
+    Raises:
+        RobustftError: neither exists (a pip install has the demo's configs only).
+    """
+    checkout = Path(__file__).resolve().parents[3] / "configs" / folder
+    if checkout.is_dir():
+        return checkout
+    packaged = Path(__file__).resolve().parent / "study_configs" / folder
+    if packaged.is_dir():
+        return packaged
+    raise RobustftError(f"the config folder {folder!r} is not installed with the package; clone the repository "
+                        "(git clone ... && cd robustft) and run the command from it, or pass your own configs to "
+                        "`robustft sweep`.")
+
+
+def demo_study(quick: bool = False) -> Study:
+    """``robustft demo``: paper A's seven strategies and paper B's three arms on the embedded default."""
+    root = shipped_configs("demo")
+    arms = [Arm(f"a-{s}", "A", s, root / "paper_a" / f"{s}.yaml", QUICK_OVERRIDES["A"] if quick else ())
+            for s in PAPER_A_STRATEGIES]
+    arms += [Arm(f"b-{s}", "B", label, root / "paper_b" / f"{s}.yaml", QUICK_OVERRIDES["B"] if quick else ())
+             for s, label in DEMO_SCHEDULES.items()]
+    return Study("demo-quick" if quick else "demo", tuple(arms))
+
+
+def paper_study(paper: str, scale: str = "embedded") -> Study:
+    """``robustft reproduce``: every shipped per-strategy (paper A) or per-schedule (paper B) config of a paper.
+
+    Args:
+        paper: ``paper-a`` or ``paper-b``.
+        scale: ``embedded`` (offline, CPU, minutes) or ``full`` (the papers' backbones and datasets; online, GPU).
+    """
+    if paper not in ("paper-a", "paper-b"):
+        raise ConfigError(f"unknown paper {paper!r}; use paper-a or paper-b.")
+    if scale not in ("embedded", "full"):
+        raise ConfigError(f"unknown scale {scale!r}; use embedded or full.")
+    folder = paper.replace("-", "_") + ("_embedded" if scale == "embedded" else "")
+    root = shipped_configs(folder)
+    if paper == "paper-a":
+        arms = [Arm(f"a-{s}", "A", s, root / f"{s}.yaml") for s in PAPER_A_STRATEGIES]
+    else:
+        arms = [Arm("b-standard", "B", DEMO_SCHEDULES["standard"], root / "fix.yaml", REFERENCE_OVERRIDES)]
+        arms += [Arm(f"b-{s}", "B", DEMO_SCHEDULES.get(s, s), root / f"{s}.yaml") for s in PAPER_B_SCHEDULES]
+    return Study(f"{paper}-{scale}", tuple(arms))
+
+
+def resolve_study(study: Study, out: Path, fixed: Sequence[str] = ()) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Every arm's full config (named after the arm, written under ``out``), validated before anything runs.
+
+    Returns:
+        (sweep points, config dicts), in the study's order.
+
+    Raises:
+        ConfigError: an arm whose config does not validate (the message names the file and the override).
+    """
+    points, configs = [], []
+    for arm in study.arms:
+        overrides = (*arm.overrides, *fixed)
+        cfg = load_config(arm.config, [*overrides, f"name={arm.name}", f"output_dir={out}"])
+        points.append(SweepPoint(arm.name, tuple(overrides)))
+        configs.append(to_dict(cfg))
+    return points, configs
+
+
+def default_jobs(runs: int) -> int:
+    """Runs in parallel by default: one per CPU core, one thread each (see ``robustft demo --help``)."""
+    return max(1, min(runs, os.cpu_count() or 1))
+
+
+def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: str = "local",
+              jobs: int | None = None, ray_address: str | None = None, cpus_per_run: float = 1,
+              gpus_per_run: float = 0, progress: Callable[[str, Any], None] | None = None) -> list[Any]:
+    """Runs every arm (resumable: finished runs are skipped) and returns the sweep's ``PointResult`` per arm.
+
+    Args:
+        study: what to run.
+        out: the study directory (one run directory per arm, ``sweep.json``, ``logs/``).
+        fixed: overrides applied to every arm.
+        executor: ``local`` or ``ray``.
+        jobs: local runs at a time (default :func:`default_jobs`), CPU threads divided between them.
+        ray_address: Ray cluster address (None: start or join a local instance).
+        cpus_per_run, gpus_per_run: Ray resources per run.
+        progress: called as ``progress("start", point)`` and ``progress("done", result)``.
+    """
+    points, configs = resolve_study(study, out, fixed)
+    jobs = default_jobs(len(points)) if jobs is None else jobs
+    # Longest expected runs first (adversarial before standard; ties keep the study's order): the parallel slots
+    # then finish close together instead of one slow run starting last and running alone.
+    order = sorted(range(len(points)), key=lambda i: -relative_cost(configs[i]))
+    results = run_points([points[i] for i in order], [configs[i] for i in order], out, executor=executor,
+                         jobs=jobs, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
+                         on_start=(lambda p: progress("start", p)) if progress else None,
+                         on_result=(lambda r: progress("done", r)) if progress else None,
+                         manifest={"study": study.name, "fixed": list(fixed),
+                                   "arms": [{"name": a.name, "paper": a.paper, "label": a.label,
+                                             "config": str(a.config)} for a in study.arms]})
+    by_name = {r.name: r for r in results}
+    return [by_name[p.name] for p in points]

@@ -1,0 +1,132 @@
+"""The terminal summary of a study: one row per strategy (paper A) and per schedule (paper B), then the findings.
+
+Rows are computed from the runs' records with the library's own analysis (``analysis.frontier_table``,
+``detection.robust_peak`` / ``onset_of_adaptation``), so the terminal, the report and ``robustft query`` agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustft.analysis.diagnostics import robust_peak
+from robustft.analysis.findings import Finding
+from robustft.analysis.findings_base import StudyRun
+from robustft.analysis.findings_paper_b import onset_range, onset_threshold
+from robustft.analysis.tradeoff import frontier_table, tradeoff_points
+from robustft.config.units import format_eps, parse_eps
+from robustft.runs import records
+
+_SPLITS = ("test", "val", "train")
+
+
+def _final_value(metrics: pd.DataFrame, mask: pd.Series) -> float | None:
+    rows = metrics[mask]
+    for split in _SPLITS:
+        part = rows[rows["split"] == split]
+        if len(part):
+            return float(part.assign(_o=range(len(part))).sort_values(["step", "_o"])["value"].iloc[-1])
+    return None
+
+
+def _eps_mask(metrics: pd.DataFrame, eps: float | None) -> pd.Series:
+    values = pd.to_numeric(metrics["eps"], errors="coerce")
+    if eps is None:
+        eps = values[records.is_robust(metrics)].min()
+    return pd.Series(np.isclose(values.fillna(-1.0), float(eps)) if pd.notna(eps) else False, index=metrics.index)
+
+
+def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Paper A: per run, clean and robust accuracy at the end, Pareto area, % above average, robust peak step.
+
+    Args:
+        runs: objects with ``name``, ``config``, ``metrics`` and ``labels`` (``label``: the strategy).
+    """
+    if not runs:
+        return []
+    metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
+    points = tradeoff_points(metrics)
+    label = {r.name: r.labels.get("label", r.name) for r in runs}
+    table = frontier_table(points.assign(label=points["run"].map(label)), group_by="label") if len(points) else None
+    rows = []
+    for run in runs:
+        m = run.metrics
+        clean = _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m))
+        robust = _final_value(m, records.is_robust(m) & _eps_mask(m, None))
+        peak = robust_peak(m)
+        area = above = None
+        if table is not None:
+            match = table[table["group"] == label[run.name]]
+            if len(match):
+                area = float(match["area"].iloc[0])
+                above = match["percent_above_average"].iloc[0]
+                above = None if pd.isna(above) else float(above)
+        rows.append({"strategy": label[run.name], "run": run.name, "clean": clean, "robust": robust, "area": area,
+                     "above_average": above, "peak_step": peak["step"] if peak else None,
+                     "peak": peak["value"] if peak else None})
+    return rows
+
+
+def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, and the epoch
+    from which validation accuracy stays above the onset threshold (``findings_paper_b.onset_range``)."""
+    rows = []
+    for run in runs:
+        m = run.metrics
+        eps_g = run.config.get("eps", {}).get("value")
+        eval_eps = [parse_eps(e) for e in run.config.get("eval", {}).get("eps") or []]
+        # The threat model evaluated is eps_g; a standard run (eps 0 in training) is evaluated at the same radius.
+        target = max(eval_eps) if eval_eps else (parse_eps(eps_g) if eps_g is not None else None)
+        final = _final_value(m, records.is_final(m) & records.is_robust(m, include_final=True) & _eps_mask(m, target))
+        tracked = _final_value(m, records.is_robust(m) & _eps_mask(m, target))
+        e_adv = _final_value(m, m["metric"] == "expected_robustness")
+        # The findings' onset (crossing and staying above the threshold), so the table and the verdict agree.
+        study_run = StudyRun(run.name, run.config, m, run.summary or {})
+        onset = onset_range(study_run, onset_threshold(study_run))["epoch"]
+        rows.append({"schedule": run.labels.get("label", run.name), "run": run.name,
+                     "clean": _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m)),
+                     "adversarial": final if final is not None else tracked, "eps": target, "e_adv": e_adv,
+                     "onset_epoch": None if onset == float("inf") else onset})
+    return rows
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:5.1f}"
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, Any]]) -> str:
+    """A fixed-width text table: columns are (key, title, formatter)."""
+    cells = [[title for _, title, _ in columns]]
+    cells += [[fmt(row.get(key)) for key, _, fmt in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths,
+                     strict=True))) for line in cells)
+
+
+def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dict[str, Any]],
+                   found: Sequence[Finding]) -> str:
+    """The text the demo prints: the two tables, then each finding's verdict and sentence."""
+    parts = []
+    if strategies:
+        parts.append("Paper A: fine-tuning strategies (test accuracy in %, robust = PGD at the tracked eps)")
+        parts.append(format_table(strategies, [
+            ("strategy", "strategy", str), ("clean", "clean", _pct), ("robust", "robust", _pct),
+            ("area", "Pareto area", lambda v: "-" if v is None else f"{v:.3f}"),
+            ("above_average", "vs average", lambda v: "-" if v is None else f"{v:+.0f}%"),
+            ("peak_step", "robust peak at step", lambda v: "-" if v is None else str(v))]))
+    if schedules:
+        eps = next((r["eps"] for r in schedules if r.get("eps")), None)
+        eps_text = format_eps(eps) if eps else "eps_g"
+        parts.append(f"\nPaper B: perturbation schedules (test accuracy in %, adversarial = APGD-CE at {eps_text})")
+        parts.append(format_table(schedules, [
+            ("schedule", "schedule", str), ("clean", "clean", _pct), ("adversarial", f"adv @ {eps_text}", _pct),
+            ("e_adv", "E.adv", _pct),
+            ("onset_epoch", "onset epoch", lambda v: "never" if v is None else f"{v:.2f}")]))
+    if found:
+        parts.append("\nFindings")
+        for finding in found:
+            parts.append(f"  [{finding.verdict.upper()}] paper {finding.paper}: {finding.claim}\n      {finding.why}")
+    return "\n".join(parts)

@@ -1,0 +1,366 @@
+"""Hyper-parameter search as paper B tunes before comparing schedules: ASHA on Ray Tune, resumable.
+
+``robustft tune configs/paper_b_embedded/scheduled.yaml`` samples ``optim.lr`` and ``optim.weight_decay``
+log-uniformly on [1e-5, 1e-1] (paper B's defaults; ``--search KEY=DIST`` replaces them), trains each trial with
+the config's budget (``--epochs`` / ``--steps`` set a per-trial budget instead) and reports the tuned metric
+(default ``val/clean/accuracy``, maximised) to Ray Tune at every evaluation, so that Ray Tune's
+``ASHAScheduler`` stops the trials that are behind at each rung (grace period x reduction factor^k, in epochs
+when the budget is in epochs, else in steps). The first trial is the config's own values (the starting point
+the search must beat); the others are drawn at random (seeded).
+
+Output directory (default ``<output_dir>/<name>-tune``)::
+
+    tune.json    what was searched (a re-run with other settings is refused rather than mixed in)
+    ray/         Ray Tune's experiment state: a re-run restores it and carries on (``Tuner.restore``)
+    trials/      one robustft run directory per trial (a trial cut short resumes from its last checkpoint)
+    trials.csv   one row per trial: values, last step, metric
+    best.json    the best values and metric; best.yaml: the base config with them, for train / sweep
+
+The best trial is the one with the highest (``mode=min``: lowest) metric at its last evaluation among the trials
+that ran to the full budget (paper B keeps the last checkpoint, so a value seen only mid-training is not what the
+tuned config delivers); when ASHA stopped every trial, among all of them. Follows Ray Tune's documented
+function-trainable API; a trial's resources are ``cpus_per_trial`` CPUs and ``gpus_per_trial`` (fractions allowed)
+GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from robustft.config.files import load_config
+from robustft.config.schema import to_dict
+from robustft.errors import ConfigError, RobustftError
+from robustft.runs.metrics_file import atomic_write_text
+from robustft.runs.records import record_key
+from robustft.runs.run_dir import RunDir
+from robustft.sweep.runner import split_values
+
+DEFAULT_SEARCH = ("optim.lr=loguniform:1e-5:1e-1", "optim.weight_decay=loguniform:1e-5:1e-1")
+DEFAULT_METRIC = "val/clean/accuracy"
+SCORE = "score"  # the key trials report the metric under (record keys hold "/", Ray Tune's nesting separator)
+KINDS = ("loguniform", "uniform", "choice")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched key: ``loguniform:a:b`` (0 < a < b), ``uniform:a:b`` (a < b) or ``choice:x,y,z``."""
+
+    kind: str
+    low: float = math.nan
+    high: float = math.nan
+    choices: tuple[str, ...] = ()
+
+    def to_ray(self) -> Any:
+        from ray import tune
+
+        if self.kind == "loguniform":
+            return tune.loguniform(self.low, self.high)
+        if self.kind == "uniform":
+            return tune.uniform(self.low, self.high)
+        return tune.choice(list(self.choices))
+
+    def describe(self) -> str:
+        """The distribution as written: ``loguniform:1e-05:0.1``, ``choice:full,lora``."""
+        if self.kind == "choice":
+            return "choice:" + ",".join(self.choices)
+        return f"{self.kind}:{self.low!r}:{self.high!r}"
+
+    def examples(self) -> list[str]:
+        """Values validated against the config before anything runs: both ends, or every choice."""
+        return list(self.choices) if self.kind == "choice" else [repr(self.low), repr(self.high)]
+
+
+def _number(text: str, item: str) -> float:
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"--search {item!r}: {text!r} is not a number; write e.g. optim.lr=loguniform:1e-5:1e-1."
+                          ) from None
+
+
+def parse_distribution(text: str, item: str = "") -> Distribution:
+    """``loguniform:1e-5:1e-1`` / ``uniform:0:0.3`` / ``choice:full,lora`` -> a Distribution.
+
+    Raises:
+        ConfigError: an unknown kind, a missing or non-numeric bound, low >= high, a non-positive log-uniform
+            bound, or an empty choice.
+    """
+    item = item or text
+    kind, _, rest = text.partition(":")
+    kind = kind.strip()
+    if kind not in KINDS:
+        raise ConfigError(f"--search {item!r}: unknown distribution {kind!r}; use loguniform:a:b, uniform:a:b or "
+                          "choice:x,y,z.")
+    if kind == "choice":
+        choices = tuple(split_values(rest))
+        if not choices:
+            raise ConfigError(f"--search {item!r}: choice needs values, e.g. strategy.name=choice:full,lora.")
+        return Distribution(kind, choices=choices)
+    bounds = rest.split(":")
+    if len(bounds) != 2:
+        raise ConfigError(f"--search {item!r}: {kind} needs two bounds, e.g. {kind}:1e-5:1e-1.")
+    low, high = (_number(b, item) for b in bounds)
+    if not low < high:
+        raise ConfigError(f"--search {item!r}: the lower bound must be below the upper one ({low} >= {high}).")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(f"--search {item!r}: loguniform bounds must be positive; use uniform for a range from 0.")
+    return Distribution(kind, low, high)
+
+
+def parse_search(items: Sequence[str]) -> dict[str, Distribution]:
+    """``["optim.lr=loguniform:1e-5:1e-1", ...]`` -> ``{"optim.lr": Distribution}`` (empty: paper B's default)."""
+    search: dict[str, Distribution] = {}
+    for item in items or DEFAULT_SEARCH:
+        key, sep, dist = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not dist.strip():
+            raise ConfigError(f"--search {item!r} is not KEY=DIST; e.g. --search optim.lr=loguniform:1e-5:1e-1.")
+        if key in search:
+            raise ConfigError(f"--search key {key!r} is given twice.")
+        search[key] = parse_distribution(dist.strip(), item)
+    return search
+
+
+@dataclass
+class TuneResult:
+    """What a search found.
+
+    Attributes:
+        best_values: the best trial's searched values (``{dotted key: value}``).
+        best_metric: its metric at its last evaluation.
+        best_trial: its Ray Tune trial id; its run directory is ``output_dir/trials/<id>``.
+        best_yaml: the base config with the best values (``robustft train best.yaml``).
+        trials: one row per trial: trial, the searched keys, last_time (in ``time_attr``), metric, completed.
+        steps_run: optimiser steps run over every trial; steps_full: trials x the steps of a trial that ran to
+            the end (0 when none did): what ASHA's early stops saved is ``steps_full - steps_run``.
+    """
+
+    best_values: dict[str, Any]
+    best_metric: float
+    best_trial: str
+    best_yaml: Path
+    output_dir: Path
+    trials: pd.DataFrame
+    steps_run: int
+    steps_full: int
+
+
+def _budget_overrides(epochs: int | None, steps: int | None) -> list[str]:
+    if epochs is not None and steps is not None:
+        raise ConfigError("give one per-trial budget: --epochs N or --steps N, not both.")
+    for value, name in ((epochs, "epochs"), (steps, "steps")):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}.")
+    if epochs is not None:
+        return [f"train.epochs={epochs}"]
+    return [f"train.steps={steps}"] if steps is not None else []
+
+
+def check_search(config: str | Path, search: Mapping[str, Distribution], fixed: Sequence[str], metric: str) -> Any:
+    """Loads the base config with every example value of every searched key, so that a bad key or bound fails
+    here, before Ray starts. Returns the base Config (with ``fixed``)."""
+    base = load_config(config, list(fixed))
+    for key, dist in search.items():
+        for value in dist.examples():
+            try:
+                load_config(config, [*fixed, f"{key}={value}"])
+            except RobustftError as error:
+                raise ConfigError(f"--search {key}: the value {value} does not make a valid config: {error}") from None
+    split = metric.split("/")[0]
+    if metric.count("/") < 2 or (split not in base.eval.splits and split != "optim"):
+        raise ConfigError(f"--metric {metric!r} is not recorded by this config (splits {base.eval.splits}); use a "
+                          "record key such as val/clean/accuracy, with its split in eval.splits.")
+    return base
+
+
+def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], trials_dir: str, metric: str,
+           threads: int) -> None:
+    """One Ray Tune trial: a robustft run with ``params`` that reports ``metric`` at every evaluation."""
+    import torch
+    from ray import tune
+
+    from robustft.training.trainer import build_trainer  # torch: in the trial, not when tune.py is imported
+
+    torch.set_num_threads(max(1, threads))
+    run_dir = Path(trials_dir) / tune.get_context().get_trial_id()
+
+    def report(step: int, epoch: float, values: Mapping[str, Any]) -> None:
+        value = values.get(metric)
+        if value is not None:
+            tune.report({SCORE: float(value), "step": int(step), "epoch": float(epoch)})
+
+    if (run_dir / "summary.json").is_file() or (run_dir / "checkpoints" / "last.pt").is_file():
+        # A trial cut short (the search was interrupted): report what it has, then carry on from its checkpoint.
+        for step, part in pd.DataFrame(RunDir(run_dir).read_records()).groupby("step", sort=True):
+            values = {record_key(row): row["value"] for row in part.to_dict("records")}
+            report(int(step), float(part["epoch"].iloc[0]), values)
+        if (run_dir / "summary.json").is_file():
+            return
+        trainer = build_trainer(None, resume=run_dir, quiet=True)
+    else:
+        overrides = [*budget, *(f"{k}={v}" for k, v in params.items()), f"name={run_dir.name}",
+                     f"output_dir={run_dir.parent}"]
+        trainer = build_trainer(base, overrides, quiet=True)
+    trainer.on_evaluation = report
+    trainer.execute()
+
+
+def _start_ray(address: str | None, cpus: int | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Trials find their files by absolute paths; keep them in the directory the user started from.
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    if address is None:
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+
+
+def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = None, *, fixed: Sequence[str] = (),
+             output_dir: str | Path | None = None, trials: int = 8, metric: str = DEFAULT_METRIC,
+             mode: str = "max", epochs: int | None = None, steps: int | None = None,
+             grace_period: int | None = None, reduction_factor: int = 3, address: str | None = None,
+             cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
+             seed: int = 0) -> TuneResult:
+    """Runs (or resumes) an ASHA search and writes trials.csv, best.json and best.yaml.
+
+    Args:
+        config: the base YAML config.
+        search: ``{dotted key: Distribution}`` (None: optim.lr and optim.weight_decay log-uniform on [1e-5, 1e-1]).
+        fixed: overrides applied to every trial and to best.yaml.
+        output_dir: where everything goes (default ``<output_dir>/<name>-tune`` of the config).
+        trials: trials in all (the config's own values first).
+        metric, mode: the record key tuned (``val/clean/accuracy``) and ``max`` or ``min``.
+        epochs, steps: a per-trial budget (default: the config's train length); not written to best.yaml.
+        grace_period: ASHA's first rung, in epochs or steps like the budget (default 1 epoch, or an eighth of the
+            steps).
+        reduction_factor: ASHA keeps the best 1 / reduction_factor of the trials at each rung.
+        address: a Ray cluster (None: a local Ray instance with ``cpus`` CPUs, default all).
+        cpus_per_trial, gpus_per_trial: Ray resources of one trial (fractional GPUs share a device).
+        seed: the sampler's seed.
+
+    Raises:
+        ConfigError: a bad search space, metric, budget or option, before Ray starts.
+        RobustftError: Ray is not installed, or output_dir holds a different search.
+    """
+    search = dict(search) if search else parse_search([])
+    if mode not in ("max", "min"):
+        raise ConfigError(f"--mode must be max or min, got {mode!r}.")
+    if trials < 1 or reduction_factor < 2:
+        raise ConfigError("--trials must be at least 1 and --reduction-factor at least 2.")
+    budget = _budget_overrides(epochs, steps)
+    base = check_search(config, search, fixed, metric)
+    trial_cfg = load_config(config, [*fixed, *budget])
+    by_epochs = trial_cfg.train.steps is None
+    time_attr, max_t = ("epoch", int(trial_cfg.train.epochs)) if by_epochs else ("step", int(trial_cfg.train.steps))
+    grace = grace_period if grace_period is not None else (1 if by_epochs else max(1, max_t // 8))
+    if not 1 <= grace <= max_t:
+        raise ConfigError(f"--grace-period {grace} must be between 1 and the budget ({max_t} {time_attr}s).")
+    out = Path(output_dir) if output_dir is not None else Path(base.output_dir) / f"{base.name}-tune"
+    out = out.resolve()
+    spec = {"config": str(config), "search": {k: d.describe() for k, d in search.items()},
+            "fixed": list(fixed), "budget": budget, "metric": metric, "mode": mode, "trials": trials,
+            "grace_period": grace, "reduction_factor": reduction_factor, "seed": seed}
+    _check_same_search(out, spec)
+    try:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import BasicVariantGenerator
+    except ImportError:
+        raise RobustftError("robustft tune needs Ray Tune: pip install 'robustft[ray]'.") from None
+
+    base_dict = to_dict(trial_cfg)
+    start = {key: _get(base_dict, key) for key in search}
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, base=base_dict, budget=budget, trials_dir=str(out / "trials"), metric=metric,
+                             threads=max(1, int(cpus_per_trial))),
+        {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    _start_ray(address, cpus)
+    experiment = out / "ray"
+    if tune.Tuner.can_restore(str(experiment)):
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=grace,
+                                  reduction_factor=reduction_factor)
+        tuner = tune.Tuner(
+            trainable, param_space={key: dist.to_ray() for key, dist in search.items()},
+            # reuse_actors: a worker that has imported torch and robustft takes the next trial (seconds per trial)
+            tune_config=tune.TuneConfig(metric=SCORE, mode=mode, scheduler=scheduler, num_samples=trials,
+                                        reuse_actors=True,
+                                        search_alg=BasicVariantGenerator(points_to_evaluate=[start],
+                                                                         random_state=seed)),
+            run_config=tune.RunConfig(name=experiment.name, storage_path=str(out), verbose=0))
+    grid = tuner.fit()
+    return _write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode, metric)
+
+
+def _get(tree: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _check_same_search(out: Path, spec: dict[str, Any]) -> None:
+    path = out / "tune.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != json.loads(json.dumps(spec)):
+            changed = sorted(k for k in spec if saved.get(k) != json.loads(json.dumps(spec[k])))
+            raise RobustftError(f"{out} holds a search with other settings ({', '.join(changed)}); re-run with the "
+                                "same ones to resume it, or pick another --output-dir.")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
+
+
+def _write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fixed: Sequence[str], name: str,
+                   time_attr: str, max_t: int, mode: str, metric: str) -> TuneResult:
+    rows = []
+    for result in grid:
+        last = result.metrics or {}
+        rows.append({"trial": last.get("trial_id") or Path(str(result.path)).name,
+                     **{k: result.config.get(k) for k in keys}, "last_step": last.get("step"),
+                     "last_time": last.get(time_attr), "metric": last.get(SCORE),
+                     "completed": last.get(time_attr) is not None and float(last[time_attr]) >= max_t,
+                     "error": str(result.error) if result.error else ""})
+    columns = ["trial", *keys, "last_step", "last_time", "metric", "completed", "error"]
+    trials = pd.DataFrame(rows, columns=columns).sort_values("trial", ignore_index=True)
+    steps_run = int(pd.to_numeric(trials["last_step"]).fillna(0).sum())
+    # the per-trial budget in steps: what a trial that ran to the end reached
+    full = pd.to_numeric(trials.loc[trials["completed"], "last_step"]).max() if trials["completed"].any() else 0
+    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
+    scored = trials.dropna(subset=["metric"])
+    if scored.empty:
+        raise RobustftError(f"no trial reported {metric}; see the trials' run directories in {out / 'trials'} and "
+                            f"Ray Tune's logs in {out / 'ray'}.")
+    pool = scored[scored["completed"]] if scored["completed"].any() else scored
+    best = pool.sort_values("metric", ascending=(mode == "min")).iloc[0]
+    values = {k: _plain(best[k]) for k in keys}
+    cfg = load_config(config, [*fixed, *(f"{k}={v}" for k, v in values.items()), f"name={name}-tuned"])
+    best_yaml = out / "best.yaml"
+    atomic_write_text(best_yaml, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    payload = {"metric": metric, "mode": mode, "value": float(best["metric"]), "values": values,
+               "trial": str(best["trial"]), "run_dir": str(out / "trials" / str(best["trial"])),
+               "completed": bool(best["completed"]), "trials": len(trials), "config": str(best_yaml)}
+    atomic_write_text(out / "best.json", json.dumps(payload, indent=2) + "\n")
+    return TuneResult(values, float(best["metric"]), str(best["trial"]), best_yaml, out, trials, steps_run,
+                      int(full) * len(trials))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers (YAML and JSON writable)."""
+    return value.item() if hasattr(value, "item") else value
+

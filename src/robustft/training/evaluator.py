@@ -1,0 +1,226 @@
+"""Continuous evaluation: records of clean / robust / OOD accuracy on FIXED seeded subsets.
+
+``Evaluator`` draws, once, a seeded subset of each split (the same samples at every evaluation point, so curves
+over training compare like with like) and at each call yields records in the long schema of DESIGN.md:
+
+    {"step", "epoch", "split", "metric", "attack", "eps", "value", "n", "ci_low", "ci_high"}
+
+* clean accuracy per split: ``attack="clean", eps=0``;
+* robust accuracy per split and eval eps with the configured attack (``attack=<name>``);
+* the robust curve on a 1/255 grid + expected robustness on the test split when ``eval.curve`` is set;
+* one clean accuracy per OOD split (``split="ood:<name>"``);
+* gradient-masking warnings as ``metric="check:<name>"`` records (value 1) when ``checks`` is on.
+
+Accuracy records carry ``n`` and a 95% Wilson interval. Every evaluation runs under its own RNG seeded by
+(seed, step), forked from the training RNG: random starts are reproducible and the training RNG stream is
+untouched, which exact resume relies on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustft.analysis.statistics import wilson_interval
+from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
+from robustft.config.presets import ATTACK_PRESETS
+from robustft.config.units import eps_grid, parse_eps, relative_step
+from robustft.data.splits import stratified_subset
+
+log = logging.getLogger("robustft.training.evaluator")
+
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def as_eps(value: Any) -> float:
+    """A float eps from a float or a "4/255" string."""
+    return float(value) if isinstance(value, int | float) else parse_eps(value)
+
+
+def attack_spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """(name, options) from a preset name, a name, a dict or a dataclass of attack settings."""
+    if isinstance(spec, str):
+        spec = dict(ATTACK_PRESETS.get(spec, {"name": spec}))
+    elif not isinstance(spec, Mapping):
+        spec = {k: v for k, v in vars(spec).items() if not k.startswith("_")}
+    spec = dict(spec)
+    name = spec.pop("name") if "name" in spec else spec.pop("attack")  # eval.final names it "attack"
+    if name in ATTACK_PRESETS:  # {"name": "paper-a", "steps": 20}: the preset with overrides
+        base = dict(ATTACK_PRESETS[name])
+        name = base.pop("name")
+        spec = {**base, **{k: v for k, v in spec.items() if v is not None}}
+    # A step relative to eps ("0.25eps") stays text: the attack scales it to each eps it runs at.
+    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) and relative_step(v) is None else v)
+               for k, v in spec.items() if v is not None and k != "options"}
+    options.update(spec.get("options") or {})
+    return name, options
+
+
+def make_attack(name: str, **options: Any) -> Attack:
+    """``robustft.attacks.build_attack`` with the options the attack takes (see ``_accepted_options``)."""
+    return build_attack(name, **_accepted_options(name, options))
+
+
+def _accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Drops the config's generic attack settings an attack has no use for (``steps`` of FGSM, ``restarts`` of
+    APGD...), so one config section can name any attack; unknown names still fail in ``build_attack``."""
+    import inspect
+
+
+    if name not in ATTACKS:
+        return options
+    parameters = inspect.signature(ATTACKS.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    dropped = sorted(set(options) - set(parameters))
+    if dropped:
+        log.debug("attack %s takes no %s; ignored", name, dropped)
+    return {k: v for k, v in options.items() if k in parameters}
+
+
+def record(step: int, epoch: float, split: str, metric: str, value: float, attack: str | None = None,
+           eps: float | None = 0.0, n: int | None = None, correct: int | None = None, **extra: Any) -> dict:
+    """One metrics.jsonl record; accuracy records (``correct`` given) carry n and a Wilson interval."""
+    low = high = None
+    if correct is not None and n:
+        low, high = wilson_interval(correct, n)
+    out = {"step": int(step), "epoch": float(epoch), "split": split, "metric": metric, "attack": attack,
+           "eps": None if eps is None else float(eps), "value": float(value), "n": n, "ci_low": low, "ci_high": high}
+    if extra:
+        out["extra"] = extra
+    return out
+
+
+@dataclass
+class Subset:
+    """A split's fixed evaluation samples, stacked once: images N x C x H x W in [0, 1], labels N."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def batches(self, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.labels), batch_size):
+            yield (self.images[start:start + batch_size].to(device),
+                   self.labels[start:start + batch_size].to(device))
+
+
+def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset:
+    """The same ``size`` samples of ``dataset`` for a seed (all of it when size is None or larger).
+
+    Drawn per class in proportion to the class counts by ``robustft.data.splits.stratified_subset``, the code that
+    draws the validation hold-out and ``data.limit_*``, so a small evaluation subset has the split's class mix.
+    """
+    total = len(dataset)
+    if size is None or size >= total:
+        indices = list(range(total))
+    else:
+        labels = getattr(dataset, "labels", None)
+        if labels is None:  # a Dataset without a label tensor: read the labels once
+            labels = [int(dataset[i][1]) for i in range(total)]
+        indices = stratified_subset(torch.as_tensor(labels, dtype=torch.long), size, seed).tolist()
+    pairs = [dataset[i] for i in indices]
+    images = torch.stack([torch.as_tensor(image, dtype=torch.float32) for image, _ in pairs])
+    labels = torch.tensor([int(label) for _, label in pairs], dtype=torch.long)
+    return Subset(name, images, labels)
+
+
+class Evaluator:
+    """Evaluates a model at evaluation points on fixed seeded subsets and returns records.
+
+    Args:
+        splits: split name -> dataset (``ds[i] -> (image C x H x W in [0, 1], label)``).
+        ood: OOD split name -> dataset.
+        eval_cfg: the ``eval`` config section (dataclass or dict): subset, batch_size, splits, attack, eps,
+            curve, ood, checks, final.
+        seed: the run seed (subsets and attack random starts derive from it).
+        device: where to evaluate.
+    """
+
+    def __init__(self, splits: Mapping[str, Any], ood: Mapping[str, Any], eval_cfg: Any, seed: int,
+                 device: torch.device) -> None:
+        self.cfg, self.seed, self.device = eval_cfg, seed, device
+        self.batch_size = int(_get(eval_cfg, "batch_size", 256))
+        size = _get(eval_cfg, "subset", 512)
+        wanted = list(_get(eval_cfg, "splits", None) or splits)
+        self.subsets = [fixed_subset(n, splits[n], size, seed + i) for i, n in enumerate(wanted) if n in splits]
+        self.ood = ([fixed_subset(f"ood:{n}", d, size, seed) for n, d in ood.items()]
+                    if _get(eval_cfg, "ood", True) else [])
+        self.eps_list = [as_eps(e) for e in (_get(eval_cfg, "eps", None) or [])]
+        curve = _get(eval_cfg, "curve", None)
+        self.curve = eps_grid(as_eps(curve)) if curve else []
+        self.curve_every = _get(eval_cfg, "curve_at", "every") != "final"
+        self.attack_name, options = attack_spec(_get(eval_cfg, "attack", "paper-a"))
+        self.attack = make_attack(self.attack_name, **options)
+
+    def __call__(self, model: nn.Module, step: int, epoch: float, final: bool = False) -> list[dict]:
+        """All records of one evaluation point (the model is left in eval mode)."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + step)
+            model.eval()
+            return list(self._records(model, step, epoch, final))
+
+    def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
+                 ) -> list[int]:
+        """Correct counts at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
+        if attack is None or all(e == 0 for e in eps_list):
+            attack, eps_list = self.attack, [0.0] * len(eps_list)
+        results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), attack, list(eps_list),
+                               device=self.device, batch_size=self.batch_size)
+        return [int(r.correct) for r in results]
+
+    def _records_for(self, model: nn.Module, subset: Subset, step: int, epoch: float, attack_name: str,
+                     attack: Attack | None, eps_list: Sequence[float], metric: str = "accuracy") -> list[dict]:
+        n = len(subset.labels)
+        counts = self._correct(model, subset, eps_list, attack)
+        return [record(step, epoch, subset.name, metric, c / max(n, 1), "clean" if e == 0 else attack_name, e, n, c)
+                for e, c in zip(eps_list, counts, strict=True)]
+
+    def _records(self, model: nn.Module, step: int, epoch: float, final: bool) -> Iterator[dict]:
+        for subset in self.subsets:
+            yield from self._records_for(model, subset, step, epoch, self.attack_name, self.attack,
+                                         [0.0, *sorted(self.eps_list)])
+        test = next((s for s in self.subsets if s.name == "test"), self.subsets[-1] if self.subsets else None)
+        if self.curve and test is not None and (final or self.curve_every):
+            curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve,
+                                      metric="curve_accuracy")
+            yield from curve
+            yield record(step, epoch, test.name, "expected_robustness",
+                         expected_robustness(self.curve, [a["value"] for a in curve]), self.attack_name,
+                         self.curve[-1], len(test.labels))
+        for subset in self.ood:
+            yield from self._records_for(model, subset, step, epoch, "clean", None, [0.0])
+        if final:
+            yield from self._final_records(model, step, epoch, test)
+
+    def _final_records(self, model: nn.Module, step: int, epoch: float, test: Subset | None) -> Iterator[dict]:
+        final_spec = _get(self.cfg, "final", None)
+        if final_spec and test is not None:
+            name, options = attack_spec(final_spec)
+            attack = make_attack(name, **options)
+            eps_list = sorted(set(self.eps_list + ([self.curve[-1]] if self.curve else [])))
+            yield from self._records_for(model, test, step, epoch, f"final:{name}", attack, eps_list)
+        if _get(self.cfg, "checks", False) and test is not None and self.eps_list:
+            yield from self._check_records(model, step, epoch, test)
+
+    def _check_records(self, model: nn.Module, step: int, epoch: float, test: Subset) -> Iterator[dict]:
+        warnings = run_checks(model, list(test.batches(self.batch_size, self.device)), max(self.eps_list))
+        for warning in warnings:
+            log.warning("gradient-masking check %s: %s", warning.check, warning.message)
+            yield record(step, epoch, test.name, f"check:{warning.check}", 1.0, self.attack_name,
+                         max(self.eps_list), len(test.labels), message=warning.message)

@@ -1,0 +1,176 @@
+"""The package layering: every import goes down the layer list, and no module import cycle exists.
+
+Read from the source with ``ast`` (so function-level imports, which run late and can hide a cycle, count too),
+then every module is imported to show that the graph checked is the code that runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import robustft
+
+# Lowest first. A module may import modules of its own layer and of lower ones, never of a higher one. The order
+# is the data flow, except that a run directory and its analysis sit below the trainer that writes and summarises
+# them, and attacks sit above the statistics they report intervals with.
+LAYERS: list[tuple[str, ...]] = [
+    ("robustft.errors", "robustft.registry", "robustft.device", "robustft.seeding"),  # errors, Registry, devices, RNG
+    ("robustft.config",),  # typed tree, files + overrides, coercion, validation, eps units
+    ("robustft.data",),  # sources, splits, loaders, augmentation, corruptions
+    ("robustft.models",),  # build(name) -> a normalising wrapper
+    ("robustft.strategies",),  # what is trained
+    ("robustft.runs",),  # run directory, record schema, metrics file, checkpoints, lock, queries
+    ("robustft.analysis",),  # Pareto, diagnostics, statistics, findings: read runs, never train
+    ("robustft.attacks",),  # attacks and robust evaluation
+    ("robustft.training",),  # trainer, objectives, schedules, evaluator
+    ("robustft.report",),  # HTML page and figures from runs
+    ("robustft.sweep",),  # many runs
+    ("robustft.cli",),  # the command line over all of it
+    ("robustft", "robustft.__main__"),  # the public API: robustft.train(...), lazily
+]
+
+SRC = Path(robustft.__file__).resolve().parent
+# The one module allowed a module-level __getattr__: robustft itself, so that ``import robustft`` stays light
+# (subpackages load on first attribute access). Anywhere else it would be hiding an import cycle.
+GETATTR_ALLOWED = {"robustft"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES: dict[str, Path] = {
+    _module_name(p): p for p in sorted(SRC.rglob("*.py")) if "__pycache__" not in p.parts
+}
+
+
+def _layer(module: str) -> int:
+    best, rank = -1, -1
+    for index, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, rank = len(prefix), index
+    return rank
+
+
+def _imports(module: str) -> list[tuple[str, int, bool]]:
+    """(imported robustft module, line, at module level?) for every import in ``module``'s source, including
+    ``importlib.import_module("robustft.x")`` with a literal name."""
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    found: list[tuple[str, int, bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend((a.name, child.lineno, top) for a in child.names if a.name.startswith("robustft"))
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").startswith(
+                    "robustft"):
+                for alias in child.names:  # ``from p import m`` imports the submodule p.m when there is one
+                    if child.module == "robustft" and alias.name == "__version__":
+                        continue  # a constant set first thing in robustft/__init__.py, before any import
+                    sub = f"{child.module}.{alias.name}"
+                    found.append((sub if sub in MODULES else child.module, child.lineno, top))
+            elif (isinstance(child, ast.Call) and getattr(child.func, "attr", getattr(child.func, "id", "")) ==
+                  "import_module" and child.args and isinstance(child.args[0], ast.Constant)
+                  and str(child.args[0].value).startswith("robustft")):
+                found.append((child.args[0].value, child.lineno, top))  # importlib.import_module("robustft.x")
+            visit(child, nested)
+
+    visit(tree, True)
+    return found
+
+
+def test_every_module_has_a_layer():
+    unplaced = [m for m in MODULES if _layer(m) < 0]
+    assert not unplaced, f"add these modules' package to LAYERS in {__file__}: {unplaced}"
+
+
+def test_no_module_imports_a_higher_layer():
+    upward = []
+    for module in MODULES:
+        for target, line, _ in _imports(module):
+            if _layer(target) > _layer(module):
+                upward.append(f"{MODULES[module].relative_to(SRC.parent)}:{line} imports {target}")
+    assert not upward, "lower layers must not import higher ones:\n" + "\n".join(upward)
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(edges.get(node, ())):
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in edges.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_no_import_cycle_even_through_function_level_imports():
+    edges = {m: {t for t, _, _ in _imports(m) if t in MODULES} for m in MODULES}
+    cycles = _cycles(edges)
+    assert not cycles, "import cycles (function-level imports included):\n" + "\n".join(" <-> ".join(c)
+                                                                                          for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_hidden_cycle():
+    # the graph of the old robustft.config <-> robustft.config_files, closed through a function-level import
+    assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert _cycles({"a": {"b"}, "b": {"c"}}) == []
+
+
+def test_no_module_getattr_hides_a_cycle():
+    offenders = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if module not in GETATTR_ALLOWED and any(
+                isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body):
+            offenders.append(module)
+    assert not offenders, f"module-level __getattr__ outside {GETATTR_ALLOWED}: {offenders}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_module_imports(module):
+    if module == "robustft.__main__":
+        pytest.skip("running it is the command line (tests/test_cli_*.py)")
+    importlib.import_module(module)
+
+
+
+def test_robustft_train_is_a_plain_function_whatever_was_imported_first():
+    import inspect
+
+    import robustft.training.trainer  # noqa: F401 - importing the trainer module must not rebind robustft.train
+
+    assert inspect.isfunction(robustft.train) and robustft.train.__module__ == "robustft"
+    assert inspect.signature(robustft.train).parameters.keys() == inspect.signature(
+        robustft.training.trainer.train).parameters.keys()
