@@ -272,3 +272,14 @@ def test_findings_is_part_of_the_analysis_api():
     import robustft.analysis
 
     assert robustft.analysis.findings is findings and robustft.analysis.Finding is Finding
+
+
+def test_records_without_a_sample_size_make_claims_inconclusive_not_an_error():
+    # Records written by hand or by another tool may lack ``n``: no interval can be drawn, so no verdict either.
+    runs = [paper_b_run("standard", [0.1, 0.8, 0.85, 0.9], [0.9, 0.1, 0.0, 0.0, 0.0]),
+            paper_b_run("fix", [0.1, 0.12, 0.3, 0.45], [0.45, 0.35, 0.3, 0.25, 0.2]),
+            paper_b_run("scheduled", [0.1, 0.8, 0.7, 0.65], [0.65, 0.5, 0.4, 0.3, 0.25])]
+    for run in runs:
+        run.metrics = run.metrics.drop(columns=["n"])
+    found = findings(runs)
+    assert found and all(f.verdict != HOLDS and f.verdict != DOES_NOT_HOLD for f in found), [f.why for f in found]

@@ -88,8 +88,10 @@ def series(run: StudyRun, mask: pd.Series, split: str) -> pd.DataFrame:
     rows = df[mask & (df["split"] == split)]
     if rows.empty:
         return pd.DataFrame(columns=["step", "epoch", "value", "n"])
-    rows = rows.assign(_order=range(len(rows)), value=pd.to_numeric(rows["value"], errors="coerce"),
-                       n=pd.to_numeric(rows["n"], errors="coerce"))
+    # Records written without a sample size (by hand or by other tools) have no interval: they are left out, so a
+    # claim resting only on them is inconclusive rather than an error.
+    sizes = pd.to_numeric(rows["n"], errors="coerce") if "n" in rows else np.nan
+    rows = rows.assign(_order=range(len(rows)), value=pd.to_numeric(rows["value"], errors="coerce"), n=sizes)
     rows = rows.dropna(subset=["value", "n"]).sort_values(["step", "_order"]).drop_duplicates("step", keep="last")
     return rows[["step", "epoch", "value", "n"]].reset_index(drop=True)
 

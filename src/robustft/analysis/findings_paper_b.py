@@ -71,11 +71,17 @@ def _expected_robustness(run: StudyRun) -> Estimate | None:
     last = last.drop_duplicates("eps", keep="last").sort_values("eps")
     if len(last) < 2 or float(last["eps"].iloc[0]) != 0.0:
         return None
+    sizes = pd.to_numeric(last["n"], errors="coerce") if "n" in last else None
+    if sizes is None or sizes.isna().any():  # no sample size, no interval: no verdict from this curve
+        return None
+    last = last.assign(n=sizes)
     eps = last["eps"].to_numpy(dtype=float)
     estimates = [evidence.accuracy(v, int(n)) for v, n in zip(last["value"], last["n"], strict=True)]
 
     def trapezoid(values: list[float]) -> float:  # paper B's E.adv: the trapezoid mean over [0, eps_max]
-        return float(np.trapezoid(values, eps) / eps[-1])
+        # Written out: np.trapezoid needs numpy 2 and robustft supports numpy >= 1.24.
+        v = np.asarray(values, dtype=float)
+        return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(eps)) / eps[-1])
 
     return Estimate(trapezoid([e.value for e in estimates]), trapezoid([e.low for e in estimates]),
                     trapezoid([e.high for e in estimates]), f"Wilson bounds of the curve, n={int(last['n'].min())}")
@@ -188,6 +194,9 @@ def _onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) -
             "runs": (run.name, ref.name)}
 
     def epoch_text(bounds: dict[str, Any]) -> str:
+        if bounds["last_epoch"] is None:
+            return "no clean accuracy with a sample size recorded"
+
         def at(epoch: float) -> str:
             return f"{epoch:.2f}" if epoch != math.inf else f"not by epoch {bounds['last_epoch']:g}"
 
@@ -199,6 +208,8 @@ def _onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) -
     text = (f"onset (clean accuracy above {pct(float(threshold))} from then on): RFT-fix {epoch_text(mine)}, standard "
             f"{epoch_text(theirs)}; final clean {pct(fix_clean.value if fix_clean else None)} vs "
             f"{pct(ref_clean.value if ref_clean else None)}")
+    if mine["last_epoch"] is None or theirs["last_epoch"] is None:
+        return Finding(verdict=INCONCLUSIVE, why=f"{text}: without measured clean accuracy there is no onset.", **base)
     if mine["start_above"] or theirs["start_above"]:
         return Finding(verdict=INCONCLUSIVE, why=(
             f"{text}: the pretrained model with its new head is already above the threshold at step 0, so crossing "
