@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from robustft.config import section_from_dict
 from robustft.training.schedules import eps_schedule
 from robustft.training.trainer import train
 
@@ -59,7 +60,7 @@ def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, sched
     train_eps = [optim[("eps", step)]["value"] for step in steps]
     if schedule == "uniform":  # U[0, eps_g] per step, reproducible from (seed, step)
         assert all(0 < e <= EPS for e in train_eps) and len(set(train_eps)) == 3
-        sched = eps_schedule(eps_section, 2, 6, 3, seed=0)
+        sched = eps_schedule(section_from_dict("eps", eps_section), 2, 6, 3, seed=0)
         expected = [sched(TRAINED_STEP[s] // 3, TRAINED_STEP[s]) for s in steps]
     else:
         expected = EXPECTED_EPS[schedule]
