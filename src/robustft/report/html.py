@@ -25,6 +25,7 @@ import markupsafe
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from robustft.analysis.findings_base import get as dotted_get
 from robustft.analysis.tradeoff import compare_runs, ood_correlation
 from robustft.config.units import format_eps
 from robustft.report import figures
@@ -47,13 +48,7 @@ class RunRecord:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _get(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    node: Any = config
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
+_get = dotted_get  # the one dotted-key lookup (analysis.findings_base)
 
 
 def describe(config: dict[str, Any]) -> dict[str, str]:
