@@ -86,11 +86,30 @@ def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
         # The findings' onset (crossing and staying above the threshold), so the table and the verdict agree.
         study_run = StudyRun(run.name, run.config, m, run.summary or {})
         onset = onset_range(study_run, onset_threshold(study_run))["epoch"]
-        rows.append({"schedule": run.labels.get("label", run.name), "run": run.name,
+        rows.append({"schedule": run.labels.get("label", run.name), "run": run.name, "ramp": eps_ramp(run.summary),
                      "clean": _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m)),
                      "adversarial": final if final is not None else tracked, "eps": target, "e_adv": e_adv,
                      "onset_epoch": None if onset == float("inf") else onset})
     return rows
+
+
+def eps_ramp(summary: dict[str, Any] | None) -> str:
+    """How the run's training eps moved, from its summary's resolved schedule: ``"T1-T2"`` in the schedule's unit
+    (epochs or steps; eps 0 before T1, eps_g from T2), ``"0 throughout"`` for standard fine-tuning and for an
+    ``auto`` schedule whose plateau never came (then the run *is* standard fine-tuning, which the table must say:
+    its numbers equal the reference's), ``"random"`` for ``uniform`` (eps drawn per batch), ``"-"`` if unknown."""
+    summary = summary or {}
+    schedule, resolved = summary.get("eps_schedule"), summary.get("eps_resolved") or {}
+    t1, t2, per = resolved.get("t1"), resolved.get("t2"), resolved.get("per", "epoch")
+    if schedule == "zero" or summary.get("objective") == "standard":
+        return "0 throughout"
+    if schedule == "uniform":
+        return "random"
+    if schedule == "auto" and t1 is None:
+        return "0 throughout (no plateau)"
+    if t1 is None or t2 is None:
+        return "-"
+    return f"{per} {t1:g}-{t2:g}"
 
 
 def _pct(value: float | None) -> str:
@@ -122,7 +141,7 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
         eps_text = format_eps(eps) if eps else "eps_g"
         parts.append(f"\nPaper B: perturbation schedules (test accuracy in %, adversarial = APGD-CE at {eps_text})")
         parts.append(format_table(schedules, [
-            ("schedule", "schedule", str), ("clean", "clean", _pct), ("adversarial", f"adv @ {eps_text}", _pct),
+            ("schedule", "schedule", str), ("ramp", "eps ramp T1-T2", str), ("clean", "clean", _pct), ("adversarial", f"adv @ {eps_text}", _pct),
             ("e_adv", "E.adv", _pct),
             ("onset_epoch", "onset epoch", lambda v: "never" if v is None else f"{v:.2f}")]))
     if found:
