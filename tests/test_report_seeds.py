@@ -45,18 +45,27 @@ def runs():
     return [synthetic_run(st, sc, s) for st in ("full", "bitfit") for sc in ("constant", "scheduled") for s in range(3)]
 
 
-def sections(tmp_path, runs):
+def section_values(tmp_path, runs):
+    """seed_sections' values, with figures drawn but not saved; and the names of the figures drawn."""
     from robustft.report.seed_tables import seed_sections
 
     drawn = []
 
-    def figure_html(fig, name, out, caption):
+    def figure(fig, name, out, caption):
         drawn.append(name)
         plt.close(fig)
-        return f"<figure>{name}</figure>"
+        return {"src": f"{name}.png", "caption": caption}
 
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
-    return "".join(seed_sections(runs, metrics, tmp_path, figure_html)), drawn
+    return seed_sections(runs, metrics, tmp_path, figure), drawn
+
+
+def sections(tmp_path, runs):
+    """The sections' HTML, rendered by the report's template, and the names of the figures drawn."""
+    from robustft.report.html import seed_sections_html
+
+    values, drawn = section_values(tmp_path, runs)
+    return seed_sections_html(values), drawn
 
 
 def test_sections_have_spreads_bands_schedule_table_ttest_and_figure(tmp_path):
@@ -72,6 +81,54 @@ def test_sections_have_spreads_bands_schedule_table_ttest_and_figure(tmp_path):
                     r"<td>([^<]*)</td>", page)
     assert row is not None and int(row.group(1)) == 6
     assert float(row.group(2)) == float(f"{expected.pvalue:.3g}")
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def hostile_runs():
+    """Two seeds of one configuration whose run name and strategy name are markup (a run directory's name and
+    config.yaml are whatever its author wrote), and a second configuration, so the group label shows the strategy."""
+    out = []
+    for strategy in (SCRIPT, "full"):
+        for seed in range(2):
+            run = synthetic_run(strategy, "constant", seed)
+            run.name = f"{SCRIPT}-{strategy}-seed-{seed}"
+            run.config["name"] = run.name
+            out.append(run)
+    return out
+
+
+def test_seed_sections_pass_names_as_plain_text_not_pre_escaped_html(tmp_path):
+    values, _ = section_values(tmp_path, hostile_runs())
+    groups = [row["group"] for row in values["spread"]["table"]["rows"]]
+    assert f"strategy={SCRIPT}" in groups  # the raw text: escaping is the template's job, done once
+    strategies = {row["strategy"] for row in values["schedules"]["per_configuration"]["rows"]}
+    assert SCRIPT in strategies
+
+
+def test_markup_in_run_and_strategy_names_is_escaped_in_the_seed_tables(tmp_path):
+    page, _ = sections(tmp_path, hostile_runs())
+    assert "Seeds and spreads" in page and "Eps schedules (paper B)" in page
+    assert "<script" not in page
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert f"<td>strategy={escaped}</td>" in page  # the spread table's and the bands table's group cells
+    assert page.count(f"<td>{escaped}</td>") == 1  # the per-configuration schedule table's strategy cell
+    one_group, _ = sections(tmp_path, hostile_runs()[:2])  # one configuration: its label is the run name
+    assert "<script" not in one_group and f"<td>{escaped}-{escaped}</td>" in one_group
+
+
+def test_seed_tables_render_cells_rows_and_dashes_as_before(tmp_path):
+    page, _ = sections(tmp_path, runs())
+    # one line per table, a row per group, the header then spreads as "mean &plusmn; std" (what the page showed
+    # when seed_tables built the HTML itself; the whole page was compared byte for byte when this moved)
+    spread = re.search(r"<table><thead><tr><th>configuration</th><th>seeds</th><th>clean</th>.*?</table>", page)
+    assert spread is not None and "\n" not in spread.group(0)
+    assert spread.group(0).count("<tr>") == 1 + 4
+    row = re.search(r"<tr><td>schedule=constant, strategy=bitfit</td><td>3</td><td>(\d+\.\d) &plusmn; "
+                    r"(\d+\.\d)</td>", spread.group(0))
+    assert row is not None
+    assert spread.group(0).count("<td>&ndash;</td>") == 4  # no OOD split: a dash in each group's OOD cell
 
 
 def test_a_single_seed_standard_run_adds_no_section(tmp_path):

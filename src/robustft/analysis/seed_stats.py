@@ -1,5 +1,6 @@
-"""Statistics over seeds: per-run summary numbers, their mean / std / n per configuration, attainment bands of
-Pareto frontiers across seeds, paper B's table per eps schedule and a paired t-test between two schedules.
+"""Statistics over seeds: per-run summary numbers, their mean / std / n per configuration, and paper B's table per
+eps schedule. Attainment bands of Pareto frontiers across seeds (``attainment.py``) and paired t-tests between
+two schedules (``paired_tests.py``) are their own modules; this module re-exports their names.
 
 A *configuration* (a group) is a run's resolved config minus what does not change the experiment: the seed,
 the name, the output directory, the device, logging and checkpoint-keeping options (``NON_DEFINING``). Runs of a
@@ -21,8 +22,7 @@ Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
 - ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation and paper A's
   robust-accuracy peak (``robustft.analysis.diagnostics``), read from summary.json when the trainer wrote them.
 
-Standard deviations are sample standard deviations (ddof = 1; NaN for a single run). The paired t-test is
-``scipy.stats.ttest_rel`` (scipy is a core dependency: scikit-learn, already core, requires it).
+Standard deviations are sample standard deviations (ddof = 1; NaN for a single run).
 """
 
 from __future__ import annotations
@@ -30,16 +30,21 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
+from robustft.analysis.attainment import AttainmentBand, attainment_band
 from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
+from robustft.analysis.paired_tests import (
+    DEFAULT_MATCH,
+    SCHEDULE_METRICS,
+    PairedTest,
+    paired_ttest,
+    schedule_tests,
+)
 from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
 
@@ -47,6 +52,8 @@ from robustft.errors import ConfigError
 # from here would be a cycle. The (clean, robust) pairing is therefore an argument of ``run_summaries``.
 from robustft.runs import records
 
+# AttainmentBand, attainment_band, DEFAULT_MATCH, SCHEDULE_METRICS, PairedTest, paired_ttest and schedule_tests are
+# re-exported: they were defined here before attainment.py and paired_tests.py, and are imported from here.
 __all__ = [
     "DEFAULT_MATCH",
     "NON_DEFINING",
@@ -66,13 +73,8 @@ __all__ = [
 
 SUMMARY_NUMBERS = ("final_clean", "final_robust", "final_ood", "e_adv", "pareto_area", "percent_above_average",
                    "onset_epoch", "peak_step")
-# Paper B's table: clean / adversarial at eps_g / expected robustness.
-SCHEDULE_METRICS = ("final_clean", "final_robust", "e_adv")
 # Config keys (dotted prefixes) that do not define an experiment: runs differing only there are seeds of one group.
 NON_DEFINING = ("seed", "name", "output_dir", "device", "logging", "checkpoint", "data.root", "data.download")
-# Paper B pairs schedules over (dataset, backbone, eps, seed); strategy and objective are matched too so that a
-# sweep over strategies x schedules pairs like with like.
-DEFAULT_MATCH = ("dataset", "backbone", "strategy", "objective", "eps_g", "seed")
 _LABELS = {"data.name": "dataset", "model.name": "backbone", "strategy.name": "strategy",
            "objective.name": "objective", "eps.schedule": "schedule"}
 
@@ -278,157 +280,3 @@ def schedule_table(summaries: pd.DataFrame, per_configuration: bool = False) -> 
     by = ["dataset", "backbone", "strategy", "eps_g", "schedule"] if per_configuration else ["schedule"]
     return seed_table(summaries.assign(**{b: summaries[b].astype(str) for b in by if b != "eps_g"}),
                       SCHEDULE_METRICS, by)
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """A paired t-test of ``metric`` between schedules ``a`` and ``b`` over matched configurations.
-
-    ``mean_difference`` is mean(b - a); ``t`` and ``p`` (two-sided) are ``scipy.stats.ttest_rel(b, a)``'s,
-    NaN with fewer than 2 pairs (or when every difference is equal, where the test is undefined).
-    """
-
-    metric: str
-    a: str
-    b: str
-    n_pairs: int
-    mean_a: float
-    mean_b: float
-    mean_difference: float
-    t: float
-    p: float
-
-
-def paired_ttest(summaries: pd.DataFrame, metric: str, a: str, b: str, factor: str = "schedule",
-                 match: Sequence[str] = DEFAULT_MATCH) -> PairedTest:
-    """Paired t-test of ``metric`` between ``factor == a`` and ``factor == b`` runs with equal ``match`` columns.
-
-    Args:
-        summaries: ``run_summaries`` output (or any table with the factor, match and metric columns).
-        metric: the number compared, e.g. ``e_adv``.
-        a, b: the two values of ``factor`` (a is the reference, e.g. ``constant``: paper B's RFT-fix).
-        factor: the column that differs within a pair.
-        match: the columns a pair agrees on (paper B: dataset, backbone, eps, seed).
-
-    Raises:
-        ConfigError: a missing column, or two runs of one schedule with equal ``match`` values (the match is
-            ambiguous: add the column on which they differ to ``match``).
-    """
-    missing = [c for c in (factor, metric, *match) if c not in summaries.columns]
-    if missing:
-        raise ConfigError(f"paired_ttest: no column {missing} in the summaries; columns are {list(summaries.columns)}.")
-    keys = list(match)
-    sides = {}
-    for name in (a, b):
-        side = summaries[summaries[factor].astype(str) == str(name)]
-        side = side.assign(**{k: side[k].astype(str) for k in keys})
-        duplicated = side.duplicated(keys, keep=False)
-        if duplicated.any():
-            runs = list(side.loc[duplicated, "run"]) if "run" in side else []
-            shared = dict(zip(keys, side.loc[duplicated, keys].iloc[0], strict=True))
-            raise ConfigError(f"paired_ttest: several {factor}={name} runs share {shared} ({runs[:4]}); add the "
-                              "column they differ in to match=.")
-        sides[name] = side.set_index(keys)[metric].astype(float)
-    pairs = pd.concat([sides[a].rename("a"), sides[b].rename("b")], axis=1, join="inner").dropna()
-    t = p = math.nan
-    if len(pairs) >= 2:
-        with warnings.catch_warnings():  # equal differences: scipy warns and returns a NaN / inf t, kept as is
-            warnings.simplefilter("ignore", RuntimeWarning)
-            result = scipy_stats.ttest_rel(pairs["b"], pairs["a"])
-        t, p = float(result.statistic), float(result.pvalue)
-    return PairedTest(metric, str(a), str(b), len(pairs), float(pairs["a"].mean()) if len(pairs) else math.nan,
-                      float(pairs["b"].mean()) if len(pairs) else math.nan,
-                      float((pairs["b"] - pairs["a"]).mean()) if len(pairs) else math.nan, t, p)
-
-
-def schedule_tests(summaries: pd.DataFrame, reference: str | None = None,
-                   metrics: Sequence[str] = SCHEDULE_METRICS, match: Sequence[str] = DEFAULT_MATCH) -> pd.DataFrame:
-    """Every schedule against ``reference`` (default ``constant``, paper B's RFT-fix, else the first in order) on
-    each metric: one ``PairedTest`` per row. Pairs that cannot be formed unambiguously are left out.
-    """
-    schedules = sorted(summaries["schedule"].dropna().astype(str).unique())
-    if len(schedules) < 2:
-        return pd.DataFrame(columns=list(PairedTest.__dataclass_fields__))
-    if reference is None:
-        reference = "constant" if "constant" in schedules else schedules[0]
-    rows = []
-    for other in schedules:
-        if other == reference:
-            continue
-        for metric in metrics:
-            try:
-                rows.append(paired_ttest(summaries, metric, reference, other, "schedule", match).__dict__)
-            except ConfigError:
-                continue
-    return pd.DataFrame(rows, columns=list(PairedTest.__dataclass_fields__))
-
-
-@dataclass(frozen=True)
-class AttainmentBand:
-    """Attainment surfaces of n seeds' (clean, robust) clouds, as step functions of clean accuracy.
-
-    A seed *attains* a point (c, r) when one of its evaluations has clean >= c and robust >= r, i.e. (c, r) lies in
-    the region its Pareto frontier dominates (whose area ``analysis.pareto_area`` measures). On the interval
-    ``(clean[j-1], clean[j]]`` (``clean[-1] = 0``) the region reached by at least k seeds is ``robust <= v_k[j]``
-    where ``v_k[j]`` is the k-th largest of the seeds' best robust accuracies at clean >= clean[j].
-
-    Attributes:
-        clean: the breakpoints, every frontier point's clean accuracy, ascending, shape (m,).
-        best: k = 1, the region reached by at least one seed (the union), shape (m,).
-        median: k = ceil(n / 2), the region reached by at least half of the seeds (the 50%-attainment surface of
-            Fonseca & Fleming; for n = 2 it is the union, for n = 5 three seeds), shape (m,).
-        worst: k = n, the region reached by every seed (the intersection), shape (m,).
-        n_seeds: n.
-    """
-
-    clean: np.ndarray
-    best: np.ndarray
-    median: np.ndarray
-    worst: np.ndarray
-    n_seeds: int
-
-    def surface(self, which: str = "median") -> pd.DataFrame:
-        """The surface's frontier points (columns clean, robust), drawable by ``report.figures.staircase``; its
-        ``pareto_area`` is the area of the region reached by that many seeds."""
-        values = {"best": self.best, "median": self.median, "worst": self.worst}[which]
-        # values do not increase with clean; a corner of the staircase is the last breakpoint of each level
-        corner = np.append(values[:-1] > values[1:], True) & (values > 0)
-        return pd.DataFrame({"clean": self.clean[corner], "robust": values[corner]})
-
-    def area(self, which: str = "median") -> float:
-        """Area of the region reached by at least one (best) / half (median) / every (worst) seed."""
-        widths = np.diff(np.concatenate([[0.0], self.clean]))
-        return float(np.sum(widths * {"best": self.best, "median": self.median, "worst": self.worst}[which]))
-
-
-def attainment_band(clouds: Sequence[tuple[Sequence[float], Sequence[float]]]) -> AttainmentBand:
-    """The best / median / worst attainment surfaces of the seeds' (clean, robust) point clouds.
-
-    Args:
-        clouds: one (clean accuracies, robust accuracies) pair of equal-length sequences per seed.
-
-    Raises:
-        ConfigError: no cloud.
-    """
-    if not clouds:
-        raise ConfigError("attainment_band needs at least one seed's points.")
-    sorted_clouds = []
-    for clean, robust in clouds:
-        c, r = np.asarray(clean, dtype=float), np.asarray(robust, dtype=float)
-        if c.shape != r.shape or c.ndim != 1:
-            raise ConfigError(f"attainment_band: clean and robust must be 1-D of equal length, got {c.shape} and "
-                              f"{r.shape}.")
-        order = np.argsort(c, kind="stable")
-        # best[i] = max robust over points with clean >= c[i] (a suffix maximum over clean ascending)
-        best = np.maximum.accumulate(r[order][::-1])[::-1] if len(c) else r
-        sorted_clouds.append((c[order], best))
-    grid = np.unique(np.concatenate([c for c, _ in sorted_clouds]))
-    grid = grid[grid > 0] if (grid > 0).any() else grid  # (0, 0] is empty: a clean-0 breakpoint adds no area
-    reach = np.zeros((len(sorted_clouds), len(grid)))
-    for i, (c, best) in enumerate(sorted_clouds):
-        position = np.searchsorted(c, grid, side="left")  # the first point with clean >= the breakpoint
-        inside = position < len(c)
-        reach[i, inside] = best[position[inside]]
-    ordered = -np.sort(-reach, axis=0)  # per breakpoint, seeds' values descending: row k-1 is the k-th largest
-    n = len(sorted_clouds)
-    return AttainmentBand(grid, ordered[0], ordered[math.ceil(n / 2) - 1], ordered[n - 1], n)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import markupsafe
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -173,8 +172,7 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
         overview_columns=OVERVIEW_COLUMNS, overview=overview_rows(runs),
         tradeoff=_tradeoff_section(runs, metrics, labels, group_by, out),
         curves=_curves_section(metrics, out), ood=_ood_section(metrics, out),
-        # spreads over seeds and paper B's tables: HTML that seed_tables builds with each value escaped
-        seed_parts=[markupsafe.Markup(part) for part in seed_sections(runs, metrics, out, _figure_html)],
+        seeds=seed_sections(runs, metrics, out, _figure),  # spreads over seeds, paper B: seed_sections.html
         trajectories=_trajectories(runs, out), max_trajectories=MAX_TRAJECTORIES, warnings=_warnings(runs),
     )
     path = out / "index.html"
@@ -210,9 +208,9 @@ def _trajectories(runs: Sequence[RunRecord], out: Path) -> list[dict[str, Any]]:
             for i, run in enumerate(runs)]
 
 
-def _figure_html(fig, name: str, out_dir: Path, caption: str) -> str:
-    """``_figure`` as an HTML ``<figure>`` (the callback seed_tables draws its figures with)."""
-    return _TEMPLATES.get_template("figure.html").render(fig=_figure(fig, name, out_dir, caption))
+def seed_sections_html(seeds: dict[str, Any]) -> str:
+    """The seed and schedule sections alone (``seed_tables.seed_sections``' values), as the page includes them."""
+    return _TEMPLATES.get_template("seed_sections.html").render(seeds=seeds)
 
 
 def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: dict[str, dict[str, str]],

@@ -4,14 +4,19 @@ frontiers across seeds, paper B's table per eps schedule with paired t-tests, an
 ``build_report`` calls ``seed_sections`` once; the numbers come from ``robustft.analysis.seed_stats`` (which says how
 each is defined). Sections appear only when they have something to say: spreads when a configuration has two
 or more seeds, paper B's table when runs train adversarially, t-tests when two schedules can be paired.
+
+This module builds plain values (text, formatted numbers, figure dicts), never HTML: the partial template
+``seed_sections.html`` (included by ``page.html``, autoescaped) lays them out and escapes every one. A table is
+``{"columns": {key: title}, "rows": [{key: cell}]}`` where a cell is text, None (shown as a dash), or a spread
+``{"mean": text, "std": text or None}`` (shown as ``mean +- std``).
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -36,7 +41,9 @@ from robustft.config.units import format_eps  # noqa: E402
 from robustft.report.figures import staircase  # noqa: E402
 from robustft.report.schedule_figure import MAX_PANELS, schedule_figure  # noqa: E402
 
-FigureHtml = Callable[[Figure, str, Path, str], str]
+# (figure, file stem, report directory, caption) -> the template's figure ({"src": data URI, "caption": text})
+FigureFn = Callable[[Figure, str, Path, str], dict[str, str]]
+Spread = dict[str, str | None]
 MAX_BANDS = 8  # frontier bands drawn in one figure (the table lists every group)
 TITLES = {"final_clean": "clean", "final_robust": "robust", "final_ood": "OOD", "e_adv": "E.adv",
           "pareto_area": "Pareto area", "percent_above_average": "vs average", "onset_epoch": "onset epoch",
@@ -44,30 +51,28 @@ TITLES = {"final_clean": "clean", "final_robust": "robust", "final_ood": "OOD", 
 ACCURACIES = {"final_clean", "final_robust", "final_ood", "e_adv"}
 
 
-def _spread(mean: float, std: float, n: int, number: str) -> str:
-    """``mean +- std`` (accuracies in %, areas to 4 places, % signed, epochs / steps to 1 place)."""
+def _spread(mean: float, std: float, n: int, number: str) -> Spread | None:
+    """``{"mean", "std"}`` as text (accuracies in %, areas to 4 places, % signed, epochs / steps to 1 place); std
+    None for one run, the whole cell None (a dash) when no run has the number."""
     if n == 0 or pd.isna(mean):
-        return "&ndash;"
+        return None
     scale, digits, sign = (100.0, 1, "") if number in ACCURACIES else (1.0, 4, "") if number == "pareto_area" \
         else (1.0, 1, "+") if number == "percent_above_average" else (1.0, 1, "")
-    text = f"{scale * mean:{sign}.{digits}f}"
-    if n > 1 and not pd.isna(std):
-        text += f" &plusmn; {scale * std:.{digits}f}"
-    return text
+    return {"mean": f"{scale * mean:{sign}.{digits}f}",
+            "std": f"{scale * std:.{digits}f}" if n > 1 and not pd.isna(std) else None}
 
 
-def _table(rows: Sequence[dict[str, str]], columns: dict[str, str]) -> str:
-    head = "".join(f"<th>{html.escape(title)}</th>" for title in columns.values())
-    body = "".join("<tr>" + "".join(f"<td>{row.get(key, '')}</td>" for key in columns) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> dict[str, Any]:
+    """A table for the template: ``columns`` maps each row key to its title, in order."""
+    return {"columns": dict(columns), "rows": list(rows)}
 
 
-def spread_rows(table: pd.DataFrame, keys: Sequence[str], numbers: Sequence[str]) -> list[dict[str, str]]:
-    """HTML cells of a ``seed_table``: the key columns escaped, then ``mean +- std`` per number."""
+def spread_rows(table: pd.DataFrame, keys: Sequence[str], numbers: Sequence[str]) -> list[dict[str, Any]]:
+    """Cells of a ``seed_table``: the key columns as text, ``runs``, then a spread (or None) per number."""
     rows = []
     for record in table.to_dict("records"):
-        row = {key: html.escape(format_eps(record[key]) if key == "eps_g" and not pd.isna(record[key])
-                                else str(record[key])) for key in keys}
+        row: dict[str, Any] = {key: format_eps(record[key]) if key == "eps_g" and not pd.isna(record[key])
+                               else str(record[key]) for key in keys}
         row["runs"] = str(int(record["runs"]))
         for number in numbers:
             row[number] = _spread(record[f"{number}_mean"], record[f"{number}_std"], int(record[f"{number}_n"]),
@@ -108,34 +113,36 @@ def _adversarial(summaries: pd.DataFrame) -> pd.Series:
     return summaries["objective"].notna() & (summaries["objective"].astype(str) != "standard")
 
 
-def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure_html: FigureHtml) -> list[str]:
-    """HTML parts: spreads over seeds with attainment bands, and paper B's schedule table, t-tests and figure.
+def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
+    """The values of the seed and schedule sections (``seed_sections.html`` lays them out).
 
     Args:
         runs: the report's runs.
         metrics: their records with a ``run`` column (what ``build_report`` concatenated).
-        out: the report directory (figures are saved there by ``figure_html``).
-        figure_html: ``(figure, file stem, out, caption) -> <figure> HTML`` (the report's own).
+        out: the report directory (figures are saved there by ``figure``).
+        figure: ``(figure, file stem, out, caption) -> {"src", "caption"}`` (the report's own).
+
+    Returns:
+        ``{"spread": ..., "schedules": ...}``, each None when the section has nothing to say. ``spread``:
+        ``table`` (mean +- std per configuration) and ``bands`` (None, or ``figure`` and ``table`` of the
+        attainment areas). ``schedules``: the ``pooled`` and ``per_configuration`` tables, ``tests`` (a table or
+        None) and ``figure`` (or None).
     """
     points = tradeoff_points(metrics) if len(metrics) else pd.DataFrame(columns=["run", "step", "clean", "robust"])
     summaries = run_summaries(runs, points)
-    parts: list[str] = []
-    if summaries.groupby("group").size().max() >= 2:
-        parts += _spread_section(summaries, points, out, figure_html)
-    if _adversarial(summaries).any():
-        parts += _schedule_section(runs, summaries, out, figure_html)
-    return parts
+    return {
+        "spread": _spread_section(summaries, points, out, figure)
+        if summaries.groupby("group").size().max() >= 2 else None,
+        "schedules": _schedule_section(runs, summaries, out, figure) if _adversarial(summaries).any() else None,
+    }
 
 
-def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, figure_html: FigureHtml) -> list[str]:
-    parts = ["<h2>Seeds and spreads</h2>",
-             '<p class="muted">Per configuration (every run setting but the seed): mean &plusmn; sample standard '
-             "deviation over its seeds; accuracies in %. Final numbers are on the test split; robust accuracy at "
-             "eps_g from the final strong evaluation when there is one; &ldquo;vs average&rdquo; compares runs of "
-             "one seed and task (robustft.analysis.seed_stats).</p>"]
+def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
     table = seed_table(summaries)
-    parts.append(_table(spread_rows(table, ["group"], SUMMARY_NUMBERS),
-                        {"group": "configuration", "runs": "seeds", **{n: TITLES[n] for n in SUMMARY_NUMBERS}}))
+    section: dict[str, Any] = {
+        "table": _table(spread_rows(table, ["group"], SUMMARY_NUMBERS),
+                        {"group": "configuration", "runs": "seeds", **{n: TITLES[n] for n in SUMMARY_NUMBERS}}),
+        "bands": None}
     bands = []
     for group, part in summaries.groupby("group", sort=True):
         clouds = [(cloud["clean"].to_numpy(), cloud["robust"].to_numpy())
@@ -149,38 +156,35 @@ def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, fi
                   "reaches; line: reached by at least half of the seeds"
         if len(bands) > len(shown):
             caption += f" ({len(shown)} of {len(bands)} configurations, largest median area first)"
-        parts.append(figure_html(band_figure(shown), "pareto_bands", out, caption))
-        parts.append(_table([{"group": html.escape(label), "n": str(band.n_seeds),
+        section["bands"] = {
+            "figure": figure(band_figure(shown), "pareto_bands", out, caption),
+            "table": _table([{"group": label, "n": str(band.n_seeds),
                               **{w: f"{band.area(w):.4f}" for w in ("worst", "median", "best")}}
                              for label, band in bands],
                             {"group": "configuration", "n": "seeds", "worst": "area reached by every seed",
-                             "median": "by half (median)", "best": "by one seed"}))
-    return parts
+                             "median": "by half (median)", "best": "by one seed"})}
+    return section
 
 
 def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Path,
-                      figure_html: FigureHtml) -> list[str]:
-    parts = ["<h2>Eps schedules (paper B)</h2>",
-             '<p class="muted">Per schedule: clean accuracy, adversarial accuracy at eps_g and expected robustness '
-             "E.adv, mean &plusmn; std over every run of the schedule, then per configuration over seeds.</p>"]
+                      figure: FigureFn) -> dict[str, Any]:
     names = {n: TITLES[n] for n in SCHEDULE_METRICS} | {"final_robust": "adversarial @ eps_g"}
-    parts.append(_table(spread_rows(schedule_table(summaries), ["schedule"], SCHEDULE_METRICS),
-                        {"schedule": "schedule", "runs": "runs", **names}))
     keys = ["dataset", "backbone", "strategy", "eps_g", "schedule"]
-    parts.append(_table(spread_rows(schedule_table(summaries, per_configuration=True), keys, SCHEDULE_METRICS),
-                        {**{k: k for k in keys}, "runs": "seeds", **names}))
+    section: dict[str, Any] = {
+        "pooled": _table(spread_rows(schedule_table(summaries), ["schedule"], SCHEDULE_METRICS),
+                         {"schedule": "schedule", "runs": "runs", **names}),
+        "per_configuration": _table(spread_rows(schedule_table(summaries, per_configuration=True), keys,
+                                                SCHEDULE_METRICS), {**{k: k for k in keys}, "runs": "seeds", **names}),
+        "tests": None, "figure": None}
     tests = schedule_tests(summaries)
     if len(tests):
-        parts.append('<p class="muted">Paired t-tests (scipy.stats.ttest_rel) of each schedule against the '
-                     "reference over runs matched on dataset, backbone, strategy, objective, eps_g and seed; "
-                     "difference = schedule &minus; reference, in points.</p>")
-        parts.append(_table([{
-            "pair": html.escape(f"{r['b']} vs {r['a']}"), "metric": html.escape(names.get(r["metric"], r["metric"])),
-            "n": str(int(r["n_pairs"])), "diff": "&ndash;" if pd.isna(r["mean_difference"])
-            else f"{100 * r['mean_difference']:+.1f}", "t": "&ndash;" if pd.isna(r["t"]) else f"{r['t']:.2f}",
-            "p": "&ndash;" if pd.isna(r["p"]) else f"{r['p']:.3g}"} for r in tests.to_dict("records")],
+        section["tests"] = _table([{
+            "pair": f"{r['b']} vs {r['a']}", "metric": names.get(r["metric"], r["metric"]),
+            "n": str(int(r["n_pairs"])), "diff": None if pd.isna(r["mean_difference"])
+            else f"{100 * r['mean_difference']:+.1f}", "t": None if pd.isna(r["t"]) else f"{r['t']:.2f}",
+            "p": None if pd.isna(r["p"]) else f"{r['p']:.3g}"} for r in tests.to_dict("records")],
             {"pair": "schedules", "metric": "metric", "n": "pairs", "diff": "mean difference", "t": "t",
-             "p": "p (two-sided)"}))
+             "p": "p (two-sided)"})
     by_name = {run.name: run for run in runs}
     adversarial = summaries[_adversarial(summaries)]
     panels = []
@@ -193,5 +197,5 @@ def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Pat
         caption = "eps schedule alpha(t) (dashed) and validation clean accuracy (solid) per run; dotted: onset"
         if len(panels) > MAX_PANELS:
             caption += f" ({MAX_PANELS} of {len(panels)} configurations)"
-        parts.append(figure_html(schedule_figure(panels), "eps_schedules", out, caption))
-    return parts
+        section["figure"] = figure(schedule_figure(panels), "eps_schedules", out, caption)
+    return section

@@ -30,8 +30,8 @@ from robustft.runs.metrics_file import file_mode
 
 FORMAT = "robustft-checkpoint-v1"
 HEADER_KEYS = ("model", "strategy", "model_state")
-# What the trainer reads back on resume, besides the header (train.py ``_maybe_resume``): a checkpoint written
-# without them (by hand, or by another tool) holds weights only.
+# What the trainer reads back on resume, besides the header (training/state.py ``resume_from_last``): a checkpoint
+# written without them (by hand, or by another tool) holds weights only.
 RESUME_KEYS = ("step", "optimizer", "rng", "best", "val_history", "sums", "eval_seconds", "wall_seconds")
 
 

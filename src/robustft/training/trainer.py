@@ -27,7 +27,6 @@ from robustft.config import to_dict
 from robustft.config.units import canonical_metric_key
 from robustft.device import resolve_device
 from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
-from robustft.runs.checkpoints import RESUME_KEYS, load_checkpoint, load_weights, save_checkpoint
 from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.runs.records import record_key
@@ -38,7 +37,7 @@ from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
 from robustft.training.optim import build_optimizer
 from robustft.training.schedules import eps_schedule, evaluation_schedule, lr_factor
-from robustft.training.state import capture_rng, restore_rng
+from robustft.training.state import resume_from_last, save_checkpoints
 
 log = logging.getLogger("robustft.training.trainer")
 
@@ -178,7 +177,7 @@ class Trainer:
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
-        # Resumable state.
+        # Resumable state (what robustft.training.state saves in a checkpoint and restores on resume).
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before = 0.0, 0.0
@@ -315,7 +314,7 @@ class Trainer:
             f"turn off mixed precision (optim.amp=false). The run directory {self.run.path} is intact up to "
             "its last evaluation; fix the config and start a new run.")
 
-    # ------------------------------------------------------------------ evaluation and checkpoints
+    # ------------------------------------------------------------------ evaluation and checkpoints (state.py)
     def _evaluate(self, step: int, loggers: RunLoggers, started: float, eps: float | None = None) -> None:
         t0 = time.perf_counter()
         epoch = step / self.steps_per_epoch
@@ -345,7 +344,7 @@ class Trainer:
             self.val_history.append(values["val/clean/accuracy"])
         self._write(records)
         loggers.records(records)
-        self._checkpoint(step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
+        save_checkpoints(self, step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
         self.strategy.train_mode(self.model)
         if self.on_evaluation is not None:
             self.on_evaluation(step, epoch, values)
@@ -358,57 +357,12 @@ class Trainer:
                                 "Free disk space or fix the directory's permissions, then resume with "
                                 f"`robustft train --resume {self.run.path}`.") from None
 
-    def _checkpoint(self, step: int, metric: float | None, started: float) -> None:
-        improved = metric is not None and (self.best is None or metric > self.best)
-        if improved:
-            self.best = metric
-        payload = {
-            **components.checkpoint_header(self.model, self.cfg),
-            "model_state": self.model.state_dict(), "step": step, "epoch": step // self.steps_per_epoch,
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": capture_rng(self.device), "best": self.best, "val_history": list(self.val_history),
-            "sums": dict(self.sums), "eval_seconds": self.eval_seconds,
-            "wall_seconds": self.wall_before + time.perf_counter() - started,
-        }
-        directory = Path(self.run.checkpoints_dir)
-        try:
-            if improved:
-                save_checkpoint(directory / "best.pt", payload)
-            if self.cfg.checkpoint.every_eval:
-                save_checkpoint(directory / f"step_{step:08d}.pt", payload)
-            save_checkpoint(directory / "last.pt", payload)  # last: the resume point, written after the others
-        except OSError as error:
-            raise RunWriteError(f"cannot write a checkpoint in {directory} ({error.strerror or error}). Free disk "
-                                "space or fix permissions, then resume with `robustft train --resume "
-                                f"{self.run.path}`.") from None
-
     def _maybe_resume(self) -> bool:
-        last = Path(self.run.checkpoints_dir) / "last.pt"
-        if not last.is_file():
-            self.run.truncate_metrics_after(-1)  # killed before the first checkpoint: start clean
-            return False
-        payload = load_checkpoint(last, map_location=self.device, require=RESUME_KEYS)
-        load_weights(self.model, payload, last)
-        self.step = int(payload["step"])
-        callback = getattr(self.strategy, "on_progress", None)
-        if callback is not None and callback(self.model, self.step / self.total_steps):
-            self.optimizer = self._build_optimizer()
-        configured = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(payload["optimizer"])
-        for group, settings in zip(self.optimizer.param_groups, configured, strict=True):
-            # load_state_dict restores the saved hyperparameters too; the config's win (a resume override of
-            # optim.lr or weight_decay applies), the moments are the checkpoint's.
-            group.update(settings)
-        if self.scaler and payload.get("scaler"):
-            self.scaler.load_state_dict(payload["scaler"])
-        restore_rng(payload["rng"], self.device)
-        self.best, self.val_history = payload["best"], list(payload["val_history"])
-        self.sums, self.eval_seconds = dict(payload["sums"]), float(payload["eval_seconds"])
-        self.wall_before = float(payload["wall_seconds"])
-        self.run.truncate_metrics_after(self.step)
-        self.strategy.train_mode(self.model)
-        log.info("resuming %s at step %d of %d", self.run.path, self.step, self.total_steps)
-        return True
+        """Continues from the run's last checkpoint if it has one (``state.resume_from_last``)."""
+        resumed = resume_from_last(self)
+        if resumed:
+            log.info("resuming %s at step %d of %d", self.run.path, self.step, self.total_steps)
+        return resumed
 
     def _finish(self, started: float) -> RunResult:
         wall = self.wall_before + time.perf_counter() - started
