@@ -143,6 +143,8 @@ def test_auto_waits_for_a_plateau_then_ramps_to_the_last_epoch() -> None:
     assert values[19] == EPS_G
     # Only epochs before t decide eps(t): a history that grows epoch by epoch gives the same values (resume).
     assert [sched(e, 0, history[:e]) for e in range(20)] == values
+    # The ramp the run's summary records is the one it trained with, decided from the history.
+    assert sched.ramp(history) == (5, 19) and sched.ramp(history[:5]) == (None, None)
 
 
 def test_auto_per_step_ramps_from_the_end_of_the_plateau_epoch() -> None:
@@ -151,12 +153,19 @@ def test_auto_per_step_ramps_from_the_end_of_the_plateau_epoch() -> None:
     values = [sched(s // 10, s, history) for s in range(50)]
     assert values[:20] == [0.0] * 20  # nothing before the plateau is known (step 20 = end of epoch 1)
     assert values[21] == pytest.approx(EPS_G / 29) and values[49] == EPS_G  # linear from step 20 to step 49
+    assert sched.ramp(history) == (20, 49)
 
 
 def test_auto_without_plateau_stays_at_zero() -> None:
     sched = build(Eps(schedule="auto", patience=3, tolerance=0.02), epochs=10)
     climbing = [0.1 + 0.05 * i for i in range(10)]
     assert all(sched(e, 0, climbing) == 0.0 for e in range(10))
+    assert sched.ramp(climbing) == (None, None)  # the summary says no plateau came
+
+
+def test_fixed_schedules_report_their_construction_ramp() -> None:
+    sched = build(Eps(schedule="scheduled", t1=0.25, t2=0.75), epochs=8)
+    assert sched.ramp([0.1, 0.2]) == (sched.t1, sched.t2) == (2, 6)
 
 
 def test_auto_slow_steady_gains_still_count_as_progress() -> None:

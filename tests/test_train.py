@@ -224,6 +224,17 @@ def test_scheduled_on_one_epoch_trains_a_per_step_ramp(tmp_path):
     assert result.summary["eps_resolved"] == {"per": "step", "t1": 1, "t2": 3}
 
 
+def test_auto_summary_records_the_ramp_it_trained_with(tmp_path):
+    # tolerance 0.99: no epoch counts as progress, so with patience 1 the plateau is seen at the end of epoch 1
+    # (T1 = 1) and eps ramps to eps_g at the last epoch (2). The summary must say so, not "no ramp".
+    config = tiny_config(tmp_path, eps={"schedule": "auto", "value": "8/255", "patience": 1, "tolerance": 0.99},
+                         train={"epochs": 3}, eval={"schedule": "every:4", "curve": None, "final": None, "eps": []})
+    result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
+    eps = [r["value"] for r in read_records(result.path) if r["split"] == "optim" and r["metric"] == "eps"]
+    assert eps == [0.0, 0.0, 0.0, pytest.approx(8 / 255)]  # step 0, then the last step of each epoch
+    assert result.summary["eps_resolved"] == {"per": "epoch", "t1": 1, "t2": 2}
+
+
 @pytest.mark.parametrize("schedule", ["every:3", "steps:[4]"])
 def test_auto_refuses_an_evaluation_schedule_that_misses_an_epoch_end(schedule, tmp_path):
     # 64 samples / batch 16 = 4 steps per epoch: every:3 and steps:[4] miss the end of epoch 1 (step 8), after

@@ -6,6 +6,7 @@ Each link reads as one call, so the trainer reads top to bottom without the deta
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,11 @@ def check_reference_run(cfg: Any) -> None:
 
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
-                  eval_seconds: float, total_steps: int, eps_at: Any = None) -> dict[str, Any]:
+                  eval_seconds: float, total_steps: int, eps_at: Any = None,
+                  val_history: Sequence[float] = ()) -> dict[str, Any]:
     """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
-    and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp)."""
+    and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp; for
+    ``auto``, from ``val_history``, the validation accuracy after each epoch: t1 None when no plateau came)."""
     metrics = read_metrics(run.path)
     summary: dict[str, Any] = {
         "name": cfg.name, "steps": total_steps, "wall_seconds": wall_seconds, "eval_seconds": eval_seconds,
@@ -173,7 +176,9 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
         "objective": cfg.objective.name, "eps_schedule": cfg.eps.schedule,
     }
     if eps_at is not None:
-        summary["eps_resolved"] = {"per": eps_at.per, "t1": eps_at.t1, "t2": eps_at.t2}
+        # auto decides T1 while training: resolve it from the validation history the run saw.
+        t1, t2 = eps_at.ramp(val_history)
+        summary["eps_resolved"] = {"per": eps_at.per, "t1": t1, "t2": t2}
     if len(metrics):
         last = metrics[metrics["step"] == metrics["step"].max()]
         summary["final"] = {record_key(r): (None if r["value"] != r["value"] else r["value"])  # NaN -> null

@@ -35,6 +35,7 @@ from robustft.errors import ConfigError
 from robustft.registry import Registry
 from robustft.training.evaluation_points import (
     PAPER_A_RULES,
+    PAPER_A_TAIL_INTERVAL,
     EvaluationSchedule,
     evaluation_schedule,
     evaluation_steps,
@@ -44,6 +45,7 @@ from robustft.training.evaluation_points import (
 __all__ = [
     "EPS_SCHEDULES",
     "PAPER_A_RULES",
+    "PAPER_A_TAIL_INTERVAL",
     "AutoEpsState",
     "EpsSchedule",
     "EvaluationSchedule",
@@ -158,9 +160,19 @@ class EpsSchedule:
         alpha: Callable[[int, Sequence[float]], float],
         t1: int | None = None,
         t2: int | None = None,
+        ramp_after: Callable[[Sequence[float]], tuple[int | None, int | None]] | None = None,
     ) -> None:
         self.name, self.eps_max, self.per, self.t1, self.t2 = name, eps_max, per, t1, t2
         self._alpha = alpha
+        self._ramp_after = ramp_after
+
+    def ramp(self, val_history: Sequence[float] = ()) -> tuple[int | None, int | None]:
+        """(T1, T2) in the unit of ``per``: fixed at construction, except for schedules that decide them while
+        training (``auto``), whose ramp follows from the validation history seen so far ((None, None) while no
+        plateau has been detected, and for good if none came: then eps stayed 0)."""
+        if self._ramp_after is not None:
+            return self._ramp_after(val_history)
+        return self.t1, self.t2
 
     def alpha(self, epoch: int, step: int, val_history: Sequence[float] = ()) -> float:
         """The fraction of eps_g in [0, 1] at this epoch (0-based) and optimiser step."""
@@ -284,7 +296,14 @@ def _auto(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
         start = state.t1 if per == "epoch" else (state.t1 + 1) * steps_per_epoch
         return scheduled_alpha(t, start, max(start, last))
 
-    return EpsSchedule("auto", settings.value, per, alpha)
+    def ramp_after(history: Sequence[float]) -> tuple[int | None, int | None]:
+        t1 = AutoEpsState.from_history(list(history), patience, tolerance).t1
+        if t1 is None:
+            return None, None
+        start = t1 if per == "epoch" else (t1 + 1) * steps_per_epoch
+        return start, max(start, last)
+
+    return EpsSchedule("auto", settings.value, per, alpha, ramp_after=ramp_after)
 
 
 # Paper B's names for the schedules (config/schedule_specs.py holds them, so that config validation

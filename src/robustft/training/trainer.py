@@ -368,7 +368,8 @@ class Trainer:
         wall = self.wall_before + time.perf_counter() - started
         summary = components.summarize_run(self.run, self.cfg, self.strategy, self.num_classes,
                                            wall_seconds=wall, eval_seconds=self.eval_seconds,
-                                           total_steps=self.total_steps, eps_at=self.eps_at)
+                                           total_steps=self.total_steps, eps_at=self.eps_at,
+                                           val_history=self.val_history)
         try:
             self.run.write_summary(summary)
         except OSError as error:
