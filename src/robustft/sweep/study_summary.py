@@ -141,7 +141,8 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
         eps_text = format_eps(eps) if eps else "eps_g"
         parts.append(f"\nPaper B: perturbation schedules (test accuracy in %, adversarial = APGD-CE at {eps_text})")
         parts.append(format_table(schedules, [
-            ("schedule", "schedule", str), ("ramp", "eps ramp T1-T2", str), ("clean", "clean", _pct), ("adversarial", f"adv @ {eps_text}", _pct),
+            ("schedule", "schedule", str), ("ramp", "eps ramp T1-T2", str), ("clean", "clean", _pct),
+            ("adversarial", f"adv @ {eps_text}", _pct),
             ("e_adv", "E.adv", _pct),
             ("onset_epoch", "onset epoch", lambda v: "never" if v is None else f"{v:.2f}")]))
     if found:
