@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -124,10 +126,18 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
     class Point:
         name = "a"
 
-    progress.update("start", Point())
     (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "lock").write_text(json.dumps({"pid": 1}) + "\n")  # a killed earlier attempt's holder
+    os.utime(tmp_path / "a" / "lock", (time.time() - 60, time.time() - 60))
+    progress.update("start", Point())
     (tmp_path / "a" / "metrics.jsonl").write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 50}) + "\n")
     assert last_step(tmp_path / "a") == 50
+    # handed to the executor, but no process holds its lock yet (Ray submits every run at once): queued
+    assert "1 queued" in progress.line() and "running" not in progress.line()
+    assert progress.fraction() == 0.0
+    (tmp_path / "a" / "lock").write_text(json.dumps({"pid": 2}) + "\n")  # the trainer took the lock
+    progress._refresh()
+    assert "started a" in stream.getvalue() and "queued" not in progress.line()
     assert progress.fraction() == pytest.approx(50 / (100 + 55))
     assert "[0/2 runs] running a 50/100" in progress.line()
 

@@ -6,6 +6,10 @@ weights each run by its expected cost (steps x the attack steps of adversarial t
 ``1 + 0.25 x attack steps`` standard steps: README, Benchmarks), so that a slow adversarial run left for last does
 not make the estimate jump. On a terminal the line is redrawn in place every second; otherwise one line is
 printed per started and finished run, and the progress line every 30 seconds.
+
+A run counts as running only once its training process holds the run directory's lock (``runs.lock`` writes the
+holder into ``RUN_DIR/lock`` when it takes it and clears it when it lets go); before that it is queued. The Ray
+executor submits every run at once and Ray starts as many as the CPUs allow, so "submitted" is not "running".
 """
 
 from __future__ import annotations
@@ -52,6 +56,19 @@ def last_step(run_dir: Path) -> int:
         return 0
 
 
+def run_started(run_dir: Path, since: float) -> bool:
+    """Whether a training process took ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value): the lock
+    file then holds its holder's details (cleared on release) and was written after ``since``. A stale holder
+    left by a killed earlier attempt is older than ``since``, so a queued resume is not mistaken for a running one."""
+    path = run_dir / "lock"
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    # one second of slack for file systems that store modification times coarsely
+    return stat.st_size > 0 and stat.st_mtime >= since - 1.0
+
+
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
@@ -73,6 +90,7 @@ class StudyProgress:
         self.dirs = {c["name"]: Path(c["output_dir"]) / c["name"] for c in configs}
         self.steps = {c["name"]: max(1, planned_steps(c)) for c in configs}
         self.costs = {c["name"]: relative_cost(c) for c in configs}
+        self.queued: dict[str, float] = {}  # name -> time.time() it was handed to the executor
         self.running: dict[str, float] = {}
         self.done: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -93,18 +111,28 @@ class StudyProgress:
             self.stream.flush()
 
     def update(self, event: str, item: Any) -> None:
-        """``("start", SweepPoint)`` or ``("done", PointResult)``."""
+        """``("start", SweepPoint)`` when a run is handed to the executor, ``("done", PointResult)`` when it ends."""
         with self._lock:
             if event == "start":
-                self.running[item.name] = time.monotonic()
-                if not self.live:
-                    self._print(f"started {item.name}")
+                self.queued[item.name] = time.time()
+                self._refresh()
             else:
+                self._refresh()
+                self.queued.pop(item.name, None)
                 self.running.pop(item.name, None)
                 self.done[item.name] = item.status
                 if not self.live:
                     note = f" ({item.error})" if getattr(item, "error", None) else ""
                     self._print(f"{item.status} {item.name}{note}")
+
+    def _refresh(self) -> None:
+        """Moves queued runs whose process has taken their run directory's lock to running (caller holds _lock)."""
+        for name, since in list(self.queued.items()):
+            if run_started(self.dirs[name], since):
+                del self.queued[name]
+                self.running[name] = time.monotonic()
+                if not self.live:
+                    self._print(f"started {name}")
 
     def fraction(self) -> float:
         """Share of the study's expected cost done, in [0, 1]."""
@@ -119,17 +147,26 @@ class StudyProgress:
         elapsed = time.monotonic() - self.start
         fraction = self.fraction()
         running = ", ".join(f"{name} {last_step(self.dirs[name])}/{self.steps[name]}" for name in self.running)
+        queued = f"{len(self.queued)} queued | " if self.queued else ""
         estimate = f", ~{_clock(elapsed * (1 - fraction) / fraction)} left" if fraction >= 0.05 else ""
         return (f"[{len(self.done)}/{len(self.costs)} runs] " + (f"running {running} | " if running else "")
-                + f"{_clock(elapsed)} elapsed{estimate}")
+                + queued + f"{_clock(elapsed)} elapsed{estimate}")
 
     def _print(self, text: str) -> None:
         self.stream.write(f"robustft: {text} | {self.line()}\n")
         self.stream.flush()
 
     def _tick(self) -> None:
-        while not self._stop.wait(1.0 if self.live else 30.0):
+        last_print = time.monotonic()
+        while not self._stop.wait(1.0):
             with self._lock:
+                self._refresh()
                 text = self.line()
-            self.stream.write("\r\033[K" + text[:160] if self.live else f"robustft: {text}\n")
+            if self.live:
+                self.stream.write("\r\033[K" + text[:160])
+            elif time.monotonic() - last_print >= 30.0:
+                self.stream.write(f"robustft: {text}\n")
+                last_print = time.monotonic()
+            else:
+                continue
             self.stream.flush()
