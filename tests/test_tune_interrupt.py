@@ -38,11 +38,11 @@ strategy: {{name: full}}
 objective: {{name: standard}}
 eps: {{schedule: zero}}
 optim: {{batch_size: 32, lr: 1.0e-6, warmup: 0}}
-train: {{steps: 24}}
+train: {{steps: 16}}
 eval: {{schedule: "every:4", subset: 64, batch_size: 64, splits: [val], eps: [1/255], final: null, ood: false}}
 logging: {{progress: false}}
 """
-TRIALS = 8
+TRIALS = 6
 
 
 class Search:
@@ -103,6 +103,15 @@ def _files(run_dir: Path) -> dict[str, bytes]:
             if (run_dir / name).is_file()}
 
 
+def _created(run_dir: Path) -> tuple[int, int]:
+    """When the run directory was created (config.yaml, env.json): a restarted trial would write them anew."""
+    return (run_dir / "config.yaml").stat().st_mtime_ns, (run_dir / "env.json").stat().st_mtime_ns
+
+
+def _steps(kept: dict[str, list[dict]]) -> int:
+    return sum(max((r["step"] for r in records), default=0) for records in kept.values())
+
+
 def _checkpointed(run_dir: Path) -> list[dict]:
     """The records up to the run's last checkpoint: what a resumed trial must keep."""
     from robustft.runs.checkpoints import load_checkpoint
@@ -116,16 +125,18 @@ def _checkpointed(run_dir: Path) -> list[dict]:
 def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
     search = Search(tmp_path)
     try:
-        # 1. Ctrl-C once four trials have started (two run at a time: two or more have ended).
+        # 1. Ctrl-C once three trials have started (two run at a time: one or more has ended).
         first = search.start("first")
-        search.wait_for(first, "first", lambda: len(search.trial_dirs()) >= 4)
+        search.wait_for(first, "first", lambda: len(search.trial_dirs()) >= 3)
         os.killpg(first.pid, signal.SIGINT)
         assert first.wait(timeout=60) == 130, search.err("first")
         assert "run the same command again to resume" in search.err("first")
         assert not (search.out / "best.json").exists() and not (search.out / "best.yaml").exists()
         ended = {name: _files(search.out / "trials" / name) for name in search.ended()}
         kept = {p.name: _checkpointed(p) for p in search.trial_dirs()}
-        assert 2 <= len(ended) < len(kept) + 1 and len(kept) < TRIALS, (sorted(ended), sorted(kept))
+        created = {p.name: _created(p) for p in search.trial_dirs()}
+        measured = [f"Ctrl-C: {len(ended)} ended, {len(kept)} started, {_steps(kept)} steps checkpointed"]
+        assert 1 <= len(ended) < len(kept) + 1 and len(kept) < TRIALS, (sorted(ended), sorted(kept))
 
         # 2. The same command resumes; SIGKILL of everything once two more trials have started.
         second = search.start("second")
@@ -134,6 +145,8 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
         second.wait(timeout=30)
         assert "tune: resuming the search" in search.err("second")
         kept.update({p.name: _checkpointed(p) for p in search.trial_dirs()})
+        created.update({p.name: _created(p) for p in search.trial_dirs() if p.name not in created})
+        measured.append(f"SIGKILL: {len(kept)} started, {_steps(kept)} steps checkpointed")
 
         # 3. Once more, to the end.
         third = search.start("third")
@@ -148,15 +161,18 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
     assert set(trials["trial"]) == {p.name for p in dirs} >= set(kept)  # the same trial ids throughout
     for name, files in ended.items():
         assert _files(search.out / "trials" / name) == files, f"{name} ended before Ctrl-C but ran again"
+    assert {name: _created(search.out / "trials" / name) for name in created} == created  # none made anew
     for name, records in kept.items():
         after = RunDir(search.out / "trials" / name).read_records()
         assert after[:len(records)] == records, f"{name} lost what it had checkpointed"
         steps = [(r["step"], r["split"], r["metric"], r.get("attack"), r.get("eps")) for r in after]
         assert len(steps) == len(set(steps)), f"{name} has a step recorded twice"
     completed = trials[trials["completed"]]
-    assert not completed.empty and (completed["last_step"] == 24).all()
+    assert not completed.empty and (completed["last_step"] == 16).all()
     assert all((search.out / "trials" / name / "summary.json").is_file() for name in completed["trial"])
 
+    print("measured:", "; ".join([*measured, f"end: {len(trials)} trials, {int(trials['last_step'].sum())} steps, "
+                                              f"{int(trials['completed'].sum())} to the budget"]))
     best = json.loads((search.out / "best.json").read_text())
     assert best["trials"] == TRIALS and best["trial"] in set(trials["trial"])
     tuned = load_config(search.out / "best.yaml")

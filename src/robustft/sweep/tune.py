@@ -20,9 +20,9 @@ Output directory (default ``<output_dir>/<name>-tune``)::
 The best trial is the one with the highest (``mode=min``: lowest) metric at its last evaluation among the trials
 that ran to the full budget (paper B keeps the last checkpoint, so a value seen only mid-training is not what the
 tuned config delivers); when ASHA stopped every trial, among all of them. A search stopped by Ctrl-C (Ray Tune
-saves its state and returns) raises :class:`SearchInterrupted` and writes no best.json / best.yaml. Follows Ray Tune's documented
-function-trainable API; a trial's resources are ``cpus_per_trial`` CPUs and ``gpus_per_trial`` (fractions allowed)
-GPUs.
+saves its state and returns) raises :class:`SearchInterrupted` and writes no best.json / best.yaml.
+Follows Ray Tune's documented function-trainable API; a trial's resources are ``cpus_per_trial`` CPUs and
+``gpus_per_trial`` (fractions allowed) GPUs.
 """
 
 from __future__ import annotations
