@@ -28,11 +28,14 @@ def test_output_dir_has_one_name(command):
     assert "--output-dir" in _options(command)
 
 
-@pytest.mark.parametrize("command", ["train", "demo", "sweep"])
+FIRST = {"train": ["c.yaml"], "demo": [], "sweep": ["c.yaml"], "reproduce": ["paper-a"]}
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "sweep", "reproduce"])
 def test_overrides_accept_positional_and_set(command):
     assert "--set" in _options(command)
     parser = build_parser()
-    argv = [command, *(["c.yaml"] if command != "demo" else []), "optim.lr=1", "--set", "train.steps=2"]
+    argv = [command, *FIRST[command], "optim.lr=1", "--set", "train.steps=2"]
     args = parser.parse_args(argv)
     assert args.overrides == ["optim.lr=1"] and args.set_overrides == ["train.steps=2"]
 
@@ -77,6 +80,29 @@ def test_sweep_overrides_and_group_by_are_checked(monkeypatch, tmp_path, capsys)
         main(["sweep", "c.yaml", "--report", "--group-by", "strategyy"])
     assert exited.value.code == 2
     assert "invalid choice: 'strategyy'" in capsys.readouterr().err
+
+
+def test_reproduce_positional_and_set_overrides_reach_the_study_alike(monkeypatch, tmp_path):
+    """``reproduce paper-b k=v`` and ``reproduce paper-b --set k=v`` hand the study the same overrides, which
+    are checked against every arm's config (no run starts: execute stops after resolving the study)."""
+    import robustft.cli.study_run
+    from robustft.sweep.study import resolve_study
+
+    seen = []
+
+    def execute(study, out, *, fixed, **options):
+        resolve_study(study, out, fixed)  # every arm's config with the overrides: a bad one raises here
+        seen.append((study.name, Path(out), list(fixed)))
+        return 0
+
+    monkeypatch.setattr(robustft.cli.study_run, "execute", execute)
+    out = str(tmp_path / "s")
+    overrides = ["train.epochs=1", "optim.batch_size=16"]
+    assert main(["reproduce", "paper-b", *overrides, "--output-dir", out]) == 0
+    assert main(["reproduce", "paper-b", "--set", overrides[0], "--set", overrides[1], "--output-dir", out]) == 0
+    assert main(["reproduce", "paper-b", overrides[0], "--set", overrides[1], "--output-dir", out]) == 0
+    assert seen == [("paper-b-embedded", tmp_path / "s", overrides)] * 3
+    assert main(["reproduce", "paper-b", "optim.lr=-1", "--output-dir", out]) == 2  # checked like --set ones
 
 
 @pytest.mark.parametrize("flag, warned", [("--output-dir", False), ("--out", True)])

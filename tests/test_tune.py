@@ -1,6 +1,7 @@
 """``robustft tune``: search spaces checked before Ray starts; ASHA on Ray Tune finds a better lr and stops trials
 early; a re-run resumes; best.yaml trains. One Ray instance for the module (2 CPUs)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -183,3 +184,99 @@ def test_tune_on_the_embedded_default_beats_a_bad_lr(tmp_path, ray_instance):
     start = result.trials[np.isclose(result.trials["optim.lr"], 1e-7)]
     assert result.best_metric > float(start["metric"].iloc[0])
     assert load_config(result.best_yaml).optim.lr == pytest.approx(result.best_values["optim.lr"])
+
+
+def _stop_before_ray(monkeypatch):
+    """run_tune up to the point where it would start Ray (tune.json is written by then)."""
+    pytest.importorskip("ray.tune")
+    import robustft.sweep.tune as tune_module
+
+    class RayStartedError(Exception):
+        pass
+
+    def start_ray(address, cpus):
+        raise RayStartedError
+
+    monkeypatch.setattr(tune_module, "_start_ray", start_ray)
+    return RayStartedError
+
+
+def test_a_rerun_with_another_search_or_metric_is_refused(tmp_path, monkeypatch, capsys):
+    """The same --output-dir with another --search or --metric would mix two searches in one Ray experiment:
+    refused before Ray starts, naming what differs and the fix; the stored search is left as it was."""
+    from robustft.cli import main
+
+    ray_started = _stop_before_ray(monkeypatch)
+    config, out = write_config(tmp_path), tmp_path / "search"
+
+    def argv(space="optim.lr=loguniform:1e-4:1e-1", metric="val/clean/accuracy", steps="8"):
+        return ["tune", str(config), "--search", space, "--metric", metric, "--steps", steps, "--output-dir", str(out)]
+
+    with pytest.raises(ray_started):
+        main(argv())
+    stored = (out / "tune.json").read_text()
+    with pytest.raises(ray_started):  # the same settings: accepted (this is how a search is resumed)
+        main(argv())
+    for changed, what in (({"space": "optim.lr=loguniform:1e-3:1e-1"}, "search"),
+                          ({"metric": "val/clean/loss"}, "metric"), ({"steps": "9"}, "budget")):
+        assert main(argv(**changed)) == 2
+        err = capsys.readouterr().err
+        assert f"{what}:" in err and "another --output-dir" in err and "resume" in err, err
+    assert (out / "tune.json").read_text() == stored
+
+
+def _write_history(run_dir: Path, scores: list[float], every: int = 4) -> None:
+    run_dir.mkdir(parents=True)
+    lines = [{"step": i * every, "epoch": i * every / 8, "split": "val", "metric": "accuracy", "attack": None,
+              "eps": None, "value": score} for i, score in enumerate(scores)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_restored_asha_keeps_the_rungs_of_the_trials_that_ended(tmp_path):
+    """Ray Tune restores the scheduler as it was pickled at the start (empty rungs). ResumableASHA refills the
+    rungs from the ended trials' metrics.jsonl, so the restored search stops a trial that is behind exactly as
+    the uninterrupted one would; Ray's own ASHA, restored, lets it through."""
+    pytest.importorskip("ray.tune")
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from robustft.sweep.tune_resume import ResumableASHA
+
+    histories = {"a_00000": [0.1, 0.5, 0.7, 0.8, 0.9], "a_00001": [0.1, 0.6, 0.8, 0.85, 0.9],
+                 "a_00002": [0.1, 0.2]}  # a_00002: stopped by ASHA at step 4
+    for trial_id, scores in histories.items():
+        _write_history(tmp_path / trial_id, scores)
+    options = dict(time_attr="step", max_t=16, grace_period=4, reduction_factor=2)
+
+    def scheduler(kind=ResumableASHA):
+        made = kind(str(tmp_path), "val/clean/accuracy", **options) if kind is ResumableASHA else kind(**options)
+        made.set_search_properties("score", "max")
+        return made
+
+    live = scheduler()
+    for trial_id, scores in histories.items():
+        trial = SimpleNamespace(trial_id=trial_id, status="RUNNING")
+        live.on_trial_add(None, trial)
+        results = [{"score": s, "step": 4 * i} for i, s in enumerate(scores)]
+        for result in results:
+            live.on_trial_result(None, trial, result)
+        live.on_trial_complete(None, trial, results[-1])
+
+    def rungs(made):
+        return [(milestone, dict(recorded)) for milestone, recorded in made._brackets[0]._rungs]
+
+    restored, plain = scheduler(), scheduler(ASHAScheduler)
+    for trial_id in histories:
+        for made in (restored, plain):
+            made.on_trial_add(None, SimpleNamespace(trial_id=trial_id, status="TERMINATED"))
+    assert rungs(restored) == rungs(live) and rungs(live)[-1][1]["a_00002"] == 0.2
+    assert sorted(restored.replayed) == sorted(histories)
+    behind = {"score": 0.3, "step": 8}
+    decisions = []
+    for made in (live, restored, plain):
+        trial = SimpleNamespace(trial_id="a_00003", status="PENDING")
+        made.on_trial_add(None, trial)
+        made.on_trial_result(None, trial, {"score": 0.55, "step": 4})
+        decisions.append(made.on_trial_result(None, trial, behind))
+    assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]

@@ -1,4 +1,4 @@
-"""The options every config-running command shares (``train``, ``demo``, ``sweep``): one vocabulary.
+"""The options every config-running command shares (``train``, ``demo``, ``sweep``, ``reproduce``): one vocabulary.
 
 - overrides: positional ``key=value`` and ``--set key=value`` (repeatable) mean the same; positional first, then
   ``--set`` in order, so a later one wins;

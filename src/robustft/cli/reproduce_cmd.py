@@ -1,4 +1,5 @@
-"""``robustft reproduce paper-a|paper-b [--scale embedded|full] [--executor local|ray] [--output-dir DIR]``.
+"""``robustft reproduce paper-a|paper-b [key=value ...] [--set key=value] [--scale embedded|full]
+[--executor local|ray] [--output-dir DIR]``.
 
 Runs every shipped per-strategy (paper A) or per-schedule (paper B, plus its standard fine-tuning reference)
 config of a paper, each with its own settings, then the report with the findings. Resumable: the default study
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from robustft.cli.options import add_override_options
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "configs/paper_b[_embedded]/ plus standard fine-tuning as the reference. --scale full uses "
                     "the papers' backbones and datasets (online, GPU); embedded runs offline on a CPU.")
     parser.add_argument("paper", choices=("paper-a", "paper-b"))
+    add_override_options(parser)  # key=value / --set KEY=VALUE: applied to every run, e.g. train.epochs=1
     parser.add_argument("--scale", choices=("embedded", "full"), default="embedded")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument("--output-dir", default=None,
@@ -27,8 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run")
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs reserved per run (full scale: 1)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fixed",
-                        help="an override applied to every run, e.g. --set train.epochs=1 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=run)
 
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     study = paper_study(args.paper, args.scale)
     out = Path(args.output_dir) if args.output_dir else Path("runs") / f"reproduce-{study.name}"
-    return execute(study, out, fixed=list(args.fixed), executor=args.executor, jobs=args.jobs,
+    # Not overrides_of(args): --output-dir is the study directory here, not the runs' output_dir.
+    fixed = [*args.overrides, *args.set_overrides]
+    return execute(study, out, fixed=fixed, executor=args.executor, jobs=args.jobs,
                    ray_address=args.ray_address, quiet=args.quiet, title=f"robustft reproduce {study.name}",
                    cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)

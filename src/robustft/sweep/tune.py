@@ -11,24 +11,28 @@ the search must beat); the others are drawn at random (seeded).
 Output directory (default ``<output_dir>/<name>-tune``)::
 
     tune.json    what was searched (a re-run with other settings is refused rather than mixed in)
-    ray/         Ray Tune's experiment state: a re-run restores it and carries on (``Tuner.restore``)
+    ray/         Ray Tune's experiment state: a re-run restores it and carries on (``Tuner.restore``); ASHA's
+                 rungs are refilled from the ended trials (``tune_resume``: Ray restores no scheduler state)
     trials/      one robustft run directory per trial (a trial cut short resumes from its last checkpoint)
     trials.csv   one row per trial: values, last step, metric
     best.json    the best values and metric; best.yaml: the base config with them, for train / sweep
 
 The best trial is the one with the highest (``mode=min``: lowest) metric at its last evaluation among the trials
 that ran to the full budget (paper B keeps the last checkpoint, so a value seen only mid-training is not what the
-tuned config delivers); when ASHA stopped every trial, among all of them. Follows Ray Tune's documented
-function-trainable API; a trial's resources are ``cpus_per_trial`` CPUs and ``gpus_per_trial`` (fractions allowed)
-GPUs.
+tuned config delivers); when ASHA stopped every trial, among all of them. A search stopped by Ctrl-C (Ray Tune
+saves its state and returns) raises :class:`SearchInterrupted` and writes no best.json / best.yaml.
+Follows Ray Tune's documented function-trainable API; a trial's resources are ``cpus_per_trial`` CPUs and
+``gpus_per_trial`` (fractions allowed) GPUs.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,14 +45,19 @@ from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
-from robustft.runs.records import record_key
-from robustft.runs.run_dir import RunDir
 from robustft.sweep.runner import split_values
 
 DEFAULT_SEARCH = ("optim.lr=loguniform:1e-5:1e-1", "optim.weight_decay=loguniform:1e-5:1e-1")
 DEFAULT_METRIC = "val/clean/accuracy"
 SCORE = "score"  # the key trials report the metric under (record keys hold "/", Ray Tune's nesting separator)
 KINDS = ("loguniform", "uniform", "choice")
+
+log = logging.getLogger(__name__)
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """The search was stopped (Ctrl-C / SIGINT) before every trial ended; Ray Tune saved its state, and running
+    the same search again resumes it. ``str()`` says how far it got and how to resume."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,8 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     import torch
     from ray import tune
 
+    from robustft.runs.checkpoints import load_checkpoint
+    from robustft.sweep.tune_resume import reported
     from robustft.training.trainer import build_trainer  # torch: in the trial, not when tune.py is imported
 
     torch.set_num_threads(max(1, threads))
@@ -199,14 +210,17 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
         if value is not None:
             tune.report({SCORE: float(value), "step": int(step), "epoch": float(epoch)})
 
-    if (run_dir / "summary.json").is_file() or (run_dir / "checkpoints" / "last.pt").is_file():
-        # A trial cut short (the search was interrupted): report what it has, then carry on from its checkpoint.
-        for step, part in pd.DataFrame(RunDir(run_dir).read_records()).groupby("step", sort=True):
-            values = {record_key(row): row["value"] for row in part.to_dict("records")}
-            report(int(step), float(part["epoch"].iloc[0]), values)
-        if (run_dir / "summary.json").is_file():
+    if (run_dir / "config.yaml").is_file():
+        # A trial cut short (the search was interrupted): report what it has up to its last checkpoint (the
+        # trainer recomputes what follows), then carry on from there; a finished one only reports.
+        last = run_dir / "checkpoints" / "last.pt"
+        done = (run_dir / "summary.json").is_file()
+        until = None if done else int(load_checkpoint(last)["step"]) if last.is_file() else -1
+        for step, epoch, values in reported(run_dir, metric, until=until):
+            report(step, epoch, values)
+        if done:
             return
-        trainer = build_trainer(None, resume=run_dir, quiet=True)
+        trainer = build_trainer(None, resume=run_dir, quiet=True)  # no checkpoint yet: starts clean
     else:
         overrides = [*budget, *(f"{k}={v}" for k, v in params.items()), f"name={run_dir.name}",
                      f"output_dir={run_dir.parent}"]
@@ -222,8 +236,11 @@ def _start_ray(address: str | None, cpus: int | None) -> None:
         return
     # Trials find their files by absolute paths; keep them in the directory the user started from.
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        # "local": a new instance of our own. ray.init() without an address would join a cluster someone
+        # started on this machine with `ray start` (and refuse num_cpus); --address auto asks for that.
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
 
@@ -233,7 +250,7 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
              mode: str = "max", epochs: int | None = None, steps: int | None = None,
              grace_period: int | None = None, reduction_factor: int = 3, address: str | None = None,
              cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-             seed: int = 0) -> TuneResult:
+             seed: int = 0, on_status: Callable[[str], None] | None = None) -> TuneResult:
     """Runs (or resumes) an ASHA search and writes trials.csv, best.json and best.yaml.
 
     Args:
@@ -247,14 +264,19 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
         grace_period: ASHA's first rung, in epochs or steps like the budget (default 1 epoch, or an eighth of the
             steps).
         reduction_factor: ASHA keeps the best 1 / reduction_factor of the trials at each rung.
-        address: a Ray cluster (None: a local Ray instance with ``cpus`` CPUs, default all).
+        address: a Ray cluster (None: ``RAY_ADDRESS`` if set, else a new local Ray instance with ``cpus`` CPUs,
+            default all).
         cpus_per_trial, gpus_per_trial: Ray resources of one trial (fractional GPUs share a device).
         seed: the sampler's seed.
+        on_status: called with one line when the search starts or resumes (default: logged at INFO).
 
     Raises:
         ConfigError: a bad search space, metric, budget or option, before Ray starts.
         RobustftError: Ray is not installed, or output_dir holds a different search.
+        SearchInterrupted: stopped (SIGINT) before every trial ended; trials.csv holds the trials so far, best.json
+            and best.yaml are not written (a re-run resumes and writes them).
     """
+    status = on_status or log.info
     search = dict(search) if search else parse_search([])
     if mode not in ("max", "min"):
         raise ConfigError(f"--mode must be max or min, got {mode!r}.")
@@ -276,8 +298,9 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     _check_same_search(out, spec)
     try:
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search import BasicVariantGenerator
+
+        from robustft.sweep.tune_resume import ResumableASHA
     except ImportError:
         raise RobustftError("robustft tune needs Ray Tune: pip install 'robustft[ray]'.") from None
 
@@ -290,10 +313,17 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     _start_ray(address, cpus)
     experiment = out / "ray"
     if tune.Tuner.can_restore(str(experiment)):
+        # Unfinished trials resume; errored ones too (a Ctrl-C reaches the trials' processes as well, and
+        # fails the trials that were training). Their run directories hold where each one was.
         tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, resume_errored=True)
+        status(f"tune: resuming the search in {out}: {_ended(tuner)} of {trials} trials had ended (kept, not run "
+               "again); the others continue from their last checkpoint")
     else:
-        scheduler = ASHAScheduler(time_attr=time_attr, max_t=max_t, grace_period=grace,
-                                  reduction_factor=reduction_factor)
+        status(f"tune: starting a search of {trials} trials in {out}")
+        # stop_last_trials=False: a trial at the budget ends by itself and writes its summary.json (Ray's default
+        # stops it at its last report, before the trainer finishes); the rungs and early stops are the same.
+        scheduler = ResumableASHA(str(out / "trials"), metric, time_attr=time_attr, max_t=max_t,
+                                  grace_period=grace, reduction_factor=reduction_factor, stop_last_trials=False)
         tuner = tune.Tuner(
             trainable, param_space={key: dist.to_ray() for key, dist in search.items()},
             # reuse_actors: a worker that has imported torch and robustft takes the next trial (seconds per trial)
@@ -303,7 +333,24 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
                                                                          random_state=seed)),
             run_config=tune.RunConfig(name=experiment.name, storage_path=str(out), verbose=0))
     grid = tuner.fit()
+    # Ray Tune returns normally after a SIGINT, with the experiment state saved (and the trials it stopped on
+    # the way out counted as terminated): a trial ended if its last result is ``done`` (run to the budget or
+    # stopped by ASHA) or it failed. A partial search must not write a best.yaml that looks final.
+    ended = sum(1 for result in grid if (result.metrics or {}).get("done") or result.error is not None)
+    if ended < trials:
+        _write_trials(out, grid, list(search), time_attr, max_t)
+        raise SearchInterrupted(f"the search was interrupted with {ended} of {trials} trials ended; its state is "
+                                f"saved in {out}: run the same command again to resume it.")
     return _write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode, metric)
+
+
+def _ended(tuner: Any) -> str:
+    """How many trials of a restored search had ended (run to the budget, stopped by ASHA or failed)."""
+    try:
+        saved = tuner.get_results()  # the experiment state as it was saved
+        return str(saved.num_terminated + saved.num_errors)
+    except Exception:  # noqa: BLE001  an unreadable state is Ray's to report when it resumes; the count is a courtesy
+        return "?"
 
 
 def _get(tree: Mapping[str, Any], dotted: str) -> Any:
@@ -318,30 +365,46 @@ def _check_same_search(out: Path, spec: dict[str, Any]) -> None:
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved != json.loads(json.dumps(spec)):
-            changed = sorted(k for k in spec if saved.get(k) != json.loads(json.dumps(spec[k])))
-            raise RobustftError(f"{out} holds a search with other settings ({', '.join(changed)}); re-run with the "
-                                "same ones to resume it, or pick another --output-dir.")
+            given = json.loads(json.dumps(spec))
+            changed = "; ".join(f"{k}: {saved.get(k)!r} there, {given[k]!r} now" for k in sorted(given)
+                                if saved.get(k) != given[k])
+            raise RobustftError(f"{out} holds a search with other settings ({changed}); a search is resumed only "
+                                "with the settings it started with. Re-run with those to resume it, or pick another "
+                                "--output-dir for the new search.")
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
 
 
-def _write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fixed: Sequence[str], name: str,
-                   time_attr: str, max_t: int, mode: str, metric: str) -> TuneResult:
+def _write_trials(out: Path, grid: Any, keys: list[str], time_attr: str, max_t: int) -> pd.DataFrame:
+    """trials.csv: one row per trial Ray Tune knows of (trial, searched values, last step / time, metric)."""
     rows = []
     for result in grid:
-        last = result.metrics or {}
-        rows.append({"trial": last.get("trial_id") or Path(str(result.path)).name,
-                     **{k: result.config.get(k) for k in keys}, "last_step": last.get("step"),
+        last = result.metrics or {}  # empty for a trial that has not reported yet (an interrupted search)
+        rows.append({"trial": last.get("trial_id") or _trial_id(Path(str(result.path)).name),
+                     **{k: (result.config or {}).get(k) for k in keys}, "last_step": last.get("step"),
                      "last_time": last.get(time_attr), "metric": last.get(SCORE),
                      "completed": last.get(time_attr) is not None and float(last[time_attr]) >= max_t,
                      "error": str(result.error) if result.error else ""})
     columns = ["trial", *keys, "last_step", "last_time", "metric", "completed", "error"]
     trials = pd.DataFrame(rows, columns=columns).sort_values("trial", ignore_index=True)
+    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
+    return trials
+
+
+def _trial_id(dirname: str) -> str:
+    """The trial id in Ray Tune's trial directory name ``_trial_936e6_00005_5_optim_lr=0.0673_<date>``: the
+    searcher's 5-hex prefix and counter (``BasicVariantGenerator``); the name itself if it has none."""
+    found = re.search(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)", dirname)
+    return found.group(1) if found else dirname
+
+
+def _write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fixed: Sequence[str], name: str,
+                   time_attr: str, max_t: int, mode: str, metric: str) -> TuneResult:
+    trials = _write_trials(out, grid, keys, time_attr, max_t)
     steps_run = int(pd.to_numeric(trials["last_step"]).fillna(0).sum())
     # the per-trial budget in steps: what a trial that ran to the end reached
     full = pd.to_numeric(trials.loc[trials["completed"], "last_step"]).max() if trials["completed"].any() else 0
-    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
     scored = trials.dropna(subset=["metric"])
     if scored.empty:
         raise RobustftError(f"no trial reported {metric}; see the trials' run directories in {out / 'trials'} and "
