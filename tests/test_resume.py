@@ -114,6 +114,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert json.loads((run / LOCK_FILE).read_text())["pid"] == victim.pid
     assert lock_holder(run) is None
 
+    import torch
+
+    cpu_before_kill = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["cpu_seconds"]
     resumed = _launch(tmp_path, tmp_path / "victim", resume=run)
     out, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err.decode()[-2000:]
@@ -128,6 +131,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert got == want  # same records, same order, same values: nothing lost, nothing doubled
     assert json.loads((run / "summary.json").read_text())["final"] == \
         json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())["final"]
+    # CPU time accumulates across the resume: the summary counts the killed process's share too
+    assert json.loads((run / "summary.json").read_text())["cpu_seconds"] > cpu_before_kill > 0
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,11 @@ def test_run_writes_records_checkpoints_and_summary(tmp_path):
     assert last["step"] == 8 and "optimizer" in last and "rng" in last
     assert result.summary["final"]["test/clean/accuracy"] == clean[-1]["value"]
     assert json.loads((result.path / "summary.json").read_text())["steps"] == 8
+    # the run's own CPU time (a study sums it; Ray workers are not the study's children): positive, and no more
+    # than every core busy for the whole run
+    cpu = result.summary["cpu_seconds"]
+    assert 0 < cpu <= result.summary["wall_seconds"] * (os.cpu_count() or 1) + 0.5
+    assert last["cpu_seconds"] <= cpu  # the resume point carries it on
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):

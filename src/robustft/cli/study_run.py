@@ -6,7 +6,6 @@ Not a sub-command: the two commands' modules call :func:`execute`.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     from robustft.report import build_report
     from robustft.report.collect import collect_runs
     from robustft.report.html import describe
-    from robustft.sweep.runner import STATUS_FAILED
+    from robustft.sweep.runner import STATUS_FAILED, STATUS_FINISHED
     from robustft.sweep.study import default_jobs, resolve_study, run_study
     from robustft.sweep.study_progress import StudyProgress
     from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows
@@ -45,10 +44,10 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
         with StudyProgress(configs) as progress:
             results = run_study(study, out, progress=progress.update, **options)
     wall = time.monotonic() - started
-    # CPU time of the runs (subprocesses): on a shared machine wall time says little, CPU seconds / cores
-    # estimates the wall time the same study takes on an idle one.
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = children.ru_utime + children.ru_stime
+    # CPU time of the runs: on a shared machine wall time says little, CPU seconds / cores estimates the wall time
+    # the same study takes on an idle one. Each run records its own (summary.json: cpu_seconds), which also counts
+    # Ray workers, who are no children of this process; runs skipped as finished earlier are not counted.
+    cpu = _runs_cpu_seconds([r for r in results if r.status == STATUS_FINISHED])
     failed = [r for r in results if r.status == STATUS_FAILED]
     for result in failed:
         print(f"robustft: run {result.name} failed: {result.error} (log: {out / 'logs' / (result.name + '.log')})",
@@ -69,10 +68,22 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     strategies = strategy_rows([r for r in runs if r.labels["paper"] == "A"])
     schedules = schedule_rows([r for r in runs if r.labels["paper"] == "B"])
     print(format_summary(strategies, schedules, found))
-    print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} ({jobs} at a time, "
-          f"{cpu / 60:.1f} CPU-minutes); findings: {out / 'findings.json'}")
+    print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} ({where}, "
+          f"{cpu / 60:.1f} CPU-minutes in the runs); findings: {out / 'findings.json'}")
     print(f"report: {page}")
     return 1 if failed else 0
+
+
+def _runs_cpu_seconds(results: list[Any]) -> float:
+    """The sum of the runs' ``summary.json`` ``cpu_seconds`` (a run without it counts 0)."""
+    total = 0.0
+    for result in results:
+        try:
+            summary = json.loads((Path(result.path) / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        total += float(summary.get("cpu_seconds") or 0.0)
+    return total
 
 
 def _minutes(seconds: float) -> str:

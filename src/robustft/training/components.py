@@ -158,7 +158,7 @@ def check_reference_run(cfg: Any) -> None:
 
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
-                  eval_seconds: float, total_steps: int, eps_at: Any = None,
+                  eval_seconds: float, total_steps: int, eps_at: Any = None, cpu_seconds: float | None = None,
                   val_history: Sequence[float] = ()) -> dict[str, Any]:
     """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
     and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp; for
@@ -166,7 +166,7 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
     metrics = read_metrics(run.path)
     summary: dict[str, Any] = {
         "name": cfg.name, "steps": total_steps, "wall_seconds": wall_seconds, "eval_seconds": eval_seconds,
-        "eval_share": eval_seconds / wall_seconds if wall_seconds else None,
+        "eval_share": eval_seconds / wall_seconds if wall_seconds else None, "cpu_seconds": cpu_seconds,
         "strategy": {"name": getattr(strategy, "name", cfg.strategy.name),
                      "information": getattr(strategy, "information", None),
                      "mechanism": getattr(strategy, "mechanism", None),

@@ -65,6 +65,7 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
         "rng": capture_rng(trainer.device), "best": trainer.best, "val_history": list(trainer.val_history),
         "sums": dict(trainer.sums), "eval_seconds": trainer.eval_seconds,
         "wall_seconds": trainer.wall_before + time.perf_counter() - started,
+        "cpu_seconds": trainer.cpu_seconds(),
     }
     directory = Path(trainer.run.checkpoints_dir)
     try:
@@ -109,6 +110,7 @@ def resume_from_last(trainer: Any) -> bool:
     trainer.best, trainer.val_history = payload["best"], list(payload["val_history"])
     trainer.sums, trainer.eval_seconds = dict(payload["sums"]), float(payload["eval_seconds"])
     trainer.wall_before = float(payload["wall_seconds"])
+    trainer.cpu_before = float(payload.get("cpu_seconds", 0.0))  # checkpoints before 2026-12 lack it
     trainer.run.truncate_metrics_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True

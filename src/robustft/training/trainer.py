@@ -180,7 +180,8 @@ class Trainer:
         # Resumable state (what robustft.training.state saves in a checkpoint and restores on resume).
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
-        self.eval_seconds, self.wall_before = 0.0, 0.0
+        self.eval_seconds, self.wall_before, self.cpu_before = 0.0, 0.0, 0.0
+        self.cpu_started = time.process_time()  # reset when training starts
         self.config_changes: list[tuple[str, Any, Any]] = []  # a resume's overrides, recorded when it starts
         # Called after each evaluation's records and checkpoint are written: (step, epoch, {record key: value}).
         # robustft.sweep.tune reports the tuned metric to Ray Tune from here, so ASHA can stop a bad trial early.
@@ -227,6 +228,7 @@ class Trainer:
                      ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in self.config_changes))
             self.config_changes = []
         started = time.perf_counter()
+        self.cpu_started = time.process_time()
         loggers = RunLoggers(self.run.path, self.total_steps, self.step, self.progress, self.cfg.logging.tensorboard,
                              self.cfg.logging.mlflow, self.cfg.name)
         try:
@@ -364,10 +366,16 @@ class Trainer:
             log.info("resuming %s at step %d of %d", self.run.path, self.step, self.total_steps)
         return resumed
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds this run has used, all threads of its training process, across resumes: what a study sums
+        (a Ray worker's time is not a child process of the study's, so the study cannot measure it itself)."""
+        return self.cpu_before + time.process_time() - self.cpu_started
+
     def _finish(self, started: float) -> RunResult:
         wall = self.wall_before + time.perf_counter() - started
         summary = components.summarize_run(self.run, self.cfg, self.strategy, self.num_classes,
                                            wall_seconds=wall, eval_seconds=self.eval_seconds,
+                                           cpu_seconds=self.cpu_seconds(),
                                            total_steps=self.total_steps, eps_at=self.eps_at,
                                            val_history=self.val_history)
         try:
