@@ -32,7 +32,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows
 
     _, configs = resolve_study(study, out, fixed)  # every arm validated before anything runs
-    jobs = default_jobs(len(configs)) if jobs is None else jobs
+    jobs = default_jobs(configs) if jobs is None else jobs
     where = f"{jobs} at a time" if executor == "local" else "on Ray"
     print(f"robustft: {study.name}: {len(configs)} runs ({where}) into {out}", file=sys.stderr, flush=True)
     started = time.monotonic()

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="run every grid point with seeds 0..N-1 (a last `seed` axis; analysis groups by the rest)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
-    parser.add_argument("--jobs", type=int, default=1, help="local executor: runs at a time")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="local executor: runs at a time (default: one per CPU core, one thread each; 1 on a GPU)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
     parser.add_argument("--gpus-per-run", type=float, default=0.0)
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
+    from robustft.sweep.jobs import default_jobs
     from robustft.sweep.runner import (
         STATUS_FAILED,
         STATUS_RUNNING,
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     fixed = [*args.overrides, *args.set_overrides]
     resolved = resolve_points(args.config, grid, fixed, args.output_dir)
-    points, _, out = resolved
+    points, configs, out = resolved
     print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
     for point in points:
         if point.note:
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         detail = result.error or result.extra.get("detail")
         print(line + (f"  ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
-    results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor, jobs=args.jobs,
+    results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor,
+                        jobs=default_jobs(configs) if args.jobs is None else args.jobs,
                         ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
                         gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved)
     failed = [r for r in results if r.status == STATUS_FAILED]

@@ -20,7 +20,6 @@ Config files come from the repository's ``configs/`` when run from a checkout, e
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.sweep.jobs import default_jobs
 from robustft.sweep.runner import SweepPoint, run_points
 from robustft.sweep.study_progress import relative_cost
 
@@ -142,11 +142,6 @@ def resolve_study(study: Study, out: Path, fixed: Sequence[str] = ()) -> tuple[l
     return points, configs
 
 
-def default_jobs(runs: int) -> int:
-    """Runs in parallel by default: one per CPU core, one thread each (see ``robustft demo --help``)."""
-    return max(1, min(runs, os.cpu_count() or 1))
-
-
 def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: str = "local",
               jobs: int | None = None, ray_address: str | None = None, cpus_per_run: float = 1,
               gpus_per_run: float = 0, progress: Callable[[str, Any], None] | None = None) -> list[Any]:
@@ -163,7 +158,7 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
         progress: called as ``progress("start", point)`` and ``progress("done", result)``.
     """
     points, configs = resolve_study(study, out, fixed)
-    jobs = default_jobs(len(points)) if jobs is None else jobs
+    jobs = default_jobs(configs) if jobs is None else jobs
     # Longest expected runs first (adversarial before standard; ties keep the study's order): the parallel slots
     # then finish close together instead of one slow run starting last and running alone.
     order = sorted(range(len(points)), key=lambda i: -relative_cost(configs[i]))
