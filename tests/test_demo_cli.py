@@ -101,6 +101,10 @@ def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     assert all(f["verdict"] in VERDICTS and f["why"] for f in saved["findings"])
     page = (out / "report" / "index.html").read_text()
     assert page.index("Findings") < page.index("Overview")  # the Findings section comes first
+    # every schedule is its own frontier (all six runs are full fine-tuning: grouping by strategy merged them)
+    tradeoff = page[page.index("Accuracy / robustness trade-off"):]
+    for label in ("RFT-fix", "Epsilon-Scheduling", "standard (reference)", "auto"):
+        assert f"<td>{label}</td>" in tradeoff
     # Resumable: a second call skips every finished run and reports the same findings.
     assert main(argv) == 0
     assert json.loads((out / "findings.json").read_text())["findings"] == saved["findings"]

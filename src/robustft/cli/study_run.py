@@ -64,7 +64,9 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
                       "paper": arm.paper if arm else ""}
     found = findings(runs)
     _write_findings(out / "findings.json", study, found, wall, cpu, jobs, executor)
-    page = build_report(runs, out / "report", title=title, group_by="strategy")
+    # Each arm its own frontier under its label (paper A: the strategy, paper B: the schedule; grouping by strategy
+    # would merge all of paper B's schedules, which are all full fine-tuning, into one "full" frontier).
+    page = build_report(runs, out / "report", title=title, group_by="label")
     strategies = strategy_rows([r for r in runs if r.labels["paper"] == "A"])
     schedules = schedule_rows([r for r in runs if r.labels["paper"] == "B"])
     print(format_summary(strategies, schedules, found))
