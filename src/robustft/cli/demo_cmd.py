@@ -12,9 +12,9 @@ Measured on the 2-core machine, otherwise idle, side by side on 2026-12-01: the 
 (9.2 CPU-min) as 2 runs x 1 thread and 7 min 56 s (13.8 CPU-min) as 1 run x 2 threads (``--jobs 1``), so 2 x 1 is
 1.5x faster. The runs are small (32 px images, batch 64): MobileNetV2's intra-op threading costs more CPU than it
 saves at this size, and attacks on early-stopped, shrinking batches gain less still, while each run's serial parts
-(Python start-up, data loading, checkpointing) overlap with the other run's compute. Larger images or a GPU change this: pass ``--jobs``.
-Thread counts also change floating-point summation order, so the two layouts' trajectories differ slightly (the
-findings at these sample sizes can move between "holds" and "inconclusive"; their intervals say so).
+(Python start-up, data loading, checkpointing) overlap with the other run's compute. Larger images change this:
+pass ``--jobs``. Thread counts also change floating-point summation order, so the two layouts' trajectories differ
+slightly (the findings at these sample sizes can move between "holds" and "inconclusive"; their intervals say so).
 """
 
 from __future__ import annotations
