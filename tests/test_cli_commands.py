@@ -131,6 +131,7 @@ def test_sweep_command_runs_points_in_parallel_sets_overrides_reports_and_exits_
         assert written["strategy"]["name"] == "bitfit" and float(written["optim"]["lr"]) == lr
     page = (out / "report" / "index.html").read_text()
     assert f"<td>{good}</td>" in page and f"<td>{bad}</td>" not in page  # the report covers finished points
+    assert f"<title>robustft sweep {config} over optim.lr (2 runs)</title>" in page  # what was swept
 
     # Again with the finished point alone: skipped (no subprocess), exit status 0.
     assert main(["sweep", str(config), "--grid", "optim.lr=0.003", "--set", "strategy.name=bitfit",

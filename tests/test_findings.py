@@ -196,6 +196,25 @@ def test_schedule_beats_fix_holds_on_clean_and_eadv_and_fix_delays_onset():
     assert onset.numbers["threshold"] == pytest.approx(0.2)  # max(5%, 2 x chance) for 10 classes
 
 
+def test_side_by_side_studies_say_in_their_setting_what_tells_them_apart():
+    # a sweep over strategy x schedule: one paper B study per strategy; their findings share claims, so each
+    # finding's setting must name its strategy (or a reader sees two identical rows)
+    runs = []
+    for strategy in ("full", "bitfit"):
+        for kind in ("fix", "scheduled"):
+            run = paper_b_run(kind, [0.1, 0.5, 0.7], [0.6, 0.3, 0.2, 0.1, 0.0])
+            run.config["strategy"]["name"] = strategy
+            run.name = f"{run.name}-{strategy}"
+            runs.append(run)
+    found = findings(runs)
+    assert len(found) == 4
+    settings = sorted({f.setting for f in found})
+    assert [s.rsplit("; ", 1)[-1] for s in settings] == ["strategy.name=bitfit", "strategy.name=full"]
+    assert all(s.startswith("mobilenet_v2 on fashion-mnist at 32 px") for s in settings)
+    # one study alone keeps the plain setting
+    assert all(";" not in f.setting for f in findings(runs[:2]))
+
+
 def test_fix_better_than_schedule_does_not_hold_and_says_how_the_setting_differs():
     runs = [paper_b_run("standard", [0.1, 0.8, 0.9], [0.9, 0.0, 0.0, 0.0, 0.0]),
             paper_b_run("fix", [0.1, 0.7, 0.85], [0.85, 0.6, 0.5, 0.4, 0.3]),

@@ -18,6 +18,7 @@ Which runs play which role is read from their resolved configs, so any set of ru
 - several runs of one arm differing only in seed are replicates: intervals then come from the seeds' spread.
 """
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -50,11 +51,43 @@ def findings(runs: Iterable[Any]) -> list[Finding]:
     """
     loaded = [_as_run(run) for run in runs]
     out: list[Finding] = []
-    for group in _paper_a_groups(loaded):
-        out.extend(paper_a_findings(group))
-    for fix, scheduled, reference in _paper_b_groups(loaded):
-        out.extend(paper_b_findings(fix, scheduled, reference))
+    a_groups = _paper_a_groups(loaded)
+    a_labels = _group_labels([next(iter(arms.values()))[0].config for arms in a_groups], _PAPER_A_VARIED)
+    for group, label in zip(a_groups, a_labels, strict=True):
+        out.extend(_labelled(paper_a_findings(group), label))
+    b_groups = _paper_b_groups(loaded)
+    b_labels = _group_labels([fix[0].config for fix, _, _ in b_groups], _PAPER_B_VARIED)
+    for (fix, scheduled, reference), label in zip(b_groups, b_labels, strict=True):
+        out.extend(_labelled(paper_b_findings(fix, scheduled, reference), label))
     return out
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, default=str, sort_keys=True)
+    return out
+
+
+def _group_labels(configs: Sequence[Mapping[str, Any]], varied: Sequence[str]) -> list[str]:
+    """For studies found side by side (e.g. a sweep over strategy x schedule gives one paper B study per
+    strategy), the settings that tell them apart, ``strategy.name=bitfit``; empty when there is one study. Without
+    it two findings of the same claim would show the same setting and a reader could not tell them apart."""
+    if len(configs) < 2:
+        return [""] * len(configs)
+    flats = [_flat(c) for c in configs]
+    ignored = (*_BOOKKEEPING, *varied)
+    keys = sorted(k for k in set().union(*flats) if not any(k == i or k.startswith(i + ".") for i in ignored))
+    differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+    return [", ".join(f"{k}={json.loads(f[k]) if k in f else '-'}" for k in differing) for f in flats]
+
+
+def _labelled(found: list[Finding], label: str) -> list[Finding]:
+    return [dataclasses.replace(f, setting=f"{f.setting}; {label}" if f.setting else label) if label else f
+            for f in found]
 
 
 def _as_run(run: Any) -> StudyRun:

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
         done = [r.path for r in results if r.status not in (STATUS_FAILED, STATUS_RUNNING)]
         if done:
-            page = build_report(collect_runs(done), out / "report", title=f"sweep {out.name}", group_by=args.group_by)
+            page = build_report(collect_runs(done), out / "report", title=_report_title(args.config, grid, len(points)),
+                                group_by=args.group_by)
             print(f"report: {page}")
     return 1 if failed else 0
 
@@ -100,3 +101,10 @@ def show_status(directory: str) -> int:
     counts = {s: sum(r.status == s for r in rows) for s in ("done", "running", "failed", "pending")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(rows)} point(s)")
     return 0
+
+
+def _report_title(config: str, grid: dict[str, list[str]], runs: int) -> str:
+    """``robustft sweep configs/x.yaml over strategy.name x seed (12 runs)``: what was swept, not the folder name."""
+    axes = " x ".join(grid) if grid else "no grid"
+    return f"robustft sweep {config} over {axes} ({runs} runs)"
+
