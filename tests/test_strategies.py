@@ -74,10 +74,10 @@ def test_one_adamw_step_changes_exactly_the_trainable_parameters(arch: str, name
             assert grads[n] is None, f"frozen {n} got a gradient"
             assert p not in optimizer.state or not optimizer.state[p], f"frozen {n} has optimiser state"
             assert torch.equal(p, before[n]), f"frozen {n} changed"
-    # BatchNorm statistics move only where the BatchNorm's parameters train
+    # BatchNorm statistics move only where the BatchNorm's scale (weight) trains: not under BitFit
     for module_name, module in model.named_modules():
         if isinstance(module, _BatchNorm) and module.running_mean is not None:
-            trains = any(p.requires_grad for p in module.parameters(recurse=False))
+            trains = module.weight.requires_grad if module.weight is not None else False
             unchanged = torch.equal(module.running_mean, buffers_before[f"{module_name}.running_mean"])
             assert unchanged != trains, module_name
 
@@ -158,8 +158,8 @@ def test_train_mode_keeps_frozen_batchnorm_in_eval(arch: str, name: str) -> None
     everything = all(p.requires_grad for p in model.parameters())
     for module_name, module in model.named_modules():
         if isinstance(module, _BatchNorm):
-            params = list(module.parameters(recurse=False))
-            trains = any(p.requires_grad for p in params) if params else everything
+            # statistics follow the layer's scale (weight): BitFit's trained BatchNorm biases leave them frozen
+            trains = module.weight.requires_grad if module.weight is not None else everything
             assert module.training == trains, module_name
         elif not list(module.children()) and not isinstance(module, _BatchNorm):
             assert module.training, module_name

@@ -95,6 +95,39 @@ def test_train_mode_freezes_batchnorm_statistics_unless_asked_to_update() -> Non
     assert not any(m.training for m in never.modules() if isinstance(m, _BatchNorm))
 
 
+def _batchnorm_statistics(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.clone() for m in model.modules() if isinstance(m, _BatchNorm) for t in (m.running_mean, m.running_var)]
+
+
+def test_bitfit_keeps_the_pretrained_batchnorm_statistics_while_its_biases_train() -> None:
+    # BitFit trains BatchNorm biases only; re-estimating the running variance would rescale every channel
+    # (on the demo's MobileNetV2 that took PGD accuracy at 1/255 from 50% to 0%).
+    model = build_tiny_cnn()
+    info = apply(model, "bitfit")
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert norms and all(m.bias.requires_grad and not m.weight.requires_grad for m in norms)
+    before = _batchnorm_statistics(model)
+    info.train_mode(model)
+    assert not any(m.training for m in norms)
+    assert model.head_module().training
+    model(torch.rand(8, 3, 32, 32) * 0.2)  # a batch far from the statistics the layers hold
+    for old, new in zip(before, _batchnorm_statistics(model), strict=True):
+        assert torch.equal(old, new)
+    updating = build_tiny_cnn()
+    apply(updating, "bitfit", bn_stats="update").train_mode(updating)
+    updating(torch.rand(8, 3, 32, 32) * 0.2)
+    assert any(not torch.equal(old, new) for old, new in zip(before, _batchnorm_statistics(updating), strict=True))
+
+
+def test_batchnorm_statistics_follow_the_scale_when_norm_weights_train() -> None:
+    model = build_tiny_cnn()
+    info = apply(model, "partial", patterns=[r"\.weight$"])
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert norms and all(m.weight.requires_grad for m in norms)
+    info.train_mode(model)
+    assert all(m.training for m in norms)
+
+
 @pytest.mark.parametrize("name", ["lora", "adapter", "compacter", "vpt"])
 def test_apply_is_deterministic_and_leaves_the_global_rng_alone(name: str) -> None:
     torch.manual_seed(123)

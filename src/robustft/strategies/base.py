@@ -98,10 +98,16 @@ class StrategyInfo:
     def train_mode(self, model: nn.Module) -> nn.Module:
         """Puts ``model`` in train mode, keeping BatchNorm layers with frozen parameters in eval mode.
 
-        A BatchNorm layer updates its running statistics only when one of its parameters currently trains (or,
+        A BatchNorm layer updates its running statistics only when its scale (``weight``) currently trains (or,
         for one without affine parameters, when every parameter of the model trains), unless option
-        ``bn_stats`` is ``update`` (always) or ``freeze`` (never). Why: linear probing a CNN in train mode would
-        otherwise silently change the frozen backbone through its statistics.
+        ``bn_stats`` is ``update`` (always) or ``freeze`` (never). Why: at evaluation a BatchNorm channel computes
+        ``weight / sqrt(running_var) * (x - running_mean) + bias``, so re-estimating the statistics changes the
+        channel's scale as surely as training ``weight`` does. Linear probing a CNN in train mode would otherwise
+        silently change the frozen backbone, and BitFit (biases only: the BatchNorm ``bias`` trains, its
+        ``weight`` does not) would change every channel's scale too, which paper A's BitFit on a LayerNorm ViT
+        (no running statistics) never does. Measured on the demo (MobileNetV2, Fashion-MNIST 32 px, PGD-15 at
+        1/255, 150 steps, 256 test images): BitFit with re-estimated statistics 78.1% clean / 0.0% robust, with
+        the pretrained ones 82.0% / 50.4%; linear probing with re-estimated statistics 68.4% / 0.0%.
 
         Returns:
             ``model``.
@@ -112,11 +118,8 @@ class StrategyInfo:
             return model
         everything = all(p.requires_grad for p in model.parameters())
         for module in model.modules():
-            if isinstance(module, _BatchNorm):
-                params = list(module.parameters(recurse=False))
-                trains = any(p.requires_grad for p in params) if params else everything
-                if policy == "freeze" or not trains:
-                    module.eval()
+            if isinstance(module, _BatchNorm) and (policy == "freeze" or not statistics_follow(module, everything)):
+                module.eval()
         return model
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +127,17 @@ class StrategyInfo:
         summary = asdict(self)
         summary["phases"] = [{"start": p.start, "trainable_count": len(p.trainable)} for p in self.phases]
         return summary
+
+
+def statistics_follow(module: _BatchNorm, everything: bool) -> bool:
+    """Whether ``bn_stats=auto`` lets ``module`` re-estimate its running statistics: its scale trains.
+
+    Args:
+        module: a BatchNorm layer.
+        everything: whether every parameter of the model trains (decides for a layer without affine parameters).
+    """
+    weight = module.weight
+    return bool(weight.requires_grad) if weight is not None else everything
 
 
 def set_trainable(model: nn.Module, names: list[str]) -> bool:
