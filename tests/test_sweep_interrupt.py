@@ -244,3 +244,34 @@ def test_sigint_to_a_real_sweep_stops_it_and_the_same_command_resumes_it(tmp_pat
     manifest = json.loads((out / "sweep.json").read_text())
     assert [(p["status"], p["action"]) for p in manifest["points"]] == [("finished", "resume"), ("finished", "start")]
     assert (first / "summary.json").is_file() and (second / "summary.json").is_file()
+
+
+def test_an_interrupted_demo_says_to_resume_it_with_resume_dir_which_continues_that_study(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """``robustft demo`` starts a new study directory each time, so its resume command names the interrupted one."""
+    import robustft.cli.study_run as study_run
+
+    used: list[Path] = []
+
+    def interrupted(study, out, **options):
+        used.append(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(json.dumps({"study": study.name, "points": []}))
+        raise SweepInterrupted(signal.SIGINT, [PointResult("a-full", [], str(out / "a-full"), STATUS_INTERRUPTED)],
+                               out / "sweep.json")
+
+    monkeypatch.setattr(study_run, "execute", interrupted)
+    argv = ["demo", "--quick", "--output-dir", str(tmp_path)]
+    assert main(argv) == 130
+    study = used[0]
+    err = capsys.readouterr().err
+    assert "robustft: stopped by SIGINT: 0 of 1 run(s) finished, 1 interrupted" in err and "Traceback" not in err
+    assert f"to resume, run: robustft demo --quick --output-dir {tmp_path} --resume {study}" in err
+    assert main([*argv, "--resume", str(study)]) == 130 and used[1] == study  # the same study directory
+    # interrupted again: the same command resumes it (--resume not added twice)
+    assert capsys.readouterr().err.endswith(f"to resume, run: robustft demo --quick --output-dir {tmp_path} "
+                                            f"--resume {study}\n")
+    assert main(["demo", "--resume", str(study)]) == 2  # a --quick study resumed without --quick
+    assert "holds the study 'demo-quick', not 'demo'; add --quick" in capsys.readouterr().err
+    assert main(["demo", "--quick", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no readable sweep.json there" in capsys.readouterr().err and len(used) == 2
