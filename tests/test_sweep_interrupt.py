@@ -135,7 +135,7 @@ def test_a_signal_cancels_the_ray_tasks(tmp_path, monkeypatch):
         if not calls:  # the signal arrives while the sweep waits for its tasks, p0's training having started
             calls.append(("signal",))
             (out / "p0").mkdir()
-            (out / "p0" / "lock").write_text('{"pid": 1}')  # what a training writes on taking the run's lock
+            (out / "p0" / "lock").write_text("")  # taken, then let go of (cleared) when the task was cancelled
             os.kill(os.getpid(), signal.SIGINT)
             return [], list(refs)
         return (list(refs), []) if any(c[0] == "cancel" for c in calls) else ([], list(refs))

@@ -31,9 +31,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -51,7 +53,6 @@ from robustft.runs.metrics_file import atomic_write_text
 from robustft.sweep.check import PointChecker, carry_strategy_options
 from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
 from robustft.sweep.interrupt import CHILDREN, GRACE_SECONDS, KILL_SECONDS, POLL_SECONDS, StopSignals, SweepInterrupted
-from robustft.sweep.study_progress import run_started
 
 # Re-exported: the grid's names were defined here before robustft.sweep.grid, and are imported from here.
 __all__ = [
@@ -367,6 +368,11 @@ def _ray_remote(address: str | None, cpus: float, gpus: float) -> Any:
         raise RobustftError("the ray executor needs Ray: pip install 'robustft[ray]' (or use --executor local).") \
             from None
     if not ray.is_initialized():
+        # A local Ray instance's processes inherit an ignored SIGINT (a script's `robustft sweep ... &` starts the
+        # sweep so), and ray.cancel interrupts a running task by a simulated SIGINT in its worker, which an ignored
+        # SIGINT turns into nothing: the default is set first (StopSignals takes SIGINT next in any case).
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     return ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_point_inprocess)
 
@@ -402,8 +408,9 @@ def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: floa
     which stops ``train`` as Ctrl-C does (its ``finally`` releases the run's lock); a task still running after
     ``GRACE_SECONDS`` is cancelled with ``force=True``, which kills its worker process (the kernel then releases
     the lock). A task that finished before the cancel keeps its result. ``ray.get`` of a cancelled task raises
-    (``TaskCancelledError``, ``WorkerCrashedError`` after force): the point is ``interrupted`` if its training
-    took the run's lock during this sweep (``study_progress.run_started``), else ``pending``.
+    (``TaskCancelledError``, ``WorkerCrashedError`` after force): the point is ``interrupted`` if its task took
+    the run's lock during this sweep, else ``pending``. The lock file's time says so, not its holder details
+    (``study_progress.run_started``): an interrupted training clears those when it lets go of the lock.
     """
     refs = list(pending)
     for ref in refs:
@@ -420,9 +427,18 @@ def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: floa
         try:
             result = ray.get(ref, timeout=KILL_SECONDS)
         except Exception:  # cancelled, killed, or not gone after KILL_SECONDS
-            status = STATUS_INTERRUPTED if run_started(out / point.name, since) else STATUS_PENDING
+            status = STATUS_INTERRUPTED if _lock_touched_since(out / point.name, since) else STATUS_PENDING
             result = PointResult(point.name, [], str(out / point.name), status, "cancelled")
         yield result, point
+
+
+def _lock_touched_since(run_dir: Path, since: float) -> bool:
+    """Whether a process took (or let go of) ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value; one
+    second of slack for file systems that store modification times coarsely)."""
+    try:
+        return (run_dir / "lock").stat().st_mtime >= since - 1.0
+    except OSError:
+        return False
 
 
 def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult | None],
