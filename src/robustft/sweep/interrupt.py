@@ -102,9 +102,15 @@ class StopSignals:
     Python runs signal handlers in the main thread only, so elsewhere this does nothing (the signals keep their
     handlers). SIGHUP ignored on entry stays ignored (``nohup``; see the module docstring). The previous handlers
     are back on exit.
+
+    Args:
+        on_signal: called at the first signal, inside the handler (so it must not take a lock or write a file):
+            ``ChildProcesses.refuse``, so that at once no child starts and a child the same signal killed (a
+            scheduler signals every process of a job) counts as interrupted, not failed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_signal: Callable[[], None] | None = None) -> None:
+        self.on_signal = on_signal
         self.signum: int | None = None
         self.count = 0
         self._previous: dict[int, Any] = {}
@@ -124,6 +130,8 @@ class StopSignals:
         # write or while a lock is held, so acting here could leave a half-done write or deadlock.
         if self.signum is None:
             self.signum = signum
+            if self.on_signal is not None:
+                self.on_signal()
         self.count += 1
 
     def __enter__(self) -> StopSignals:
@@ -159,6 +167,11 @@ class ChildProcesses:
         """Accept new children again (a new sweep in the same process)."""
         with self._lock:
             self.stopping = False
+
+    def refuse(self) -> None:
+        """Start no more children (safe in a signal handler: one attribute store, no lock; ``run`` reads the flag
+        under its lock, so a child is either registered before this or refused after)."""
+        self.stopping = True
 
     def run(self, command: list[str], **options: Any) -> int | None:
         """Runs ``command`` to its end (``subprocess.Popen`` options, plus its own session) and returns its exit

@@ -309,9 +309,11 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
             on_result(result)
 
     def interrupted(signals: StopSignals) -> SweepInterrupted:
-        for point in points:  # never reached: pending (recorded without calling on_result: nothing ran)
+        for point in points:  # never reached: pending (not passed to on_result: nothing ran)
             if point.name not in results:
-                record(PointResult(point.name, [], str(out / point.name), STATUS_PENDING), point, report=False)
+                results[point.name] = PointResult(point.name, list(point.overrides), str(out / point.name),
+                                                  STATUS_PENDING)
+        _write_manifest(path, meta, [results[p.name] for p in points], points, out)
         return SweepInterrupted(signals.signum or 0, [results[p.name] for p in points], path, executor)
 
     def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
@@ -327,7 +329,7 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
         CHILDREN.reset()
         try:
             # StopSignals outermost: its handlers stay until the pool has shut down.
-            with StopSignals() as signals, ThreadPoolExecutor(max_workers=jobs) as pool:
+            with StopSignals(on_signal=CHILDREN.refuse) as signals, ThreadPoolExecutor(max_workers=jobs) as pool:
                 futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
                            for p, cfg in zip(points, configs, strict=True)}
                 waiting: set[Future] = set(futures)
@@ -396,7 +398,9 @@ def _run_with_ray(remote: Any, points: list[SweepPoint], configs: list[dict[str,
         try:
             result = ray.get(done[0])
         except Exception as error:  # a worker crash surfaces here; the other runs go on
-            result = PointResult(point.name, [], str(out / point.name), STATUS_FAILED, "start", repr(error))
+            # unless the sweep is being stopped: a terminal's Ctrl-C may reach the workers too
+            status = STATUS_INTERRUPTED if signals.requested else STATUS_FAILED
+            result = PointResult(point.name, [], str(out / point.name), status, "start", repr(error))
         yield result, point
 
 
