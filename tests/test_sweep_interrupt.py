@@ -87,6 +87,17 @@ def test_children_get_sigint_then_sigterm_and_none_starts_after_stop(tmp_path):
     assert children.run([sys.executable, "-c", "pass"]) == 0
 
 
+def test_a_second_signal_skips_the_grace_period(tmp_path):
+    children, codes = ChildProcesses(), []
+    thread = threading.Thread(target=lambda: codes.append(children.run([sys.executable, "-c", CHILD, str(tmp_path)],
+                                                                        env={**os.environ, "IGNORE": "1"})))
+    thread.start()
+    wait_until(lambda: any(tmp_path.glob("started-*")))
+    children.stop(hurried=lambda: True, grace=600, kill_after=600)  # would wait 10 minutes for a SIGINT it ignores
+    thread.join(timeout=10)
+    assert codes == [-signal.SIGTERM]
+
+
 def _points(n: int) -> tuple[list[SweepPoint], list[dict]]:
     points = [SweepPoint(f"p{i}", (f"seed={i}",)) for i in range(n)]
     return points, [{"name": p.name} for p in points]

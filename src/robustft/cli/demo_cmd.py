@@ -5,7 +5,8 @@ schedule, corrupted test sets as OOD splits) and paper B's standard fine-tuning 
 Epsilon-Scheduling, all on the embedded ImageNet MobileNetV2 and Fashion-MNIST at 32 px, run in parallel through
 the sweep machinery; then the HTML report (Findings first) and a terminal summary. The configs are
 ``configs/demo/`` (their comments say why each setting was chosen); ``--quick`` is the same pipeline on less
-data and fewer steps (CI runs it).
+data and fewer steps (CI runs it). Each invocation writes a new ``runs/demo-<time>/``; ``--resume DIR`` continues
+an interrupted one instead (Ctrl-C prints that command: ``robustft.sweep.interrupt``).
 
 Default ``--jobs``: one run per CPU core, one thread each, one run at a time on a GPU (``sweep.jobs.default_jobs``).
 Measured on the 2-core machine, otherwise idle, side by side on 2026-12-01: the full demo took 5 min 09 s wall
