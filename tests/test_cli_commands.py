@@ -102,17 +102,25 @@ def test_sweep_command_runs_points_in_parallel_sets_overrides_reports_and_exits_
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}))
     out = tmp_path / "sweep"
-    # Each point is a `robustft train` subprocess. With --jobs 2 both must be running at once: each waits at a
-    # barrier for the other before it starts (with one job at a time the barrier would break and the test fail).
-    real_run, barrier, threads = subprocess.run, threading.Barrier(2, timeout=120), []
+    # Each point is a `robustft train` subprocess. With --jobs 2 both must be running at once: once started, each
+    # waits at a barrier for the other before the sweep waits for it (with one job at a time the barrier would
+    # break and the test fail).
+    real_popen, barrier, threads = subprocess.Popen, threading.Barrier(2, timeout=120), []
 
-    def run(command, **kwargs):
+    def popen(command, **kwargs):
+        process = real_popen(command, **kwargs)
         if "train" in command:
             threads.append(kwargs["env"].get("OMP_NUM_THREADS"))
-            barrier.wait()
-        return real_run(command, **kwargs)
+            real_wait = process.wait
 
-    monkeypatch.setattr(sweep_module.runner.subprocess, "run", run)
+            def wait(*args, **options):
+                barrier.wait()
+                return real_wait(*args, **options)
+
+            process.wait = wait
+        return process
+
+    monkeypatch.setattr(sweep_module.interrupt.subprocess, "Popen", popen)
     # lr 1e30 diverges at the second step: a failure no validation can catch before the run.
     argv = ["sweep", str(config), "--grid", "optim.lr=0.003,1e30", "--set", "strategy.name=bitfit",
             "--jobs", "2", "--output-dir", str(out), "--report", "--group-by", "strategy"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -81,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobustftError as error:
         print(f"robustft: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        # A sweep, demo or reproduce stopped by a signal (robustft.sweep.interrupt.SweepInterrupted) says how far
+        # it got, and the same command resumes it (plus what the command adds, e.g. demo's --resume DIR).
+        if hasattr(stop, "exit_status"):
+            resume = ["robustft", *(sys.argv[1:] if argv is None else argv), *getattr(stop, "resume_args", [])]
+            print(f"robustft: {stop}\nrobustft: to resume, run: {shlex.join(resume)}", file=sys.stderr)
+            return int(stop.exit_status)
         print("robustft: interrupted", file=sys.stderr)
         return 130

@@ -5,7 +5,8 @@ schedule, corrupted test sets as OOD splits) and paper B's standard fine-tuning 
 Epsilon-Scheduling, all on the embedded ImageNet MobileNetV2 and Fashion-MNIST at 32 px, run in parallel through
 the sweep machinery; then the HTML report (Findings first) and a terminal summary. The configs are
 ``configs/demo/`` (their comments say why each setting was chosen); ``--quick`` is the same pipeline on less
-data and fewer steps (CI runs it).
+data and fewer steps (CI runs it). Each invocation writes a new ``runs/demo-<time>/``; ``--resume DIR`` continues
+an interrupted one instead (Ctrl-C prints that command: ``robustft.sweep.interrupt``).
 
 Default ``--jobs``: one run per CPU core, one thread each, one run at a time on a GPU (``sweep.jobs.default_jobs``).
 Measured on the 2-core machine, otherwise idle, side by side on 2026-12-01: the full demo took 5 min 09 s wall
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 from pathlib import Path
 
 from robustft.cli.options import add_output_dir_option, add_override_options, overrides_of
+from robustft.errors import RobustftError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,21 +43,50 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="runs at a time (default: one per CPU core, one thread each)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--resume", metavar="DIR", default=None,
+                        help="continue the interrupted study in DIR (runs/demo-<time>) instead of starting a new one")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from robustft.cli.study_run import execute
+    from robustft.sweep.interrupt import SweepInterrupted
     from robustft.sweep.study import demo_study
 
     study = demo_study(quick=args.quick)
-    # A fresh study directory each time, so `make demo` can be run again without deleting anything.
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.output_dir or "runs") / f"{study.name}-{stamp}"
-    status = execute(study, out, fixed=overrides_of(args), executor="local", jobs=args.jobs, ray_address=None,
-                     quiet=args.quiet, title=f"robustft demo: {out.name}")
+    if args.resume:
+        out = Path(args.resume)
+        _check_resumable(out, study.name)
+    else:
+        # A fresh study directory each time, so `make demo` can be run again without deleting anything.
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(args.output_dir or "runs") / f"{study.name}-{stamp}"
+    try:
+        status = execute(study, out, fixed=overrides_of(args), executor="local", jobs=args.jobs, ray_address=None,
+                         quiet=args.quiet, title=f"robustft demo: {out.name}")
+    except SweepInterrupted as stop:
+        if not args.resume:  # the same command would start a new study directory: name this one
+            stop.resume_args = ["--resume", str(out)]
+        raise
     if (out / "a-full" / "summary.json").is_file():
         print(f"Each run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate a model with a "
               f"stronger attack and a robust curve:\n  robustft eval --checkpoint {out / 'a-full'} --data "
               "fashion-mnist --image-size 32 --limit 1000 --attack apgd-ce --steps 10 --eps 1/255 --curve 0:4/255")
     return status
+
+
+def _check_resumable(out: Path, study: str) -> None:
+    """``--resume DIR``: DIR must be a demo study directory of the same kind (``--quick`` or not).
+
+    Raises:
+        RobustftError: DIR has no ``sweep.json``, or it holds the other study.
+    """
+    try:
+        found = json.loads((out / "sweep.json").read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError, AttributeError):
+        raise RobustftError(f"--resume {out}: no readable sweep.json there; pass the study directory an interrupted "
+                            "`robustft demo` printed (runs/demo-<time>).") from None
+    if found != study:
+        quick = "add --quick" if found == "demo-quick" else "drop --quick"
+        raise RobustftError(f"--resume {out}: that directory holds the study {found!r}, not {study!r}; {quick} "
+                            "(or start a new study without --resume).")

@@ -3,10 +3,12 @@
 from robustft.sweep.runner import (
     STATUS_FAILED,
     STATUS_FINISHED,
+    STATUS_INTERRUPTED,
     STATUS_PENDING,
     STATUS_RUNNING,
     STATUS_SKIPPED,
     PointResult,
+    SweepInterrupted,
     SweepPoint,
     add_seed_axis,
     expand_grid,
@@ -21,7 +23,7 @@ from robustft.sweep.runner import (
 )
 
 __all__ = [
-    "PointResult", "STATUS_FAILED", "STATUS_FINISHED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED",
-    "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir", "resolve_points",
-    "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
+    "PointResult", "STATUS_FAILED", "STATUS_FINISHED", "STATUS_INTERRUPTED", "STATUS_PENDING", "STATUS_RUNNING",
+    "STATUS_SKIPPED", "SweepInterrupted", "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir",
+    "resolve_points", "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
 ]

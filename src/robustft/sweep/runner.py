@@ -11,7 +11,10 @@ one bad point fails the sweep with nothing started), then runs each point:
 - a point with a checkpoint but no summary (killed, crashed) is resumed with ``robustft train --resume``;
 - a point whose directory exists without a checkpoint (died before its first evaluation) is moved aside to
   ``<name>.incomplete-<time>`` (nothing is deleted) and started again;
-- a failing point does not stop the others; the sweep exits non-zero and the manifest says why.
+- a failing point does not stop the others; the sweep exits non-zero and the manifest says why;
+- SIGINT / SIGTERM / SIGHUP stop the whole sweep (``robustft.sweep.interrupt``): queued points are not started,
+  running ones are stopped (``interrupted``: resumed from their last checkpoint by the next invocation), the
+  manifest is written and ``SweepInterrupted`` raised.
 
 The grid and its run names are ``robustft.sweep.grid``'s (its names are re-exported here).
 
@@ -28,11 +31,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +52,13 @@ from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_ho
 from robustft.runs.metrics_file import atomic_write_text
 from robustft.sweep.check import PointChecker, carry_strategy_options
 from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
+from robustft.sweep.interrupt import CHILDREN, GRACE_SECONDS, KILL_SECONDS, POLL_SECONDS, StopSignals, SweepInterrupted
 
 # Re-exported: the grid's names were defined here before robustft.sweep.grid, and are imported from here.
 __all__ = [
-    "STATUS_FAILED", "STATUS_FINISHED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED", "PointResult",
-    "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir", "resolve_points",
-    "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
+    "STATUS_FAILED", "STATUS_FINISHED", "STATUS_INTERRUPTED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED",
+    "PointResult", "SweepInterrupted", "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir",
+    "resolve_points", "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
 ]
 
 STATUS_FINISHED = "finished"
@@ -59,6 +66,9 @@ STATUS_SKIPPED = "skipped"  # already finished before this sweep started
 STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"  # another live process holds the point's run directory; not started again
 STATUS_PENDING = "pending"
+# started by this sweep and stopped by a signal (robustft.sweep.interrupt); like pending, the next invocation
+# resumes it (from its last checkpoint), so it is not terminal either
+STATUS_INTERRUPTED = "interrupted"
 _TERMINAL = (STATUS_FINISHED, STATUS_SKIPPED, STATUS_FAILED)
 
 
@@ -70,7 +80,7 @@ class PointResult:
     overrides: list[str]
     path: str
     status: str
-    action: str = ""  # start | resume | restart | skip | running
+    action: str = ""  # start | resume | restart | skip | running ("" for a point never reached)
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -154,8 +164,14 @@ def _running(name: str, run_dir: Path, action: str) -> PointResult:
 
 
 def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | None = None) -> PointResult:
-    """Runs one point as a ``robustft train`` subprocess; its stderr goes to ``<sweep>/logs/<name>.log``."""
+    """Runs one point as a ``robustft train`` subprocess; its stderr goes to ``<sweep>/logs/<name>.log``.
+
+    The child is one of ``interrupt.CHILDREN``: when the sweep is stopping it is not started (``pending``), and
+    one stopped by the sweep is ``interrupted``.
+    """
     name = str(config["name"])
+    if CHILDREN.stopping:
+        return PointResult(name, [], str(run_dir), STATUS_PENDING)
     action = prepare_run_dir(run_dir)
     result = PointResult(name, [], str(run_dir), STATUS_SKIPPED, action)
     if action == "skip":
@@ -176,17 +192,22 @@ def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | N
         else:
             command = [sys.executable, "-m", "robustft", "train", config_file, "--quiet"]
         with open(logs / f"{name}.log", "a", encoding="utf-8") as log:
-            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+            returncode = CHILDREN.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     finally:
         Path(config_file).unlink(missing_ok=True)
-    if completed.returncode == 0:
+    if returncode is None:  # the sweep was stopped before this child could start
+        result.status = STATUS_PENDING
+    elif returncode == 0:
         result.status = STATUS_FINISHED
+    elif CHILDREN.stopping:  # stopped by the sweep (or by the same signal sent to it): resumes next time,
+        # unless it had written its summary (it had finished; the signal caught it exiting)
+        result.status = STATUS_FINISHED if (run_dir / "summary.json").is_file() else STATUS_INTERRUPTED
     elif _lock_taken(run_dir):  # refused: another invocation took the directory between our check and start
         return _running(name, run_dir, "running")
     else:
         result.status = STATUS_FAILED
         tail = (logs / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-        result.error = f"exit status {completed.returncode}: " + " | ".join(tail)
+        result.error = f"exit status {returncode}: " + " | ".join(tail)
     return result
 
 
@@ -264,6 +285,12 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
 
     Returns:
         One result per point, in the order given.
+
+    Raises:
+        SweepInterrupted: SIGINT, SIGTERM or SIGHUP arrived (``robustft.sweep.interrupt``): no point was started
+            after it, the running ones were stopped (local: SIGINT, then SIGTERM and SIGKILL if they linger; Ray:
+            ``ray.cancel``), and ``sweep.json`` records every point's state (``interrupted`` / ``pending`` for
+            those the next invocation runs); the exception carries the results.
     """
     if executor not in ("local", "ray"):
         raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
@@ -274,14 +301,24 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
     path = out / "sweep.json"
     meta = dict(manifest or {})
 
-    def record(result: PointResult, point: SweepPoint) -> None:
+    def record(result: PointResult, point: SweepPoint, report: bool = True) -> None:
         result.overrides = list(point.overrides)
         results[point.name] = result
         _write_manifest(path, meta, [results.get(p.name) for p in points], points, out)
-        if on_result is not None:
+        if on_result is not None and report:
             on_result(result)
 
+    def interrupted(signals: StopSignals) -> SweepInterrupted:
+        for point in points:  # never reached: pending (not passed to on_result: nothing ran)
+            if point.name not in results:
+                results[point.name] = PointResult(point.name, list(point.overrides), str(out / point.name),
+                                                  STATUS_PENDING)
+        _write_manifest(path, meta, [results[p.name] for p in points], points, out)
+        return SweepInterrupted(signals.signum or 0, [results[p.name] for p in points], path, executor)
+
     def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
+        if CHILDREN.stopping:
+            return PointResult(point.name, [], str(out / point.name), STATUS_PENDING)
         if on_start is not None:
             on_start(point)
         return run_point_subprocess(cfg, out / point.name, threads)
@@ -289,40 +326,123 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
     _write_manifest(path, meta, [None] * len(points), points, out)
     if executor == "local":
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
-                       for p, cfg in zip(points, configs, strict=True)}
-            for future in as_completed(futures):
-                record(future.result(), futures[future])
+        CHILDREN.reset()
+        try:
+            # StopSignals outermost: its handlers stay until the pool has shut down.
+            with StopSignals(on_signal=CHILDREN.refuse) as signals, ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
+                           for p, cfg in zip(points, configs, strict=True)}
+                waiting: set[Future] = set(futures)
+                while waiting and not signals.requested:
+                    done, waiting = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=list(futures).index):
+                        record(future.result(), futures[future])
+                if signals.requested:
+                    for future in waiting:
+                        future.cancel()  # queued: never started; running: cannot be cancelled, stopped below
+                    CHILDREN.stop(hurried=lambda: signals.hurried)
+                    for future in [f for f in futures if f in waiting and not f.cancelled()]:
+                        result = future.result()  # returns promptly: its child has exited or never started
+                        record(result, futures[future], report=result.status != STATUS_PENDING)
+                    raise interrupted(signals)
+        finally:
+            CHILDREN.reset()
     else:
-        if on_start is not None:
-            for point in points:
-                on_start(point)
-        for result, point in _run_with_ray(list(points), list(configs), out, ray_address, cpus_per_run,
-                                           gpus_per_run):
-            record(result, point)
+        remote = _ray_remote(ray_address, cpus_per_run, gpus_per_run)  # before StopSignals: see _ray_remote
+        with StopSignals() as signals:
+            if on_start is not None:
+                for point in points:
+                    on_start(point)
+            for result, point in _run_with_ray(remote, list(points), list(configs), out, signals):
+                record(result, point, report=result.status != STATUS_PENDING)
+            if signals.requested:
+                raise interrupted(signals)
     return [results[p.name] for p in points]
 
 
-def _run_with_ray(points: list[SweepPoint], configs: list[dict[str, Any]], out: Path, address: str | None,
-                  cpus: float, gpus: float):
+def _ray_remote(address: str | None, cpus: float, gpus: float) -> Any:
+    """Ray's remote ``run_point_inprocess``, Ray started or joined. Called before ``StopSignals`` takes the
+    signals: ``ray.init`` installs a SIGTERM handler of its own in the driver (``sys.exit``), which would
+    otherwise replace the sweep's and skip cancelling the tasks."""
     try:
         import ray
     except ImportError:
         raise RobustftError("the ray executor needs Ray: pip install 'robustft[ray]' (or use --executor local).") \
             from None
     if not ray.is_initialized():
+        # A local Ray instance's processes inherit an ignored SIGINT (a script's `robustft sweep ... &` starts the
+        # sweep so), and ray.cancel interrupts a running task by a simulated SIGINT in its worker, which an ignored
+        # SIGINT turns into nothing: the default is set first (StopSignals takes SIGINT next in any case).
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_point_inprocess)
+    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_point_inprocess)
+
+
+def _run_with_ray(remote: Any, points: list[SweepPoint], configs: list[dict[str, Any]], out: Path,
+                  signals: StopSignals) -> Iterator[tuple[PointResult, SweepPoint]]:
+    import ray
+
+    since = time.time()
     pending = {remote.remote(cfg, out / p.name): p for p, cfg in zip(points, configs, strict=True)}
     while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
+        if signals.requested:
+            yield from _cancel_ray(ray, pending, out, since, signals)
+            return
+        # A timeout, so that a recorded signal is seen: ray.wait runs Python's signal handlers while it waits,
+        # but StopSignals' handler only records, so without one it would wait on for a run to end.
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+        if not done:
+            continue
         point = pending.pop(done[0])
         try:
             result = ray.get(done[0])
         except Exception as error:  # a worker crash surfaces here; the other runs go on
-            result = PointResult(point.name, [], str(out / point.name), STATUS_FAILED, "start", repr(error))
+            # unless the sweep is being stopped: a terminal's Ctrl-C may reach the workers too
+            status = STATUS_INTERRUPTED if signals.requested else STATUS_FAILED
+            result = PointResult(point.name, [], str(out / point.name), status, "start", repr(error))
         yield result, point
+
+
+def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: float,
+                signals: StopSignals) -> Iterator[tuple[PointResult, SweepPoint]]:
+    """Cancels the sweep's unfinished Ray tasks and yields what became of each.
+
+    ``ray.cancel`` (force=False) drops a task not started yet and raises ``KeyboardInterrupt`` in a running one,
+    which stops ``train`` as Ctrl-C does (its ``finally`` releases the run's lock); a task still running after
+    ``GRACE_SECONDS`` is cancelled with ``force=True``, which kills its worker process (the kernel then releases
+    the lock). A task that finished before the cancel keeps its result. ``ray.get`` of a cancelled task raises
+    (``TaskCancelledError``, ``WorkerCrashedError`` after force): the point is ``interrupted`` if its task took
+    the run's lock during this sweep, else ``pending``. The lock file's time says so, not its holder details
+    (``study_progress.run_started``): an interrupted training clears those when it lets go of the lock.
+    """
+    refs = list(pending)
+    for ref in refs:
+        ray.cancel(ref)
+    deadline = time.monotonic() + GRACE_SECONDS
+    ready: list[Any] = []
+    while len(ready) < len(refs) and time.monotonic() < deadline and not signals.hurried:
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
+    for ref in refs:
+        if ref not in ready:
+            ray.cancel(ref, force=True)
+    for ref in refs:
+        point = pending[ref]
+        try:
+            result = ray.get(ref, timeout=KILL_SECONDS)
+        except Exception:  # cancelled, killed, or not gone after KILL_SECONDS
+            status = STATUS_INTERRUPTED if _lock_touched_since(out / point.name, since) else STATUS_PENDING
+            result = PointResult(point.name, [], str(out / point.name), status, "cancelled")
+        yield result, point
+
+
+def _lock_touched_since(run_dir: Path, since: float) -> bool:
+    """Whether a process took (or let go of) ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value; one
+    second of slack for file systems that store modification times coarsely)."""
+    try:
+        return (run_dir / "lock").stat().st_mtime >= since - 1.0
+    except OSError:
+        return False
 
 
 def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult | None],
