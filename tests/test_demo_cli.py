@@ -58,6 +58,9 @@ def _synthetic_run(config: dict, run_dir: Path, threads: int | None = None) -> s
     lines = [json.dumps({k: (None if v != v else v) for k, v in r.items()}) for r in run.metrics.to_dict("records")]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     (run_dir / "summary.json").write_text(json.dumps({"detection": {"num_classes": 10}}))
+    # a trainer writes its holder details into the lock when it starts (the progress display's "started"); this
+    # instant stand-in leaves them, where a real one clears them on exit after being seen running
+    (run_dir / "lock").write_text(json.dumps({"pid": 0}) + "\n")
     return sweep.PointResult(name, [], str(run_dir), sweep.STATUS_FINISHED, "start")
 
 
