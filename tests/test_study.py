@@ -144,6 +144,12 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
     class Result:
         name, status, error = "a", "finished", None
 
+    class Stopped:
+        name, status, error = "a", "interrupted", None
+
+    progress.update("done", Stopped())  # stopped by a signal: not counted as done, no longer running
+    assert "[0/2 runs]" in progress.line() and "running" not in progress.line()
+    progress.update("start", Point())
     progress.update("done", Result())
     assert progress.fraction() == pytest.approx(100 / 155) and "[1/2 runs]" in progress.line()
     assert "finished a" in stream.getvalue() and "left" in progress.line()

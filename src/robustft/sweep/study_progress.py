@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+# Statuses of a run that ended without finishing because the study was stopped (sweep.runner's names).
+_NOT_DONE = ("interrupted", "pending")
+
 # Train-pool size of datasets whose configs leave data.limit_train unset (only used for the estimate).
 _DEFAULT_TRAIN_SIZE = 50_000
 
@@ -120,7 +123,8 @@ class StudyProgress:
                 self._refresh()
                 self.queued.pop(item.name, None)
                 self.running.pop(item.name, None)
-                self.done[item.name] = item.status
+                if item.status not in _NOT_DONE:  # an interrupted run is not done: a re-run resumes it
+                    self.done[item.name] = item.status
                 if not self.live:
                     note = f" ({item.error})" if getattr(item, "error", None) else ""
                     self._print(f"{item.status} {item.name}{note}")
