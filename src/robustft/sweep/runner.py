@@ -20,26 +20,22 @@ The grid and its run names are ``robustft.sweep.grid``'s (its names are re-expor
 
 The local executor runs every point in its own ``robustft train`` subprocess (isolation: a crash or an OOM
 kills one run, not the sweep; the CLI path users run is the one exercised), ``jobs`` at a time with the CPU
-threads divided between them. The Ray executor sends the resolved config to a Ray task that runs the same
-logic in the worker (the output directory must then be on storage every node sees). Ray is used because it is
-the maintained way to spread Python work over a cluster; the local executor needs nothing beyond the standard
-library. ``output_dir/sweep.json`` (rewritten atomically after each point) records every point's status.
+threads divided between them. The Ray executor (``robustft.sweep.ray_executor``) sends the resolved config to a
+Ray task that runs the same logic in the worker (the output directory must then be on storage every node sees).
+Ray is used because it is the maintained way to spread Python work over a cluster; the local executor needs
+nothing beyond the standard library. ``output_dir/sweep.json`` (rewritten atomically after each point;
+``robustft.sweep.manifest``) records every point's status.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,41 +44,29 @@ import yaml
 from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
-from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder, locked_file
-from robustft.runs.metrics_file import atomic_write_text
+from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder
 from robustft.sweep.check import PointChecker, carry_strategy_options
 from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
-from robustft.sweep.interrupt import CHILDREN, GRACE_SECONDS, KILL_SECONDS, POLL_SECONDS, StopSignals, SweepInterrupted
+from robustft.sweep.interrupt import CHILDREN, POLL_SECONDS, StopSignals, SweepInterrupted
+from robustft.sweep.manifest import (
+    STATUS_FAILED,
+    STATUS_FINISHED,
+    STATUS_INTERRUPTED,
+    STATUS_PENDING,
+    STATUS_RUNNING,
+    STATUS_SKIPPED,
+    PointResult,
+    write_manifest,
+)
+from robustft.sweep.ray_executor import ray_remote, run_with_ray
 
-# Re-exported: the grid's names were defined here before robustft.sweep.grid, and are imported from here.
+# Re-exported: the grid's names, the statuses and PointResult were defined here before robustft.sweep.grid and
+# robustft.sweep.manifest, and are imported from here.
 __all__ = [
     "STATUS_FAILED", "STATUS_FINISHED", "STATUS_INTERRUPTED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED",
     "PointResult", "SweepInterrupted", "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir",
     "resolve_points", "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
 ]
-
-STATUS_FINISHED = "finished"
-STATUS_SKIPPED = "skipped"  # already finished before this sweep started
-STATUS_FAILED = "failed"
-STATUS_RUNNING = "running"  # another live process holds the point's run directory; not started again
-STATUS_PENDING = "pending"
-# started by this sweep and stopped by a signal (robustft.sweep.interrupt); like pending, the next invocation
-# resumes it (from its last checkpoint), so it is not terminal either
-STATUS_INTERRUPTED = "interrupted"
-_TERMINAL = (STATUS_FINISHED, STATUS_SKIPPED, STATUS_FAILED)
-
-
-@dataclass
-class PointResult:
-    """What happened to one point."""
-
-    name: str
-    overrides: list[str]
-    path: str
-    status: str
-    action: str = ""  # start | resume | restart | skip | running ("" for a point never reached)
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_points(config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str] = (),
@@ -304,7 +288,7 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
     def record(result: PointResult, point: SweepPoint, report: bool = True) -> None:
         result.overrides = list(point.overrides)
         results[point.name] = result
-        _write_manifest(path, meta, [results.get(p.name) for p in points], points, out)
+        write_manifest(path, meta, [results.get(p.name) for p in points], points, out)
         if on_result is not None and report:
             on_result(result)
 
@@ -313,7 +297,7 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
             if point.name not in results:
                 results[point.name] = PointResult(point.name, list(point.overrides), str(out / point.name),
                                                   STATUS_PENDING)
-        _write_manifest(path, meta, [results[p.name] for p in points], points, out)
+        write_manifest(path, meta, [results[p.name] for p in points], points, out)
         return SweepInterrupted(signals.signum or 0, [results[p.name] for p in points], path, executor)
 
     def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
@@ -323,7 +307,7 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
             on_start(point)
         return run_point_subprocess(cfg, out / point.name, threads)
 
-    _write_manifest(path, meta, [None] * len(points), points, out)
+    write_manifest(path, meta, [None] * len(points), points, out)
     if executor == "local":
         threads = max(1, (os.cpu_count() or 1) // jobs)
         CHILDREN.reset()
@@ -348,121 +332,14 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
         finally:
             CHILDREN.reset()
     else:
-        remote = _ray_remote(ray_address, cpus_per_run, gpus_per_run)  # before StopSignals: see _ray_remote
+        # before StopSignals: see ray_remote
+        remote = ray_remote(run_point_inprocess, ray_address, cpus_per_run, gpus_per_run)
         with StopSignals() as signals:
             if on_start is not None:
                 for point in points:
                     on_start(point)
-            for result, point in _run_with_ray(remote, list(points), list(configs), out, signals):
+            for result, point in run_with_ray(remote, list(points), list(configs), out, signals):
                 record(result, point, report=result.status != STATUS_PENDING)
             if signals.requested:
                 raise interrupted(signals)
     return [results[p.name] for p in points]
-
-
-def _ray_remote(address: str | None, cpus: float, gpus: float) -> Any:
-    """Ray's remote ``run_point_inprocess``, Ray started or joined. Called before ``StopSignals`` takes the
-    signals: ``ray.init`` installs a SIGTERM handler of its own in the driver (``sys.exit``), which would
-    otherwise replace the sweep's and skip cancelling the tasks."""
-    try:
-        import ray
-    except ImportError:
-        raise RobustftError("the ray executor needs Ray: pip install 'robustft[ray]' (or use --executor local).") \
-            from None
-    if not ray.is_initialized():
-        # A local Ray instance's processes inherit an ignored SIGINT (a script's `robustft sweep ... &` starts the
-        # sweep so), and ray.cancel interrupts a running task by a simulated SIGINT in its worker, which an ignored
-        # SIGINT turns into nothing: the default is set first (StopSignals takes SIGINT next in any case).
-        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_point_inprocess)
-
-
-def _run_with_ray(remote: Any, points: list[SweepPoint], configs: list[dict[str, Any]], out: Path,
-                  signals: StopSignals) -> Iterator[tuple[PointResult, SweepPoint]]:
-    import ray
-
-    since = time.time()
-    pending = {remote.remote(cfg, out / p.name): p for p, cfg in zip(points, configs, strict=True)}
-    while pending:
-        if signals.requested:
-            yield from _cancel_ray(ray, pending, out, since, signals)
-            return
-        # A timeout, so that a recorded signal is seen: ray.wait runs Python's signal handlers while it waits,
-        # but StopSignals' handler only records, so without one it would wait on for a run to end.
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
-        if not done:
-            continue
-        point = pending.pop(done[0])
-        try:
-            result = ray.get(done[0])
-        except Exception as error:  # a worker crash surfaces here; the other runs go on
-            # unless the sweep is being stopped: a terminal's Ctrl-C may reach the workers too
-            status = STATUS_INTERRUPTED if signals.requested else STATUS_FAILED
-            result = PointResult(point.name, [], str(out / point.name), status, "start", repr(error))
-        yield result, point
-
-
-def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: float,
-                signals: StopSignals) -> Iterator[tuple[PointResult, SweepPoint]]:
-    """Cancels the sweep's unfinished Ray tasks and yields what became of each.
-
-    ``ray.cancel`` (force=False) drops a task not started yet and raises ``KeyboardInterrupt`` in a running one,
-    which stops ``train`` as Ctrl-C does (its ``finally`` releases the run's lock); a task still running after
-    ``GRACE_SECONDS`` is cancelled with ``force=True``, which kills its worker process (the kernel then releases
-    the lock). A task that finished before the cancel keeps its result. ``ray.get`` of a cancelled task raises
-    (``TaskCancelledError``, ``WorkerCrashedError`` after force): the point is ``interrupted`` if its task took
-    the run's lock during this sweep, else ``pending``. The lock file's time says so, not its holder details
-    (``study_progress.run_started``): an interrupted training clears those when it lets go of the lock.
-    """
-    refs = list(pending)
-    for ref in refs:
-        ray.cancel(ref)
-    deadline = time.monotonic() + GRACE_SECONDS
-    ready: list[Any] = []
-    while len(ready) < len(refs) and time.monotonic() < deadline and not signals.hurried:
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_SECONDS)
-    for ref in refs:
-        if ref not in ready:
-            ray.cancel(ref, force=True)
-    for ref in refs:
-        point = pending[ref]
-        try:
-            result = ray.get(ref, timeout=KILL_SECONDS)
-        except Exception:  # cancelled, killed, or not gone after KILL_SECONDS
-            status = STATUS_INTERRUPTED if _lock_touched_since(out / point.name, since) else STATUS_PENDING
-            result = PointResult(point.name, [], str(out / point.name), status, "cancelled")
-        yield result, point
-
-
-def _lock_touched_since(run_dir: Path, since: float) -> bool:
-    """Whether a process took (or let go of) ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value; one
-    second of slack for file systems that store modification times coarsely)."""
-    try:
-        return (run_dir / "lock").stat().st_mtime >= since - 1.0
-    except OSError:
-        return False
-
-
-def _write_manifest(path: Path, meta: dict[str, Any], results: list[PointResult | None],
-                    points: Sequence[SweepPoint], out: Path) -> None:
-    """Writes sweep.json; a point this invocation only saw as pending or running keeps the outcome another
-    invocation of the same sweep recorded for it (two invocations may run at once, each rewriting the file)."""
-    entries = [asdict(r) if r is not None else {"name": p.name, "overrides": list(p.overrides),
-                                                 "path": str(out / p.name), "status": STATUS_PENDING}
-               for r, p in zip(results, points, strict=True)]
-    for entry, point in zip(entries, points, strict=True):
-        if point.note:
-            entry["note"] = point.note
-    with locked_file(path.with_name(path.name + ".lock")):
-        try:
-            previous = {e.get("name"): e for e in json.loads(path.read_text(encoding="utf-8")).get("points", [])}
-        except (OSError, ValueError, AttributeError):
-            previous = {}
-        for index, entry in enumerate(entries):
-            other = previous.get(entry["name"])
-            if entry["status"] not in _TERMINAL and isinstance(other, dict) and other.get("status") in _TERMINAL:
-                entries[index] = other
-        payload = {**meta, "points": entries}
-        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

@@ -6,7 +6,8 @@ the config's budget (``--epochs`` / ``--steps`` set a per-trial budget instead) 
 (default ``val/clean/accuracy``, maximised) to Ray Tune at every evaluation, so that Ray Tune's
 ``ASHAScheduler`` stops the trials that are behind at each rung (grace period x reduction factor^k, in epochs
 when the budget is in epochs, else in steps). The first trial is the config's own values (the starting point
-the search must beat); the others are drawn at random (seeded).
+the search must beat); the others are drawn at random (seeded). The search space is ``tune_space``'s; what a finished
+search writes, ``tune_results``'s.
 
 Output directory (default ``<output_dir>/<name>-tune``)::
 
@@ -29,28 +30,33 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
-import yaml
 
 from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
-from robustft.sweep.runner import split_values
+from robustft.sweep.tune_results import SCORE, TuneResult, write_results, write_trials
+from robustft.sweep.tune_space import (
+    DEFAULT_SEARCH,
+    KINDS,
+    Distribution,
+    check_search,
+    parse_distribution,
+    parse_search,
+)
 
-DEFAULT_SEARCH = ("optim.lr=loguniform:1e-5:1e-1", "optim.weight_decay=loguniform:1e-5:1e-1")
+# Re-exported: the search space and the results were defined here before robustft.sweep.tune_space and
+# robustft.sweep.tune_results, and are imported from here.
+__all__ = [
+    "DEFAULT_METRIC", "DEFAULT_SEARCH", "KINDS", "SCORE", "Distribution", "SearchInterrupted", "TuneResult",
+    "check_search", "parse_distribution", "parse_search", "run_tune",
+]
+
 DEFAULT_METRIC = "val/clean/accuracy"
-SCORE = "score"  # the key trials report the metric under (record keys hold "/", Ray Tune's nesting separator)
-KINDS = ("loguniform", "uniform", "choice")
 
 log = logging.getLogger(__name__)
 
@@ -58,110 +64,6 @@ log = logging.getLogger(__name__)
 class SearchInterrupted(KeyboardInterrupt):
     """The search was stopped (Ctrl-C / SIGINT) before every trial ended; Ray Tune saved its state, and running
     the same search again resumes it. ``str()`` says how far it got and how to resume."""
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """One searched key: ``loguniform:a:b`` (0 < a < b), ``uniform:a:b`` (a < b) or ``choice:x,y,z``."""
-
-    kind: str
-    low: float = math.nan
-    high: float = math.nan
-    choices: tuple[str, ...] = ()
-
-    def to_ray(self) -> Any:
-        from ray import tune
-
-        if self.kind == "loguniform":
-            return tune.loguniform(self.low, self.high)
-        if self.kind == "uniform":
-            return tune.uniform(self.low, self.high)
-        return tune.choice(list(self.choices))
-
-    def describe(self) -> str:
-        """The distribution as written: ``loguniform:1e-05:0.1``, ``choice:full,lora``."""
-        if self.kind == "choice":
-            return "choice:" + ",".join(self.choices)
-        return f"{self.kind}:{self.low!r}:{self.high!r}"
-
-    def examples(self) -> list[str]:
-        """Values validated against the config before anything runs: both ends, or every choice."""
-        return list(self.choices) if self.kind == "choice" else [repr(self.low), repr(self.high)]
-
-
-def _number(text: str, item: str) -> float:
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"--search {item!r}: {text!r} is not a number; write e.g. optim.lr=loguniform:1e-5:1e-1."
-                          ) from None
-
-
-def parse_distribution(text: str, item: str = "") -> Distribution:
-    """``loguniform:1e-5:1e-1`` / ``uniform:0:0.3`` / ``choice:full,lora`` -> a Distribution.
-
-    Raises:
-        ConfigError: an unknown kind, a missing or non-numeric bound, low >= high, a non-positive log-uniform
-            bound, or an empty choice.
-    """
-    item = item or text
-    kind, _, rest = text.partition(":")
-    kind = kind.strip()
-    if kind not in KINDS:
-        raise ConfigError(f"--search {item!r}: unknown distribution {kind!r}; use loguniform:a:b, uniform:a:b or "
-                          "choice:x,y,z.")
-    if kind == "choice":
-        choices = tuple(split_values(rest))
-        if not choices:
-            raise ConfigError(f"--search {item!r}: choice needs values, e.g. strategy.name=choice:full,lora.")
-        return Distribution(kind, choices=choices)
-    bounds = rest.split(":")
-    if len(bounds) != 2:
-        raise ConfigError(f"--search {item!r}: {kind} needs two bounds, e.g. {kind}:1e-5:1e-1.")
-    low, high = (_number(b, item) for b in bounds)
-    if not low < high:
-        raise ConfigError(f"--search {item!r}: the lower bound must be below the upper one ({low} >= {high}).")
-    if kind == "loguniform" and low <= 0:
-        raise ConfigError(f"--search {item!r}: loguniform bounds must be positive; use uniform for a range from 0.")
-    return Distribution(kind, low, high)
-
-
-def parse_search(items: Sequence[str]) -> dict[str, Distribution]:
-    """``["optim.lr=loguniform:1e-5:1e-1", ...]`` -> ``{"optim.lr": Distribution}`` (empty: paper B's default)."""
-    search: dict[str, Distribution] = {}
-    for item in items or DEFAULT_SEARCH:
-        key, sep, dist = item.partition("=")
-        key = key.strip()
-        if not sep or not key or not dist.strip():
-            raise ConfigError(f"--search {item!r} is not KEY=DIST; e.g. --search optim.lr=loguniform:1e-5:1e-1.")
-        if key in search:
-            raise ConfigError(f"--search key {key!r} is given twice.")
-        search[key] = parse_distribution(dist.strip(), item)
-    return search
-
-
-@dataclass
-class TuneResult:
-    """What a search found.
-
-    Attributes:
-        best_values: the best trial's searched values (``{dotted key: value}``).
-        best_metric: its metric at its last evaluation.
-        best_trial: its Ray Tune trial id; its run directory is ``output_dir/trials/<id>``.
-        best_yaml: the base config with the best values (``robustft train best.yaml``).
-        trials: one row per trial: trial, the searched keys, last_time (in ``time_attr``), metric, completed.
-        steps_run: optimiser steps run over every trial; steps_full: trials x the steps of a trial that ran to
-            the end (0 when none did): what ASHA's early stops saved is ``steps_full - steps_run``.
-    """
-
-    best_values: dict[str, Any]
-    best_metric: float
-    best_trial: str
-    best_yaml: Path
-    output_dir: Path
-    trials: pd.DataFrame
-    steps_run: int
-    steps_full: int
 
 
 def _budget_overrides(epochs: int | None, steps: int | None) -> list[str]:
@@ -173,23 +75,6 @@ def _budget_overrides(epochs: int | None, steps: int | None) -> list[str]:
     if epochs is not None:
         return [f"train.epochs={epochs}"]
     return [f"train.steps={steps}"] if steps is not None else []
-
-
-def check_search(config: str | Path, search: Mapping[str, Distribution], fixed: Sequence[str], metric: str) -> Any:
-    """Loads the base config with every example value of every searched key, so that a bad key or bound fails
-    here, before Ray starts. Returns the base Config (with ``fixed``)."""
-    base = load_config(config, list(fixed))
-    for key, dist in search.items():
-        for value in dist.examples():
-            try:
-                load_config(config, [*fixed, f"{key}={value}"])
-            except RobustftError as error:
-                raise ConfigError(f"--search {key}: the value {value} does not make a valid config: {error}") from None
-    split = metric.split("/")[0]
-    if metric.count("/") < 2 or (split not in base.eval.splits and split != "optim"):
-        raise ConfigError(f"--metric {metric!r} is not recorded by this config (splits {base.eval.splits}); use a "
-                          "record key such as val/clean/accuracy, with its split in eval.splits.")
-    return base
 
 
 def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], trials_dir: str, metric: str,
@@ -338,10 +223,10 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     # stopped by ASHA) or it failed. A partial search must not write a best.yaml that looks final.
     ended = sum(1 for result in grid if (result.metrics or {}).get("done") or result.error is not None)
     if ended < trials:
-        _write_trials(out, grid, list(search), time_attr, max_t)
+        write_trials(out, grid, list(search), time_attr, max_t)
         raise SearchInterrupted(f"the search was interrupted with {ended} of {trials} trials ended; its state is "
                                 f"saved in {out}: run the same command again to resume it.")
-    return _write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode, metric)
+    return write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode, metric)
 
 
 def _ended(tuner: Any) -> str:
@@ -374,56 +259,3 @@ def _check_same_search(out: Path, spec: dict[str, Any]) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(spec, indent=2) + "\n")
-
-
-def _write_trials(out: Path, grid: Any, keys: list[str], time_attr: str, max_t: int) -> pd.DataFrame:
-    """trials.csv: one row per trial Ray Tune knows of (trial, searched values, last step / time, metric)."""
-    rows = []
-    for result in grid:
-        last = result.metrics or {}  # empty for a trial that has not reported yet (an interrupted search)
-        rows.append({"trial": last.get("trial_id") or _trial_id(Path(str(result.path)).name),
-                     **{k: (result.config or {}).get(k) for k in keys}, "last_step": last.get("step"),
-                     "last_time": last.get(time_attr), "metric": last.get(SCORE),
-                     "completed": last.get(time_attr) is not None and float(last[time_attr]) >= max_t,
-                     "error": str(result.error) if result.error else ""})
-    columns = ["trial", *keys, "last_step", "last_time", "metric", "completed", "error"]
-    trials = pd.DataFrame(rows, columns=columns).sort_values("trial", ignore_index=True)
-    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
-    return trials
-
-
-def _trial_id(dirname: str) -> str:
-    """The trial id in Ray Tune's trial directory name ``_trial_936e6_00005_5_optim_lr=0.0673_<date>``: the
-    searcher's 5-hex prefix and counter (``BasicVariantGenerator``); the name itself if it has none."""
-    found = re.search(r"(?:^|_)([0-9a-f]{5}_\d{5})(?:_|$)", dirname)
-    return found.group(1) if found else dirname
-
-
-def _write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fixed: Sequence[str], name: str,
-                   time_attr: str, max_t: int, mode: str, metric: str) -> TuneResult:
-    trials = _write_trials(out, grid, keys, time_attr, max_t)
-    steps_run = int(pd.to_numeric(trials["last_step"]).fillna(0).sum())
-    # the per-trial budget in steps: what a trial that ran to the end reached
-    full = pd.to_numeric(trials.loc[trials["completed"], "last_step"]).max() if trials["completed"].any() else 0
-    scored = trials.dropna(subset=["metric"])
-    if scored.empty:
-        raise RobustftError(f"no trial reported {metric}; see the trials' run directories in {out / 'trials'} and "
-                            f"Ray Tune's logs in {out / 'ray'}.")
-    pool = scored[scored["completed"]] if scored["completed"].any() else scored
-    best = pool.sort_values("metric", ascending=(mode == "min")).iloc[0]
-    values = {k: _plain(best[k]) for k in keys}
-    cfg = load_config(config, [*fixed, *(f"{k}={v}" for k, v in values.items()), f"name={name}-tuned"])
-    best_yaml = out / "best.yaml"
-    atomic_write_text(best_yaml, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    payload = {"metric": metric, "mode": mode, "value": float(best["metric"]), "values": values,
-               "trial": str(best["trial"]), "run_dir": str(out / "trials" / str(best["trial"])),
-               "completed": bool(best["completed"]), "trials": len(trials), "config": str(best_yaml)}
-    atomic_write_text(out / "best.json", json.dumps(payload, indent=2) + "\n")
-    return TuneResult(values, float(best["metric"]), str(best["trial"]), best_yaml, out, trials, steps_run,
-                      int(full) * len(trials))
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers (YAML and JSON writable)."""
-    return value.item() if hasattr(value, "item") else value
-
