@@ -172,6 +172,33 @@ def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypa
     assert load_config(tmp_path / "trials" / "t1" / "config.yaml").optim.lr == pytest.approx(0.01)
 
 
+def test_a_trial_stopped_at_its_last_rung_has_its_summary(tmp_path, monkeypatch):
+    """ASHA may stop a trial at the budget's rung, i.e. in its last report: the run must be complete by then."""
+    tune = pytest.importorskip("ray.tune")
+    from robustft.config import to_dict
+    from robustft.sweep.tune import _trial
+
+    trial_dir = tmp_path / "trials" / "t1"
+    seen = []
+
+    class StoppedByASHA(Exception):
+        pass
+
+    def report(metrics):
+        seen.append((metrics["step"], (trial_dir / "summary.json").is_file()))
+        if metrics["step"] == 8:
+            raise StoppedByASHA  # what Ray does to a function trainable it stops: the report does not return
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
+    base = load_config(write_config(tmp_path))
+    with pytest.raises(StoppedByASHA):
+        _trial({"optim.lr": 0.01}, base=to_dict(base), budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
+               metric="val/clean/accuracy", threads=1)
+    # the last report came after the summary (and the final checkpoint) were written
+    assert seen == [(0, False), (4, False), (8, True)]
+
+
 @pytest.mark.slow
 @pytest.mark.needs_assets
 def test_tune_on_the_embedded_default_beats_a_bad_lr(tmp_path, ray_instance):

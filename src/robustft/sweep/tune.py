@@ -110,8 +110,21 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
         overrides = [*budget, *(f"{k}={v}" for k, v in params.items()), f"name={run_dir.name}",
                      f"output_dir={run_dir.parent}"]
         trainer = build_trainer(base, overrides, quiet=True)
-    trainer.on_evaluation = report
+    # The last evaluation is reported only once the run is complete (final checkpoint and summary.json written):
+    # ASHA may stop a trial at its last rung (the budget is a rung too), which would cut the run short of its
+    # summary (seen in the interrupted-search test: a trial stopped at step 16 of 16 had none).
+    last: list[tuple[int, float, Mapping[str, Any]]] = []
+
+    def report_live(step: int, epoch: float, values: Mapping[str, Any]) -> None:
+        if step >= trainer.total_steps:
+            last.append((step, epoch, values))
+        else:
+            report(step, epoch, values)
+
+    trainer.on_evaluation = report_live
     trainer.execute()
+    for step, epoch, values in last:
+        report(step, epoch, values)
 
 
 def _start_ray(address: str | None, cpus: int | None) -> None:
