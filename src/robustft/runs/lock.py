@@ -212,6 +212,22 @@ def lock_holder(run_dir: str | Path) -> dict[str, Any] | None:
         os.close(fd)
 
 
+def lock_touched_since(run_dir: str | Path, since: float, *, held: bool = False) -> bool:
+    """Whether a process took (or let go of) ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value).
+
+    Taking the lock writes the holder's details into the lock file and letting go clears them, so the file's
+    modification time says when it last changed hands (one second of slack for file systems that store times
+    coarsely). With ``held``, only a file that still names a holder counts: the lock was taken since then and not
+    let go (or its holder was killed). Unlike :func:`lock_holder` this never probes the lock, so a trainer starting
+    at that moment is not made to wait.
+    """
+    try:
+        stat = (Path(run_dir) / LOCK_FILE).stat()
+    except OSError:
+        return False
+    return stat.st_mtime >= since - 1.0 and (stat.st_size > 0 or not held)
+
+
 class locked_file:  # noqa: N801 - used like a function: ``with locked_file(path): ...``
     """Blocking exclusive ``flock`` on ``path`` for a short read-modify-write (a sweep's shared manifest).
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.errors import RobustftError
+from robustft.runs.lock import lock_touched_since
 from robustft.sweep.grid import SweepPoint
 from robustft.sweep.interrupt import GRACE_SECONDS, KILL_SECONDS, POLL_SECONDS, StopSignals
 from robustft.sweep.manifest import STATUS_FAILED, STATUS_INTERRUPTED, STATUS_PENDING, PointResult
@@ -70,7 +71,7 @@ def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: floa
     the lock). A task that finished before the cancel keeps its result. ``ray.get`` of a cancelled task raises
     (``TaskCancelledError``, ``WorkerCrashedError`` after force): the point is ``interrupted`` if its task took
     the run's lock during this sweep, else ``pending``. The lock file's time says so, not its holder details
-    (``study_progress.run_started``): an interrupted training clears those when it lets go of the lock.
+    (``runs.lock.lock_touched_since``): an interrupted training clears those when it lets go of the lock.
     """
     refs = list(pending)
     for ref in refs:
@@ -87,15 +88,6 @@ def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: floa
         try:
             result = ray.get(ref, timeout=KILL_SECONDS)
         except Exception:  # cancelled, killed, or not gone after KILL_SECONDS
-            status = STATUS_INTERRUPTED if _lock_touched_since(out / point.name, since) else STATUS_PENDING
+            status = STATUS_INTERRUPTED if lock_touched_since(out / point.name, since) else STATUS_PENDING
             result = PointResult(point.name, [], str(out / point.name), status, "cancelled")
         yield result, point
-
-
-def _lock_touched_since(run_dir: Path, since: float) -> bool:
-    """Whether a process took (or let go of) ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value; one
-    second of slack for file systems that store modification times coarsely)."""
-    try:
-        return (run_dir / "lock").stat().st_mtime >= since - 1.0
-    except OSError:
-        return False

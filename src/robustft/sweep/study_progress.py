@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from robustft.runs.lock import lock_touched_since
+
 # Statuses of a run that ended without finishing because the study was stopped (sweep.runner's names).
 _NOT_DONE = ("interrupted", "pending")
 
@@ -60,16 +62,10 @@ def last_step(run_dir: Path) -> int:
 
 
 def run_started(run_dir: Path, since: float) -> bool:
-    """Whether a training process took ``run_dir``'s lock at or after ``since`` (a ``time.time()`` value): the lock
-    file then holds its holder's details (cleared on release) and was written after ``since``. A stale holder
-    left by a killed earlier attempt is older than ``since``, so a queued resume is not mistaken for a running one."""
-    path = run_dir / "lock"
-    try:
-        stat = path.stat()
-    except OSError:
-        return False
-    # one second of slack for file systems that store modification times coarsely
-    return stat.st_size > 0 and stat.st_mtime >= since - 1.0
+    """Whether a training process took ``run_dir``'s lock at or after ``since`` and holds it (``runs.lock``): a
+    stale holder left by a killed earlier attempt is older than ``since``, so a queued resume is not mistaken for
+    a running one."""
+    return lock_touched_since(run_dir, since, held=True)
 
 
 def _clock(seconds: float) -> str:
