@@ -22,19 +22,15 @@ range across levels, not one number.
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.images import fashion_images
 from bench.timing import compare, report_line
 from robustft.attacks import build_attack, pgd, prepare_for_attack, robust_accuracy, robust_curve
 from robustft.attacks.base import loss_and_grad
 from robustft.config.units import eps_grid, format_eps
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 BATCH, SIZE, STEPS = 256, 32, 10
 
 
@@ -45,16 +41,6 @@ def _model():
         return build("mobilenet_v2", 10).eval()
     except Exception:  # weights missing: same architecture, same cost
         return build("mobilenet_v2", 10, pretrained=False).eval()
-
-
-def _images() -> torch.Tensor:
-    if FASHION.exists():
-        with gzip.open(FASHION, "rb") as handle:
-            raw = np.frombuffer(handle.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:BATCH]
-        images = torch.from_numpy(raw.copy()).float().div(255)
-    else:  # no dataset: smooth random images
-        images = F.avg_pool2d(torch.rand(BATCH, 1, 32, 32, generator=torch.Generator().manual_seed(0)), 3, 1, 1)
-    return F.interpolate(images, size=SIZE, mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
 
 
 def _pgd(eps: float, early_stop: bool):
@@ -123,7 +109,7 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = _model()
-    images = _images()
+    images = fashion_images(BATCH, SIZE)
     with torch.no_grad():
         labels = model(images).argmax(1)
 

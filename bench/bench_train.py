@@ -15,19 +15,15 @@ only some parts).
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import os
 import tempfile
-from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench.timing import compare, report_line
 from robustft.training.objectives import crafting_model, frozen_parameters
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 BATCH = 128
 K = 7
 EPS = 4 / 255
@@ -36,47 +32,15 @@ STRATEGY_NAMES = {"peft": "peft:lora"}
 STRATEGY_OPTIONS = {"partial": {"patterns": [r"features\.18\.", "classifier"]}}
 
 
-class _Tensors:
-    """(images N x 3 x 32 x 32 in [0, 1], labels N) as a dataset with ``info.num_classes``."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-        self.info = type("Info", (), {"num_classes": 10, "ood_splits": []})()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.images[i], int(self.labels[i])
-
-
-def _idx(path: Path) -> np.ndarray:
-    data = gzip.open(path).read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def fashion_splits(n_train: int, n_val: int, n_test: int) -> dict:
-    """Embedded Fashion-MNIST via robustft.data; until that package is built, read the IDX files directly."""
-    try:
-        from robustft.data import load
+    """Embedded Fashion-MNIST at 32 px through robustft.data (the same loader the trainer uses)."""
+    from robustft.data import load
 
-        common = {"image_size": 32, "seed": 0}
-        return {"train": load("fashion-mnist", "train", limit=n_train, **common),
-                "val": load("fashion-mnist", "val", limit=n_val, **common),
-                "test": load("fashion-mnist", "test", limit=n_test, **common), "ood": {}}
-    except ImportError:
-        pass
+    common = {"image_size": 32, "seed": 0}
+    return {"train": load("fashion-mnist", "train", limit=n_train, **common),
+            "val": load("fashion-mnist", "val", limit=n_val, **common),
+            "test": load("fashion-mnist", "test", limit=n_test, **common), "ood": {}}
 
-    def split(prefix: str, n: int, offset: int = 0) -> _Tensors:
-        images = torch.from_numpy(_idx(FASHION_DIR / f"{prefix}-images-idx3-ubyte.gz")[offset:offset + n].copy())
-        labels = torch.from_numpy(_idx(FASHION_DIR / f"{prefix}-labels-idx1-ubyte.gz")[offset:offset + n].copy())
-        images = torch.nn.functional.interpolate(images[:, None].float() / 255, size=32, mode="bilinear")
-        return _Tensors(images.repeat(1, 3, 1, 1).contiguous(), labels.long())
-
-    return {"train": split("train", n_train), "val": split("train", n_val, 50000), "test": split("t10k", n_test),
-            "ood": {}}
 
 
 def _config(root: str, name: str, **sections) -> dict:

@@ -18,27 +18,13 @@ Run: ``python -m bench vit`` (or ``make bench``).
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.images import fashion_images
 from bench.timing import compare, report_line
 
-FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 BATCH, SIZE, STEPS, EPS = 32, 56, 10, 1 / 255
-
-
-def _images() -> torch.Tensor:
-    if FASHION.exists():
-        with gzip.open(FASHION, "rb") as handle:
-            raw = np.frombuffer(handle.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)[:BATCH]
-        images = torch.from_numpy(raw.copy()).float().div(255)
-    else:  # no dataset: smooth random images
-        images = F.avg_pool2d(torch.rand(BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(0)), 3, 1, 1)
-    return F.interpolate(images, size=SIZE, mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
 
 
 def _models():
@@ -73,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     ours, plain = _models()
-    images = _images()
+    images = fashion_images(BATCH, SIZE)
     mean, std = ours.mean.clone(), ours.std.clone()
 
     def normalise(x: torch.Tensor) -> torch.Tensor:
