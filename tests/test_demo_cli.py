@@ -8,6 +8,7 @@ subprocesses: what CI runs), the report in headless Chromium, and `reproduce` th
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     assert f"report: {out / 'report' / 'index.html'}" in printed
     saved = json.loads((out / "findings.json").read_text())
     assert {f["key"] for f in saved["findings"]} == PAPER_B_FINDINGS
+    assert 0 < saved["cpu_seconds"] <= saved["wall_seconds"] * (os.cpu_count() or 1)  # the runs' own CPU time
     assert all(f["verdict"] in VERDICTS and f["why"] for f in saved["findings"])
     page = (out / "report" / "index.html").read_text()
     assert page.index("Findings") < page.index("Overview")  # the Findings section comes first

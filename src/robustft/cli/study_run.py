@@ -44,10 +44,6 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
         with StudyProgress(configs) as progress:
             results = run_study(study, out, progress=progress.update, **options)
     wall = time.monotonic() - started
-    # CPU time of the runs: on a shared machine wall time says little, CPU seconds / cores estimates the wall time
-    # the same study takes on an idle one. Each run records its own (summary.json: cpu_seconds), which also counts
-    # Ray workers, who are no children of this process; runs skipped as finished earlier are not counted.
-    cpu = _runs_cpu_seconds([r for r in results if r.status == STATUS_FINISHED])
     failed = [r for r in results if r.status == STATUS_FAILED]
     for result in failed:
         print(f"robustft: run {result.name} failed: {result.error} (log: {out / 'logs' / (result.name + '.log')})",
@@ -58,6 +54,11 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
         print("robustft: no run finished; nothing to report.", file=sys.stderr)
         return 1
     runs = collect_runs(done)
+    # CPU time of the runs: on a shared machine wall time says little, CPU seconds / cores estimates the wall time
+    # the same study takes on an idle one. Each run records its own (summary.json: cpu_seconds), which also counts
+    # Ray workers, who are no children of this process; runs skipped as finished earlier are not counted.
+    finished_now = {r.name for r in results if r.status == STATUS_FINISHED}
+    cpu = sum(float((run.summary or {}).get("cpu_seconds") or 0.0) for run in runs if run.name in finished_now)
     for run in runs:
         arm = arms.get(run.name)
         run.labels = {**describe(run.config), "label": arm.label if arm else run.name,
@@ -74,18 +75,6 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
           f"{cpu / 60:.1f} CPU-minutes in the runs); findings: {out / 'findings.json'}")
     print(f"report: {page}")
     return 1 if failed else 0
-
-
-def _runs_cpu_seconds(results: list[Any]) -> float:
-    """The sum of the runs' ``summary.json`` ``cpu_seconds`` (a run without it counts 0)."""
-    total = 0.0
-    for result in results:
-        try:
-            summary = json.loads((Path(result.path) / "summary.json").read_text())
-        except (OSError, ValueError):
-            continue
-        total += float(summary.get("cpu_seconds") or 0.0)
-    return total
 
 
 def _minutes(seconds: float) -> str:
