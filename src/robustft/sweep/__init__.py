@@ -1,6 +1,8 @@
 """Sweeps: a grid of overrides -> many runs, locally or on Ray, resumable; checks, status and studies."""
 
-from robustft.sweep.runner import (
+from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
+from robustft.sweep.interrupt import SweepInterrupted
+from robustft.sweep.manifest import (
     STATUS_FAILED,
     STATUS_FINISHED,
     STATUS_INTERRUPTED,
@@ -8,18 +10,14 @@ from robustft.sweep.runner import (
     STATUS_RUNNING,
     STATUS_SKIPPED,
     PointResult,
-    SweepInterrupted,
-    SweepPoint,
-    add_seed_axis,
-    expand_grid,
-    parse_grid,
+)
+from robustft.sweep.runner import (
     prepare_run_dir,
     resolve_points,
     run_point_inprocess,
     run_point_subprocess,
     run_points,
     run_sweep,
-    split_values,
 )
 
 __all__ = [
