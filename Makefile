@@ -1,6 +1,6 @@
 # robustft: two commands do all set-up on a fresh machine.
 #   make demo   both papers' studies on the embedded MobileNetV2 and Fashion-MNIST: summary, findings, HTML report
-#   make test   runs the test suite (fast tests, then the slow end-to-end checks, the browser check included)
+#   make test   ruff, then the test suite (fast tests, then the slow end-to-end checks, the browser check included)
 # Every target is idempotent: stamps in .venv record finished work, so a second `make` does nothing.
 
 SHELL := /bin/bash
@@ -57,8 +57,10 @@ browser:
 demo: install assets
 	$(VENV)/bin/robustft demo
 
-# The fast suite, then the slow end-to-end checks once (pytest exits 5 when a marker selects nothing).
+# ruff (the rules in pyproject.toml: absolute imports only among them), the fast suite, then the slow end-to-end
+# checks once (pytest exits 5 when a marker selects nothing).
 test: install assets browser
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q
 	$(PY) -m pytest -q -m slow; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
 
