@@ -17,7 +17,7 @@ else
 TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
 endif
 
-.PHONY: all install assets browser demo test test-fast test-slow bench lint clean
+.PHONY: all install assets browser demo test test-fast test-slow bench lint mutation clean
 
 all: install assets
 
@@ -76,5 +76,13 @@ bench: install assets
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 
+# Mutation testing of the core with mutmut (a habit, not run by CI): each core file against the tests mapped to it in
+# scripts/mutation.py; prints killed / survived / timeout per file and the killed share. `make mutation
+# MUTATE=src/robustft/training/schedules.py` restricts it (files or folders); MUTATION_JOBS=2 tests two at once.
+MUTATE ?=
+MUTATION_JOBS ?= 1
+mutation: install
+	OMP_NUM_THREADS=1 $(PY) scripts/mutation.py --jobs $(MUTATION_JOBS) $(MUTATE)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info .mutation mutants
