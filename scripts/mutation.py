@@ -52,7 +52,7 @@ COVERED_BY: dict[str, list[str]] = {
     "src/robustft/attacks/square.py": _ATTACK_TESTS,
     "src/robustft/training/objectives.py": ["tests/test_objectives*.py"],
     "src/robustft/training/schedules.py": ["tests/test_schedules*.py"],
-    "src/robustft/analysis/evidence.py": ["tests/test_evidence.py", "tests/test_findings*.py"],
+    "src/robustft/analysis/evidence.py": ["tests/test_evidence*.py", "tests/test_findings*.py"],
     "src/robustft/analysis/findings.py": ["tests/test_findings*.py"],
     "src/robustft/analysis/findings_base.py": ["tests/test_findings*.py"],
     "src/robustft/analysis/findings_paper_a.py": ["tests/test_findings*.py"],
