@@ -39,7 +39,7 @@ def _model():
 
     try:
         return build("mobilenet_v2", 10).eval()
-    except Exception:  # weights missing: same architecture, same cost
+    except Exception:  # noqa: BLE001 - weights missing: same architecture, same cost
         return build("mobilenet_v2", 10, pretrained=False).eval()
 
 

@@ -113,7 +113,7 @@ def strategy_costs(splits: dict, root: str) -> None:
         try:
             trainer = _trainer(splits, root, f"strategy-{name}", "adversarial", STRATEGY_NAMES.get(name, name),
                                STRATEGY_OPTIONS.get(name, {}))
-        except Exception as error:  # a strategy that does not apply to a CNN says so; the others still run
+        except Exception as error:  # noqa: BLE001 - a strategy that does not apply to a CNN says so; the rest run
             print(f"  {name}: skipped ({type(error).__name__}: {str(error)[:100]})")
             continue
         candidates[name] = (lambda t: lambda: t.update(batch, EPS))(trainer)

@@ -1,7 +1,9 @@
 """The package layering: every import goes down the layer list, and no module import cycle exists.
 
 Read from the source with ``ast`` (so function-level imports, which run late and can hide a cycle, count too),
-then every module is imported to show that the graph checked is the code that runs.
+then every module is imported to show that the graph checked is the code that runs. Relative imports are resolved
+to the absolute module they name and checked the same way (ruff's TID252 bans them too; this test does not rely on
+ruff having run).
 """
 
 from __future__ import annotations
@@ -58,10 +60,24 @@ def _layer(module: str) -> int:
     return rank
 
 
-def _imports(module: str) -> list[tuple[str, int, bool]]:
-    """(imported robustft module, line, at module level?) for every import in ``module``'s source, including
+def _absolute(module: str, node: ast.ImportFrom) -> str:
+    """The absolute name of the module an ``ImportFrom`` in ``module`` reads from: ``from ..training import x`` in
+    ``robustft.analysis.evidence`` reads from ``robustft.training``; a package's ``__init__`` counts as the package
+    itself, so ``from . import x`` there stays in the package."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.split(".") if MODULES[module].name == "__init__.py" else module.split(".")[:-1]
+    if node.level - 1 >= len(package):
+        raise AssertionError(f"{module}: a relative import of level {node.level} goes above the top package")
+    base = package[:len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(module: str, source: str | None = None) -> list[tuple[str, int, bool]]:
+    """(imported robustft module, line, at module level?) for every import in ``module``'s source (or ``source``,
+    read as if it were that module's), relative imports resolved, including
     ``importlib.import_module("robustft.x")`` with a literal name."""
-    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8") if source is None else source)
     found: list[tuple[str, int, bool]] = []
 
     def visit(node: ast.AST, top: bool) -> None:
@@ -69,13 +85,13 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
             nested = top and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, ast.Import):
                 found.extend((a.name, child.lineno, top) for a in child.names if a.name.startswith("robustft"))
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").startswith(
-                    "robustft"):
+            elif isinstance(child, ast.ImportFrom) and _absolute(module, child).startswith("robustft"):
+                origin = _absolute(module, child)
                 for alias in child.names:  # ``from p import m`` imports the submodule p.m when there is one
-                    if child.module == "robustft" and alias.name == "__version__":
+                    if origin == "robustft" and alias.name == "__version__":
                         continue  # a constant set first thing in robustft/__init__.py, before any import
-                    sub = f"{child.module}.{alias.name}"
-                    found.append((sub if sub in MODULES else child.module, child.lineno, top))
+                    sub = f"{origin}.{alias.name}"
+                    found.append((sub if sub in MODULES else origin, child.lineno, top))
             elif (isinstance(child, ast.Call) and getattr(child.func, "attr", getattr(child.func, "id", "")) ==
                   "import_module" and child.args and isinstance(child.args[0], ast.Constant)
                   and str(child.args[0].value).startswith("robustft")):
@@ -91,13 +107,29 @@ def test_every_module_has_a_layer():
     assert not unplaced, f"add these modules' package to LAYERS in {__file__}: {unplaced}"
 
 
+def _upward(module: str, source: str | None = None) -> list[str]:
+    return [f"{MODULES[module].relative_to(SRC.parent)}:{line} imports {target}"
+            for target, line, _ in _imports(module, source) if _layer(target) > _layer(module)]
+
+
 def test_no_module_imports_a_higher_layer():
-    upward = []
-    for module in MODULES:
-        for target, line, _ in _imports(module):
-            if _layer(target) > _layer(module):
-                upward.append(f"{MODULES[module].relative_to(SRC.parent)}:{line} imports {target}")
+    upward = [found for module in MODULES for found in _upward(module)]
     assert not upward, "lower layers must not import higher ones:\n" + "\n".join(upward)
+
+
+def test_relative_imports_resolve_to_their_absolute_module_and_an_upward_one_is_caught():
+    source = ("from . import pareto\n"
+              "from .paired_tests import paired_t\n"
+              "def late():\n"
+              "    from ..training import objectives\n"
+              "    from .. import attacks\n")
+    assert _imports("robustft.analysis.evidence", source) == [
+        ("robustft.analysis.pareto", 1, True), ("robustft.analysis.paired_tests", 2, True),
+        ("robustft.training.objectives", 4, False), ("robustft.attacks", 5, False)]
+    assert [line.split(" imports ")[1] for line in _upward("robustft.analysis.evidence", source)] == [
+        "robustft.training.objectives", "robustft.attacks"]
+    # in a package's __init__, ``from . import x`` names the package's own submodule
+    assert _imports("robustft.analysis", "from . import pareto\n") == [("robustft.analysis.pareto", 1, True)]
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

@@ -181,18 +181,18 @@ def test_a_trial_stopped_at_its_last_rung_has_its_summary(tmp_path, monkeypatch)
     trial_dir = tmp_path / "trials" / "t1"
     seen = []
 
-    class StoppedByASHA(Exception):
+    class StoppedByASHAError(Exception):
         pass
 
     def report(metrics):
         seen.append((metrics["step"], (trial_dir / "summary.json").is_file()))
         if metrics["step"] == 8:
-            raise StoppedByASHA  # what Ray does to a function trainable it stops: the report does not return
+            raise StoppedByASHAError  # what Ray does to a function trainable it stops: the report does not return
 
     monkeypatch.setattr(tune, "report", report)
     monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
     base = load_config(write_config(tmp_path))
-    with pytest.raises(StoppedByASHA):
+    with pytest.raises(StoppedByASHAError):
         _trial({"optim.lr": 0.01}, base=to_dict(base), budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
                metric="val/clean/accuracy", threads=1)
     # the last report came after the summary (and the final checkpoint) were written

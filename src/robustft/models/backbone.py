@@ -63,7 +63,7 @@ def detect_family(backbone: nn.Module) -> str:
 def _accepts(backbone: nn.Module, size: int, channels: int) -> bool:
     try:
         backbone(torch.zeros(1, channels, size, size))
-    except Exception:  # any failure (shape assertion, empty feature map) means "not accepted"
+    except Exception:  # noqa: BLE001 - any failure (shape assertion, empty feature map) means "not accepted"
         return False
     return True
 

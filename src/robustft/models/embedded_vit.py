@@ -113,7 +113,7 @@ def _load_cached(path: Path) -> dict[str, torch.Tensor] | None:
         state = load_file(str(path))
         if _digest_of_file(path, state) == CONVERTED_SHA256:
             return state
-    except Exception:  # any unreadable file is a damaged cache entry
+    except Exception:  # noqa: BLE001 - any unreadable file is a damaged cache entry
         pass
     warnings.warn(f"the cached embedded ViT weights {path} are damaged (digest mismatch); converting them again "
                   "from the installed ONNX graph.", stacklevel=3)

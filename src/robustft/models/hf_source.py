@@ -72,7 +72,7 @@ def _normalisation(repo: str, online: bool, revision: str | None) -> tuple[tuple
         with open(path, encoding="utf-8") as handle:
             config = json.load(handle)
         return tuple(config["image_mean"]), tuple(config["image_std"]), "preprocessor_config.json"
-    except Exception:  # no processor config (or offline): paper A's convention
+    except Exception:  # noqa: BLE001 - no processor config (or offline): paper A's convention
         return HALF, HALF, "default 0.5/0.5"
 
 
@@ -96,7 +96,7 @@ def _create(spec: str, num_classes: int, pretrained: bool, config: dict[str, Any
                 model = transformers.AutoModelForImageClassification.from_config(hf_config)
     except (ConfigError, MissingAssetError):
         raise
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the hub raises many types; each becomes one message
         if needs_hub and (not online or hub.looks_like_network_error(error)):
             raise _offline_error(spec, "weights" if pretrained else "config") from None
         raise ConfigError(f"transformers cannot build hf:{spec} as an image classifier "

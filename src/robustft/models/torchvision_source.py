@@ -103,7 +103,7 @@ def load_local_state(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch and safetensors raise many types for a bad file
         raise ConfigError(f"cannot read pretrained_file={path} ({type(error).__name__}: {error}); it must be a "
                           "state dict saved with torch.save (tensors only) or a .safetensors file.") from None
     for key in ("state_dict", "model"):

@@ -97,7 +97,7 @@ def load_checkpoint(path: str | Path, which: str = "last", map_location: str | t
     file = resolve_checkpoint_path(path, which)
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated / foreign files
+    except Exception as error:  # noqa: BLE001 - torch raises several types for truncated / foreign files
         reason = str(error).splitlines()[0] if str(error) else ""
         raise CheckpointError(
             f"cannot read checkpoint {file} ({type(error).__name__}: {reason}). The file is corrupt or truncated, "

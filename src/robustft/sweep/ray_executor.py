@@ -54,7 +54,7 @@ def run_with_ray(remote: Any, points: list[SweepPoint], configs: list[dict[str, 
         point = pending.pop(done[0])
         try:
             result = ray.get(done[0])
-        except Exception as error:  # a worker crash surfaces here; the other runs go on
+        except Exception as error:  # noqa: BLE001 - a worker crash surfaces here; the other runs go on
             # unless the sweep is being stopped: a terminal's Ctrl-C may reach the workers too
             status = STATUS_INTERRUPTED if signals.requested else STATUS_FAILED
             result = PointResult(point.name, [], str(out / point.name), status, "start", repr(error))
@@ -87,7 +87,7 @@ def _cancel_ray(ray: Any, pending: dict[Any, SweepPoint], out: Path, since: floa
         point = pending[ref]
         try:
             result = ray.get(ref, timeout=KILL_SECONDS)
-        except Exception:  # cancelled, killed, or not gone after KILL_SECONDS
+        except Exception:  # noqa: BLE001 - cancelled, killed, or not gone after KILL_SECONDS
             status = STATUS_INTERRUPTED if lock_touched_since(out / point.name, since) else STATUS_PENDING
             result = PointResult(point.name, [], str(out / point.name), status, "cancelled")
         yield result, point
