@@ -73,8 +73,7 @@ def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
     Raises:
         ConfigError: modules remain that cannot be merged (the message names the strategy and the way out).
     """
-    merge(model)
-    _unload_peft(model)
+    merge(model)  # peft tuner layers are replaced by their merged base layers too
     left = sorted({attr for _, attr, _ in attached(model)})
     if left:
         raise ConfigError(
@@ -83,18 +82,6 @@ def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
             "keys; robustft.load(RUN) gives the model itself), or fine-tune with a mergeable strategy (full, linear, "
             "bitfit, partial, lora, ia3, peft:lora).")
     return model
-
-
-def _unload_peft(model: nn.Module) -> None:
-    """Replaces merged peft tuner layers by their base layers (what peft's ``unload`` does)."""
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:
-        return
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module.get_base_layer())
 
 
 def plain_network(model: nn.Module) -> nn.Module:
