@@ -106,11 +106,26 @@ def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights
 
 
 def create_code(name: str, num_classes: int, info: Any) -> str | None:
-    """The line creating the plain network whose ``load_state_dict`` takes the exported weights."""
+    """The line creating the plain network whose ``load_state_dict`` takes the exported weights.
+
+    Args:
+        name: the model name the run was built from (``mobilenet_v2``, ``vit_small_dinov2``, ``timm:...``, ...).
+        num_classes: the head's outputs.
+        info: the model's ``ModelInfo``; an embedded backbone states its library architecture in
+            ``info.extra["architecture"]`` (``timm:vit_small_patch14_dinov2`` for ``vit_small_dinov2``).
+
+    Returns:
+        The Python expression (needs only timm, torchvision or transformers imported), or None for robustft's own
+        test models (``tiny-cnn``, ``tiny-vit``), which no library creates.
+    """
     source, _, rest = name.partition(":")
+    architecture = str(getattr(info, "extra", {}).get("architecture", ""))
     if name == "mobilenet_v2":
         return f"torchvision.models.mobilenet_v2(num_classes={num_classes})"
+    if source != "timm" and architecture.startswith("timm:"):  # an embedded backbone built with timm
+        source, rest = architecture.split(":", 1)
     if source == "timm":
+        # a ViT's position embeddings are sized for the run's input side (the embedded one resamples them to it)
         size = f", img_size={info.input_size}" if info.family == "vit" else ""
         return f"timm.create_model({rest!r}, num_classes={num_classes}{size})"
     if source == "tv":
