@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +17,21 @@ from robustft.runs.checkpoints import load, save_checkpoint
 STRATEGIES = ("lora", "ia3")
 
 
-def _run(tmp_path, strategy: str):
+def _calibrated_mobilenet() -> torch.nn.Module:
+    """A random MobileNetV2 whose BatchNorm statistics are those of its own activations (one train-mode pass, as
+    pretraining leaves them). With the default statistics (mean 0, var 1) the activations fade through the blocks
+    and a LoRA delta moved the logits by 1e-9: a merge that did nothing passed."""
     model = models.build("mobilenet_v2", 4, pretrained=False, image_size=32)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # the running statistics become the batch's
+    with torch.no_grad():
+        model.train()(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(5)))
+    return model.eval()
+
+
+def _run(tmp_path, strategy: str):
+    model = _calibrated_mobilenet()
     info = strategies.apply(model, strategy)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # as if trained: adapters away from their identity initialisation
@@ -103,3 +117,70 @@ def test_unmergeable_strategy_is_refused_only_when_merging(tmp_path, capsys):
     keys = torch.load(tmp_path / "a.pt", weights_only=True)
     assert any("adapter" in key for key in keys)
     assert json.loads((tmp_path / "a.json").read_text())["create_plain_model"] is None
+
+
+def test_merged_peft_lora_export_unloads_the_tuner_layers(tmp_path, capsys):
+    """peft's LoRA wraps each adapted conv (``base_layer``, ``lora_A`` ...): merged, the wrappers are replaced by
+    their base layers, so the file is torchvision's own state dict and gives the run's logits."""
+    pytest.importorskip("peft")
+    run = _run(tmp_path, "peft:lora")
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = load(run)(images)
+    assert main(["export", str(run), "--merged", str(tmp_path / "peft.pt")]) == 0
+    state = torch.load(tmp_path / "peft.pt", weights_only=True)
+    assert not [key for key in state if "lora" in key or "base_layer" in key]
+    model, sidecar = _load_plain(tmp_path, "peft")
+    assert sidecar["strategy"] == "peft:lora"
+    mean, std = torch.tensor(sidecar["mean"]).view(1, 3, 1, 1), torch.tensor(sidecar["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        plain = model((images - mean) / std)
+    torch.testing.assert_close(plain, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_embedded_vit_sidecar_says_how_to_create_the_plain_model():
+    """vit_small_dinov2 is timm's vit_small_patch14_dinov2 with position embeddings for the run's input side: the
+    sidecar's line creates exactly the network whose state dict the merged export writes (on the meta device:
+    structure only, no 22M-parameter init)."""
+    import timm
+
+    from robustft.runs.export import describe, plain_network
+
+    with torch.device("meta"):
+        model = models.build("vit_small_dinov2", 7, pretrained=False, image_size=28)
+        payload = {"model": {"name": "vit_small_dinov2", "num_classes": 7}, "strategy": {"name": "lora"}}
+        sidecar = describe(model, payload, merged=True, weights=Path("vit.safetensors"))
+        line = sidecar["create_plain_model"]
+        assert line == "timm.create_model('vit_small_patch14_dinov2', num_classes=7, img_size=28)"
+        created = eval(line, {"timm": timm})  # the sidecar's own words, as a user would run them
+    shapes = {key: value.shape for key, value in plain_network(model).state_dict().items()}
+    assert {key: value.shape for key, value in created.state_dict().items()} == shapes
+
+
+@pytest.mark.slow
+def test_merged_export_of_the_embedded_vit_loads_into_timm_with_the_same_logits(tmp_path):
+    import timm
+
+    model = models.build("vit_small_dinov2", 5, pretrained=False, image_size=28)
+    info = strategies.apply(model, "lora")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in info.trainable_names:
+                param.add_(0.05 * torch.randn(param.shape, generator=generator))
+    run = tmp_path / "vit"
+    save_checkpoint(run / "checkpoints" / "last.pt", {
+        "model": {"name": "vit_small_dinov2", "num_classes": 5, "image_size": 28, "options": {}},
+        "strategy": {"name": "lora", "options": info.options}, "model_state": model.state_dict(), "step": 1})
+    images = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.eval()(images)
+    assert main(["export", str(run), "--merged", str(tmp_path / "vit.safetensors")]) == 0
+    from safetensors.torch import load_file
+
+    sidecar = json.loads((tmp_path / "vit.json").read_text())
+    plain = eval(sidecar["create_plain_model"], {"timm": timm})
+    plain.load_state_dict(load_file(tmp_path / "vit.safetensors"), strict=True)
+    mean, std = torch.tensor(sidecar["mean"]).view(1, 3, 1, 1), torch.tensor(sidecar["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()((images - mean) / std), expected, atol=1e-4, rtol=1e-4)

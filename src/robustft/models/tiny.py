@@ -1,8 +1,10 @@
 """Tiny random-initialised models for tests, smoke runs and benchmarks of the machinery itself.
 
 They satisfy the full ``RobustModel`` contract (normalisation inside, head name in ``info``), run in
-milliseconds on a CPU, and cover both families: a CNN with BatchNorm (so eval/train mode matters) and a
-timm ViT (fused qkv attention, MLP blocks) of a few thousand parameters.
+milliseconds on a CPU, and cover both families: a CNN with BatchNorm (so eval/train mode matters), a torchvision
+MobileNetV2 cut down to three inverted-residual blocks (the default backbone's module structure: pointwise and
+depthwise convs each followed by a BatchNorm inside ``Conv2dNormActivation`` sequentials) and a timm ViT (fused
+qkv attention, MLP blocks) of a few thousand parameters.
 """
 
 from __future__ import annotations
@@ -49,6 +51,24 @@ def tiny_cnn(num_classes: int = 10, in_channels: int = 3, width: int = 16, seed:
         backbone = TinyConvNet(num_classes, in_channels, width)
     mean, std = (CIFAR_MEAN, CIFAR_STD) if in_channels == 3 else ((0.5,) * in_channels, (0.5,) * in_channels)
     info = ModelInfo("tiny-cnn", "cnn", 32, mean, std, num_classes, head="backbone.classifier", min_input_size=4)
+    return RobustModel(backbone, info)
+
+
+def tiny_mobilenet(num_classes: int = 10, seed: int = 0) -> RobustModel:
+    """torchvision's ``MobileNetV2`` class with three small inverted-residual stages (~60k parameters, most in
+    the 1280-wide last pointwise conv and the head). Deterministic for a seed.
+
+    Strategies place their modules on it exactly as on the embedded ``mobilenet_v2`` (same classes, same
+    ``Conv2d -> BatchNorm2d`` pairs for ``attacks.fold_conv_bn``), at a fraction of the cost; any input side >= 1.
+    """
+    from torchvision.models import MobileNetV2
+
+    setting = [[1, 8, 1, 1], [6, 16, 2, 2], [6, 24, 1, 2]]  # expansion t, channels c, repeats n, stride s
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = MobileNetV2(num_classes=num_classes, inverted_residual_setting=setting)
+    info = ModelInfo("tiny-mobilenet", "cnn", 32, CIFAR_MEAN, CIFAR_STD, num_classes, head="backbone.classifier.1",
+                     min_input_size=1)
     return RobustModel(backbone, info)
 
 

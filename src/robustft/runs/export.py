@@ -73,8 +73,7 @@ def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
     Raises:
         ConfigError: modules remain that cannot be merged (the message names the strategy and the way out).
     """
-    merge(model)
-    _unload_peft(model)
+    merge(model)  # peft tuner layers are replaced by their merged base layers too
     left = sorted({attr for _, attr, _ in attached(model)})
     if left:
         raise ConfigError(
@@ -83,18 +82,6 @@ def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
             "keys; robustft.load(RUN) gives the model itself), or fine-tune with a mergeable strategy (full, linear, "
             "bitfit, partial, lora, ia3, peft:lora).")
     return model
-
-
-def _unload_peft(model: nn.Module) -> None:
-    """Replaces merged peft tuner layers by their base layers (what peft's ``unload`` does)."""
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:
-        return
-    for name, module in list(model.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module.get_base_layer())
 
 
 def plain_network(model: nn.Module) -> nn.Module:
@@ -119,11 +106,26 @@ def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights
 
 
 def create_code(name: str, num_classes: int, info: Any) -> str | None:
-    """The line creating the plain network whose ``load_state_dict`` takes the exported weights."""
+    """The line creating the plain network whose ``load_state_dict`` takes the exported weights.
+
+    Args:
+        name: the model name the run was built from (``mobilenet_v2``, ``vit_small_dinov2``, ``timm:...``, ...).
+        num_classes: the head's outputs.
+        info: the model's ``ModelInfo``; an embedded backbone states its library architecture in
+            ``info.extra["architecture"]`` (``timm:vit_small_patch14_dinov2`` for ``vit_small_dinov2``).
+
+    Returns:
+        The Python expression (needs only timm, torchvision or transformers imported), or None for robustft's own
+        test models (``tiny-cnn``, ``tiny-vit``), which no library creates.
+    """
     source, _, rest = name.partition(":")
+    architecture = str(getattr(info, "extra", {}).get("architecture", ""))
     if name == "mobilenet_v2":
         return f"torchvision.models.mobilenet_v2(num_classes={num_classes})"
+    if source != "timm" and architecture.startswith("timm:"):  # an embedded backbone built with timm
+        source, rest = architecture.split(":", 1)
     if source == "timm":
+        # a ViT's position embeddings are sized for the run's input side (the embedded one resamples them to it)
         size = f", img_size={info.input_size}" if info.family == "vit" else ""
         return f"timm.create_model({rest!r}, num_classes={num_classes}{size})"
     if source == "tv":

@@ -97,8 +97,9 @@ def _ordered(model: nn.Module, names: set[str]) -> list[str]:
 def merge(model: nn.Module) -> nn.Module:
     """Folds mergeable adaptations (LoRA, IA3, peft tuners) into the base weights, in place, for fast evaluation.
 
-    The merged model computes the same logits (up to float rounding) and no longer has the adapter parameters,
-    so save checkpoints before merging. Strategies without a merge (adapters, prompts) are left as they are.
+    The merged model computes the same logits (up to float rounding) and no longer has the adapter modules or
+    parameters (a peft tuner layer is replaced by its base layer), so save checkpoints before merging. Strategies
+    without a merge (adapters, prompts) are left as they are. ``attacks.prepare_for_attack`` merges its copy.
 
     Returns:
         ``model``.

@@ -121,11 +121,19 @@ class PeftTuner(Strategy):
 
 
 def merge_peft_layers(model: nn.Module) -> None:
-    """Merges every peft tuner layer in ``model`` into its base weights (no-op without peft)."""
+    """Merges every peft tuner layer in ``model`` into its base weights and puts the base layer back in its
+    place (what peft's ``merge_and_unload`` does), in place; a no-op without peft.
+
+    Unloading matters beyond the parameter names: a merged tuner layer still wraps its base layer, so a wrapped
+    ``Conv2d`` is no plain conv and ``attacks.fold_conv_bn`` would leave its BatchNorm unfolded.
+    """
     try:
         from peft.tuners.tuners_utils import BaseTunerLayer
     except ImportError:
         return
-    for module in model.modules():
-        if isinstance(module, BaseTunerLayer) and not module.merged:
-            module.merge()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            if not module.merged:
+                module.merge()
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module.get_base_layer())

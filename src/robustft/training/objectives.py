@@ -20,7 +20,6 @@ and start the TRADES paper uses (x + 0.001 * N(0, 1), step eps/4 by default here
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustft import strategies
 from robustft.attacks import prepare_for_attack
 from robustft.registry import Registry
 
@@ -87,18 +85,14 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
 
 
 def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
-    """The model the inner maximisation runs on: a prepared copy of the current weights, or the model itself.
+    """The model the inner maximisation runs on: ``attacks.prepare_for_attack``'s copy of the current weights, or
+    the model itself.
 
-    The copy has mergeable adaptations (LoRA, IA3, peft tuners) folded into its weights first, so the attack's
-    k forward+backward passes cost what full fine-tuning's do, and conv+BN pairs then fold too; the function is
-    the same up to float rounding and the trained model keeps its adapters.
+    The copy has mergeable adaptations (LoRA, IA3, peft tuners) merged into its weights and conv+BN pairs folded,
+    so the attack's k forward+backward passes cost what full fine-tuning's do; the function is the same up to
+    float rounding (tests/test_fast_paths.py) and the trained model keeps its adapters.
     """
-    if not context.prepare_attack:
-        return model
-
-    merged = copy.deepcopy(model)
-    strategies.merge(merged)
-    return prepare_for_attack(merged, copy_model=False)  # merged is already a private copy
+    return prepare_for_attack(model) if context.prepare_attack else model
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
