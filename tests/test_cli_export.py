@@ -103,3 +103,19 @@ def test_unmergeable_strategy_is_refused_only_when_merging(tmp_path, capsys):
     keys = torch.load(tmp_path / "a.pt", weights_only=True)
     assert any("adapter" in key for key in keys)
     assert json.loads((tmp_path / "a.json").read_text())["create_plain_model"] is None
+
+
+@pytest.mark.parametrize("name, why", [("out.txt", "ends in .txt (not a weights format)"),
+                                        ("out", "ends in nothing (no suffix to tell the format)"),
+                                        ("out.json", "the name of the sidecar file")])
+def test_a_target_that_is_not_a_weights_file_name_is_refused(tmp_path, capsys, name, why):
+    """``export RUN out.txt`` wrote a torch pickle named .txt (and out.json beside it): refused before anything is
+    read or written, naming the file names that work."""
+    run = _run(tmp_path, "lora")
+    assert main(["export", str(run), "--merged", str(tmp_path / name)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    stem = tmp_path / "out"
+    assert why in err and f"Name it {stem}.safetensors (safetensors) or {stem}.pt" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lora"]  # nothing written
+    assert main(["export", str(run), str(tmp_path)]) == 2  # a directory: name a file inside it
+    assert f"name the weights file inside it, e.g. {tmp_path / 'model.safetensors'}" in capsys.readouterr().err

@@ -222,3 +222,12 @@ def test_an_attack_that_cannot_reach_its_eps_is_refused_as_its_config_is(checkpo
     assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "40", "--step-size", "0.1/255",
                  "--eps", "4/255") == 0
 
+
+def test_random_start_and_no_random_start_together_are_refused(checkpoint, fake_data, capsys):
+    with pytest.raises(SystemExit) as info:
+        _eval(checkpoint, "--data", "q", "--attack", "pgd", "--random-start", "--no-random-start")
+    assert info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--random-start and --no-random-start contradict each other; give one of them" in err
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "1", "--no-random-start",
+                 "--no-random-start") == 0  # said twice the same way: no contradiction

@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from robustft.cli.eval_source import data_source, load_model
+from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
 from robustft.config.units import eps_grid, format_eps, parse_eps, relative_step, step_in_pixels
 from robustft.errors import ConfigError
@@ -62,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     attack.add_argument("--step-size", help="pgd's step in [0, 1] units, e.g. 0.25/255, or relative to eps, e.g. "
                                             "0.25eps (scaled to every eps of a --curve); steps x step must reach eps")
     attack.add_argument("--restarts", type=int, help="random restarts (pgd, apgd, cascade)")
-    attack.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
+    attack.add_argument("--random-start", action=BooleanFlag, default=None,
                         help="start from a random point of the eps-ball (default: the attack's own)")
     attack.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
     attack.add_argument("--checks", action="store_true",

@@ -5,6 +5,7 @@
 - ``--output-dir DIR``: where run directories go (the config's ``output_dir``);
 - ``--quiet``: no progress on stderr;
 - overrides may also follow options (``train cfg.yaml --quiet optim.lr=1e-3``), see :func:`parse_command_line`;
+- ``--x`` / ``--no-x`` flags refuse being given both ways (:class:`BooleanFlag`);
 - old spellings (``report --out``) stay for one release as :class:`DeprecatedAlias` options: hidden from
   ``--help``, they store into the new option and print one deprecation line.
 """
@@ -56,6 +57,22 @@ class DeprecatedAlias(argparse.Action):
         print(f"robustft: warning: {option_string} is deprecated and will be removed in the next release; "
               f"write {self.new} (the same name in every command).", file=sys.stderr)
         setattr(namespace, self.dest, values)
+
+
+class BooleanFlag(argparse.BooleanOptionalAction):
+    """``--x`` / ``--no-x`` (default None: "not said"), refusing both at once: argparse would let the last one win
+    silently, so ``--random-start --no-random-start`` ran without a random start and said nothing."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        given = namespace.__dict__.setdefault("_flags_given", {})  # dest -> the first spelling given
+        first = given.setdefault(self.dest, option_string)
+        if first.startswith("--no-") != (option_string or "").startswith("--no-"):
+            positive = next(s for s in self.option_strings if not s.startswith("--no-"))
+            raise argparse.ArgumentError(
+                self, f"{first} and {option_string} contradict each other; give one of them (or neither: "
+                      f"without {positive} or {positive.replace('--', '--no-', 1)} the default applies).")
+        super().__call__(parser, namespace, values, option_string)
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
