@@ -145,3 +145,19 @@ def test_sweep_command_runs_points_in_parallel_sets_overrides_reports_and_exits_
     assert main(["sweep", str(config), "--grid", "optim.lr=0.003", "--set", "strategy.name=bitfit",
                  "--output-dir", str(out)]) == 0
     assert f"skipped   {good}" in capsys.readouterr().err and len(threads) == 2
+
+
+@pytest.mark.parametrize("extra, named", [(["c.yaml"], "the config c.yaml"),
+                                          (["--grid", "seed=1,2", "optim.lr=1"], "--grid seed=1,2, optim.lr=1")])
+def test_sweep_status_with_a_config_or_run_options_is_refused(tmp_path, capsys, extra, named):
+    """``sweep --status DIR CONFIG`` printed DIR's status and ignored CONFIG without a word (the user meant to run
+    or continue the sweep, or to see its status: the message gives both commands)."""
+    point = {"name": "p", "overrides": [], "path": str(tmp_path / "p"), "status": "pending", "error": None}
+    (tmp_path / "sweep.json").write_text(json.dumps({"config": "c.yaml", "grid": {}, "fixed": [], "points": [point]}))
+    assert main(["sweep", "--status", str(tmp_path)]) == 0  # alone it shows the status
+    capsys.readouterr()
+    assert main(["sweep", "--status", str(tmp_path), *extra]) == 2
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert f"{named} would be ignored" in err and captured.out == ""
+    assert f"(robustft sweep --status {tmp_path})" in err and "drop --status to run or continue the sweep" in err

@@ -184,3 +184,19 @@ def test_merged_export_of_the_embedded_vit_loads_into_timm_with_the_same_logits(
     mean, std = torch.tensor(sidecar["mean"]).view(1, 3, 1, 1), torch.tensor(sidecar["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(plain.eval()((images - mean) / std), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, why", [("out.txt", "ends in .txt (not a weights format)"),
+                                        ("out", "ends in nothing (no suffix to tell the format)"),
+                                        ("out.json", "the name of the sidecar file")])
+def test_a_target_that_is_not_a_weights_file_name_is_refused(tmp_path, capsys, name, why):
+    """``export RUN out.txt`` wrote a torch pickle named .txt (and out.json beside it): refused before anything is
+    read or written, naming the file names that work."""
+    run = _run(tmp_path, "lora")
+    assert main(["export", str(run), "--merged", str(tmp_path / name)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    stem = tmp_path / "out"
+    assert why in err and f"Name it {stem}.safetensors (safetensors) or {stem}.pt" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lora"]  # nothing written
+    assert main(["export", str(run), str(tmp_path)]) == 2  # a directory: name a file inside it
+    assert f"name the weights file inside it, e.g. {tmp_path / 'model.safetensors'}" in capsys.readouterr().err

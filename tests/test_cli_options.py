@@ -65,6 +65,43 @@ def test_train_set_positional_and_output_dir_reach_the_config(fake_train, tmp_pa
     assert "does not apply to --resume" in capsys.readouterr().err
 
 
+def test_overrides_after_an_option_are_taken_in_the_order_written(fake_train, tmp_path):
+    """``robustft train cfg.yaml --quiet optim.lr=1e-3`` was a bare argparse error: argparse takes a command's
+    positionals in one run, and the override after ``--quiet`` came too late for it."""
+    assert main(["train", "c.yaml", "seed=1", "--quiet", "optim.lr=1e-3", "--set", "train.steps=2",
+                 "optim.lr=2e-3"]) == 0
+    assert fake_train == {"config": "c.yaml", "resume": None,
+                          "overrides": ["seed=1", "optim.lr=1e-3", "optim.lr=2e-3", "train.steps=2"]}
+    assert main(["train", "--resume", "r", "--quiet", "optim.lr=1e-3", "seed=2"]) == 0  # the resume's overrides too
+    assert fake_train["resume"] == "r" and fake_train["overrides"] == ["optim.lr=1e-3", "seed=2"]
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "sweep", "reproduce"])
+def test_every_config_command_takes_overrides_after_options(command):
+    from robustft.cli.options import parse_command_line
+
+    argv = [command, *FIRST[command], "optim.lr=1", "--output-dir", "o", "seed=3", "--set", "train.steps=2"]
+    args = parse_command_line(build_parser(), argv)
+    assert args.overrides == ["optim.lr=1", "seed=3"] and args.set_overrides == ["train.steps=2"]
+
+
+@pytest.mark.parametrize("argv, fix", [
+    (["train", "c.yaml", "--device", "cpu", "optim.lr=1e-3"], "has no option --device: device is a config key, "
+                                                               "set like any other with an override: device=cpu"),
+    (["train", "c.yaml", "--optim.lr=3e-4"], "optim.lr=3e-4 (anywhere after the config file) or --set optim.lr=3e-4"),
+    (["tune", "c.yaml", "--trials", "2", "optim.lr=3"], "takes no positional key=value (optim.lr=3); write --set "
+                                                         "optim.lr=3"),
+])
+def test_what_is_still_left_over_is_an_error_naming_the_fix(fake_train, capsys, argv, fix):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert fix in err and "unrecognized arguments" in err
+    assert "optim.lr=1e-3" not in err.split("unrecognized arguments:")[1].split(".")[0]  # it was accepted
+    assert fake_train == {}  # nothing ran
+
+
 def test_sweep_overrides_and_group_by_are_checked(monkeypatch, tmp_path, capsys):
     seen = {}
 

@@ -198,3 +198,36 @@ def test_checks_print_progress_and_one_verdict_per_check(checkpoint, fake_data, 
     assert all(line.split()[2] in ("ok", "WARNING:") for line in verdicts)
     assert "checks: 6 run, " in captured.out
     assert "eval: batch 1/1 (16/16 samples)" in captured.err
+
+
+def test_an_attack_that_cannot_reach_its_eps_is_refused_as_its_config_is(checkpoint, fake_data, capsys):
+    """PGD 2 x 0.1/255 moves at most 0.2/255: at 4/255 its accuracy is a weak attack's, not robust accuracy. eval
+    printed it as such; a config with the same attack is refused. Both now go through one check."""
+    from robustft.config import from_dict
+    from robustft.errors import ConfigError
+
+    weak = ["--data", "q", "--attack", "pgd", "--steps", "2"]
+    assert _eval(checkpoint, *weak, "--step-size", "0.1/255", "--eps", "4/255") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "moves at most 0.2/255 from its start, less than eps=4/255 that --eps asks it to evaluate" in err
+    assert "--step-size eps/2" in err and "--steps 40 or more" in err  # the fixes, as options of this command
+    with pytest.raises(ConfigError, match=r"moves at most 0\.2/255 .* less than eps=4/255 that eval\.eps") as info:
+        from_dict({"eval": {"attack": {"name": "pgd", "steps": 2, "step_size": "0.1/255"}, "eps": ["4/255"],
+                            "curve": None}})
+    assert "eval.attack.step_size=eps/2" in str(info.value)  # the same check, the fix spelt for a config
+    # A curve is checked at its top; each fix the message names is accepted.
+    assert _eval(checkpoint, *weak, "--step-size", "0.5/255", "--curve", "0:2/255") == 2
+    assert "that --curve asks" in capsys.readouterr().err
+    assert _eval(checkpoint, *weak, "--step-size", "eps/2", "--eps", "4/255") == 0
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "40", "--step-size", "0.1/255",
+                 "--eps", "4/255") == 0
+
+
+def test_random_start_and_no_random_start_together_are_refused(checkpoint, fake_data, capsys):
+    with pytest.raises(SystemExit) as info:
+        _eval(checkpoint, "--data", "q", "--attack", "pgd", "--random-start", "--no-random-start")
+    assert info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--random-start and --no-random-start contradict each other; give one of them" in err
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "1", "--no-random-start",
+                 "--no-random-start") == 0  # said twice the same way: no contradiction

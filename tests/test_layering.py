@@ -36,9 +36,11 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 SRC = Path(robustft.__file__).resolve().parent
-# The one module allowed a module-level __getattr__: robustft itself, so that ``import robustft`` stays light
-# (subpackages load on first attribute access). Anywhere else it would be hiding an import cycle.
-GETATTR_ALLOWED = {"robustft"}
+# The modules allowed a module-level __getattr__: robustft itself, so that ``import robustft`` stays light
+# (subpackages load on first attribute access), and robustft.runs, whose torch-needing submodules (checkpoints,
+# export) load the same way so that a sweep's parent imports the run directory code without torch. Each imports
+# only its own named submodules; anywhere else a module __getattr__ would be hiding an import cycle.
+GETATTR_ALLOWED = {"robustft", "robustft.runs"}
 
 
 def _module_name(path: Path) -> str:

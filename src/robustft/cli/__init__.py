@@ -18,6 +18,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from robustft.cli.options import parse_command_line
 from robustft.errors import RobustftError
 
 # Options whose value may be written with a leading minus (a negative eps is refused with robustft's message,
@@ -73,7 +74,7 @@ def join_signed_values(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``robustft`` console script. Returns the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(join_signed_values(sys.argv[1:] if argv is None else list(argv)))
+    args = parse_command_line(parser, join_signed_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

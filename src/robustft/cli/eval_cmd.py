@@ -17,8 +17,9 @@ import argparse
 from typing import Any
 
 from robustft.cli.eval_source import data_source, load_model
+from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
-from robustft.config.units import eps_grid, format_eps, parse_eps
+from robustft.config.units import eps_grid, format_eps, parse_eps, relative_step, step_in_pixels
 from robustft.errors import ConfigError
 
 # The checks run_checks performs (robustft.attacks.checks); the three needing eps > 0 are skipped at eps 0.
@@ -59,9 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="nested curve over an eps range on a 1/255 grid (e.g. 0:8/255); adds E.adv")
     attack.add_argument("--norm", choices=("linf", "l2"), help="threat model (default: the attack's, linf)")
     attack.add_argument("--steps", type=int, help="attack steps (default: the attack's own)")
-    attack.add_argument("--step-size", help="step size in [0, 1] units, e.g. 0.25/255 (pgd, fgsm)")
+    attack.add_argument("--step-size", help="pgd's step in [0, 1] units, e.g. 0.25/255, or relative to eps, e.g. "
+                                            "0.25eps (scaled to every eps of a --curve); steps x step must reach eps")
     attack.add_argument("--restarts", type=int, help="random restarts (pgd, apgd, cascade)")
-    attack.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None,
+    attack.add_argument("--random-start", action=BooleanFlag, default=None,
                         help="start from a random point of the eps-ball (default: the attack's own)")
     attack.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
     attack.add_argument("--checks", action="store_true",
@@ -105,13 +107,31 @@ def build_cli_attack(args: argparse.Namespace):
             raise ConfigError(f"attack {args.attack!r} has no {option}{extra}; drop {flag}, or pick an attack that "
                               "has it (pgd takes norm, steps, step_size, restarts, random_start).")
         if option == "step_size":
-            value = parse_eps(value, name="--step-size")
+            # "0.25eps" stays text (the attack scales it to each eps it runs at); anything else is pixel units
+            step_in_pixels(value, 1.0, name="--step-size")  # a malformed value -> how to write one
+            value = value if relative_step(value) is not None else parse_eps(value, name="--step-size")
         elif option in ("steps", "restarts") and value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}.")
         options[option] = value
     if attack.accepts("generator"):
         options["generator"] = torch.Generator().manual_seed(args.seed)
     return attack.with_options(**options)
+
+
+def check_attack_reaches(attack, eps: float, where: str) -> None:
+    """Refuses an attack whose steps x step size fall short of ``eps`` (``--steps 2 --step-size 0.1/255`` at
+    4/255 would report a weak attack's accuracy as robust accuracy): the check a config's attack gets
+    (``robustft.config.validate.check_reach``), its fix written as command-line options."""
+    import inspect
+
+    from robustft.config.validate import STEP_SIZE_ATTACKS, check_reach
+
+    step_size = attack.options.get("step_size")
+    if attack.name not in STEP_SIZE_ATTACKS or step_size is None or eps <= 0:
+        return  # no step size given: the attack's default (2.5 eps / steps for pgd) reaches eps
+    steps = attack.options.get("steps", inspect.signature(attack.fn).parameters["steps"].default)
+    check_reach("robustft eval", attack.name, int(steps), step_size, eps, where,
+                spell=lambda option, value: f"--{option.replace('_', '-')} {value}")
 
 
 def format_results(results, e_adv: float | None) -> str:
@@ -147,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}.")
     attack = build_cli_attack(args)
+    check_attack_reaches(attack, max(eps_list), "--curve" if args.curve else "--eps")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     model, source = load_model(args, device)

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from robustft.cli.options import add_output_dir_option, add_override_options
+from robustft.cli.options import OVERRIDE_TOKEN, add_output_dir_option, add_override_options
 from robustft.cli.report_cmd import GROUPS
 from robustft.errors import RobustftError
 
@@ -40,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.status is not None:
+        refuse_run_options_with_status(args)
         return show_status(args.status)
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
@@ -87,6 +89,27 @@ def run(args: argparse.Namespace) -> int:
                                 group_by=args.group_by)
             print(f"report: {page}")
     return 1 if failed else 0
+
+
+def refuse_run_options_with_status(args: argparse.Namespace) -> None:
+    """``--status DIR`` runs nothing, so a config or run option beside it would be silently ignored: refused.
+
+    Raises:
+        RobustftError: naming what was given and the two commands the user may have meant.
+    """
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and OVERRIDE_TOKEN.match(config):  # `--status DIR key=value`: argparse's first positional
+        config, overrides = None, [config, *overrides]
+    given = [f"the config {config}"] if config is not None else []
+    given += [f"--grid {g}" for g in args.grid] + overrides + [f"--set {o}" for o in args.set_overrides]
+    given += [f"{flag} {value}" for flag, value in (("--output-dir", args.output_dir), ("--seeds", args.seeds))
+              if value is not None] + (["--report"] if args.report else [])
+    if given:
+        run = shlex.join(["robustft", "sweep", config or "CONFIG", "..."])
+        raise RobustftError(
+            f"robustft sweep --status {args.status} only shows where that sweep stands and runs nothing, so "
+            f"{', '.join(given)} would be ignored. Drop {'it' if len(given) == 1 else 'them'} to see the status "
+            f"(robustft sweep --status {args.status}), or drop --status to run or continue the sweep ({run}).")
 
 
 def show_status(directory: str) -> int:

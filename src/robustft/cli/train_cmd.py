@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustft.runs.interrupt import RunInterrupted
     from robustft.training.trainer import train
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -42,7 +43,11 @@ def run(args: argparse.Namespace) -> int:
                             "robustft train CONFIG.yaml key=value ...")
     if args.resume is not None and args.output_dir is not None:
         raise RobustftError("--output-dir does not apply to --resume: a resumed run stays in its directory.")
-    result = train(config, overrides, resume=args.resume, quiet=True if args.quiet else None)
+    try:
+        result = train(config, overrides, resume=args.resume, quiet=True if args.quiet else None)
+    except RunInterrupted as stop:  # SIGINT / SIGTERM: the trainer saved a checkpoint at the current step
+        print(f"robustft: {stop}\nrobustft: to resume, run: {stop.resume_command}", file=sys.stderr, flush=True)
+        return stop.exit_status
     print(format_result(result))
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from robustft.config.schedule_specs import (
@@ -199,26 +200,49 @@ def _check_attack(key: str, name: str, attack: Any, largest_eps: float, where: s
     else:
         _positive(f"{key}.step_size", step_size, optional=True, example="0.25/255 or 0.25eps")
     if step_size is not None and name in STEP_SIZE_ATTACKS and largest_eps > 0:
-        _check_reach(key, name, attack.steps, step_size, largest_eps, where)
+        check_reach(key, name, attack.steps, step_size, largest_eps, where)
 
 
-def _check_reach(key: str, name: str, steps: int, step_size: float | str, eps: float, where: str) -> None:
+def check_reach(key: str, name: str, steps: int, step_size: float | str, eps: float, where: str,
+                spell: Callable[[str, object], str] | None = None) -> None:
     """Refuses steps x step_size < eps: such an attack cannot reach the eps it is evaluated at, so its accuracy
-    there is that of a weaker attack (a PGD-10 with step 0.25/255 moves at most 2.5/255, short of 4/255)."""
+    there is that of a weaker attack (a PGD-10 with step 0.25/255 moves at most 2.5/255, short of 4/255).
+
+    The one check for a config's attacks and ``robustft eval``'s command line.
+
+    Args:
+        key: what the message starts with: the config section (``eval.attack``) or the command (``robustft eval``).
+        name: the attack's name (``pgd``).
+        steps: gradient steps per restart, >= 1.
+        step_size: pixel units (0.1/255 as a float) or relative to eps (``"0.25eps"``).
+        eps: the largest radius the attack is asked to evaluate, pixel units.
+        where: the setting that asks for ``eps`` (``eval.curve``, ``--eps``).
+        spell: ``(option, value) -> text``, how the fix is written; default the config's ``key.option=value``.
+
+    Raises:
+        ConfigError: the attack cannot reach ``eps``; the message names both fixes.
+    """
     def format_eps(value: float) -> str:
         return f"{value * 255:.4g}/255"
 
+    def config_spelling(option: str, value: object) -> str:
+        return f"{key}.{option}={value}"
+
+    spell = spell or config_spelling
     step = step_in_pixels(step_size, eps)
     if steps * step >= eps * (1 - 1e-9):
         return
     shown = step_size if isinstance(step_size, str) else format_eps(step_size)
     ratio = relative_step(step_size)
     needed = math.ceil(1 / ratio - 1e-9) if ratio is not None else math.ceil(eps / step - 1e-9)
+    # A relative step that reaches eps in these steps: paper A's 0.25eps from 4 steps on, eps/steps below.
+    relative, why = ("0.25eps", "paper A's 0.25/255 at 1/255, scaled to every eps") if steps >= 4 else \
+        ("eps" if steps == 1 else f"eps/{steps}", "scaled to every eps")
     raise ConfigError(
         f"{key}: {name} with steps={steps} and step_size={shown} moves at most {format_eps(steps * step)} from its "
         f"start, less than eps={format_eps(eps)} that {where} asks it to evaluate, so its accuracy there would be "
-        f"that of a weaker attack. Make the step relative to eps, e.g. {key}.step_size=0.25eps (paper A's 0.25/255 "
-        f"at 1/255, scaled to every eps), or use {key}.steps={needed} or more."
+        f"that of a weaker attack. Make the step relative to eps, e.g. {spell('step_size', relative)} ({why}), or "
+        f"use {spell('steps', needed)} or more."
     )
 
 

@@ -1,5 +1,12 @@
 """Run directories: the one record schema, the append-only metrics file, checkpoints, the one-writer lock, and DuckDB
-queries across runs."""
+queries across runs.
+
+``checkpoints`` and ``export`` need torch (and the models and strategies), which ``import robustft.runs`` does not
+load: a sweep's parent process imports this package (the lock, the metrics file) and runs no model. They are
+submodules like the others all the same: ``robustft.runs.export.export_run(...)`` (what the README shows) works
+after ``import robustft`` alone, whatever was imported before, through the module ``__getattr__`` below, which
+imports only these named submodules of this package (PEP 562; it hides no import cycle, tests/test_layering.py).
+"""
 
 from robustft.runs.lock import RunLockedError
 from robustft.runs.metrics_file import (
@@ -20,3 +27,18 @@ __all__ = [
     "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record",
     "query_runs", "read_metrics", "read_records", "repair_jsonl", "run_columns",
 ]
+
+# Submodules reached as attributes on first use (they import torch); see the module docstring.
+LAZY_SUBMODULES: tuple[str, ...] = ("checkpoints", "export")
+
+
+def __getattr__(name: str) -> object:
+    if name in LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"robustft.runs.{name}")
+    raise AttributeError(f"module 'robustft.runs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY_SUBMODULES})

@@ -174,7 +174,7 @@ def load(run: str | Path, which: str = "last", device: str | torch.device = "cpu
 
     Returns:
         The ``RobustModel`` (takes float N x 3 x H x W images in [0, 1], returns N x num_classes logits) in eval
-        mode, with the run's strategy applied and its weights loaded. ``robustft.runs.export`` writes it as a plain
-        state dict for timm / torchvision without robustft.
+        mode, with the run's strategy applied and its weights loaded. ``robustft.runs.export.export_run`` writes it
+        as a plain state dict for timm / torchvision without robustft.
     """
     return load_model(run, which=which, device=device)[0]

@@ -10,8 +10,8 @@ under their own keys; ``robustft.load(RUN)`` gives that model itself).
 
 Normalisation is not part of the network (robustft applies it inside ``RobustModel.forward``), so the sidecar
 ``OUT.json`` states the mean / std to apply to [0, 1] images, the input size and the line of code that creates the
-plain model. ``.safetensors`` files are written with safetensors; any other name with ``torch.save`` of a dict of
-tensors (loads with ``torch.load(path, weights_only=True)``).
+plain model. ``.safetensors`` files are written with safetensors; ``.pt`` / ``.pth`` with ``torch.save`` of a dict of
+tensors (loads with ``torch.load(path, weights_only=True)``); other names are refused.
 """
 
 from __future__ import annotations
@@ -29,13 +29,16 @@ from robustft.runs.checkpoints import load_model
 from robustft.strategies import merge
 from robustft.strategies.hooks import attached
 
+# What export writes: safetensors, or a torch.save'd dict of tensors (torch.load(path, weights_only=True)).
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
+
 
 def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: str = "last") -> Path:
     """Writes the fine-tuned network of ``run`` to ``out`` (+ ``out`` with suffix ``.json``: how to load it).
 
     Args:
         run: a run directory (or checkpoint file) written by ``robustft train``.
-        out: the weights file; ``.safetensors`` for safetensors, anything else (``.pt``, ``.pth``) for torch.
+        out: the weights file; ``.safetensors`` for safetensors, ``.pt`` or ``.pth`` for torch.
         merged: fold mergeable strategies into the weights and write the plain network's state dict.
         which: checkpoint inside ``RUN/checkpoints`` (last, best, step_N).
 
@@ -43,12 +46,11 @@ def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: 
         The path of the weights file.
 
     Raises:
-        ConfigError: ``out`` ends in ``.json``, or ``merged`` for a strategy that cannot be merged.
+        ConfigError: ``out`` is not a ``.safetensors`` / ``.pt`` / ``.pth`` file name, or ``merged`` for a
+            strategy that cannot be merged.
         CheckpointError: the run has no readable checkpoint.
     """
-    out = Path(out)
-    if out.suffix == ".json":
-        raise ConfigError(f"export target {out} ends in .json, the name of the sidecar file; use .safetensors or .pt.")
+    out = check_target(out)
     model, payload = load_model(run, which=which)
     strategy = payload["strategy"]["name"]
     if merged:
@@ -64,6 +66,28 @@ def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: 
         torch.save(state, out)
     sidecar = describe(model, payload, merged=merged, weights=out)
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return out
+
+
+def check_target(out: str | Path) -> Path:
+    """``out`` as a weights file name: ``.safetensors`` or a torch ``.pt`` / ``.pth``, not a directory.
+
+    Any other name used to be written with ``torch.save`` under it (``out.txt`` held a pickled state dict that
+    nothing opens as text), and ``out.json`` would be overwritten by its own sidecar.
+
+    Raises:
+        ConfigError: the name and the fix (the same stem with a weights suffix).
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise ConfigError(f"export target {out} is a directory; name the weights file inside it, e.g. "
+                          f"{out / 'model.safetensors'} (the sidecar {out / 'model.json'} goes beside it).")
+    if out.suffix not in WEIGHT_SUFFIXES:
+        why = "the name of the sidecar file written beside the weights" if out.suffix == ".json" else \
+            "not a weights format" if out.suffix else "no suffix to tell the format"
+        raise ConfigError(
+            f"export target {out} ends in {out.suffix or 'nothing'} ({why}). Name it {out.with_suffix('.safetensors')} "
+            f"(safetensors) or {out.with_suffix('.pt')} (a torch state dict; .pth too).")
     return out
 
 

@@ -57,16 +57,7 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
     improved = metric is not None and (trainer.best is None or metric > trainer.best)
     if improved:
         trainer.best = metric
-    payload = {
-        **components.checkpoint_header(trainer.model, trainer.cfg),
-        "model_state": trainer.model.state_dict(), "step": step, "epoch": step // trainer.steps_per_epoch,
-        "optimizer": trainer.optimizer.state_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
-        "rng": capture_rng(trainer.device), "best": trainer.best, "val_history": list(trainer.val_history),
-        "sums": dict(trainer.sums), "eval_seconds": trainer.eval_seconds,
-        "wall_seconds": trainer.wall_before + time.perf_counter() - started,
-        "cpu_seconds": trainer.cpu_seconds(),
-    }
+    payload = _payload(trainer, step, started)
     directory = Path(trainer.run.checkpoints_dir)
     try:
         if improved:
@@ -78,6 +69,49 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
         raise RunWriteError(f"cannot write a checkpoint in {directory} ({error.strerror or error}). Free disk "
                             "space or fix permissions, then resume with `robustft train --resume "
                             f"{trainer.run.path}`.") from None
+
+
+def _payload(trainer: Any, step: int, started: float) -> dict[str, Any]:
+    return {
+        **components.checkpoint_header(trainer.model, trainer.cfg),
+        "model_state": trainer.model.state_dict(), "step": step, "epoch": step // trainer.steps_per_epoch,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scaler": trainer.scaler.state_dict() if trainer.scaler else None,
+        "rng": capture_rng(trainer.device), "best": trainer.best, "val_history": list(trainer.val_history),
+        "sums": dict(trainer.sums), "eval_seconds": trainer.eval_seconds,
+        "wall_seconds": trainer.wall_before + time.perf_counter() - started,
+        "cpu_seconds": trainer.cpu_seconds(),
+    }
+
+
+def save_on_stop(trainer: Any, started: float, pending_evaluation: dict[str, Any] | None = None) -> None:
+    """Writes ``last.pt`` at the trainer's current step when a stop signal ends training between two evaluation
+    points (robustft.runs.interrupt), so the resumed run loses nothing.
+
+    Called between two optimiser steps, so the state is whole: weights after ``trainer.step`` updates, the running
+    sums since the last evaluation (the next evaluation's loss and train accuracy cover the steps of both
+    processes), the RNG as the next step would draw from it. No record is written: ``metrics.jsonl`` ends at the
+    last evaluation point, which is where the resume's truncation to step <= ``trainer.step`` leaves it.
+
+    Args:
+        trainer: the ``Trainer``.
+        started: ``time.perf_counter()`` when this process started training.
+        pending_evaluation: ``{"eps": eps}`` when the signal cut the evaluation of this step short; the resumed run
+            evaluates this step first, then trains on. The learning rates in force are added: the evaluation's
+            records hold the eps and lr of the step just done, as an uninterrupted run's do.
+
+    Raises:
+        RunWriteError: the checkpoint cannot be written.
+    """
+    directory = Path(trainer.run.checkpoints_dir)
+    if pending_evaluation is not None:
+        pending_evaluation = {**pending_evaluation, "lr": [float(g["lr"]) for g in trainer.optimizer.param_groups]}
+    try:
+        save_checkpoint(directory / "last.pt", {**_payload(trainer, trainer.step, started),
+                                                "pending_evaluation": pending_evaluation})
+    except OSError as error:
+        raise RunWriteError(f"cannot write a checkpoint in {directory} ({error.strerror or error}); the run resumes "
+                            f"from its last evaluation point: `robustft train --resume {trainer.run.path}`.") from None
 
 
 def resume_from_last(trainer: Any) -> bool:
@@ -111,6 +145,10 @@ def resume_from_last(trainer: Any) -> bool:
     trainer.sums, trainer.eval_seconds = dict(payload["sums"]), float(payload["eval_seconds"])
     trainer.wall_before = float(payload["wall_seconds"])
     trainer.cpu_before = float(payload.get("cpu_seconds", 0.0))  # checkpoints before 2026-12 lack it
+    trainer.pending_evaluation = payload.get("pending_evaluation")  # set when a stop signal cut an evaluation
+    if trainer.pending_evaluation and len(trainer.pending_evaluation["lr"]) == len(trainer.optimizer.param_groups):
+        for group, lr in zip(trainer.optimizer.param_groups, trainer.pending_evaluation["lr"], strict=True):
+            group["lr"] = lr  # the last step's, which that evaluation records (the next update sets its own)
     trainer.run.truncate_metrics_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True

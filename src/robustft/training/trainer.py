@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -27,6 +27,7 @@ from robustft.config import to_dict
 from robustft.config.units import canonical_metric_key
 from robustft.device import resolve_device
 from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
+from robustft.runs.interrupt import RunInterrupted, StopNow, StopRequest
 from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.runs.records import record_key
@@ -37,7 +38,7 @@ from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
 from robustft.training.optim import build_optimizer
 from robustft.training.schedules import eps_schedule, evaluation_schedule, lr_factor
-from robustft.training.state import resume_from_last, save_checkpoints
+from robustft.training.state import resume_from_last, save_checkpoints, save_on_stop
 
 log = logging.getLogger("robustft.training.trainer")
 
@@ -181,6 +182,8 @@ class Trainer:
         self.step, self.best, self.val_history = 0, None, []
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before, self.cpu_before = 0.0, 0.0, 0.0
+        self.pending_evaluation: dict[str, Any] | None = None  # an evaluation a stop signal cut short
+        self.stop = StopRequest()  # SIGINT / SIGTERM: checkpoint and stop between two steps (runs.interrupt)
         self.cpu_started = time.process_time()  # reset when training starts
         self.config_changes: list[tuple[str, Any, Any]] = []  # a resume's overrides, recorded when it starts
         # Called after each evaluation's records and checkpoint are written: (step, epoch, {record key: value}).
@@ -212,7 +215,10 @@ class Trainer:
     def execute(self) -> RunResult:
         """Trains to the end (resuming from the last checkpoint if there is one); releases the run's lock."""
         try:
-            return self._execute()
+            with self.stop:
+                return self._execute()
+        except StopNow as stop:  # a second signal, mid-step: the last checkpoint stands
+            raise RunInterrupted(stop.signum, self.run.path, self.step, saved=False) from None
         finally:
             self.run.unlock()
 
@@ -232,8 +238,8 @@ class Trainer:
         loggers = RunLoggers(self.run.path, self.total_steps, self.step, self.progress, self.cfg.logging.tensorboard,
                              self.cfg.logging.mlflow, self.cfg.name)
         try:
-            if not resumed:
-                self._evaluate(0, loggers, started)
+            if not resumed or self.pending_evaluation is not None:
+                self._evaluate(self.step, loggers, started, (self.pending_evaluation or {}).get("eps"))
             batches = None
             while self.step < self.total_steps:
                 epoch, index = divmod(self.step, self.steps_per_epoch)
@@ -246,6 +252,8 @@ class Trainer:
                 loggers.step(epoch, loss, eps)
                 if self.step in self.eval_steps:
                     self._evaluate(self.step, loggers, started, eps)
+                if self.stop.requested:  # between two steps; an evaluation point saved its checkpoint already
+                    self._stopped(started, saved=self.step in self.eval_steps)
         finally:
             loggers.close()
         return self._finish(started)
@@ -322,7 +330,12 @@ class Trainer:
         epoch = step / self.steps_per_epoch
         final = step == self.total_steps
         loggers.evaluating(step, final)
-        records = self.evaluator(self.model, step, epoch, final=final)
+        try:
+            with self.stop.abortable():
+                records = self.evaluator(self.model, step, epoch, final=final)
+        except StopNow:  # evaluations are long: stop now, evaluate this step when resumed
+            self.strategy.train_mode(self.model)
+            self._stopped(started, saved=False, pending_evaluation={"eps": eps})
         self.eval_seconds += time.perf_counter() - t0
         eps = float(self.eps_at(min(int(epoch), self.total_epochs - 1), step, list(self.val_history))) \
             if eps is None else eps
@@ -350,6 +363,12 @@ class Trainer:
         self.strategy.train_mode(self.model)
         if self.on_evaluation is not None:
             self.on_evaluation(step, epoch, values)
+
+    def _stopped(self, started: float, saved: bool, pending_evaluation: dict[str, Any] | None = None) -> NoReturn:
+        """Saves ``last.pt`` at this step unless ``saved``, then raises ``RunInterrupted`` (a stop signal)."""
+        if not saved:
+            save_on_stop(self, started, pending_evaluation)
+        raise RunInterrupted(self.stop.signum or 0, self.run.path, self.step, saved=True)
 
     def _write(self, records: list[dict]) -> None:
         try:
