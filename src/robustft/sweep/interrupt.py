@@ -7,9 +7,11 @@ them. A scheduler's SIGTERM killed the sweep and left its children training as o
 
 Now, while :func:`robustft.sweep.run_points` runs, :class:`StopSignals` only records a stop signal; the sweep's loop
 sees it within :data:`POLL_SECONDS`, cancels the queued points, and :class:`ChildProcesses` forwards SIGINT to each
-running child (the trainer stops as on Ctrl-C: ``KeyboardInterrupt``, its run lock released), waits
-:data:`GRACE_SECONDS`, then sends SIGTERM, and SIGKILL :data:`KILL_SECONDS` later. A second stop signal skips the
-waiting. A stopped run resumes from its last checkpoint (written at every evaluation) when the sweep is run again.
+running child (the trainer stops as on Ctrl-C: it finishes the step in progress, or abandons an evaluation at
+once, writes a checkpoint at that step and releases its run lock), waits :data:`GRACE_SECONDS`, then sends SIGTERM
+(a second signal to the trainer: it stops at once and resumes from its last evaluation point's checkpoint), and
+SIGKILL :data:`KILL_SECONDS` later. A second stop signal skips the waiting. A stopped run resumes from its last
+checkpoint when the sweep is run again.
 The sweep then raises :class:`SweepInterrupted` (a ``KeyboardInterrupt``, so code that is unaware of it unwinds as
 on Ctrl-C); the CLI prints its message and how to resume, and exits ``128 + signal`` (130 for SIGINT, 143 for
 SIGTERM), the shells' convention.
@@ -39,7 +41,7 @@ from typing import Any
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 POLL_SECONDS = 0.2  # how soon the sweep's loop notices a recorded signal
-GRACE_SECONDS = 10.0  # after the forwarded SIGINT, before SIGTERM (a trainer stops at its next Python bytecode)
+GRACE_SECONDS = 10.0  # after the forwarded SIGINT, before SIGTERM (a trainer stops after its current step)
 KILL_SECONDS = 5.0  # after SIGTERM, before SIGKILL
 
 
