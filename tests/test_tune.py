@@ -181,18 +181,18 @@ def test_a_trial_stopped_at_its_last_rung_has_its_summary(tmp_path, monkeypatch)
     trial_dir = tmp_path / "trials" / "t1"
     seen = []
 
-    class StoppedByASHA(Exception):
+    class StoppedByASHAError(Exception):
         pass
 
     def report(metrics):
         seen.append((metrics["step"], (trial_dir / "summary.json").is_file()))
         if metrics["step"] == 8:
-            raise StoppedByASHA  # what Ray does to a function trainable it stops: the report does not return
+            raise StoppedByASHAError  # what Ray does to a function trainable it stops: the report does not return
 
     monkeypatch.setattr(tune, "report", report)
     monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
     base = load_config(write_config(tmp_path))
-    with pytest.raises(StoppedByASHA):
+    with pytest.raises(StoppedByASHAError):
         _trial({"optim.lr": 0.01}, base=to_dict(base), budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
                metric="val/clean/accuracy", threads=1)
     # the last report came after the summary (and the final checkpoint) were written
@@ -307,3 +307,25 @@ def test_restored_asha_keeps_the_rungs_of_the_trials_that_ended(tmp_path):
         made.on_trial_result(None, trial, {"score": 0.55, "step": 4})
         decisions.append(made.on_trial_result(None, trial, behind))
     assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]
+
+
+def test_the_head_and_the_body_get_their_own_lr_and_weight_decay(tmp_path):
+    """Paper B's protocol tunes the backbone's and the head's lr and decay apart (optim.head_lr,
+    optim.head_weight_decay): each AdamW group carries its own, from the config."""
+    from robustft.training.trainer import build_trainer
+
+    trainer = build_trainer(write_config(tmp_path), ["optim.lr=1e-4", "optim.head_lr=3e-2", "optim.weight_decay=1e-3",
+                                                     "optim.head_weight_decay=5e-6"], quiet=True)
+    groups = {group["name"]: group for group in trainer.optimizer.param_groups}
+    head = {id(p) for p in trainer.model.backbone.classifier.parameters()}
+    assert {id(p) for name in ("head/decay", "head/no_decay") for p in groups[name]["params"]} == head
+    assert groups["head/decay"]["lr"] == groups["head/no_decay"]["lr"] == 3e-2
+    assert groups["body/decay"]["lr"] == groups["body/no_decay"]["lr"] == 1e-4
+    assert groups["head/decay"]["weight_decay"] == 5e-6 and groups["body/decay"]["weight_decay"] == 1e-3
+    assert groups["head/no_decay"]["weight_decay"] == groups["body/no_decay"]["weight_decay"] == 0.0
+    trainer.run.unlock()
+    unset = build_trainer(write_config(tmp_path), ["optim.lr=1e-4", "optim.weight_decay=1e-3", "name=unset"],
+                          quiet=True)
+    groups = {group["name"]: group for group in unset.optimizer.param_groups}
+    assert groups["head/decay"]["lr"] == 1e-4 and groups["head/decay"]["weight_decay"] == 1e-3  # None: the body's
+    unset.run.unlock()

@@ -114,8 +114,9 @@ class OptimConfig:
 
     batch_size: int = 128
     lr: float = 1.0e-3
-    head_lr: float | None = None
+    head_lr: float | None = None  # the new head's lr (None: lr); paper B's authors tune the two apart
     weight_decay: float = 0.05
+    head_weight_decay: float | None = None  # the head's decay (None: weight_decay)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup: Duration = 0.05
