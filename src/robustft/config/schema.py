@@ -170,6 +170,9 @@ class EvalConfig:
     eps: list[Eps] = field(default_factory=lambda: [1 / 255])
     curve: Eps | None = None
     curve_at: Literal["every", "final"] = "every"  # final: the robust curve of the final model only (paper B)
+    # splits whose mean cross-entropy is recorded, clean and under eval.attack at each eval.eps (every sample
+    # attacked): paper B's authors tune on the validation adversarial loss (robustft tune --protocol paper-b)
+    loss: list[str] = field(default_factory=list)
     ood: bool = True
     checks: bool = False
     final: FinalEvalConfig | None = field(default_factory=FinalEvalConfig)

@@ -172,6 +172,10 @@ def _check_eval(evaluation: Any) -> None:
     for index, split in enumerate(evaluation.splits):
         if split not in _SPLITS:
             _fail(f"eval.splits[{index}]", split, f"splits are {', '.join(_SPLITS)} (OOD splits: eval.ood=true).")
+    for index, split in enumerate(evaluation.loss):
+        if split not in evaluation.splits:
+            _fail(f"eval.loss[{index}]", split, f"the loss is recorded on evaluated splits ({evaluation.splits}); add "
+                  f"it to eval.splits too, e.g. eval.splits=[{','.join(dict.fromkeys([*evaluation.splits, split]))}].")
     for index, eps in enumerate(evaluation.eps):
         _positive(f"eval.eps[{index}]", eps, example="1/255")
     _positive("eval.curve", evaluation.curve, optional=True, example="4/255")
