@@ -40,7 +40,7 @@ def test_distributions_parse():
     assert parse_distribution("loguniform:1e-5:1e-1") == Distribution("loguniform", 1e-5, 1e-1)
     assert parse_distribution("uniform:0:4/255") == Distribution("uniform", 0.0, 4 / 255)
     assert parse_distribution("choice:full,lora,[a,b]").choices == ("full", "lora", "[a,b]")
-    assert list(parse_search([])) == ["optim.lr", "optim.weight_decay"]  # paper B's default space
+    assert list(parse_search([])) == ["optim.lr", "optim.weight_decay"]  # the clean-accuracy protocol's space
     assert parse_search([])["optim.lr"] == Distribution("loguniform", 1e-5, 1e-1)
 
 
