@@ -147,3 +147,33 @@ def test_fixed_subset_keeps_the_class_mix_drawn_as_data_splits_are():
         subset = fixed_subset("x", data, 20, seed)
         assert subset.labels.bincount().tolist() == [18, 2]
         assert torch.equal(subset.images, data.images[stratified_subset(data.labels, 20, seed)])
+
+
+def test_the_loss_is_recorded_on_the_eval_loss_splits_with_every_sample_attacked():
+    """eval.loss=[val]: the mean cross-entropy on val, clean and at each eval eps at the point the attack returns
+    for every sample (not only the still-robust ones, as the nested accuracy does): what paper B's tuning reads."""
+    import torch.nn.functional as F
+
+    from robustft.attacks import build_attack
+
+    evaluator, model = _evaluator(loss=["val"], attack={"name": "fgsm"}, eps=["8/255"]), tiny_cnn(4)
+    records = [r for r in evaluator(model, step=2, epoch=0.1) if r["metric"] == "loss"]
+    assert {r["split"] for r in records} == {"val"} and all(r["n"] == 24 for r in records)
+    loss = {(r["attack"], round(r["eps"] * 255)): r["value"] for r in records}
+    val = next(subset for subset in evaluator.subsets if subset.name == "val")
+    model.eval()
+    with torch.no_grad():
+        clean = F.cross_entropy(model(val.images), val.labels).item()
+        attacked = F.cross_entropy(model(build_attack("fgsm")(model, val.images, val.labels, 8 / 255)),
+                                   val.labels).item()
+    assert loss == {("clean", 0): pytest.approx(clean, rel=1e-5), ("fgsm", 8): pytest.approx(attacked, rel=1e-4)}
+    assert attacked > clean
+
+
+def test_a_loss_split_that_is_not_evaluated_is_refused_with_the_fix():
+    from robustft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval.loss\[0\].*eval.splits=\[test,val\]") as caught:
+        load_config(None, ["eval.splits=[test]", "eval.loss=[val]"])
+    fix = str(caught.value).split("e.g. ")[1].rstrip(".")
+    assert load_config(None, [fix, "eval.loss=[val]"]).eval.loss == ["val"]  # the fix it names works

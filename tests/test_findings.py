@@ -302,3 +302,21 @@ def test_records_without_a_sample_size_make_claims_inconclusive_not_an_error():
         run.metrics = run.metrics.drop(columns=["n"])
     found = findings(runs)
     assert found and all(f.verdict != HOLDS and f.verdict != DOES_NOT_HOLD for f in found), [f.why for f in found]
+
+
+def test_a_study_directory_is_read_as_robustft_report_reads_it(tmp_path):
+    """`findings("study")` takes what `robustft report study` takes: a study's folder (or runs/, run directories,
+    globs), read by the report's loader; the verdicts are those of the same runs in memory."""
+    from robustft.report.collect import collect_runs
+    from robustft.runs import RunDir
+
+    runs = _strategies({"bitfit": [0.1, 0.5, 0.5, 0.4], "full": [0.02, 0.1, 0.1, 0.05],
+                        "linear": [0.02, 0.3, 0.35, 0.3], "lora": [0.02, 0.05, 0.05, 0.05]})
+    for run in runs:
+        RunDir.create(tmp_path / "study" / run.name, run.config).metrics_writer().write(
+            run.metrics.to_dict("records"))
+    expected = [(f.key, f.verdict, f.numbers.get("leader")) for f in findings(runs)]
+    assert expected and verdict(findings(runs), "A.largest_area").verdict == HOLDS
+    for argument in (tmp_path / "study", str(tmp_path / "study"), str(tmp_path / "study" / "*"),
+                     [tmp_path / "study"], collect_runs(tmp_path / "study")):
+        assert [(f.key, f.verdict, f.numbers.get("leader")) for f in findings(argument)] == expected, argument

@@ -185,3 +185,25 @@ def test_the_page_is_the_shipped_template_with_every_run_value_escaped(tmp_path)
     text = build_report([synthetic_run(name, "full", 0.2)], tmp_path / "report").read_text()
     assert 'onload="alert(1)' not in text and "<b>{{" not in text and "49" not in text.split("<body>")[1][:200]
     assert "x&#34; onload=&#34;alert(1)&lt;b&gt;{{ 7 * 7 }}" in text  # in the overview cell and the alt texts
+
+
+def test_two_studies_runs_of_one_name_get_their_own_row_in_the_report(tmp_path):
+    """`robustft report demo1 demo2` where both hold an a-full: two frontiers named by study, not one merged."""
+    from robustft.cli import main
+    from robustft.report.collect import collect_runs
+    from robustft.runs import RunDir
+
+    made = {}
+    for study, peak in (("demo1", 0.2), ("demo2", 0.4)):
+        run = synthetic_run("a-full", "full", peak)
+        directory = RunDir.create(tmp_path / study / "a-full", run.config)
+        directory.metrics_writer().write([{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                                          for row in run.metrics.to_dict("records")])
+        made[f"{study}/a-full"] = expected_area(run)
+    records = collect_runs([tmp_path / "demo1", tmp_path / "demo2"])
+    assert [r.name for r in records] == ["demo1/a-full", "demo2/a-full"]
+    assert main(["report", str(tmp_path / "demo1"), str(tmp_path / "demo2"), "--output-dir",
+                 str(tmp_path / "report")]) == 0
+    rows = frontier_rows((tmp_path / "report" / "index.html").read_text())
+    assert sorted((group, area) for group, area, _ in rows) == sorted(
+        (name, f"{area:.4f}") for name, area in made.items())

@@ -319,3 +319,40 @@ def test_the_run_summary_reads_metrics_with_the_one_reader_that_skips_a_torn_las
     assert list(read_metrics(run.path)["step"]) == [0]
     summary = summarize_run(run, load_config(None), None, 10, wall_seconds=1.0, eval_seconds=0.5, total_steps=7)
     assert summary["final"] == {"test/clean/accuracy": 0.5}
+
+
+def two_studies(root: Path) -> list[RunDir]:
+    """Two studies' folders each holding an ``a-full`` (different numbers), one of them also an ``a-lora``."""
+    runs = []
+    for study, name, value in (("demo1", "a-full", 0.25), ("demo2", "a-full", 0.75), ("demo2", "a-lora", 0.5)):
+        run = RunDir.create(root / study / name, make_config(name=name, **{"strategy.name": name[2:]}))
+        run.metrics_writer().write([rec(s, "accuracy", "test", value, attack="clean", eps=0.0) for s in (0, 10)])
+        runs.append(run)
+    return runs
+
+
+def test_two_studies_runs_of_one_name_stay_apart_in_queries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `GROUP BY run` over two demos: each a-full its own row, named by its study; a name no other
+    run shares stays as it is; ``path`` (the resolved directory) is the stable id, in both views."""
+    runs = two_studies(tmp_path / "studies")
+    monkeypatch.chdir(tmp_path)  # relative arguments, as a user types them
+    result = query_runs(["studies/demo1", "studies/demo2"],
+                        "SELECT m.run, r.strategy, avg(m.value) AS mean, count(*) AS n, any_value(m.path) AS path "
+                        "FROM metrics m JOIN runs r USING (run) GROUP BY ALL ORDER BY m.run")
+    assert list(result["run"]) == ["a-lora", "demo1/a-full", "demo2/a-full"]
+    assert list(result["mean"]) == pytest.approx([0.5, 0.25, 0.75]) and list(result["n"]) == [2, 2, 2]
+    assert list(result["path"]) == [str(runs[i].path.resolve()) for i in (2, 0, 1)]
+    frame = load_runs("studies")
+    assert sorted(frame.groupby("run")["value"].mean().items()) == [
+        ("a-lora", 0.5), ("demo1/a-full", 0.25), ("demo2/a-full", 0.75)]
+    # one study alone: the folder names, as before
+    assert list(query_runs("studies/demo2", "SELECT run FROM runs ORDER BY run")["run"]) == ["a-full", "a-lora"]
+
+
+def test_unique_names_go_up_only_as_far_as_needed_and_one_directory_is_listed_once(tmp_path: Path) -> None:
+    from robustft.runs.query import unique_names
+
+    paths = [tmp_path / "x" / "s" / "a", tmp_path / "y" / "s" / "a", tmp_path / "y" / "t" / "a", tmp_path / "b"]
+    assert unique_names(paths) == ["x/s/a", "y/s/a", "t/a", "b"]
+    run = RunDir.create(tmp_path / "runs" / "r", make_config())
+    assert find_run_dirs([run.path, tmp_path / "runs" / ".." / "runs" / "r"]) == [run.path]

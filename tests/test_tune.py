@@ -40,7 +40,7 @@ def test_distributions_parse():
     assert parse_distribution("loguniform:1e-5:1e-1") == Distribution("loguniform", 1e-5, 1e-1)
     assert parse_distribution("uniform:0:4/255") == Distribution("uniform", 0.0, 4 / 255)
     assert parse_distribution("choice:full,lora,[a,b]").choices == ("full", "lora", "[a,b]")
-    assert list(parse_search([])) == ["optim.lr", "optim.weight_decay"]  # paper B's default space
+    assert list(parse_search([])) == ["optim.lr", "optim.weight_decay"]  # the clean-accuracy protocol's space
     assert parse_search([])["optim.lr"] == Distribution("loguniform", 1e-5, 1e-1)
 
 
@@ -307,3 +307,166 @@ def test_restored_asha_keeps_the_rungs_of_the_trials_that_ended(tmp_path):
         made.on_trial_result(None, trial, {"score": 0.55, "step": 4})
         decisions.append(made.on_trial_result(None, trial, behind))
     assert decisions == [TrialScheduler.STOP, TrialScheduler.STOP, TrialScheduler.CONTINUE]
+
+
+def test_the_head_and_the_body_get_their_own_lr_and_weight_decay(tmp_path):
+    """Paper B's protocol tunes the backbone's and the head's lr and decay apart (optim.head_lr,
+    optim.head_weight_decay): each AdamW group carries its own, from the config."""
+    from robustft.training.trainer import build_trainer
+
+    trainer = build_trainer(write_config(tmp_path), ["optim.lr=1e-4", "optim.head_lr=3e-2", "optim.weight_decay=1e-3",
+                                                     "optim.head_weight_decay=5e-6"], quiet=True)
+    groups = {group["name"]: group for group in trainer.optimizer.param_groups}
+    head = {id(p) for p in trainer.model.backbone.classifier.parameters()}
+    assert {id(p) for name in ("head/decay", "head/no_decay") for p in groups[name]["params"]} == head
+    assert groups["head/decay"]["lr"] == groups["head/no_decay"]["lr"] == 3e-2
+    assert groups["body/decay"]["lr"] == groups["body/no_decay"]["lr"] == 1e-4
+    assert groups["head/decay"]["weight_decay"] == 5e-6 and groups["body/decay"]["weight_decay"] == 1e-3
+    assert groups["head/no_decay"]["weight_decay"] == groups["body/no_decay"]["weight_decay"] == 0.0
+    trainer.run.unlock()
+    unset = build_trainer(write_config(tmp_path), ["optim.lr=1e-4", "optim.weight_decay=1e-3", "name=unset"],
+                          quiet=True)
+    groups = {group["name"]: group for group in unset.optimizer.param_groups}
+    assert groups["head/decay"]["lr"] == 1e-4 and groups["head/decay"]["weight_decay"] == 1e-3  # None: the body's
+    unset.run.unlock()
+
+
+ADVERSARIAL = [
+    "objective.name=adversarial", "objective.attack=fgsm", "eps.schedule=constant", "eps.value=8/255",
+    "eval.attack.name=fgsm", "eval.eps=[8/255]"]
+
+
+def write_adversarial_config(tmp_path: Path) -> Path:
+    """TINY adversarially trained (FGSM at 8/255, evaluated with FGSM at 8/255): the paper-b protocol's default."""
+    import yaml
+
+    from robustft.config import to_dict
+
+    path = tmp_path / "adversarial.yaml"
+    path.write_text(yaml.safe_dump(to_dict(load_config(write_config(tmp_path), ADVERSARIAL))))
+    return path
+
+
+def test_paper_b_protocol_is_the_authors_search_and_the_default_for_adversarial_configs(tmp_path):
+    """Paper B's authors (MaxHeuillet/robust_training, utils/hp_opt.py): lr1 / lr2 on loguniform(1e-6, 1e-1),
+    weight_decay1 / 2 on loguniform(1e-6, 1e-2), the cosine scheduler on or off, ASHA reduction factor 2, the
+    validation loss minimised (adversarial under adversarial training)."""
+    from robustft.sweep.tune_protocol import protocol
+
+    adversarial, standard = load_config(write_adversarial_config(tmp_path)), load_config(write_config(tmp_path))
+    preset = protocol(None, adversarial)
+    assert (preset.name, preset.metric, preset.mode, preset.reduction_factor) == (
+        "paper-b", "val/fgsm/loss@8/255", "min", 2)
+    space = parse_search(preset.search)
+    assert space == {"optim.lr": Distribution("loguniform", 1e-6, 1e-1),
+                     "optim.head_lr": Distribution("loguniform", 1e-6, 1e-1),
+                     "optim.weight_decay": Distribution("loguniform", 1e-6, 1e-2),
+                     "optim.head_weight_decay": Distribution("loguniform", 1e-6, 1e-2),
+                     "optim.lr_schedule": Distribution("choice", choices=("cosine", "constant"))}
+    check_search(write_adversarial_config(tmp_path), space, [], preset.metric)  # every value makes a valid config
+    assert protocol("paper-b", standard).metric == "val/clean/loss"  # their CE runs minimise the clean loss
+    probe = protocol("paper-b", load_config(write_config(tmp_path), ["strategy.name=linear"]))
+    assert list(parse_search(probe.search)) == ["optim.head_lr", "optim.head_weight_decay", "optim.lr_schedule"]
+    kept = protocol(None, standard)  # standard fine-tuning keeps robustft's earlier search
+    assert (kept.name, kept.metric, kept.mode, kept.reduction_factor) == ("clean-accuracy", "val/clean/accuracy",
+                                                                          "max", 3)
+    assert protocol("clean-accuracy", adversarial) == kept
+    with pytest.raises(ConfigError, match="paper-b or clean-accuracy"):
+        protocol("paper-c", standard)
+
+
+def test_the_cli_protocol_reaches_the_search(tmp_path, monkeypatch):
+    """What `robustft tune` hands Ray: paper-b for an adversarial config by default, --protocol clean-accuracy
+    as before, and the first trial starting from the config's own values (an unset head lr from the body's)."""
+    from robustft.cli import main
+
+    ray_started = _stop_before_ray(monkeypatch)
+    config = write_adversarial_config(tmp_path)
+    for extra, expected in (([], ("val/fgsm/loss@8/255", "min", 2, 5)),
+                            (["--protocol", "clean-accuracy"], ("val/clean/accuracy", "max", 3, 2))):
+        out = tmp_path / f"search{len(extra)}"
+        with pytest.raises(ray_started):
+            main(["tune", str(config), "--steps", "8", "--output-dir", str(out), *extra])
+        spec = json.loads((out / "tune.json").read_text())
+        assert (spec["metric"], spec["mode"], spec["reduction_factor"], len(spec["search"])) == expected
+    assert main(["tune", str(config), "--protocol", "paper-c"]) == 2
+
+
+def test_the_first_trial_starts_from_the_configs_values():
+    from robustft.sweep.tune import _start_point
+
+    base = {"optim": {"lr": 3e-4, "head_lr": None, "weight_decay": 0.05, "head_weight_decay": 1e-3}}
+    assert _start_point(base, ["optim.lr", "optim.head_lr", "optim.head_weight_decay"]) == {
+        "optim.lr": 3e-4, "optim.head_lr": 3e-4, "optim.head_weight_decay": 1e-3}
+
+
+def test_a_paper_b_trial_reports_the_validation_adversarial_loss(tmp_path, monkeypatch):
+    """The trial config records val/<attack>/loss@eps (eval.loss=[val] added for the trials only) and the trial
+    reports exactly those values to ASHA."""
+    tune = pytest.importorskip("ray.tune")
+    from robustft.config import to_dict
+    from robustft.runs import RunDir
+    from robustft.sweep.tune import _trial
+    from robustft.sweep.tune_space import metric_overrides
+
+    metric = "val/fgsm/loss@8/255"
+    base = load_config(write_adversarial_config(tmp_path))
+    added = metric_overrides(base, metric)
+    assert added == ["eval.loss=[val]"]
+    reported = []
+    monkeypatch.setattr(tune, "report", lambda metrics: reported.append((metrics["step"], metrics["score"])))
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
+    trial_base = to_dict(load_config(write_adversarial_config(tmp_path), added))
+    _trial({"optim.head_lr": 0.01}, base=trial_base, budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
+           metric=metric, threads=1)
+    records = RunDir(tmp_path / "trials" / "t1").read_records()
+    losses = [(r["step"], r["value"]) for r in records
+              if (r["split"], r["metric"], r["attack"]) == ("val", "loss", "fgsm")]
+    assert reported == losses and [step for step, _ in losses] == [0, 4, 8]
+    assert all(value > 0 for _, value in losses)
+
+
+@pytest.mark.parametrize("config", sorted(str(p) for p in Path("configs").glob("paper_a*/[!_]*.yaml")))
+def test_paper_a_configs_tune_on_the_validation_split_they_hold_out(config, tmp_path, monkeypatch):
+    """Paper A holds out 10% of train (data.val_fraction=0.1) and evaluates train and test only: the trials add the
+    validation split they tune on (not best.yaml); `robustft tune` gets as far as starting Ray."""
+    from robustft.cli import main
+    from robustft.sweep.tune_space import metric_overrides
+
+    cfg = load_config(config)
+    added = metric_overrides(cfg, "val/clean/accuracy")
+    assert added == ([] if "val" in cfg.eval.splits else [f"eval.splits=[{','.join([*cfg.eval.splits, 'val'])}]"])
+    ray_started = _stop_before_ray(monkeypatch)
+    tune = pytest.importorskip("ray.tune")
+    handed = {}
+    with_parameters = tune.with_parameters
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kwargs: handed.update(kwargs) or with_parameters(fn))
+    with pytest.raises(ray_started):
+        main(["tune", config, "--output-dir", str(tmp_path / "search")])
+    assert "val" in handed["base"]["eval"]["splits"]  # what each trial trains with
+
+
+def test_without_a_validation_split_the_refusal_names_a_fix_that_works(tmp_path, monkeypatch):
+    tune = pytest.importorskip("ray.tune")
+    from robustft.config import to_dict
+    from robustft.sweep.tune import _trial
+    from robustft.sweep.tune_space import metric_overrides
+
+    config, metric = write_config(tmp_path), "val/clean/accuracy"
+    fixed = ["data.val_fraction=0", "eval.splits=[test]"]
+    with pytest.raises(ConfigError, match="--set data.val_fraction=0.1") as caught:
+        check_search(config, parse_search([]), fixed, metric)
+    fix = str(caught.value).split("--set ")[1].split(" ")[0]
+    base = check_search(config, parse_search([]), [*fixed, fix], metric)
+    added = metric_overrides(base, metric)
+    assert added == ["eval.splits=[test,val]"]
+    reported = []
+    monkeypatch.setattr(tune, "report", lambda metrics: reported.append(metrics["step"]))
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "t1"})())
+    _trial({"optim.lr": 0.01}, base=to_dict(load_config(config, [*fixed, fix, *added])), budget=["train.steps=4"],
+           trials_dir=str(tmp_path / "trials"), metric=metric, threads=1)
+    assert reported == [0, 4]  # the trial evaluated the validation split and reported it
+    # a training or test metric the config does not evaluate: the fix named works too
+    with pytest.raises(ConfigError, match=r"--set eval.splits=\[val,test\]"):
+        check_search(config, parse_search([]), [], "test/clean/accuracy")
+    assert check_search(config, parse_search([]), ["eval.splits=[val,test]"], "test/clean/accuracy")

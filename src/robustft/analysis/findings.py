@@ -29,6 +29,7 @@ import pandas as pd
 from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, StudyRun, get
 from robustft.analysis.findings_paper_a import paper_a_findings
 from robustft.analysis.findings_paper_b import paper_b_findings
+from robustft.runs.collection import read_runs
 from robustft.runs.records import METRIC_FIELDS
 from robustft.runs.run_dir import RunDir
 
@@ -42,14 +43,19 @@ _PAPER_B_VARIED = ("eps.schedule", "eps.t1", "eps.t2", "eps.per", "eps.patience"
 _REFERENCE_VARIED = ("objective", "eps")
 
 
-def findings(runs: Iterable[Any]) -> list[Finding]:
+def findings(runs: str | Path | Iterable[Any]) -> list[Finding]:
     """Tests paper A's and paper B's claims on ``runs``; returns the findings the runs support, paper A first.
 
     Args:
-        runs: run directories (paths), or objects with ``name``, ``config`` (the resolved config dict) and
-            ``metrics`` (long-form records) attributes and optionally ``summary`` (``report.RunRecord``).
+        runs: what ``robustft report`` takes (a study's folder, ``runs/``, run directories, globs; read by the
+            report's loader, ``robustft.runs.collection.read_runs``, which names two runs of one folder name apart),
+            or objects with ``name``, ``config`` (the resolved config dict) and ``metrics`` (long-form records)
+            attributes and optionally ``summary`` (``report.RunRecord``), or a list mixing both.
+
+    Raises:
+        RunNotFoundError: a path holds no run directory.
     """
-    loaded = [_as_run(run) for run in runs]
+    loaded = [_as_run(run) for run in _read_paths(runs)]
     out: list[Finding] = []
     a_groups = _paper_a_groups(loaded)
     a_labels = _group_labels([next(iter(arms.values()))[0].config for arms in a_groups], _PAPER_A_VARIED)
@@ -59,6 +65,20 @@ def findings(runs: Iterable[Any]) -> list[Finding]:
     b_labels = _group_labels([fix[0].config for fix, _, _ in b_groups], _PAPER_B_VARIED)
     for (fix, scheduled, reference), label in zip(b_groups, b_labels, strict=True):
         out.extend(_labelled(paper_b_findings(fix, scheduled, reference), label))
+    return out
+
+
+def _read_paths(runs: str | Path | Iterable[Any]) -> list[Any]:
+    """``runs`` with its paths read as ``robustft report`` reads them (all together, where the first one was)."""
+    items = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    paths = [item for item in items if isinstance(item, (str, Path))]
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, (str, Path)):
+            out.append(item)
+        elif paths:
+            out.extend(read_runs(paths))
+            paths = []
     return out
 
 

@@ -114,8 +114,9 @@ class OptimConfig:
 
     batch_size: int = 128
     lr: float = 1.0e-3
-    head_lr: float | None = None
+    head_lr: float | None = None  # the new head's lr (None: lr); paper B's authors tune the two apart
     weight_decay: float = 0.05
+    head_weight_decay: float | None = None  # the head's decay (None: weight_decay)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup: Duration = 0.05
@@ -169,6 +170,9 @@ class EvalConfig:
     eps: list[Eps] = field(default_factory=lambda: [1 / 255])
     curve: Eps | None = None
     curve_at: Literal["every", "final"] = "every"  # final: the robust curve of the final model only (paper B)
+    # splits whose mean cross-entropy is recorded, clean and under eval.attack at each eval.eps (every sample
+    # attacked): paper B's authors tune on the validation adversarial loss (robustft tune --protocol paper-b)
+    loss: list[str] = field(default_factory=list)
     ood: bool = True
     checks: bool = False
     final: FinalEvalConfig | None = field(default_factory=FinalEvalConfig)

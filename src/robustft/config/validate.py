@@ -148,6 +148,7 @@ def _check_optim(optim: Any) -> None:
     _positive("optim.lr", optim.lr, example="3e-4")
     _positive("optim.head_lr", optim.head_lr, optional=True, example="1e-3")
     _at_least("optim.weight_decay", optim.weight_decay, 0)
+    _at_least("optim.head_weight_decay", optim.head_weight_decay, 0, optional=True)
     if len(optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in optim.betas):
         _fail("optim.betas", optim.betas, "AdamW takes two betas in [0, 1), e.g. [0.9, 0.999].")
     _positive("optim.grad_clip", optim.grad_clip, optional=True, example="1.0")
@@ -172,6 +173,10 @@ def _check_eval(evaluation: Any) -> None:
     for index, split in enumerate(evaluation.splits):
         if split not in _SPLITS:
             _fail(f"eval.splits[{index}]", split, f"splits are {', '.join(_SPLITS)} (OOD splits: eval.ood=true).")
+    for index, split in enumerate(evaluation.loss):
+        if split not in evaluation.splits:
+            _fail(f"eval.loss[{index}]", split, f"the loss is recorded on evaluated splits ({evaluation.splits}); add "
+                  f"it to eval.splits too, e.g. eval.splits=[{','.join(dict.fromkeys([*evaluation.splits, split]))}].")
     for index, eps in enumerate(evaluation.eps):
         _positive(f"eval.eps[{index}]", eps, example="1/255")
     _positive("eval.curve", evaluation.curve, optional=True, example="4/255")

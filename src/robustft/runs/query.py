@@ -1,11 +1,17 @@
-"""Queries across many run directories: find them, load their metrics with config columns, or run DuckDB SQL.
+"""Queries across many run directories: find them, name them, load their metrics with config columns, or run SQL.
 
 Split from ``runs.py`` (one run directory) because this half is about analysis, not about writing safely.
+
+A run's folder name is what a reader knows it by (``a-full``), but two studies have runs of the same name (two
+demos' ``a-full``): grouped by folder name, their metrics would merge. :func:`unique_names` keeps the folder name
+where it is unique and prefixes as many parent folders as it takes to tell the others apart (``demo1/a-full``,
+``demo2/a-full``); the resolved directory is the run's stable id (the ``path`` column).
 """
 
 from __future__ import annotations
 
 import glob as _glob
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,13 +28,14 @@ _DUCKDB_COLUMNS = {name: sql_type(name) for name in METRIC_FIELDS}
 
 
 def find_run_dirs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Run directories named by paths, globs, or parents of runs (searched recursively), sorted, unique.
+    """Run directories named by paths, globs, or parents of runs (searched recursively), sorted, unique (one
+    directory named twice, however spelt, is listed once, as first found).
 
     Raises:
         RunNotFoundError: nothing matched.
     """
     items = [paths_or_glob] if isinstance(paths_or_glob, (str, Path)) else list(paths_or_glob)
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # resolved -> as found
     for item in items:
         text = str(item)
         candidates = [Path(p) for p in sorted(_glob.glob(text, recursive=True))] if _glob.has_magic(text) else [
@@ -36,20 +43,37 @@ def find_run_dirs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Path
         ]
         for candidate in candidates:
             if (candidate / CONFIG_FILE).is_file():
-                found[candidate] = None
+                found.setdefault(candidate.resolve(), candidate)
             elif candidate.is_dir():
                 for config in sorted(candidate.rglob(CONFIG_FILE)):
-                    found[config.parent] = None
+                    found.setdefault(config.parent.resolve(), config.parent)
     if not found:
         raise RunNotFoundError(
             f"no run directories (folders with {CONFIG_FILE}) match {paths_or_glob!r}; pass run directories, "
             "their parent (e.g. runs/) or a glob like 'runs/*'."
         )
-    return list(found)
+    return list(found.values())
 
 
-def run_columns(run: RunDir) -> dict[str, Any]:
-    """One row describing a run from its config: what the analysis groups by."""
+def unique_names(paths: Sequence[str | Path]) -> list[str]:
+    """For run directories (distinct once resolved), the shortest trailing part of each resolved path, in whole
+    folders joined by ``/``, that no other of them shares: the folder name when it is unique, else
+    ``<parent>/<name>`` (and further up as needed). In the order given."""
+    parts = [Path(p).resolve().parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        counts = Counter(names)
+        clashing = [i for i, name in enumerate(names) if counts[name] > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return names
+        for i in clashing:
+            depth[i] += 1
+
+
+def run_columns(run: RunDir, name: str | None = None) -> dict[str, Any]:
+    """One row describing a run from its config: what the analysis groups by. ``run`` is ``name`` (default: the
+    folder name; :func:`unique_names` when runs are read together), ``path`` the resolved directory (its id)."""
     config = run.config
     section = lambda key: config.get(key) if isinstance(config.get(key), dict) else {}  # noqa: E731
     eps, objective = section("eps"), section("objective")
@@ -62,8 +86,8 @@ def run_columns(run: RunDir) -> dict[str, Any]:
         # eps.value is only eps_g of an adversarial objective: a standard run (or the zero schedule) trains at 0.
         eps_float = 0.0
     return {
-        "run": run.name,
-        "path": str(run.path),
+        "run": name or run.name,
+        "path": str(run.path.resolve()),
         "model": section("model").get("name"),
         "dataset": section("data").get("name"),
         "strategy": section("strategy").get("name"),
@@ -78,10 +102,11 @@ def run_columns(run: RunDir) -> dict[str, Any]:
 def load_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     """Every run's metrics joined with its config columns (run, model, dataset, strategy, objective, ...)."""
     frames = []
-    for path in find_run_dirs(paths_or_glob):
+    dirs = find_run_dirs(paths_or_glob)
+    for path, name in zip(dirs, unique_names(dirs), strict=True):
         run = RunDir(path)
         metrics = read_metrics(run.path)
-        for key, value in run_columns(run).items():
+        for key, value in run_columns(run, name).items():
             metrics.insert(len(metrics.columns), key, [value] * len(metrics))
         frames.append(metrics)
     return pd.concat(frames, ignore_index=True)
@@ -93,7 +118,9 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
     Two views are defined: ``metrics`` (METRIC_FIELDS + ``run`` and ``path``, read with DuckDB's read_json
     straight from each metrics.jsonl; ``extra`` is JSON) and ``runs`` (one row per run: run, path, model,
     dataset, strategy, objective, eps_schedule, eps_train (eps_g, the largest training eps; 0 for a standard
-    run or the zero schedule), lr, seed). Example::
+    run or the zero schedule), lr, seed). ``run`` is the folder name, with as many parent folders as it takes to
+    tell runs of the same name apart (:func:`unique_names`: two studies' ``a-full`` are ``demo1/a-full`` and
+    ``demo2/a-full``, so ``GROUP BY run`` keeps them apart); ``path`` is the resolved run directory. Example::
 
         query_runs("runs/*", "SELECT run, max(value) FROM metrics WHERE metric = 'robust_accuracy' GROUP BY run")
 
@@ -104,22 +131,27 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
     import duckdb
 
     dirs = find_run_dirs(paths_or_glob)
-    runs = pd.DataFrame([run_columns(RunDir(p)) for p in dirs])
+    runs = pd.DataFrame([run_columns(RunDir(p), name) for p, name in zip(dirs, unique_names(dirs), strict=True)])
     connection = duckdb.connect()
     try:
         connection.register("runs_frame", runs)
         connection.execute("CREATE VIEW runs AS SELECT * FROM runs_frame")
-        files = [str(RunDir(p).metrics_path) for p in dirs if RunDir(p).metrics_path.is_file()]
+        # Each metrics file's run and path come from the runs view (not from the file's folder name, which two
+        # studies' runs can share).
+        owners = pd.DataFrame([{"file": str(RunDir(p).metrics_path), "run": row["run"], "path": row["path"]}
+                               for p, row in zip(dirs, runs.to_dict("records"), strict=True)
+                               if RunDir(p).metrics_path.is_file()], columns=["file", "run", "path"])
+        files = list(owners["file"])
         if files:
+            connection.register("owners_frame", owners)
             struct = "{" + ", ".join(f"'{n}': '{k}'" for n, k in _DUCKDB_COLUMNS.items()) + "}"
             file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
             # ignore_errors skips a torn last line of a crashed (or still running) writer without touching it.
             connection.execute(
-                f"CREATE VIEW metrics AS SELECT {', '.join(_DUCKDB_COLUMNS)}, "
-                "regexp_extract(filename, '([^/\\\\]+)[/\\\\]metrics\\.jsonl$', 1) AS run, "
-                "regexp_replace(filename, '[/\\\\]metrics\\.jsonl$', '') AS path "
+                f"CREATE VIEW metrics AS SELECT {', '.join('m.' + c for c in _DUCKDB_COLUMNS)}, o.run, o.path "
                 f"FROM read_json({file_list}, format='newline_delimited', columns={struct}, filename=true, "
-                "ignore_errors=true) WHERE step IS NOT NULL AND metric IS NOT NULL"
+                "ignore_errors=true) AS m JOIN owners_frame AS o ON m.filename = o.file "
+                "WHERE m.step IS NOT NULL AND m.metric IS NOT NULL"
             )
         else:
             empty = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _DUCKDB_COLUMNS.items())

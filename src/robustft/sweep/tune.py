@@ -1,13 +1,17 @@
 """Hyper-parameter search as paper B tunes before comparing schedules: ASHA on Ray Tune, resumable.
 
-``robustft tune configs/paper_b_embedded/scheduled.yaml`` samples ``optim.lr`` and ``optim.weight_decay``
-log-uniformly on [1e-5, 1e-1] (paper B's defaults; ``--search KEY=DIST`` replaces them), trains each trial with
-the config's budget (``--epochs`` / ``--steps`` set a per-trial budget instead) and reports the tuned metric
-(default ``val/clean/accuracy``, maximised) to Ray Tune at every evaluation, so that Ray Tune's
-``ASHAScheduler`` stops the trials that are behind at each rung (grace period x reduction factor^k, in epochs
-when the budget is in epochs, else in steps). The first trial is the config's own values (the starting point
-the search must beat); the others are drawn at random (seeded). The search space is ``tune_space``'s; what a finished
-search writes, ``tune_results``'s.
+``robustft tune configs/paper_b_embedded/scheduled.yaml`` searches what its protocol names (``tune_protocol``:
+``paper-b``, the default for an adversarial objective, samples the backbone's and the head's lr and weight decay
+and minimises the validation adversarial loss; ``clean-accuracy`` samples optim.lr and optim.weight_decay and
+maximises validation clean accuracy; ``--search`` / ``--metric`` / ``--reduction-factor`` replace a protocol's
+part), trains each trial with the config's budget (``--epochs`` / ``--steps`` set a per-trial budget instead) and
+reports the tuned metric to Ray Tune at every evaluation, so that Ray Tune's ``ASHAScheduler`` stops the trials
+that are behind at each rung (grace period x reduction factor^k, in epochs when the budget is in epochs, else in
+steps). Trials run with what makes the metric recorded (``tune_space.metric_overrides``: e.g. the validation split
+that paper A's configs hold out but do not evaluate, or ``eval.loss``); best.yaml does not carry it. The first
+trial is the config's own values (the starting point the search must beat; a head lr / decay left unset starts at
+the body's); the others are drawn at random (seeded). The search space is ``tune_space``'s; what a finished search
+writes, ``tune_results``'s.
 
 Output directory (default ``<output_dir>/<name>-tune``)::
 
@@ -39,12 +43,14 @@ from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
+from robustft.sweep.tune_protocol import START_FALLBACK, protocol
 from robustft.sweep.tune_results import SCORE, TuneResult, write_results, write_trials
 from robustft.sweep.tune_space import (
     DEFAULT_SEARCH,
     KINDS,
     Distribution,
     check_search,
+    metric_overrides,
     parse_distribution,
     parse_search,
 )
@@ -56,7 +62,7 @@ __all__ = [
     "check_search", "parse_distribution", "parse_search", "run_tune",
 ]
 
-DEFAULT_METRIC = "val/clean/accuracy"
+DEFAULT_METRIC = "val/clean/accuracy"  # the clean-accuracy protocol's
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +113,7 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
             return
         trainer = build_trainer(None, resume=run_dir, quiet=True)  # no checkpoint yet: starts clean
     else:
-        overrides = [*budget, *(f"{k}={v}" for k, v in params.items()), f"name={run_dir.name}",
+        overrides = [*budget, *(f"{k}={'null' if v is None else v}" for k, v in params.items()), f"name={run_dir.name}",
                      f"output_dir={run_dir.parent}"]
         trainer = build_trainer(base, overrides, quiet=True)
     # The last evaluation is reported only once the run is complete (final checkpoint and summary.json written):
@@ -144,29 +150,34 @@ def _start_ray(address: str | None, cpus: int | None) -> None:
 
 
 def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = None, *, fixed: Sequence[str] = (),
-             output_dir: str | Path | None = None, trials: int = 8, metric: str = DEFAULT_METRIC,
-             mode: str = "max", epochs: int | None = None, steps: int | None = None,
-             grace_period: int | None = None, reduction_factor: int = 3, address: str | None = None,
+             output_dir: str | Path | None = None, trials: int = 8, metric: str | None = None,
+             mode: str | None = None, epochs: int | None = None, steps: int | None = None,
+             grace_period: int | None = None, reduction_factor: int | None = None, address: str | None = None,
              cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
-             seed: int = 0, on_status: Callable[[str], None] | None = None) -> TuneResult:
+             seed: int = 0, on_status: Callable[[str], None] | None = None,
+             protocol_name: str | None = None) -> TuneResult:
     """Runs (or resumes) an ASHA search and writes trials.csv, best.json and best.yaml.
 
     Args:
         config: the base YAML config.
-        search: ``{dotted key: Distribution}`` (None: optim.lr and optim.weight_decay log-uniform on [1e-5, 1e-1]).
+        search: ``{dotted key: Distribution}`` (None: the protocol's).
         fixed: overrides applied to every trial and to best.yaml.
         output_dir: where everything goes (default ``<output_dir>/<name>-tune`` of the config).
         trials: trials in all (the config's own values first).
-        metric, mode: the record key tuned (``val/clean/accuracy``) and ``max`` or ``min``.
+        metric, mode: the record key tuned (``val/apgd-ce/loss@4/255``) and ``max`` or ``min`` (None: the
+            protocol's; a metric given without a mode is maximised unless it is a loss).
         epochs, steps: a per-trial budget (default: the config's train length); not written to best.yaml.
         grace_period: ASHA's first rung, in epochs or steps like the budget (default 1 epoch, or an eighth of the
             steps).
-        reduction_factor: ASHA keeps the best 1 / reduction_factor of the trials at each rung.
+        reduction_factor: ASHA keeps the best 1 / reduction_factor of the trials at each rung (None: the
+            protocol's).
         address: a Ray cluster (None: ``RAY_ADDRESS`` if set, else a new local Ray instance with ``cpus`` CPUs,
             default all).
         cpus_per_trial, gpus_per_trial: Ray resources of one trial (fractional GPUs share a device).
         seed: the sampler's seed.
         on_status: called with one line when the search starts or resumes (default: logged at INFO).
+        protocol_name: ``paper-b`` or ``clean-accuracy`` (None: paper-b for an adversarial objective, else
+            clean-accuracy; see ``robustft.sweep.tune_protocol``).
 
     Raises:
         ConfigError: a bad search space, metric, budget or option, before Ray starts.
@@ -175,14 +186,20 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
             and best.yaml are not written (a re-run resumes and writes them).
     """
     status = on_status or log.info
-    search = dict(search) if search else parse_search([])
+    preset = protocol(protocol_name, load_config(config, list(fixed)))
+    search = dict(search) if search else parse_search(preset.search)
+    if metric is None:
+        metric, mode = preset.metric, mode or preset.mode
+    mode = mode or ("min" if metric.split("@")[0].endswith("/loss") else "max")
+    reduction_factor = preset.reduction_factor if reduction_factor is None else reduction_factor
     if mode not in ("max", "min"):
         raise ConfigError(f"--mode must be max or min, got {mode!r}.")
     if trials < 1 or reduction_factor < 2:
         raise ConfigError("--trials must be at least 1 and --reduction-factor at least 2.")
     budget = _budget_overrides(epochs, steps)
     base = check_search(config, search, fixed, metric)
-    trial_cfg = load_config(config, [*fixed, *budget])
+    made_recorded = metric_overrides(base, metric)  # trials only: best.yaml is the config as the user wrote it
+    trial_cfg = load_config(config, [*fixed, *budget, *made_recorded])
     by_epochs = trial_cfg.train.steps is None
     time_attr, max_t = ("epoch", int(trial_cfg.train.epochs)) if by_epochs else ("step", int(trial_cfg.train.steps))
     grace = grace_period if grace_period is not None else (1 if by_epochs else max(1, max_t // 8))
@@ -203,7 +220,7 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
         raise RobustftError("robustft tune needs Ray Tune: pip install 'robustft[ray]'.") from None
 
     base_dict = to_dict(trial_cfg)
-    start = {key: _get(base_dict, key) for key in search}
+    start = _start_point(base_dict, list(search))
     trainable = tune.with_resources(
         tune.with_parameters(_trial, base=base_dict, budget=budget, trials_dir=str(out / "trials"), metric=metric,
                              threads=max(1, int(cpus_per_trial))),
@@ -217,7 +234,9 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
         status(f"tune: resuming the search in {out}: {_ended(tuner)} of {trials} trials had ended (kept, not run "
                "again); the others continue from their last checkpoint")
     else:
-        status(f"tune: starting a search of {trials} trials in {out}")
+        status(f"tune: starting a search of {trials} trials in {out}: protocol {preset.name}, {mode}imising "
+               f"{metric} over {', '.join(search)}, ASHA reduction factor {reduction_factor}"
+               + (f"; trials also set {' '.join(made_recorded)}" if made_recorded else ""))
         # stop_last_trials=False: a trial at the budget ends by itself and writes its summary.json (Ray's default
         # stops it at its last report, before the trainer finishes); the rungs and early stops are the same.
         scheduler = ResumableASHA(str(out / "trials"), metric, time_attr=time_attr, max_t=max_t,
@@ -249,6 +268,13 @@ def _ended(tuner: Any) -> str:
         return str(saved.num_terminated + saved.num_errors)
     except Exception:  # noqa: BLE001  an unreadable state is Ray's to report when it resumes; the count is a courtesy
         return "?"
+
+
+def _start_point(base: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The first trial: the config's own value of each searched key; a key it leaves unset (``optim.head_lr``:
+    the head trains at the body's lr) starts from the value it falls back to in training."""
+    return {key: _get(base, key) if _get(base, key) is not None else _get(base, START_FALLBACK.get(key, key))
+            for key in keys}
 
 
 def _get(tree: Mapping[str, Any], dotted: str) -> Any:

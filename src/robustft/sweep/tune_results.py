@@ -32,6 +32,7 @@ class TuneResult:
         trials: one row per trial: trial, the searched keys, last_time (in ``time_attr``), metric, completed.
         steps_run: optimiser steps run over every trial; steps_full: trials x the steps of a trial that ran to
             the end (0 when none did): what ASHA's early stops saved is ``steps_full - steps_run``.
+        metric, mode: the record key tuned and ``max`` or ``min``.
     """
 
     best_values: dict[str, Any]
@@ -42,6 +43,8 @@ class TuneResult:
     trials: pd.DataFrame
     steps_run: int
     steps_full: int
+    metric: str = ""
+    mode: str = "max"
 
 
 def write_trials(out: Path, grid: Any, keys: list[str], time_attr: str, max_t: int) -> pd.DataFrame:
@@ -88,7 +91,7 @@ def write_results(out: Path, grid: Any, keys: list[str], config: str | Path, fix
                "completed": bool(best["completed"]), "trials": len(trials), "config": str(best_yaml)}
     atomic_write_text(out / "best.json", json.dumps(payload, indent=2) + "\n")
     return TuneResult(values, float(best["metric"]), str(best["trial"]), best_yaml, out, trials, steps_run,
-                      int(full) * len(trials))
+                      int(full) * len(trials), metric, mode)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""``robustft tune``'s search space: ``--search KEY=DIST`` parsed and checked against the config before Ray starts."""
+"""``robustft tune``'s search space and metric: ``--search KEY=DIST`` parsed and checked against the config before Ray
+starts, and the trial-only overrides under which the config records ``--metric``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from robustft.config.files import load_config
+from robustft.config.presets import ATTACK_PRESETS
+from robustft.config.units import format_eps, parse_eps
 from robustft.errors import ConfigError, RobustftError
 from robustft.sweep.grid import split_values
 
+# The clean-accuracy protocol's space (robustft.sweep.tune_protocol; paper-b's is there)
 DEFAULT_SEARCH = ("optim.lr=loguniform:1e-5:1e-1", "optim.weight_decay=loguniform:1e-5:1e-1")
 KINDS = ("loguniform", "uniform", "choice")
+_DATA_SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def parse_distribution(text: str, item: str = "") -> Distribution:
 
 
 def parse_search(items: Sequence[str]) -> dict[str, Distribution]:
-    """``["optim.lr=loguniform:1e-5:1e-1", ...]`` -> ``{"optim.lr": Distribution}`` (empty: paper B's default)."""
+    """``["optim.lr=loguniform:1e-5:1e-1", ...]`` -> ``{"optim.lr": Distribution}`` (empty: DEFAULT_SEARCH)."""
     search: dict[str, Distribution] = {}
     for item in items or DEFAULT_SEARCH:
         key, sep, dist = item.partition("=")
@@ -99,7 +104,8 @@ def parse_search(items: Sequence[str]) -> dict[str, Distribution]:
 
 def check_search(config: str | Path, search: Mapping[str, Distribution], fixed: Sequence[str], metric: str) -> Any:
     """Loads the base config with every example value of every searched key, so that a bad key or bound fails
-    here, before Ray starts. Returns the base Config (with ``fixed``)."""
+    here, before Ray starts, and checks that ``metric`` can be recorded (:func:`metric_overrides`). Returns the base
+    Config (with ``fixed``)."""
     base = load_config(config, list(fixed))
     for key, dist in search.items():
         for value in dist.examples():
@@ -107,8 +113,76 @@ def check_search(config: str | Path, search: Mapping[str, Distribution], fixed: 
                 load_config(config, [*fixed, f"{key}={value}"])
             except RobustftError as error:
                 raise ConfigError(f"--search {key}: the value {value} does not make a valid config: {error}") from None
-    split = metric.split("/")[0]
-    if metric.count("/") < 2 or (split not in base.eval.splits and split != "optim"):
-        raise ConfigError(f"--metric {metric!r} is not recorded by this config (splits {base.eval.splits}); use a "
-                          "record key such as val/clean/accuracy, with its split in eval.splits.")
+    metric_overrides(base, metric)
     return base
+
+
+def eval_attack_name(cfg: Any) -> str:
+    """The attack name the evaluator writes in its records (a preset such as ``paper-b`` resolved)."""
+    name = str(cfg.eval.attack.name)
+    return str(ATTACK_PRESETS[name]["name"]) if name in ATTACK_PRESETS else name
+
+
+def _parse_metric(metric: str) -> tuple[str, str, str, float | None]:
+    """``val/apgd-ce/loss@4/255`` -> ("val", "apgd-ce", "loss", 4/255)."""
+    base, at, eps_text = metric.partition("@")
+    parts = base.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ConfigError(f"--metric {metric!r} is not a record key split/attack/metric[@eps]; e.g. "
+                          "val/clean/accuracy or val/apgd-ce/loss@4/255.")
+    try:
+        eps = parse_eps(eps_text) if at else None
+    except (RobustftError, ValueError):
+        raise ConfigError(f"--metric {metric!r}: {eps_text!r} is not an eps; write it as 4/255.") from None
+    return parts[0], parts[1], parts[2], eps
+
+
+def metric_overrides(cfg: Any, metric: str) -> list[str]:
+    """Overrides for the trials only (not written to best.yaml) under which ``cfg`` records ``metric``.
+
+    The validation split is added to eval.splits when the data hold it out (``data.val_fraction > 0``: paper A's
+    configs hold out 10% of train but evaluate train and test only), a loss's split to eval.loss, and a robust
+    metric's eps to eval.eps. Anything else the config does not record is refused, naming an override that works.
+
+    Raises:
+        ConfigError: a metric no override can make recorded.
+    """
+    split, attack, name, eps = _parse_metric(metric)
+    if split == "optim":
+        return []
+    splits = list(cfg.eval.splits)
+    out: list[str] = []
+    if split not in _DATA_SPLITS:
+        raise ConfigError(f"--metric {metric!r}: tune reads a data split ({', '.join(_DATA_SPLITS)}) or optim; "
+                          "tune on the validation split, e.g. --metric val/clean/accuracy.")
+    if split not in splits:
+        if split == "val" and float(cfg.data.val_fraction) <= 0:
+            raise ConfigError(f"--metric {metric!r} reads the validation split, which this config does not hold out "
+                              "(data.val_fraction=0); add --set data.val_fraction=0.1 (paper A holds out 10% of the "
+                              "training data), and tune evaluates it in its trials.")
+        if split != "val":
+            raise ConfigError(f"--metric {metric!r}: eval.splits={splits} does not evaluate {split}; add --set "
+                              f"eval.splits=[{','.join([*splits, split])}], or tune on the validation split (--metric "
+                              f"val/{metric.split('/', 1)[1]}).")
+        splits.append(split)
+        out.append(f"eval.splits=[{','.join(splits)}]")
+    if name == "loss" and split not in cfg.eval.loss:
+        out.append(f"eval.loss=[{','.join([*cfg.eval.loss, split])}]")
+    if attack != "clean" and name in ("loss", "accuracy"):
+        out += _attack_overrides(cfg, metric, attack, eps)
+    return out
+
+
+def _attack_overrides(cfg: Any, metric: str, attack: str, eps: float | None) -> list[str]:
+    """eval.eps with the metric's eps added when it is not there; a metric under another attack is refused."""
+    evaluated = eval_attack_name(cfg)
+    if attack != evaluated:
+        raise ConfigError(f"--metric {metric!r}: this config evaluates with {evaluated} (eval.attack), not {attack}; "
+                          f"use --metric {metric.replace(attack, evaluated, 1)}.")
+    if eps is None or eps <= 0:
+        raise ConfigError(f"--metric {metric!r} names an attack without its eps; e.g. --metric "
+                          f"{metric}@{format_eps(float(cfg.eps.value))}.")
+    known = [float(e) for e in cfg.eval.eps]
+    if any(abs(e - eps) <= 1e-9 * max(1.0, eps) for e in known):
+        return []
+    return [f"eval.eps=[{','.join(format_eps(e) for e in sorted([*known, eps]))}]"]

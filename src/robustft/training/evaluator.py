@@ -9,6 +9,8 @@ over training compare like with like) and at each call yields records in the lon
 * robust accuracy per split and eval eps with the configured attack (``attack=<name>``);
 * the robust curve on a 1/255 grid + expected robustness on the test split when ``eval.curve`` is set;
 * one clean accuracy per OOD split (``split="ood:<name>"``);
+* on the splits of ``eval.loss``, the mean cross-entropy (``metric="loss"``), clean and under the attack at each
+  eval eps with every sample attacked (``robustft.attacks.adversarial_loss``): paper B's tuning metric;
 * gradient-masking warnings as ``metric="check:<name>"`` records (value 1) when ``checks`` is on.
 
 Accuracy records carry ``n`` and a 95% Wilson interval. Every evaluation runs under its own RNG seeded by
@@ -28,6 +30,7 @@ from torch import nn
 
 from robustft.analysis.statistics import wilson_interval
 from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
+from robustft.attacks.adversarial_loss import adversarial_loss
 from robustft.config.presets import ATTACK_PRESETS
 from robustft.config.units import eps_grid, parse_eps, relative_step
 from robustft.data.splits import stratified_subset
@@ -166,6 +169,7 @@ class Evaluator:
         self.curve_every = _get(eval_cfg, "curve_at", "every") != "final"
         self.attack_name, options = attack_spec(_get(eval_cfg, "attack", "paper-a"))
         self.attack = make_attack(self.attack_name, **options)
+        self.loss_splits = set(_get(eval_cfg, "loss", None) or [])
 
     def __call__(self, model: nn.Module, step: int, epoch: float, final: bool = False) -> list[dict]:
         """All records of one evaluation point (the model is left in eval mode)."""
@@ -191,10 +195,21 @@ class Evaluator:
         return [record(step, epoch, subset.name, metric, c / max(n, 1), "clean" if e == 0 else attack_name, e, n, c)
                 for e, c in zip(eps_list, counts, strict=True)]
 
+    def _loss_records(self, model: nn.Module, subset: Subset, step: int, epoch: float) -> list[dict]:
+        """Mean cross-entropy on ``subset``, clean (``split/clean/loss``) and at each eval eps
+        (``split/<attack>/loss@eps``)."""
+        eps_list = [0.0, *sorted(self.eps_list)]
+        losses = adversarial_loss(model, list(subset.batches(self.batch_size, self.device)), self.attack, eps_list,
+                                  batch_size=self.batch_size)
+        return [record(step, epoch, subset.name, "loss", value, "clean" if eps == 0 else self.attack_name, eps,
+                       len(subset.labels)) for eps, value in zip(eps_list, losses, strict=True)]
+
     def _records(self, model: nn.Module, step: int, epoch: float, final: bool) -> Iterator[dict]:
         for subset in self.subsets:
             yield from self._records_for(model, subset, step, epoch, self.attack_name, self.attack,
                                          [0.0, *sorted(self.eps_list)])
+            if subset.name in self.loss_splits:
+                yield from self._loss_records(model, subset, step, epoch)
         test = next((s for s in self.subsets if s.name == "test"), self.subsets[-1] if self.subsets else None)
         if self.curve and test is not None and (final or self.curve_every):
             curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve,

@@ -1,4 +1,4 @@
-"""AdamW parameter groups: weight decay only on weight matrices/kernels, separate head learning rate.
+"""AdamW parameter groups: weight decay only on weight matrices/kernels, separate head learning rate and decay.
 
 No decay on: biases, normalisation weights and any 1-D parameter (LayerScale/IA3/BitFit scales and
 shifts), and on prompt/position/class tokens (VPT prompts, ``pos_embed``, ``cls_token``): decaying them pulls
@@ -25,10 +25,12 @@ def wants_decay(name: str, parameter: torch.Tensor) -> bool:
 
 
 def parameter_groups(model: nn.Module, lr: float, weight_decay: float, head_lr: float | None = None,
-                     head: str | None = None) -> list[dict[str, Any]]:
+                     head: str | None = None, head_weight_decay: float | None = None) -> list[dict[str, Any]]:
     """Up to four groups (body/head x decay/no-decay) over the parameters with ``requires_grad``.
 
-    Each group carries ``base_lr`` so the trainer can scale ``lr = base_lr * lr_factor(step)``.
+    The head (parameters under the module named ``head``) takes ``head_lr`` and ``head_weight_decay`` when they
+    are given, else ``lr`` and ``weight_decay``. Each group carries ``base_lr`` so the trainer can scale
+    ``lr = base_lr * lr_factor(step)``.
     """
     prefix = f"{head}." if head else None
     groups: dict[tuple[bool, bool], list[torch.Tensor]] = {}
@@ -40,16 +42,18 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, head_lr: 
     out = []
     for (is_head, decay), params in sorted(groups.items()):
         base_lr = head_lr if (is_head and head_lr is not None) else lr
+        decay_rate = head_weight_decay if (is_head and head_weight_decay is not None) else weight_decay
         out.append({"params": params, "lr": base_lr, "base_lr": base_lr,
-                    "weight_decay": weight_decay if decay else 0.0, "name": f"{'head' if is_head else 'body'}"
+                    "weight_decay": decay_rate if decay else 0.0, "name": f"{'head' if is_head else 'body'}"
                     f"/{'decay' if decay else 'no_decay'}"})
     return out
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float],
-                    head_lr: float | None = None, head: str | None = None) -> torch.optim.AdamW:
+                    head_lr: float | None = None, head: str | None = None,
+                    head_weight_decay: float | None = None) -> torch.optim.AdamW:
     """AdamW over the trainable parameters of ``model`` (see ``parameter_groups``)."""
-    groups = parameter_groups(model, lr, weight_decay, head_lr, head)
+    groups = parameter_groups(model, lr, weight_decay, head_lr, head, head_weight_decay)
     if not groups:
         raise ValueError("no trainable parameters: the strategy froze everything")
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)

@@ -209,7 +209,8 @@ class Trainer:
         optim = self.cfg.optim
         return build_optimizer(self.model, float(optim.lr), float(optim.weight_decay), tuple(optim.betas),
                                None if optim.head_lr is None else float(optim.head_lr),
-                               getattr(getattr(self.model, "info", None), "head", None))
+                               getattr(getattr(self.model, "info", None), "head", None),
+                               None if optim.head_weight_decay is None else float(optim.head_weight_decay))
 
     # ------------------------------------------------------------------ the loop
     def execute(self) -> RunResult:
