@@ -281,12 +281,6 @@ def test_difference_combines_half_widths_and_sign_is_three_way():
     assert evidence.sign(evidence.difference(a, evidence.accuracy(0.55, 100))) == evidence.UNRESOLVED
 
 
-def test_from_seeds_uses_student_t():
-    e = evidence.from_seeds([0.5, 0.6])
-    assert e.value == pytest.approx(0.55)
-    assert e.high - e.value == pytest.approx(12.706 * (0.1 / math.sqrt(2)) / math.sqrt(2))
-
-
 def test_findings_is_part_of_the_analysis_api():
     import robustft.analysis
 

@@ -127,14 +127,15 @@ def last_estimate(series: pd.DataFrame) -> Estimate | None:
     return evidence.accuracy(float(row["value"]), int(row["n"]))
 
 
-def combine(per_run: Sequence[Estimate | None]) -> Estimate | None:
-    """One arm's estimate: the run's own interval, or the seeds' spread when there are several runs."""
+def combine(per_run: Sequence[Estimate | None], bounds: tuple[float, float] = evidence.UNIT) -> Estimate | None:
+    """One arm's estimate: the run's own interval, or the seeds' spread when there are several runs, clipped to
+    ``bounds`` (default [0, 1]: accuracies, Pareto areas and E.adv)."""
     values = [e for e in per_run if e is not None]
     if not values:
         return None
     if len(values) == 1:
         return values[0]
-    return evidence.from_seeds([e.value for e in values])
+    return evidence.from_seeds([e.value for e in values], bounds=bounds)
 
 
 def pct(value: float | None) -> str:
