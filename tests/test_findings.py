@@ -251,15 +251,18 @@ def test_the_untrained_head_at_step_0_is_not_an_onset():
     assert onset.verdict == INCONCLUSIVE and "step 0" in onset.why
 
 
-def test_a_single_noisy_crossing_is_not_the_onset():
-    # RFT-fix crosses 20% once at epoch 1 (24% on 200 images), falls back, and only stays above from epoch 4:
-    # a first-crossing onset would tie with the reference (epoch 1); the sustained onset shows the delay.
+def test_a_single_noisy_crossing_leaves_the_onset_open():
+    # RFT-fix crosses 20% once at epoch 1 (24% on 200 images), falls back, and is measurably above only from epoch 4:
+    # paper B's onset (the first crossing) is epoch 1, but its range reaches epoch 4, which the reference's (epoch 1)
+    # does not: the delay is neither shown nor ruled out.
     runs = [paper_b_run("standard", [0.17, 0.6, 0.7, 0.8, 0.85, 0.85], [0.85, 0.0, 0.0, 0.0, 0.0]),
             paper_b_run("fix", [0.17, 0.24, 0.08, 0.12, 0.3, 0.35], [0.35, 0.3, 0.2, 0.1, 0.0]),
             paper_b_run("scheduled", [0.17, 0.6, 0.7, 0.5, 0.5, 0.5], [0.5, 0.4, 0.3, 0.2, 0.1])]
     onset = verdict(findings(runs), "B.onset_delay")
-    assert onset.verdict == HOLDS, onset.why
-    assert onset.numbers["fix_onset_epoch"]["epoch"] == 4 and onset.numbers["reference_onset_epoch"]["epoch"] == 1
+    assert onset.verdict == INCONCLUSIVE, onset.why
+    fix = onset.numbers["fix_onset_epoch"]
+    assert (fix["epoch"], fix["earliest"], fix["latest"]) == (1, 1, 4)
+    assert onset.numbers["reference_onset_epoch"]["epoch"] == 1
 
 
 def test_without_a_reference_run_there_is_no_onset_finding():

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from robustft.analysis import evidence
-from robustft.analysis.diagnostics import default_threshold
+from robustft.analysis.diagnostics import onset_index
+from robustft.analysis.diagnostics import onset_threshold as diagnostics_threshold
 from robustft.analysis.evidence import Estimate
 from robustft.analysis.findings_base import (
     DOES_NOT_HOLD,
@@ -120,51 +121,40 @@ def _schedule_beats_fix(key: str, what: str, scheduled: list[Estimate | None], f
 
 
 def onset_range(run: StudyRun, threshold: float) -> dict[str, Any]:
-    """Onset of task adaptation: the first evaluation (after step 0) from which validation clean accuracy stays above
-    ``threshold``, with its range from the Wilson intervals.
+    """Onset of task adaptation (``diagnostics.onset_index``, paper B's: the first evaluation after step 0 whose
+    validation clean accuracy exceeds ``threshold``) with its range from the Wilson intervals.
 
-    Paper B takes the first epoch whose accuracy exceeds the threshold, evaluating once per epoch. Evaluating several
-    times per epoch on a few hundred images, a single evaluation can cross the threshold by noise and fall back
-    (RFT-fix in the demo: 23% at step 16, then 7%), so the onset here is where accuracy crosses *and stays*:
-    ``epoch`` uses the values, ``earliest`` the intervals' upper ends (the earliest onset the data allow) and
-    ``latest`` their lower ends (from there on accuracy is measurably above the threshold); ``inf`` when never.
-    Step 0 is the pretrained model with its untrained head: its accuracy measures the head's class skew, not
-    adaptation, so it is not an onset; ``start_above`` says whether it already lies measurably above the threshold
-    (then crossing it does not mark adaptation).
+    ``epoch`` applies the rule to the values, ``earliest`` to the intervals' upper ends (the earliest onset the data
+    allow) and ``latest`` to their lower ends (the first evaluation measurably above the threshold); ``inf`` when
+    never. Evaluating several times per epoch on a few hundred images, one evaluation can cross the threshold by
+    noise and fall back; the range says so (``earliest`` there, ``latest`` later). Step 0 is the pretrained model
+    with its untrained head: its accuracy measures the head's class skew, not adaptation, so it is not an onset;
+    ``start_above`` says whether it already lies measurably above the threshold (then crossing it does not mark
+    adaptation).
 
     Args:
         run: the run (validation split preferred, else test, else train).
-        threshold: accuracy in (0, 1), e.g. ``detection.default_threshold(num_classes)``.
+        threshold: accuracy in (0, 1), e.g. ``diagnostics.onset_threshold(config, summary)``.
     """
     clean, split = clean_series(run, ONSET_PREFERENCE)
-    start_above = False
-    rows = []
-    for _, row in clean.iterrows():
-        a = evidence.accuracy(float(row["value"]), int(row["n"]))
-        if int(row["step"]) == 0:
-            start_above = a.low > threshold
-        else:
-            rows.append((float(row["epoch"]), a))
+    steps = [int(step) for step in clean["step"]]
+    estimates = [evidence.accuracy(float(v), int(n)) for v, n in zip(clean["value"], clean["n"], strict=True)]
+    epochs = [float(epoch) for epoch in clean["epoch"]]
 
-    def sustained(above: Any) -> float:
-        onset = math.inf
-        for epoch, a in reversed(rows):  # walking back from the end: the start of the last run of "above"
-            if not above(a):
-                break
-            onset = epoch
-        return onset
+    def onset(part: str) -> float:
+        index = onset_index(steps, [getattr(a, part) > threshold for a in estimates])
+        return math.inf if index is None else epochs[index]
 
-    return {"epoch": sustained(lambda a: a.value > threshold), "earliest": sustained(lambda a: a.high > threshold),
-            "latest": sustained(lambda a: a.low > threshold), "split": split, "start_above": start_above,
-            "last_epoch": float(clean["epoch"].iloc[-1]) if len(clean) else None}
+    start_above = any(step == 0 and a.low > threshold for step, a in zip(steps, estimates, strict=True))
+    return {"epoch": onset("value"), "earliest": onset("high"), "latest": onset("low"), "split": split,
+            "start_above": start_above, "last_epoch": epochs[-1] if epochs else None}
 
 
 def onset_threshold(run: StudyRun, reference: StudyRun | None = None) -> float:
-    """``detect.onset_threshold`` of the run's config, else ``max(5%, 2 x chance)`` for its number of classes."""
-    configured = get(run.config, "detect.onset_threshold")
-    if configured:
-        return float(configured)
-    return default_threshold(_num_classes(run) or (_num_classes(reference) if reference else None))
+    """``detect.onset_threshold`` of the run's config, else ``max(5%, 2 x chance)`` for its number of classes (the
+    reference's when the run's summary does not record it)."""
+    classes = _num_classes(reference) if reference is not None else None
+    return diagnostics_threshold(run.config, run.summary, classes)
 
 
 def _num_classes(run: StudyRun) -> int | None:
@@ -205,9 +195,9 @@ def _onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) -
                     f"{at(bounds['earliest'])})")
         return f"epoch {bounds['epoch']:.2f} (range {at(bounds['earliest'])} to {at(bounds['latest'])})"
 
-    text = (f"onset (clean accuracy above {pct(float(threshold))} from then on): RFT-fix {epoch_text(mine)}, standard "
-            f"{epoch_text(theirs)}; final clean {pct(fix_clean.value if fix_clean else None)} vs "
-            f"{pct(ref_clean.value if ref_clean else None)}")
+    text = (f"onset (first evaluation after step 0 with clean accuracy above {pct(float(threshold))}): RFT-fix "
+            f"{epoch_text(mine)}, standard {epoch_text(theirs)}; final clean "
+            f"{pct(fix_clean.value if fix_clean else None)} vs {pct(ref_clean.value if ref_clean else None)}")
     if mine["last_epoch"] is None or theirs["last_epoch"] is None:
         return Finding(verdict=INCONCLUSIVE, why=f"{text}: without measured clean accuracy there is no onset.", **base)
     if mine["start_above"] or theirs["start_above"]:

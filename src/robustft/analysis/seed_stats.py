@@ -19,8 +19,9 @@ Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
 - ``percent_above_average``: the run's area against the mean area of the runs it is compared with: those of the
   same seed, dataset and backbone (paper A compares strategies on one task; matching the seed compares runs
   that saw the same data order). NaN when it has no company;
-- ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation and paper A's
-  robust-accuracy peak (``robustft.analysis.diagnostics``), read from summary.json when the trainer wrote them.
+- ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation (computed from
+  the records, ``diagnostics.onset_of_adaptation``) and paper A's robust-accuracy peak (read from summary.json when
+  the trainer wrote it) (``robustft.analysis.diagnostics``).
 
 Standard deviations are sample standard deviations (ddof = 1; NaN for a single run).
 """
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from robustft.analysis.attainment import AttainmentBand, attainment_band
-from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
+from robustft.analysis.diagnostics import onset_of_adaptation, onset_threshold, robust_peak
 from robustft.analysis.paired_tests import (
     DEFAULT_MATCH,
     SCHEDULE_METRICS,
@@ -196,11 +197,15 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
 
 
 def _detection_numbers(run: RunLike) -> tuple[float, float]:
-    """(onset epoch, robust-peak step) from summary.json's detections, computed when the summary lacks them."""
-    detection = (run.summary or {}).get("detection") if isinstance(run.summary, dict) else None
-    if not isinstance(detection, dict) or "onset" not in detection or "robust_peak" not in detection:
-        detection = {"onset": onset_of_adaptation(run.metrics, None), "robust_peak": robust_peak(run.metrics)}
-    onset, peak = detection.get("onset") or {}, detection.get("robust_peak") or {}
+    """(onset epoch, robust-peak step): the onset computed from the records by ``diagnostics.onset_of_adaptation``
+    (summaries written before its step-0 rule hold another onset), the peak from summary.json's detections,
+    computed when the summary lacks them."""
+    summary = run.summary if isinstance(run.summary, dict) else {}
+    detection = summary.get("detection")
+    if not isinstance(detection, dict) or "robust_peak" not in detection:
+        detection = {"robust_peak": robust_peak(run.metrics)}
+    onset = onset_of_adaptation(run.metrics, None, onset_threshold(run.config, summary)) or {}
+    peak = detection.get("robust_peak") or {}
     number = [onset.get("epoch"), peak.get("step")]
     return tuple(float(x) if isinstance(x, (int, float)) else math.nan for x in number)  # type: ignore[return-value]
 

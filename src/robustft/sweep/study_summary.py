@@ -1,7 +1,7 @@
 """The terminal summary of a study: one row per strategy (paper A) and per schedule (paper B), then the findings.
 
 Rows are computed from the runs' records with the library's own analysis (``analysis.frontier_table``,
-``detection.robust_peak`` / ``onset_of_adaptation``), so the terminal, the report and ``robustft query`` agree.
+``diagnostics.robust_peak`` / ``onset_of_adaptation``), so the terminal, the report and ``robustft query`` agree.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustft.analysis.diagnostics import robust_peak
+from robustft.analysis.diagnostics import onset_of_adaptation, onset_threshold, robust_peak
 from robustft.analysis.findings import Finding
-from robustft.analysis.findings_base import StudyRun
-from robustft.analysis.findings_paper_b import onset_range, onset_threshold
 from robustft.analysis.tradeoff import frontier_table, tradeoff_points
 from robustft.config.units import format_eps, parse_eps
 from robustft.runs import records
@@ -71,8 +69,9 @@ def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, and the epoch
-    from which validation accuracy stays above the onset threshold (``findings_paper_b.onset_range``)."""
+    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, and the onset
+    epoch of task adaptation (``diagnostics.onset_of_adaptation``: the first evaluation after step 0 above the
+    threshold)."""
     rows = []
     for run in runs:
         m = run.metrics
@@ -83,13 +82,12 @@ def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
         final = _final_value(m, records.is_final(m) & records.is_robust(m, include_final=True) & _eps_mask(m, target))
         tracked = _final_value(m, records.is_robust(m) & _eps_mask(m, target))
         e_adv = _final_value(m, m["metric"] == "expected_robustness")
-        # The findings' onset (crossing and staying above the threshold), so the table and the verdict agree.
-        study_run = StudyRun(run.name, run.config, m, run.summary or {})
-        onset = onset_range(study_run, onset_threshold(study_run))["epoch"]
+        # The one onset (diagnostics.onset_of_adaptation), so the table, the report and the findings agree.
+        onset = onset_of_adaptation(m, None, onset_threshold(run.config, run.summary))
         rows.append({"schedule": run.labels.get("label", run.name), "run": run.name, "ramp": eps_ramp(run.summary),
                      "clean": _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m)),
                      "adversarial": final if final is not None else tracked, "eps": target, "e_adv": e_adv,
-                     "onset_epoch": None if onset == float("inf") else onset})
+                     "onset_epoch": None if onset is None else onset["epoch"]})
     return rows
 
 
