@@ -7,7 +7,7 @@ from tests.test_findings import paper_b_run
 
 from robustft.analysis.diagnostics import onset_of_adaptation
 from robustft.analysis.findings_base import StudyRun
-from robustft.analysis.findings_paper_b import onset_range
+from robustft.analysis.findings_onset import onset_range
 from robustft.analysis.seed_stats import run_summaries
 from robustft.report.html import RunRecord
 from robustft.sweep.study_summary import schedule_rows
