@@ -66,12 +66,27 @@ def verdict(found: list[Finding], key: str) -> Finding:
     ([0.02, 0.03, 0.05, 0.03, 0.02], [0.2, 0.7, 0.8, 0.85, 0.88], 64, INCONCLUSIVE),
     # a clear rise, then a decline smaller than the sampling noise
     ([0.02, 0.20, 0.30, 0.28, 0.27], [0.2, 0.7, 0.8, 0.85, 0.88], 256, INCONCLUSIVE),
+    # robust accuracy degrades, but clean accuracy has stopped rising: "while clean accuracy still rises" is untested
+    ([0.02, 0.20, 0.30, 0.15, 0.08], [0.2, 0.7, 0.85, 0.86, 0.85], 512, INCONCLUSIVE),
 ])
 def test_robust_peak_verdict_follows_the_curve_and_its_noise(robust, clean, n, expected):
     runs = [paper_a_run("full", clean, robust, n), paper_a_run("linear", clean, [0.01] * 5, n)]
     found = verdict(findings(runs), "A.robust_peak")
     assert found.verdict == expected, found.why
     assert found.numbers["peak"]["value"] == max(robust) and found.paper == "A"
+
+
+@pytest.mark.parametrize("final, expected", [(121, HOLDS), (122, INCONCLUSIVE)])
+def test_the_peak_is_widened_for_being_the_largest_of_m_evaluations(final, expected):
+    # Peak 154/512 among 5 evaluations, final 121 or 122 of 512: both drops are significant at a plain 95%, but only
+    # the larger one at 1 - 0.05 / 5, the level of the largest of 5 (Bonferroni): the boundary lies between them.
+    robust = [0.02, 0.2, 154 / 512, 0.25, final / 512]
+    runs = [paper_a_run("full", [0.2, 0.6, 0.7, 0.8, 0.9], robust, 512), paper_a_run("linear", [0.2] * 5, [0.01] * 5)]
+    found = verdict(findings(runs), "A.robust_peak")
+    assert found.verdict == expected, found.why
+    plain = evidence.difference(evidence.accuracy(154 / 512, 512), evidence.accuracy(final / 512, 512))
+    assert plain.low > 0  # unwidened, both would hold
+    assert found.numbers["peak"]["high"] == pytest.approx(evidence.accuracy(154 / 512, 512, 0.99).high)
 
 
 def test_the_same_drop_is_inconclusive_on_few_samples_and_holds_on_many():

@@ -109,3 +109,21 @@ def test_a_run_whose_objective_never_perturbed_is_not_a_schedule_result():
     for run in runs:  # old runs do not record it: unknown, not "never"
         run.summary.pop("perturbed_steps")
     assert verdict(findings(runs), "B.onset_delay").verdict == HOLDS
+
+
+def test_the_robust_peak_reads_every_seed():
+    from tests.test_findings import paper_a_run
+
+    clean = [0.2, 0.7, 0.8, 0.85, 0.88]
+    peaked, rising = [0.02, 0.2, 0.3, 0.15, 0.08], [0.02, 0.1, 0.2, 0.25, 0.32]
+    mixed = [paper_a_run("full", clean, peaked, 512, seed=0), paper_a_run("full", clean, rising, 512, seed=1),
+             paper_a_run("full", clean, rising, 512, seed=2), paper_a_run("linear", clean, [0.01] * 5, seed=0)]
+    found = verdict(findings(mixed), "A.robust_peak")
+    # seed 0 alone holds (peak at step 100); with all three the mean curve peaks at the last step
+    assert found.verdict != HOLDS and found.numbers["seeds"] == 3, found.why
+    assert (found.numbers["peak_step"], found.numbers["peak"]["value"]) == (200, pytest.approx(0.24))
+    assert set(found.runs) == {"a-full-0", "a-full-1", "a-full-2"}
+    jitter = [paper_a_run("full", [c + 0.01 * s for c in clean], [r + 0.005 * s for r in peaked], 512, seed=s)
+              for s in range(3)]
+    held = verdict(findings([*jitter, mixed[-1]]), "A.robust_peak")
+    assert held.verdict == HOLDS and held.numbers["drop"]["basis"] == "3 seeds", held.why

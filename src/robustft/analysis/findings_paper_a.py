@@ -1,7 +1,7 @@
 """Paper A's claims tested on a study of fine-tuning strategies (``robustft.analysis.findings`` matches the runs).
 
 - ``A.robust_peak``: in standard (full) fine-tuning robust accuracy rises, peaks, then degrades while clean
-  accuracy still rises;
+  accuracy still rises (``findings_peak``);
 - ``A.largest_area``: on a simple task BitFit has the largest Pareto area;
 - ``A.peripheral_above_average``: BitFit and linear probing are above the strategies' average area;
 - ``A.ood_tracks_clean``: OOD accuracy correlates positively with clean accuracy over training.
@@ -25,13 +25,13 @@ from robustft.analysis.findings_base import (
     clean_series,
     combine,
     interval_text,
-    last_estimate,
     pct,
     robust_series,
     series,
     setting_text,
     smallest_robust_eps,
 )
+from robustft.analysis.findings_peak import robust_peak
 from robustft.analysis.pareto import pareto_area
 from robustft.runs import records
 
@@ -43,7 +43,7 @@ def paper_a_findings(arms: dict[str, list[StudyRun]]) -> list[Finding]:
     eps = smallest_robust_eps(runs)
     out = []
     if "full" in arms and eps is not None:
-        out.append(_robust_peak(arms["full"][0], eps, setting))
+        out.append(robust_peak(arms["full"], eps, setting))
     if eps is not None:
         areas = {name: _area(group, eps) for name, group in arms.items()}
         areas = {name: a for name, a in areas.items() if a is not None}
@@ -57,58 +57,6 @@ def paper_a_findings(arms: dict[str, list[StudyRun]]) -> list[Finding]:
     if ood is not None:
         out.append(ood)
     return out
-
-
-def _robust_peak(run: StudyRun, eps: float, setting: str) -> Finding:
-    claim = ("Standard fine-tuning: robust accuracy rises early, peaks, then degrades while clean accuracy still "
-             "rises (paper A: ~25% near step 400, then down).")
-    clean, split = clean_series(run)
-    robust = robust_series(run, eps, split or "test")
-    base = {"key": "A.robust_peak", "paper": "A", "claim": claim, "setting": setting, "runs": (run.name,)}
-    if len(robust) < 3 or clean.empty:
-        return Finding(verdict=INCONCLUSIVE, why=f"{run.name} has fewer than 3 robust evaluations.", **base)
-    m = len(robust)
-    peak_index = int(robust["value"].to_numpy().argmax())
-    peak_row, first_row, last_row = robust.iloc[peak_index], robust.iloc[0], robust.iloc[-1]
-    # The peak is the largest of m noisy evaluations: its interval is widened to 1 - 0.05 / m (Bonferroni) so that
-    # picking the maximum does not by itself make the rise and the drop look significant.
-    peak = evidence.accuracy(float(peak_row["value"]), int(peak_row["n"]), 1 - (1 - evidence.CONFIDENCE) / m)
-    initial = evidence.accuracy(float(first_row["value"]), int(first_row["n"]))
-    final = evidence.accuracy(float(last_row["value"]), int(last_row["n"]))
-    clean_at = clean.set_index("step")
-    peak_step, last_step = int(peak_row["step"]), int(last_row["step"])
-    clean_peak = (evidence.accuracy(float(clean_at.loc[peak_step, "value"]), int(clean_at.loc[peak_step, "n"]))
-                  if peak_step in clean_at.index else None)
-    clean_final = last_estimate(clean)
-    rise, drop = evidence.difference(peak, initial), evidence.difference(peak, final)
-    numbers = {"eps": eps, "split": split, "evaluations": m, "initial": initial.as_dict(),
-               "peak": peak.as_dict(), "peak_step": peak_step, "final": final.as_dict(), "final_step": last_step,
-               "clean_at_peak": clean_peak.as_dict() if clean_peak else None,
-               "clean_final": clean_final.as_dict() if clean_final else None,
-               "rise": rise.as_dict(), "drop": drop.as_dict()}
-    clean_change = evidence.difference(clean_final, clean_peak) if clean_peak and clean_final else None
-    curve = (f"robust accuracy {pct(initial.value)} at step {int(first_row['step'])} -> peak "
-             f"{pct(peak.value)} at step {peak_step} -> {pct(final.value)} at step {last_step}")
-    if evidence.sign(rise) != evidence.GREATER:
-        return Finding(verdict=INCONCLUSIVE, numbers=numbers, why=(
-            f"{curve}: the rise is within the sampling noise (peak - start {_in_points(rise)} points), so there "
-            "is no measurable peak to degrade from."), **base)
-    if evidence.sign(drop) == evidence.GREATER:
-        if clean_change is not None and evidence.sign(clean_change) == evidence.LESS:
-            return Finding(verdict=DOES_NOT_HOLD, numbers=numbers, why=(
-                f"{curve}, but clean accuracy fell too ({pct(clean_peak.value)} -> {pct(clean_final.value)}): "
-                "the model got worse overall rather than trading robustness for accuracy."), **base)
-        return Finding(verdict=HOLDS, numbers=numbers, why=(
-            f"{curve}, a drop of {_in_points(drop)} points, while clean accuracy went "
-            f"{pct(clean_peak.value if clean_peak else None)} -> {pct(clean_final.value if clean_final else None)}."),
-            **base)
-    if peak_step == last_step:
-        return Finding(verdict=DOES_NOT_HOLD, numbers=numbers, why=(
-            f"{curve}: robust accuracy was still at its highest at the last evaluation, so within these {last_step} "
-            "steps it did not degrade (paper A's runs were thousands of steps long)."), **base)
-    return Finding(verdict=INCONCLUSIVE, numbers=numbers, why=(
-        f"{curve}: it rose measurably, but the decline after the peak ({_in_points(drop)} points) is within the "
-        "sampling noise."), **base)
 
 
 def _in_points(estimate: Estimate) -> str:
