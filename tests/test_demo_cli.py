@@ -22,7 +22,8 @@ from robustft.sweep.study import PAPER_A_STRATEGIES
 TINY = ["model.name=tiny-cnn", "model.pretrained=false", "model.image_size=16", "data.name=digits",
         "data.image_size=16", "data.limit_train=64", "data.limit_val=32", "data.limit_test=32", "data.augment=null",
         "eval.subset=16", "eval.batch_size=32", "optim.batch_size=32", "data.ood=[]"]
-PAPER_A_FINDINGS = {"A.robust_peak", "A.largest_area", "A.peripheral_above_average", "A.ood_tracks_clean"}
+PAPER_A_FINDINGS = {"A.robust_peak", "A.largest_area", "A.bitfit_above_average", "A.linear_above_average",
+                    "A.ood_tracks_clean"}
 PAPER_B_FINDINGS = {"B.clean", "B.expected_robustness", "B.onset_delay"}
 
 
@@ -79,8 +80,8 @@ def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monke
     assert "32/255" in printed.split("Paper B")[1].split("\n")[0]  # the threat model of the schedule table
     found = json.loads((study / "findings.json").read_text())["findings"]
     assert {f["key"]: f["verdict"] for f in found} == {
-        "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.peripheral_above_average": "does not hold",
-        "A.ood_tracks_clean": "holds", "B.clean": "holds", "B.expected_robustness": "holds",
+        "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.bitfit_above_average": "does not hold",
+        "A.linear_above_average": "does not hold", "A.ood_tracks_clean": "holds", "B.clean": "holds", "B.expected_robustness": "holds",
         "B.onset_delay": "holds"}
     for finding in found:
         assert f"[{finding['verdict'].upper()}] paper {finding['paper']}: {finding['claim']}" in printed
