@@ -81,8 +81,8 @@ def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monke
     found = json.loads((study / "findings.json").read_text())["findings"]
     assert {f["key"]: f["verdict"] for f in found} == {
         "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.bitfit_above_average": "does not hold",
-        "A.linear_above_average": "does not hold", "A.ood_tracks_clean": "holds", "B.clean": "holds", "B.expected_robustness": "holds",
-        "B.onset_delay": "holds"}
+        "A.linear_above_average": "does not hold", "A.ood_tracks_clean": "holds", "B.clean": "holds",
+        "B.expected_robustness": "holds", "B.onset_delay": "holds"}
     for finding in found:
         assert f"[{finding['verdict'].upper()}] paper {finding['paper']}: {finding['claim']}" in printed
     page = study / "report" / "index.html"

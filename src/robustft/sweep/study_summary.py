@@ -14,6 +14,7 @@ import pandas as pd
 
 from robustft.analysis.diagnostics import onset_of_adaptation, onset_threshold, robust_peak
 from robustft.analysis.findings import Finding
+from robustft.analysis.pareto import pareto_area
 from robustft.analysis.tradeoff import frontier_table, tradeoff_points
 from robustft.config.units import format_eps, parse_eps
 from robustft.runs import records
@@ -38,7 +39,9 @@ def _eps_mask(metrics: pd.DataFrame, eps: float | None) -> pd.Series:
 
 
 def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Paper A: per run, clean and robust accuracy at the end, Pareto area, % above average, robust peak step.
+    """Paper A: per run, clean and robust accuracy at the end, its own Pareto area, % above the strategies' average
+    area, robust peak step; with ``area_mean``, ``area_std`` and ``seeds`` of its strategy (``frontier_table``: the
+    mean of the per-run areas, never the area of the seeds' pooled points, which grows with every seed).
 
     Args:
         runs: objects with ``name``, ``config``, ``metrics`` and ``labels`` (``label``: the strategy).
@@ -48,24 +51,35 @@ def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     points = tradeoff_points(metrics)
     label = {r.name: r.labels.get("label", r.name) for r in runs}
-    table = frontier_table(points.assign(label=points["run"].map(label)), group_by="label") if len(points) else None
+    table = (frontier_table(points.assign(label=points["run"].map(label)), group_by="label").set_index("group")
+             if len(points) else None)
+    # Each strategy counts once in the average, however many seeds it has.
+    average = float(table["area"].mean()) if table is not None and len(table) >= 2 else None
     rows = []
     for run in runs:
         m = run.metrics
         clean = _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m))
         robust = _final_value(m, records.is_robust(m) & _eps_mask(m, None))
         peak = robust_peak(m)
-        area = above = None
-        if table is not None:
-            match = table[table["group"] == label[run.name]]
-            if len(match):
-                area = float(match["area"].iloc[0])
-                above = match["percent_above_average"].iloc[0]
-                above = None if pd.isna(above) else float(above)
+        own = points[points["run"] == run.name]
+        area = pareto_area(own["clean"], own["robust"]) if len(own) else None
+        group = table.loc[label[run.name]] if table is not None and label[run.name] in table.index else None
         rows.append({"strategy": label[run.name], "run": run.name, "clean": clean, "robust": robust, "area": area,
-                     "above_average": above, "peak_step": peak["step"] if peak else None,
-                     "peak": peak["value"] if peak else None})
+                     "above_average": 100.0 * (area - average) / average if area is not None and average else None,
+                     "area_mean": None if group is None else float(group["area"]),
+                     "area_std": None if group is None or pd.isna(group["area_std"]) else float(group["area_std"]),
+                     "seeds": None if group is None else int(group["n_runs"]),
+                     "peak_step": peak["step"] if peak else None, "peak": peak["value"] if peak else None})
     return rows
+
+
+def _seed_spreads(rows: Sequence[dict[str, Any]]) -> str | None:
+    """``full 0.210 ± 0.020 (3 seeds), ...`` for the strategies with several runs, else None."""
+    spreads = {row["strategy"]: row for row in rows if (row.get("seeds") or 0) > 1}
+    if not spreads:
+        return None
+    return ", ".join(f"{name} {row['area_mean']:.3f} ± {row['area_std']:.3f} ({row['seeds']} seeds)"
+                     for name, row in spreads.items())
 
 
 def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -134,6 +148,9 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
             ("area", "Pareto area", lambda v: "-" if v is None else f"{v:.3f}"),
             ("above_average", "vs average", lambda v: "-" if v is None else f"{v:+.0f}%"),
             ("peak_step", "robust peak at step", lambda v: "-" if v is None else str(v))]))
+        spreads = _seed_spreads(strategies)
+        if spreads:
+            parts.append(f"Pareto area, mean ± std over seeds: {spreads}")
     if schedules:
         eps = next((r["eps"] for r in schedules if r.get("eps")), None)
         eps_text = format_eps(eps) if eps else "eps_g"
