@@ -1,11 +1,12 @@
 """The demo's / reproduce's terminal tables: how each schedule's eps moved is stated, so an ``auto`` run whose
 plateau never came is not mistaken for a schedule that trained adversarially; Pareto areas per seed, then their mean."""
 
-from tests.test_findings import paper_a_run
+import pandas as pd
+from tests.test_findings import EPS_B, paper_a_run, paper_b_run
 
 from robustft.analysis.pareto import pareto_area
 from robustft.report.html import RunRecord
-from robustft.sweep.study_summary import eps_ramp, format_summary, strategy_rows
+from robustft.sweep.study_summary import eps_ramp, format_summary, schedule_rows, strategy_rows
 
 
 def test_eps_ramp_states_each_schedule_from_the_resolved_summary():
@@ -49,3 +50,14 @@ def test_the_demo_tables_pareto_area_is_per_seed_and_the_mean_over_seeds_has_its
     text = format_summary(rows, [], [])
     spread = f"full {(own[0] + own[1]) / 2:.3f} ± {abs(own[0] - own[1]) / 2 ** 0.5:.3f} (2 seeds)"
     assert spread in text and "bitfit" not in text.split("over seeds")[1]  # one seed: no spread line
+
+
+def test_the_demo_tables_adversarial_accuracy_is_the_worst_attack_at_eps_g_and_says_so():
+    run = paper_b_run("fix", [0.1, 0.5, 0.6], [0.6, 0.3, 0.1, 0.05, 0.0])  # the curve reaches 0.0% at 32/255
+    final = {"step": 20, "epoch": 2.0, "split": "test", "metric": "accuracy", "attack": "final:apgd-ce",
+             "eps": EPS_B, "value": 0.021, "n": 200}
+    run.metrics = pd.concat([run.metrics, pd.DataFrame([final])], ignore_index=True)
+    (row,) = schedule_rows([_labelled(run, "RFT-fix")])
+    assert row["adversarial"] == 0.0 and row["eps"] == EPS_B
+    text = format_summary([], [row], [])
+    assert "lowest of the final attack and the robust curve at 32/255" in text
