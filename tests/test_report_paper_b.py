@@ -101,3 +101,14 @@ def test_the_schedule_figure_names_rft_fix_and_its_panel_titles_do_not_overlap(t
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b), [t.get_text() for t in titles]
     plt.close(fig)
+
+
+def test_panel_titles_name_only_what_varies_among_the_schedules_runs(tmp_path):
+    # The paper A runs beside them vary strategy and objective; among paper B's runs only the schedule varies, so
+    # the panels need no more than paper B's names (the demo's titles had run to a dozen lines of settings).
+    figures = {}
+    schedule_values(tmp_path, study(), figures)
+    fig = figures["eps_schedules"]
+    assert sorted(ax.get_title() for ax in fig.axes if ax.get_title()) == ["Epsilon-Scheduling (scheduled)",
+                                                                          "RFT-fix (constant)"]
+    plt.close(fig)

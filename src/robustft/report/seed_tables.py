@@ -34,6 +34,7 @@ from robustft.analysis.seed_stats import (  # noqa: E402
     SUMMARY_NUMBERS,
     RunLike,
     attainment_band,
+    group_runs,
     run_summaries,
     schedule_table,
     schedule_tests,
@@ -140,14 +141,17 @@ def _paper_b_summaries(runs: Sequence[RunLike], summaries: pd.DataFrame) -> pd.D
     return table
 
 
+TITLE_LINES = 4  # at most, the name included; the rest of a longer label is cut with "..."
+
+
 def panel_title(schedule: str, group: str) -> str:
-    """A schedule-figure panel's title: paper B's name of the schedule (``RFT-fix``), then the configuration's other
-    settings, wrapped to ``TITLE_WIDTH`` characters."""
+    """A schedule-figure panel's title: paper B's name of the schedule (``RFT-fix``), then the settings that tell
+    the panel's configuration apart from the others' (``group``), wrapped to ``TITLE_WIDTH`` characters."""
     base = schedule.removesuffix(NEVER_PERTURBED)
     name = PAPER_B_NAMES.get(base, base) + (f" ({base})" if base in PAPER_B_NAMES else "")
     name += NEVER_PERTURBED if schedule.endswith(NEVER_PERTURBED) else ""
     rest = ", ".join(part for part in str(group).split(", ") if not part.startswith("schedule="))
-    return "\n".join([name, *textwrap.wrap(rest, TITLE_WIDTH)]) if rest else name
+    return "\n".join([name, *textwrap.wrap(rest, TITLE_WIDTH, max_lines=TITLE_LINES - 1, placeholder=" ...")])
 
 
 def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
@@ -227,6 +231,10 @@ def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Pat
              "p": "p (two-sided)"})
     by_name = {run.name: run for run in runs}
     adversarial = summaries[_adversarial(summaries)]
+    # Labelled by what varies among these runs only: every setting the report's other runs vary in made titles of
+    # a dozen lines.
+    labels = group_runs([by_name[name] for name in adversarial["run"]]).set_index("run")["group"]
+    adversarial = adversarial.assign(group=adversarial["run"].map(labels))
     panels = []
     for (group, schedule), part in adversarial.groupby(["group", "schedule"], sort=True):
         panels.append((panel_title(str(schedule), str(group)), [(by_name[r["run"]].metrics, float(r["eps_g"]),
