@@ -127,3 +127,12 @@ def test_the_robust_peak_reads_every_seed():
               for s in range(3)]
     held = verdict(findings([*jitter, mixed[-1]]), "A.robust_peak")
     assert held.verdict == HOLDS and held.numbers["drop"]["basis"] == "3 seeds", held.why
+
+
+def test_each_seeds_named_reference_run_is_its_reference():
+    runs = onset_study({0: DELAYED, 1: DELAYED})
+    for run in runs:
+        run.config["detect"] = {"reference_run": f"runs/b-standard-{run.config['seed']}"}
+    onset = verdict(findings(runs), "B.onset_delay")
+    assert [pair["reference_run"] for pair in onset.numbers["pairs"]] == ["b-standard-0", "b-standard-1"]
+    assert onset.verdict == HOLDS, onset.why

@@ -156,7 +156,9 @@ def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list
     out = []
     for arms in groups.values():
         if "constant" in arms and "scheduled" in arms:
-            out.append((arms["constant"], arms["scheduled"], _reference_runs(arms["constant"][0], runs)))
+            # every RFT-fix run's reference: a reference named per seed (detect.reference_run) belongs to its seed
+            references = {ref.name: ref for fix in arms["constant"] for ref in _reference_runs(fix, runs)}
+            out.append((arms["constant"], arms["scheduled"], list(references.values())))
     return out
 
 
