@@ -79,3 +79,28 @@ def test_tradeoff_points_frontier_table_and_ood_correlation():
     assert table["percent_above_average"].sum() == pytest.approx(0.0, abs=1e-9)
     corr = ood_correlation(df)
     assert corr.loc[0, "ood_split"] == "digits" and corr.loc[0, "pearson_r"] > 0.9 and corr.loc[0, "n_points"] == 6
+
+
+def _seed_points(run, strategy, clean, robust):
+    return pd.DataFrame({"run": run, "strategy": strategy, "step": range(len(clean)), "clean": clean,
+                         "robust": robust})
+
+
+def test_a_groups_area_over_seeds_is_the_mean_of_per_seed_areas_not_the_union():
+    # Two seeds of one strategy whose clouds complement each other: the union of their points dominates 0.29, more
+    # than either seed reaches (0.09 and 0.25); adding seeds would keep growing it.
+    one = _seed_points("full-seed-0", "full", [0.1, 0.9], [0.05, 0.1])
+    two = _seed_points("full-seed-1", "full", [0.1, 0.5], [0.05, 0.5])
+    other = _seed_points("lora-seed-0", "lora", [0.1, 0.6], [0.05, 0.3])
+    areas = [pareto_area(one["clean"], one["robust"]), pareto_area(two["clean"], two["robust"])]
+    table = frontier_table(pd.concat([one, two, other]), "strategy").set_index("group")
+    assert table.loc["full", "area"] == pytest.approx(np.mean(areas))
+    assert table.loc["full", "area_std"] == pytest.approx(np.std(areas, ddof=1))
+    assert (table.loc["full", "n_runs"], table.loc["lora", "n_runs"]) == (2, 1)
+    assert np.isnan(table.loc["lora", "area_std"])
+    assert table.loc["full", "area"] <= max(areas)
+    # the same seed again under another run name adds its own area, once more, to the mean
+    again = frontier_table(pd.concat([one, one.assign(run="full-seed-0-copy")]), "strategy")
+    assert again["area"].iloc[0] == pytest.approx(areas[0])
+    mean = (np.mean(areas) + 0.18) / 2
+    assert table.loc["full", "percent_above_average"] == pytest.approx(100 * (np.mean(areas) - mean) / mean)

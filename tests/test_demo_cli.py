@@ -22,7 +22,8 @@ from robustft.sweep.study import PAPER_A_STRATEGIES
 TINY = ["model.name=tiny-cnn", "model.pretrained=false", "model.image_size=16", "data.name=digits",
         "data.image_size=16", "data.limit_train=64", "data.limit_val=32", "data.limit_test=32", "data.augment=null",
         "eval.subset=16", "eval.batch_size=32", "optim.batch_size=32", "data.ood=[]"]
-PAPER_A_FINDINGS = {"A.robust_peak", "A.largest_area", "A.peripheral_above_average", "A.ood_tracks_clean"}
+PAPER_A_FINDINGS = {"A.robust_peak", "A.largest_area", "A.bitfit_above_average", "A.linear_above_average",
+                    "A.ood_tracks_clean"}
 PAPER_B_FINDINGS = {"B.clean", "B.expected_robustness", "B.onset_delay"}
 
 
@@ -58,11 +59,19 @@ def _synthetic_run(config: dict, run_dir: Path, threads: int | None = None) -> s
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     lines = [json.dumps({k: (None if v != v else v) for k, v in r.items()}) for r in run.metrics.to_dict("records")]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    (run_dir / "summary.json").write_text(json.dumps({"detection": {"num_classes": 10}}))
+    (run_dir / "summary.json").write_text(json.dumps({"detection": {"num_classes": 10},
+                                                      "cpu_seconds": synthetic_cpu_seconds(name)}))
     # a trainer writes its holder details into the lock when it starts (the progress display's "started"); this
     # instant stand-in leaves them, where a real one clears them on exit after being seen running
     (run_dir / "lock").write_text(json.dumps({"pid": 0}) + "\n")
-    return sweep.PointResult(name, [], str(run_dir), sweep.STATUS_FINISHED, "start")
+    # b-standard stands for a run finished by an earlier invocation (skipped now): its CPU time is not this study's
+    status = sweep.STATUS_SKIPPED if name == "b-standard" else sweep.STATUS_FINISHED
+    return sweep.PointResult(name, [], str(run_dir), status, "skip" if status == sweep.STATUS_SKIPPED else "start")
+
+
+def synthetic_cpu_seconds(name: str) -> float:
+    """A different CPU time for each synthetic run, so that a sum of the wrong runs shows."""
+    return 10.0 + (7 * sum(map(ord, name))) % 97
 
 
 def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monkeypatch, capsys):
@@ -77,11 +86,16 @@ def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monke
     for strategy in PAPER_A_STRATEGIES:
         assert f"\n{strategy} " in table_a
     assert "32/255" in printed.split("Paper B")[1].split("\n")[0]  # the threat model of the schedule table
-    found = json.loads((study / "findings.json").read_text())["findings"]
+    saved = json.loads((study / "findings.json").read_text())
+    # the study's CPU time: the sum of the runs' own (summary.json), over the runs this invocation ran
+    expected = sum(synthetic_cpu_seconds(p.name) for p in study.iterdir() if (p / "metrics.jsonl").is_file()
+                   and p.name != "b-standard")
+    assert saved["cpu_seconds"] == pytest.approx(expected) and f"{expected / 60:.1f} CPU-minutes" in printed
+    found = saved["findings"]
     assert {f["key"]: f["verdict"] for f in found} == {
-        "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.peripheral_above_average": "does not hold",
-        "A.ood_tracks_clean": "holds", "B.clean": "holds", "B.expected_robustness": "holds",
-        "B.onset_delay": "holds"}
+        "A.robust_peak": "holds", "A.largest_area": "does not hold", "A.bitfit_above_average": "does not hold",
+        "A.linear_above_average": "does not hold", "A.ood_tracks_clean": "holds", "B.clean": "holds",
+        "B.expected_robustness": "holds", "B.onset_delay": "holds"}
     for finding in found:
         assert f"[{finding['verdict'].upper()}] paper {finding['paper']}: {finding['claim']}" in printed
     page = study / "report" / "index.html"

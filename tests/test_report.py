@@ -51,9 +51,12 @@ def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mn
     return RunRecord(name, config, {"strategy": {"trainable_share": 0.0123}}, pd.DataFrame(rows))
 
 
-def frontier_rows(text: str) -> list[tuple[str, str, str]]:
-    """(group, area, vs average) of every frontier-table row of a page, in page order."""
-    return re.findall(r"<tr><td>([^<]*)</td><td>([0-9.]+)</td><td>([+-][0-9.]+%|&ndash;)</td>", text)
+def frontier_rows(text: str, runs: bool = False) -> list[tuple[str, ...]]:
+    """(group, area, vs average) of every frontier-table row of a page, in page order; with ``runs``, (group, runs,
+    area cell, vs average)."""
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>(\d+)</td><td>([0-9.]+(?: &plusmn; [0-9.]+)?)</td>"
+                      r"<td>([+-][0-9.]+%|&ndash;)</td>", text)
+    return rows if runs else [(group, area, above) for group, _, area, above in rows]
 
 
 def expected_area(run: RunRecord, attack: str = "pgd") -> float:
@@ -81,6 +84,17 @@ def test_report_writes_page_and_figures(tmp_path):
     above = percent_above_average(areas)
     assert above["bitfit"] > 0 > above["full"]
     assert frontier_rows(text) == [(group, f"{areas[group]:.4f}", f"{above[group]:+.1f}%") for group in areas]
+
+
+def test_a_strategys_pareto_area_over_seeds_is_the_mean_of_its_seeds_with_their_spread(tmp_path):
+    seeds = [synthetic_run(f"bitfit-seed-{i}", "bitfit", peak) for i, peak in enumerate((0.2, 0.4))]
+    runs = [*seeds, synthetic_run("full-seed-0", "full", 0.1)]
+    text = build_report(runs, tmp_path / "report", group_by="strategy").read_text()
+    areas = [expected_area(run) for run in seeds]
+    mean, std = sum(areas) / 2, abs(areas[0] - areas[1]) / 2 ** 0.5
+    rows = {row[0]: row[1:] for row in frontier_rows(text, runs=True)}
+    assert rows["bitfit"][:2] == ("2", f"{mean:.4f} &plusmn; {std:.4f}")  # not the pooled cloud's (larger) area
+    assert rows["full"][:2] == ("1", f"{expected_area(runs[2]):.4f}")
 
 
 def test_report_needs_runs(tmp_path):

@@ -75,7 +75,9 @@ def test_run_summaries_reads_every_number():
     assert first["robust_eps"] == pytest.approx(EPS4)
     assert first["final_ood"] == pytest.approx(0.6)
     assert first["e_adv"] == pytest.approx(0.25)
-    assert (first["onset_epoch"], first["peak_step"]) == (2, 10)
+    # the onset from the records (val 19% at step 0, 59% at epoch 1: the first evaluation after step 0 above 5%),
+    # whatever an older summary recorded; the peak from the summary
+    assert (first["onset_epoch"], first["peak_step"]) == (1, 10)
     second = table.loc[two.name]
     assert second["final_robust"] == pytest.approx(0.1)  # the tracked attack at eps_g (not the smaller 1/255)
     assert math.isnan(second["final_ood"])
@@ -85,6 +87,27 @@ def test_run_summaries_reads_every_number():
     # Seeds 0 and 1: one run per (seed, dataset, backbone), nothing to compare with.
     assert table["percent_above_average"].isna().all()
     assert set(table["group"]) == {"b-strategy-full-eps.schedule-scheduled"}
+
+
+def curve_at_the_end(frame, value, eps=EPS4, attack="apgd-ce"):
+    """``frame`` plus a robust curve (0 and ``eps``) at its last step, ``value`` at ``eps``."""
+    last = int(frame["step"].max())
+    rows = [{"step": last, "epoch": last // 10, "split": "test", "metric": "curve_accuracy", "attack": "clean",
+             "eps": 0.0, "value": 0.8},
+            {"step": last, "epoch": last // 10, "split": "test", "metric": "curve_accuracy", "attack": attack,
+             "eps": eps, "value": value}]
+    return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_adversarial_accuracy_at_eps_g_is_the_worst_attack_on_the_final_model_curve_included():
+    # The final APGD-CE finds 2.1% robust at eps_g, the nested robust curve 0.0% at the same eps on the same
+    # images: the model is at most 0.0% robust there (a quick demo printed the two as unlabelled numbers).
+    weaker_final = run(config(0), curve_at_the_end(metrics([0.5, 0.8], [0.3, 0.2], final_robust=0.021), 0.0))
+    weaker_curve = run(config(1), curve_at_the_end(metrics([0.5, 0.8], [0.3, 0.2], final_robust=0.021), 0.05))
+    table = run_summaries([weaker_final, weaker_curve]).set_index("run")
+    assert table.loc[weaker_final.name, "final_robust"] == 0.0
+    assert table.loc[weaker_curve.name, "final_robust"] == pytest.approx(0.021)
+    assert table["robust_eps"].tolist() == pytest.approx([EPS4, EPS4])
 
 
 def test_percent_above_average_compares_runs_of_one_seed_and_task():

@@ -45,3 +45,50 @@ def test_interval_contains_estimate_and_stays_in_unit_range(k, extra):
 def test_bad_input_raises_config_error(k, n, confidence):
     with pytest.raises(ConfigError):
         wilson_interval(k, n, confidence)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Intervals over seeds (robustft.analysis.evidence)
+
+
+@pytest.mark.parametrize("m", [2, 5, 31, 41, 200])
+def test_seed_intervals_use_the_student_t_quantile_for_every_number_of_seeds(m):
+    from scipy import stats as scipy_stats
+
+    from robustft.analysis import evidence
+
+    values = [0.4 + 0.01 * (i % 7) for i in range(m)]
+    e = evidence.from_seeds(values)
+    sd = float(np_std(values))
+    expected = scipy_stats.t.ppf(0.975, m - 1) * sd / m ** 0.5
+    assert e.high - e.value == pytest.approx(expected, rel=1e-9)  # beyond 30 seeds too: t, not the normal z
+
+
+def np_std(values):
+    import numpy as np
+
+    return np.std(values, ddof=1)
+
+
+def test_seed_intervals_of_accuracies_stay_in_the_unit_range():
+    # Two seeds far apart: the Student-t interval of their mean reaches far outside [0, 1] (a report printed
+    # "60.0% [-194.1, 314.1]"); an accuracy's interval is clipped to what an accuracy can be.
+    from robustft.analysis import evidence
+    from robustft.analysis.findings_base import combine, interval_text
+
+    e = combine([evidence.accuracy(0.2, 100), evidence.accuracy(1.0, 100)])
+    assert e.value == pytest.approx(0.6) and (e.low, e.high) == (0.0, 1.0)
+    assert interval_text(e) == "60.0% [0.0, 100.0]"
+    difference = evidence.from_seeds([-0.9, 0.9], bounds=(-1.0, 1.0))
+    assert (difference.low, difference.high) == (-1.0, 1.0)
+    assert evidence.from_seeds([-0.9, 0.9]).low < -1.0  # unbounded unless told
+
+
+def test_a_bonferroni_confidence_widens_the_seed_interval():
+    from scipy import stats as scipy_stats
+
+    from robustft.analysis import evidence
+
+    plain, wide = evidence.from_seeds([0.1, 0.2, 0.4]), evidence.from_seeds([0.1, 0.2, 0.4], confidence=0.99)
+    ratio = scipy_stats.t.ppf(0.995, 2) / scipy_stats.t.ppf(0.975, 2)
+    assert (wide.high - wide.value) == pytest.approx(ratio * (plain.high - plain.value))

@@ -1,7 +1,12 @@
 """The demo's / reproduce's terminal tables: how each schedule's eps moved is stated, so an ``auto`` run whose
-plateau never came is not mistaken for a schedule that trained adversarially."""
+plateau never came is not mistaken for a schedule that trained adversarially; Pareto areas per seed, then their mean."""
 
-from robustft.sweep.study_summary import eps_ramp, format_summary
+import pandas as pd
+from tests.test_findings import EPS_B, paper_a_run, paper_b_run
+
+from robustft.analysis.pareto import pareto_area
+from robustft.report.html import RunRecord
+from robustft.sweep.study_summary import eps_ramp, format_summary, schedule_rows, strategy_rows
 
 
 def test_eps_ramp_states_each_schedule_from_the_resolved_summary():
@@ -26,3 +31,33 @@ def test_the_schedule_table_has_the_ramp_column():
     text = format_summary([], rows, [])
     header, line = text.strip().splitlines()[1:3]
     assert "eps ramp T1-T2" in header and "0 throughout (no plateau)" in line and "72.0" in line
+
+
+def _labelled(run, label):
+    return RunRecord(run.name, run.config, run.summary, run.metrics, labels={"label": label})
+
+
+def test_the_demo_tables_pareto_area_is_per_seed_and_the_mean_over_seeds_has_its_spread():
+    clean = [0.2, 0.6, 0.8, 0.9]
+    full = [_labelled(paper_a_run("full", clean, robust, seed=seed), "full")
+            for seed, robust in ((0, [0.02, 0.1, 0.3, 0.05]), (1, [0.02, 0.4, 0.1, 0.05]))]
+    bitfit = _labelled(paper_a_run("bitfit", clean, [0.02, 0.2, 0.2, 0.1]), "bitfit")
+    rows = strategy_rows([*full, bitfit])
+    own = [pareto_area(clean, [0.02, 0.1, 0.3, 0.05]), pareto_area(clean, [0.02, 0.4, 0.1, 0.05])]
+    assert [row["area"] for row in rows[:2]] == own  # each seed's own area, not the union of both seeds' points
+    average = ((own[0] + own[1]) / 2 + rows[2]["area"]) / 2  # the strategies' mean area, each strategy once
+    assert rows[0]["above_average"] == 100 * (own[0] - average) / average
+    text = format_summary(rows, [], [])
+    spread = f"full {(own[0] + own[1]) / 2:.3f} ± {abs(own[0] - own[1]) / 2 ** 0.5:.3f} (2 seeds)"
+    assert spread in text and "bitfit" not in text.split("over seeds")[1]  # one seed: no spread line
+
+
+def test_the_demo_tables_adversarial_accuracy_is_the_worst_attack_at_eps_g_and_says_so():
+    run = paper_b_run("fix", [0.1, 0.5, 0.6], [0.6, 0.3, 0.1, 0.05, 0.0])  # the curve reaches 0.0% at 32/255
+    final = {"step": 20, "epoch": 2.0, "split": "test", "metric": "accuracy", "attack": "final:apgd-ce",
+             "eps": EPS_B, "value": 0.021, "n": 200}
+    run.metrics = pd.concat([run.metrics, pd.DataFrame([final])], ignore_index=True)
+    (row,) = schedule_rows([_labelled(run, "RFT-fix")])
+    assert row["adversarial"] == 0.0 and row["eps"] == EPS_B
+    text = format_summary([], [row], [])
+    assert "lowest of the final attack and the robust curve at 32/255" in text

@@ -9,10 +9,13 @@ one in file order wins.
 
 Thresholds (documented choices, all overridable):
 
-* Onset of task adaptation (paper B): the first evaluation where validation clean accuracy exceeds the threshold.
-  Paper B uses 5%, which is 5x to 13x chance on its 100-257-class tasks; on a 10-class task 5% is below chance
-  (10%) and would fire at step 0. The default is therefore ``max(5%, 2 x chance)``: paper B's value when it is
-  meaningful, "clearly better than guessing" otherwise.
+* Onset of task adaptation (paper B): the first evaluation after training starts whose validation clean accuracy
+  exceeds the threshold (``onset_index``, the one definition summary.json, the seed tables, the report, the demo
+  table and the findings use). Step 0 does not count: it is the pretrained model with its untrained head, whose
+  accuracy measures the head's class skew, not adaptation. Paper B uses 5%, which is 5x to 13x chance on its
+  100-257-class tasks; on a 10-class task 5% is below chance (10%). The default is therefore
+  ``max(5%, 2 x chance)``: paper B's value when it is meaningful, "clearly better than guessing" otherwise.
+  ``sustained=True`` asks for a variant: the first evaluation from which accuracy stays above the threshold.
 * Transfer failure (paper B): final clean accuracy below the same ``max(5%, 2 x chance)`` threshold, i.e. the
   model never adapted to the task.
 * Suboptimal transfer (paper B): final clean accuracy more than ``suboptimal_gap`` (default 0.15 = 15 points)
@@ -25,6 +28,7 @@ Thresholds (documented choices, all overridable):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -36,7 +40,9 @@ __all__ = [
     "clean_curve",
     "default_threshold",
     "final_metrics",
+    "onset_index",
     "onset_of_adaptation",
+    "onset_threshold",
     "robust_curve",
     "robust_peak",
     "summarize",
@@ -105,15 +111,53 @@ def robust_curve(df: pd.DataFrame, split: str, eps: float | None = None) -> pd.D
     return _curve(rows[(values - target).abs() < 1e-9])
 
 
+def onset_index(steps: Sequence[int], above: Sequence[bool], sustained: bool = False) -> int | None:
+    """Where task adaptation starts in a run's evaluations (paper B's onset), the one rule every onset uses.
+
+    Args:
+        steps: the evaluations' optimiser steps, ascending (0: the pretrained model with its untrained head).
+        above: per evaluation, whether its accuracy (or a bound of it) exceeds the threshold.
+        sustained: False (paper B): the first evaluation after step 0 that is above. True: the first evaluation after
+            step 0 from which every later one is above.
+
+    Returns:
+        The index into ``steps``, or None when adaptation never starts.
+    """
+    if len(steps) != len(above):
+        raise ValueError(f"steps and above differ in length: {len(steps)} and {len(above)}")
+    trained = [i for i, step in enumerate(steps) if step > 0]
+    if not sustained:
+        return next((i for i in trained if above[i]), None)
+    onset = None
+    for i in reversed(trained):  # walking back from the end: the start of the last run of "above"
+        if not above[i]:
+            break
+        onset = i
+    return onset
+
+
+def onset_threshold(config: Mapping[str, Any] | None, summary: Mapping[str, Any] | None = None,
+                    num_classes: int | None = None) -> float:
+    """A run's onset threshold: its config's ``detect.onset_threshold``, else ``max(5%, 2 x chance)`` for the number
+    of classes its summary records (``detection.num_classes``), else for ``num_classes``."""
+    configured = ((config or {}).get("detect") or {}).get("onset_threshold")
+    if configured:
+        return float(configured)
+    recorded = ((summary or {}).get("detection") or {}).get("num_classes") or (summary or {}).get("num_classes")
+    return default_threshold(int(recorded) if recorded else num_classes)
+
+
 def onset_of_adaptation(
-    df: pd.DataFrame, num_classes: int | None, threshold: float | None = None
+    df: pd.DataFrame, num_classes: int | None, threshold: float | None = None, sustained: bool = False
 ) -> dict[str, Any] | None:
-    """The first evaluation where validation clean accuracy exceeds the threshold (paper B's onset).
+    """Paper B's onset of task adaptation: the first evaluation after training starts whose validation clean
+    accuracy exceeds the threshold (``onset_index``).
 
     Args:
         df: metrics in the long schema.
         num_classes: classes of the task (sets the default threshold ``max(5%, 2 x chance)``).
         threshold: accuracy in (0, 1) to exceed, or None for the default.
+        sustained: the variant: the first evaluation from which accuracy stays above the threshold.
 
     Returns:
         ``{"step", "epoch", "value", "threshold", "split"}`` (the test or train split is used when no validation
@@ -126,10 +170,10 @@ def onset_of_adaptation(
     if split is None:
         return None
     curve = clean_curve(df, split)
-    above = curve[curve["value"] > threshold]
-    if len(above) == 0:
+    index = onset_index([int(s) for s in curve["step"]], list(curve["value"] > threshold), sustained)
+    if index is None:
         return None
-    first = above.iloc[0]
+    first = curve.iloc[index]
     return {
         "step": int(first["step"]),
         "epoch": _number(first["epoch"]),

@@ -9,14 +9,16 @@ uncertainty comes from, and a claim holds only when the interval of the contrast
   from below (above). For expected robustness that is close to exact: the robust curve nests on the same
   samples, so its errors move together. For the Pareto area it is conservative (every point at its bound at
   once), which can only make a verdict "inconclusive", never a false "holds".
-- Several seeds of the same setting: the seeds' spread, a Student-t interval of their mean.
+- Several seeds of the same setting: the seeds' spread, a Student-t interval of their mean (``scipy.stats.t``
+  for every number of seeds), clipped to the range the quantity can take (an accuracy's to [0, 1]: two seeds far
+  apart otherwise give "60.0% [-194.1, 314.1]").
 - A difference of two independent estimates: the square-root combination of their half-widths
   (Newcombe 1998, method 10, for Wilson intervals): ``d - sqrt((a - a_lo)^2 + (b_hi - b)^2)`` and
   ``d + sqrt((a_hi - a)^2 + (b - b_lo)^2)``. Two runs evaluated on the same seeded subset are positively
   correlated, so treating them as independent over-states the width: again conservative.
 - A correlation: Fisher's z interval.
 
-Written here rather than with scipy (a dev-only dependency): a t table and four formulas.
+The quantiles come from scipy (a core dependency); the formulas are written out here.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scipy import stats as scipy_stats
+
 from robustft.analysis.statistics import wilson_interval
 
 CONFIDENCE = 0.95
-_Z95 = 1.959963984540054
-# Two-sided 95% Student-t quantiles t_{0.975, df}; beyond 30 degrees of freedom the normal value is within 4%.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+UNIT = (0.0, 1.0)  # the range of an accuracy, a Pareto area or E.adv
+SIGNED_UNIT = (-1.0, 1.0)  # the range of a difference of two of them
 
 GREATER = "greater"
 LESS = "less"
@@ -66,22 +68,33 @@ def accuracy(value: float, n: int, confidence: float = CONFIDENCE) -> Estimate:
     return Estimate(float(value), min(low, float(value)), max(high, float(value)), f"Wilson, n={n}")
 
 
-def from_seeds(values: Sequence[float]) -> Estimate:
-    """The mean over seeds with a 95% Student-t interval (``len(values) >= 2``)."""
+def from_seeds(values: Sequence[float], confidence: float = CONFIDENCE,
+               bounds: tuple[float, float] | None = None) -> Estimate:
+    """The mean over seeds with a two-sided Student-t interval (``len(values) >= 2``).
+
+    Args:
+        values: one number per seed.
+        confidence: the interval's level (a Bonferroni-widened level such as ``1 - 0.05 / m`` is accepted).
+        bounds: the range the quantity can take (``UNIT`` for accuracies); the interval is clipped to it. None: no
+            clipping.
+    """
     if len(values) < 2:
         raise ValueError("from_seeds needs at least two values")
     m = len(values)
     mean = sum(values) / m
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (m - 1))
-    half = t_quantile(m - 1) * sd / math.sqrt(m)
-    return Estimate(mean, mean - half, mean + half, f"{m} seeds")
+    half = t_quantile(m - 1, confidence) * sd / math.sqrt(m)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return Estimate(mean, low, high, f"{m} seeds")
 
 
-def t_quantile(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df >= 1`` degrees of freedom."""
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """Two-sided Student-t quantile ``t_{(1 + confidence) / 2, df}`` for ``df >= 1`` degrees of freedom."""
     if df < 1:
         raise ValueError("df must be at least 1")
-    return _T95[df - 1] if df <= len(_T95) else _Z95
+    return float(scipy_stats.t.ppf(0.5 + confidence / 2, df))
 
 
 def difference(a: Estimate, b: Estimate) -> Estimate:
@@ -121,5 +134,5 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> Estimate | None:
     r = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / math.sqrt(sxx * syy)
     r = max(-1.0, min(1.0, r))
     z = math.atanh(max(-0.999999, min(0.999999, r)))
-    half = _Z95 / math.sqrt(n - 3)
+    half = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)) / math.sqrt(n - 3)
     return Estimate(r, math.tanh(z - half), math.tanh(z + half), f"Fisher z, {n} points")

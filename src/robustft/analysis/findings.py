@@ -33,7 +33,7 @@ from robustft.runs.collection import read_runs
 from robustft.runs.records import METRIC_FIELDS
 from robustft.runs.run_dir import RunDir
 
-__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Finding", "findings"]
+__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Finding", "findings", "paper_b_run_names"]
 
 # Keys that do not change what a run measures (where it is written, how it is logged), and the keys each study
 # varies between its arms; configs equal outside them are comparable.
@@ -80,6 +80,30 @@ def _read_paths(runs: str | Path | Iterable[Any]) -> list[Any]:
             out.extend(read_runs(paths))
             paths = []
     return out
+
+
+def paper_b_run_names(runs: Iterable[Any]) -> set[str]:
+    """The runs a paper B table is about: every run trained with a perturbing objective, and each standard run that
+    is the reference of one (equal to it but for objective and eps, or named by its ``detect.reference_run``); not the
+    standard runs of a paper A study reported beside them.
+
+    Args:
+        runs: as ``findings`` takes them.
+    """
+    loaded = [_as_run(run) for run in runs]
+    adversarial = [run for run in loaded if get(run.config, "objective.name", "standard") != "standard"]
+    standard = [run for run in loaded if get(run.config, "objective.name", "standard") == "standard"]
+    by_key: dict[str, list[str]] = {}
+    for run in standard:  # keyed once: matching each adversarial run against every run is quadratic
+        by_key.setdefault(_without(run.config, (*_BOOKKEEPING, *_REFERENCE_VARIED)), []).append(run.name)
+    names = {run.name for run in adversarial}
+    for run in adversarial:
+        named = get(run.config, "detect.reference_run")
+        if named:
+            names |= {r.name for r in standard if r.name == Path(str(named)).name}
+        else:
+            names |= set(by_key.get(_without(run.config, (*_BOOKKEEPING, *_REFERENCE_VARIED)), []))
+    return names
 
 
 def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -152,7 +176,9 @@ def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list
     out = []
     for arms in groups.values():
         if "constant" in arms and "scheduled" in arms:
-            out.append((arms["constant"], arms["scheduled"], _reference_runs(arms["constant"][0], runs)))
+            # every RFT-fix run's reference: a reference named per seed (detect.reference_run) belongs to its seed
+            references = {ref.name: ref for fix in arms["constant"] for ref in _reference_runs(fix, runs)}
+            out.append((arms["constant"], arms["scheduled"], list(references.values())))
     return out
 
 

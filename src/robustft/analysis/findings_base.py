@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,14 +127,15 @@ def last_estimate(series: pd.DataFrame) -> Estimate | None:
     return evidence.accuracy(float(row["value"]), int(row["n"]))
 
 
-def combine(per_run: Sequence[Estimate | None]) -> Estimate | None:
-    """One arm's estimate: the run's own interval, or the seeds' spread when there are several runs."""
+def combine(per_run: Sequence[Estimate | None], bounds: tuple[float, float] = evidence.UNIT) -> Estimate | None:
+    """One arm's estimate: the run's own interval, or the seeds' spread when there are several runs, clipped to
+    ``bounds`` (default [0, 1]: accuracies, Pareto areas and E.adv)."""
     values = [e for e in per_run if e is not None]
     if not values:
         return None
     if len(values) == 1:
         return values[0]
-    return evidence.from_seeds([e.value for e in values])
+    return evidence.from_seeds([e.value for e in values], bounds=bounds)
 
 
 def pct(value: float | None) -> str:
@@ -148,3 +149,73 @@ def interval_text(estimate: Estimate, scale: float = 100, unit: str = "%") -> st
 def final_clean(run: StudyRun) -> Estimate | None:
     clean, _ = clean_series(run)
     return last_estimate(clean)
+
+
+def never_perturbed(run: StudyRun) -> bool:
+    """An adversarial-objective run whose objective perturbed at no training step (summary.json's
+    ``perturbed_steps == 0``, e.g. an ``auto`` schedule whose plateau never came): standard fine-tuning under a
+    schedule's name. False when the summary does not say (runs written before the key existed)."""
+    return get(run.config, "objective.name", "standard") != "standard" and run.summary.get("perturbed_steps") == 0
+
+
+def seed_pairs(a: Sequence[StudyRun], b: Sequence[StudyRun]) -> tuple[list[tuple[StudyRun, StudyRun]], list[str]]:
+    """The runs of two arms matched on their config's seed, as ``analysis.paired_tests`` matches them (never on their
+    order in a list); one run on each side is a pair whatever their seeds (one comparison needs no matching: it
+    rests on the runs' own intervals).
+
+    Returns:
+        (pairs sorted by seed, names of the runs left without a partner: their seed is missing on the other side,
+        or repeated within an arm, where a pairing would be a guess).
+    """
+    if len(a) == 1 and len(b) == 1:
+        return [(a[0], b[0])], []
+
+    def by_seed(runs: Sequence[StudyRun]) -> dict[str, list[StudyRun]]:
+        out: dict[str, list[StudyRun]] = {}
+        for run in runs:
+            out.setdefault(str(get(run.config, "seed")), []).append(run)
+        return out
+
+    seeds_a, seeds_b = by_seed(a), by_seed(b)
+    common = [s for s in seeds_a if s in seeds_b and len(seeds_a[s]) == 1 and len(seeds_b[s]) == 1]
+    common.sort(key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    paired = set(common)
+    left_out = [run.name for run in (*a, *b) if str(get(run.config, "seed")) not in paired]
+    return [(seeds_a[s][0], seeds_b[s][0]) for s in common], left_out
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Two arms compared on one quantity: each arm's estimate, their difference ``a - b`` and which runs it used.
+
+    ``pairs`` counts the seed pairs (0: no seed in common, the arms compared as independent estimates).
+    """
+
+    a: Estimate | None
+    b: Estimate | None
+    difference: Estimate | None
+    pairs: int
+    left_out: tuple[str, ...]
+
+
+def paired_contrast(a: Sequence[StudyRun], b: Sequence[StudyRun],
+                    value: Callable[[StudyRun], Estimate | None]) -> Contrast:
+    """``value(a) - value(b)`` over the arms' runs paired on seed (``seed_pairs``): one pair -> the two runs'
+    intervals combined (``evidence.difference``); several -> the mean of the per-seed differences with the seeds'
+    Student-t interval, clipped to [-1, 1]. Without a seed in common, the arms' own estimates are compared as
+    independent ones. The arms' estimates are over the paired runs only, so that they and the difference agree.
+    """
+    pairs, left_out = seed_pairs(a, b)
+    measured = [(va, vb) for va, vb in ((value(x), value(y)) for x, y in pairs) if va is not None and vb is not None]
+    if not pairs:
+        arm_a, arm_b = combine([value(r) for r in a]), combine([value(r) for r in b])
+        difference = evidence.difference(arm_a, arm_b) if arm_a and arm_b else None
+        return Contrast(arm_a, arm_b, difference, 0, tuple(left_out))
+    arm_a, arm_b = combine([x for x, _ in measured]), combine([y for _, y in measured])
+    if not measured:
+        difference = None
+    elif len(measured) == 1:
+        difference = evidence.difference(*measured[0])
+    else:
+        difference = evidence.from_seeds([x.value - y.value for x, y in measured], bounds=evidence.SIGNED_UNIT)
+    return Contrast(arm_a, arm_b, difference, len(measured), tuple(left_out))

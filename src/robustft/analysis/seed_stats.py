@@ -9,9 +9,11 @@ the name, the output directory, the device, logging and checkpoint-keeping optio
 Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
 
 - ``final_clean``: clean accuracy on the test split (val when no test records) at its last tracked evaluation;
-- ``final_robust``: robust accuracy on the same split at the last step, from the final strong evaluation
-  (``final:<attack>``) when the run has one, else the tracked attack; at ``eps_g`` (the config's ``eps.value``)
-  when it was evaluated, else at the smallest eps evaluated (``robust_eps`` says which); the worst attack wins;
+- ``final_robust``: robust accuracy of the final model (the last step with an attack) on the same split at ``eps_g``
+  (the config's ``eps.value``) when it was evaluated, else at the smallest eps evaluated (``robust_eps`` says which):
+  the lowest over every attack run there, the final strong evaluation (``final:<attack>``), the tracked attack and
+  the robust curve's point at that eps. They attack the same images, so the lowest is the tightest upper bound;
+  robustft records no per-sample outcomes, so the per-image worst case over the attacks is not formed;
 - ``final_ood``: mean clean accuracy over the OOD splits at their last evaluation;
 - ``e_adv``: expected robustness (paper B) of the last evaluation that has one (worst attack);
 - ``pareto_area``: the area dominated by the Pareto frontier of the run's own (clean, robust) cloud (paper A;
@@ -19,8 +21,9 @@ Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
 - ``percent_above_average``: the run's area against the mean area of the runs it is compared with: those of the
   same seed, dataset and backbone (paper A compares strategies on one task; matching the seed compares runs
   that saw the same data order). NaN when it has no company;
-- ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation and paper A's
-  robust-accuracy peak (``robustft.analysis.diagnostics``), read from summary.json when the trainer wrote them.
+- ``onset_epoch`` (epochs) and ``peak_step`` (optimiser steps): paper B's onset of task adaptation (computed from
+  the records, ``diagnostics.onset_of_adaptation``) and paper A's robust-accuracy peak (read from summary.json when
+  the trainer wrote it) (``robustft.analysis.diagnostics``).
 
 Standard deviations are sample standard deviations (ddof = 1; NaN for a single run).
 """
@@ -37,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from robustft.analysis.attainment import AttainmentBand, attainment_band
-from robustft.analysis.diagnostics import onset_of_adaptation, robust_peak
+from robustft.analysis.diagnostics import onset_of_adaptation, onset_threshold, robust_peak
 from robustft.analysis.paired_tests import (
     DEFAULT_MATCH,
     SCHEDULE_METRICS,
@@ -172,10 +175,13 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
     clean = _last_step(_preferred_split(metrics[clean_mask]))
     out["final_clean"] = clean.groupby("run")["value"].last()
 
-    robust = _preferred_split(metrics[records.is_robust(metrics, include_final=True)])
+    # Every attack run on the final model: tracked, final strong evaluation and the robust curve's points (eps > 0).
+    # They attack the same evaluated images, so each is an upper bound on the robust accuracy and the lowest is the
+    # tightest; per-sample outcomes are not recorded, so a per-image worst case over them cannot be formed.
+    attacked = records.is_robust(metrics, include_final=True) | (
+        (metrics["metric"] == "curve_accuracy") & (metrics["eps"] > 0))
+    robust = _last_step(_preferred_split(metrics[attacked]))
     if not robust.empty:
-        final = records.is_final(robust)
-        robust = robust[final == final.groupby(robust["run"]).transform("max")]  # the final evaluation if any
         target = robust["run"].map(eps_g).astype(float)
         at_target = pd.Series(np.isclose(robust["eps"], target, rtol=0, atol=1e-6), index=robust.index)
         has_target = at_target.groupby(robust["run"]).transform("any")
@@ -196,11 +202,15 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
 
 
 def _detection_numbers(run: RunLike) -> tuple[float, float]:
-    """(onset epoch, robust-peak step) from summary.json's detections, computed when the summary lacks them."""
-    detection = (run.summary or {}).get("detection") if isinstance(run.summary, dict) else None
-    if not isinstance(detection, dict) or "onset" not in detection or "robust_peak" not in detection:
-        detection = {"onset": onset_of_adaptation(run.metrics, None), "robust_peak": robust_peak(run.metrics)}
-    onset, peak = detection.get("onset") or {}, detection.get("robust_peak") or {}
+    """(onset epoch, robust-peak step): the onset computed from the records by ``diagnostics.onset_of_adaptation``
+    (summaries written before its step-0 rule hold another onset), the peak from summary.json's detections,
+    computed when the summary lacks them."""
+    summary = run.summary if isinstance(run.summary, dict) else {}
+    detection = summary.get("detection")
+    if not isinstance(detection, dict) or "robust_peak" not in detection:
+        detection = {"robust_peak": robust_peak(run.metrics)}
+    onset = onset_of_adaptation(run.metrics, None, onset_threshold(run.config, summary)) or {}
+    peak = detection.get("robust_peak") or {}
     number = [onset.get("epoch"), peak.get("step")]
     return tuple(float(x) if isinstance(x, (int, float)) else math.nan for x in number)  # type: ignore[return-value]
 

@@ -100,20 +100,32 @@ def ood_correlation(metrics: pd.DataFrame, reference_split: str = "test") -> pd.
 
 
 def frontier_table(points: pd.DataFrame, group_by: str = "run") -> pd.DataFrame:
-    """Pareto area per group and its % above the groups' average.
+    """Pareto area per group, as the mean of its runs' (seeds') own areas, and its % above the groups' average.
+
+    A group of several runs (seeds of one strategy) is summarised by the mean and the spread of the per-run areas:
+    the frontier of the union of their points would grow with every seed added (the union is the attainment picture
+    of ``analysis.attainment_band``, "reached by at least one seed", not a strategy's area).
 
     Args:
-        points: output of ``tradeoff_points`` (optionally with a grouping column such as strategy).
+        points: output of ``tradeoff_points`` (optionally with a grouping column such as strategy); without a ``run``
+            column each group is one cloud.
         group_by: the column whose groups are compared (paper A: the strategy).
 
     Returns:
-        DataFrame with columns group, area, percent_above_average, n_points, best_clean, best_robust.
+        DataFrame with columns group, area (mean over the group's runs, in [0, 1]), area_std (sample standard
+        deviation, NaN for one run), n_runs, percent_above_average (of the mean areas), n_points, best_clean,
+        best_robust; sorted by area, largest first.
     """
     rows = []
     for group, part in points.groupby(group_by):
-        rows.append({"group": group, "area": pareto_area(part["clean"], part["robust"]), "n_points": len(part),
-                     "best_clean": float(part["clean"].max()), "best_robust": float(part["robust"].max())})
-    table = pd.DataFrame(rows, columns=["group", "area", "n_points", "best_clean", "best_robust"])
+        runs = part.groupby("run") if "run" in part.columns and group_by != "run" else [(group, part)]
+        areas = np.array([pareto_area(cloud["clean"], cloud["robust"]) for _, cloud in runs], dtype=float)
+        rows.append({"group": group, "area": float(areas.mean()),
+                     "area_std": float(areas.std(ddof=1)) if len(areas) > 1 else np.nan, "n_runs": len(areas),
+                     "n_points": len(part), "best_clean": float(part["clean"].max()),
+                     "best_robust": float(part["robust"].max())})
+    columns = ["group", "area", "area_std", "n_runs", "n_points", "best_clean", "best_robust"]
+    table = pd.DataFrame(rows, columns=columns)
     if not table.empty and table["area"].sum() > 0:
         above = percent_above_average(dict(zip(table["group"], table["area"], strict=True)))
         table["percent_above_average"] = table["group"].map(above)
@@ -151,7 +163,8 @@ class Comparison:
         dataset: the runs' ``data`` label.
         threat: the attack and eps of every robust point.
         points: ``tradeoff_points`` rows (run, step, clean, robust) plus the ``group`` column.
-        table: ``frontier_table(points, "group")``: area and % above the average of this table's groups.
+        table: ``frontier_table(points, "group")``: each group's mean per-run area, its spread, and % above the
+            average of this table's groups.
         left_out: runs on this dataset that are in another table but not in this one, each with the reason.
     """
 

@@ -224,8 +224,10 @@ def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: 
         heading = f"{comparison.dataset}: {comparison.threat.label()}"
         name = "tradeoff" if len(comparisons) == 1 else f"tradeoff_{index}"
         figure = _figure(figures.tradeoff_figure(comparison.points, "group", title=heading), name, out,
-                         f"{heading}: clean vs robust accuracy at every evaluation, with Pareto frontiers")
-        rows = [{"group": str(r["group"]), "area": f"{r['area']:.4f}",
+                         f"{heading}: clean vs robust accuracy at every evaluation, with the Pareto frontier of "
+                         "each group's pooled points")
+        rows = [{"group": str(r["group"]), "runs": str(int(r["n_runs"])), "area": f"{r['area']:.4f}",
+                 "area_std": None if pd.isna(r["area_std"]) else f"{r['area_std']:.4f}",
                  "above": None if pd.isna(r["percent_above_average"]) else f"{r['percent_above_average']:+.1f}%",
                  "n": str(int(r["n_points"])), "clean": _cell(r["best_clean"]), "robust": _cell(r["best_robust"])}
                 for _, r in comparison.table.iterrows()]

@@ -55,7 +55,9 @@ def schedule_figure(panels: Sequence[tuple[str, Sequence[tuple[pd.DataFrame, flo
     panels = list(panels)[:MAX_PANELS]
     columns = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.1 * rows), squeeze=False)
+    # Each row is as tall as its panels plus their (wrapped) titles' lines.
+    lines = max(str(title).count("\n") + 1 for title, _ in panels) if panels else 1
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, (2.9 + 0.16 * lines) * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (title, runs) in zip(axes.flat, panels, strict=False):

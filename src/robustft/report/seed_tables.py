@@ -14,6 +14,7 @@ This module builds plain values (text, formatted numbers, figure dicts), never H
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,17 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from robustft.analysis.findings import paper_b_run_names  # noqa: E402
 from robustft.analysis.seed_stats import (  # noqa: E402
     SCHEDULE_METRICS,
     SUMMARY_NUMBERS,
     RunLike,
     attainment_band,
+    group_runs,
     run_summaries,
     schedule_table,
     schedule_tests,
@@ -113,6 +117,43 @@ def _adversarial(summaries: pd.DataFrame) -> pd.Series:
     return summaries["objective"].notna() & (summaries["objective"].astype(str) != "standard")
 
 
+# Paper B's names for the schedules, for the figure's panels (the tables keep the config's names).
+PAPER_B_NAMES = {"constant": "RFT-fix", "scheduled": "Epsilon-Scheduling", "zero": "standard fine-tuning",
+                 "linear": "linear warm-up"}
+NEVER_PERTURBED = " (never perturbed)"
+TITLE_WIDTH = 44  # characters per line of a panel title: wider ones ran into the next panel's
+
+
+def _paper_b_summaries(runs: Sequence[RunLike], summaries: pd.DataFrame) -> pd.DataFrame:
+    """The rows of paper B's runs (``findings.paper_b_run_names``: perturbing runs and their standard references).
+
+    A perturbing run that never perturbed (summary.json ``perturbed_steps == 0``) is standard fine-tuning under its
+    schedule's name: its schedule reads ``<schedule> (never perturbed)``, so it is not averaged, tested or drawn as
+    that schedule. ``final_robust`` at another eps than eps_g (a reference evaluated at 1/255) is left out (NaN): the
+    column is adversarial accuracy at eps_g.
+    """
+    table = summaries[summaries["run"].isin(paper_b_run_names(runs))].copy()
+    idle = {run.name for run in runs if isinstance(run.summary, dict) and run.summary.get("perturbed_steps") == 0}
+    idle_rows = table["run"].isin(idle) & _adversarial(table)
+    table.loc[idle_rows, "schedule"] = table.loc[idle_rows, "schedule"].astype(str) + NEVER_PERTURBED
+    at_eps_g = np.isclose(table["robust_eps"].astype(float), table["eps_g"].astype(float), rtol=0, atol=1e-6)
+    table.loc[~at_eps_g, "final_robust"] = np.nan
+    return table
+
+
+TITLE_LINES = 4  # at most, the name included; the rest of a longer label is cut with "..."
+
+
+def panel_title(schedule: str, group: str) -> str:
+    """A schedule-figure panel's title: paper B's name of the schedule (``RFT-fix``), then the settings that tell
+    the panel's configuration apart from the others' (``group``), wrapped to ``TITLE_WIDTH`` characters."""
+    base = schedule.removesuffix(NEVER_PERTURBED)
+    name = PAPER_B_NAMES.get(base, base) + (f" ({base})" if base in PAPER_B_NAMES else "")
+    name += NEVER_PERTURBED if schedule.endswith(NEVER_PERTURBED) else ""
+    rest = ", ".join(part for part in str(group).split(", ") if not part.startswith("schedule="))
+    return "\n".join([name, *textwrap.wrap(rest, TITLE_WIDTH, max_lines=TITLE_LINES - 1, placeholder=" ...")])
+
+
 def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
     """The values of the seed and schedule sections (``seed_sections.html`` lays them out).
 
@@ -133,7 +174,8 @@ def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, fig
     return {
         "spread": _spread_section(summaries, points, out, figure)
         if summaries.groupby("group").size().max() >= 2 else None,
-        "schedules": _schedule_section(runs, summaries, out, figure) if _adversarial(summaries).any() else None,
+        "schedules": _schedule_section(runs, _paper_b_summaries(runs, summaries), out, figure)
+        if _adversarial(summaries).any() else None,
     }
 
 
@@ -168,7 +210,8 @@ def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, fi
 
 def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Path,
                       figure: FigureFn) -> dict[str, Any]:
-    names = {n: TITLES[n] for n in SCHEDULE_METRICS} | {"final_robust": "adversarial @ eps_g"}
+    names = {n: TITLES[n] for n in SCHEDULE_METRICS} | {
+        "final_robust": "adversarial @ eps_g (lowest of final attack and robust curve)"}
     keys = ["dataset", "backbone", "strategy", "eps_g", "schedule"]
     section: dict[str, Any] = {
         "pooled": _table(spread_rows(schedule_table(summaries), ["schedule"], SCHEDULE_METRICS),
@@ -177,6 +220,7 @@ def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Pat
                                                 SCHEDULE_METRICS), {**{k: k for k in keys}, "runs": "seeds", **names}),
         "tests": None, "figure": None}
     tests = schedule_tests(summaries)
+    tests = tests[tests["n_pairs"] > 0]  # schedules with no run to pair (another objective) have nothing to test
     if len(tests):
         section["tests"] = _table([{
             "pair": f"{r['b']} vs {r['a']}", "metric": names.get(r["metric"], r["metric"]),
@@ -187,9 +231,13 @@ def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Pat
              "p": "p (two-sided)"})
     by_name = {run.name: run for run in runs}
     adversarial = summaries[_adversarial(summaries)]
+    # Labelled by what varies among these runs only: every setting the report's other runs vary in made titles of
+    # a dozen lines.
+    labels = group_runs([by_name[name] for name in adversarial["run"]]).set_index("run")["group"]
+    adversarial = adversarial.assign(group=adversarial["run"].map(labels))
     panels = []
-    for group, part in adversarial.groupby("group", sort=True):
-        panels.append((str(group), [(by_name[r["run"]].metrics, float(r["eps_g"]),
+    for (group, schedule), part in adversarial.groupby(["group", "schedule"], sort=True):
+        panels.append((panel_title(str(schedule), str(group)), [(by_name[r["run"]].metrics, float(r["eps_g"]),
                                      None if pd.isna(r["onset_epoch"]) else float(r["onset_epoch"]))
                                     for r in part.to_dict("records") if not math.isnan(float(r["eps_g"]))]))
     panels = [p for p in panels if p[1]]

@@ -1,7 +1,7 @@
 """The terminal summary of a study: one row per strategy (paper A) and per schedule (paper B), then the findings.
 
 Rows are computed from the runs' records with the library's own analysis (``analysis.frontier_table``,
-``detection.robust_peak`` / ``onset_of_adaptation``), so the terminal, the report and ``robustft query`` agree.
+``diagnostics.robust_peak`` / ``onset_of_adaptation``), so the terminal, the report and ``robustft query`` agree.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robustft.analysis.diagnostics import robust_peak
+from robustft.analysis.diagnostics import onset_of_adaptation, onset_threshold, robust_peak
 from robustft.analysis.findings import Finding
-from robustft.analysis.findings_base import StudyRun
-from robustft.analysis.findings_paper_b import onset_range, onset_threshold
+from robustft.analysis.pareto import pareto_area
+from robustft.analysis.seed_stats import run_summaries
 from robustft.analysis.tradeoff import frontier_table, tradeoff_points
-from robustft.config.units import format_eps, parse_eps
+from robustft.config.units import format_eps
 from robustft.runs import records
 
 _SPLITS = ("test", "val", "train")
@@ -40,7 +40,9 @@ def _eps_mask(metrics: pd.DataFrame, eps: float | None) -> pd.Series:
 
 
 def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Paper A: per run, clean and robust accuracy at the end, Pareto area, % above average, robust peak step.
+    """Paper A: per run, clean and robust accuracy at the end, its own Pareto area, % above the strategies' average
+    area, robust peak step; with ``area_mean``, ``area_std`` and ``seeds`` of its strategy (``frontier_table``: the
+    mean of the per-run areas, never the area of the seeds' pooled points, which grows with every seed).
 
     Args:
         runs: objects with ``name``, ``config``, ``metrics`` and ``labels`` (``label``: the strategy).
@@ -50,46 +52,61 @@ def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     points = tradeoff_points(metrics)
     label = {r.name: r.labels.get("label", r.name) for r in runs}
-    table = frontier_table(points.assign(label=points["run"].map(label)), group_by="label") if len(points) else None
+    table = (frontier_table(points.assign(label=points["run"].map(label)), group_by="label").set_index("group")
+             if len(points) else None)
+    # Each strategy counts once in the average, however many seeds it has.
+    average = float(table["area"].mean()) if table is not None and len(table) >= 2 else None
     rows = []
     for run in runs:
         m = run.metrics
         clean = _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m))
         robust = _final_value(m, records.is_robust(m) & _eps_mask(m, None))
         peak = robust_peak(m)
-        area = above = None
-        if table is not None:
-            match = table[table["group"] == label[run.name]]
-            if len(match):
-                area = float(match["area"].iloc[0])
-                above = match["percent_above_average"].iloc[0]
-                above = None if pd.isna(above) else float(above)
+        own = points[points["run"] == run.name]
+        area = pareto_area(own["clean"], own["robust"]) if len(own) else None
+        group = table.loc[label[run.name]] if table is not None and label[run.name] in table.index else None
         rows.append({"strategy": label[run.name], "run": run.name, "clean": clean, "robust": robust, "area": area,
-                     "above_average": above, "peak_step": peak["step"] if peak else None,
-                     "peak": peak["value"] if peak else None})
+                     "above_average": 100.0 * (area - average) / average if area is not None and average else None,
+                     "area_mean": None if group is None else float(group["area"]),
+                     "area_std": None if group is None or pd.isna(group["area_std"]) else float(group["area_std"]),
+                     "seeds": None if group is None else int(group["n_runs"]),
+                     "peak_step": peak["step"] if peak else None, "peak": peak["value"] if peak else None})
     return rows
 
 
+def _seed_spreads(rows: Sequence[dict[str, Any]]) -> str | None:
+    """``full 0.210 ± 0.020 (3 seeds), ...`` for the strategies with several runs, else None."""
+    spreads = {row["strategy"]: row for row in rows if (row.get("seeds") or 0) > 1}
+    if not spreads:
+        return None
+    return ", ".join(f"{name} {row['area_mean']:.3f} ± {row['area_std']:.3f} ({row['seeds']} seeds)"
+                     for name, row in spreads.items())
+
+
 def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g (final attack if any), E.adv, and the epoch
-    from which validation accuracy stays above the onset threshold (``findings_paper_b.onset_range``)."""
+    """Paper B: per run, clean accuracy, adversarial accuracy at eps_g, E.adv, and the onset epoch of task adaptation
+    (``diagnostics.onset_of_adaptation``: the first evaluation after step 0 above the threshold).
+
+    The adversarial accuracy is ``seed_stats.run_summaries``' ``final_robust``, the report's: the lowest of the attacks
+    run on the final model at eps_g (the final strong evaluation, the robust curve's point there, a tracked attack).
+    A run without any attack at eps_g has none (its smaller eps is not eps_g's number).
+    """
+    if not runs:
+        return []
+    summaries = run_summaries(runs).set_index("run")
     rows = []
     for run in runs:
         m = run.metrics
-        eps_g = run.config.get("eps", {}).get("value")
-        eval_eps = [parse_eps(e) for e in run.config.get("eval", {}).get("eps") or []]
-        # The threat model evaluated is eps_g; a standard run (eps 0 in training) is evaluated at the same radius.
-        target = max(eval_eps) if eval_eps else (parse_eps(eps_g) if eps_g is not None else None)
-        final = _final_value(m, records.is_final(m) & records.is_robust(m, include_final=True) & _eps_mask(m, target))
-        tracked = _final_value(m, records.is_robust(m) & _eps_mask(m, target))
-        e_adv = _final_value(m, m["metric"] == "expected_robustness")
-        # The findings' onset (crossing and staying above the threshold), so the table and the verdict agree.
-        study_run = StudyRun(run.name, run.config, m, run.summary or {})
-        onset = onset_range(study_run, onset_threshold(study_run))["epoch"]
+        numbers = summaries.loc[run.name]
+        at_eps_g = pd.notna(numbers["final_robust"]) and pd.notna(numbers["eps_g"]) and bool(
+            np.isclose(numbers["robust_eps"], numbers["eps_g"], rtol=0, atol=1e-6))
+        onset = onset_of_adaptation(m, None, onset_threshold(run.config, run.summary))
         rows.append({"schedule": run.labels.get("label", run.name), "run": run.name, "ramp": eps_ramp(run.summary),
                      "clean": _final_value(m, records.is_clean(m) & ~records.is_final(m) & ~records.is_ood(m)),
-                     "adversarial": final if final is not None else tracked, "eps": target, "e_adv": e_adv,
-                     "onset_epoch": None if onset == float("inf") else onset})
+                     "adversarial": float(numbers["final_robust"]) if at_eps_g else None,
+                     "eps": float(numbers["eps_g"]) if pd.notna(numbers["eps_g"]) else None,
+                     "e_adv": _final_value(m, m["metric"] == "expected_robustness"),
+                     "onset_epoch": None if onset is None else onset["epoch"]})
     return rows
 
 
@@ -136,10 +153,14 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
             ("area", "Pareto area", lambda v: "-" if v is None else f"{v:.3f}"),
             ("above_average", "vs average", lambda v: "-" if v is None else f"{v:+.0f}%"),
             ("peak_step", "robust peak at step", lambda v: "-" if v is None else str(v))]))
+        spreads = _seed_spreads(strategies)
+        if spreads:
+            parts.append(f"Pareto area, mean ± std over seeds: {spreads}")
     if schedules:
         eps = next((r["eps"] for r in schedules if r.get("eps")), None)
         eps_text = format_eps(eps) if eps else "eps_g"
-        parts.append(f"\nPaper B: perturbation schedules (test accuracy in %, adversarial = APGD-CE at {eps_text})")
+        parts.append(f"\nPaper B: perturbation schedules (test accuracy in %; adversarial = the lowest of the final "
+                     f"attack and the robust curve at {eps_text}, on the same images)")
         parts.append(format_table(schedules, [
             ("schedule", "schedule", str), ("ramp", "eps ramp T1-T2", str), ("clean", "clean", _pct),
             ("adversarial", f"adv @ {eps_text}", _pct),
