@@ -15,6 +15,7 @@ Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache
 """
 
 # importing the source modules registers their DATASETS entries
+from robustft.data import domainnet as _domainnet  # noqa: F401
 from robustft.data import embedded as _embedded  # noqa: F401
 from robustft.data import folders as _folders  # noqa: F401
 from robustft.data import hf_source as _hf_source  # noqa: F401
