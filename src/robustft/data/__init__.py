@@ -15,11 +15,13 @@ Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache
 """
 
 # importing the source modules registers their DATASETS entries
+from robustft.data import cub as _cub  # noqa: F401
 from robustft.data import domainnet as _domainnet  # noqa: F401
 from robustft.data import embedded as _embedded  # noqa: F401
 from robustft.data import folders as _folders  # noqa: F401
 from robustft.data import hf_source as _hf_source  # noqa: F401
 from robustft.data import paper_sets as _paper_sets  # noqa: F401
+from robustft.data import stanford_dogs as _stanford_dogs  # noqa: F401
 from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset
