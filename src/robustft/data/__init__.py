@@ -4,17 +4,24 @@
 (``DatasetInfo``) and ``.labels``; ``make_loader`` batches it with seeded per-epoch shuffling and
 ``set_epoch``; ``build_augmentation`` builds batch augmentations; ``CORRUPTIONS`` are the OOD corruptions used
 by names like ``fashion-mnist@gaussian_noise:3``. ``DATASETS`` lists the sources (``robustft list datasets``).
+The papers' datasets have short names: cifar10, cifar100, caltech256, stanford-cars, fgvc-aircraft, imagenette
+(through torchvision), cub200, stanford-dogs and domainnet:<domain> (their own readers); a missing one raises
+``MissingAssetError`` naming where to get it and the folder under the data root it belongs in.
 
 Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache/robustft/data),
-``ROBUSTFT_DATA`` (download root, default ~/.cache/robustft/downloads), ``ROBUSTFT_FASHION_MNIST``,
-``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations), ``ROBUSTFT_DOMAINNET``
-(the folder holding the six DomainNet domains).
+``ROBUSTFT_DATA`` (data root: downloads and the papers' datasets, default ~/.cache/robustft/downloads),
+``ROBUSTFT_FASHION_MNIST``, ``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations),
+``ROBUSTFT_DOMAINNET`` (the folder holding the six DomainNet domains).
 """
 
 # importing the source modules registers their DATASETS entries
+from robustft.data import cub as _cub  # noqa: F401
+from robustft.data import domainnet as _domainnet  # noqa: F401
 from robustft.data import embedded as _embedded  # noqa: F401
 from robustft.data import folders as _folders  # noqa: F401
 from robustft.data import hf_source as _hf_source  # noqa: F401
+from robustft.data import paper_sets as _paper_sets  # noqa: F401
+from robustft.data import stanford_dogs as _stanford_dogs  # noqa: F401
 from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
 from robustft.data.augment import build_augmentation
 from robustft.data.base import DatasetInfo, ImageTensorDataset

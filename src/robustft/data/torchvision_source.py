@@ -25,6 +25,7 @@ from robustft.data.embedded import HOLDOUT_FRACTION, HOLDOUT_SEED, _download_roo
 from robustft.data.resize import pil_to_uint8
 from robustft.data.sources import DATASETS, Source, corruption_ood, to_nchw_uint8
 from robustft.data.splits import holdout_split
+from robustft.data.where import TORCHVISION_NAMES, missing_message
 from robustft.errors import ConfigError, MissingAssetError, OfflineError, UnknownNameError
 
 # kind -> list of constructor keyword sets whose samples are concatenated; None = no official split
@@ -87,7 +88,12 @@ def _construct(cls: type, spec: str, root: str, download: bool, arguments: dict[
 def _build(cls: type, spec: str, root: str, download: bool, arguments: dict[str, Any]) -> Any:
     try:
         return cls(root=root, download=download, **arguments)
-    except (RuntimeError, FileNotFoundError, OSError) as error:
+    except (RuntimeError, FileNotFoundError, OSError, ValueError) as error:
+        # ValueError: StanfordCars refuses download=True (its host is gone); a bad argument value is ours, not
+        # the user's (the splits are fixed here), so every failure means "the files are not there".
+        if spec in TORCHVISION_NAMES:
+            raise MissingAssetError(missing_message(TORCHVISION_NAMES[spec], root, f"torchvision: {error}",
+                                                    download)) from None
         if download:
             raise OfflineError(f"downloading tv:{spec} into {root} failed ({error}). It needs the internet; or "
                                f"put its files under root= yourself.") from None
@@ -134,17 +140,29 @@ def _class_names(dataset: Any, labels: torch.Tensor) -> list[str]:
     for attribute in ("classes", "categories"):
         names = getattr(dataset, attribute, None)
         if names is not None and len(names) >= (int(labels.max()) + 1 if len(labels) else 0):
-            return [str(n) for n in names]
+            # Imagenette's classes are tuples of synonyms ("tench", "Tinca tinca"): the first is the name
+            return [str(n[0] if isinstance(n, (tuple, list)) and n else n) for n in names]
     return [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
 
 
 @DATASETS.register("tv:<name>")
 def torchvision_dataset(spec: str, root: str | None = None, download: bool = False) -> Source:
     """torchvision datasets (tv:CIFAR10, tv:Caltech256, tv:FGVCAircraft ...); download=True fetches them."""
+    return torchvision_source(spec, root, download)
+
+
+def torchvision_source(spec: str, root: str | None = None, download: bool = False, name: str | None = None,
+                       arguments: dict[str, Any] | None = None) -> Source:
+    """The Source of torchvision's dataset class ``spec``, named ``name`` (default ``tv:<spec>``).
+
+    ``arguments`` go to every constructor call besides the split ones (Imagenette's ``size``).
+    """
     cls = _dataset_class(spec)
     root = str(root or _download_root())
+    name = name or f"tv:{spec}"
     splits = _split_arguments(spec, cls)
     groups = {"all": [{}]} if splits is None else splits
+    groups = {kind: [{**(arguments or {}), **args} for args in arg_list] for kind, arg_list in groups.items()}
     datasets = {kind: [_construct(cls, spec, root, download, args) for args in arg_list]
                 for kind, arg_list in groups.items()}
     first = next(iter(datasets.values()))[0]
@@ -168,8 +186,10 @@ def torchvision_dataset(spec: str, root: str | None = None, download: bool = Fal
         class_names = _class_names(first, read("train", None if fixed_size else 8)[1])
     import torchvision
 
-    def signature(kind: str) -> str:
-        return f"tv:{spec}:{kind}:{root}:{torchvision.__version__}"
+    extra = "".join(f":{k}={v}" for k, v in sorted((arguments or {}).items()))
 
-    return Source(f"tv:{spec}", class_names, read, signature, native_size=native, location=f"torchvision {spec} in "
-                  f"{root}", ood_splits=corruption_ood(f"tv:{spec}"))
+    def signature(kind: str) -> str:
+        return f"tv:{spec}{extra}:{kind}:{root}:{torchvision.__version__}"
+
+    return Source(name, class_names, read, signature, native_size=native, location=f"torchvision {spec} in "
+                  f"{root}", ood_splits=corruption_ood(name))
