@@ -136,3 +136,19 @@ def test_each_seeds_named_reference_run_is_its_reference():
     onset = verdict(findings(runs), "B.onset_delay")
     assert [pair["reference_run"] for pair in onset.numbers["pairs"]] == ["b-standard-0", "b-standard-1"]
     assert onset.verdict == HOLDS, onset.why
+
+
+def test_a_named_reference_is_the_one_in_the_same_study_when_two_studies_share_its_name():
+    """Two studies (here at two learning rates) loaded together name their runs ``demo1/b-standard-0`` and
+    ``demo2/b-standard-0`` (runs.collection); each fix run's named reference ``runs/b-standard-0`` is the one in its
+    own study."""
+    runs = []
+    for study, lr in (("demo1", 1e-3), ("demo2", 3e-4)):
+        for run in onset_study({0: DELAYED}):
+            run.name = f"{study}/{run.name}"
+            run.config.setdefault("optim", {})["lr"] = lr
+            run.config["detect"] = {"reference_run": "runs/b-standard-0"}
+            runs.append(run)
+    onsets = [f for f in findings(runs) if f.key == "B.onset_delay"]
+    pairs = sorted((p["fix_run"], p["reference_run"]) for f in onsets for p in f.numbers["pairs"])
+    assert pairs == [("demo1/b-fix-0", "demo1/b-standard-0"), ("demo2/b-fix-0", "demo2/b-standard-0")]

@@ -100,7 +100,7 @@ def paper_b_run_names(runs: Iterable[Any]) -> set[str]:
     for run in adversarial:
         named = get(run.config, "detect.reference_run")
         if named:
-            names |= {r.name for r in standard if r.name == Path(str(named)).name}
+            names |= {r.name for r in _named_reference(run.name, str(named), standard)}
         else:
             names |= set(by_key.get(_without(run.config, (*_BOOKKEEPING, *_REFERENCE_VARIED)), []))
     return names
@@ -182,11 +182,20 @@ def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list
     return out
 
 
+def _named_reference(name: str, named: str, runs: Sequence[StudyRun]) -> list[StudyRun]:
+    """The runs called ``named`` (a folder name); where two loaded studies both have one, their names carry the
+    study folder (``demo1/a-full``, runs.collection), and the one beside the run ``name`` is its reference."""
+    wanted = Path(named).name
+    found = [run for run in runs if run.name == wanted or run.name.endswith("/" + wanted)]
+    study = name.rpartition("/")[0]
+    beside = [run for run in found if run.name.rpartition("/")[0] == study]
+    return beside or found
+
+
 def _reference_runs(fix: StudyRun, runs: Sequence[StudyRun]) -> list[StudyRun]:
     named = get(fix.config, "detect.reference_run")
     if named:
-        wanted = Path(str(named)).name
-        return [run for run in runs if run.name == wanted]
+        return _named_reference(fix.name, str(named), runs)
     key = _without(fix.config, (*_BOOKKEEPING, *_REFERENCE_VARIED))
     return [run for run in runs if get(run.config, "objective.name", "standard") == "standard"
             and _without(run.config, (*_BOOKKEEPING, *_REFERENCE_VARIED)) == key]
