@@ -66,6 +66,7 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
         "sums": dict(trainer.sums), "eval_seconds": trainer.eval_seconds,
         "wall_seconds": trainer.wall_before + time.perf_counter() - started,
         "cpu_seconds": trainer.cpu_seconds(),
+        "perturbed_steps": trainer.perturbed_steps, "train_eps_max": trainer.train_eps_max,
     }
     directory = Path(trainer.run.checkpoints_dir)
     try:
@@ -111,6 +112,9 @@ def resume_from_last(trainer: Any) -> bool:
     trainer.sums, trainer.eval_seconds = dict(payload["sums"]), float(payload["eval_seconds"])
     trainer.wall_before = float(payload["wall_seconds"])
     trainer.cpu_before = float(payload.get("cpu_seconds", 0.0))  # checkpoints before 2026-12 lack it
+    # Checkpoints written before these were counted lack them: unknown (None) rather than a count from here on.
+    trainer.perturbed_steps = payload.get("perturbed_steps")
+    trainer.train_eps_max = payload.get("train_eps_max")
     trainer.run.truncate_metrics_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True
