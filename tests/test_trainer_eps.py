@@ -139,3 +139,16 @@ def test_other_inner_attacks_are_perturbed_by_the_scheduled_eps(tmp_path, object
         assert applied.max().item() == pytest.approx(eps, abs=1e-6), index
         assert applied.max().item() <= eps + 1e-6
     assert result.summary["perturbed_steps"] == 2 * STEPS_PER_EPOCH
+
+
+def test_a_ramp_beyond_a_run_given_in_steps_is_refused_before_training(tmp_path):
+    """train.steps=8 at 4 steps per epoch is 2 epochs: T1 = epoch 3 would leave eps 0 throughout. The config alone
+    cannot tell (epochs depend on the data), so the trainer checks once it knows, before any run directory."""
+    from robustft.errors import ConfigError
+
+    config = _config(tmp_path, {"schedule": "scheduled", "t1": 3, "t2": 5}, OBJECTIVES["adversarial-pgd"])
+    config["train"] = {"epochs": None, "steps": 8}
+    splits = {"train": TinyData(64, 0), "val": TinyData(16, 1), "test": TinyData(16, 2)}
+    with pytest.raises(ConfigError, match=r"eps.t1=3 .* epochs 0-1 \(2 epochs of 4 steps\).*eps.t1=0.25"):
+        build_trainer(config, model=tiny_cnn(4, width=4), datasets=splits, quiet=True)
+    assert not (tmp_path / "eps").exists()

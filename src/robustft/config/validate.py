@@ -17,6 +17,7 @@ from robustft.config.schedule_specs import (
     EPS_SCHEDULE_ALIASES,
     EPS_SCHEDULE_NAMES,
     canonical_eps_schedule,
+    check_ramp_within_run,
     parse_evaluation_spec,
 )
 from robustft.config.units import relative_step, step_in_pixels
@@ -50,6 +51,7 @@ def validate_config(config: Any) -> None:
     _check_eps(config.eps)
     _check_optim(config.optim)
     _check_train(config.train)
+    _check_ramp_fits_the_run(config.eps, config.train)
     _check_eval(config.eval)
     _check_checkpoint(config.checkpoint)
     _check_detect(config.detect)
@@ -140,6 +142,15 @@ def _check_eps(eps: Any) -> None:
         )
     _at_least("eps.patience", eps.patience, 1)
     _fraction("eps.tolerance", eps.tolerance)
+
+
+def _check_ramp_fits_the_run(eps: Any, train: Any) -> None:
+    """Whole-count T1/T2 against the run's length when the config states it in their unit (epochs with
+    ``per: epoch``, steps with ``per: step``); otherwise the trainer checks them once it knows the length."""
+    total = train.epochs if eps.per == "epoch" else train.steps
+    if total is not None:
+        check_ramp_within_run(eps.schedule, eps.t1, eps.t2, eps.per, int(total),
+                              f"train.{'epochs' if eps.per == 'epoch' else 'steps'}={total}")
 
 
 def _check_optim(optim: Any) -> None:
