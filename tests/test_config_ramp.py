@@ -68,3 +68,19 @@ def test_train_and_tune_refuse_it_from_the_command_line(tmp_path, capsys):
     argv = ["tune", str(PAPER_B), "--epochs", "10", "--output-dir", str(tmp_path / "tune")]
     assert main([*argv, *(f"--set={o}" for o in too_short)]) == 2
     assert "eps would be 0 throughout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["constant", "fix", "scheduled", "linear", "uniform", "auto"])
+def test_the_standard_objective_with_a_perturbation_schedule_is_refused(schedule, tmp_path, capsys):
+    """Standard fine-tuning ignores eps: with a schedule it would run as standard fine-tuning labelled, and
+    logging the eps of, that schedule. Unset, the schedule is zero under standard and constant otherwise."""
+    named = {"fix": "constant"}.get(schedule, schedule)  # paper B's alias, resolved
+    with pytest.raises(ConfigError, match=rf"objective.name=standard .* eps.schedule='{named}'.*"
+                                          r"objective.name=adversarial.*eps.schedule=zero"):
+        load_config(None, [f"eps.schedule={schedule}"])
+    assert load_config(None, ["objective.name=standard"]).eps.schedule == "zero"
+    assert load_config(None, ["objective.name=standard", "eps.schedule=zero"]).eps.schedule == "zero"
+    assert load_config(None, ["objective.name=trades"]).eps.schedule == "constant"
+    config = PAPER_B.parent.parent / "paper_a_embedded" / "full.yaml"  # a standard config: schedule zero
+    assert main(["train", str(config), f"eps.schedule={schedule}", f"output_dir={tmp_path}", "--quiet"]) == 2
+    assert "ignores eps" in capsys.readouterr().err

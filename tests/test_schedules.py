@@ -182,7 +182,8 @@ def test_unknown_schedule_name() -> None:
 
 
 def test_eps_schedule_accepts_the_config_section() -> None:
-    cfg = load_config(None, ["eps.schedule=scheduled", "eps.t1=12", "eps.t2=37", "eps.value=8/255", "train.epochs=50"])
+    cfg = load_config(None, ["objective.name=adversarial", "eps.schedule=scheduled", "eps.t1=12", "eps.t2=37",
+                             "eps.value=8/255", "train.epochs=50"])
     sched = eps_schedule(cfg.eps, 50, 500, 10, cfg.seed)
     assert sched(24, 240) == pytest.approx(12 / 25 * 8 / 255)
 
@@ -318,15 +319,16 @@ def test_epoch_val_history_from_records_skips_step_zero_and_mid_epoch_points() -
 
 def test_auto_config_needs_a_validation_split() -> None:
     with pytest.raises(ConfigError, match="eval.splits"):
-        load_config(None, ["eps.schedule=auto", "eval.splits=[train, test]"])
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "eval.splits=[train, test]"])
     with pytest.raises(ConfigError, match="val_fraction"):
-        load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "data.val_fraction=0"])
 
 
 def test_auto_config_needs_an_evaluation_at_every_epoch_end() -> None:
     with pytest.raises(ConfigError, match="eval.schedule=epoch"):
-        load_config(None, ["eps.schedule=auto", "eval.schedule=paper-a"])
-    assert load_config(None, ["eps.schedule=auto", "eval.schedule=epoch"]).eps.schedule == "auto"
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "eval.schedule=paper-a"])
+    assert load_config(None, ["objective.name=adversarial", "eps.schedule=auto",
+                              "eval.schedule=epoch"]).eps.schedule == "auto"
 
 
 

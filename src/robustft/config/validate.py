@@ -30,8 +30,16 @@ _SPLITS = ("train", "val", "test")
 
 
 def validate_config(config: Any) -> None:
-    """Raises ConfigError for the first invalid value of a robustft.config.Config."""
+    """Raises ConfigError for the first invalid value of a robustft.config.Config.
+
+    Resolves an unset ``eps.schedule`` (zero for the standard objective, constant otherwise) and paper B's schedule
+    aliases in place, so the validated config names the schedule it trains with.
+    """
     _check_top(config)
+    if config.eps.schedule is None:
+        config.eps.schedule = "zero" if config.objective.name == "standard" else "constant"
+    _check_eps(config.eps)
+    _check_objective_takes_the_schedule(config.objective, config.eps)
     if config.eps.schedule == "auto" and "val" not in config.eval.splits:
         raise ConfigError(
             f"eps.schedule=auto watches validation accuracy, but eval.splits={config.eval.splits} has no 'val'; "
@@ -48,7 +56,6 @@ def validate_config(config: Any) -> None:
         )
     _check_model_and_data(config.model, config.data)
     _check_objective(config.objective)
-    _check_eps(config.eps)
     _check_optim(config.optim)
     _check_train(config.train)
     _check_ramp_fits_the_run(config.eps, config.train)
@@ -115,6 +122,18 @@ def _check_model_and_data(model: Any, data: Any) -> None:
         for index, name in enumerate(data.ood):
             if not name.strip():
                 _fail(f"data.ood[{index}]", name, "name an OOD split like fashion-mnist@gaussian_noise:3.")
+
+
+def _check_objective_takes_the_schedule(objective: Any, eps: Any) -> None:
+    """The standard objective ignores eps: a perturbation schedule with it would train standard fine-tuning under
+    the schedule's name (and log its eps), so only ``zero`` (the default under it) is accepted."""
+    if objective.name == "standard" and canonical_eps_schedule(eps.schedule) != "zero":
+        raise ConfigError(
+            f"objective.name=standard trains on clean images and ignores eps, but eps.schedule={eps.schedule!r} asks "
+            f"for a training perturbation: the run would be standard fine-tuning labelled {eps.schedule!r}. For "
+            "adversarial training set objective.name=adversarial (or trades); for standard fine-tuning set "
+            "eps.schedule=zero (or leave it unset)."
+        )
 
 
 def _check_objective(objective: Any) -> None:
