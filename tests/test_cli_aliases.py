@@ -14,7 +14,7 @@ from robustft.training.schedules import EPS_SCHEDULES
 @pytest.mark.parametrize("alias, name", [("fix", "constant"), ("rft-fix", "constant"),
                                          ("epsilon-scheduling", "scheduled"), ("linear-warmup", "linear")])
 def test_paper_b_schedule_names_are_accepted_and_resolved(alias, name):
-    assert load_config(None, [f"eps.schedule={alias}"]).eps.schedule == name
+    assert load_config(None, ["objective.name=adversarial", f"eps.schedule={alias}"]).eps.schedule == name
     assert EPS_SCHEDULES.get(alias) is EPS_SCHEDULES.get(name)
     assert alias in EPS_SCHEDULES and alias not in EPS_SCHEDULES.names()
 

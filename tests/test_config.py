@@ -33,7 +33,9 @@ def test_defaults_match_the_documented_schema() -> None:
     cfg = load_config(None)
     assert isinstance(cfg, Config)
     assert cfg.model.name == "mobilenet_v2" and cfg.data.name == "fashion-mnist"
-    assert cfg.eps.value == 4 / 255 and cfg.eps.schedule == "constant"
+    # eps.schedule unset: zero under the default standard objective, constant under an adversarial one
+    assert cfg.eps.value == 4 / 255 and cfg.eps.schedule == "zero"
+    assert load_config(None, ["objective.name=adversarial"]).eps.schedule == "constant"
     assert cfg.eval.eps == [1 / 255] and cfg.eval.attack.step_size == 0.25 / 255
     assert cfg.train.epochs == 3 and cfg.train.steps is None
     assert cfg.optim.betas == [0.9, 0.999]
@@ -64,7 +66,8 @@ def test_later_override_of_the_same_key_wins() -> None:
     "overrides",
     [
         [],
-        ["eval.attack=paper-b", "eval.final=null", "train.steps=40", "eps.schedule=scheduled", "eps.t1=3"],
+        ["eval.attack=paper-b", "eval.final=null", "train.steps=40", "objective.name=adversarial",
+         "eps.schedule=scheduled", "eps.t1=3"],
         ["eps.value=0.25/255", "eval.eps=[1/255, 0.0123]", "optim.amp=true", "data.ood=auto", "optim.warmup=10"],
         ["eval.schedule=steps:[0, 5, 9]", "data.augment=[flip, 'color_jitter:0.25']", "eps.value=0"],
     ],
@@ -252,7 +255,8 @@ def test_config_pickles_and_copies_for_parallel_sweeps() -> None:
     import copy
     import pickle
 
-    cfg = load_config(None, ["eps.schedule=scheduled", "eval.attack=paper-b", "strategy.options.r=4"])
+    cfg = load_config(None, ["objective.name=trades", "eps.schedule=scheduled", "eval.attack=paper-b",
+                             "strategy.options.r=4"])
     assert pickle.loads(pickle.dumps(cfg)) == cfg
     clone = copy.deepcopy(cfg)
     clone.strategy.options["r"] = 8

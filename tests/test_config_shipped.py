@@ -88,7 +88,9 @@ def test_paper_a_protocol(folder: str) -> None:
 def test_paper_b_protocol(folder: str) -> None:
     for stem, schedule in PAPER_B_SCHEDULES.items():
         cfg = load_config(CONFIGS / folder / f"{stem}.yaml")
-        assert cfg.eps.schedule == schedule and cfg.eps.value == 4 / 255 and cfg.eps.per == "epoch"
+        # the embedded auto ramps per step: 6 epochs leave whole epochs no room after a plateau (see auto.yaml)
+        per = "step" if (folder, schedule) == ("paper_b_embedded", "auto") else "epoch"
+        assert cfg.eps.schedule == schedule and cfg.eps.value == 4 / 255 and cfg.eps.per == per
         assert (cfg.objective.name, cfg.objective.attack, cfg.objective.steps) == ("adversarial", "apgd-ce", 7)
         assert cfg.strategy.name == "full"
         assert cfg.eval.attack.name == "apgd-ce" and cfg.eval.attack.steps == 10 and cfg.eval.eps == [4 / 255]
@@ -126,3 +128,27 @@ def test_embedded_paper_a_strategies_apply_to_the_embedded_backbone(path: Path) 
                   seed=cfg.seed, **cfg.model.options)
     applied = apply(model, cfg.strategy.name, **cfg.strategy.options)
     assert 0 < applied.trainable_count <= applied.total_count
+
+
+def test_embedded_auto_has_room_to_ramp_after_its_plateau() -> None:
+    """``reproduce paper-b --scale embedded``'s auto run perturbs: on the validation history it measured (and on one
+    whose plateau shows an epoch later) its eps ramps over more than one epoch's steps, or at least over the last
+    epoch's, instead of staying 0 (the run then equals the standard reference) or jumping to eps_g at the end."""
+    cfg = load_config(CONFIGS / "paper_b_embedded" / "auto.yaml")
+    epochs, steps_per_epoch = cfg.train.epochs, 12  # 600 training images, batch 50
+    sched = eps_schedule(cfg.eps, epochs, epochs * steps_per_epoch, steps_per_epoch, cfg.seed)
+    measured = [0.22, 0.46, 0.74, 0.78, 0.77, 0.78]  # validation accuracy at the ends of epochs 0..5 (auto.yaml)
+    later = [0.22, 0.46, 0.74, 0.78, 0.82, 0.81]  # still climbing at epoch 4: the plateau shows at its end
+
+    def eps_per_step(history: list[float]) -> list[float]:
+        # as the trainer calls it: epoch t's eps sees the history of the epochs before t
+        return [sched(step // steps_per_epoch, step, history[: step // steps_per_epoch])
+                for step in range(epochs * steps_per_epoch)]
+
+    measured_eps, later_eps = eps_per_step(measured), eps_per_step(later)
+    assert sum(e > 0 for e in measured_eps) > steps_per_epoch
+    assert sum(e > 0 for e in later_eps) >= steps_per_epoch - 1
+    for eps in (measured_eps, later_eps):
+        ramp = [e for e in eps if e > 0]
+        assert ramp == sorted(ramp) and ramp[-1] == pytest.approx(4 / 255)
+        assert len(set(ramp)) == len(ramp)  # a ramp, not a jump to eps_g

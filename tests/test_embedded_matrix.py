@@ -30,10 +30,14 @@ EXPECTED_EPS = {
 }
 
 
+# The standard objective trains on clean images whatever eps says: with any schedule but zero it is refused
+# (tests/test_config_ramp.py), so the matrix pairs it with zero only.
+PAIRS = [(o, s) for o in OBJECTIVES for s in SCHEDULES if o != "standard" or s == "zero"]
+
+
 @pytest.mark.slow
 @pytest.mark.needs_assets
-@pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize(("objective", "schedule"), PAIRS)
 def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, schedule):
     eps_section = {"schedule": schedule, "value": "2/255", "t1": 1, "t2": 4, "per": "step", "patience": 1}
     config = {

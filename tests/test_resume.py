@@ -129,8 +129,12 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     keys = [(r["step"], r["split"], r["metric"], r["attack"], r["eps"]) for r in got]
     assert len(keys) == len(set(keys)), "a record was duplicated"
     assert got == want  # same records, same order, same values: nothing lost, nothing doubled
-    assert json.loads((run / "summary.json").read_text())["final"] == \
-        json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())["final"]
+    summary = json.loads((run / "summary.json").read_text())
+    reference_summary = json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())
+    assert summary["final"] == reference_summary["final"]
+    # the count of perturbed steps carries over the resume (the checkpoint holds it)
+    assert summary["perturbed_steps"] == reference_summary["perturbed_steps"] > 0
+    assert summary["train_eps_max"] == reference_summary["train_eps_max"] > 0
     # CPU time accumulates across the resume: the summary counts the killed process's share too
     assert json.loads((run / "summary.json").read_text())["cpu_seconds"] > cpu_before_kill > 0
 

@@ -206,9 +206,11 @@ def test_read_metrics_of_an_empty_run_has_the_schema_columns(run: RunDir) -> Non
 def many_runs(root: Path) -> list[RunDir]:
     runs = []
     for index, (strategy, schedule) in enumerate([("full", "constant"), ("bitfit", "scheduled"), ("lora", "zero")]):
-        run = RunDir.create(
-            root / f"r{index}", make_config(name=f"r{index}", **{"strategy.name": strategy, "eps.schedule": schedule})
-        )
+        config = make_config(name=f"r{index}", **{"strategy.name": strategy, "eps.schedule": schedule,
+                                                  "objective.name": "adversarial"})
+        # standard runs with eps schedules, as run directories written before that pair was refused hold them
+        config["objective"]["name"] = "standard"
+        run = RunDir.create(root / f"r{index}", config)
         run.metrics_writer().write(
             [rec(s, "accuracy", "test", 0.1 * index + s / 100, attack="pgd", eps=1 / 255, extra={"k": index})
              for s in (0, 10)] + [rec(s, "accuracy", "test", 0.5, attack="clean", eps=0.0) for s in (0, 10)]
@@ -240,8 +242,11 @@ def test_load_runs_joins_config_columns(tmp_path: Path) -> None:
     ("trades", "constant", 8 / 255)])
 def test_runs_view_shows_the_training_eps_a_run_trained_at(tmp_path: Path, objective: str, schedule: str,
                                                             expected: float) -> None:
-    RunDir.create(tmp_path / "runs" / "r", make_config(**{"objective.name": objective, "eps.schedule": schedule,
-                                                             "eps.value": "8/255"}))
+    config = make_config(**{"objective.name": "adversarial", "eps.schedule": schedule, "eps.value": "8/255"})
+    # set after validation: standard with a schedule other than zero is refused now, but older run directories
+    # hold it (the former default schedule was constant whatever the objective)
+    config["objective"]["name"] = objective
+    RunDir.create(tmp_path / "runs" / "r", config)
     view = query_runs(tmp_path / "runs", "SELECT objective, eps_train FROM runs")
     assert view["eps_train"].iloc[0] == pytest.approx(expected)
 

@@ -112,8 +112,11 @@ def test_linear_and_int_durations_on_few_epochs() -> None:
     linear = build(Eps(schedule="linear", t2=0.5), epochs=1, steps_per_epoch=10)
     assert (linear.per, linear.t2) == ("step", 5) and linear(0, 0) == 0.0 and linear(0, 5) == EPS_G
     assert build(Eps(schedule="linear", t2=0.75), epochs=3).per == "epoch"  # T2 = 2 epochs: a ramp 0, 1/2, 1
-    counted = build(Eps(t1=0, t2=1), epochs=1)  # ints are whole epochs, as written: no re-resolution
+    counted = build(Eps(t1=0, t2=1), epochs=2)  # ints are whole epochs, as written: no re-resolution
     assert (counted.per, counted.t1, counted.t2) == ("epoch", 0, 1)
+    # ... so on one epoch they would train at eps 0 (alpha(T1) = 0): refused, naming fractions as the fix
+    with pytest.raises(ConfigError, match=r"0 throughout.*fractions of training.*single epoch"):
+        build(Eps(t1=0, t2=1), epochs=1)
 
 
 def test_t1_after_t2_in_mixed_units_is_caught_when_built() -> None:
@@ -179,7 +182,8 @@ def test_unknown_schedule_name() -> None:
 
 
 def test_eps_schedule_accepts_the_config_section() -> None:
-    cfg = load_config(None, ["eps.schedule=scheduled", "eps.t1=12", "eps.t2=37", "eps.value=8/255"])
+    cfg = load_config(None, ["objective.name=adversarial", "eps.schedule=scheduled", "eps.t1=12", "eps.t2=37",
+                             "eps.value=8/255", "train.epochs=50"])
     sched = eps_schedule(cfg.eps, 50, 500, 10, cfg.seed)
     assert sched(24, 240) == pytest.approx(12 / 25 * 8 / 255)
 
@@ -315,15 +319,16 @@ def test_epoch_val_history_from_records_skips_step_zero_and_mid_epoch_points() -
 
 def test_auto_config_needs_a_validation_split() -> None:
     with pytest.raises(ConfigError, match="eval.splits"):
-        load_config(None, ["eps.schedule=auto", "eval.splits=[train, test]"])
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "eval.splits=[train, test]"])
     with pytest.raises(ConfigError, match="val_fraction"):
-        load_config(None, ["eps.schedule=auto", "data.val_fraction=0"])
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "data.val_fraction=0"])
 
 
 def test_auto_config_needs_an_evaluation_at_every_epoch_end() -> None:
     with pytest.raises(ConfigError, match="eval.schedule=epoch"):
-        load_config(None, ["eps.schedule=auto", "eval.schedule=paper-a"])
-    assert load_config(None, ["eps.schedule=auto", "eval.schedule=epoch"]).eps.schedule == "auto"
+        load_config(None, ["objective.name=adversarial", "eps.schedule=auto", "eval.schedule=paper-a"])
+    assert load_config(None, ["objective.name=adversarial", "eps.schedule=auto",
+                              "eval.schedule=epoch"]).eps.schedule == "auto"
 
 
 
@@ -332,6 +337,7 @@ def test_auto_config_needs_an_evaluation_at_every_epoch_end() -> None:
 @given(epochs=st.integers(1, 80), t1=st.integers(0, 80), width=st.integers(0, 80))
 def test_scheduled_alpha_is_monotone_in_unit_range_and_hits_the_ends(epochs: int, t1: int, width: int) -> None:
     t2 = t1 + width
+    epochs = max(epochs, t2 + 1)  # a run that holds the ramp (one that does not is refused: test_config_ramp.py)
     sched = build(Eps(t1=t1, t2=t2), epochs=epochs)
     values = [sched.alpha(e, 0) for e in range(epochs)]
     assert all(0.0 <= v <= 1.0 for v in values)

@@ -95,7 +95,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 
 def test_training_learns_the_tiny_task(tmp_path):
-    config = tiny_config(tmp_path, objective={"name": "standard"}, train={"epochs": 6},
+    config = tiny_config(tmp_path, objective={"name": "standard"}, eps={"schedule": "zero"}, train={"epochs": 6},
                          eval={"schedule": "epoch", "curve": None, "final": None})
     result = train(config, model=tiny_cnn(4), datasets=tiny_splits())
     train_acc = [r["value"] for r in read_records(result.path)
@@ -195,7 +195,7 @@ def test_missing_reference_run_fails_before_training(tmp_path):
 
 
 def test_reference_run_feeds_the_transfer_diagnosis(tmp_path):
-    base = {"objective": {"name": "standard"}, "train": {"epochs": 1},
+    base = {"objective": {"name": "standard"}, "eps": {"schedule": "zero"}, "train": {"epochs": 1},
             "eval": {"schedule": "epoch", "curve": None, "final": None}}
     reference = train(tiny_config(tmp_path / "ref", **base), model=tiny_cnn(4), datasets=tiny_splits())
     result = train(tiny_config(tmp_path / "run", detect={"reference_run": str(reference.path)}, **base),

@@ -152,6 +152,10 @@ def loss_and_grad(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Te
         logits = model(x).float()
         loss = loss_fn(logits)
         (grad,) = torch.autograd.grad(loss.sum(), x)
+    if 0 in grad.stride():
+        # autograd may hand back an expanded tensor (logits depending on x through a plain sum); the attacks
+        # update the gradient in place, which an expanded tensor does not allow.
+        grad = grad.contiguous()
     return loss.detach(), grad.detach(), logits.detach()
 
 

@@ -97,9 +97,14 @@ class ObjectiveConfig:
 
 @dataclass
 class EpsConfig:
-    """Training-perturbation schedule (paper B): eps(t) = alpha(t) * value."""
+    """Training-perturbation schedule (paper B): eps(t) = alpha(t) * value.
 
-    schedule: str = "constant"
+    ``schedule`` left unset (null) means ``zero`` under the standard objective and ``constant`` under the others;
+    validation writes the resolved name back. The standard objective with any other schedule is refused: it
+    trains on clean images whatever eps says.
+    """
+
+    schedule: str | None = None
     value: Eps = 4 / 255
     t1: Duration = 0.25
     t2: Duration = 0.75

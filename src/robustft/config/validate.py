@@ -18,6 +18,7 @@ from robustft.config.schedule_specs import (
     EPS_SCHEDULE_ALIASES,
     EPS_SCHEDULE_NAMES,
     canonical_eps_schedule,
+    check_ramp_within_run,
     parse_evaluation_spec,
 )
 from robustft.config.units import relative_step, step_in_pixels
@@ -30,8 +31,16 @@ _SPLITS = ("train", "val", "test")
 
 
 def validate_config(config: Any) -> None:
-    """Raises ConfigError for the first invalid value of a robustft.config.Config."""
+    """Raises ConfigError for the first invalid value of a robustft.config.Config.
+
+    Resolves an unset ``eps.schedule`` (zero for the standard objective, constant otherwise) and paper B's schedule
+    aliases in place, so the validated config names the schedule it trains with.
+    """
     _check_top(config)
+    if config.eps.schedule is None:
+        config.eps.schedule = "zero" if config.objective.name == "standard" else "constant"
+    _check_eps(config.eps)
+    _check_objective_takes_the_schedule(config.objective, config.eps)
     if config.eps.schedule == "auto" and "val" not in config.eval.splits:
         raise ConfigError(
             f"eps.schedule=auto watches validation accuracy, but eval.splits={config.eval.splits} has no 'val'; "
@@ -48,9 +57,9 @@ def validate_config(config: Any) -> None:
         )
     _check_model_and_data(config.model, config.data)
     _check_objective(config.objective)
-    _check_eps(config.eps)
     _check_optim(config.optim)
     _check_train(config.train)
+    _check_ramp_fits_the_run(config.eps, config.train)
     _check_eval(config.eval)
     _check_checkpoint(config.checkpoint)
     _check_detect(config.detect)
@@ -116,6 +125,18 @@ def _check_model_and_data(model: Any, data: Any) -> None:
                 _fail(f"data.ood[{index}]", name, "name an OOD split like fashion-mnist@gaussian_noise:3.")
 
 
+def _check_objective_takes_the_schedule(objective: Any, eps: Any) -> None:
+    """The standard objective ignores eps: a perturbation schedule with it would train standard fine-tuning under
+    the schedule's name (and log its eps), so only ``zero`` (the default under it) is accepted."""
+    if objective.name == "standard" and canonical_eps_schedule(eps.schedule) != "zero":
+        raise ConfigError(
+            f"objective.name=standard trains on clean images and ignores eps, but eps.schedule={eps.schedule!r} asks "
+            f"for a training perturbation: the run would be standard fine-tuning labelled {eps.schedule!r}. For "
+            "adversarial training set objective.name=adversarial (or trades); for standard fine-tuning set "
+            "eps.schedule=zero (or leave it unset)."
+        )
+
+
 def _check_objective(objective: Any) -> None:
     if not objective.name:
         _fail("objective.name", objective.name, "use standard, adversarial or trades.")
@@ -141,6 +162,15 @@ def _check_eps(eps: Any) -> None:
         )
     _at_least("eps.patience", eps.patience, 1)
     _fraction("eps.tolerance", eps.tolerance)
+
+
+def _check_ramp_fits_the_run(eps: Any, train: Any) -> None:
+    """Whole-count T1/T2 against the run's length when the config states it in their unit (epochs with
+    ``per: epoch``, steps with ``per: step``); otherwise the trainer checks them once it knows the length."""
+    total = train.epochs if eps.per == "epoch" else train.steps
+    if total is not None:
+        check_ramp_within_run(eps.schedule, eps.t1, eps.t2, eps.per, int(total),
+                              f"train.{'epochs' if eps.per == 'epoch' else 'steps'}={total}")
 
 
 def _check_optim(optim: Any) -> None:

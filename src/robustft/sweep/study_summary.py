@@ -114,19 +114,28 @@ def eps_ramp(summary: dict[str, Any] | None) -> str:
     """How the run's training eps moved, from its summary's resolved schedule: ``"T1-T2"`` in the schedule's unit
     (epochs or steps; eps 0 before T1, eps_g from T2), ``"0 throughout"`` for standard fine-tuning and for an
     ``auto`` schedule whose plateau never came (then the run *is* standard fine-tuning, which the table must say:
-    its numbers equal the reference's), ``"random"`` for ``uniform`` (eps drawn per batch), ``"-"`` if unknown."""
+    its numbers equal the reference's), ``"random"`` for ``uniform`` (eps drawn per batch), ``"-"`` if unknown.
+
+    An adversarial or TRADES run whose objective crafted no perturbation at all (summary.json's ``perturbed_steps``
+    is 0: a plateau too late, a ramp beyond the run's end) reads ``"never perturbed"``, with the ramp it was given
+    in brackets: whatever its schedule's name, it trained as standard fine-tuning did.
+    """
     summary = summary or {}
     schedule, resolved = summary.get("eps_schedule"), summary.get("eps_resolved") or {}
     t1, t2, per = resolved.get("t1"), resolved.get("t2"), resolved.get("per", "epoch")
     if schedule == "zero" or summary.get("objective") == "standard":
         return "0 throughout"
     if schedule == "uniform":
-        return "random"
-    if schedule == "auto" and t1 is None:
-        return "0 throughout (no plateau)"
-    if t1 is None or t2 is None:
-        return "-"
-    return f"{per} {t1:g}-{t2:g}"
+        ramp = "random"
+    elif schedule == "auto" and t1 is None:
+        ramp = "no plateau"
+    elif t1 is None or t2 is None:
+        ramp = "-"
+    else:
+        ramp = f"{per} {t1:g}-{t2:g}"
+    if summary.get("perturbed_steps") == 0:
+        return f"never perturbed ({ramp})"
+    return "0 throughout (no plateau)" if ramp == "no plateau" else ramp
 
 
 def _pct(value: float | None) -> str:

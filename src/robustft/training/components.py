@@ -159,10 +159,16 @@ def check_reference_run(cfg: Any) -> None:
 
 def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
                   eval_seconds: float, total_steps: int, eps_at: Any = None, cpu_seconds: float | None = None,
-                  val_history: Sequence[float] = ()) -> dict[str, Any]:
+                  val_history: Sequence[float] = (), perturbed_steps: int | None = None,
+                  train_eps_max: float | None = None) -> dict[str, Any]:
     """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,
     and the eps schedule as resolved (``eps_resolved``: per, t1, t2 in that unit; see schedules.resolve_ramp; for
-    ``auto``, from ``val_history``, the validation accuracy after each epoch: t1 None when no plateau came)."""
+    ``auto``, from ``val_history``, the validation accuracy after each epoch: t1 None when no plateau came).
+
+    ``perturbed_steps`` (int: training steps whose objective crafted a perturbation with eps > 0; 0 for standard
+    fine-tuning and for an adversarial run whose eps stayed 0) and ``train_eps_max`` (the largest eps the objective
+    was handed) are what the run did, not what its schedule promised; null when unknown (a run resumed from an
+    older checkpoint)."""
     metrics = read_metrics(run.path)
     summary: dict[str, Any] = {
         "name": cfg.name, "steps": total_steps, "wall_seconds": wall_seconds, "eval_seconds": eval_seconds,
@@ -174,6 +180,7 @@ def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_s
                      "total_params": int(getattr(strategy, "total_count", 0) or 0),
                      "trainable_share": float(getattr(strategy, "share", 0.0) or 0.0)},
         "objective": cfg.objective.name, "eps_schedule": cfg.eps.schedule,
+        "perturbed_steps": perturbed_steps, "train_eps_max": train_eps_max,
     }
     if eps_at is not None:
         # auto decides T1 while training: resolve it from the validation history the run saw.

@@ -57,6 +57,9 @@ class ObjectiveContext:
         trades_fused: TRADES' update as ONE forward pass over [x; x'] instead of the reference's separate passes
             over x and x'. On a BatchNorm backbone in train mode the fused pass normalises both halves with the
             pooled statistics of clean and adversarial images, a different loss; off by default.
+        crafted_eps: set by the objective on every call: the eps of the perturbation it crafted, 0.0 when it crafted
+            none (the standard objective, or eps == 0). The trainer counts the steps that trained on a perturbation
+            from it (summary.json's ``perturbed_steps``), so a run that never perturbed says so.
     """
 
     attack: Attack | None = None
@@ -67,6 +70,7 @@ class ObjectiveContext:
     autocast: Callable[[], Any] | None = None
     prepare_attack: bool = True
     trades_fused: bool = False
+    crafted_eps: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,6 +110,7 @@ def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) 
 def standard_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
                   context: ObjectiveContext) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy on clean images (eps is ignored)."""
+    context.crafted_eps = 0.0
     context.train_mode(model)
     logits = _forward(model, images, context)
     return F.cross_entropy(logits.float(), labels), logits
@@ -123,6 +128,7 @@ def adversarial_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             adversarial = context.attack(crafting_model(model, context), images, labels, eps).detach()
     else:
         adversarial = images
+    context.crafted_eps = float(eps) if eps > 0 else 0.0
     context.train_mode(model)
     logits = _forward(model, adversarial, context)
     return F.cross_entropy(logits.float(), labels), logits
@@ -180,6 +186,7 @@ def trades_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
                                            context.step_size)
     else:
         adversarial = None
+    context.crafted_eps = float(eps) if eps > 0 else 0.0
     context.train_mode(model)
     if adversarial is None:
         logits = _forward(model, images, context)

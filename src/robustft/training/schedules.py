@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, parse_evaluation_spec
+from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, check_ramp_within_run, parse_evaluation_spec
 from robustft.errors import ConfigError
 from robustft.registry import Registry
 from robustft.training.evaluation_points import (
@@ -220,7 +220,8 @@ def _constant(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
 MIN_RAMP_EPOCHS = 2
 
 
-def resolve_ramp(t1: int | float, t2: int | float, per: str, context: ScheduleContext) -> tuple[str, int, int]:
+def resolve_ramp(t1: int | float, t2: int | float, per: str, context: ScheduleContext,
+                 schedule: str = "scheduled") -> tuple[str, int, int]:
     """(per, T1, T2) of a ramp: in the unit of ``per``, or per step when whole epochs cannot hold it.
 
     Paper B's schedule is per epoch. With few epochs, fractions floored to whole epochs lose its shape: on one
@@ -231,9 +232,14 @@ def resolve_ramp(t1: int | float, t2: int | float, per: str, context: ScheduleCo
     int durations are epochs of ``steps_per_epoch`` steps. The schedule then reports ``per == "step"``.
 
     Raises:
-        ConfigError: T1 after T2.
+        ConfigError: T1 after T2; a whole-count T1 at or after the run's end, or T2 after it
+            (``config.schedule_specs.check_ramp_within_run``).
     """
     total = context.total(per)
+    check_ramp_within_run(schedule, t1, t2, per, total,
+                          f"{context.total_epochs} epoch{'s' * (context.total_epochs != 1)} of "
+                          f"{context.steps_per_epoch} steps"
+                          if per == "epoch" else f"{context.total_steps} steps")
     first, second = resolve_duration(t1, total), resolve_duration(t2, total)
     fractional = isinstance(t1, float) or isinstance(t2, float)
     late_start_lost = isinstance(t1, float) and t1 > 0 and first == 0
@@ -261,7 +267,7 @@ def _scheduled(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
 @EPS_SCHEDULES.register("linear")
 def _linear(settings: EpsSettings, context: ScheduleContext) -> EpsSchedule:
     """Linear warm-up: the scheduled schedule with T1 = 0 (eps grows from 0 to eps_g at T2)."""
-    per, _, t2 = resolve_ramp(0, settings.t2, settings.per, context)
+    per, _, t2 = resolve_ramp(0, settings.t2, settings.per, context, "linear")
     return EpsSchedule("linear", settings.value, per, lambda t, h: scheduled_alpha(t, 0, t2), 0, t2)
 
 

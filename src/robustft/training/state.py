@@ -81,6 +81,7 @@ def _payload(trainer: Any, step: int, started: float) -> dict[str, Any]:
         "sums": dict(trainer.sums), "eval_seconds": trainer.eval_seconds,
         "wall_seconds": trainer.wall_before + time.perf_counter() - started,
         "cpu_seconds": trainer.cpu_seconds(),
+        "perturbed_steps": trainer.perturbed_steps, "train_eps_max": trainer.train_eps_max,
     }
 
 
@@ -149,6 +150,9 @@ def resume_from_last(trainer: Any) -> bool:
     if trainer.pending_evaluation and len(trainer.pending_evaluation["lr"]) == len(trainer.optimizer.param_groups):
         for group, lr in zip(trainer.optimizer.param_groups, trainer.pending_evaluation["lr"], strict=True):
             group["lr"] = lr  # the last step's, which that evaluation records (the next update sets its own)
+    # Checkpoints written before these were counted lack them: unknown (None) rather than a count from here on.
+    trainer.perturbed_steps = payload.get("perturbed_steps")
+    trainer.train_eps_max = payload.get("train_eps_max")
     trainer.run.truncate_metrics_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True

@@ -180,6 +180,11 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         # Resumable state (what robustft.training.state saves in a checkpoint and restores on resume).
         self.step, self.best, self.val_history = 0, None, []
+        # Training steps whose objective crafted a perturbation (eps > 0), and the largest eps it was handed: a run
+        # whose objective never perturbed (eps 0 all along) says so in summary.json. None: unknown (resumed from a
+        # checkpoint written before these were counted).
+        self.perturbed_steps: int | None = 0
+        self.train_eps_max: float | None = 0.0
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before, self.cpu_before = 0.0, 0.0, 0.0
         self.pending_evaluation: dict[str, Any] | None = None  # an evaluation a stop signal cut short
@@ -280,11 +285,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(self.step, self.total_steps, self.warmup_steps,
                                                        self.cfg.optim.lr_schedule)
-        total = 0.0
+        total, crafted = 0.0, 0.0
         for _ in range(self.accumulate):
             images, labels = self._next_batch(batches)
             images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            self.context.crafted_eps = 0.0
             loss, logits = self.objective(self.model, images, labels, eps, self.context)
+            crafted = max(crafted, float(self.context.crafted_eps))
             if not torch.isfinite(loss):
                 self._diverged(float(loss.detach()), eps)
             scaled = loss / self.accumulate
@@ -305,6 +312,10 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.sums["loss"] += total
         self.sums["batches"] += 1
+        if self.perturbed_steps is not None:
+            self.perturbed_steps += int(crafted > 0)
+        if self.train_eps_max is not None:
+            self.train_eps_max = max(self.train_eps_max, float(eps))
         return total
 
     def _on_progress(self) -> None:
@@ -397,7 +408,8 @@ class Trainer:
                                            wall_seconds=wall, eval_seconds=self.eval_seconds,
                                            cpu_seconds=self.cpu_seconds(),
                                            total_steps=self.total_steps, eps_at=self.eps_at,
-                                           val_history=self.val_history)
+                                           val_history=self.val_history, perturbed_steps=self.perturbed_steps,
+                                           train_eps_max=self.train_eps_max)
         try:
             self.run.write_summary(summary)
         except OSError as error:
