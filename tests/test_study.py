@@ -102,8 +102,11 @@ def test_paper_studies_run_every_shipped_file_with_its_own_settings(paper, scale
     assert files == shipped
     _, configs = resolve_study(study, tmp_path)  # every arm validates
     if paper == "paper-b":
-        (reference,) = [c for c in configs if c["name"] == "b-standard"]
-        assert reference["objective"]["name"] == "standard" and reference["eps"]["schedule"] == "zero"
+        # one standard fine-tuning reference per (model, dataset) at full scale, one in all embedded
+        references = [c for c in configs if c["name"].endswith("-standard") or c["name"] == "b-standard"]
+        assert len(references) == (30 if scale == "full" else 1)
+        for reference in references:
+            assert reference["objective"]["name"] == "standard" and reference["eps"]["schedule"] == "zero"
         assert ("objective.name=standard", "eps.schedule=zero") == REFERENCE_OVERRIDES
 
 

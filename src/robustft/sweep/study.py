@@ -10,9 +10,11 @@ Studies shipped:
 - ``demo_study()``: what ``robustft demo`` runs, from ``configs/demo/`` (paper A's seven strategies and paper B's
   reference / RFT-fix / Epsilon-Scheduling on the embedded backbone and data); ``quick=True`` is the same pipeline
   on less data and fewer steps, for CI.
-- ``paper_study("paper-a" | "paper-b", "embedded" | "full")``: ``robustft reproduce``, from
+- ``paper_study("paper-a" | "paper-b", "embedded" | "full", selection)``: ``robustft reproduce``, from
   ``configs/paper_{a,b}[_embedded]/``; paper B's standard fine-tuning reference is its RFT-fix config without the
   perturbation (``objective.name=standard eps.schedule=zero``), i.e. the same run but for what is being tested.
+  At full scale the study is the paper's whole grid (``robustft.sweep.paper_grid``: models x datasets x eps x
+  strategies or schedules), or the part of it ``selection`` names.
 
 Config files come from the repository's ``configs/`` when run from a checkout, else from the copy packaged in
 ``robustft/sweep/study_configs/`` (the demo's only; a test keeps the two identical).
@@ -20,7 +22,7 @@ Config files come from the repository's ``configs/`` when run from a checkout, e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +31,15 @@ from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.sweep.jobs import default_jobs
+from robustft.sweep.paper_grid import REFERENCE_OVERRIDES, SCHEDULE_LABELS, grid_runs
 from robustft.sweep.runner import SweepPoint, run_points
 from robustft.sweep.study_progress import relative_cost
 
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
 PAPER_B_SCHEDULES = ("fix", "scheduled", "linear", "uniform", "auto")
-# The demo's paper B arms and how the summary names them.
-DEMO_SCHEDULES = {"standard": "standard (reference)", "fix": "RFT-fix", "scheduled": "Epsilon-Scheduling"}
-REFERENCE_OVERRIDES = ("objective.name=standard", "eps.schedule=zero")
+# The demo's paper B arms and how the summary names them; REFERENCE_OVERRIDES (imported above) make paper B's
+# standard fine-tuning reference out of its RFT-fix config.
+DEMO_SCHEDULES = SCHEDULE_LABELS
 
 # --quick: the same pipeline and configs on less data, fewer steps and smaller evaluation subsets, so that the
 # whole study takes about 130 CPU-seconds (70 s on 2 idle cores; CI runs it). Its numbers are too noisy to decide
@@ -59,6 +62,7 @@ class Arm:
         label: how summaries name it (the strategy, or the schedule).
         config: the YAML config file.
         overrides: dotted overrides on top of the file.
+        axes: a full-scale grid run's key on each grid axis (``(("models", "swin-b"), ...)``); empty otherwise.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Arm:
     label: str
     config: Path
     overrides: tuple[str, ...] = ()
+    axes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,12 +108,19 @@ def demo_study(quick: bool = False) -> Study:
     return Study("demo-quick" if quick else "demo", tuple(arms))
 
 
-def paper_study(paper: str, scale: str = "embedded") -> Study:
+def paper_study(paper: str, scale: str = "embedded",
+                selection: Mapping[str, Sequence[str] | None] | None = None) -> Study:
     """``robustft reproduce``: every shipped per-strategy (paper A) or per-schedule (paper B) config of a paper.
 
     Args:
         paper: ``paper-a`` or ``paper-b``.
-        scale: ``embedded`` (offline, CPU, minutes) or ``full`` (the papers' backbones and datasets; online, GPU).
+        scale: ``embedded`` (offline, CPU, minutes: one run per shipped config) or ``full`` (the paper's grid of
+            backbones, datasets, eps and strategies or schedules; online, GPU).
+        selection: full scale only: the part of the grid to run, axis -> keys (``{"models": ["swin-b"]}``; see
+            ``robustft.sweep.paper_grid``); None: the paper's main grid.
+
+    Raises:
+        ConfigError: unknown paper, scale or selected value; a selection at embedded scale.
     """
     if paper not in ("paper-a", "paper-b"):
         raise ConfigError(f"unknown paper {paper!r}; use paper-a or paper-b.")
@@ -116,6 +128,13 @@ def paper_study(paper: str, scale: str = "embedded") -> Study:
         raise ConfigError(f"unknown scale {scale!r}; use embedded or full.")
     folder = paper.replace("-", "_") + ("_embedded" if scale == "embedded" else "")
     root = shipped_configs(folder)
+    if scale == "full":
+        runs = grid_runs(paper, root, selection)
+        arms = [Arm(r.name, "A" if paper == "paper-a" else "B", r.label, r.config, r.overrides, r.axes) for r in runs]
+        return Study(f"{paper}-{scale}", tuple(arms))
+    if selection and any(selection.values()):
+        raise ConfigError("--models, --datasets, --eps, --strategies and --schedules choose part of a paper's full "
+                          "grid; add --scale full (the embedded study is one run per shipped config).")
     if paper == "paper-a":
         arms = [Arm(f"a-{s}", "A", s, root / f"{s}.yaml") for s in PAPER_A_STRATEGIES]
     else:
