@@ -221,3 +221,16 @@ def test_two_studies_runs_of_one_name_get_their_own_row_in_the_report(tmp_path):
     rows = frontier_rows((tmp_path / "report" / "index.html").read_text())
     assert sorted((group, area) for group, area, _ in rows) == sorted(
         (name, f"{area:.4f}") for name, area in made.items())
+
+
+def test_a_grid_over_backbones_compares_strategies_per_backbone_and_dataset():
+    """Paper B's full grid has six backbones: a ViT's frontier is not compared with a ResNet's as if they were two
+    strategies on one task (kills: grouping the tables by dataset alone)."""
+    runs = [synthetic_run("vit-bitfit", "bitfit", 0.5), synthetic_run("vit-full", "full", 0.1),
+            synthetic_run("rn-bitfit", "bitfit", 0.1), synthetic_run("rn-full", "full", 0.5)]
+    for run in runs[:2]:
+        run.config["model"]["name"] = "vit_base_patch16_224"
+    comparisons, _ = _compare(runs)
+    assert [c.dataset for c in comparisons] == ["mobilenet_v2 on fashion-mnist",
+                                                "vit_base_patch16_224 on fashion-mnist"]
+    assert [set(c.points["run"]) for c in comparisons] == [{"rn-bitfit", "rn-full"}, {"vit-bitfit", "vit-full"}]

@@ -237,8 +237,13 @@ def compare_runs(metrics: pd.DataFrame, labels: Mapping[str, Mapping[str, str]],
     tracked = metrics[(metrics["split"] == split) & ~records.is_final(metrics)]
     clean_runs = set(tracked.loc[records.is_clean(tracked), "run"].astype(str))
     by_dataset: dict[str, list[str]] = {}
+    # A grid over backbones (paper B's six, a full-scale study) compares strategies per backbone and dataset: one
+    # backbone's frontier against another's is not a strategy comparison.
+    several_models = len({str(labels.get(run, {}).get("model", "?")) for run in threats}) > 1
     for run in threats:
-        by_dataset.setdefault(str(labels.get(run, {}).get("data", "?")), []).append(run)
+        label = labels.get(run, {})
+        key = str(label.get("data", "?"))
+        by_dataset.setdefault(f"{label.get('model', '?')} on {key}" if several_models else key, []).append(run)
     comparisons = []
     for dataset in sorted(by_dataset):
         runs = by_dataset[dataset]
