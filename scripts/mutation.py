@@ -39,24 +39,27 @@ TIMEOUT_CONSTANT = 1.0
 
 # Each mutated file -> the test files (globs, from the repository root) that exercise it. Keep this next to the
 # tests: a new test file for one of these files goes here too, or its kills are not counted.
-_ATTACK_TESTS = ["tests/test_attacks_*.py"]
+_ATTACK_TESTS = ["tests/test_attacks_*.py", "tests/test_attack_*.py"]
 COVERED_BY: dict[str, list[str]] = {
     "src/robustft/attacks/base.py": _ATTACK_TESTS,
     "src/robustft/attacks/pgd.py": _ATTACK_TESTS,
     "src/robustft/attacks/apgd.py": _ATTACK_TESTS,
     "src/robustft/attacks/losses.py": _ATTACK_TESTS,
-    "src/robustft/attacks/prepare.py": _ATTACK_TESTS + ["tests/test_models_vit_strategies.py"],
+    "src/robustft/attacks/prepare.py": [*_ATTACK_TESTS, "tests/test_models_vit_strategies.py",
+                                        "tests/test_fast_paths.py"],
     "src/robustft/attacks/robust_evaluation.py": _ATTACK_TESTS,
     "src/robustft/attacks/cascade.py": _ATTACK_TESTS,
     "src/robustft/attacks/checks.py": _ATTACK_TESTS,
     "src/robustft/attacks/square.py": _ATTACK_TESTS,
-    "src/robustft/training/objectives.py": ["tests/test_objectives*.py"],
+    "src/robustft/training/objectives.py": ["tests/test_objectives*.py", "tests/test_trainer_eps.py"],
     "src/robustft/training/schedules.py": ["tests/test_schedules*.py"],
     "src/robustft/analysis/evidence.py": ["tests/test_evidence*.py", "tests/test_findings*.py"],
     "src/robustft/analysis/findings.py": ["tests/test_findings*.py"],
     "src/robustft/analysis/findings_base.py": ["tests/test_findings*.py"],
     "src/robustft/analysis/findings_paper_a.py": ["tests/test_findings*.py"],
     "src/robustft/analysis/findings_paper_b.py": ["tests/test_findings*.py"],
+    "src/robustft/analysis/findings_onset.py": ["tests/test_findings*.py"],
+    "src/robustft/analysis/findings_peak.py": ["tests/test_findings*.py", "tests/test_stats.py"],
 }
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
