@@ -81,7 +81,8 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
 
 
 def resume_from_last(trainer: Any) -> bool:
-    """Restores the trainer from its run's ``last.pt`` and truncates ``metrics.jsonl`` to the checkpoint's step.
+    """Restores the trainer from its run's ``last.pt`` and truncates ``metrics.jsonl`` and ``outcomes.bin`` to the
+    checkpoint's step.
 
     Without ``last.pt`` (killed before the first checkpoint) every record is dropped and the run starts clean.
     The optimiser's moments are the checkpoint's, its hyperparameters the config's (a resume override of
@@ -93,6 +94,7 @@ def resume_from_last(trainer: Any) -> bool:
     last = Path(trainer.run.checkpoints_dir) / "last.pt"
     if not last.is_file():
         trainer.run.truncate_metrics_after(-1)  # killed before the first checkpoint: start clean
+        trainer.run.truncate_outcomes_after(-1)
         return False
     payload = load_checkpoint(last, map_location=trainer.device, require=RESUME_KEYS)
     load_weights(trainer.model, payload, last)
@@ -112,5 +114,6 @@ def resume_from_last(trainer: Any) -> bool:
     trainer.wall_before = float(payload["wall_seconds"])
     trainer.cpu_before = float(payload.get("cpu_seconds", 0.0))  # checkpoints before 2026-12 lack it
     trainer.run.truncate_metrics_after(trainer.step)
+    trainer.run.truncate_outcomes_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True
