@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_train import read_records, tiny_config, tiny_splits
-
 from robustft.models.tiny import tiny_cnn
 from robustft.runs import RunDir, read_outcomes
 from robustft.training.trainer import train
+from test_train import read_records, tiny_config, tiny_splits
 
 
 def _blocks(path: Path) -> list[tuple]:
