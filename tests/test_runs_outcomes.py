@@ -144,3 +144,27 @@ def test_a_failed_append_leaves_the_earlier_blocks(run: RunDir, monkeypatch: pyt
         OutcomesWriter(run.outcomes_path).write([_block(1)])
     monkeypatch.undo()
     assert run.outcomes_path.read_bytes() == before
+
+
+def test_the_outcomes_view_of_query_has_one_row_per_image_of_every_run(tmp_path: Path, capsys) -> None:
+    from robustft.cli import main
+    from robustft.runs import query_runs
+
+    blocks = {}
+    for i, name in enumerate(("a", "b")):
+        run = RunDir.create(tmp_path / "runs" / name, {"name": name, "seed": 0})
+        blocks[name] = [_block(0, n=5, seed=i), _block(2, n=5, seed=i)]
+        run.outcomes_writer().write(blocks[name])
+    RunDir.create(tmp_path / "runs" / "old", {"name": "old", "seed": 0})  # written before outcomes existed
+    frame = query_runs(tmp_path / "runs", "SELECT run, step, attack, image_id, correct FROM outcomes "
+                                          "ORDER BY run, step, attack, image_id")
+    assert len(frame) == 2 * 2 * 2 * 5
+    want = blocks["b"][1].correct[1][np.argsort(blocks["b"][1].image_ids)]
+    got = frame[(frame["run"] == "b") & (frame["step"] == 2) & (frame["attack"] == "pgd")]
+    assert got["correct"].tolist() == want.tolist() and got["image_id"].tolist() == sorted(blocks["b"][1].image_ids)
+    # the paired view a McNemar test needs: both runs' verdicts on the same image, side by side
+    paired = query_runs(tmp_path / "runs", "SELECT count(*) AS n FROM outcomes x JOIN outcomes y USING "
+                                           "(step, split, metric, attack, eps, image_id) WHERE x.run='a' AND y.run='b'")
+    assert paired["n"].tolist() == [20]
+    assert main(["query", "SELECT count(*) AS images FROM outcomes WHERE correct", str(tmp_path / "runs")]) == 0
+    assert str(sum(int(b.correct.sum()) for bs in blocks.values() for b in bs)) in capsys.readouterr().out

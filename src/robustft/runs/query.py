@@ -6,6 +6,7 @@ Split from ``runs.py`` (one run directory) because this half is about analysis, 
 from __future__ import annotations
 
 import glob as _glob
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pandas as pd
 
 from robustft.config.coerce import parse_eps_text
 from robustft.errors import RobustftError
+from robustft.runs.outcomes import LONG_COLUMNS, outcome_rows
 from robustft.runs.records import METRIC_FIELDS, sql_type
 from robustft.runs.run_dir import CONFIG_FILE, RunDir, RunNotFoundError, read_metrics
 
@@ -93,9 +95,12 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
     Two views are defined: ``metrics`` (METRIC_FIELDS + ``run`` and ``path``, read with DuckDB's read_json
     straight from each metrics.jsonl; ``extra`` is JSON) and ``runs`` (one row per run: run, path, model,
     dataset, strategy, objective, eps_schedule, eps_train (eps_g, the largest training eps; 0 for a standard
-    run or the zero schedule), lr, seed). Example::
+    run or the zero schedule), lr, seed). A third, ``outcomes`` (run, path, step, split, metric, attack, eps,
+    image_id, correct: one row per evaluated image, from each outcomes.bin), is materialised only when ``sql``
+    names it, as it holds one row per image. Example::
 
         query_runs("runs/*", "SELECT run, max(value) FROM metrics WHERE metric = 'robust_accuracy' GROUP BY run")
+        query_runs("runs/*", "SELECT image_id, count(*) FROM outcomes WHERE NOT correct GROUP BY image_id")
 
     Raises:
         RunNotFoundError: no run matched.
@@ -125,12 +130,32 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
             empty = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _DUCKDB_COLUMNS.items())
             connection.execute(f"CREATE VIEW metrics AS SELECT {empty}, NULL::VARCHAR AS run, "
                                "NULL::VARCHAR AS path WHERE false")
+        if re.search(r"\boutcomes\b", sql, flags=re.IGNORECASE):
+            connection.register("outcomes_frame", outcome_frame(dirs))
+            connection.execute("CREATE VIEW outcomes AS SELECT * FROM outcomes_frame")
         try:
             return connection.execute(sql).df()
         except duckdb.Error as error:
             raise RobustftError(
-                f"the query failed: {error}. Tables: metrics({', '.join(METRIC_FIELDS)}, run, path) and "
-                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, lr, seed)."
+                f"the query failed: {error}. Tables: metrics({', '.join(METRIC_FIELDS)}, run, path), "
+                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, lr, seed) and "
+                f"outcomes(run, path, {', '.join(LONG_COLUMNS)})."
             ) from None
     finally:
         connection.close()
+
+
+def outcome_frame(dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The per-image outcomes of the runs in ``dirs``: columns run, path and ``outcomes.LONG_COLUMNS``, one row per
+    evaluated image (runs written before outcomes were recorded contribute none)."""
+    frames = []
+    for path in dirs:
+        run = RunDir(path)
+        rows = outcome_rows(run.read_outcomes())
+        rows.insert(0, "path", str(run.path))
+        rows.insert(0, "run", run.name)
+        frames.append(rows)
+    if not frames:
+        return outcome_rows([]).assign(run=pd.Series(dtype=object), path=pd.Series(dtype=object))[
+            ["run", "path", *LONG_COLUMNS]]
+    return pd.concat(frames, ignore_index=True)
