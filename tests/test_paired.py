@@ -115,6 +115,7 @@ def test_align_outcomes_pairs_verdicts_by_image_id_on_the_shared_images():
     assert test.correct[1].tolist() == [[1, 0, 1], [0, 0, 1]]  # run b at ids 1, 3, 9
     assert aligned.unshared == {"test": 2, "ood:x": 2}
     assert aligned.correct_at(points[2]).tolist() == [[1, 0, 1], [0, 1, 1]]
+    assert align_outcomes([a, b], [(0, "test", "accuracy", "pgd", 1 / 255 + 1e-18)]).samples[0].image_ids.size == 3
     assert aligned.accuracy()[:, 0].tolist() == pytest.approx([2 / 3, 2 / 3])
     with pytest.raises(ConfigError, match="no per-image outcomes at .*'fgsm'"):
         align_outcomes([a, b], [(0, "test", "accuracy", "fgsm", 1 / 255)])

@@ -284,12 +284,13 @@ def align_outcomes(tables: Sequence[pd.DataFrame], points: Sequence[Point]) -> A
     Raises:
         ConfigError: a run lacks a point (the message names it), or a split has no image every run shares.
     """
-    points = tuple((int(s), str(sp), str(m), str(a), float(e)) for s, sp, m, a, e in points)
+    # eps compared to 12 decimals: 1/255 typed by hand and 1/255 parsed from "1/255" may differ in the last bit
+    points = tuple((int(s), str(sp), str(m), str(a), round(float(e), 12)) for s, sp, m, a, e in points)
     rows: list[dict[Point, tuple[np.ndarray, np.ndarray]]] = []
     for index, table in enumerate(tables):
         found = {}
         for row in table.itertuples(index=False):
-            key = (int(row.step), str(row.split), str(row.metric), str(row.attack), float(row.eps))
+            key = (int(row.step), str(row.split), str(row.metric), str(row.attack), round(float(row.eps), 12))
             found[key] = (np.asarray(row.image_ids), np.asarray(row.correct, dtype=bool))
         missing = [p for p in points if p not in found]
         if missing:
