@@ -264,3 +264,29 @@ def test_prepare_false_attacks_the_model_itself(model):
     finally:
         hook.remove()
     assert len(calls) >= 2 * 3  # both ran every pass through the model's own BatchNorm
+
+
+class _ThresholdModel(torch.nn.Module):
+    """Class 1 when the first pixel exceeds 0.5, else class 0: the verdict of every sample at every eps is known."""
+
+    def forward(self, x):
+        first = x[:, 0, 0, 0]
+        return torch.stack([0.5 - first, first - 0.5], dim=1)
+
+
+def _shift_down(model, x, y, eps):
+    return (x - eps).clamp(0, 1)  # the worst case for class 1: lowers the first pixel by eps
+
+
+def test_curve_returns_each_samples_nested_verdict_in_input_order():
+    values = torch.tensor([0.2, 0.9, 0.55, 0.7, 0.51, 0.3, 0.8, 0.62, 0.95, 0.58, 0.4])
+    images = values.view(-1, 1, 1, 1).expand(-1, 1, 2, 2).contiguous()
+    labels = torch.ones(len(values), dtype=torch.long)
+    eps_list = [0.0, 0.04, 0.1, 0.25]
+    batches = [(images[i:i + 4], labels[i:i + 4]) for i in range(0, len(values), 4)]
+    curve = robust_curve(_ThresholdModel(), batches, _shift_down, eps_list, batch_size=3, prepare=False)
+    for point, eps in zip(curve, eps_list, strict=True):
+        want = (values - eps > 0.5).numpy()
+        assert point.per_sample.dtype == bool and point.per_sample.tolist() == want.tolist(), eps
+        assert int(point.per_sample.sum()) == point.correct
+    assert "per_sample" not in curve[0].as_dict()

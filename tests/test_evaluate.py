@@ -17,6 +17,7 @@ from robustft.training.evaluator import (
     fixed_subset,
     record,
 )
+from test_attacks_support import quadrant_task, trained_tiny_cnn
 
 
 class Data:
@@ -177,3 +178,47 @@ def test_a_loss_split_that_is_not_evaluated_is_refused_with_the_fix():
         load_config(None, ["eval.splits=[test]", "eval.loss=[val]"])
     fix = str(caught.value).split("e.g. ")[1].rstrip(".")
     assert load_config(None, [fix, "eval.loss=[val]"]).eval.loss == ["val"]  # the fix it names works
+
+
+class Quadrants(Data):
+    """The quadrant task the trained tiny CNN of test_attacks_support solves: the attack flips some verdicts."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.images, self.labels = quadrant_task(n, seed)
+
+
+def test_every_accuracy_record_has_the_per_image_verdicts_behind_it():
+    model = trained_tiny_cnn()
+    evaluator = Evaluator({"val": Quadrants(40, 1), "test": Quadrants(40, 2)}, {"noisy": Quadrants(40, 3)},
+                          {"subset": 24, "batch_size": 8, "splits": ["val", "test"], "eps": ["16/255", "64/255"],
+                           "attack": {"name": "pgd", "steps": 3, "step_size": "24/255"}, "curve": "3/255",
+                           "final": {"attack": "fgsm"}}, 0, torch.device("cpu"))
+    records, blocks = evaluator.evaluate(model, step=5, epoch=0.5, final=True)
+    test = next(s for s in evaluator.subsets if s.name == "test")
+    clean = (model(test.images).argmax(1) == test.labels).numpy()
+    (first,) = [b for b in blocks if b.split == "test" and b.metric == "accuracy" and b.attacks[0] == "clean"]
+    assert first.correct[0].tolist() == clean.tolist() and first.image_ids.tolist() == test.ids.tolist()
+    assert first.correct.sum(1).tolist()[0] > first.correct.sum(1).tolist()[-1]  # the attack flips verdicts
+    rows = {(b.split, b.metric, a, e): (b, i) for b in blocks
+            for i, (a, e) in enumerate(zip(b.attacks, b.eps, strict=True))}
+    accuracy = [r for r in records if r["metric"] in ("accuracy", "curve_accuracy")]
+    assert len(rows) == len(accuracy)
+    for r in accuracy:
+        block, i = rows[(r["split"], r["metric"], r["attack"], r["eps"])]
+        assert block.step == 5 and block.correct.shape[1] == r["n"]
+        assert int(block.correct[i].sum()) == round(r["value"] * r["n"])
+    assert {b.split for b in blocks} == {"val", "test", "ood:noisy"}
+    assert evaluator(model, step=5, epoch=0.5, final=True) == records  # __call__: the same records
+
+
+def test_image_ids_are_indices_in_the_source_split_and_shared_by_runs_on_the_same_data():
+    data = Data(100, 0)
+    data.indices = torch.arange(1000, 1200, 2)  # a limited split: sample i was row 1000 + 2i of the source split
+    subset = fixed_subset("test", data, 20, 1)
+    chosen = stratified_subset(data.labels, 20, 1)
+    assert subset.ids.tolist() == (1000 + 2 * chosen).tolist()
+    assert fixed_subset("test", Data(100, 0), 20, 1).ids.tolist() == chosen.tolist()  # no indices: positions
+    one, two = _evaluator(), _evaluator()
+    ids = [{b.split: b.image_ids.tolist() for b in e.evaluate(m, 0, 0.0)[1]} for e, m in
+           ((one, tiny_cnn(4)), (two, tiny_cnn(4)))]
+    assert ids[0] == ids[1] and len(ids[0]["test"]) == 24

@@ -117,6 +117,16 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     import torch
 
     cpu_before_kill = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["cpu_seconds"]
+    # As if killed after an evaluation's outcomes were written but before its checkpoint, mid-way through the next
+    # block: the resume must drop the whole block and the torn tail.
+    import numpy as np
+
+    from robustft.runs import OutcomeBlock, RunDir
+
+    RunDir(run).outcomes_writer().write([OutcomeBlock(10_000, "test", "accuracy", ("clean",), (0.0,), np.arange(3),
+                                                      np.ones((1, 3), bool))])
+    with open(run / "outcomes.bin", "ab") as handle:
+        handle.write(b"RFO1\x10\x00")
     resumed = _launch(tmp_path, tmp_path / "victim", resume=run)
     out, err = resumed.communicate(timeout=180)
     assert resumed.returncode == 0, err.decode()[-2000:]
@@ -129,6 +139,10 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     keys = [(r["step"], r["split"], r["metric"], r["attack"], r["eps"]) for r in got]
     assert len(keys) == len(set(keys)), "a record was duplicated"
     assert got == want  # same records, same order, same values: nothing lost, nothing doubled
+    # The per-image outcomes too, byte for byte: truncated to the checkpoint with the records, ids stored once
+    assert (run / "outcomes.bin").read_bytes() == (tmp_path / "reference" / "run" / "outcomes.bin").read_bytes()
+    blocks = RunDir(run).read_outcomes()
+    assert sorted({b.step for b in blocks}) == list(range(19)) and {b.split for b in blocks} >= {"test", "ood:shifted"}
     summary = json.loads((run / "summary.json").read_text())
     reference_summary = json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())
     assert summary["final"] == reference_summary["final"]

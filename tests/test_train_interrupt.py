@@ -68,12 +68,12 @@ CHILD = textwrap.dedent('''
                 return loss
             Trainer.update = held_update
         else:
-            evaluate = Evaluator.__call__
+            evaluate = Evaluator.evaluate
             def held_evaluate(self, model, step, epoch, final=False):
                 if step == int(at):
                     wait_for_the_signal(marker)
                 return evaluate(self, model, step, epoch, final=final)
-            Evaluator.__call__ = held_evaluate
+            Evaluator.evaluate = held_evaluate
     sys.exit(main(sys.argv[1:]))
 ''')
 

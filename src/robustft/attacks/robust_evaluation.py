@@ -16,7 +16,7 @@ import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,13 @@ CPU_BATCH_SIZE = 256  # CPU default: per-sample cost is flat beyond ~128 on smal
 
 @dataclass
 class RobustAccuracy:
-    """Accuracy under attack at one eps, with its sample size and Wilson 95% interval."""
+    """Accuracy under attack at one eps, with its sample size and Wilson 95% interval.
+
+    ``per_sample`` is the per-sample verdict behind ``correct``: bool (n,), in the order the samples were given,
+    True where the sample is classified correctly under every attack point tried up to this eps (the nested
+    worst case; at eps 0 the clean verdict). ``robust_curve`` fills it from the masks it keeps anyway (no extra
+    pass); None when the result was built from counts alone. Left out of ``as_dict`` (a summary, not an array).
+    """
 
     correct: int
     n: int
@@ -46,15 +52,17 @@ class RobustAccuracy:
     eps: float
     attack: str
     seconds: float
+    per_sample: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_sample"}
 
     @classmethod
     def from_counts(cls, correct: int, n: int, clean_correct: int, eps: float, attack: str,
-                    seconds: float) -> RobustAccuracy:
+                    seconds: float, per_sample: np.ndarray | None = None) -> RobustAccuracy:
         low, high = wilson_interval(correct, n)
-        return cls(correct, n, correct / n if n else float("nan"), low, high, clean_correct, eps, attack, seconds)
+        return cls(correct, n, correct / n if n else float("nan"), low, high, clean_correct, eps, attack, seconds,
+                   per_sample)
 
 
 AttackLike = Attack | str | Callable[..., torch.Tensor]
@@ -198,7 +206,8 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
     Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy; ``"0.25/255"`` strings accepted).
 
     Returns:
-        One RobustAccuracy per eps, in the order given; accuracies are non-increasing.
+        One RobustAccuracy per eps, in the order given; accuracies are non-increasing. Each carries
+        ``per_sample`` (bool n, samples in the order given), so a sample's verdicts are nested across eps too.
     """
     eps_values = [check_eps(e) for e in eps_list]
     if not eps_values:
@@ -212,6 +221,7 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
     target = prepare_for_attack(model).to(device) if prepare else model.to(device)
     size = _default_batch_size(device, batch_size)
     correct = [0] * len(eps_values)
+    masks: list[list[torch.Tensor]] = [[] for _ in eps_values]  # per eps, one bool mask per batch
     seconds = [0.0] * len(eps_values)
     n = clean_total = 0
     for images, labels in _iter_batches(batches):
@@ -231,10 +241,13 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
                 still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
                 robust[idx[~still]] = False
             correct[i] += int(robust.sum())
+            # A copy even on CPU (where .cpu() would alias): ``robust`` is narrowed in place at the next eps.
+            masks[i].append(robust.to("cpu", copy=True))
             seconds[i] += time.perf_counter() - start
     if n == 0:
         raise ConfigError("robust evaluation got no samples; check the data split and --limit.")
-    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, attack_name, seconds[i])
+    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, attack_name, seconds[i],
+                                       torch.cat(masks[i]).numpy())
             for i, eps in enumerate(eps_values)]
 
 

@@ -1,5 +1,5 @@
 """``robustft query "SQL" RUN_DIR|GLOB ... [--csv FILE] [--json FILE]``: DuckDB SQL over run directories
-(views ``metrics`` and ``runs``)."""
+(views ``metrics``, ``runs`` and, when named, ``outcomes``)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from robustft.cli.output import write_csv, write_json
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "query", help="run DuckDB SQL over run directories (views: metrics, runs)",
+        "query", help="run DuckDB SQL over run directories (views: metrics, runs, outcomes)",
         description="Views: metrics (step, epoch, split, metric, attack, eps, value, n, ci_low, ci_high, time, "
-                    "extra, run, path) and runs (run, path, model, dataset, strategy, objective, eps_schedule, "
-                    "eps_train, lr, seed). Example: robustft query \"SELECT run, max(value) FROM metrics WHERE "
-                    "split='test' AND attack='pgd' GROUP BY run\" runs/")
-    parser.add_argument("sql", help="a DuckDB SELECT over the views metrics and runs")
+                    "extra, run, path), runs (run, path, model, dataset, strategy, objective, eps_schedule, "
+                    "eps_train, lr, seed) and outcomes (run, path, step, split, metric, attack, eps, image_id, "
+                    "correct: one row per evaluated image, built only when the query names it). Example: robustft "
+                    "query \"SELECT run, max(value) FROM metrics WHERE split='test' AND attack='pgd' GROUP BY "
+                    "run\" runs/")
+    parser.add_argument("sql", help="a DuckDB SELECT over the views metrics, runs and outcomes")
     parser.add_argument("runs", nargs="+", help="run directories, their parent (e.g. runs/) or globs")
     parser.add_argument("--csv", default=None, metavar="FILE", help="also write the result as CSV to FILE")
     parser.add_argument("--json", default=None, metavar="FILE",

@@ -1,5 +1,5 @@
-"""Run directories: the one record schema, the append-only metrics file, checkpoints, the one-writer lock, and DuckDB
-queries across runs.
+"""Run directories: the one record schema, the append-only metrics and per-sample outcome files, checkpoints, the
+one-writer lock, and DuckDB queries across runs.
 
 ``checkpoints`` and ``export`` need torch (and the models and strategies), which ``import robustft.runs`` does not
 load: a sweep's parent process imports this package (the lock, the metrics file) and runs no model. They are
@@ -18,14 +18,16 @@ from robustft.runs.metrics_file import (
     read_records,
     repair_jsonl,
 )
+from robustft.runs.outcomes import OutcomeBlock, OutcomesWriter
 from robustft.runs.query import find_run_dirs, load_runs, query_runs, run_columns
 from robustft.runs.records import METRIC_FIELDS
-from robustft.runs.run_dir import RunDir, RunExistsError, RunNotFoundError, read_metrics
+from robustft.runs.run_dir import RunDir, RunExistsError, RunNotFoundError, read_metrics, read_outcomes
 
 __all__ = [
-    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "RunDir", "RunExistsError", "RunLockedError",
-    "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs", "load_runs", "normalize_record",
-    "query_runs", "read_metrics", "read_records", "repair_jsonl", "run_columns",
+    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "OutcomeBlock", "OutcomesWriter", "RunDir",
+    "RunExistsError", "RunLockedError", "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs",
+    "load_runs", "normalize_record", "query_runs", "read_metrics", "read_outcomes", "read_records", "repair_jsonl",
+    "run_columns",
 ]
 
 # Submodules reached as attributes on first use (they import torch); see the module docstring.

@@ -56,13 +56,18 @@ def file_mode() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` via a temp file in the same directory, fsync and rename (mode: file_mode())."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` via a temp file in the same directory, fsync and rename (mode: file_mode())."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise _write_error(path, error) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())
@@ -145,25 +150,7 @@ class MetricsWriter:
         lines = [json.dumps(normalize_record(dict(r)), default=_json_default, allow_nan=False) for r in records]
         if not lines:
             return 0
-        payload = ("\n".join(lines) + "\n").encode("utf-8")
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # umask applies: file_mode()
-        except OSError as error:
-            raise _write_error(self.path, error) from None
-        try:
-            start = os.fstat(fd).st_size
-            try:
-                view = memoryview(payload)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
-            except OSError as error:
-                with contextlib.suppress(OSError):  # best effort: leave no partial batch behind
-                    os.ftruncate(fd, start)
-                raise _write_error(self.path, error) from None
-        finally:
-            os.close(fd)
+        append_durably(self.path, ("\n".join(lines) + "\n").encode("utf-8"))
         return len(lines)
 
     def close(self) -> None:
@@ -174,6 +161,32 @@ class MetricsWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def append_durably(path: Path, payload: bytes) -> None:
+    """Appends ``payload`` to ``path`` (created if missing) with one ``write`` loop and ``fsync``; all or nothing.
+
+    Raises:
+        RunWriteError: disk full / permission denied; the file is cut back to its previous length.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # umask applies: file_mode()
+    except OSError as error:
+        raise _write_error(path, error) from None
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        except OSError as error:
+            with contextlib.suppress(OSError):  # best effort: leave no partial batch behind
+                os.ftruncate(fd, start)
+            raise _write_error(path, error) from None
+    finally:
+        os.close(fd)
 
 
 def repair_jsonl(path: Path) -> int:

@@ -11,6 +11,7 @@ where it is unique and prefixes as many parent folders as it takes to tell the o
 from __future__ import annotations
 
 import glob as _glob
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 
 from robustft.config.coerce import parse_eps_text
 from robustft.errors import RobustftError
+from robustft.runs.outcomes import LONG_COLUMNS, outcome_rows
 from robustft.runs.records import METRIC_FIELDS, sql_type
 from robustft.runs.run_dir import CONFIG_FILE, RunDir, RunNotFoundError, read_metrics
 
@@ -120,9 +122,12 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
     dataset, strategy, objective, eps_schedule, eps_train (eps_g, the largest training eps; 0 for a standard
     run or the zero schedule), lr, seed). ``run`` is the folder name, with as many parent folders as it takes to
     tell runs of the same name apart (:func:`unique_names`: two studies' ``a-full`` are ``demo1/a-full`` and
-    ``demo2/a-full``, so ``GROUP BY run`` keeps them apart); ``path`` is the resolved run directory. Example::
+    ``demo2/a-full``, so ``GROUP BY run`` keeps them apart); ``path`` is the resolved run directory. A third view,
+    ``outcomes`` (run, path, step, split, metric, attack, eps, image_id, correct: one row per evaluated image, from
+    each outcomes.bin), is materialised only when ``sql`` names it, as it holds one row per image. Example::
 
         query_runs("runs/*", "SELECT run, max(value) FROM metrics WHERE metric = 'robust_accuracy' GROUP BY run")
+        query_runs("runs/*", "SELECT image_id, count(*) FROM outcomes WHERE NOT correct GROUP BY image_id")
 
     Raises:
         RunNotFoundError: no run matched.
@@ -157,12 +162,32 @@ def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd
             empty = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _DUCKDB_COLUMNS.items())
             connection.execute(f"CREATE VIEW metrics AS SELECT {empty}, NULL::VARCHAR AS run, "
                                "NULL::VARCHAR AS path WHERE false")
+        if re.search(r"\boutcomes\b", sql, flags=re.IGNORECASE):
+            connection.register("outcomes_frame", outcome_frame(dirs))
+            connection.execute("CREATE VIEW outcomes AS SELECT * FROM outcomes_frame")
         try:
             return connection.execute(sql).df()
         except duckdb.Error as error:
             raise RobustftError(
-                f"the query failed: {error}. Tables: metrics({', '.join(METRIC_FIELDS)}, run, path) and "
-                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, lr, seed)."
+                f"the query failed: {error}. Tables: metrics({', '.join(METRIC_FIELDS)}, run, path), "
+                "runs(run, path, model, dataset, strategy, objective, eps_schedule, eps_train, lr, seed) and "
+                f"outcomes(run, path, {', '.join(LONG_COLUMNS)})."
             ) from None
     finally:
         connection.close()
+
+
+def outcome_frame(dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The per-image outcomes of the runs in ``dirs``: columns run, path and ``outcomes.LONG_COLUMNS``, one row per
+    evaluated image (runs written before outcomes were recorded contribute none)."""
+    frames = []
+    for path in dirs:
+        run = RunDir(path)
+        rows = outcome_rows(run.read_outcomes())
+        rows.insert(0, "path", str(run.path))
+        rows.insert(0, "run", run.name)
+        frames.append(rows)
+    if not frames:
+        return outcome_rows([]).assign(run=pd.Series(dtype=object), path=pd.Series(dtype=object))[
+            ["run", "path", *LONG_COLUMNS]]
+    return pd.concat(frames, ignore_index=True)

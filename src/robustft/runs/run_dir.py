@@ -5,6 +5,7 @@ Layout of ``output_dir/name``::
     config.yaml      the resolved config (written once, atomically)
     env.json         python/torch/robustft versions, git sha, device, seed, hostname, start time
     metrics.jsonl    one record per line in long form (METRIC_FIELDS), appended one evaluation point at a time
+    outcomes.bin     per-image verdicts behind the accuracy records, bit-packed (robustft.runs.outcomes)
     checkpoints/     last.pt, best.pt, step_<N>.pt (robustft.runs.checkpoints)
     summary.json     detections and final numbers (robustft.analysis.diagnostics.summarize), rewritten atomically
     lock             held (flock) by the one process training the run; holds its pid/host/start while held
@@ -15,7 +16,8 @@ releases the lock when the holder dies (kill -9), so a killed run resumes withou
 
 Durability: a batch of records is one ``os.write`` followed by ``fsync``; a crash can at worst leave a torn
 last line, which the next writer detects and cuts off. ``truncate_metrics_after(step)`` rewrites the file
-(temp + fsync + rename) so a resumed run neither loses nor duplicates records. Non-finite values (a NaN loss)
+(temp + fsync + rename) so a resumed run neither loses nor duplicates records; outcomes.bin follows the same rules
+(``outcomes_writer``, ``truncate_outcomes_after``). Non-finite values (a NaN loss)
 are written as ``null`` with the original in ``extra.value`` because JSON has no NaN.
 """
 
@@ -43,6 +45,14 @@ from robustft.runs.metrics_file import (
     _write_error,
     atomic_write_text,
     read_records,
+)
+from robustft.runs.outcomes import (
+    OUTCOMES_FILE,
+    OutcomeBlock,
+    OutcomesWriter,
+    outcome_table,
+    read_outcome_blocks,
+    truncate_outcomes_after,
 )
 
 CONFIG_FILE, ENV_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINTS_DIR = (
@@ -133,6 +143,10 @@ class RunDir:
     @property
     def metrics_path(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def outcomes_path(self) -> Path:
+        return self.path / OUTCOMES_FILE
 
     @property
     def summary_path(self) -> Path:
@@ -278,6 +292,18 @@ class RunDir:
         atomic_write_text(self.metrics_path, text)
         return len(records) - len(kept)
 
+    def outcomes_writer(self) -> OutcomesWriter:
+        """An appending writer for outcomes.bin (repairs a torn last record first)."""
+        return OutcomesWriter(self.outcomes_path)
+
+    def read_outcomes(self) -> list[OutcomeBlock]:
+        """Every complete block of outcomes.bin, in file order (``robustft.runs.outcomes``; none: [])."""
+        return read_outcome_blocks(self.outcomes_path)
+
+    def truncate_outcomes_after(self, step: int) -> int:
+        """Drops outcome blocks with ``step > step``, as :meth:`truncate_metrics_after` does records."""
+        return truncate_outcomes_after(self.outcomes_path, step)
+
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """Writes summary.json atomically (temp + fsync + rename)."""
         text = json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
@@ -309,3 +335,19 @@ def read_metrics(run_path: str | Path) -> pd.DataFrame:
     if not path.is_dir():
         raise RunNotFoundError(f"run directory {path} does not exist; pass the directory a run wrote.")
     return pd.DataFrame(read_records(path / METRICS_FILE), columns=list(METRIC_FIELDS))
+
+
+def read_outcomes(run_path: str | Path) -> pd.DataFrame:
+    """One run's per-image outcomes: a row per evaluated (step, split, metric, attack, eps) with the images as arrays.
+
+    Columns: step, split, metric, attack, eps, n, image_ids (int64 array: each image's index in its split's source
+    order) and correct (bool array aligned with image_ids). Empty (with the columns) for a run written before
+    outcomes were recorded. See ``robustft.runs.outcomes`` for the file and ``robustft.analysis.paired`` for its use.
+
+    Raises:
+        RunNotFoundError: ``run_path`` is not a directory.
+    """
+    path = Path(run_path)
+    if not path.is_dir():
+        raise RunNotFoundError(f"run directory {path} does not exist; pass the directory a run wrote.")
+    return outcome_table(read_outcome_blocks(path / OUTCOMES_FILE))

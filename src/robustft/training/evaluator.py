@@ -13,7 +13,10 @@ over training compare like with like) and at each call yields records in the lon
   eval eps with every sample attacked (``robustft.attacks.adversarial_loss``): paper B's tuning metric;
 * gradient-masking warnings as ``metric="check:<name>"`` records (value 1) when ``checks`` is on.
 
-Accuracy records carry ``n`` and a 95% Wilson interval. Every evaluation runs under its own RNG seeded by
+Accuracy records carry ``n`` and a 95% Wilson interval. Behind each evaluation of a split is an ``OutcomeBlock``
+(``robustft.runs.outcomes``): every evaluated image's verdict, keyed by its index in the split's source order,
+from the same robust evaluation (no extra pass); ``evaluate`` returns both, the trainer stores the blocks in
+``outcomes.bin``. Every evaluation runs under its own RNG seeded by
 (seed, step), forked from the training RNG: random starts are reproducible and the training RNG stream is
 untouched, which exact resume relies on.
 """
@@ -25,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +38,7 @@ from robustft.attacks.adversarial_loss import adversarial_loss
 from robustft.config.presets import ATTACK_PRESETS
 from robustft.config.units import eps_grid, parse_eps, relative_step
 from robustft.data.splits import stratified_subset
+from robustft.runs.outcomes import OutcomeBlock
 
 log = logging.getLogger("robustft.training.evaluator")
 
@@ -110,11 +115,13 @@ def record(step: int, epoch: float, split: str, metric: str, value: float, attac
 
 @dataclass
 class Subset:
-    """A split's fixed evaluation samples, stacked once: images N x C x H x W in [0, 1], labels N."""
+    """A split's fixed evaluation samples, stacked once: images N x C x H x W in [0, 1], labels N, and ids N (int64,
+    each sample's index in the split's source order: the same image has the same id in every run)."""
 
     name: str
     images: torch.Tensor
     labels: torch.Tensor
+    ids: torch.Tensor | None = None
 
     def batches(self, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.labels), batch_size):
@@ -127,6 +134,8 @@ def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset
 
     Drawn per class in proportion to the class counts by ``robustft.data.splits.stratified_subset``, the code that
     draws the validation hold-out and ``data.limit_*``, so a small evaluation subset has the split's class mix.
+    The ids are the samples' ``dataset.indices`` (their index in the source split before the validation hold-out and
+    ``limit``) where the dataset has them, else their position in ``dataset``.
     """
     total = len(dataset)
     if size is None or size >= total:
@@ -139,7 +148,11 @@ def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset
     pairs = [dataset[i] for i in indices]
     images = torch.stack([torch.as_tensor(image, dtype=torch.float32) for image, _ in pairs])
     labels = torch.tensor([int(label) for _, label in pairs], dtype=torch.long)
-    return Subset(name, images, labels)
+    source = getattr(dataset, "indices", None)
+    ids = torch.as_tensor(indices, dtype=torch.int64)
+    if source is not None and len(source) == total:
+        ids = torch.as_tensor(source, dtype=torch.int64)[ids]
+    return Subset(name, images, labels, ids)
 
 
 class Evaluator:
@@ -173,27 +186,37 @@ class Evaluator:
 
     def __call__(self, model: nn.Module, step: int, epoch: float, final: bool = False) -> list[dict]:
         """All records of one evaluation point (the model is left in eval mode)."""
+        return self.evaluate(model, step, epoch, final)[0]
+
+    def evaluate(self, model: nn.Module, step: int, epoch: float, final: bool = False
+                 ) -> tuple[list[dict], list[OutcomeBlock]]:
+        """The records of one evaluation point and the per-image outcome blocks behind its accuracy records."""
         devices = [self.device] if self.device.type == "cuda" else []
+        blocks: list[OutcomeBlock] = []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + step)
             model.eval()
-            return list(self._records(model, step, epoch, final))
+            return list(self._records(model, step, epoch, final, blocks)), blocks
 
     def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
-                 ) -> list[int]:
-        """Correct counts at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
+                 ) -> list[Any]:
+        """``RobustAccuracy`` at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
         if attack is None or all(e == 0 for e in eps_list):
             attack, eps_list = self.attack, [0.0] * len(eps_list)
-        results = robust_curve(model, list(subset.batches(self.batch_size, self.device)), attack, list(eps_list),
-                               device=self.device, batch_size=self.batch_size)
-        return [int(r.correct) for r in results]
+        return robust_curve(model, list(subset.batches(self.batch_size, self.device)), attack, list(eps_list),
+                            device=self.device, batch_size=self.batch_size)
 
     def _records_for(self, model: nn.Module, subset: Subset, step: int, epoch: float, attack_name: str,
-                     attack: Attack | None, eps_list: Sequence[float], metric: str = "accuracy") -> list[dict]:
+                     attack: Attack | None, eps_list: Sequence[float], blocks: list[OutcomeBlock],
+                     metric: str = "accuracy") -> list[dict]:
         n = len(subset.labels)
-        counts = self._correct(model, subset, eps_list, attack)
-        return [record(step, epoch, subset.name, metric, c / max(n, 1), "clean" if e == 0 else attack_name, e, n, c)
-                for e, c in zip(eps_list, counts, strict=True)]
+        results = self._correct(model, subset, eps_list, attack)
+        attacks = ["clean" if e == 0 else attack_name for e in eps_list]
+        ids = subset.ids if subset.ids is not None else torch.arange(n)
+        blocks.append(OutcomeBlock(step, subset.name, metric, tuple(attacks), tuple(float(e) for e in eps_list),
+                                   ids.numpy(), np.stack([r.per_sample for r in results])))
+        return [record(step, epoch, subset.name, metric, r.correct / max(n, 1), a, e, n, int(r.correct))
+                for e, a, r in zip(eps_list, attacks, results, strict=True)]
 
     def _loss_records(self, model: nn.Module, subset: Subset, step: int, epoch: float) -> list[dict]:
         """Mean cross-entropy on ``subset``, clean (``split/clean/loss``) and at each eval eps
@@ -204,32 +227,34 @@ class Evaluator:
         return [record(step, epoch, subset.name, "loss", value, "clean" if eps == 0 else self.attack_name, eps,
                        len(subset.labels)) for eps, value in zip(eps_list, losses, strict=True)]
 
-    def _records(self, model: nn.Module, step: int, epoch: float, final: bool) -> Iterator[dict]:
+    def _records(self, model: nn.Module, step: int, epoch: float, final: bool, blocks: list[OutcomeBlock]
+                 ) -> Iterator[dict]:
         for subset in self.subsets:
             yield from self._records_for(model, subset, step, epoch, self.attack_name, self.attack,
-                                         [0.0, *sorted(self.eps_list)])
+                                         [0.0, *sorted(self.eps_list)], blocks)
             if subset.name in self.loss_splits:
                 yield from self._loss_records(model, subset, step, epoch)
         test = next((s for s in self.subsets if s.name == "test"), self.subsets[-1] if self.subsets else None)
         if self.curve and test is not None and (final or self.curve_every):
-            curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve,
+            curve = self._records_for(model, test, step, epoch, self.attack_name, self.attack, self.curve, blocks,
                                       metric="curve_accuracy")
             yield from curve
             yield record(step, epoch, test.name, "expected_robustness",
                          expected_robustness(self.curve, [a["value"] for a in curve]), self.attack_name,
                          self.curve[-1], len(test.labels))
         for subset in self.ood:
-            yield from self._records_for(model, subset, step, epoch, "clean", None, [0.0])
+            yield from self._records_for(model, subset, step, epoch, "clean", None, [0.0], blocks)
         if final:
-            yield from self._final_records(model, step, epoch, test)
+            yield from self._final_records(model, step, epoch, test, blocks)
 
-    def _final_records(self, model: nn.Module, step: int, epoch: float, test: Subset | None) -> Iterator[dict]:
+    def _final_records(self, model: nn.Module, step: int, epoch: float, test: Subset | None,
+                       blocks: list[OutcomeBlock]) -> Iterator[dict]:
         final_spec = _get(self.cfg, "final", None)
         if final_spec and test is not None:
             name, options = attack_spec(final_spec)
             attack = make_attack(name, **options)
             eps_list = sorted(set(self.eps_list + ([self.curve[-1]] if self.curve else [])))
-            yield from self._records_for(model, test, step, epoch, f"final:{name}", attack, eps_list)
+            yield from self._records_for(model, test, step, epoch, f"final:{name}", attack, eps_list, blocks)
         if _get(self.cfg, "checks", False) and test is not None and self.eps_list:
             yield from self._check_records(model, step, epoch, test)
 

@@ -116,7 +116,8 @@ def save_on_stop(trainer: Any, started: float, pending_evaluation: dict[str, Any
 
 
 def resume_from_last(trainer: Any) -> bool:
-    """Restores the trainer from its run's ``last.pt`` and truncates ``metrics.jsonl`` to the checkpoint's step.
+    """Restores the trainer from its run's ``last.pt`` and truncates ``metrics.jsonl`` and ``outcomes.bin`` to the
+    checkpoint's step.
 
     Without ``last.pt`` (killed before the first checkpoint) every record is dropped and the run starts clean.
     The optimiser's moments are the checkpoint's, its hyperparameters the config's (a resume override of
@@ -128,6 +129,7 @@ def resume_from_last(trainer: Any) -> bool:
     last = Path(trainer.run.checkpoints_dir) / "last.pt"
     if not last.is_file():
         trainer.run.truncate_metrics_after(-1)  # killed before the first checkpoint: start clean
+        trainer.run.truncate_outcomes_after(-1)
         return False
     payload = load_checkpoint(last, map_location=trainer.device, require=RESUME_KEYS)
     load_weights(trainer.model, payload, last)
@@ -154,5 +156,6 @@ def resume_from_last(trainer: Any) -> bool:
     trainer.perturbed_steps = payload.get("perturbed_steps")
     trainer.train_eps_max = payload.get("train_eps_max")
     trainer.run.truncate_metrics_after(trainer.step)
+    trainer.run.truncate_outcomes_after(trainer.step)
     trainer.strategy.train_mode(trainer.model)
     return True

@@ -2,9 +2,10 @@
 
 Read top to bottom: ``train`` resolves the config, builds data / model / strategy / optimiser, then runs
 ``Trainer``: one optimiser step per iteration (``accumulate`` micro-batches), at the current eps from the eps
-schedule and lr from ``lr_factor``; at every evaluation step it writes the evaluation records, then saves the
-checkpoints. The order matters for exact resume: a checkpoint at step s is written only after every record of
-step s, so a resumed run truncates ``metrics.jsonl`` to step <= s and carries on with nothing lost or doubled.
+schedule and lr from ``lr_factor``; at every evaluation step it writes the per-image outcomes and the evaluation
+records, then saves the checkpoints. The order matters for exact resume: a checkpoint at step s is written only
+after every record and outcome block of step s, so a resumed run truncates ``metrics.jsonl`` and ``outcomes.bin``
+to step <= s and carries on with nothing lost or doubled.
 
 A "step" is one optimiser update. An evaluation at step s sees the model after s updates (s = 0: the
 pretrained model with its fresh head). Evaluation runs on its own forked RNG, so the training stream (attack
@@ -344,7 +345,7 @@ class Trainer:
         loggers.evaluating(step, final)
         try:
             with self.stop.abortable():
-                records = self.evaluator(self.model, step, epoch, final=final)
+                records, outcomes = self.evaluator.evaluate(self.model, step, epoch, final=final)
         except StopNow:  # evaluations are long: stop now, evaluate this step when resumed
             self.strategy.train_mode(self.model)
             self._stopped(started, saved=False, pending_evaluation={"eps": eps})
@@ -369,6 +370,7 @@ class Trainer:
         if "val/clean/accuracy" in values and step == (len(self.val_history) + 1) * self.steps_per_epoch:
             # val_history[i]: validation clean accuracy at the end of epoch i (what the auto schedule reads)
             self.val_history.append(values["val/clean/accuracy"])
+        self._write_outcomes(outcomes)
         self._write(records)
         loggers.records(records)
         save_checkpoints(self, step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
@@ -387,6 +389,14 @@ class Trainer:
             self.run.metrics_writer().write(records)
         except OSError as error:
             raise RunWriteError(f"cannot append to {self.run.path}/metrics.jsonl ({error.strerror or error}). "
+                                "Free disk space or fix the directory's permissions, then resume with "
+                                f"`robustft train --resume {self.run.path}`.") from None
+
+    def _write_outcomes(self, blocks: list) -> None:
+        try:
+            self.run.outcomes_writer().write(blocks)
+        except OSError as error:
+            raise RunWriteError(f"cannot append to {self.run.path}/outcomes.bin ({error.strerror or error}). "
                                 "Free disk space or fix the directory's permissions, then resume with "
                                 f"`robustft train --resume {self.run.path}`.") from None
 
