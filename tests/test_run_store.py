@@ -287,3 +287,12 @@ def test_a_cancelled_point_counts_as_interrupted_once_an_attempt_began(store):
     assert not _touched(SweepPoint("r", ()), Path("unused"), since, storage)
     record_attempt(store, "r", {"started_at": time.time()})
     assert _touched(SweepPoint("r", ()), Path("unused"), since, storage)
+
+
+def test_a_store_that_cannot_be_written_fails_the_point_and_says_why(tmp_path):
+    from robustft.sweep.store_run import run_point_stored
+
+    (tmp_path / "blocked").write_text("a file where the store's folder should be")
+    result = run_point_stored(stored_config(), {"uri": (tmp_path / "blocked").as_uri(), "lease_seconds": 0.5})
+    assert result.status == "failed"
+    assert "in the run store" in result.error and "credentials, bucket and network" in result.error

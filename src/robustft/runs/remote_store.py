@@ -57,11 +57,6 @@ class StoreError(RobustftError):
     """The store cannot be reached or written (credentials, bucket, network); the message names the fix."""
 
 
-def is_store_uri(text: str | Path | None) -> bool:
-    """Whether ``text`` names a store by URI (``scheme://...``, ``file://`` included) rather than a plain path."""
-    return isinstance(text, str) and "://" in text
-
-
 class RunStore:
     """The store at ``uri``: one folder per run (see the module docstring).
 

@@ -121,6 +121,9 @@ def run_point_stored(config: dict[str, Any], storage: dict[str, Any]) -> PointRe
         result.status, result.action = STATUS_RUNNING, "running"
         result.extra = {"holder": error.holder, "detail": str(error).split(";")[0]}
         return result
+    except RobustftError as error:  # the store cannot be reached
+        result.status, result.error = STATUS_FAILED, str(error)
+        return result
     work = Path(tempfile.mkdtemp(prefix=f"robustft-{name}-", dir=storage.get("local_dir")))
     try:
         if store.finished(name):  # finished by the attempt whose lease lapsed just now
