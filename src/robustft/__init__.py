@@ -44,7 +44,7 @@ __all__ = ["__version__", "load", "train", *SUBMODULES]
 
 def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
           quiet: bool | None = None, model: torch.nn.Module | None = None,
-          datasets: dict[str, Any] | None = None) -> RunResult:
+          datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> RunResult:
     """Fine-tunes a model as ``config`` says; returns the run directory and its summary.
 
     ``config`` is a YAML path, a dict or a ``robustft.config.Config``; ``overrides`` are ``key=value`` strings.
@@ -53,7 +53,7 @@ def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | No
     # Imported on the first call, so that ``import robustft`` stays light (no torch) until training is asked for.
     from robustft.training.trainer import train as train_run
 
-    return train_run(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets)
+    return train_run(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets, device=device)
 
 
 def __getattr__(name: str) -> object:

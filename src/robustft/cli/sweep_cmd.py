@@ -1,5 +1,6 @@
 """``robustft sweep CONFIG [key=value ...] --grid key=v1,v2 ... [--set key=value] [--output-dir DIR]
-[--executor local|ray] [--jobs N] [--report [--group-by strategy]]``; ``robustft sweep --status DIR``."""
+[--executor local|ray [--storage URI]] [--jobs N] [--report [--group-by strategy]]``;
+``robustft sweep --status DIR``."""
 
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="local executor: runs at a time (default: one per CPU core, one thread each; 1 on a GPU)")
     parser.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local instance)")
     parser.add_argument("--cpus-per-run", type=float, default=1.0)
-    parser.add_argument("--gpus-per-run", type=float, default=0.0)
+    parser.add_argument("--gpus-per-run", type=float, default=0.0,
+                        help="Ray: GPUs reserved per run, whole (1, 2) or a fraction of one shared GPU (0.5)")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="Ray: write the runs into this store every node reaches (s3://bucket/dir, gs://..., "
+                             "file:///shared/dir) instead of --output-dir; runs sync at each checkpoint and resume "
+                             "on another node if theirs dies. Finished runs are copied into --output-dir")
     parser.add_argument("--report", action="store_true", help="write an HTML report over the sweep's runs")
     parser.add_argument("--group-by", default="run", choices=GROUPS,
                         help="report: how evaluation points are grouped into Pareto frontiers (paper A: strategy)")
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     fixed = [*args.overrides, *args.set_overrides]
     resolved = resolve_points(args.config, grid, fixed, args.output_dir)
     points, configs, out = resolved
-    print(f"sweep: {len(points)} run(s) into {out}", file=sys.stderr)
+    stored = f" (runs stored in {args.storage})" if args.storage else ""
+    print(f"sweep: {len(points)} run(s) into {out}{stored}", file=sys.stderr)
     for point in points:
         if point.note:
             print(f"  note: {point.name}: {point.note}", file=sys.stderr)
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor,
                         jobs=default_jobs(configs) if args.jobs is None else args.jobs,
                         ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
-                        gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved)
+                        gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved, storage=args.storage)
     failed = [r for r in results if r.status == STATUS_FAILED]
     running = [r for r in results if r.status == STATUS_RUNNING]
     elsewhere = f"{len(running)} running elsewhere (not started again), " if running else ""

@@ -21,7 +21,9 @@ The grid and its run names are ``robustft.sweep.grid``'s (its names are re-expor
 The local executor runs every point in its own ``robustft train`` subprocess (isolation: a crash or an OOM
 kills one run, not the sweep; the CLI path users run is the one exercised), ``jobs`` at a time with the CPU
 threads divided between them. The Ray executor (``robustft.sweep.ray_executor``) sends the resolved config to a
-Ray task that runs the same logic in the worker (the output directory must then be on storage every node sees).
+Ray task that runs the same logic in the worker: into the output directory, which must then be on storage every
+node sees, or, with ``storage`` (an fsspec URI), into a store the runs are synced to at every checkpoint and
+resumed from on another node when theirs dies (``robustft.sweep.store_run``).
 Ray is used because it is the maintained way to spread Python work over a cluster; the local executor needs
 nothing beyond the standard library. ``output_dir/sweep.json`` (rewritten atomically after each point;
 ``robustft.sweep.manifest``) records every point's status.
@@ -45,6 +47,7 @@ from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder
+from robustft.runs.remote_store import RunStore
 from robustft.sweep.check import PointChecker, carry_strategy_options
 from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
 from robustft.sweep.interrupt import CHILDREN, POLL_SECONDS, StopSignals, SweepInterrupted
@@ -59,6 +62,7 @@ from robustft.sweep.manifest import (
     write_manifest,
 )
 from robustft.sweep.ray_executor import ray_remote, run_with_ray
+from robustft.sweep.store_run import ray_placement, run_point_stored, task_device
 
 # Re-exported: the grid's names, the statuses and PointResult were defined here before robustft.sweep.grid and
 # robustft.sweep.manifest, and are imported from here.
@@ -200,7 +204,9 @@ def _lock_taken(run_dir: Path) -> bool:
 
 
 def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
-    """Runs one point in this process (what a Ray worker does)."""
+    """Runs one point in this process (what a Ray worker does), on the GPU Ray gave it (``task_device``)."""
+    import torch
+
     from robustft.training.trainer import train  # torch loads here: `robustft sweep` itself runs points apart
 
     action = prepare_run_dir(run_dir)
@@ -210,7 +216,10 @@ def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
     if action == "running":
         return _running(result.name, run_dir, action)
     try:
-        train(config, resume=run_dir if action == "resume" else None, quiet=True)
+        placement = ray_placement()
+        device = task_device(str(config.get("device", "auto")), None if placement is None else placement["gpu_ids"],
+                             torch.cuda.is_available())
+        train(config, resume=run_dir if action == "resume" else None, quiet=True, device=device)
         result.status = STATUS_FINISHED
     except RunLockedError:
         return _running(result.name, run_dir, "running")
@@ -223,7 +232,8 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
               output_dir: str | Path | None = None, executor: str = "local", jobs: int = 1,
               ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
               on_result: Callable[[PointResult], None] | None = None,
-              resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None) -> list[PointResult]:
+              resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None,
+              storage: str | None = None, lease_seconds: float = 60.0, retries: int = 3) -> list[PointResult]:
     """Runs every point of the grid; returns one result per point, in grid order.
 
     Args:
@@ -238,6 +248,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         on_result: called as each point completes (progress reporting).
         resolved: ``resolve_points(config, grid, fixed, output_dir)`` when the caller has it already (the CLI
             prints the plan first), so the points are not checked twice.
+        storage, lease_seconds, retries: see ``run_points``.
 
     Returns:
         One ``PointResult`` per point: finished, skipped (finished before), running (another live process
@@ -253,19 +264,26 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
     points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
     return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
                       cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result,
-                      manifest={"config": str(config), "grid": grid, "fixed": list(fixed)})
+                      manifest={"config": str(config), "grid": grid, "fixed": list(fixed)}, storage=storage,
+                      lease_seconds=lease_seconds, retries=retries)
 
 
 def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], out: Path, *,
                executor: str = "local", jobs: int = 1, ray_address: str | None = None, cpus_per_run: float = 1,
                gpus_per_run: float = 0, on_result: Callable[[PointResult], None] | None = None,
                on_start: Callable[[SweepPoint], None] | None = None,
-               manifest: dict[str, Any] | None = None) -> list[PointResult]:
+               manifest: dict[str, Any] | None = None, storage: str | None = None, lease_seconds: float = 60.0,
+               retries: int = 3) -> list[PointResult]:
     """Runs already resolved points (each its own full config, e.g. one per config file of a study).
 
     ``run_sweep`` is this after expanding a grid; ``robustft demo`` / ``reproduce`` call it with one config file per
     strategy or schedule. ``on_start`` is called when a point begins (local executor; Ray: when submitted).
     ``manifest`` entries are written into ``out/sweep.json`` beside the points' statuses.
+
+    Ray only: ``storage`` is a store URI (``s3://bucket/sweep``, ``file:///shared/sweep``) the runs are written to
+    instead of ``out`` (``robustft.sweep.store_run``; finished ones are copied back into ``out``), ``lease_seconds``
+    how long a run's owner may go silent before another node takes the run over, ``retries`` how many times Ray
+    retries a run whose worker or node died.
 
     Returns:
         One result per point, in the order given.
@@ -280,6 +298,12 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
         raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be at least 1.")
+    if storage is not None and executor != "ray":
+        raise ConfigError(f"storage={storage!r} is for runs spread over a Ray cluster; add --executor ray, or drop "
+                          "--storage and write the runs into --output-dir.")
+    store = None if storage is None else {"uri": storage, "lease_seconds": float(lease_seconds)}
+    if store is not None:
+        RunStore(storage)  # a bad URI or a missing fsspec implementation fails before Ray starts
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, PointResult] = {}
     path = out / "sweep.json"
@@ -333,12 +357,13 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
             CHILDREN.reset()
     else:
         # before StopSignals: see ray_remote
-        remote = ray_remote(run_point_inprocess, ray_address, cpus_per_run, gpus_per_run)
+        remote = ray_remote(run_point_inprocess if store is None else run_point_stored, ray_address, cpus_per_run,
+                            gpus_per_run, retries)
         with StopSignals() as signals:
             if on_start is not None:
                 for point in points:
                     on_start(point)
-            for result, point in run_with_ray(remote, list(points), list(configs), out, signals):
+            for result, point in run_with_ray(remote, list(points), list(configs), out, signals, store):
                 record(result, point, report=result.status != STATUS_PENDING)
             if signals.requested:
                 raise interrupted(signals)

@@ -54,7 +54,7 @@ class RunResult:
 
 def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
           quiet: bool | None = None, model: torch.nn.Module | None = None,
-          datasets: dict[str, Any] | None = None) -> RunResult:
+          datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> RunResult:
     """Fine-tunes a model as ``config`` says and returns the run directory and its summary.
 
     Args:
@@ -68,16 +68,19 @@ def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | No
         quiet: no progress bar (None -> ``logging.progress``).
         model: an already built ``RobustModel`` instead of ``models.build`` (tests, notebooks).
         datasets: ``{"train": ds, "val": ds, "test": ds, "ood": {name: ds}}`` instead of ``data.load``.
+        device: train here instead of on the config's ``device``, without changing the config (a Ray task passes
+            the GPU Ray gave it, or cpu; the run may resume on another node with another device).
 
     Raises:
         RobustftError: bad config, missing asset, unwritable run directory; TrainingDivergedError on NaN loss.
     """
-    return build_trainer(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets).execute()
+    return build_trainer(config, overrides, resume=resume, quiet=quiet, model=model, datasets=datasets,
+                         device=device).execute()
 
 
 def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
                   quiet: bool | None = None, model: torch.nn.Module | None = None,
-                  datasets: dict[str, Any] | None = None) -> Trainer:
+                  datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> Trainer:
     """Everything ``train`` builds (run directory included), not yet run: ``.execute()`` trains.
 
     The benchmark times ``Trainer.update`` (one optimiser step exactly as the loop does it) through this.
@@ -95,7 +98,7 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
         _refuse_if_locked(Path(cfg.output_dir) / cfg.name)
     try:
         components.check_reference_run(cfg)
-        device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device if device is None else device)
         torch.manual_seed(cfg.seed)
         splits = datasets if datasets is not None else components.load_datasets(cfg)
         num_classes = components.num_classes_of(splits["train"])
@@ -106,7 +109,7 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
         trainer = Trainer(cfg, run, model, strategy, splits, device, num_classes)
         trainer.config_changes = changes
         if run is None:  # created (and locked) last: a config that fails to build leaves no run directory behind
-            trainer.run = _create_run(cfg)
+            trainer.run = _create_run(cfg, str(device))
     except BaseException:
         if run is not None:
             run.unlock()
@@ -123,13 +126,13 @@ def _refuse_if_locked(path: Path) -> None:
             pass
 
 
-def _create_run(cfg: Any) -> Any:
+def _create_run(cfg: Any, device: str | None = None) -> Any:
     path = Path(cfg.output_dir) / cfg.name
     if (path / "metrics.jsonl").exists() and (path / "metrics.jsonl").stat().st_size > 0:
         raise RobustftError(f"run directory {path} already holds a run. Resume it with `robustft train --resume "
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
-        return RunDir.create(path, to_dict(cfg), lock=True)
+        return RunDir.create(path, to_dict(cfg), lock=True, device=device)
     except RobustftError:
         raise  # RunExistsError and RunWriteError are OSErrors too, with their own messages
     except OSError as error:
@@ -195,6 +198,9 @@ class Trainer:
         # Called after each evaluation's records and checkpoint are written: (step, epoch, {record key: value}).
         # robustft.sweep.tune reports the tuned metric to Ray Tune from here, so ASHA can stop a bad trial early.
         self.on_evaluation: Callable[[int, float, dict[str, Any]], None] | None = None
+        # Called once training is about to start, with the step it starts from (a resumed run: its checkpoint's)
+        # and whether it resumed; robustft.sweep.store_run records each attempt on a cluster with it.
+        self.on_start: Callable[[int, bool], None] | None = None
 
     def _check_auto_sees_every_epoch_end(self) -> None:
         """``auto`` reads the validation accuracy of every epoch end; an evaluation schedule that skips one leaves
@@ -231,6 +237,8 @@ class Trainer:
 
     def _execute(self) -> RunResult:
         resumed = self._maybe_resume()
+        if self.on_start is not None:
+            self.on_start(self.step, resumed)
         if self.config_changes:
             # Recorded first, config.yaml rewritten second: a crash in between leaves the old config.yaml, so
             # the next resume with the same overrides records the change again rather than losing it.
