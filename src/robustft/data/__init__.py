@@ -7,12 +7,14 @@ by names like ``fashion-mnist@gaussian_noise:3``. ``DATASETS`` lists the sources
 
 Environment variables: ``ROBUSTFT_CACHE`` (decoded-array cache, default ~/.cache/robustft/data),
 ``ROBUSTFT_DATA`` (download root, default ~/.cache/robustft/downloads), ``ROBUSTFT_FASHION_MNIST``,
-``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST`` (embedded asset locations), ``ROBUSTFT_DOMAINNET``
-(the folder holding the six DomainNet domains).
+``ROBUSTFT_MNIST_JSON``, ``ROBUSTFT_ANIMAL_MNIST``, ``ROBUSTFT_ELPV``, ``ROBUSTFT_EMOJI`` (embedded asset
+locations), ``ROBUSTFT_DOMAINNET`` (the folder holding the six DomainNet domains).
 """
 
 # importing the source modules registers their DATASETS entries
+from robustft.data import elpv as _elpv  # noqa: F401
 from robustft.data import embedded as _embedded  # noqa: F401
+from robustft.data import emoji as _emoji  # noqa: F401
 from robustft.data import folders as _folders  # noqa: F401
 from robustft.data import hf_source as _hf_source  # noqa: F401
 from robustft.data import torchvision_source as _torchvision_source  # noqa: F401
