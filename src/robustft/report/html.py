@@ -219,6 +219,9 @@ def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: 
     comparisons, unplaced = compare_runs(metrics, labels, group_by, configs={r.name: r.config for r in runs})
     if not comparisons and not unplaced:
         return None
+    # here, not at the top: robustft.data brings torch, which a report without trade-off sections never needs
+    from robustft.data.complexity import complexity_note
+
     sections = []
     for index, comparison in enumerate(comparisons, start=1):
         heading = f"{comparison.dataset}: {comparison.threat.label()}"
@@ -232,7 +235,7 @@ def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: 
                  "n": str(int(r["n_points"])), "clean": _cell(r["best_clean"]), "robust": _cell(r["best_robust"])}
                 for _, r in comparison.table.iterrows()]
         sections.append({"heading": heading, "dataset": comparison.dataset, "figure": figure, "rows": rows,
-                         "left_out": comparison.left_out})
+                         "left_out": comparison.left_out, "complexity": complexity_note(str(comparison.dataset))})
     return {"comparisons": sections, "unplaced": unplaced}
 
 
