@@ -94,12 +94,13 @@ def _workspace(source: str, tests: list[str], keep: bool) -> Path:
     if place.exists() and not keep:
         shutil.rmtree(place)
     place.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "configs"):  # some attack tests read the shipped configs
         if not (place / name).exists():
             (place / name).symlink_to(ROOT / name, target_is_directory=True)
     table = "\n".join([
         "", "[tool.mutmut]",
         'source_paths = ["src"]',
+        'also_copy = ["configs"]',
         f"only_mutate = [{source!r}]".replace("'", '"'),
         "pytest_add_cli_args_test_selection = [" + ", ".join(f'"{t}"' for t in tests) + "]",
         'pytest_add_cli_args = ["-p", "no:cacheprovider"]',
