@@ -164,7 +164,8 @@ def bootstrap(joint: Joint, statistic: Statistic, inference: Inference) -> Boots
 
 def percentile(values: np.ndarray, replicates: np.ndarray, confidence: float = 0.95, basis: str = ""
                ) -> list[Estimate]:
-    """Percentile intervals of K derived quantities: ``values`` (K,), ``replicates`` (B, K) (NaN ignored)."""
+    """Percentile intervals of K derived quantities: ``values`` (K,), ``replicates`` (B, K) (NaN ignored); an
+    interval the observed value falls outside of (a skewed statistic) is widened to contain it."""
     alpha = 1 - confidence
     out = []
     for value, column in zip(np.asarray(values, dtype=float), np.asarray(replicates, dtype=float).T, strict=True):
