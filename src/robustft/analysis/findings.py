@@ -7,6 +7,13 @@ straddles zero. Nothing is canned: a finding is emitted only when the runs conta
 sentence is written from the numbers (where a claim does not hold, it says how this setting differs from the
 paper's).
 
+The intervals are paired where the runs allow it: runs evaluated on the same seeded images are compared image by
+image from their per-image outcomes (``findings_paired``: Newcombe's paired interval, a bootstrap over the images,
+two levels with several seeds), and a claim that picks a maximum accounts for the pick (``simultaneous``). Runs
+without outcomes, or sharing no evaluated images, fall back to the unpaired intervals and say so. Each finding
+states its ``method`` and ``n``, the ``interval`` its verdict rests on, and for an inconclusive one the sample size
+that would ``resolve`` it. ``findings(runs, method="unpaired")`` computes the unpaired ones on purpose.
+
 Which runs play which role is read from their resolved configs, so any set of run directories works (the demo,
 ``robustft reproduce``, a user's own sweep):
 
@@ -27,13 +34,13 @@ from typing import Any
 import pandas as pd
 
 from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, StudyRun, get
+from robustft.analysis.findings_paired import N_BOOT, PAIRED, UNPAIRED, Inference
 from robustft.analysis.findings_paper_a import paper_a_findings
 from robustft.analysis.findings_paper_b import paper_b_findings
 from robustft.runs.collection import read_runs
-from robustft.runs.records import METRIC_FIELDS
-from robustft.runs.run_dir import RunDir
 
-__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "VERDICTS", "Finding", "findings", "paper_b_run_names"]
+__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "PAIRED", "UNPAIRED", "VERDICTS", "Finding", "findings",
+           "paper_b_run_names"]
 
 # Keys that do not change what a run measures (where it is written, how it is logged), and the keys each study
 # varies between its arms; configs equal outside them are comparable.
@@ -43,28 +50,36 @@ _PAPER_B_VARIED = ("eps.schedule", "eps.t1", "eps.t2", "eps.per", "eps.patience"
 _REFERENCE_VARIED = ("objective", "eps")
 
 
-def findings(runs: str | Path | Iterable[Any]) -> list[Finding]:
+def findings(runs: str | Path | Iterable[Any], method: str = PAIRED, n_boot: int = N_BOOT) -> list[Finding]:
     """Tests paper A's and paper B's claims on ``runs``; returns the findings the runs support, paper A first.
 
     Args:
         runs: what ``robustft report`` takes (a study's folder, ``runs/``, run directories, globs; read by the
             report's loader, ``robustft.runs.collection.read_runs``, which names two runs of one folder name apart),
             or objects with ``name``, ``config`` (the resolved config dict) and ``metrics`` (long-form records)
-            attributes and optionally ``summary`` (``report.RunRecord``), or a list mixing both.
+            attributes and optionally ``summary``, ``path`` (the run directory, whose outcomes.bin is then read) or
+            ``outcomes`` (a ``robustft.runs.read_outcomes`` table) (``report.RunRecord``), or a list mixing both.
+        method: ``"paired"`` (default): intervals from the runs' per-image outcomes, comparing runs on the images
+            they share (``findings_paired``), falling back to the unpaired ones, and saying so, where the runs
+            cannot be paired; ``"unpaired"``: always the unpaired ones (Wilson bounds, seeds' spread), e.g. to
+            measure what pairing gains on the same runs.
+        n_boot: bootstrap draws of the paired intervals (>= 100).
 
     Raises:
         RunNotFoundError: a path holds no run directory.
+        ConfigError: an unknown method or too few draws.
     """
+    inference = Inference(method, int(n_boot))
     loaded = [_as_run(run) for run in _read_paths(runs)]
     out: list[Finding] = []
     a_groups = _paper_a_groups(loaded)
     a_labels = _group_labels([next(iter(arms.values()))[0].config for arms in a_groups], _PAPER_A_VARIED)
     for group, label in zip(a_groups, a_labels, strict=True):
-        out.extend(_labelled(paper_a_findings(group), label))
+        out.extend(_labelled(paper_a_findings(group, inference), label))
     b_groups = _paper_b_groups(loaded)
     b_labels = _group_labels([fix[0].config for fix, _, _ in b_groups], _PAPER_B_VARIED)
     for (fix, scheduled, reference), label in zip(b_groups, b_labels, strict=True):
-        out.extend(_labelled(paper_b_findings(fix, scheduled, reference), label))
+        out.extend(_labelled(paper_b_findings(fix, scheduled, reference, inference), label))
     return out
 
 
@@ -90,7 +105,7 @@ def paper_b_run_names(runs: Iterable[Any]) -> set[str]:
     Args:
         runs: as ``findings`` takes them.
     """
-    loaded = [_as_run(run) for run in runs]
+    loaded = [_as_run(run) for run in _read_paths(runs)]
     adversarial = [run for run in loaded if get(run.config, "objective.name", "standard") != "standard"]
     standard = [run for run in loaded if get(run.config, "objective.name", "standard") == "standard"]
     by_key: dict[str, list[str]] = {}
@@ -135,12 +150,16 @@ def _labelled(found: list[Finding], label: str) -> list[Finding]:
 
 
 def _as_run(run: Any) -> StudyRun:
-    if isinstance(run, (str, Path)):
-        directory = RunDir(run)
-        metrics = pd.DataFrame(directory.read_records(), columns=list(METRIC_FIELDS))
-        return StudyRun(directory.name, directory.config, metrics, directory.read_summary() or {})
+    """A loaded run (``LoadedRun``, ``RunRecord`` or any object with its attributes) as the findings read it; its
+    outcomes are read from ``path`` when first needed, or taken from an ``outcomes`` table held in memory."""
+    if isinstance(run, StudyRun):
+        return run
     metrics = run.metrics if isinstance(run.metrics, pd.DataFrame) else pd.DataFrame(run.metrics)
-    return StudyRun(str(run.name), dict(run.config or {}), metrics, dict(getattr(run, "summary", None) or {}))
+    path = getattr(run, "path", None)
+    outcomes = getattr(run, "outcomes", None)
+    return StudyRun(str(run.name), dict(run.config or {}), metrics, dict(getattr(run, "summary", None) or {}),
+                    Path(path) if path is not None else None,
+                    outcomes if isinstance(outcomes, pd.DataFrame) else None)
 
 
 def _without(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,10 @@ import pandas as pd
 
 from robustft.analysis import evidence
 from robustft.analysis.evidence import Estimate
+from robustft.analysis.paired import Point
 from robustft.runs import records
+from robustft.runs.outcomes import TABLE_COLUMNS
+from robustft.runs.run_dir import read_outcomes
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -40,6 +44,13 @@ class Finding:
         numbers: the measured values (accuracies in [0, 1]; estimates as ``{"value", "low", "high", "basis"}``).
         setting: the model, data and threat model the runs share.
         runs: names of the runs the finding used.
+        method: how its intervals were obtained, e.g. ``"paired bootstrap over 256 images, 2000 draws"`` or
+            ``"unpaired (Wilson, n=256): runs share no evaluated images"``.
+        n: the images behind each accuracy (per run and evaluation; per seed with several), None when unknown.
+        interval: the contrast the verdict rests on, ``{"value", "low", "high", "basis", "what", "text"}`` (``what``
+            names it, ``text`` formats it in the finding's unit); None when there is none (the onset's rule).
+        resolve: for an inconclusive verdict, the sample size at which the observed effect would be resolved with 80%
+            power, ``{"count", "unit"}`` (unit ``images`` per run, or ``seeds``; count None: no effect observed).
     """
 
     key: str
@@ -50,21 +61,42 @@ class Finding:
     numbers: dict[str, Any] = field(default_factory=dict)
     setting: str = ""
     runs: tuple[str, ...] = ()
+    method: str = ""
+    n: int | None = None
+    interval: dict[str, Any] | None = None
+    resolve: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {"key": self.key, "paper": self.paper, "claim": self.claim, "verdict": self.verdict, "why": self.why,
-                "numbers": self.numbers, "setting": self.setting, "runs": list(self.runs)}
+                "numbers": self.numbers, "setting": self.setting, "runs": list(self.runs), "method": self.method,
+                "n": self.n, "interval": self.interval, "resolve": self.resolve}
 
 
 @dataclass
 class StudyRun:
-    """A run as the findings read it: name, resolved config, long-form metrics, summary."""
+    """A run as the findings read it: name, resolved config, long-form metrics, summary, and its per-image outcomes.
+
+    Attributes:
+        path: the run directory (None for runs held in memory); its ``outcomes.bin`` is read on first use.
+        outcome_table: the outcomes as ``robustft.runs.read_outcomes`` returns them, when given in memory.
+    """
 
     name: str
     config: dict[str, Any]
     metrics: pd.DataFrame
     summary: dict[str, Any]
+    path: Path | None = None
+    outcome_table: pd.DataFrame | None = field(default=None, repr=False)
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def outcomes(self) -> pd.DataFrame:
+        """The run's per-image outcomes (``robustft.runs.read_outcomes`` columns), read once from ``path``; empty
+        for a run written before outcomes were recorded or held in memory without them."""
+        if self.outcome_table is None:
+            self.outcome_table = read_outcomes(self.path) if self.path is not None and Path(self.path).is_dir() \
+                else pd.DataFrame(columns=list(TABLE_COLUMNS))
+        return self.outcome_table
 
 
 def get(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
@@ -83,17 +115,29 @@ def setting_text(config: Mapping[str, Any]) -> str:
 
 
 def series(run: StudyRun, mask: pd.Series, split: str) -> pd.DataFrame:
-    """step-sorted (step, epoch, value, n) of the records under ``mask`` on ``split`` (last record per step)."""
+    """step-sorted (step, epoch, value, n, point) of the records under ``mask`` on ``split`` (last record per step;
+    ``point`` keys its per-image outcomes, :func:`outcome_point`)."""
     df = run.metrics
     rows = df[mask & (df["split"] == split)]
     if rows.empty:
-        return pd.DataFrame(columns=["step", "epoch", "value", "n"])
+        return pd.DataFrame(columns=["step", "epoch", "value", "n", "point"])
     # Records written without a sample size (by hand or by other tools) have no interval: they are left out, so a
     # claim resting only on them is inconclusive rather than an error.
     sizes = pd.to_numeric(rows["n"], errors="coerce") if "n" in rows else np.nan
     rows = rows.assign(_order=range(len(rows)), value=pd.to_numeric(rows["value"], errors="coerce"), n=sizes)
     rows = rows.dropna(subset=["value", "n"]).sort_values(["step", "_order"]).drop_duplicates("step", keep="last")
-    return rows[["step", "epoch", "value", "n"]].reset_index(drop=True)
+    rows = rows.assign(point=[outcome_point(row) for row in rows.itertuples(index=False)])
+    return rows[["step", "epoch", "value", "n", "point"]].reset_index(drop=True)
+
+
+def outcome_point(record: Any) -> Point:
+    """The (step, split, metric, attack, eps) key of a record's per-image outcomes (``robustft.runs.outcomes``): a
+    clean record written without attack or eps is the evaluator's ``clean`` at eps 0."""
+    attack = getattr(record, "attack", None)
+    eps = pd.to_numeric(getattr(record, "eps", None), errors="coerce")
+    return (int(record.step), str(record.split), str(record.metric),
+            "clean" if attack is None or (isinstance(attack, float) and math.isnan(attack)) else str(attack),
+            0.0 if pd.isna(eps) else float(eps))
 
 
 def pick_split(run: StudyRun, mask: pd.Series, preference: Sequence[str]) -> str | None:
@@ -101,16 +145,31 @@ def pick_split(run: StudyRun, mask: pd.Series, preference: Sequence[str]) -> str
     return next((s for s in preference if s in present), None)
 
 
+def _memo(run: StudyRun, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per run, key and metrics table: every finding reads the same few series of a run, and
+    building one from the long-form records is most of the findings' time. Callers must not modify the result."""
+    key = (id(run.metrics), *key)
+    if key not in run.memo:
+        run.memo[key] = compute()
+    return run.memo[key]
+
+
 def clean_series(run: StudyRun, preference: Sequence[str] = SPLIT_PREFERENCE) -> tuple[pd.DataFrame, str | None]:
-    mask = records.is_clean(run.metrics) & ~records.is_final(run.metrics) & ~records.is_ood(run.metrics)
-    split = pick_split(run, mask, preference)
-    return (series(run, mask, split), split) if split else (series(run, mask, ""), None)
+    def compute() -> tuple[pd.DataFrame, str | None]:
+        mask = records.is_clean(run.metrics) & ~records.is_final(run.metrics) & ~records.is_ood(run.metrics)
+        split = pick_split(run, mask, preference)
+        return (series(run, mask, split), split) if split else (series(run, mask, ""), None)
+
+    return _memo(run, ("clean", tuple(preference)), compute)
 
 
 def robust_series(run: StudyRun, eps: float, split: str) -> pd.DataFrame:
-    df = run.metrics
-    mask = records.is_robust(df) & np.isclose(pd.to_numeric(df["eps"], errors="coerce").fillna(-1.0), eps)
-    return series(run, mask, split)
+    def compute() -> pd.DataFrame:
+        df = run.metrics
+        mask = records.is_robust(df) & np.isclose(pd.to_numeric(df["eps"], errors="coerce").fillna(-1.0), eps)
+        return series(run, mask, split)
+
+    return _memo(run, ("robust", float(eps), split), compute)
 
 
 def smallest_robust_eps(runs: Iterable[StudyRun]) -> float | None:

@@ -147,6 +147,12 @@ def onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) ->
         mine, theirs = onset_range(run, threshold), onset_range(ref, threshold)
         rows.append({"seed": get(run.config, "seed"), "fix_run": run.name, "reference_run": ref.name,
                      "threshold": threshold, "mine": mine, "theirs": theirs, "state": _state(mine, theirs)})
+    sizes = [int(clean_series(run, ONSET_PREFERENCE)[0]["n"].min()) for pair in pairs for run in pair
+             if not clean_series(run, ONSET_PREFERENCE)[0].empty]
+    # the onset is a rule on the curve (an evaluation above a threshold), decided from Wilson ranges; no paired
+    # interval applies to it
+    base.update(method=f"onset ranges from Wilson intervals, {len(rows)} seed pair{'s' if len(rows) > 1 else ''}",
+                n=min(sizes) if sizes else None)
     used_fix, used_ref = [run for run, _ in pairs], [ref for _, ref in pairs]
     clean = paired_contrast(used_ref, used_fix, final_clean)
     numbers: dict[str, Any] = {

@@ -29,7 +29,7 @@ import numpy as np
 
 from robustft.analysis.evidence import Estimate
 from robustft.analysis.paired import AlignedOutcomes
-from robustft.analysis.pareto import pareto_area
+from robustft.analysis.pareto import pareto_areas
 from robustft.analysis.tradeoff import percent_above_average
 from robustft.errors import ConfigError
 
@@ -167,7 +167,7 @@ def _positions(points: Sequence[int], name: str) -> np.ndarray:
 
 
 def pareto_area_statistic(clean: Sequence[int], robust: Sequence[int]) -> Statistic:
-    """Each run's Pareto area (``robustft.analysis.pareto.pareto_area``) of its (clean, robust) pairs.
+    """Each run's Pareto area (``robustft.analysis.pareto.pareto_area``, vectorised) of its (clean, robust) pairs.
 
     Args:
         clean, robust: positions of the points holding each evaluation's clean and robust accuracy, paired in order.
@@ -180,11 +180,7 @@ def pareto_area_statistic(clean: Sequence[int], robust: Sequence[int]) -> Statis
         raise ConfigError(f"pareto_area_statistic pairs clean and robust points; got {c.size} and {r.size}.")
 
     def areas(acc: np.ndarray) -> np.ndarray:
-        out = np.empty(acc.shape[:2])
-        for b in range(acc.shape[0]):
-            for run in range(acc.shape[1]):
-                out[b, run] = pareto_area(acc[b, run, c], acc[b, run, r])
-        return out
+        return pareto_areas(acc[..., c], acc[..., r])
 
     return areas
 

@@ -67,7 +67,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     _write_findings(out / "findings.json", study, found, wall, cpu, jobs, executor)
     # Each arm its own frontier under its label (paper A: the strategy, paper B: the schedule; grouping by strategy
     # would merge all of paper B's schedules, which are all full fine-tuning, into one "full" frontier).
-    page = build_report(runs, out / "report", title=title, group_by="label")
+    page = build_report(runs, out / "report", title=title, group_by="label", found=found)
     strategies = strategy_rows([r for r in runs if r.labels["paper"] == "A"])
     schedules = schedule_rows([r for r in runs if r.labels["paper"] == "B"])
     print(format_summary(strategies, schedules, found))

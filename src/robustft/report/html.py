@@ -24,6 +24,7 @@ import jinja2
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from robustft.analysis.findings import Finding
 from robustft.analysis.findings_base import get as dotted_get
 from robustft.analysis.tradeoff import compare_runs, ood_correlation
 from robustft.config.units import format_eps
@@ -151,7 +152,7 @@ _TEMPLATES = jinja2.Environment(
 
 
 def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "robustft report",
-                 group_by: str = "run") -> Path:
+                 group_by: str = "run", found: Sequence[Finding] | None = None) -> Path:
     """Writes ``out_dir/index.html`` plus each figure as PNG and PDF; returns the page's path.
 
     Args:
@@ -160,6 +161,7 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
         title: page title.
         group_by: how trade-off points are grouped into frontiers: ``run`` or a label such as ``strategy``; the
             dataset and the tracked attack and eps always separate tables (``analysis.compare_runs``).
+        found: the runs' findings when already computed (default: ``analysis.findings(runs)``).
     """
     if not runs:
         raise ValueError("no runs to report")
@@ -168,7 +170,7 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     labels = {r.name: (r.labels or describe(r.config)) for r in runs}
     page = _TEMPLATES.get_template("page.html").render(
-        title=title, n_runs=len(runs), findings=findings_table(runs), group_by=group_by,
+        title=title, n_runs=len(runs), findings=findings_table(runs, found), group_by=group_by,
         overview_columns=OVERVIEW_COLUMNS, overview=overview_rows(runs),
         tradeoff=_tradeoff_section(runs, metrics, labels, group_by, out),
         curves=_curves_section(metrics, out), ood=_ood_section(metrics, out),
