@@ -209,3 +209,28 @@ def test_tune_searches_each_run_on_the_study_cluster_then_trains_the_best(monkey
     calls.clear()
     assert main(argv) == 0
     assert calls == [] and trained[1].arms[1].overrides[-1] == "optim.lr=0.0002"
+
+
+def test_reproduce_hands_its_store_to_the_sweep(tmp_path, monkeypatch):
+    """``reproduce --executor ray --storage URI`` writes the runs into the store every node reaches, as ``sweep
+    --storage`` does (kills: the option parsed but not passed on to ``run_points``)."""
+    from robustft.sweep import runner
+
+    seen = []
+
+    def fake_run_points(points, configs, out, **options):
+        seen.append(options)
+        raise SystemExit(0)  # what was asked is all this test checks; nothing trains
+
+    monkeypatch.setattr(runner, "run_points", fake_run_points)
+    monkeypatch.setattr("robustft.sweep.study.run_points", fake_run_points)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "paper-b", "--executor", "ray", "--storage", "file:///shared/sweep", "--quiet",
+              "--output-dir", str(tmp_path)])
+    assert seen and seen[0]["storage"] == "file:///shared/sweep" and seen[0]["executor"] == "ray"
+
+
+def test_a_store_without_ray_is_refused_with_the_fix(tmp_path, capsys):
+    assert main(["reproduce", "paper-b", "--storage", "file:///shared/sweep", "--output-dir", str(tmp_path)]) == 2
+    assert "add --executor ray" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

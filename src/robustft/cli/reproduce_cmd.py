@@ -1,6 +1,6 @@
 """``robustft reproduce paper-a|paper-b [key=value ...] [--set key=value] [--scale embedded|full]
 [--models M,...] [--datasets D,...] [--eps E,...] [--strategies S,...] [--schedules S,...] [--plan [--calibrate]]
-[--tune [--tune-trials N]] [--executor local|ray] [--output-dir DIR]``.
+[--tune [--tune-trials N]] [--executor local|ray [--storage URI]] [--output-dir DIR]``.
 
 Embedded scale runs every shipped per-strategy (paper A) or per-schedule (paper B, plus its standard fine-tuning
 reference) config of a paper, each with its own settings; full scale runs the paper's grid
@@ -60,6 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run (and per trial)")
     parser.add_argument("--gpus-per-run", type=float, default=0.0,
                         help="Ray: GPUs reserved per run and per --tune trial (full scale: 1)")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="Ray: write the runs into this store every node reaches (s3://bucket/dir, gs://..., "
+                             "file:///shared/dir); runs sync at each checkpoint and resume on another node if theirs "
+                             "dies. Finished runs are copied into the study directory for its report")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=run)
 
@@ -69,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from robustft.sweep.paper_grid import AXES
     from robustft.sweep.study import paper_study
 
+    if args.storage and args.executor != "ray":
+        raise ConfigError(f"--storage {args.storage} is for runs spread over a Ray cluster; add --executor ray "
+                          "(and --ray-address), or drop --storage to write the runs into the study directory.")
     if args.calibrate and not args.plan:
         raise ConfigError("--calibrate calibrates the cost estimate of --plan; add --plan.")
     if args.plan and args.scale != "full":
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                            on_status=lambda line: print(line, file=sys.stderr, flush=True))
     return execute(study, out, fixed=fixed, executor=args.executor, jobs=args.jobs,
                    ray_address=args.ray_address, quiet=args.quiet, title=f"robustft reproduce {study.name}",
-                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+                   cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, storage=args.storage)
 
 
 def _plan(study: object, out: Path, fixed: list[str], *, calibrate: bool, tune: bool, trials: int | None) -> str:

@@ -16,7 +16,7 @@ from robustft.sweep.study import Study
 
 def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: int | None,
             ray_address: str | None, quiet: bool, title: str, cpus_per_run: float = 1,
-            gpus_per_run: float = 0) -> int:
+            gpus_per_run: float = 0, storage: str | None = None) -> int:
     """Runs ``study`` into ``out``, writes ``out/report/index.html`` and ``out/findings.json``, prints the summary.
 
     Returns:
@@ -37,7 +37,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     print(f"robustft: {study.name}: {len(configs)} runs ({where}) into {out}", file=sys.stderr, flush=True)
     started = time.monotonic()
     options = {"fixed": fixed, "executor": executor, "jobs": jobs, "ray_address": ray_address,
-               "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
+               "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run, "storage": storage}
     if quiet:
         results = run_study(study, out, **options)
     else:

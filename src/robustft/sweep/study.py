@@ -163,7 +163,8 @@ def resolve_study(study: Study, out: Path, fixed: Sequence[str] = ()) -> tuple[l
 
 def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: str = "local",
               jobs: int | None = None, ray_address: str | None = None, cpus_per_run: float = 1,
-              gpus_per_run: float = 0, progress: Callable[[str, Any], None] | None = None) -> list[Any]:
+              gpus_per_run: float = 0, progress: Callable[[str, Any], None] | None = None,
+              storage: str | None = None) -> list[Any]:
     """Runs every arm (resumable: finished runs are skipped) and returns the sweep's ``PointResult`` per arm.
 
     Args:
@@ -175,6 +176,8 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
         ray_address: Ray cluster address (None: start or join a local instance).
         cpus_per_run, gpus_per_run: Ray resources per run.
         progress: called as ``progress("start", point)`` and ``progress("done", result)``.
+        storage: Ray only: a store URI every node reaches (``s3://...``, ``file:///shared/...``) the runs are synced
+            to and resumed from when a node dies (``run_points``); finished runs are copied into ``out``.
     """
     points, configs = resolve_study(study, out, fixed)
     jobs = default_jobs(configs) if jobs is None else jobs
@@ -184,7 +187,7 @@ def run_study(study: Study, out: Path, *, fixed: Sequence[str] = (), executor: s
     results = run_points([points[i] for i in order], [configs[i] for i in order], out, executor=executor,
                          jobs=jobs, ray_address=ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                          on_start=(lambda p: progress("start", p)) if progress else None,
-                         on_result=(lambda r: progress("done", r)) if progress else None,
+                         on_result=(lambda r: progress("done", r)) if progress else None, storage=storage,
                          manifest={"study": study.name, "fixed": list(fixed),
                                    "arms": [{"name": a.name, "paper": a.paper, "label": a.label,
                                              "config": str(a.config)} for a in study.arms]})
