@@ -200,3 +200,11 @@ def test_a_target_that_is_not_a_weights_file_name_is_refused(tmp_path, capsys, n
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lora"]  # nothing written
     assert main(["export", str(run), str(tmp_path)]) == 2  # a directory: name a file inside it
     assert f"name the weights file inside it, e.g. {tmp_path / 'model.safetensors'}" in capsys.readouterr().err
+
+
+def test_the_exported_weights_are_as_readable_as_their_sidecar(tmp_path):
+    """safetensors wrote the weights 0o600 beside a 0o644 sidecar (a newcomer found others could not read them)."""
+    run = _run(tmp_path, "lora")
+    assert main(["export", str(run), "--merged", str(tmp_path / "m.safetensors")]) == 0
+    weights, sidecar = (tmp_path / "m.safetensors").stat().st_mode & 0o777, (tmp_path / "m.json").stat().st_mode & 0o777
+    assert weights == sidecar

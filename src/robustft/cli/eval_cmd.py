@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="robust accuracy / nested robust curve of a checkpoint under an attack",
         description="Evaluate a trained model (a run directory or checkpoint file), or a freshly built --model, "
                     "under an attack at one eps or along a nested eps curve with expected robustness; per-sample "
-                    "worst case, Wilson 95%% CIs. Images are in [0, 1], so eps is too: 4/255, 0.25/255, 0.0157.")
+                    "worst case, Wilson 95% CIs. Images are in [0, 1], so eps is too: 4/255, 0.25/255, 0.0157.")
     source = parser.add_argument_group("model")
     source.add_argument("--checkpoint", metavar="RUN", help="run directory (or a checkpoint .pt) to evaluate")
     source.add_argument("--which", default="last",

@@ -17,6 +17,7 @@ tensors (loads with ``torch.load(path, weights_only=True)``); other names are re
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 from robustft.errors import ConfigError
 from robustft.models.hf_source import LogitsOnly
 from robustft.runs.checkpoints import load_model
+from robustft.runs.metrics_file import file_mode
 from robustft.strategies import merge
 from robustft.strategies.hooks import attached
 
@@ -64,6 +66,7 @@ def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: 
         save_file(state, str(out))
     else:
         torch.save(state, out)
+    os.chmod(out, file_mode())  # safetensors writes 0o600; the weights are as readable as their sidecar
     sidecar = describe(model, payload, merged=merged, weights=out)
     out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return out
