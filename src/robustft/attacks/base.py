@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustft.attacks.threads import attack_threads
 from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
 
@@ -106,10 +107,12 @@ def warn_train_mode_batchnorm(model: nn.Module) -> None:
 
 @contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters while attacking; every module's mode and every flag restored after.
+    """Eval mode, frozen parameters and as many CPU threads as CPUs are free while attacking; all restored after.
 
     A model with BatchNorm in train mode would attack a moving target (batch statistics) and update its running
-    statistics with adversarial batches; it is switched to eval, and said once.
+    statistics with adversarial batches; it is switched to eval, and said once. The thread count is
+    ``attacks.threads.attack_threads``'s (on a busy machine two spinning OpenMP threads are many times slower
+    than one); every attack enters this block, so none can forget it.
     """
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
@@ -118,7 +121,8 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
         model.eval()
         for param, _ in flags:
             param.requires_grad_(False)
-        yield
+        with attack_threads():
+            yield
     finally:
         for module, training in modes:
             module.training = training
