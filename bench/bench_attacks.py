@@ -1,162 +1,183 @@
-"""Attack engine speed, as ratios measured side by side (bench/timing.py ``compare``; both sides warmed up).
+"""Robust evaluation speed vs torchattacks in every setting: attack x robust fraction x threads x background load.
 
 Setting: embedded MobileNetV2 (ImageNet weights, fresh 10-class head), 32 px, batch 256, CPU. Data: 256 real
 Fashion-MNIST test images (grey -> 3 channels, 28 -> 32 px) labelled with the model's own clean predictions, so
-every sample starts correct; for each robust-accuracy level below, eps is picked by bisection so that about
-that share of the samples stays robust under PGD-10 (the fresh head has no robustness of its own to speak of).
+every sample starts correct. For each attack and each target robust fraction (10%, 30%, 60%), eps is picked by
+bisection so that about that share stays robust under the attack.
 
-1. PGD-10 L-inf throughput, robustft ``robust_accuracy`` (prepared model) vs torchattacks PGD + the forward
-   that scores it, same eps / steps / step size / random start, at LOW, MEDIUM and HIGH robust accuracy
-   (~15%, ~35%, ~60%): without early stop (target >= 1.5x at every level) and with it (its gain grows as
-   robust accuracy falls: fooled samples leave the batch). At the medium level also a direct ``pgd(model, ...)``
-   call (which prepares the model the same way). robustft's robust accuracy must be no higher than
-   torchattacks' + 1 point at every level.
-2. PGD-k time vs k forward+backward passes (w.r.t. the input) of the same prepared model (<= 1.1x).
-3. ``robust_curve`` over 9 eps (0..8/255, APGD-CE-10) vs 9 independent ``robust_accuracy`` runs (<= 0.5x), with
-   the curve's accuracy no higher than the independent runs' at every eps.
+Every cell times, side by side (bench/timing.py ``compare``: interleaved rounds, median ratio), the throughput of
+robustft's ``robust_accuracy`` (prepared model, early stop, its own clean and verdict passes) against
+torchattacks (``PGD`` / ``APGD(loss="ce")``, same eps, steps, step size or rho, random start) plus the forward
+that scores its result, for PGD-10 and APGD-CE-10, with ``torch.set_num_threads(1)`` and ``(2)``, on the machine
+as it is ("idle") and beside one busy process that this bench starts and stops itself ("busy", bench/background.py).
+Where robustft runs on fewer threads than torch's setting (the CPUs are not all free), it also times robustft with
+``ROBUSTFT_THREADS=keep`` (torch's threads whatever the load): the difference is what attacks/threads.py buys, and
+what torchattacks, which runs on torch's setting, does not get.
+robustft's robust accuracy must be no higher than torchattacks' + 1 point (both use random starts: at n = 256
+the two differ by a few points of pure noise).
 
-Run: ``python -m bench attacks`` (or ``make bench``). On a shared machine every ratio swings by tens of percent
-from run to run (the rounds are interleaved so a slow spell hits both sides, but not evenly); read the printed
-range across levels, not one number.
+Printed: one line per cell (robust accuracies, the thread count robustft used, the speed-up), then per attack the
+typical (median over cells) and the worst speed-up with its cell, against the target (>= 3x in every cell).
+Takes about 5-10 minutes on 2 idle cores. Run: ``python -m bench attacks`` (or ``make bench``).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+import os
+import statistics
+import time
+from dataclasses import dataclass
 
+import torch
+
+from bench.background import busy_process, load_average
 from bench.images import fashion_images
 from bench.timing import compare, report_line
-from robustft.attacks import build_attack, pgd, prepare_for_attack, robust_accuracy, robust_curve
-from robustft.attacks.base import loss_and_grad
-from robustft.config.units import eps_grid, format_eps
+from robustft.attacks import Attack, build_attack, robust_accuracy, threads
+from robustft.config.units import format_eps
 
 BATCH, SIZE, STEPS = 256, 32, 10
+LEVELS = (0.10, 0.30, 0.60)  # target share of samples robust under the attack
+ATTACKS = ("pgd", "apgd-ce")
+TARGET = 3.0
 
 
-def _model():
+@dataclass
+class Cell:
+    """One measured setting: robustft's speed-up over torchattacks (time ratio) and both robust accuracies."""
+
+    attack: str
+    level: float
+    threads: int
+    load: str
+    speedup: float
+    ours: float
+    theirs: float
+    threads_used: int
+    speedup_keep: float | None = None  # with ROBUSTFT_THREADS=keep (2-thread cells only)
+
+    def label(self) -> str:
+        return f"{self.attack} {self.level:.0%} {self.threads}t {self.load}"
+
+
+def model_and_data(count: int, size: int) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """The embedded MobileNetV2 (10-class head), ``count`` images and the model's own labels for them."""
     from robustft.models import build
 
+    torch.manual_seed(0)
     try:
-        return build("mobilenet_v2", 10).eval()
+        model = build("mobilenet_v2", 10).eval()
     except Exception:  # noqa: BLE001 - weights missing: same architecture, same cost
-        return build("mobilenet_v2", 10, pretrained=False).eval()
+        model = build("mobilenet_v2", 10, pretrained=False).eval()
+    images = fashion_images(count, size)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    return model, images, labels
 
 
-def _pgd(eps: float, early_stop: bool):
-    return build_attack("pgd", steps=STEPS, step_size=2.5 * eps / STEPS, random_start=True, early_stop=early_stop,
-                        generator=torch.Generator().manual_seed(0))
+def robustft_attack(name: str, eps: float) -> Attack:
+    """PGD-10 (step 2.5 eps / 10, random start, seeded) or APGD-CE-10 (random start, seeded)."""
+    generator = torch.Generator().manual_seed(0)
+    if name == "pgd":
+        return build_attack("pgd", steps=STEPS, step_size=2.5 * eps / STEPS, random_start=True, generator=generator)
+    return build_attack("apgd-ce", steps=STEPS, random_start=True, generator=generator)
 
 
-LEVELS = {"low": 0.15, "medium": 0.35, "high": 0.60}  # target share of samples robust under PGD-10
+def torchattacks_attack(name: str, model: torch.nn.Module, eps: float):
+    import torchattacks
+
+    if name == "pgd":
+        return torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / STEPS, steps=STEPS, random_start=True)
+    return torchattacks.APGD(model, norm="Linf", eps=eps, steps=STEPS, n_restarts=1, loss="ce", rho=0.75, seed=0)
 
 
-def _pick_eps(model, images, labels, target: float) -> float:
-    """Bisection (in log space, on 128 samples) for the eps where about ``target`` stay robust under PGD-10."""
-    images, labels = images[:128], labels[:128]
+def pick_eps(model, images, labels, attack: str, target: float) -> float:
+    """Bisection (in log space) for the eps where ``target`` +- 3 points of the samples stay robust under ``attack``."""
     low, high = 0.05 / 255, 8 / 255
-    for _ in range(7):
+    for _ in range(10):
         mid = (low * high) ** 0.5
-        acc = robust_accuracy(model, (images, labels), _pgd(mid, True), mid).accuracy
-        if abs(acc - target) < 0.04:
+        acc = robust_accuracy(model, (images, labels), robustft_attack(attack, mid), mid).accuracy
+        if abs(acc - target) < 0.03:
             return mid
         low, high = (mid, high) if acc > target else (low, mid)
     return (low * high) ** 0.5
 
 
-def _throughput_vs_torchattacks(model, images, labels, level: str, target: float) -> tuple[float, float, bool]:
-    """Part 1 at one robust-accuracy level; prints the figures, returns (eps, plain speed-up, accuracy agrees)."""
-    import torchattacks
-
-    eps = _pick_eps(model, images, labels, target)
-    reference = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / STEPS, steps=STEPS, random_start=True)
+def measure(model, images, labels, attack: str, level: float, eps: float, load: str, warmup: int) -> Cell:
+    """One cell at torch's current thread count (see the module docstring)."""
+    reference = torchattacks_attack(attack, model, eps)
     results: dict[str, float] = {}
 
     def theirs():
         torch.manual_seed(0)
         x_adv = reference(images, labels)
         with torch.no_grad():
-            results["torchattacks"] = float((model(x_adv).argmax(1) == labels).float().mean())
+            results["theirs"] = float((model(x_adv).argmax(1) == labels).float().mean())
 
-    def ours(early_stop: bool):
+    def ours(mode: str):
         def run():
-            results[f"robustft_es={early_stop}"] = robust_accuracy(
-                model, (images, labels), _pgd(eps, early_stop), eps, early_stop=early_stop).accuracy
+            os.environ[threads.ENV] = mode
+            results[mode] = robust_accuracy(model, (images, labels), robustft_attack(attack, eps), eps).accuracy
         return run
 
-    def direct():
-        x_adv = pgd(model, images, labels, eps, steps=STEPS, step_size=2.5 * eps / STEPS,
-                    generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            results["direct"] = float((model(x_adv).argmax(1) == labels).float().mean())
+    configured = torch.get_num_threads()
+    candidates = {"torchattacks": theirs, "auto": ours("auto")}
+    if threads.planned_threads() != configured:  # the thread choice changes something: show what it buys
+        candidates["keep"] = ours("keep")
+    try:
+        timing = compare(candidates, reference="torchattacks", rounds=3, warmup=warmup)
+        os.environ[threads.ENV] = "auto"
+        used = threads.planned_threads()
+    finally:
+        os.environ.pop(threads.ENV, None)
+    speed = {name: 1 / t.ratio_to_reference for name, t in timing.items()}
+    return Cell(attack, level, configured, load, speed["auto"], results["auto"], results["theirs"], used,
+                speed.get("keep"))
 
-    candidates = {"torchattacks": theirs, "plain": ours(False), "early_stop": ours(True)}
-    if level == "medium":
-        candidates["direct"] = direct
-    timing = compare(candidates, reference="torchattacks", rounds=3, warmup=1)
-    # "Same accuracy within 1 point" is read as: robustft no weaker than torchattacks + 1 point. Both use random
-    # starts, so at n=256 the two differ by a few points of pure noise (Wilson half-width ~6 points at 1/3).
-    agree = max(results[k] - results["torchattacks"] for k in ("robustft_es=False", "robustft_es=True"))
-    speeds = {name: 1 / t.ratio_to_reference for name, t in timing.items() if name != "torchattacks"}
-    direct_text = f", direct pgd() call {speeds['direct']:.2f}x" if "direct" in speeds else ""
-    print(f"{level} robust accuracy: eps={format_eps(eps)} ({eps * 255:.3f}/255), torchattacks "
-          f"{results['torchattacks']:.1%}, robustft {results['robustft_es=False']:.1%}; PGD-10 throughput vs "
-          f"torchattacks: {speeds['plain']:.2f}x, with early stop {speeds['early_stop']:.2f}x{direct_text}")
-    return eps, speeds["plain"], agree <= 0.01
+
+def _print_table(cells: list[Cell]) -> None:
+    """Speed-ups side by side: one row per attack and robust fraction, one column per threads x load setting."""
+    settings = sorted({(c.threads, c.load) for c in cells}, key=lambda s: (s[1] != "idle", s[0]))
+    header = "".join(f"{f'{t}t {load}':>12}" for t, load in settings)
+    print(f"{'robustft / torchattacks':<26}{header}")
+    for attack in ATTACKS:
+        for level in LEVELS:
+            row = {(c.threads, c.load): c.speedup for c in cells if c.attack == attack and c.level == level}
+            print(f"{f'{attack} {level:.0%}':<26}" + "".join(f"{row[s]:>11.2f}x" for s in settings))
 
 
 def main() -> None:
+    started = time.perf_counter()
     torch.set_num_threads(2)
-    torch.manual_seed(0)
-    model = _model()
-    images = fashion_images(BATCH, SIZE)
-    with torch.no_grad():
-        labels = model(images).argmax(1)
-
-    # 1. Throughput vs torchattacks at several robust-accuracy levels (the early-stop gain depends on it).
-    measured = {level: _throughput_vs_torchattacks(model, images, labels, level, target)
-                for level, target in LEVELS.items()}
-    plain = [speed for _, speed, _ in measured.values()]
-    print(report_line(f"PGD-10 throughput vs torchattacks, slowest of {len(LEVELS)} levels (fastest "
-                      f"{max(plain):.2f}x)", min(plain), ">= 1.5x at every level, accuracy within 1 point",
-                      min(plain) >= 1.5 and all(ok for _, _, ok in measured.values())))
-    eps = measured["medium"][0]
-
-    # 2. Loop overhead: PGD-k vs k forward+backward of the same prepared model.
-    prepared = prepare_for_attack(model)
-    pgd_plain = _pgd(eps, False)
-
-    def k_passes():
-        for _ in range(STEPS):
-            loss_and_grad(prepared, images, lambda z: F.cross_entropy(z, labels, reduction="none"))
-
-    # 5 rounds: this ratio is close to its target (the unavoidable part is one extra forward to score the last
-    # iterate, ~3% at k=10), so it needs more samples than the others to be read reliably on a noisy machine.
-    timing = compare({"k_fwd_bwd": k_passes, "pgd": lambda: pgd_plain(prepared, images, labels, eps)},
-                     reference="k_fwd_bwd", rounds=5, warmup=1)
-    ratio = timing["pgd"].ratio_to_reference
-    print(report_line(f"PGD-{STEPS} time vs {STEPS} x forward+backward", ratio, "<= 1.1x", ratio <= 1.1))
-
-    # 3. Nested curve vs independent runs.
-    grid = eps_grid(8 / 255)
-    # Deterministic APGD (start at the clean image, as in the paper's Algorithm 1): then a sample's attack at an eps
-    # is the same in both runs, and "nested accuracy no higher than independent" is exact, not just in expectation.
-    apgd = build_attack("apgd-ce", steps=STEPS, random_start=False)
-    curves: dict[str, list[float]] = {}
-
-    def nested():
-        curves["nested"] = [r.accuracy for r in robust_curve(model, (images, labels), apgd, grid)]
-
-    def independent():
-        curves["independent"] = [robust_accuracy(model, (images, labels), apgd, e).accuracy for e in grid]
-
-    timing = compare({"independent": independent, "nested": nested}, reference="independent", rounds=3, warmup=1)
-    ratio = timing["nested"].ratio_to_reference
-    no_higher = all(n <= i for n, i in zip(curves["nested"], curves["independent"], strict=True))
-    print("curve (nested):      " + " ".join(f"{a:.1%}" for a in curves["nested"]))
-    print("curve (independent): " + " ".join(f"{a:.1%}" for a in curves["independent"]))
-    print(report_line("robust_curve (9 eps) time vs 9 independent APGD runs", ratio,
-                      "<= 0.5x, accuracy no higher at every eps", ratio <= 0.5 and no_higher))
+    model, images, labels = model_and_data(BATCH, SIZE)
+    eps = {(attack, level): pick_eps(model, images, labels, attack, level) for attack in ATTACKS for level in LEVELS}
+    print("eps per attack and robust fraction: " + ", ".join(
+        f"{a} {lv:.0%}: {format_eps(e)} ({e * 255:.3f}/255)" for (a, lv), e in eps.items()))
+    cells: list[Cell] = []
+    for load in ("idle", "busy"):
+        with busy_process(enabled=load == "busy"):
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                print(f"-- {count} thread(s), {load}: {load_average()}", flush=True)
+                for i, (attack, level) in enumerate(eps):
+                    cell = measure(model, images, labels, attack, level, eps[attack, level], load,
+                                   warmup=1 if i == 0 else 0)
+                    cells.append(cell)
+                    keep = f", with ROBUSTFT_THREADS=keep {cell.speedup_keep:.2f}x" if cell.speedup_keep else ""
+                    print(f"{cell.label()}: robust accuracy robustft {cell.ours:.1%} / torchattacks "
+                          f"{cell.theirs:.1%}; robustft on {cell.threads_used} thread(s): "
+                          f"{cell.speedup:.2f}x torchattacks{keep}", flush=True)
+    torch.set_num_threads(2)
+    _print_table(cells)
+    for attack in ATTACKS:
+        mine = [c for c in cells if c.attack == attack]
+        worst = min(mine, key=lambda c: c.speedup)
+        typical = statistics.median(c.speedup for c in mine)
+        agree = all(c.ours <= c.theirs + 0.01 for c in mine)
+        print(report_line(f"{attack.upper()}-{STEPS} robust_accuracy vs torchattacks: typical {typical:.2f}x, worst "
+                          f"({worst.label()})", worst.speedup, f">= {TARGET:g}x in all {len(mine)} settings, "
+                          "accuracy no higher than torchattacks' + 1 point", worst.speedup >= TARGET and agree))
+    print(f"bench_attacks took {time.perf_counter() - started:.0f} s ({load_average()})")
 
 
 if __name__ == "__main__":

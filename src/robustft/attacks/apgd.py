@@ -35,10 +35,13 @@ from torch import nn
 from robustft.attacks.base import (
     ascent_direction,
     attack_mode,
+    autocast_dtype,
     better,
     check_eps,
     check_inputs,
     check_norm,
+    confirm_fooled,
+    cudnn_autotune,
     logits_of,
     loss_and_grad,
     num_classes_of,
@@ -70,7 +73,7 @@ def apgd_checkpoints(steps: int) -> list[int]:
 def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          steps: int = 10, loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
          rho: float = 0.75, alpha: float = 0.75, random_start: bool = True, early_stop: bool = False,
-         generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
+         generator: torch.Generator | None = None, prepare: bool = True, precision: str = "auto") -> torch.Tensor:
     """APGD-CE / APGD-DLR (untargeted) or APGD-T (targeted DLR).
 
     Args:
@@ -92,6 +95,8 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         generator: CPU random generator.
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
+        precision: ``auto`` (bf16 forward/backward under autocast on a CUDA device that supports it, fp32
+            elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images.
@@ -99,6 +104,7 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     check_norm(norm)
     eps = check_eps(eps, norm)
     check_inputs(images, labels)
+    dtype = autocast_dtype(precision, images.device)
     if steps < 1 or restarts < 1:
         raise ConfigError(f"apgd needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}.")
     images = images.detach().float()
@@ -106,7 +112,7 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     if eps == 0 or n == 0:
         return images.clone()
     model = attack_target(model, prepare)
-    with attack_mode(model):
+    with attack_mode(model), cudnn_autotune(images.device, fixed_shapes=not early_stop):
         # Untargeted runs need no clean forward pass when the model states its number of classes.
         has_info = getattr(getattr(model, "info", None), "num_classes", None)
         clean_logits = logits_of(model, images) if targeted or not has_info else None
@@ -132,7 +138,7 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
                 if todo.numel() == 0:
                     break
                 x, loss_v, fooled = _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho,
-                                              alpha, random_start, early_stop, generator, todo)
+                                              alpha, random_start, early_stop, generator, todo, dtype)
                 take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
                 idx = todo[take]
                 best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
@@ -140,8 +146,11 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
 
 
 def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, alpha, start_random, early_stop,
-              generator, todo):
-    """One APGD run on images[todo]; returns (best x, its loss, fooled) for those samples."""
+              generator, todo, dtype):
+    """One APGD run on images[todo]; returns (best x, its loss, fooled) for those samples.
+
+    The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
+    """
     x0 = random_start(images, eps, norm, generator) if start_random else images.clone()
     if todo.numel() != images.shape[0]:
         images, labels, x0 = images[todo], labels[todo], x0[todo]
@@ -161,11 +170,11 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
     active = torch.arange(n, device=device)  # positions in this run of the samples still attacked
     for k in range(steps + 1):
         if k < steps:
-            loss_v, grad, logits = loss_and_grad(model, x, lambda z, a=active: objective(z, a))
+            loss_v, grad, logits = loss_and_grad(model, x, lambda z, a=active: objective(z, a), dtype)
         else:
-            logits = logits_of(model, x)
+            logits = logits_of(model, x, dtype)
             loss_v = objective(logits, active)
-        fooled = logits.argmax(1) != labels[active]
+        fooled = confirm_fooled(model, x, labels[active], logits.argmax(1) != labels[active], dtype)
         take = better(loss_v, fooled, out_loss[active], out_fooled[active])
         sel = active[take]
         out_x[sel], out_loss[sel], out_fooled[sel] = x[take], loss_v[take], fooled[take]

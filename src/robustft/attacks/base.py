@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustft.attacks.threads import attack_threads
 from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
 
@@ -106,10 +107,12 @@ def warn_train_mode_batchnorm(model: nn.Module) -> None:
 
 @contextmanager
 def attack_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode and frozen parameters while attacking; every module's mode and every flag restored after.
+    """Eval mode, frozen parameters and as many CPU threads as CPUs are free while attacking; all restored after.
 
     A model with BatchNorm in train mode would attack a moving target (batch statistics) and update its running
-    statistics with adversarial batches; it is switched to eval, and said once.
+    statistics with adversarial batches; it is switched to eval, and said once. The thread count is
+    ``attacks.threads.attack_threads``'s (on a busy machine two spinning OpenMP threads are many times slower
+    than one); every attack enters this block, so none can forget it.
     """
     modes = [(module, module.training) for module in model.modules()]
     flags = [(param, param.requires_grad) for param in model.parameters()]
@@ -118,12 +121,32 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
         model.eval()
         for param, _ in flags:
             param.requires_grad_(False)
-        yield
+        with attack_threads():
+            yield
     finally:
         for module, training in modes:
             module.training = training
         for param, requires_grad in flags:
             param.requires_grad_(requires_grad)
+
+
+@contextmanager
+def cudnn_autotune(device: torch.device, fixed_shapes: bool) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on during the block, on CUDA, when the batch shape stays fixed.
+
+    cuDNN then times its convolution algorithms once per input shape and keeps the fastest. An attack with early
+    stop shrinks its batch at every step, so each step would pay the timing for a new shape: there (and on the
+    CPU) the flag is left as it is. Restored after the block.
+    """
+    if device.type != "cuda" or not fixed_shapes:
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def num_classes_of(model: nn.Module, logits: torch.Tensor | None = None) -> int:
@@ -135,20 +158,60 @@ def num_classes_of(model: nn.Module, logits: torch.Tensor | None = None) -> int:
     raise ConfigError("cannot tell the model's number of classes; give it an .info.num_classes.")
 
 
-def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """fp32 logits (N x K) without building a graph."""
-    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype an attack's forward/backward passes run in under autocast; None: fp32 (no autocast).
+
+    ``auto`` is bf16 on a CUDA device that supports it (about twice the throughput of fp32 there, and bf16 keeps
+    fp32's range, so gradients need no scaling) and fp32 elsewhere (on most CPUs bf16 is slower). ``bf16`` on a
+    CPU is what the tests use as a stand-in for the CUDA path. Verdicts stay fp32 whatever this says
+    (``confirm_fooled``; robust evaluation re-classifies every returned point in fp32).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)} (auto: "
+                          "bf16 on a CUDA device that supports it, else fp32).")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return None
+
+
+def _autocast(x: torch.Tensor, dtype: torch.dtype | None):
+    # enabled=False also switches off an autocast the caller runs under: fp32 unless the attack asks otherwise.
+    return torch.autocast(device_type=x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Logits (N x K, returned as fp32) without building a graph; computed in ``dtype`` under autocast if given."""
+    with torch.no_grad(), _autocast(x, dtype):
         return model(x.float()).float()
 
 
-def loss_and_grad(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample loss (N), its gradient w.r.t. x (N x C x H x W) and the logits (N x K), all fp32.
+def confirm_fooled(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, fooled: torch.Tensor,
+                   dtype: torch.dtype | None) -> torch.Tensor:
+    """``fooled`` (bool N) kept only where the fp32 logits agree, when the pass that proposed it ran in ``dtype``.
 
-    ``loss_fn`` maps logits to per-sample losses. Works under an outer ``no_grad`` or autocast.
+    A reduced-precision pass proposes, fp32 decides: a sample leaves an early-stopped batch, and a point is kept
+    as fooling, only if the model in fp32 misclassifies it (an fp32 forward on the proposed samples alone).
+    """
+    if dtype is None or not bool(fooled.any()):
+        return fooled
+    idx = torch.nonzero(fooled).squeeze(1)
+    confirmed = fooled.clone()
+    confirmed[idx] = logits_of(model, x[idx]).argmax(1) != labels[idx]
+    return confirmed
+
+
+def loss_and_grad(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                  dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample loss (N), its gradient w.r.t. x (N x C x H x W) and the logits (N x K), all returned as fp32.
+
+    ``loss_fn`` maps logits to per-sample losses. Works under an outer ``no_grad`` or autocast. The passes run in
+    fp32, or in ``dtype`` under autocast if given (the loss is computed from the logits cast to fp32).
     """
     x = x.detach().float().requires_grad_(True)
-    with torch.enable_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+    with torch.enable_grad(), _autocast(x, dtype):
         logits = model(x).float()
         loss = loss_fn(logits)
         (grad,) = torch.autograd.grad(loss.sum(), x)

@@ -14,10 +14,13 @@ from torch import nn
 from robustft.attacks.base import (
     ascent_direction,
     attack_mode,
+    autocast_dtype,
     better,
     check_eps,
     check_inputs,
     check_norm,
+    confirm_fooled,
+    cudnn_autotune,
     logits_of,
     loss_and_grad,
     num_classes_of,
@@ -32,7 +35,7 @@ from robustft.errors import ConfigError
 
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          loss: str = "ce", random_start: bool = False, generator: torch.Generator | None = None,
-         prepare: bool = True) -> torch.Tensor:
+         prepare: bool = True, precision: str = "auto") -> torch.Tensor:
     """Fast gradient sign method: one step of size eps (from a random start if asked: then step 1.25 eps, FGSM-RS).
 
     Args:
@@ -46,19 +49,20 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         generator: CPU generator for the random start.
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
+        precision: as ``pgd``.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images: per sample the better of the start and the step.
     """
     step = 1.25 * check_eps(eps) if random_start else check_eps(eps)
     return pgd(model, images, labels, eps, norm=norm, steps=1, step_size=step, random_start=random_start,
-               loss=loss, generator=generator, prepare=prepare)
+               loss=loss, generator=generator, prepare=prepare, precision=precision)
 
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
         steps: int = 10, step_size: float | str | None = None, random_start: bool = True, restarts: int = 1,
         loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None,
-        prepare: bool = True) -> torch.Tensor:
+        prepare: bool = True, precision: str = "auto") -> torch.Tensor:
     """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
 
     Args:
@@ -78,6 +82,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
         generator: CPU random generator for reproducible starts.
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
+        precision: ``auto`` (bf16 forward/backward under autocast on a CUDA device that supports it, fp32
+            elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
 
     Returns:
         x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
@@ -85,6 +91,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     check_norm(norm)
     eps = check_eps(eps, norm)
     check_inputs(images, labels)
+    dtype = autocast_dtype(precision, images.device)
     if steps < 1 or restarts < 1:
         raise ConfigError(f"pgd needs steps >= 1 and restarts >= 1, got steps={steps}, restarts={restarts}.")
     images = images.detach().float()
@@ -92,7 +99,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
         return images.clone()
     step = 2.5 * eps / steps if step_size is None else step_in_pixels(step_size, eps)
     model = attack_target(model, prepare)
-    with attack_mode(model):
+    with attack_mode(model), cudnn_autotune(images.device, fixed_shapes=not early_stop):
         best_x = images.clone()
         best_loss = torch.full((images.shape[0],), float("-inf"), device=images.device)
         best_fooled = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
@@ -104,7 +111,7 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
                 if todo.numel() == 0:
                     break
             x, loss_v, fooled = _pgd_run(model, images, labels, eps, norm, steps, step, random_start, loss,
-                                         early_stop, generator, todo)
+                                         early_stop, generator, todo, dtype)
             take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
             idx = todo[take]
             best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
@@ -113,9 +120,12 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
 
 def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, norm: str, steps: int,
              step: float, start_random: bool, loss_name: str, early_stop: bool,
-             generator: torch.Generator | None, todo: torch.Tensor
+             generator: torch.Generator | None, todo: torch.Tensor, dtype: torch.dtype | None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One PGD restart on images[todo]; returns (best x, its loss, whether it fools) for those samples."""
+    """One PGD restart on images[todo]; returns (best x, its loss, whether it fools) for those samples.
+
+    The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
+    """
     x0 = random_start(images, eps, norm, generator) if start_random else images.clone()
     full = todo.numel() == images.shape[0]
     images, labels, x = (images, labels, x0) if full else (images[todo], labels[todo], x0[todo])
@@ -132,11 +142,11 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             has_info = getattr(getattr(model, "info", None), "num_classes", None)
             loss_fn = get_loss(loss_name, num_classes_of(model, None if has_info else logits_of(model, xa[:1])))
         if t < steps:
-            loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya))
+            loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya), dtype)
         else:  # the last iterate needs no gradient, only its verdict and loss
-            logits = logits_of(model, xa)
+            logits = logits_of(model, xa, dtype)
             loss_v = loss_fn(logits, ya)
-        fooled = logits.argmax(1) != ya
+        fooled = confirm_fooled(model, xa, ya, logits.argmax(1) != ya, dtype)
         if active is None:
             take = better(loss_v, fooled, best_loss, best_fooled)
             if bool(take.all()):  # the common case (the loss rose for every sample): one copy, no gather

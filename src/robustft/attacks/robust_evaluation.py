@@ -27,6 +27,7 @@ from robustft.analysis.statistics import wilson_interval
 from robustft.attacks.base import Attack, check_eps
 from robustft.attacks.prepare import prepare_for_attack
 from robustft.attacks.registry import build_attack
+from robustft.attacks.threads import attack_threads
 from robustft.device import resolve_device
 from robustft.errors import ConfigError
 
@@ -217,6 +218,13 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
     attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
 
     device = _device_of(model) if device is None else resolve_device(device)
+    with attack_threads():  # clean and verdict passes too: threads = free CPUs (attacks/threads.py says why)
+        return _robust_curve(model, batches, attack_fn, attack_name, eps_values, device, batch_size, prepare)
+
+
+def _robust_curve(model: nn.Module, batches, attack_fn: Callable[..., torch.Tensor], attack_name: str,
+                  eps_values: list[float], device: torch.device, batch_size: int | None, prepare: bool
+                  ) -> list[RobustAccuracy]:
     # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.
     target = prepare_for_attack(model).to(device) if prepare else model.to(device)
     size = _default_batch_size(device, batch_size)
