@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 # One intra-op thread: with two shared cores, OpenMP threads spin-waiting on each other made tiny forwards
 # hundreds of times slower under load; tests use tiny tensors, so a second thread buys nothing.
 torch.set_num_threads(1)
+# Attacks size their threads to the idle CPUs (robustft.attacks.threads): a run's digits would then depend on the
+# machine's load. Tests that compare runs to the digit (resume, interrupt) need the same thread layout every time;
+# subprocesses inherit this. tests/test_attacks_threads.py sets or unsets it per test.
+os.environ.setdefault("ROBUSTFT_THREADS", "keep")
 
 
 @pytest.fixture
