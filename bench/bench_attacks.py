@@ -18,7 +18,9 @@ the two differ by a few points of pure noise).
 
 Printed: one line per cell (robust accuracies, the thread count robustft used, the speed-up), then per attack the
 typical (median over cells) and the worst speed-up with its cell, against the target (>= 3x in every cell).
-Takes about 5-10 minutes on 2 idle cores. Run: ``python -m bench attacks`` (or ``make bench``).
+Takes about 10 minutes on 2 idle cores (a cell stops after 2 rounds once it passes 40 s: torchattacks on 2
+threads beside the busy process is the slow part), much longer on a busy machine.
+Run: ``python -m bench attacks`` (or ``make bench``).
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ def measure(model, images, labels, attack: str, level: float, eps: float, load: 
     if threads.planned_threads() != configured:  # the thread choice changes something: show what it buys
         candidates["keep"] = ours("keep")
     try:
-        timing = compare(candidates, reference="torchattacks", rounds=3, warmup=warmup)
+        timing = compare(candidates, reference="torchattacks", rounds=3, warmup=warmup, max_seconds=40)
         os.environ[threads.ENV] = "auto"
         used = threads.planned_threads()
     finally:

@@ -25,7 +25,7 @@ class Timing:
 
 
 def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds: int = 5,
-            warmup: int = 1) -> dict[str, Timing]:
+            warmup: int = 1, max_seconds: float | None = None) -> dict[str, Timing]:
     """Times each callable ``rounds`` times, interleaved, after ``warmup`` untimed calls each.
 
     Args:
@@ -33,6 +33,8 @@ def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds:
         reference: the name whose time is the denominator of every ratio.
         rounds: timed calls per candidate.
         warmup: untimed calls per candidate before timing.
+        max_seconds: stop after the round that passes this much timed time (but never before 2 rounds), so
+            a setting where one side is very slow does not dominate a benchmark's run time.
 
     Returns:
         name -> Timing (the reference's ratio is 1.0).
@@ -43,13 +45,15 @@ def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds:
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
+    for done in range(1, rounds + 1):
         for name, fn in candidates.items():
             _sync()
             start = time.perf_counter()
             fn()
             _sync()
             times[name].append(time.perf_counter() - start)
+        if max_seconds is not None and done >= 2 and sum(map(sum, times.values())) > max_seconds:
+            break
     ref = times[reference]
     return {
         name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref, strict=True)))
