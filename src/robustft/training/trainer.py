@@ -393,19 +393,19 @@ class Trainer:
         raise RunInterrupted(self.stop.signum or 0, self.run.path, self.step, saved=True)
 
     def _write(self, records: list[dict]) -> None:
-        try:
-            self.run.metrics_writer().write(records)
-        except OSError as error:
-            raise RunWriteError(f"cannot append to {self.run.path}/metrics.jsonl ({error.strerror or error}). "
-                                "Free disk space or fix the directory's permissions, then resume with "
-                                f"`robustft train --resume {self.run.path}`.") from None
+        self._append(self.run.metrics_writer, "metrics.jsonl", records)
 
     def _write_outcomes(self, blocks: list) -> None:
+        self._append(self.run.outcomes_writer, "outcomes.bin", blocks)
+
+    def _append(self, writer: Callable[[], Any], file: str, items: list) -> None:
+        """Appends through the run's one writer of ``file`` (opening it may fail too); a full disk or a permission
+        error names the fix."""
         try:
-            self.run.outcomes_writer().write(blocks)
+            writer().write(items)
         except OSError as error:
-            raise RunWriteError(f"cannot append to {self.run.path}/outcomes.bin ({error.strerror or error}). "
-                                "Free disk space or fix the directory's permissions, then resume with "
+            raise RunWriteError(f"cannot append to {self.run.path}/{file} ({error.strerror or error}). Free disk "
+                                "space or fix the directory's permissions, then resume with "
                                 f"`robustft train --resume {self.run.path}`.") from None
 
     def _maybe_resume(self) -> bool:
