@@ -109,7 +109,7 @@ def test_sweep_overrides_and_group_by_are_checked(monkeypatch, tmp_path, capsys)
         seen["fixed"] = list(fixed)
         return [], [], tmp_path
 
-    monkeypatch.setattr(robustft.sweep.runner, "resolve_points", resolve_points)
+    monkeypatch.setattr(robustft.sweep.expansion, "resolve_points", resolve_points)
     monkeypatch.setattr(robustft.sweep.runner, "run_sweep", lambda *a, **k: [])
     assert main(["sweep", "c.yaml", "optim.lr=1", "--set", "seed=2", "--grid", "seed=1,2"]) == 0
     assert seen["fixed"] == ["optim.lr=1", "seed=2"]

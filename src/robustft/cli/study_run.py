@@ -26,7 +26,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     from robustft.report import build_report
     from robustft.report.collect import collect_runs
     from robustft.report.html import describe
-    from robustft.sweep.runner import STATUS_FAILED, STATUS_FINISHED
+    from robustft.sweep.manifest import STATUS_FAILED, STATUS_FINISHED
     from robustft.sweep.study import default_jobs, resolve_study, run_study
     from robustft.sweep.study_progress import StudyProgress
     from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows

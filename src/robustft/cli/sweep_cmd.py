@@ -52,15 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
+    from robustft.sweep.expansion import resolve_points
+    from robustft.sweep.grid import add_seed_axis, parse_grid
     from robustft.sweep.jobs import default_jobs
-    from robustft.sweep.runner import (
-        STATUS_FAILED,
-        STATUS_RUNNING,
-        add_seed_axis,
-        parse_grid,
-        resolve_points,
-        run_sweep,
-    )
+    from robustft.sweep.manifest import STATUS_FAILED, STATUS_RUNNING
+    from robustft.sweep.runner import run_sweep
 
     grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     fixed = [*args.overrides, *args.set_overrides]
