@@ -53,6 +53,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
               output_dir: str | Path | None = None, executor: str = "local", jobs: int = 1,
               ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
               on_result: Callable[[PointResult], None] | None = None,
+              on_start: Callable[[SweepPoint], None] | None = None,
               resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None,
               storage: str | None = None, lease_seconds: float = 60.0, retries: int = 3) -> list[PointResult]:
     """Runs every point of the grid; returns one result per point, in grid order.
@@ -66,7 +67,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         jobs: local executor's parallel runs (CPU threads are divided between them).
         ray_address: Ray cluster address (None: start or join a local instance).
         cpus_per_run, gpus_per_run: Ray resources per run.
-        on_result: called as each point completes (progress reporting).
+        on_result: called as each point completes (progress reporting); on_start: as each begins (``run_points``).
         resolved: ``resolve_points(config, grid, fixed, output_dir)`` when the caller has it already (the CLI
             prints the plan first), so the points are not checked twice.
         storage, lease_seconds, retries: see ``run_points``.
@@ -84,7 +85,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         raise ConfigError(f"jobs={jobs} must be at least 1.")
     points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
     return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
-                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result,
+                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result, on_start=on_start,
                       manifest={"config": str(config), "grid": grid, "fixed": list(fixed)}, storage=storage,
                       lease_seconds=lease_seconds, retries=retries)
 
