@@ -103,14 +103,16 @@ def test_what_is_still_left_over_is_an_error_naming_the_fix(fake_train, capsys, 
 
 
 def test_sweep_overrides_and_group_by_are_checked(monkeypatch, tmp_path, capsys):
+    import robustft.sweep.study_pipeline
+
     seen = {}
 
     def resolve_points(config, grid, fixed, output_dir):
         seen["fixed"] = list(fixed)
         return [], [], tmp_path
 
-    monkeypatch.setattr(robustft.sweep.runner, "resolve_points", resolve_points)
-    monkeypatch.setattr(robustft.sweep.runner, "run_sweep", lambda *a, **k: [])
+    monkeypatch.setattr(robustft.sweep.study_pipeline, "resolve_points", resolve_points)
+    monkeypatch.setattr(robustft.sweep.study_pipeline, "run_sweep", lambda *a, **k: [])
     assert main(["sweep", "c.yaml", "optim.lr=1", "--set", "seed=2", "--grid", "seed=1,2"]) == 0
     assert seen["fixed"] == ["optim.lr=1", "seed=2"]
     with pytest.raises(SystemExit) as exited:

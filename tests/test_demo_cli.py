@@ -30,7 +30,7 @@ PAPER_B_FINDINGS = {"B.clean", "B.expected_robustness", "B.onset_delay"}
 @pytest.fixture
 def in_process(monkeypatch):
     """Runs each study run in this process instead of a `robustft train` subprocess (seconds, not minutes)."""
-    monkeypatch.setattr(sweep.runner, "run_point_subprocess", lambda config, run_dir, threads=None:
+    monkeypatch.setattr(sweep.local_executor, "run_point_subprocess", lambda config, run_dir, threads=None:
                         sweep.run_point_inprocess(config, run_dir))
 
 
@@ -75,7 +75,7 @@ def synthetic_cpu_seconds(name: str) -> float:
 
 
 def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep.runner, "run_point_subprocess", _synthetic_run)
+    monkeypatch.setattr(sweep.local_executor, "run_point_subprocess", _synthetic_run)
     assert main(["demo", "--output-dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
     printed = captured.out
@@ -143,7 +143,7 @@ def test_reproduce_paper_a_on_tiny_settings_reports_a_failing_run_and_all_others
             config = {**config, "strategy": {"name": "vpt", "options": {}}}
         return ran(config, run_dir, threads)
 
-    monkeypatch.setattr(sweep.runner, "run_point_subprocess", ia3_fails)
+    monkeypatch.setattr(sweep.local_executor, "run_point_subprocess", ia3_fails)
     argv = ["reproduce", "paper-a", "--output-dir", str(out), "--jobs", "1", "--quiet",
             *_sets([*TINY, "train.steps=6", "eval.schedule=every:2", "data.ood=[digits@contrast:3]"])]
     assert main(argv) == 1

@@ -27,7 +27,7 @@ from robustft.cli import main
 from robustft.sweep import STATUS_INTERRUPTED, STATUS_PENDING, SweepInterrupted, SweepPoint, run_points
 from robustft.sweep import interrupt as interrupt_module
 from robustft.sweep.interrupt import ChildProcesses, StopSignals, exit_status
-from robustft.sweep.runner import PointResult
+from robustft.sweep.manifest import PointResult
 
 # A stand-in `robustft train`: says it started, then waits; SIGINT -> exit 130 (as the trainer's KeyboardInterrupt);
 # with IGNORE set it ignores SIGINT, so that only the SIGTERM that follows stops it.

@@ -67,7 +67,7 @@ def test_a_point_refused_because_another_process_took_it_is_running_not_failed(t
     RunDir.create(out / points.name, cfg)
     child = hold_in_other_process(out / points.name)
     # The other process takes the directory after this sweep's check: the `train --resume` child is refused.
-    monkeypatch.setattr(sweep.runner, "prepare_run_dir", lambda run_dir: "resume")
+    monkeypatch.setattr(sweep.local_executor, "prepare_run_dir", lambda run_dir: "resume")
     try:
         result = sweep.run_point_subprocess(cfg, out / points.name)
     finally:

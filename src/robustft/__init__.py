@@ -8,12 +8,15 @@ The public API is reachable from ``import robustft`` alone::
     data = robustft.data.load("fashion-mnist", "test", image_size=32, limit=256)
     result = robustft.train("configs/demo.yaml", ["train.steps=20"])
     tuned = robustft.load(result.path)
+    study = robustft.study("paper-b", "runs/paper-b")  # runs, findings, findings.json and the report
 
 Subpackages (``robustft.models``, ``.data``, ``.strategies``, ``.attacks``, ``.analysis``, ``.runs``,
 ``.report``, ...) are imported on first attribute access, so ``import robustft`` itself imports nothing heavy
 (no torch): the module ``__getattr__`` below only imports the named submodule of this package, it hides no
 import cycle (tests/test_layering.py checks that none exists). After the first access the submodule is an ordinary
-attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called.
+attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called;
+``load`` and ``study`` (``robustft.sweep.study_pipeline.study``) are the functions of their modules, looked up on
+first use.
 Module paths from before the re-layout into subpackages (``robustft.detection`` ...) still import, as the module
 at its new path with a DeprecationWarning, until the next release (``robustft.moved``).
 """
@@ -39,7 +42,7 @@ SUBMODULES: tuple[str, ...] = (
     "strategies", "sweep", "training",
 )
 
-__all__ = ["__version__", "load", "train", *SUBMODULES]
+__all__ = ["__version__", "load", "study", "train", *SUBMODULES]
 
 
 def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
@@ -63,6 +66,8 @@ def __getattr__(name: str) -> object:
 
     if name == "load":
         return importlib.import_module("robustft.runs.checkpoints").load
+    if name == "study":
+        return importlib.import_module("robustft.sweep.study_pipeline").study
     if name in SUBMODULES:
         return importlib.import_module(f"robustft.{name}")
     raise AttributeError(f"module 'robustft' has no attribute {name!r}")

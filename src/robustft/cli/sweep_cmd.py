@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
+from typing import Any
 
 from robustft.cli.options import OVERRIDE_TOKEN, add_output_dir_option, add_override_options
 from robustft.cli.report_cmd import GROUPS
@@ -52,49 +54,38 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
-    from robustft.sweep.jobs import default_jobs
-    from robustft.sweep.runner import (
-        STATUS_FAILED,
-        STATUS_RUNNING,
-        add_seed_axis,
-        parse_grid,
-        resolve_points,
-        run_sweep,
-    )
+    from robustft.sweep.grid import parse_grid
+    from robustft.sweep.manifest import STATUS_FAILED, STATUS_RUNNING
+    from robustft.sweep.study_pipeline import plan_study, run_plan
 
-    grid = add_seed_axis(parse_grid(args.grid), args.seeds)
     fixed = [*args.overrides, *args.set_overrides]
-    resolved = resolve_points(args.config, grid, fixed, args.output_dir)
-    points, configs, out = resolved
+    plan = plan_study(Path(args.config), args.output_dir, grid=parse_grid(args.grid), seeds=args.seeds,
+                      overrides=fixed, jobs=args.jobs)
+    out = plan.output_dir
     stored = f" (runs stored in {args.storage})" if args.storage else ""
-    print(f"sweep: {len(points)} run(s) into {out}{stored}", file=sys.stderr)
-    for point in points:
+    print(f"sweep: {len(plan.points)} run(s) into {out}{stored}", file=sys.stderr)
+    for point in plan.points:
         if point.note:
             print(f"  note: {point.name}: {point.note}", file=sys.stderr)
 
-    def show(result) -> None:
+    def show(event: str, result: Any) -> None:
+        if event != "done":
+            return
         line = f"  {result.status:<9} {result.name}"
         detail = result.error or result.extra.get("detail")
         print(line + (f"  ({detail})" if detail else ""), file=sys.stderr, flush=True)
 
-    results = run_sweep(args.config, grid, fixed=fixed, output_dir=out, executor=args.executor,
-                        jobs=default_jobs(configs) if args.jobs is None else args.jobs,
-                        ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
-                        gpus_per_run=args.gpus_per_run, on_result=show, resolved=resolved, storage=args.storage)
+    study = run_plan(plan, executor=args.executor, ray_address=args.ray_address, cpus_per_run=args.cpus_per_run,
+                     gpus_per_run=args.gpus_per_run, storage=args.storage, progress=show, analyse=args.report,
+                     title=_report_title(args.config, plan.grid, len(plan.points)), group_by=args.group_by)
+    results = study.results
     failed = [r for r in results if r.status == STATUS_FAILED]
     running = [r for r in results if r.status == STATUS_RUNNING]
     elsewhere = f"{len(running)} running elsewhere (not started again), " if running else ""
     print(f"sweep: {len(results) - len(failed) - len(running)} finished or skipped, {elsewhere}{len(failed)} failed; "
           f"manifest {out / 'sweep.json'}" + (f"; `robustft sweep --status {out}` shows progress" if running else ""))
-    if args.report:
-        from robustft.report import build_report
-        from robustft.report.collect import collect_runs
-
-        done = [r.path for r in results if r.status not in (STATUS_FAILED, STATUS_RUNNING)]
-        if done:
-            page = build_report(collect_runs(done), out / "report", title=_report_title(args.config, grid, len(points)),
-                                group_by=args.group_by)
-            print(f"report: {page}")
+    if study.report is not None:
+        print(f"report: {study.report} (findings: {study.findings_file})")
     return 1 if failed else 0
 
 

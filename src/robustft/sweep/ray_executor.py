@@ -5,7 +5,7 @@ below 1 that lets several runs share a GPU, as Ray allows); the run trains on th
 (``robustft.sweep.store_run.task_device``). Where the runs are written:
 
 - a shared path (``output_dir`` mounted on every node, e.g. NFS): each task trains straight into
-  ``output_dir/<name>`` (``runner.run_point_inprocess``), one writer kept by the run directory's ``flock``;
+  ``output_dir/<name>`` (:func:`run_point_inprocess`), one writer kept by the run directory's ``flock``;
 - a store URI (``storage``: ``s3://``, ``gs://``, ``file://`` ... through fsspec, as Ray's ``storage_path``): each
   task trains in a node-local directory synced into the store at every checkpoint, owned through a lease in the
   store (``robustft.sweep.store_run``). Finished runs are copied back into ``output_dir/<name>`` (no
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.errors import ConfigError, RobustftError
-from robustft.runs.lock import lock_touched_since
+from robustft.runs.lock import RunLockedError, lock_touched_since
 from robustft.runs.remote_store import RunStore, StoreError, pull, read_attempts
 from robustft.sweep.grid import SweepPoint
 from robustft.sweep.interrupt import GRACE_SECONDS, KILL_SECONDS, POLL_SECONDS, StopSignals
@@ -40,6 +40,8 @@ from robustft.sweep.manifest import (
     STATUS_SKIPPED,
     PointResult,
 )
+from robustft.sweep.store_run import ray_placement, task_device
+from robustft.sweep.triage import prepare_run_dir, running_result
 
 
 def check_resources(cpus: float, gpus: float, retries: int) -> None:
@@ -58,9 +60,34 @@ def check_resources(cpus: float, gpus: float, retries: int) -> None:
         raise ConfigError(f"retries={retries} must be 0 or more (Ray's max_retries: attempts after a node dies).")
 
 
+def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
+    """Runs one point in this process (what a Ray worker does), on the GPU Ray gave it (``task_device``)."""
+    import torch
+
+    from robustft.training.trainer import train  # torch loads here: `robustft sweep` itself runs points apart
+
+    action = prepare_run_dir(run_dir)
+    result = PointResult(str(config["name"]), [], str(run_dir), STATUS_SKIPPED, action)
+    if action == "skip":
+        return result
+    if action == "running":
+        return running_result(result.name, run_dir, action)
+    try:
+        placement = ray_placement()
+        device = task_device(str(config.get("device", "auto")), None if placement is None else placement["gpu_ids"],
+                             torch.cuda.is_available())
+        train(config, resume=run_dir if action == "resume" else None, quiet=True, device=device)
+        result.status = STATUS_FINISHED
+    except RunLockedError:
+        return running_result(result.name, run_dir, "running")
+    except RobustftError as error:
+        result.status, result.error = STATUS_FAILED, str(error)
+    return result
+
+
 def ray_remote(run_point: Callable[[dict[str, Any], Any], PointResult], address: str | None, cpus: float,
                gpus: float, retries: int = 3) -> Any:
-    """Ray's remote ``run_point`` (``runner.run_point_inprocess`` or ``store_run.run_point_stored``), Ray started or
+    """Ray's remote ``run_point`` (:func:`run_point_inprocess` or ``store_run.run_point_stored``), Ray started or
     joined, retried ``retries`` times when its worker or node dies. Called before ``StopSignals`` takes the
     signals: ``ray.init`` installs a SIGTERM handler of its own in the driver (``sys.exit``), which would otherwise
     replace the sweep's and skip cancelling the tasks."""

@@ -16,7 +16,10 @@ one bad point fails the sweep with nothing started), then runs each point:
   running ones are stopped (``interrupted``: resumed from their last checkpoint by the next invocation), the
   manifest is written and ``SweepInterrupted`` raised.
 
-The grid and its run names are ``robustft.sweep.grid``'s (its names are re-exported here).
+The module per concept: the grid and its run names (``robustft.sweep.grid``), resolving and checking the points
+(``robustft.sweep.expansion``), deciding what to do with a run directory (``robustft.sweep.triage``), the local
+executor (``robustft.sweep.local_executor``) and the Ray executor (``robustft.sweep.ray_executor``); here, the
+driver that validates the options, records ``sweep.json`` and hands the points to one executor.
 
 The local executor runs every point in its own ``robustft train`` subprocess (isolation: a crash or an OOM
 kills one run, not the sweep; the CLI path users run is the one exercised), ``jobs`` at a time with the CPU
@@ -31,207 +34,26 @@ nothing beyond the standard library. ``output_dir/sweep.json`` (rewritten atomic
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from robustft.config.files import load_config
-from robustft.config.schema import to_dict
-from robustft.errors import ConfigError, RobustftError
-from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder
+from robustft.errors import ConfigError
 from robustft.runs.remote_store import RunStore
-from robustft.sweep.check import PointChecker, carry_strategy_options
-from robustft.sweep.grid import SweepPoint, add_seed_axis, expand_grid, parse_grid, split_values
-from robustft.sweep.interrupt import CHILDREN, POLL_SECONDS, StopSignals, SweepInterrupted
-from robustft.sweep.manifest import (
-    STATUS_FAILED,
-    STATUS_FINISHED,
-    STATUS_INTERRUPTED,
-    STATUS_PENDING,
-    STATUS_RUNNING,
-    STATUS_SKIPPED,
-    PointResult,
-    write_manifest,
-)
-from robustft.sweep.ray_executor import ray_remote, run_with_ray
-from robustft.sweep.store_run import ray_placement, run_point_stored, task_device
-
-# Re-exported: the grid's names, the statuses and PointResult were defined here before robustft.sweep.grid and
-# robustft.sweep.manifest, and are imported from here.
-__all__ = [
-    "STATUS_FAILED", "STATUS_FINISHED", "STATUS_INTERRUPTED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SKIPPED",
-    "PointResult", "SweepInterrupted", "SweepPoint", "add_seed_axis", "expand_grid", "parse_grid", "prepare_run_dir",
-    "resolve_points", "run_point_inprocess", "run_point_subprocess", "run_points", "run_sweep", "split_values",
-]
-
-
-def resolve_points(config: str | Path, grid: dict[str, list[str]], fixed: Sequence[str] = (),
-                   output_dir: str | Path | None = None) -> tuple[list[SweepPoint], list[dict[str, Any]], Path]:
-    """Expands the grid and resolves + checks every point completely before anything runs.
-
-    Each point's config is loaded and validated, the base file's strategy options are dropped from points that
-    choose another strategy (``sweep_check.carry_strategy_options``; the point's ``note`` says so), and the
-    objective, model structure and strategy are built as the trainer would (``sweep_check.PointChecker``).
-
-    Returns:
-        (points, config dicts with name/output_dir set, the sweep's output directory).
-
-    Raises:
-        ConfigError: one or more bad points; the message names each point, its overrides and its error.
-    """
-    base = load_config(config, list(fixed))
-    try:
-        own = load_config(config)  # the file's own strategy, before --set and the grid
-    except ConfigError:
-        own = base  # a file that only validates with its --set values: those define the base
-    out = Path(output_dir) if output_dir is not None else Path(base.output_dir) / base.name
-    points = expand_grid(base.name, grid)
-    check = PointChecker()
-    resolved, configs, errors = [], [], []
-    for point in points:
-        chosen = [*fixed, *point.overrides]
-        try:
-            tree = to_dict(load_config(config, [*chosen, f"name={point.name}", f"output_dir={out}"]))
-            tree, note = carry_strategy_options(tree, own.strategy.name, dict(own.strategy.options or {}), chosen)
-            check(tree)
-        except RobustftError as error:
-            shown = " ".join(point.overrides) or "the base config"
-            errors.append(f"  {point.name} ({shown}): {error}")
-            continue
-        resolved.append(SweepPoint(point.name, point.overrides, note))
-        configs.append(tree)
-    if errors:
-        raise ConfigError(f"{len(errors)} of {len(points)} sweep point(s) are invalid, so nothing was started; fix "
-                          "the grid, the --set values or the base config:\n" + "\n".join(errors))
-    return resolved, configs, out
-
-
-def prepare_run_dir(run_dir: Path) -> str:
-    """Decides how to run a point: ``skip`` (finished), ``running`` (another live process holds the directory's
-    lock: left alone), ``resume`` (has a checkpoint), ``start`` (new), or ``restart`` (a directory without a
-    checkpoint, moved aside first so no file is lost).
-
-    The decision is taken under the run's lock, so a directory is never moved aside under a process writing it.
-    """
-    if (run_dir / "summary.json").is_file():
-        return "skip"
-    if not run_dir.exists():
-        return "start"
-    lock = None
-    if run_dir.is_dir():
-        try:
-            lock = RunLock(run_dir).acquire()
-        except RunLockedError:
-            return "running"
-    try:
-        if (run_dir / "summary.json").is_file():  # finished while we waited for the lock
-            return "skip"
-        if (run_dir / "checkpoints" / "last.pt").is_file():
-            return "resume"
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.incomplete-{stamp}"))
-        return "restart"
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _running(name: str, run_dir: Path, action: str) -> PointResult:
-    holder = lock_holder(run_dir)
-    detail = f"trained by {describe_holder(holder)}" if holder is not None else "trained by another process"
-    return PointResult(name, [], str(run_dir), STATUS_RUNNING, action, None, {"holder": holder or {},
-                                                                            "detail": detail})
-
-
-def run_point_subprocess(config: dict[str, Any], run_dir: Path, threads: int | None = None) -> PointResult:
-    """Runs one point as a ``robustft train`` subprocess; its stderr goes to ``<sweep>/logs/<name>.log``.
-
-    The child is one of ``interrupt.CHILDREN``: when the sweep is stopping it is not started (``pending``), and
-    one stopped by the sweep is ``interrupted``.
-    """
-    name = str(config["name"])
-    if CHILDREN.stopping:
-        return PointResult(name, [], str(run_dir), STATUS_PENDING)
-    action = prepare_run_dir(run_dir)
-    result = PointResult(name, [], str(run_dir), STATUS_SKIPPED, action)
-    if action == "skip":
-        return result
-    if action == "running":
-        return _running(name, run_dir, action)
-    logs = run_dir.parent / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-        config_file = handle.name
-    try:
-        if action == "resume":
-            command = [sys.executable, "-m", "robustft", "train", "--resume", str(run_dir), "--quiet"]
-        else:
-            command = [sys.executable, "-m", "robustft", "train", config_file, "--quiet"]
-        with open(logs / f"{name}.log", "a", encoding="utf-8") as log:
-            returncode = CHILDREN.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    finally:
-        Path(config_file).unlink(missing_ok=True)
-    if returncode is None:  # the sweep was stopped before this child could start
-        result.status = STATUS_PENDING
-    elif returncode == 0:
-        result.status = STATUS_FINISHED
-    elif CHILDREN.stopping:  # stopped by the sweep (or by the same signal sent to it): resumes next time,
-        # unless it had written its summary (it had finished; the signal caught it exiting)
-        result.status = STATUS_FINISHED if (run_dir / "summary.json").is_file() else STATUS_INTERRUPTED
-    elif _lock_taken(run_dir):  # refused: another invocation took the directory between our check and start
-        return _running(name, run_dir, "running")
-    else:
-        result.status = STATUS_FAILED
-        tail = (logs / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-        result.error = f"exit status {returncode}: " + " | ".join(tail)
-    return result
-
-
-def _lock_taken(run_dir: Path) -> bool:
-    return lock_holder(run_dir) is not None
-
-
-def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
-    """Runs one point in this process (what a Ray worker does), on the GPU Ray gave it (``task_device``)."""
-    import torch
-
-    from robustft.training.trainer import train  # torch loads here: `robustft sweep` itself runs points apart
-
-    action = prepare_run_dir(run_dir)
-    result = PointResult(str(config["name"]), [], str(run_dir), STATUS_SKIPPED, action)
-    if action == "skip":
-        return result
-    if action == "running":
-        return _running(result.name, run_dir, action)
-    try:
-        placement = ray_placement()
-        device = task_device(str(config.get("device", "auto")), None if placement is None else placement["gpu_ids"],
-                             torch.cuda.is_available())
-        train(config, resume=run_dir if action == "resume" else None, quiet=True, device=device)
-        result.status = STATUS_FINISHED
-    except RunLockedError:
-        return _running(result.name, run_dir, "running")
-    except RobustftError as error:
-        result.status, result.error = STATUS_FAILED, str(error)
-    return result
+from robustft.sweep.expansion import resolve_points
+from robustft.sweep.grid import SweepPoint
+from robustft.sweep.interrupt import CHILDREN, StopSignals, SweepInterrupted
+from robustft.sweep.local_executor import run_local
+from robustft.sweep.manifest import STATUS_PENDING, PointResult, write_manifest
+from robustft.sweep.ray_executor import ray_remote, run_point_inprocess, run_with_ray
+from robustft.sweep.store_run import run_point_stored
 
 
 def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence[str] = (),
               output_dir: str | Path | None = None, executor: str = "local", jobs: int = 1,
               ray_address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
               on_result: Callable[[PointResult], None] | None = None,
+              on_start: Callable[[SweepPoint], None] | None = None,
               resolved: tuple[list[SweepPoint], list[dict[str, Any]], Path] | None = None,
               storage: str | None = None, lease_seconds: float = 60.0, retries: int = 3) -> list[PointResult]:
     """Runs every point of the grid; returns one result per point, in grid order.
@@ -245,7 +67,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         jobs: local executor's parallel runs (CPU threads are divided between them).
         ray_address: Ray cluster address (None: start or join a local instance).
         cpus_per_run, gpus_per_run: Ray resources per run.
-        on_result: called as each point completes (progress reporting).
+        on_result: called as each point completes (progress reporting); on_start: as each begins (``run_points``).
         resolved: ``resolve_points(config, grid, fixed, output_dir)`` when the caller has it already (the CLI
             prints the plan first), so the points are not checked twice.
         storage, lease_seconds, retries: see ``run_points``.
@@ -263,7 +85,7 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         raise ConfigError(f"jobs={jobs} must be at least 1.")
     points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
     return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
-                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result,
+                      cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result, on_start=on_start,
                       manifest={"config": str(config), "grid": grid, "fixed": list(fixed)}, storage=storage,
                       lease_seconds=lease_seconds, retries=retries)
 
@@ -324,34 +146,15 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
         write_manifest(path, meta, [results[p.name] for p in points], points, out)
         return SweepInterrupted(signals.signum or 0, [results[p.name] for p in points], path, executor)
 
-    def start_local(cfg: dict[str, Any], point: SweepPoint, threads: int | None) -> PointResult:
-        if CHILDREN.stopping:
-            return PointResult(point.name, [], str(out / point.name), STATUS_PENDING)
-        if on_start is not None:
-            on_start(point)
-        return run_point_subprocess(cfg, out / point.name, threads)
-
     write_manifest(path, meta, [None] * len(points), points, out)
     if executor == "local":
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        CHILDREN.reset()
+        CHILDREN.reset()  # before StopSignals: a signal between the two would otherwise be forgotten
         try:
-            # StopSignals outermost: its handlers stay until the pool has shut down.
-            with StopSignals(on_signal=CHILDREN.refuse) as signals, ThreadPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(start_local, cfg, p, threads if jobs > 1 else None): p
-                           for p, cfg in zip(points, configs, strict=True)}
-                waiting: set[Future] = set(futures)
-                while waiting and not signals.requested:
-                    done, waiting = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-                    for future in sorted(done, key=list(futures).index):
-                        record(future.result(), futures[future])
+            # StopSignals outermost: its handlers stay until the executor's pool has shut down.
+            with StopSignals(on_signal=CHILDREN.refuse) as signals:
+                for result, point, report in run_local(points, configs, out, signals, jobs, on_start):
+                    record(result, point, report)
                 if signals.requested:
-                    for future in waiting:
-                        future.cancel()  # queued: never started; running: cannot be cancelled, stopped below
-                    CHILDREN.stop(hurried=lambda: signals.hurried)
-                    for future in [f for f in futures if f in waiting and not f.cancelled()]:
-                        result = future.result()  # returns promptly: its child has exited or never started
-                        record(result, futures[future], report=result.status != STATUS_PENDING)
                     raise interrupted(signals)
         finally:
             CHILDREN.reset()

@@ -30,9 +30,10 @@ from typing import Any
 from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.sweep.grid import SweepPoint
 from robustft.sweep.jobs import default_jobs
 from robustft.sweep.paper_grid import REFERENCE_OVERRIDES, SCHEDULE_LABELS, grid_runs
-from robustft.sweep.runner import SweepPoint, run_points
+from robustft.sweep.runner import run_points
 from robustft.sweep.study_progress import relative_cost
 
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")

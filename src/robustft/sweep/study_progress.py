@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from robustft.runs.lock import lock_touched_since
 
-# Statuses of a run that ended without finishing because the study was stopped (sweep.runner's names).
+# Statuses of a run that ended without finishing because the study was stopped (robustft.sweep.manifest's names).
 _NOT_DONE = ("interrupted", "pending")
 
 # Train-pool size of datasets whose configs leave data.limit_train unset (only used for the estimate).
