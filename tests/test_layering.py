@@ -182,18 +182,6 @@ def test_the_cycle_finder_finds_a_hidden_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
-def test_the_moved_module_table_points_from_no_module_to_real_modules():
-    # robustft.moved imports the new home of each pre-re-layout path by a name computed from its MOVED table, which
-    # the source scan above cannot see. Those edges need no layer check (robustft.moved is in the top layer, which
-    # may import any other, and nothing below imports it) but they are checked here: every target is a module of
-    # the tree, and no old path is one (a file at an old path would shadow its alias).
-    from robustft.moved import MOVED, NOT_MODULES
-
-    assert sorted(set(MOVED.values()) - set(MODULES)) == []
-    assert sorted((set(MOVED) | set(NOT_MODULES)) & set(MODULES)) == []
-    assert _layer("robustft.moved") == len(LAYERS) - 1
-
-
 def test_no_module_getattr_hides_a_cycle():
     offenders = []
     for module, path in MODULES.items():
