@@ -13,7 +13,8 @@ Subpackages (``robustft.models``, ``.data``, ``.strategies``, ``.attacks``, ``.a
 ``.report``, ...) are imported on first attribute access, so ``import robustft`` itself imports nothing heavy
 (no torch): the module ``__getattr__`` below only imports the named submodule of this package, it hides no
 import cycle (tests/test_layering.py checks that none exists). After the first access the submodule is an ordinary
-attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called.
+attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called;
+``load`` is ``robustft.strategies.restore.load``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     if name == "load":
-        return importlib.import_module("robustft.runs.checkpoints").load
+        return importlib.import_module("robustft.strategies.restore").load
     if name in SUBMODULES:
         return importlib.import_module(f"robustft.{name}")
     raise AttributeError(f"module 'robustft' has no attribute {name!r}")
