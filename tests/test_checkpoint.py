@@ -12,7 +12,8 @@ from tests.test_train import tiny_splits
 
 from robustft.cli import main
 from robustft.models.tiny import tiny_cnn
-from robustft.runs.checkpoints import FORMAT, RESUME_KEYS, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from robustft.runs.checkpoints import FORMAT, RESUME_KEYS, CheckpointError, load_checkpoint, save_checkpoint
+from robustft.strategies.restore import load_model
 from robustft.training import components
 
 

@@ -41,7 +41,7 @@ def test_train_and_load_are_callable_at_top_level():
     done = _run("import robustft; import robustft.training.trainer as t; assert callable(robustft.train); "
                 "assert callable(robustft.load); print(robustft.load.__module__)")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "robustft.runs.checkpoints"
+    assert done.stdout.strip() == "robustft.strategies.restore"
     assert {"models", "data", "attacks", "load", "train"} <= set(dir(robustft))
 
 
@@ -75,19 +75,22 @@ def test_strategy_info_repr_is_one_short_line(tiny_cnn):
     assert "\n" not in text and len(text) < 200 and info.trainable_names[0] not in text
 
 
-def test_runs_checkpoints_and_export_are_reachable_whatever_was_imported_first():
-    """``robustft.runs.export.export_run`` (the README's line) raised AttributeError after ``import robustft``: the
-    torch-needing submodules of robustft.runs were left out of its __init__, which a sweep's parent imports
-    without torch. They load on first use now, and ``import robustft.runs`` still loads no torch."""
+def test_checkpoints_restore_and_export_are_reachable_whatever_was_imported_first():
+    """``robustft.runs.export.export_run`` (the README's line then) raised AttributeError after ``import robustft``:
+    the torch-needing submodules of robustft.runs were left out of its __init__, which a sweep's parent imports
+    without torch. The checkpoint file's module loads on first use; restoring and exporting a model are
+    submodules of robustft.strategies now; and ``import robustft.runs`` still loads no torch."""
     for first in ("", "import robustft.runs.query; "):
-        done = _run(f"import robustft; {first}print(robustft.runs.export.export_run.__module__, "
-                    "robustft.runs.checkpoints.load is robustft.load, 'export' in dir(robustft.runs))")
+        done = _run(f"import robustft; {first}print(robustft.strategies.export.export_run.__module__, "
+                    "robustft.strategies.restore.load is robustft.load, "
+                    "robustft.runs.checkpoints.load_checkpoint.__module__, 'checkpoints' in dir(robustft.runs))")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.split() == ["robustft.runs.export", "True", "True"]
+        assert done.stdout.split() == ["robustft.strategies.export", "True", "robustft.runs.checkpoints", "True"]
     done = _run("import sys, robustft.runs; print('torch' in sys.modules)")
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
-    with pytest.raises(AttributeError, match="no attribute 'exports'"):
-        robustft.runs.exports  # noqa: B018
+    for gone in ("export", "exports"):  # export left runs: no alias keeps the old path alive
+        with pytest.raises(AttributeError, match=f"no attribute '{gone}'"):
+            getattr(robustft.runs, gone)
 
 
 def test_every_dotted_name_the_readme_shows_resolves_after_import_robustft():
@@ -96,7 +99,7 @@ def test_every_dotted_name_the_readme_shows_resolves_after_import_robustft():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     names = sorted(set(re.findall(r"\brobustft(?:\.[A-Za-z_]\w*){2,}", readme)))
-    assert "robustft.runs.export.export_run" in names
+    assert "robustft.strategies.export.export_run" in names
     lookups = "; ".join(f"robustft.{name.split('.', 1)[1]}" for name in names)
     done = _run(f"import robustft; {lookups}")
     assert done.returncode == 0, done.stderr[-1500:]

@@ -64,14 +64,14 @@ def test_report_command_over_run_directories(tmp_path, monkeypatch, capsys):
     _write_run(runs, "a-bitfit", "bitfit", 0.4)
     _write_run(runs, "b-full", "full", 0.2)
     out = tmp_path / "page"
-    assert main(["report", str(runs), "--out", str(out), "--group-by", "strategy", "--title", "T<1>"]) == 0
+    assert main(["report", str(runs), "--output-dir", str(out), "--group-by", "strategy", "--title", "T<1>"]) == 0
     assert capsys.readouterr().out == f"report: {out / 'index.html'} (2 run(s))\n"
     text = (out / "index.html").read_text()
     assert "<title>T&lt;1&gt;</title>" in text and "<td>a-bitfit</td>" in text and "<td>b-full</td>" in text
     assert [group for group, _, above in frontier_rows(text)] == ["bitfit", "full"]  # grouped by strategy
     assert (out / "tradeoff.pdf").is_file()
 
-    # One run: the page goes into the run directory; several without --out: ./report.
+    # One run: the page goes into the run directory; several without --output-dir: ./report.
     assert main(["report", str(runs / "a-bitfit")]) == 0
     assert (runs / "a-bitfit" / "report" / "index.html").is_file()
     monkeypatch.chdir(tmp_path)

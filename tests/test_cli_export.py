@@ -12,7 +12,8 @@ import torch
 
 from robustft import models, strategies
 from robustft.cli import main
-from robustft.runs.checkpoints import load, save_checkpoint
+from robustft.runs.checkpoints import save_checkpoint
+from robustft.strategies.restore import load
 
 STRATEGIES = ("lora", "ia3")
 
@@ -144,7 +145,7 @@ def test_the_embedded_vit_sidecar_says_how_to_create_the_plain_model():
     structure only, no 22M-parameter init)."""
     import timm
 
-    from robustft.runs.export import describe, plain_network
+    from robustft.strategies.export import describe, plain_network
 
     with torch.device("meta"):
         model = models.build("vit_small_dinov2", 7, pretrained=False, image_size=28)

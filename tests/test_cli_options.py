@@ -144,16 +144,17 @@ def test_reproduce_positional_and_set_overrides_reach_the_study_alike(monkeypatc
     assert main(["reproduce", "paper-b", "optim.lr=-1", "--output-dir", out]) == 2  # checked like --set ones
 
 
-@pytest.mark.parametrize("flag, warned", [("--output-dir", False), ("--out", True)])
-def test_report_output_dir_and_its_deprecated_alias(monkeypatch, tmp_path, capsys, flag, warned):
+def test_report_takes_output_dir_and_the_removed_out_is_refused_not_read_as_a_prefix(monkeypatch, tmp_path, capsys):
     written = {}
     monkeypatch.setattr(robustft.report.collect, "collect_runs", lambda runs: [types.SimpleNamespace(path=tmp_path)])
     monkeypatch.setattr(robustft.report, "build_report",
                         lambda records, out, **k: written.setdefault("out", Path(out)) / "index.html")
-    assert main(["report", str(tmp_path), flag, str(tmp_path / "r")]) == 0
-    assert written["out"] == tmp_path / "r"
-    err = capsys.readouterr().err
-    assert ("--out is deprecated" in err and "write --output-dir" in err) is warned
+    assert main(["report", str(tmp_path), "--output-dir", str(tmp_path / "r")]) == 0
+    assert written.pop("out") == tmp_path / "r"
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --out" in capsys.readouterr().err and not written
 
 
 def test_query_writes_csv_and_json(monkeypatch, tmp_path):

@@ -144,7 +144,7 @@ def test_data_defaults_to_the_runs_dataset(tmp_path, checkpoint, fake_data, caps
 
 
 def test_single_eps_prints_clean_beside_robust(checkpoint, fake_data, capsys):
-    from robustft.runs.checkpoints import load_model
+    from robustft.strategies.restore import load_model
     from test_attacks_support import quadrant_task
 
     assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "8/255") == 0

@@ -2,7 +2,7 @@
 
 The paths: ``attacks.prepare_for_attack`` (what every attack, ``eval`` and continuous evaluation run on; BatchNorm
 folded, adapters merged), ``attacks.fold_conv_bn`` alone on an unmerged copy, ``strategies.merge``, the merged
-export (``runs.export.merge_and_unload`` reloaded into the plain network) and the copy the training objectives
+export (``strategies.merge(strict=True)`` reloaded into the plain network) and the copy the training objectives
 craft their attacks on (``training.objectives.crafting_model``). Each must give the adapted model's own eval-mode
 logits within float tolerance. The strategies are read from the registry, so a newly registered one is covered
 without editing this file; only ``StrategyNotApplicableError`` skips a case, and only where ``NOT_APPLICABLE``
@@ -24,8 +24,8 @@ from robustft.attacks import fold_conv_bn, prepare_for_attack
 from robustft.errors import ConfigError, MissingAssetError
 from robustft.models.tiny import tiny_cnn, tiny_mobilenet, tiny_vit
 from robustft.models.wrapper import RobustModel
-from robustft.runs.export import merge_and_unload, plain_network
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError
+from robustft.strategies.export import plain_network
 from robustft.strategies.peft_tuner import MECHANISMS
 from robustft.training.objectives import ObjectiveContext, crafting_model
 
@@ -128,7 +128,7 @@ def check_every_path(backbone: str, name: str, build: Callable[[], RobustModel],
         assert torch.equal(model(images), reference)
         exported = copy.deepcopy(model)
         try:
-            merge_and_unload(exported, name)
+            strategies.merge(exported, strict=True)
         except ConfigError:
             assert name in UNMERGEABLE, f"{name} could not be exported merged"
             return

@@ -18,14 +18,16 @@ import robustft
 
 # Lowest first. A module may import modules of its own layer and of lower ones, never of a higher one. The order
 # is the data flow, except that a run directory and its analysis sit below the trainer that writes and summarises
-# them, and attacks sit above the statistics they report intervals with.
+# them, and attacks sit above the statistics they report intervals with. runs sits below models and strategies:
+# it is storage only (files, records, the checkpoint file), and rebuilding or exporting a trained model from it
+# is the strategies' (robustft.strategies.restore / .export), so nothing in runs needs a model.
 LAYERS: list[tuple[str, ...]] = [
     ("robustft.errors", "robustft.registry", "robustft.device", "robustft.seeding"),  # errors, Registry, devices, RNG
     ("robustft.config",),  # typed tree, files + overrides, coercion, validation, eps units
     ("robustft.data",),  # sources, splits, loaders, augmentation, corruptions
+    ("robustft.runs",),  # run directory, record schema, metrics file, checkpoint files, lock, queries
     ("robustft.models",),  # build(name) -> a normalising wrapper
-    ("robustft.strategies",),  # what is trained
-    ("robustft.runs",),  # run directory, record schema, metrics file, checkpoints, lock, queries
+    ("robustft.strategies",),  # what is trained; a trained model rebuilt from its checkpoint, merged, exported
     ("robustft.analysis",),  # Pareto, diagnostics, statistics, findings: read runs, never train
     ("robustft.attacks",),  # attacks and robust evaluation
     ("robustft.training",),  # trainer, objectives, schedules, evaluator
@@ -37,8 +39,8 @@ LAYERS: list[tuple[str, ...]] = [
 
 SRC = Path(robustft.__file__).resolve().parent
 # The modules allowed a module-level __getattr__: robustft itself, so that ``import robustft`` stays light
-# (subpackages load on first attribute access), and robustft.runs, whose torch-needing submodules (checkpoints,
-# export) load the same way so that a sweep's parent imports the run directory code without torch. Each imports
+# (subpackages load on first attribute access), and robustft.runs, whose torch-needing submodule (checkpoints)
+# loads the same way so that a sweep's parent imports the run directory code without torch. Each imports
 # only its own named submodules; anywhere else a module __getattr__ would be hiding an import cycle.
 GETATTR_ALLOWED = {"robustft", "robustft.runs"}
 
@@ -134,6 +136,23 @@ def test_relative_imports_resolve_to_their_absolute_module_and_an_upward_one_is_
     assert _imports("robustft.analysis", "from . import pareto\n") == [("robustft.analysis.pareto", 1, True)]
 
 
+def _storage_breaches(sources: dict[str, str] | None = None) -> list[str]:
+    """Imports of models or strategies from robustft.runs (``sources``: module -> source read in its place)."""
+    sources = sources or {}
+    return [f"{MODULES[module].relative_to(SRC.parent)}:{line} imports {target}"
+            for module in MODULES if module == "robustft.runs" or module.startswith("robustft.runs.")
+            for target, line, _ in _imports(module, sources.get(module))
+            if any(target == p or target.startswith(p + ".") for p in ("robustft.models", "robustft.strategies"))]
+
+
+def test_runs_is_storage_and_imports_neither_models_nor_strategies():
+    assert not _storage_breaches(), "robustft.runs stores; rebuilding a model is robustft.strategies.restore's"
+    # checked by name, whatever LAYERS says: a model or strategy import put back into runs is caught, even late
+    late = "def load():\n    from robustft.strategies import apply\n    import robustft.models.build\n"
+    assert [b.split(" imports ")[1] for b in _storage_breaches({"robustft.runs.checkpoints": late})] == [
+        "robustft.strategies", "robustft.models.build"]
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module, or a module importing itself (Tarjan)."""
     index: dict[str, int] = {}
@@ -182,18 +201,6 @@ def test_the_cycle_finder_finds_a_hidden_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
-def test_the_moved_module_table_points_from_no_module_to_real_modules():
-    # robustft.moved imports the new home of each pre-re-layout path by a name computed from its MOVED table, which
-    # the source scan above cannot see. Those edges need no layer check (robustft.moved is in the top layer, which
-    # may import any other, and nothing below imports it) but they are checked here: every target is a module of
-    # the tree, and no old path is one (a file at an old path would shadow its alias).
-    from robustft.moved import MOVED, NOT_MODULES
-
-    assert sorted(set(MOVED.values()) - set(MODULES)) == []
-    assert sorted((set(MOVED) | set(NOT_MODULES)) & set(MODULES)) == []
-    assert _layer("robustft.moved") == len(LAYERS) - 1
-
-
 def test_no_module_getattr_hides_a_cycle():
     offenders = []
     for module, path in MODULES.items():
@@ -205,7 +212,7 @@ def test_no_module_getattr_hides_a_cycle():
 
 
 # robustft.__main__ is left out: importing it runs the command line (sys.exit); every sweep test runs it as
-# `python -m robustft train` (robustft.sweep.runner).
+# `python -m robustft train` (robustft.sweep.local_executor).
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m != "robustft.__main__"))
 def test_every_module_imports(module):
     importlib.import_module(module)

@@ -1,6 +1,7 @@
 """`robustft reproduce ... --scale full`: the papers' grids, selecting part of them, `--plan` and `--tune`.
 
-The expected grids are written out here from PAPERS.md, independently of robustft.sweep.paper_grid's tables.
+The expected grids are written out here from the papers' protocols (paper A: Li et al., ICCV 2025; paper B:
+Ngnawé et al., ICLR 2026), independently of robustft.sweep.paper_grid's tables.
 """
 
 from __future__ import annotations

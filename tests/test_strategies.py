@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from robustft.errors import ConfigError
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError, apply, merge, resolve_name
+from robustft.strategies.hooks import attached
 from test_strategies_archs import ARCHITECTURES, fresh
 
 # every registered strategy with the options it needs (``example_options``), plus a second peft tuner
@@ -145,6 +147,21 @@ def test_merge_keeps_the_logits(arch: str, name: str) -> None:
         adapter_names = {n for n in names_before if ".lora." in n or ".ia3_" in n}
         assert adapter_names
         assert [n for n, _ in model.named_parameters()] == [n for n in names_before if n not in adapter_names]
+
+
+def test_a_strict_merge_refuses_only_modules_that_cannot_be_folded() -> None:
+    """``merge(strict=True)`` is what ``export --merged`` runs: an adapter cannot be folded into existing weights,
+    so the strict merge names the strategy; the default merge leaves it in place; LoRA merges either way."""
+    images, _ = _batch()
+    adapter, _ = _adapt("tiny_cnn", "adapter")
+    with pytest.raises(ConfigError, match="strategy 'adapter' adds modules .* cannot be merged"):
+        merge(copy.deepcopy(adapter), strict=True)
+    kept = merge(copy.deepcopy(adapter)).eval()
+    with torch.no_grad():
+        assert torch.equal(kept(images), adapter.eval()(images))
+    assert attached(kept)  # still adapted: nothing to fold, nothing removed
+    lora, _ = _adapt("tiny_cnn", "lora")
+    assert merge(lora, strict=True) is lora and not attached(lora)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -11,7 +11,8 @@ import pytest
 import robustft
 from robustft.config import load_config
 from robustft.errors import ConfigError, RobustftError
-from robustft.sweep.tune import Distribution, check_search, parse_distribution, parse_search, run_tune
+from robustft.sweep.tune import run_tune
+from robustft.sweep.tune_space import Distribution, check_search, parse_distribution, parse_search
 
 TINY = """
 name: tiny

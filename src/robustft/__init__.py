@@ -15,15 +15,12 @@ Subpackages (``robustft.models``, ``.data``, ``.strategies``, ``.attacks``, ``.a
 (no torch): the module ``__getattr__`` below only imports the named submodule of this package, it hides no
 import cycle (tests/test_layering.py checks that none exists). After the first access the submodule is an ordinary
 attribute (the import system sets it). ``train`` is a plain function that imports the trainer when called;
-``load`` and ``study`` (``robustft.sweep.study_pipeline.study``) are the functions of their modules, looked up on
-first use.
-Module paths from before the re-layout into subpackages (``robustft.detection`` ...) still import, as the module
-at its new path with a DeprecationWarning, until the next release (``robustft.moved``).
+``load`` (``robustft.strategies.restore.load``) and ``study`` (``robustft.sweep.study_pipeline.study``) are the
+functions of their modules, looked up on first use.
 """
 
 from __future__ import annotations
 
-import sys as _sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # names for the signatures below, not imported at run time (no torch on `import robustft`)
@@ -65,7 +62,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     if name == "load":
-        return importlib.import_module("robustft.runs.checkpoints").load
+        return importlib.import_module("robustft.strategies.restore").load
     if name == "study":
         return importlib.import_module("robustft.sweep.study_pipeline").study
     if name in SUBMODULES:
@@ -75,23 +72,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _MovedModuleFinder:
-    """Old module paths (``robustft.detection`` ...) as aliases of their new ones, with a DeprecationWarning.
-
-    Appended to ``sys.meta_path``, so it is asked only for names no real finder found; the table and the loader
-    (``robustft.moved``) are imported on the first such ``robustft.*`` name, not by ``import robustft``.
-    """
-
-    @staticmethod
-    def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
-        if not name.startswith("robustft."):
-            return None
-        from robustft.moved import find_spec
-
-        return find_spec(name)
-
-
-if not any(getattr(finder, "__qualname__", None) == "_MovedModuleFinder" for finder in _sys.meta_path):
-    _sys.meta_path.append(_MovedModuleFinder)  # once, even if this module is reloaded

@@ -1,8 +1,8 @@
 """The Pareto frontier of (clean, robust) accuracy points and the area it dominates (paper A).
 
-The area is the hypervolume dominated by the frontier with the origin as reference (inferred from the paper, see
-PAPERS.md): the union of the rectangles [0, clean] x [0, robust]. Split from ``analysis.py`` (which re-exports both
-functions) so that ``findings`` can use them while ``analysis`` re-exports ``findings``, without an import cycle.
+The area is the hypervolume dominated by the frontier with the origin as reference (inferred: paper A, Li et al.,
+ICCV 2025, does not state the reference): the union of the rectangles [0, clean] x [0, robust]. Its own module so
+that ``findings`` can use it while the package ``robustft.analysis`` re-exports ``findings``, without a cycle.
 Written here: a few lines of numpy; no maintained library computes a 2-D hypervolume with these conventions
 without heavy dependencies.
 """

@@ -3,7 +3,7 @@
 Paper A treats every evaluation of a (strategy, dataset) run as a point (clean accuracy, robust accuracy); the
 Pareto frontier of that cloud (maximising both) and the area under it summarise how well a strategy trades
 accuracy for robustness. The area is the hypervolume dominated by the frontier with the origin as reference
-(inferred from the paper, see PAPERS.md): the union of the rectangles [0, clean] x [0, robust]. Strategies are
+(inferred: paper A does not state the reference): the union of the rectangles [0, clean] x [0, robust]. Strategies are
 compared by "% above the average area" over the strategies compared; ``compare_runs`` does that per dataset and
 per tracked attack / eps, as paper A does per dataset (points under different threat models are not comparable).
 

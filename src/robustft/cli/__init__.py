@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMAND_MODULES:
         module = importlib.import_module(f"robustft.cli.{module_name}")
         module.add_parser(subparsers)
+    # Options are their full names only: with argparse's prefix matching, the removed ``report --out`` kept working
+    # as ``--output-dir``, and a new option sharing a prefix would silently change what an old command line means.
+    for command in subparsers.choices.values():
+        command.allow_abbrev = False
     return parser
 
 

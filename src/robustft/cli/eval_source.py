@@ -23,7 +23,7 @@ def load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any]]:
         if args.pretrained_file or args.num_classes:
             flag = "--pretrained-file" if args.pretrained_file else "--num-classes"
             raise ConfigError(f"{flag} belongs to --model; a --checkpoint carries its own weights and classes.")
-        from robustft.runs.checkpoints import load_model as load_checkpoint_model
+        from robustft.strategies.restore import load_model as load_checkpoint_model
 
         model, payload = load_checkpoint_model(args.checkpoint, which=args.which, device=device)
         return model, {"checkpoint": str(args.checkpoint), "step": payload.get("step"),

@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from robustft.runs.export import export_run
+    from robustft.strategies.export import export_run
 
     path = export_run(args.run, args.out, merged=args.merged, which=args.which)
     sidecar = json.loads(path.with_suffix(".json").read_text())

@@ -5,9 +5,7 @@
 - ``--output-dir DIR``: where run directories go (the config's ``output_dir``);
 - ``--quiet``: no progress on stderr;
 - overrides may also follow options (``train cfg.yaml --quiet optim.lr=1e-3``), see :func:`parse_command_line`;
-- ``--x`` / ``--no-x`` flags refuse being given both ways (:class:`BooleanFlag`);
-- old spellings (``report --out``) stay for one release as :class:`DeprecatedAlias` options: hidden from
-  ``--help``, they store into the new option and print one deprecation line.
+- ``--x`` / ``--no-x`` flags refuse being given both ways (:class:`BooleanFlag`).
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import sys
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -43,20 +40,6 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     if getattr(args, "output_dir", None) is not None:
         overrides.append(f"output_dir={args.output_dir}")
     return overrides
-
-
-class DeprecatedAlias(argparse.Action):
-    """An old option name that stores into the new option's ``dest`` and says, once, what to write instead."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
-        self.new = new
-        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        print(f"robustft: warning: {option_string} is deprecated and will be removed in the next release; "
-              f"write {self.new} (the same name in every command).", file=sys.stderr)
-        setattr(namespace, self.dest, values)
 
 
 class BooleanFlag(argparse.BooleanOptionalAction):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robustft.cli.options import DeprecatedAlias, add_output_dir_option
+from robustft.cli.options import add_output_dir_option
 
 GROUPS = ("run", "strategy", "objective", "eps", "model", "data")
 
@@ -14,9 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report", help="write an HTML report (Pareto frontiers, robust curves, OOD) over run directories")
     parser.add_argument("runs", nargs="+", help="run directories, their parent (e.g. runs/) or globs ('runs/*')")
-    add_output_dir_option(parser, "default: RUN/report for one run, else ./report; --out is the deprecated "
-                                  "old spelling")
-    parser.add_argument("--out", action=DeprecatedAlias, dest="output_dir", new="--output-dir")
+    add_output_dir_option(parser, "default: RUN/report for one run, else ./report")
     parser.add_argument("--group-by", default="run", choices=GROUPS,
                         help="how evaluation points are grouped into Pareto frontiers (paper A: strategy)")
     parser.add_argument("--title", default="robustft report")

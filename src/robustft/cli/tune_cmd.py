@@ -55,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustft.sweep.tune import SearchInterrupted, parse_search, run_tune
+    from robustft.sweep.tune import SearchInterrupted, run_tune
+    from robustft.sweep.tune_space import parse_search
 
     search = parse_search(args.search) if args.search else None
     try:

@@ -1,7 +1,8 @@
 """Paper-ready figures from long-form metrics (matplotlib, Agg backend: no display needed).
 
 Every function returns a ``matplotlib.figure.Figure``; the report embeds them as PNG and also saves PNG and
-PDF files for papers. Inputs are the long-form records of ``runs.py`` with a ``run`` column.
+PDF files for papers. Inputs are a run's long-form ``metrics.jsonl`` records (``robustft.runs.records``'s
+``METRIC_FIELDS``) with a ``run`` column.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
 """Run directories: the one record schema, the append-only metrics and per-sample outcome files, checkpoints, the
 one-writer lock, and DuckDB queries across runs.
 
-``checkpoints`` and ``export`` need torch (and the models and strategies), which ``import robustft.runs`` does not
-load: a sweep's parent process imports this package (the lock, the metrics file) and runs no model. They are
-submodules like the others all the same: ``robustft.runs.export.export_run(...)`` (what the README shows) works
-after ``import robustft`` alone, whatever was imported before, through the module ``__getattr__`` below, which
-imports only these named submodules of this package (PEP 562; it hides no import cycle, tests/test_layering.py).
+Storage only: nothing here imports the models or the strategies (tests/test_layering.py). Rebuilding a trained
+model from its checkpoint and exporting it are ``robustft.strategies.restore`` and ``robustft.strategies.export``.
+
+``checkpoints`` needs torch, which ``import robustft.runs`` does not load: a sweep's parent process imports this
+package (the lock, the metrics file) and runs no model. It is a submodule like the others all the same:
+``robustft.runs.checkpoints.load_checkpoint(...)`` works after ``import robustft`` alone, whatever was imported
+before, through the module ``__getattr__`` below, which imports only this named submodule of this package
+(PEP 562; it hides no import cycle, tests/test_layering.py).
 """
 
 from robustft.runs.lock import RunLockedError
@@ -31,7 +34,7 @@ __all__ = [
 ]
 
 # Submodules reached as attributes on first use (they import torch); see the module docstring.
-LAZY_SUBMODULES: tuple[str, ...] = ("checkpoints", "export")
+LAZY_SUBMODULES: tuple[str, ...] = ("checkpoints",)
 
 
 def __getattr__(name: str) -> object:

@@ -10,8 +10,9 @@ A checkpoint is a ``torch.save``d dict of tensors and plain values only, so it l
      "step": int, "epoch": int,
      ...}                                  # the trainer adds optimiser / scheduler / RNG state for resume
 
-Rebuilding = ``models.build`` (pretrained=False: the state dict has every weight) + ``strategies.apply`` with
-the same options (it creates the same adapter modules) + ``load_state_dict(strict=True)``.
+This module reads and writes the file only; rebuilding the model from it (``models.build`` + ``strategies.apply``
+with the header's options + ``load_state_dict(strict=True)``) is ``robustft.strategies.restore.load_model``, so
+that storage imports neither models nor strategies.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 
 import torch
 
-from robustft import models, strategies
 from robustft.errors import RobustftError
 from robustft.runs.metrics_file import file_mode
 
@@ -145,36 +145,3 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any], path: str | Pa
             "another run, another robustft version, or an edited file. Point to this run's own checkpoint, or "
             "start a new run."
         ) from None
-
-
-def load_model(path: str | Path, which: str = "last", device: str | torch.device = "cpu"):
-    """Rebuilds the trained model from a checkpoint file or run directory.
-
-    Returns:
-        (model, payload): the ``RobustModel`` in eval mode on ``device`` with the strategy applied and weights
-        loaded, and the checkpoint dict (for its metadata).
-    """
-    file = resolve_checkpoint_path(path, which)
-    payload = load_checkpoint(file)
-    spec = payload["model"]
-    model = models.build(spec["name"], spec["num_classes"], pretrained=False, image_size=spec.get("image_size"),
-                         **spec.get("options", {}))
-    strategies.apply(model, payload["strategy"]["name"], **payload["strategy"].get("options", {}))
-    load_weights(model, payload, file)
-    return model.to(device).eval(), payload
-
-
-def load(run: str | Path, which: str = "last", device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The fine-tuned model of a run directory (or checkpoint file): ``robustft.load("runs/NAME")``.
-
-    Args:
-        run: a run directory written by ``robustft train`` or a checkpoint ``.pt`` file.
-        which: checkpoint name inside ``RUN/checkpoints`` ("last", "best", "step_<N>").
-        device: where the model goes.
-
-    Returns:
-        The ``RobustModel`` (takes float N x 3 x H x W images in [0, 1], returns N x num_classes logits) in eval
-        mode, with the run's strategy applied and its weights loaded. ``robustft.runs.export.export_run`` writes it
-        as a plain state dict for timm / torchvision without robustft.
-    """
-    return load_model(run, which=which, device=device)[0]

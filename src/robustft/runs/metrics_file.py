@@ -2,7 +2,7 @@
 
 Durability: a batch of records is one ``os.write`` followed by ``fsync``; a crash can at worst leave a torn
 last line, which the next writer detects and cuts off. Non-finite values (a NaN loss) are written as ``null``
-with the original in ``extra`` because JSON has no NaN. Split from ``runs.py`` so that file is about the
+with the original in ``extra`` because JSON has no NaN. Its own module so that ``run_dir.py`` is about the
 directory layout; ``robustft.runs`` re-exports everything here.
 """
 

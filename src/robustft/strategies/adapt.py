@@ -1,4 +1,4 @@
-"""Adapting a model with a strategy: ``apply`` (and the ``peft:<type>`` names), ``merge``, ``layout_of``.
+"""Adapting a model with a strategy: ``apply`` (and the ``peft:<type>`` names), ``merge`` (and unload), ``layout_of``.
 
 Its own module so that the package's modules (the ``robustft list strategies`` table) can apply strategies
 without importing the package front, which imports them.
@@ -94,21 +94,39 @@ def _ordered(model: nn.Module, names: set[str]) -> list[str]:
     return [n for n, _ in model.named_parameters() if n in names]
 
 
-def merge(model: nn.Module) -> nn.Module:
-    """Folds mergeable adaptations (LoRA, IA3, peft tuners) into the base weights, in place, for fast evaluation.
+def merge(model: nn.Module, *, strict: bool = False) -> nn.Module:
+    """Folds mergeable adaptations (LoRA, IA3, peft tuners) into the base weights and removes their modules, in place.
 
     The merged model computes the same logits (up to float rounding) and no longer has the adapter modules or
-    parameters (a peft tuner layer is replaced by its base layer), so save checkpoints before merging. Strategies
-    without a merge (adapters, prompts) are left as they are. ``attacks.prepare_for_attack`` merges its copy.
+    parameters: a peft tuner layer is replaced by its base layer (peft's ``merge_and_unload``), so save checkpoints
+    before merging. ``attacks.prepare_for_attack`` merges its copy for fast evaluation; ``robustft export --merged``
+    merges with ``strict=True`` to write the plain network.
+
+    Args:
+        model: a model with a strategy applied (or none: then nothing changes).
+        strict: refuse a model whose strategy adds modules that cannot be folded into existing weights (bottleneck
+            adapters, Compacter, visual prompts); without it, those are left as they are.
 
     Returns:
         ``model``.
+
+    Raises:
+        ConfigError: ``strict`` and modules remain after merging (the message names the strategy and the way out).
     """
     for target, attr, child in attached(model):
         if hasattr(child, "merge_into"):
             child.merge_into(target)
             detach(target, attr)
     peft_tuner.merge_peft_layers(model)
+    left = sorted({attr for _, attr, _ in attached(model)}) if strict else []
+    if left:
+        applied = getattr(model, "robustft_strategy", None)
+        who = f"strategy {applied.name!r}" if applied is not None else "this model's strategy"
+        raise ConfigError(
+            f"{who} adds modules ({', '.join(left)}) that cannot be merged into the backbone's "
+            "weights, so no plain model can hold it; export without --merged (the adapter weights keep their own "
+            "keys; robustft.load(RUN) gives the model itself), or fine-tune with a mergeable strategy (full, linear, "
+            "bitfit, partial, lora, ia3, peft:lora).")
     return model
 
 

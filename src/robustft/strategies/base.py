@@ -6,7 +6,8 @@ schedules such as LP-FT (head first, then everything) need no special case in th
 switches ``requires_grad`` when a new phase starts.
 
 Why written here: the bookkeeping (phases, BatchNorm statistics, counting) is specific to robustft's trainer
-contract; the parameter-efficient modules themselves live in ``modules.py`` and ``peft_tuner.py``.
+contract; the parameter-efficient modules themselves live in each strategy's module (``lora.py``, ``ia3.py``,
+``adapter.py``, ``compacter.py``, ``vpt.py``) and in ``peft_tuner.py``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ fine-tunes fully, so its ``strategies`` axis is ``full``). An axis value has a k
 the run names use), the value a config holds (``model.name``, ``data.name``...) and whether it belongs to the
 paper's main grid; values outside it (Imagenette, eps_g other than 4/255 and 8/255) are valid selections only.
 
-Paper A (PAPERS.md): ViT-B/16 in21k x the seven strategies x CIFAR-10, CIFAR-100, Caltech-256, CUB-200 and
+Paper A (Li et al., ICCV 2025): ViT-B/16 in21k x the seven strategies x CIFAR-10, CIFAR-100, Caltech-256, CUB-200 and
 Stanford Dogs evaluated with PGD-15 at 1/255 on paper A's schedule (eps ``1/255``), plus DomainNet's six domains,
 each trained on alone with the other five as its OOD splits, clean only (eps ``clean``): 7 x 5 + 7 x 6 = 77 runs.
 

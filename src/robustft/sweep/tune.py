@@ -45,22 +45,9 @@ from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
 from robustft.sweep.tune_protocol import START_FALLBACK, protocol
 from robustft.sweep.tune_results import SCORE, TuneResult, write_results, write_trials
-from robustft.sweep.tune_space import (
-    DEFAULT_SEARCH,
-    KINDS,
-    Distribution,
-    check_search,
-    metric_overrides,
-    parse_distribution,
-    parse_search,
-)
+from robustft.sweep.tune_space import Distribution, check_search, metric_overrides, parse_search
 
-# Re-exported: the search space and the results were defined here before robustft.sweep.tune_space and
-# robustft.sweep.tune_results, and are imported from here.
-__all__ = [
-    "DEFAULT_METRIC", "DEFAULT_SEARCH", "KINDS", "SCORE", "Distribution", "SearchInterrupted", "TuneResult",
-    "check_search", "parse_distribution", "parse_search", "run_tune",
-]
+__all__ = ["DEFAULT_METRIC", "SearchInterrupted", "run_tune"]
 
 DEFAULT_METRIC = "val/clean/accuracy"  # the clean-accuracy protocol's
 

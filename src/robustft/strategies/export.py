@@ -12,6 +12,9 @@ Normalisation is not part of the network (robustft applies it inside ``RobustMod
 ``OUT.json`` states the mean / std to apply to [0, 1] images, the input size and the line of code that creates the
 plain model. ``.safetensors`` files are written with safetensors; ``.pt`` / ``.pth`` with ``torch.save`` of a dict of
 tensors (loads with ``torch.load(path, weights_only=True)``); other names are refused.
+
+It lives with the strategies (the model is rebuilt by ``restore.load_model``, merged by ``adapt.merge``), not with
+the run directory it reads, so that ``robustft.runs`` stays storage only.
 """
 
 from __future__ import annotations
@@ -26,10 +29,9 @@ from torch import nn
 
 from robustft.errors import ConfigError
 from robustft.models.hf_source import LogitsOnly
-from robustft.runs.checkpoints import load_model
 from robustft.runs.metrics_file import file_mode
-from robustft.strategies import merge
-from robustft.strategies.hooks import attached
+from robustft.strategies.adapt import merge
+from robustft.strategies.restore import load_model
 
 # What export writes: safetensors, or a torch.save'd dict of tensors (torch.load(path, weights_only=True)).
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -54,9 +56,8 @@ def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: 
     """
     out = check_target(out)
     model, payload = load_model(run, which=which)
-    strategy = payload["strategy"]["name"]
     if merged:
-        merge_and_unload(model, strategy)
+        merge(model, strict=True)
     network = plain_network(model)
     state = {key: value.detach().cpu().clone().contiguous() for key, value in network.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,23 +93,6 @@ def check_target(out: str | Path) -> Path:
             f"export target {out} ends in {out.suffix or 'nothing'} ({why}). Name it {out.with_suffix('.safetensors')} "
             f"(safetensors) or {out.with_suffix('.pt')} (a torch state dict; .pth too).")
     return out
-
-
-def merge_and_unload(model: nn.Module, strategy: str) -> nn.Module:
-    """Merges every mergeable adaptation into its weights and removes the adapter modules, in place.
-
-    Raises:
-        ConfigError: modules remain that cannot be merged (the message names the strategy and the way out).
-    """
-    merge(model)  # peft tuner layers are replaced by their merged base layers too
-    left = sorted({attr for _, attr, _ in attached(model)})
-    if left:
-        raise ConfigError(
-            f"strategy {strategy!r} adds modules ({', '.join(left)}) that cannot be merged into the backbone's "
-            "weights, so no plain model can hold it; export without --merged (the adapter weights keep their own "
-            "keys; robustft.load(RUN) gives the model itself), or fine-tune with a mergeable strategy (full, linear, "
-            "bitfit, partial, lora, ia3, peft:lora).")
-    return model
 
 
 def plain_network(model: nn.Module) -> nn.Module:
