@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 import robustft.report
-import robustft.report.collect
 import robustft.runs
 import robustft.sweep
 import robustft.training.trainer
@@ -145,7 +144,7 @@ def test_reproduce_positional_and_set_overrides_reach_the_study_alike(monkeypatc
 @pytest.mark.parametrize("flag, warned", [("--output-dir", False), ("--out", True)])
 def test_report_output_dir_and_its_deprecated_alias(monkeypatch, tmp_path, capsys, flag, warned):
     written = {}
-    monkeypatch.setattr(robustft.report.collect, "collect_runs", lambda runs: [types.SimpleNamespace(path=tmp_path)])
+    monkeypatch.setattr(robustft.runs, "load_runs", lambda runs: [types.SimpleNamespace(path=tmp_path)])
     monkeypatch.setattr(robustft.report, "build_report",
                         lambda records, out, **k: written.setdefault("out", Path(out)) / "index.html")
     assert main(["report", str(tmp_path), flag, str(tmp_path / "r")]) == 0

@@ -24,8 +24,8 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     """
     from robustft.analysis.findings import findings
     from robustft.report import build_report
-    from robustft.report.collect import collect_runs
     from robustft.report.html import describe
+    from robustft.runs import load_runs
     from robustft.sweep.runner import STATUS_FAILED, STATUS_FINISHED
     from robustft.sweep.study import default_jobs, resolve_study, run_study
     from robustft.sweep.study_progress import StudyProgress
@@ -53,7 +53,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     if not done:
         print("robustft: no run finished; nothing to report.", file=sys.stderr)
         return 1
-    runs = collect_runs(done)
+    runs = load_runs(done)
     # CPU time of the runs: on a shared machine wall time says little, CPU seconds / cores estimates the wall time
     # the same study takes on an idle one. Each run records its own (summary.json: cpu_seconds), which also counts
     # Ray workers, who are no children of this process; runs skipped as finished earlier are not counted.

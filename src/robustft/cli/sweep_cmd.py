@@ -88,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
           f"manifest {out / 'sweep.json'}" + (f"; `robustft sweep --status {out}` shows progress" if running else ""))
     if args.report:
         from robustft.report import build_report
-        from robustft.report.collect import collect_runs
+        from robustft.runs import load_runs
 
         done = [r.path for r in results if r.status not in (STATUS_FAILED, STATUS_RUNNING)]
         if done:
-            page = build_report(collect_runs(done), out / "report", title=_report_title(args.config, grid, len(points)),
+            page = build_report(load_runs(done), out / "report", title=_report_title(args.config, grid, len(points)),
                                 group_by=args.group_by)
             print(f"report: {page}")
     return 1 if failed else 0

@@ -1,5 +1,6 @@
-"""Run directories: the one record schema, the append-only metrics and per-sample outcome files, checkpoints, the
-one-writer lock, and DuckDB queries across runs.
+"""Runs: the one run type (:class:`Run`: directory, config, summary, metrics, per-sample outcomes, read lazily) and
+its one loader (:func:`load_runs`), the one record schema, the append-only metrics and per-sample outcome files,
+checkpoints, the one-writer lock, and DuckDB queries across runs.
 
 ``checkpoints`` and ``export`` need torch (and the models and strategies), which ``import robustft.runs`` does not
 load: a sweep's parent process imports this package (the lock, the metrics file) and runs no model. They are
@@ -8,6 +9,7 @@ after ``import robustft`` alone, whatever was imported before, through the modul
 imports only these named submodules of this package (PEP 562; it hides no import cycle, tests/test_layering.py).
 """
 
+from robustft.runs.collection import find_run_dirs, load_runs
 from robustft.runs.lock import RunLockedError
 from robustft.runs.metrics_file import (
     MetricRecordError,
@@ -19,15 +21,15 @@ from robustft.runs.metrics_file import (
     repair_jsonl,
 )
 from robustft.runs.outcomes import OutcomeBlock, OutcomesWriter
-from robustft.runs.query import find_run_dirs, load_runs, query_runs, run_columns
+from robustft.runs.query import metrics_frame, query_runs, run_columns
 from robustft.runs.records import METRIC_FIELDS
-from robustft.runs.run_dir import RunDir, RunExistsError, RunNotFoundError, read_metrics, read_outcomes
+from robustft.runs.run_dir import Run, RunExistsError, RunNotFoundError, read_metrics, read_outcomes
 
 __all__ = [
-    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "OutcomeBlock", "OutcomesWriter", "RunDir",
+    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "OutcomeBlock", "OutcomesWriter", "Run",
     "RunExistsError", "RunLockedError", "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs",
-    "load_runs", "normalize_record", "query_runs", "read_metrics", "read_outcomes", "read_records", "repair_jsonl",
-    "run_columns",
+    "load_runs", "metrics_frame", "normalize_record", "query_runs", "read_metrics", "read_outcomes", "read_records",
+    "repair_jsonl", "run_columns",
 ]
 
 # Submodules reached as attributes on first use (they import torch); see the module docstring.
