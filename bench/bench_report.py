@@ -1,4 +1,4 @@
-"""Report benchmark: ``collect_runs`` + ``build_report`` over synthetic run directories, 50 evaluation points each,
+"""Report benchmark: ``load_runs`` + ``build_report`` over synthetic run directories, 50 evaluation points each,
 5 seeds per configuration, at 100 and 1,000 runs.
 
 Printed: the time ratio 1000 / 100 (linear growth in the number of runs gives ~10; target <= 12) and the absolute
@@ -92,13 +92,13 @@ def write_runs(root: Path, count: int) -> Path:
 
 
 def report_seconds(runs_dir: Path, out: Path) -> tuple[float, float]:
-    """(wall seconds, this process's CPU seconds) of collect_runs + build_report. CPU time is printed too because
+    """(wall seconds, this process's CPU seconds) of load_runs + build_report. CPU time is printed too because
     on a machine shared with other jobs the wall time measures the load as much as the report."""
     from robustft.report import build_report
-    from robustft.report.collect import collect_runs
+    from robustft.runs import load_runs
 
     start, cpu = time.perf_counter(), time.process_time()
-    build_report(collect_runs(runs_dir), out, title="bench")
+    build_report(load_runs(runs_dir), out, title="bench")
     return time.perf_counter() - start, time.process_time() - cpu
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from robustft.analysis.findings import PAIRED, UNPAIRED, Finding, findings
-from robustft.runs.collection import read_runs
+from robustft.runs import load_runs
 
 PEAK_CONTRASTS = ("rise", "drop", "clean_change")
 
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("study", help="a study's folder (or runs/, run directories, a glob), as robustft report takes")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap draws of the paired intervals")
     args = parser.parse_args(argv)
-    runs = read_runs(args.study)
+    runs = load_runs(args.study)
     before, after = findings(runs, method=UNPAIRED), findings(runs, method=PAIRED, n_boot=args.n_boot)
     header = ("finding", "interval", "unpaired", "half-width", "paired", "half-width", "ratio")
     table = [header, *rows(before, after)]

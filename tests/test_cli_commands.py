@@ -17,7 +17,7 @@ import robustft
 import robustft.sweep as sweep_module
 from robustft.cli import main
 from robustft.cli.list_cmd import REGISTRIES
-from robustft.runs import RunDir
+from robustft.runs import Run
 from test_report import frontier_rows, synthetic_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_list_of_an_unknown_kind_is_a_usage_error(capsys):
 
 def _write_run(path: Path, name: str, strategy: str, peak: float) -> None:
     record = synthetic_run(name, strategy, peak)
-    run = RunDir.create(path / name, record.config)
+    run = Run.create(path / name, record.config)
     with run.metrics_writer() as writer:
         writer.write([{k: v for k, v in row.items() if v == v and v is not None}  # drop NaN / None cells
                       for row in record.metrics.to_dict("records")])

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 import robustft.report
-import robustft.report.collect
 import robustft.runs
 import robustft.sweep
 import robustft.training.trainer
@@ -146,7 +145,7 @@ def test_reproduce_positional_and_set_overrides_reach_the_study_alike(monkeypatc
 
 def test_report_takes_output_dir_and_the_removed_out_is_refused_not_read_as_a_prefix(monkeypatch, tmp_path, capsys):
     written = {}
-    monkeypatch.setattr(robustft.report.collect, "collect_runs", lambda runs: [types.SimpleNamespace(path=tmp_path)])
+    monkeypatch.setattr(robustft.runs, "load_runs", lambda runs: [types.SimpleNamespace(path=tmp_path)])
     monkeypatch.setattr(robustft.report, "build_report",
                         lambda records, out, **k: written.setdefault("out", Path(out)) / "index.html")
     assert main(["report", str(tmp_path), "--output-dir", str(tmp_path / "r")]) == 0

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
 
 from robustft.analysis import evidence
 from robustft.analysis.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding, findings
+from robustft.runs import Run
 
 EPS_A = 1 / 255
 EPS_B = 32 / 255
 
 
-@dataclass
-class Run:
-    name: str
-    config: dict
-    metrics: pd.DataFrame
-    summary: dict = field(default_factory=lambda: {"detection": {"num_classes": 10}})
+def held(name: str, config: dict, metrics: pd.DataFrame) -> Run:
+    """A run held in memory, as the trainer would have summarised it (10 classes)."""
+    return Run(name=name, config=config, metrics=metrics, summary={"detection": {"num_classes": 10}})
 
 
 def _acc(step, epoch, split, value, n, attack="clean", eps=0.0, metric="accuracy"):
@@ -43,7 +40,7 @@ def paper_a_run(strategy, clean, robust, n=256, ood=None, seed=0, steps=None):
         rows.append(_acc(step, step / 100, "test", robust[i], n, "pgd", EPS_A))
         for name, values in (ood or {}).items():
             rows.append(_acc(step, step / 100, f"ood:{name}", values[i], n))
-    return Run(f"a-{strategy}-{seed}", _config(strategy, seed=seed), pd.DataFrame(rows))
+    return held(f"a-{strategy}-{seed}", _config(strategy, seed=seed), pd.DataFrame(rows))
 
 
 def verdict(found: list[Finding], key: str) -> Finding:
@@ -209,7 +206,7 @@ def paper_b_run(kind, clean_by_epoch, curve, n=200, seed=0):
     for eps, value in zip(grid, curve, strict=True):
         rows.append(_acc(last, float(len(clean_by_epoch) - 1), "test", value, n, "apgd-ce", eps, "curve_accuracy"))
     config = _config("full", objective, schedule, seed=seed)
-    return Run(f"b-{kind}-{seed}", config, pd.DataFrame(rows))
+    return held(f"b-{kind}-{seed}", config, pd.DataFrame(rows))
 
 
 def test_schedule_beats_fix_holds_on_clean_and_eadv_and_fix_delays_onset():
@@ -332,16 +329,15 @@ def test_records_without_a_sample_size_make_claims_inconclusive_not_an_error():
 def test_a_study_directory_is_read_as_robustft_report_reads_it(tmp_path):
     """`findings("study")` takes what `robustft report study` takes: a study's folder (or runs/, run directories,
     globs), read by the report's loader; the verdicts are those of the same runs in memory."""
-    from robustft.report.collect import collect_runs
-    from robustft.runs import RunDir
+    from robustft.runs import load_runs
 
     runs = _strategies({"bitfit": [0.1, 0.5, 0.5, 0.4], "full": [0.02, 0.1, 0.1, 0.05],
                         "linear": [0.02, 0.3, 0.35, 0.3], "lora": [0.02, 0.05, 0.05, 0.05]})
     for run in runs:
-        RunDir.create(tmp_path / "study" / run.name, run.config).metrics_writer().write(
+        Run.create(tmp_path / "study" / run.name, run.config).metrics_writer().write(
             run.metrics.to_dict("records"))
     expected = [(f.key, f.verdict, f.numbers.get("leader")) for f in findings(runs)]
     assert expected and verdict(findings(runs), "A.largest_area").verdict == HOLDS
     for argument in (tmp_path / "study", str(tmp_path / "study"), str(tmp_path / "study" / "*"),
-                     [tmp_path / "study"], collect_runs(tmp_path / "study")):
+                     [tmp_path / "study"], load_runs(tmp_path / "study")):
         assert [(f.key, f.verdict, f.numbers.get("leader")) for f in findings(argument)] == expected, argument

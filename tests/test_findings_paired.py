@@ -3,8 +3,6 @@ fall back to the unpaired intervals and say so, and a claim that picks a maximum
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,18 +15,15 @@ from robustft.analysis.findings_peak import peak_contrasts
 from robustft.analysis.paired import AlignedOutcomes, Sample
 from robustft.analysis.paired_bootstrap import paired_bootstrap, pareto_area_statistic
 from robustft.errors import ConfigError
+from robustft.runs import Run
 from robustft.runs.outcomes import TABLE_COLUMNS
 
 
-@dataclass
-class Run:
-    """A run held in memory with its per-image outcomes (as ``robustft.runs.read_outcomes`` returns them)."""
-
-    name: str
-    config: dict
-    metrics: pd.DataFrame
-    outcomes: pd.DataFrame | None
-    summary: dict = field(default_factory=lambda: {"detection": {"num_classes": 10}})
+def held(name: str, config: dict, metrics: pd.DataFrame, outcomes: pd.DataFrame | None) -> Run:
+    """A run held in memory with its per-image outcomes (as ``robustft.runs.read_outcomes`` returns them; None:
+    none recorded)."""
+    return Run(name=name, config=config, metrics=metrics, outcomes=outcomes,
+               summary={"detection": {"num_classes": 10}})
 
 
 def evaluated(name: str, config: dict, evaluations: list[tuple], ids: np.ndarray) -> Run:
@@ -39,11 +34,11 @@ def evaluated(name: str, config: dict, evaluations: list[tuple], ids: np.ndarray
         rows.append({"step": step, "epoch": epoch, "split": split, "metric": metric, "attack": attack, "eps": eps,
                      "value": float(np.mean(correct)), "n": int(correct.size)})
         table.append((step, split, metric, attack, eps, int(ids.size), ids, np.asarray(correct, dtype=bool)))
-    return Run(name, config, pd.DataFrame(rows), pd.DataFrame(table, columns=list(TABLE_COLUMNS)))
+    return held(name, config, pd.DataFrame(rows), pd.DataFrame(table, columns=list(TABLE_COLUMNS)))
 
 
 def without_outcomes(runs: list[Run]) -> list[Run]:
-    return [Run(r.name, r.config, r.metrics, None, r.summary) for r in runs]
+    return [held(r.name, r.config, r.metrics, None) for r in runs]
 
 
 def half_width(finding) -> float:

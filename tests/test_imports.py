@@ -14,7 +14,7 @@ def test_module_imports_on_its_own(module):
 
 def test_reexports_resolve():
     from robustft.config import apply_overrides, load_config, merge_trees
-    from robustft.runs import find_run_dirs, load_runs, query_runs, run_columns
+    from robustft.runs import find_run_dirs, load_runs, metrics_frame, query_runs, run_columns
 
     assert all(callable(f) for f in (apply_overrides, load_config, merge_trees, find_run_dirs, load_runs,
-                                     query_runs, run_columns))
+                                     metrics_frame, query_runs, run_columns))

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from robustft.analysis import compare_runs, pareto_area, percent_above_average
-from robustft.report import RunRecord, build_report
+from robustft.report import build_report
 from robustft.report.html import describe
+from robustft.runs import Run
 
 STEPS = [0, 50, 100, 130, 160, 300]
 
@@ -19,7 +20,7 @@ def _record(step, split, metric, attack, eps, value, extra=None):
 
 
 def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mnist", attack: str = "pgd",
-                  eps: float = 1 / 255, eval_attack: dict | None = None, robust: bool = True) -> RunRecord:
+                  eps: float = 1 / 255, eval_attack: dict | None = None, robust: bool = True) -> Run:
     """Records in the trainer's schema (see robustft.runs.records): clean accuracy is attack 'clean' at eps 0.
 
     Clean accuracy rises 0.1 -> 0.9 over the six evaluations; robust accuracy (``attack`` at ``eps``) rises to
@@ -48,7 +49,7 @@ def synthetic_run(name: str, strategy: str, peak: float, data: str = "fashion-mn
               "eps": {"schedule": "scheduled", "value": "4/255"}}
     if eval_attack is not None:
         config["eval"] = {"attack": eval_attack}
-    return RunRecord(name, config, {"strategy": {"trainable_share": 0.0123}}, pd.DataFrame(rows))
+    return Run(name=name, config=config, summary={"strategy": {"trainable_share": 0.0123}}, metrics=pd.DataFrame(rows))
 
 
 def frontier_rows(text: str, runs: bool = False) -> list[tuple[str, ...]]:
@@ -59,7 +60,7 @@ def frontier_rows(text: str, runs: bool = False) -> list[tuple[str, ...]]:
     return rows if runs else [(group, area, above) for group, _, area, above in rows]
 
 
-def expected_area(run: RunRecord, attack: str = "pgd") -> float:
+def expected_area(run: Run, attack: str = "pgd") -> float:
     df = run.metrics[run.metrics["split"] == "test"]
     clean = df[(df["attack"] == "clean") & (df["metric"] == "accuracy")].sort_values("step")["value"]
     robust = df[(df["attack"] == attack) & (df["metric"] == "accuracy")].sort_values("step")["value"]
@@ -204,17 +205,16 @@ def test_the_page_is_the_shipped_template_with_every_run_value_escaped(tmp_path)
 def test_two_studies_runs_of_one_name_get_their_own_row_in_the_report(tmp_path):
     """`robustft report demo1 demo2` where both hold an a-full: two frontiers named by study, not one merged."""
     from robustft.cli import main
-    from robustft.report.collect import collect_runs
-    from robustft.runs import RunDir
+    from robustft.runs import Run, load_runs
 
     made = {}
     for study, peak in (("demo1", 0.2), ("demo2", 0.4)):
         run = synthetic_run("a-full", "full", peak)
-        directory = RunDir.create(tmp_path / study / "a-full", run.config)
+        directory = Run.create(tmp_path / study / "a-full", run.config)
         directory.metrics_writer().write([{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
                                           for row in run.metrics.to_dict("records")])
         made[f"{study}/a-full"] = expected_area(run)
-    records = collect_runs([tmp_path / "demo1", tmp_path / "demo2"])
+    records = load_runs([tmp_path / "demo1", tmp_path / "demo2"])
     assert [r.name for r in records] == ["demo1/a-full", "demo2/a-full"]
     assert main(["report", str(tmp_path / "demo1"), str(tmp_path / "demo2"), "--output-dir",
                  str(tmp_path / "report")]) == 0

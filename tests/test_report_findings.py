@@ -7,19 +7,18 @@ import html
 from pathlib import Path
 
 import numpy as np
-from tests.test_findings_paired import Run, schedules
+from tests.test_findings_paired import schedules
 
 from robustft.analysis.findings import INCONCLUSIVE, findings
 from robustft.report import build_report
-from robustft.report.collect import collect_runs
 from robustft.report.findings_table import findings_table
-from robustft.runs import OutcomeBlock, RunDir
+from robustft.runs import OutcomeBlock, Run, load_runs
 
 
 def write_study(runs: list[Run], folder: Path) -> Path:
     """The in-memory runs as run directories: metrics.jsonl and outcomes.bin, as a trainer writes them."""
     for run in runs:
-        directory = RunDir.create(folder / run.name, run.config)
+        directory = Run.create(folder / run.name, run.config)
         directory.metrics_writer().write(run.metrics.to_dict("records"))
         with directory.outcomes_writer() as writer:
             writer.write([OutcomeBlock(int(row.step), row.split, row.metric, (row.attack,), (float(row.eps),),
@@ -30,7 +29,7 @@ def write_study(runs: list[Run], folder: Path) -> Path:
 
 def test_the_findings_of_run_directories_are_paired_through_their_outcome_files(tmp_path):
     study = write_study(schedules(), tmp_path / "study")
-    records = collect_runs(study)
+    records = load_runs(study)
     (row,) = findings_table(records)
     assert row["verdict"] == "holds" and row["method"] == "paired (Newcombe), n=500" and row["n"] == "n = 500"
     assert row["interval"].startswith("clean accuracy: scheduled - fix: 3.") and row["resolve"] == ""
@@ -47,7 +46,7 @@ def test_an_inconclusive_finding_says_what_sample_size_would_resolve_it(tmp_path
     count = found.resolve["count"]
     assert count > 500 and row["resolve"] == f"about {count:,} images per run (80% power at the observed effect)"
     assert row["method"] == "unpaired: Wilson, n=500"
-    records = collect_runs(write_study(runs, tmp_path / "study"))
+    records = load_runs(write_study(runs, tmp_path / "study"))
     page = build_report(records, tmp_path / "report", found=[found]).read_text(encoding="utf-8")
     assert row["resolve"] in page
     # no effect at all: no sample size resolves it, and the row says so rather than printing infinity

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tests.test_report_seeds import synthetic_run
 
-from robustft.report.html import RunRecord
+from robustft.runs import Run
 
 
-def paper_a_run(strategy: str, seed: int) -> RunRecord:
+def paper_a_run(strategy: str, seed: int) -> Run:
     """A standard fine-tuning run of paper A's study beside them: PGD at 1/255 only, another strategy."""
     rows = []
     for epoch in range(4):
@@ -25,10 +25,10 @@ def paper_a_run(strategy: str, seed: int) -> RunRecord:
     config = {"name": f"a-{strategy}-seed-{seed}", "seed": seed, "model": {"name": "mobilenet_v2"},
               "data": {"name": "fashion-mnist"}, "strategy": {"name": strategy}, "objective": {"name": "standard"},
               "eps": {"schedule": "zero", "value": "4/255"}}
-    return RunRecord(config["name"], config, {}, pd.DataFrame(rows))
+    return Run(name=config["name"], config=config, metrics=pd.DataFrame(rows))
 
 
-def reference_run(seed: int) -> RunRecord:
+def reference_run(seed: int) -> Run:
     """Paper B's standard reference: the adversarial runs' config but for the objective and the eps schedule."""
     run = synthetic_run("full", "zero", seed)
     run.config["objective"] = {"name": "standard"}
@@ -37,7 +37,7 @@ def reference_run(seed: int) -> RunRecord:
     return run
 
 
-def study() -> list[RunRecord]:
+def study() -> list[Run]:
     adversarial = [synthetic_run("full", schedule, seed) for schedule in ("constant", "scheduled") for seed in range(3)]
     return [*adversarial, *[reference_run(seed) for seed in range(3)],
             *[paper_a_run(strategy, 0) for strategy in ("lora", "bitfit")]]

@@ -11,13 +11,14 @@ import pytest
 from scipy import stats as scipy_stats
 
 from robustft.analysis.seed_stats import run_summaries
-from robustft.report import RunRecord, build_report
+from robustft.report import build_report
 from robustft.report.schedule_figure import schedule_curves
+from robustft.runs import Run
 
 EPS = 4 / 255
 
 
-def synthetic_run(strategy: str, schedule: str, seed: int, epochs: int = 6) -> RunRecord:
+def synthetic_run(strategy: str, schedule: str, seed: int, epochs: int = 6) -> Run:
     rng = np.random.default_rng(zlib.crc32(f"{strategy}{schedule}{seed}".encode()))
     delay = 2 if schedule == "scheduled" else 0
     rows = []
@@ -38,7 +39,7 @@ def synthetic_run(strategy: str, schedule: str, seed: int, epochs: int = 6) -> R
     config = {"name": f"b-strategy-{strategy}-eps.schedule-{schedule}-seed-{seed}", "seed": seed,
               "model": {"name": "mobilenet_v2"}, "data": {"name": "fashion-mnist"}, "strategy": {"name": strategy},
               "objective": {"name": "adversarial"}, "eps": {"schedule": schedule, "value": "4/255"}}
-    return RunRecord(config["name"], config, {}, pd.DataFrame(rows))
+    return Run(name=config["name"], config=config, metrics=pd.DataFrame(rows))
 
 
 def runs():

@@ -121,9 +121,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     # block: the resume must drop the whole block and the torn tail.
     import numpy as np
 
-    from robustft.runs import OutcomeBlock, RunDir
+    from robustft.runs import OutcomeBlock, Run
 
-    RunDir(run).outcomes_writer().write([OutcomeBlock(10_000, "test", "accuracy", ("clean",), (0.0,), np.arange(3),
+    Run(run).outcomes_writer().write([OutcomeBlock(10_000, "test", "accuracy", ("clean",), (0.0,), np.arange(3),
                                                       np.ones((1, 3), bool))])
     with open(run / "outcomes.bin", "ab") as handle:
         handle.write(b"RFO1\x10\x00")
@@ -141,7 +141,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert got == want  # same records, same order, same values: nothing lost, nothing doubled
     # The per-image outcomes too, byte for byte: truncated to the checkpoint with the records, ids stored once
     assert (run / "outcomes.bin").read_bytes() == (tmp_path / "reference" / "run" / "outcomes.bin").read_bytes()
-    blocks = RunDir(run).read_outcomes()
+    blocks = Run(run).read_outcomes()
     assert sorted({b.step for b in blocks}) == list(range(19)) and {b.split for b in blocks} >= {"test", "ood:shifted"}
     summary = json.loads((run / "summary.json").read_text())
     reference_summary = json.loads((tmp_path / "reference" / "run" / "summary.json").read_text())

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import robustft
-from robustft.runs import RunDir, RunExistsError
+from robustft.runs import Run, RunExistsError
 from robustft.runs.lock import LOCK_FILE, RunLock, RunLockedError, lock_holder
 
 SRC = str(Path(robustft.__file__).resolve().parents[1])
@@ -81,7 +81,7 @@ def test_the_same_process_cannot_hold_one_run_twice(tmp_path: Path) -> None:
 def test_create_with_lock_refuses_a_directory_another_process_holds(holder) -> None:
     run_dir, _ = holder
     with pytest.raises(RunLockedError):
-        RunDir.create(run_dir, tiny_config(run_dir.parent), lock=True)
+        Run.create(run_dir, tiny_config(run_dir.parent), lock=True)
     assert not (run_dir / "config.yaml").exists()  # nothing written
 
 
@@ -89,19 +89,19 @@ def test_create_counts_only_real_files_as_an_existing_run(tmp_path: Path) -> Non
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     RunLock(run_dir).acquire().release()  # a lock file alone is not a run
-    run = RunDir.create(run_dir, tiny_config(tmp_path), lock=True)
+    run = Run.create(run_dir, tiny_config(tmp_path), lock=True)
     assert lock_holder(run_dir)["pid"] == os.getpid()
     run.unlock()
     assert lock_holder(run_dir) is None
     with pytest.raises(RunExistsError):
-        RunDir.create(run_dir, tiny_config(tmp_path), lock=True)
+        Run.create(run_dir, tiny_config(tmp_path), lock=True)
     assert lock_holder(run_dir) is None  # a refused create lets go
 
 
 def test_cli_train_and_resume_of_a_run_being_trained_exit_non_zero_naming_the_holder(tmp_path, capsys) -> None:
     from robustft.cli import main
 
-    run = RunDir.create(tmp_path / "run", tiny_config(tmp_path))
+    run = Run.create(tmp_path / "run", tiny_config(tmp_path))
     child = hold_in_other_process(run.path)
     try:
         assert main(["train", "--resume", str(run.path), "--quiet"]) == 2

@@ -16,12 +16,12 @@ from robustft.errors import RobustftError
 from robustft.runs import (
     METRIC_FIELDS,
     MetricRecordError,
-    RunDir,
+    Run,
     RunExistsError,
     RunNotFoundError,
     RunWriteError,
     find_run_dirs,
-    load_runs,
+    metrics_frame,
     query_runs,
     read_metrics,
 )
@@ -36,11 +36,11 @@ def rec(step: int, metric: str = "accuracy", split: str = "val", value: float = 
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> RunDir:
-    return RunDir.create(tmp_path / "runs" / "demo", make_config(), device="cpu")
+def run(tmp_path: Path) -> Run:
+    return Run.create(tmp_path / "runs" / "demo", make_config(), device="cpu")
 
 
-def test_create_writes_resolved_config_and_environment(run: RunDir) -> None:
+def test_create_writes_resolved_config_and_environment(run: Run) -> None:
     assert run.path.is_dir() and run.checkpoints_dir.is_dir()
     assert from_dict(run.config) == load_config(None)
     assert yaml.safe_load(run.config_path.read_text())["eps"]["value"] == "4/255"
@@ -51,24 +51,24 @@ def test_create_writes_resolved_config_and_environment(run: RunDir) -> None:
     assert not list(run.path.glob(".*.tmp"))
 
 
-def test_existing_run_directory_is_refused_with_the_resume_hint(run: RunDir) -> None:
+def test_existing_run_directory_is_refused_with_the_resume_hint(run: Run) -> None:
     with pytest.raises(RunExistsError, match="--resume"):
-        RunDir.create(run.path, make_config())
+        Run.create(run.path, make_config())
     run.metrics_writer().write([rec(0)])
-    again = RunDir.create(run.path, make_config(seed="3"), exist_ok=True)
+    again = Run.create(run.path, make_config(seed="3"), exist_ok=True)
     assert again.config["seed"] == 3
     assert len(again.read_records()) == 1  # exist_ok keeps what was written
 
 
 def test_open_missing_or_foreign_directory(tmp_path: Path) -> None:
     with pytest.raises(RunNotFoundError, match="does not exist"):
-        RunDir.open(tmp_path / "nope")
+        Run.open(tmp_path / "nope")
     (tmp_path / "plain").mkdir()
     with pytest.raises(RunNotFoundError, match="not a robustft run"):
-        RunDir.open(tmp_path / "plain")
+        Run.open(tmp_path / "plain")
 
 
-def test_writer_appends_complete_normalised_lines(run: RunDir) -> None:
+def test_writer_appends_complete_normalised_lines(run: Run) -> None:
     writer = run.metrics_writer()
     assert writer.write([rec(0), rec(0, "accuracy", "test", 0.25, attack="pgd", eps=1 / 255, n=8)]) == 2
     assert writer.write([]) == 0
@@ -81,17 +81,17 @@ def test_writer_appends_complete_normalised_lines(run: RunDir) -> None:
     assert json.loads(lines[2])["extra"] == {"note": "x"}
 
 
-def test_ood_splits_are_accepted(run: RunDir) -> None:
+def test_ood_splits_are_accepted(run: Run) -> None:
     run.metrics_writer().write([rec(0, split="ood:fashion-mnist@contrast:3")])
     assert run.read_records()[0]["split"] == "ood:fashion-mnist@contrast:3"
 
 
 def test_config_that_is_not_plain_yaml_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RobustftError, match="to_dict"):
-        RunDir.create(tmp_path / "r", {"model": object()})
+        Run.create(tmp_path / "r", {"model": object()})
 
 
-def test_numpy_and_torch_scalars_are_accepted(run: RunDir) -> None:
+def test_numpy_and_torch_scalars_are_accepted(run: Run) -> None:
     import numpy as np
     import torch
 
@@ -99,7 +99,7 @@ def test_numpy_and_torch_scalars_are_accepted(run: RunDir) -> None:
     assert [r["value"] for r in run.read_records()] == [0.5, 0.25]
 
 
-def test_non_finite_values_become_null_with_the_reason(run: RunDir) -> None:
+def test_non_finite_values_become_null_with_the_reason(run: Run) -> None:
     run.metrics_writer().write([rec(5, "loss", "optim", float("nan")), rec(6, "loss", "optim", float("inf"))])
     records = run.read_records()
     assert [r["value"] for r in records] == [None, None]
@@ -120,7 +120,7 @@ def test_non_finite_values_become_null_with_the_reason(run: RunDir) -> None:
         ({**rec(0), "metric": ""}, "empty"),
     ],
 )
-def test_malformed_records_are_rejected_and_nothing_of_the_batch_is_written(run: RunDir, bad: dict, match: str):
+def test_malformed_records_are_rejected_and_nothing_of_the_batch_is_written(run: Run, bad: dict, match: str):
     writer = run.metrics_writer()
     writer.write([rec(0)])
     with pytest.raises(MetricRecordError, match=match):
@@ -128,7 +128,7 @@ def test_malformed_records_are_rejected_and_nothing_of_the_batch_is_written(run:
     assert [r["step"] for r in run.read_records()] == [0]
 
 
-def test_torn_last_line_is_detected_and_cut_on_open(run: RunDir) -> None:
+def test_torn_last_line_is_detected_and_cut_on_open(run: Run) -> None:
     run.metrics_writer().write([rec(0), rec(10)])
     intact = run.metrics_path.read_bytes()
     with open(run.metrics_path, "ab") as handle:
@@ -142,7 +142,7 @@ def test_torn_last_line_is_detected_and_cut_on_open(run: RunDir) -> None:
     assert [r["step"] for r in run.read_records()] == [0, 10, 20]
 
 
-def test_garbage_complete_last_line_is_cut_too(run: RunDir) -> None:
+def test_garbage_complete_last_line_is_cut_too(run: Run) -> None:
     run.metrics_writer().write([rec(0)])
     with open(run.metrics_path, "ab") as handle:
         handle.write(b'{"step": 2\x00\x00\n')
@@ -150,7 +150,7 @@ def test_garbage_complete_last_line_is_cut_too(run: RunDir) -> None:
     assert len(run.metrics_path.read_text().splitlines()) == 1
 
 
-def test_truncate_metrics_after_a_checkpoint_step(run: RunDir) -> None:
+def test_truncate_metrics_after_a_checkpoint_step(run: Run) -> None:
     writer = run.metrics_writer()
     for step in (0, 10, 20, 30):
         writer.write([rec(step), rec(step, "lr", "optim", 1e-3)])
@@ -161,7 +161,7 @@ def test_truncate_metrics_after_a_checkpoint_step(run: RunDir) -> None:
     assert run.truncate_metrics_after(100) == 0
 
 
-def test_write_error_names_the_path_and_keeps_earlier_records(run: RunDir, monkeypatch: pytest.MonkeyPatch):
+def test_write_error_names_the_path_and_keeps_earlier_records(run: Run, monkeypatch: pytest.MonkeyPatch):
     writer = run.metrics_writer()
     writer.write([rec(0)])
     before = run.metrics_path.read_bytes()
@@ -184,33 +184,34 @@ def test_unwritable_run_directory_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(RobustftError, match=str(blocker)):
-        RunDir.create(blocker / "run", make_config())
+        Run.create(blocker / "run", make_config())
 
 
-def test_summary_is_written_atomically_and_read_back(run: RunDir) -> None:
-    assert run.read_summary() is None
+def test_summary_is_written_atomically_and_read_back(run: Run) -> None:
+    assert run.summary == {}  # not written yet
     run.write_summary({"onset": {"step": 3}, "value": 0.5})
     run.write_summary({"onset": None, "value": 0.75})
-    assert run.read_summary() == {"onset": None, "value": 0.75}
+    assert run.summary == {"onset": None, "value": 0.75}
+    assert Run(run.path).summary == {"onset": None, "value": 0.75}  # read back from the file
     assert not list(run.path.glob(".*.tmp"))
     with pytest.raises(ValueError):
         run.write_summary({"value": float("nan")})  # JSON has no NaN: detection must not produce one
-    assert run.read_summary() == {"onset": None, "value": 0.75}
+    assert Run(run.path).summary == {"onset": None, "value": 0.75}
 
 
-def test_read_metrics_of_an_empty_run_has_the_schema_columns(run: RunDir) -> None:
+def test_read_metrics_of_an_empty_run_has_the_schema_columns(run: Run) -> None:
     frame = read_metrics(run.path)
     assert list(frame.columns) == list(METRIC_FIELDS) and len(frame) == 0
 
 
-def many_runs(root: Path) -> list[RunDir]:
+def many_runs(root: Path) -> list[Run]:
     runs = []
     for index, (strategy, schedule) in enumerate([("full", "constant"), ("bitfit", "scheduled"), ("lora", "zero")]):
         config = make_config(name=f"r{index}", **{"strategy.name": strategy, "eps.schedule": schedule,
                                                   "objective.name": "adversarial"})
         # standard runs with eps schedules, as run directories written before that pair was refused hold them
         config["objective"]["name"] = "standard"
-        run = RunDir.create(root / f"r{index}", config)
+        run = Run.create(root / f"r{index}", config)
         run.metrics_writer().write(
             [rec(s, "accuracy", "test", 0.1 * index + s / 100, attack="pgd", eps=1 / 255, extra={"k": index})
              for s in (0, 10)] + [rec(s, "accuracy", "test", 0.5, attack="clean", eps=0.0) for s in (0, 10)]
@@ -228,9 +229,9 @@ def test_find_run_dirs_by_parent_glob_and_list(tmp_path: Path) -> None:
         find_run_dirs(str(tmp_path / "empty" / "*"))
 
 
-def test_load_runs_joins_config_columns(tmp_path: Path) -> None:
+def test_metrics_frame_joins_config_columns(tmp_path: Path) -> None:
     many_runs(tmp_path / "runs")
-    frame = load_runs(tmp_path / "runs")
+    frame = metrics_frame(tmp_path / "runs")
     assert len(frame) == 12
     assert set(frame["strategy"]) == {"full", "bitfit", "lora"}
     assert set(frame.groupby("run")["eps_schedule"].first()) == {"constant", "scheduled", "zero"}
@@ -246,7 +247,7 @@ def test_runs_view_shows_the_training_eps_a_run_trained_at(tmp_path: Path, objec
     # set after validation: standard with a schedule other than zero is refused now, but older run directories
     # hold it (the former default schedule was constant whatever the objective)
     config["objective"]["name"] = objective
-    RunDir.create(tmp_path / "runs" / "r", config)
+    Run.create(tmp_path / "runs" / "r", config)
     view = query_runs(tmp_path / "runs", "SELECT objective, eps_train FROM runs")
     assert view["eps_train"].iloc[0] == pytest.approx(expected)
 
@@ -276,12 +277,12 @@ def test_query_runs_bad_sql_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_query_runs_without_metrics_yet(tmp_path: Path) -> None:
-    RunDir.create(tmp_path / "runs" / "fresh", make_config())
+    Run.create(tmp_path / "runs" / "fresh", make_config())
     assert len(query_runs(tmp_path / "runs", "SELECT * FROM metrics")) == 0
     assert list(query_runs(tmp_path / "runs", "SELECT run FROM runs")["run"]) == ["fresh"]
 
 
-def test_a_corrupt_line_mid_file_does_not_hide_later_records(run: RunDir) -> None:
+def test_a_corrupt_line_mid_file_does_not_hide_later_records(run: Run) -> None:
     run.metrics_writer().write([rec(0)])
     with open(run.metrics_path, "ab") as handle:
         handle.write(b"not json\n")
@@ -312,7 +313,7 @@ def test_repair_jsonl_cases(tmp_path: Path, content: bytes, kept: bytes) -> None
     assert path.read_bytes() == kept
 
 
-def test_the_run_summary_reads_metrics_with_the_one_reader_that_skips_a_torn_last_line(run: RunDir) -> None:
+def test_the_run_summary_reads_metrics_with_the_one_reader_that_skips_a_torn_last_line(run: Run) -> None:
     # A killed writer can leave a last line without its newline; it may even parse as JSON. The one reader
     # (read_metrics / read_records) leaves it out, and so does the trainer's summary, which had its own reader.
     from robustft.training.components import summarize_run
@@ -326,11 +327,11 @@ def test_the_run_summary_reads_metrics_with_the_one_reader_that_skips_a_torn_las
     assert summary["final"] == {"test/clean/accuracy": 0.5}
 
 
-def two_studies(root: Path) -> list[RunDir]:
+def two_studies(root: Path) -> list[Run]:
     """Two studies' folders each holding an ``a-full`` (different numbers), one of them also an ``a-lora``."""
     runs = []
     for study, name, value in (("demo1", "a-full", 0.25), ("demo2", "a-full", 0.75), ("demo2", "a-lora", 0.5)):
-        run = RunDir.create(root / study / name, make_config(name=name, **{"strategy.name": name[2:]}))
+        run = Run.create(root / study / name, make_config(name=name, **{"strategy.name": name[2:]}))
         run.metrics_writer().write([rec(s, "accuracy", "test", value, attack="clean", eps=0.0) for s in (0, 10)])
         runs.append(run)
     return runs
@@ -347,7 +348,7 @@ def test_two_studies_runs_of_one_name_stay_apart_in_queries(tmp_path: Path, monk
     assert list(result["run"]) == ["a-lora", "demo1/a-full", "demo2/a-full"]
     assert list(result["mean"]) == pytest.approx([0.5, 0.25, 0.75]) and list(result["n"]) == [2, 2, 2]
     assert list(result["path"]) == [str(runs[i].path.resolve()) for i in (2, 0, 1)]
-    frame = load_runs("studies")
+    frame = metrics_frame("studies")
     assert sorted(frame.groupby("run")["value"].mean().items()) == [
         ("a-lora", 0.5), ("demo1/a-full", 0.25), ("demo2/a-full", 0.75)]
     # one study alone: the folder names, as before
@@ -355,9 +356,9 @@ def test_two_studies_runs_of_one_name_stay_apart_in_queries(tmp_path: Path, monk
 
 
 def test_unique_names_go_up_only_as_far_as_needed_and_one_directory_is_listed_once(tmp_path: Path) -> None:
-    from robustft.runs.query import unique_names
+    from robustft.runs.collection import unique_names
 
     paths = [tmp_path / "x" / "s" / "a", tmp_path / "y" / "s" / "a", tmp_path / "y" / "t" / "a", tmp_path / "b"]
     assert unique_names(paths) == ["x/s/a", "y/s/a", "t/a", "b"]
-    run = RunDir.create(tmp_path / "runs" / "r", make_config())
+    run = Run.create(tmp_path / "runs" / "r", make_config())
     assert find_run_dirs([run.path, tmp_path / "runs" / ".." / "runs" / "r"]) == [run.path]

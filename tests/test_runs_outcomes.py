@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustft.runs import OutcomeBlock, RunDir, read_outcomes
+from robustft.runs import OutcomeBlock, Run, read_outcomes
 from robustft.runs.outcomes import (
     LONG_COLUMNS,
     TABLE_COLUMNS,
@@ -34,11 +34,11 @@ def _same(a: OutcomeBlock, b: OutcomeBlock) -> bool:
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> RunDir:
-    return RunDir.create(tmp_path / "r", {"name": "r", "seed": 0})
+def run(tmp_path: Path) -> Run:
+    return Run.create(tmp_path / "r", {"name": "r", "seed": 0})
 
 
-def test_blocks_round_trip_and_each_subsets_ids_are_stored_once(run: RunDir) -> None:
+def test_blocks_round_trip_and_each_subsets_ids_are_stored_once(run: Run) -> None:
     written = [_block(0), _block(0, "val", n=8, ids=np.arange(8)), _block(0, "ood:x", n=1, attacks=("clean",),
                                                                            eps=(0.0,))]
     later = [_block(5), _block(5, "val", n=8, ids=np.arange(8))]
@@ -50,21 +50,21 @@ def test_blocks_round_trip_and_each_subsets_ids_are_stored_once(run: RunDir) -> 
     assert kinds.count("ids") == 3 and kinds.count("outcomes") == 5
 
 
-def test_a_changed_subset_gets_its_own_ids(run: RunDir) -> None:
+def test_a_changed_subset_gets_its_own_ids(run: Run) -> None:
     run.outcomes_writer().write([_block(0, n=8, ids=np.arange(8))])
     run.outcomes_writer().write([_block(1, n=6, ids=np.arange(100, 106))])
     first, second = run.read_outcomes()
     assert first.image_ids.tolist() == list(range(8)) and second.image_ids.tolist() == list(range(100, 106))
 
 
-def test_large_ids_are_kept_exactly(run: RunDir) -> None:
+def test_large_ids_are_kept_exactly(run: Run) -> None:
     ids = np.array([0, 2**33 + 7, 2**40])
     run.outcomes_writer().write([_block(0, n=3, ids=ids)])
     assert run.read_outcomes()[0].image_ids.tolist() == ids.tolist()
 
 
 @pytest.mark.parametrize("cut", [1, 5, 11, 40, -4, -1])
-def test_a_torn_last_batch_is_ignored_by_readers_and_cut_by_the_next_writer(run: RunDir, cut: int) -> None:
+def test_a_torn_last_batch_is_ignored_by_readers_and_cut_by_the_next_writer(run: Run, cut: int) -> None:
     run.outcomes_writer().write([_block(0)])
     whole = run.outcomes_path.stat().st_size
     run.outcomes_writer().write([_block(1), _block(1, "val")])
@@ -79,7 +79,7 @@ def test_a_torn_last_batch_is_ignored_by_readers_and_cut_by_the_next_writer(run:
     assert [b.step for b in run.read_outcomes()] == [0, 1][:expected] + [2]
 
 
-def test_a_complete_last_record_with_a_bad_checksum_is_cut(run: RunDir) -> None:
+def test_a_complete_last_record_with_a_bad_checksum_is_cut(run: Run) -> None:
     run.outcomes_writer().write([_block(0), _block(1)])
     data = bytearray(run.outcomes_path.read_bytes())
     data[-6] ^= 0xFF  # a payload byte of the last record
@@ -90,7 +90,7 @@ def test_a_complete_last_record_with_a_bad_checksum_is_cut(run: RunDir) -> None:
     assert repair_outcomes(run.outcomes_path) == 0
 
 
-def test_truncate_after_a_checkpoint_step_keeps_earlier_blocks_and_their_ids(run: RunDir) -> None:
+def test_truncate_after_a_checkpoint_step_keeps_earlier_blocks_and_their_ids(run: Run) -> None:
     for step in (0, 2, 4, 6):
         run.outcomes_writer().write([_block(step), _block(step, "val", n=8, ids=np.arange(8))])
     assert run.truncate_outcomes_after(4) == 2
@@ -103,7 +103,7 @@ def test_truncate_after_a_checkpoint_step_keeps_earlier_blocks_and_their_ids(run
     assert _same(run.read_outcomes()[0], _block(0))
 
 
-def test_tables_one_row_per_evaluation_and_per_image(run: RunDir) -> None:
+def test_tables_one_row_per_evaluation_and_per_image(run: Run) -> None:
     blocks = [_block(0, n=5), _block(3, "ood:x", n=4, attacks=("clean",), eps=(0.0,))]
     run.outcomes_writer().write(blocks)
     table = read_outcomes(run.path)
@@ -118,7 +118,7 @@ def test_tables_one_row_per_evaluation_and_per_image(run: RunDir) -> None:
     assert pgd["correct"].tolist() == blocks[0].correct[1].tolist()
 
 
-def test_a_run_without_outcomes_reads_as_empty_tables(run: RunDir) -> None:
+def test_a_run_without_outcomes_reads_as_empty_tables(run: Run) -> None:
     assert list(read_outcomes(run.path).columns) == list(TABLE_COLUMNS) and read_outcomes(run.path).empty
     assert list(outcome_rows([]).columns) == list(LONG_COLUMNS)
 
@@ -130,7 +130,7 @@ def test_inconsistent_blocks_are_refused() -> None:
         OutcomeBlock(0, "test", "accuracy", ("clean", "pgd"), (0.0,), np.arange(4), np.ones((2, 4), bool))
 
 
-def test_a_failed_append_leaves_the_earlier_blocks(run: RunDir, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_append_leaves_the_earlier_blocks(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     from robustft.runs import RunWriteError
@@ -152,10 +152,10 @@ def test_the_outcomes_view_of_query_has_one_row_per_image_of_every_run(tmp_path:
 
     blocks = {}
     for i, name in enumerate(("a", "b")):
-        run = RunDir.create(tmp_path / "runs" / name, {"name": name, "seed": 0})
+        run = Run.create(tmp_path / "runs" / name, {"name": name, "seed": 0})
         blocks[name] = [_block(0, n=5, seed=i), _block(2, n=5, seed=i)]
         run.outcomes_writer().write(blocks[name])
-    RunDir.create(tmp_path / "runs" / "old", {"name": "old", "seed": 0})  # written before outcomes existed
+    Run.create(tmp_path / "runs" / "old", {"name": "old", "seed": 0})  # written before outcomes existed
     frame = query_runs(tmp_path / "runs", "SELECT run, step, attack, image_id, correct FROM outcomes "
                                           "ORDER BY run, step, attack, image_id")
     assert len(frame) == 2 * 2 * 2 * 5

@@ -18,7 +18,7 @@ from robustft.analysis.seed_stats import (
     seed_table,
 )
 from robustft.errors import ConfigError
-from robustft.report.html import RunRecord
+from robustft.runs import Run
 
 EPS4 = 4 / 255
 
@@ -56,7 +56,7 @@ def metrics(clean, robust, e_adv=0.3, final_robust=None, ood=None):
 
 
 def run(cfg, frame, summary=None):
-    return RunRecord(cfg["name"], cfg, summary or {}, frame)
+    return Run(name=cfg["name"], config=cfg, summary=summary or {}, metrics=frame)
 
 
 def points_of(runs):

@@ -5,7 +5,7 @@ import pandas as pd
 from tests.test_findings import EPS_B, paper_a_run, paper_b_run
 
 from robustft.analysis.pareto import pareto_area
-from robustft.report.html import RunRecord
+from robustft.runs import Run
 from robustft.sweep.study_summary import eps_ramp, format_summary, schedule_rows, strategy_rows
 
 
@@ -51,7 +51,7 @@ def test_the_schedule_table_has_the_ramp_column():
 
 
 def _labelled(run, label):
-    return RunRecord(run.name, run.config, run.summary, run.metrics, labels={"label": label})
+    return Run(name=run.name, config=run.config, summary=run.summary, metrics=run.metrics, labels={"label": label})
 
 
 def test_the_demo_tables_pareto_area_is_per_seed_and_the_mean_over_seeds_has_its_spread():

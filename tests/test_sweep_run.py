@@ -58,13 +58,13 @@ def test_a_failing_point_does_not_stop_the_others(tmp_path):
 
 def test_a_point_refused_because_another_process_took_it_is_running_not_failed(tmp_path, monkeypatch):
     from robustft import sweep
-    from robustft.runs import RunDir
+    from robustft.runs import Run
     from test_run_lock import hold_in_other_process
 
     config = write_config(tmp_path)
     out = tmp_path / "sweep"
     (points,), (cfg,), _ = sweep.resolve_points(config, {}, output_dir=out)
-    RunDir.create(out / points.name, cfg)
+    Run.create(out / points.name, cfg)
     child = hold_in_other_process(out / points.name)
     # The other process takes the directory after this sweep's check: the `train --resume` child is refused.
     monkeypatch.setattr(sweep.local_executor, "prepare_run_dir", lambda run_dir: "resume")

@@ -27,12 +27,12 @@ def test_seeds_and_a_seed_grid_conflict():
 
 def test_seed_points_resolve_to_configs_differing_only_in_seed(tmp_path):
     from robustft.analysis.seed_stats import group_runs
-    from robustft.report.html import RunRecord
+    from robustft.runs import Run
 
     points, configs, _ = resolve_points("configs/demo.yaml", add_seed_axis({"strategy.name": ["full", "bitfit"]}, 2),
                                         output_dir=tmp_path)
     assert [c["seed"] for c in configs] == [0, 1, 0, 1]
-    groups = group_runs([RunRecord(c["name"], c, {}, None) for c in configs])
+    groups = group_runs([Run(name=c["name"], config=c) for c in configs])
     assert groups["group"].tolist() == ["strategy=full", "strategy=full", "strategy=bitfit", "strategy=bitfit"]
 
 

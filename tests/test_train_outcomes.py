@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustft.models.tiny import tiny_cnn
-from robustft.runs import RunDir, read_outcomes
+from robustft.runs import Run, read_outcomes
 from robustft.training.trainer import train
 from test_train import read_records, tiny_config, tiny_splits
 
 
 def _blocks(path: Path) -> list[tuple]:
     return [(b.step, b.split, b.metric, b.attacks, b.eps, b.image_ids.tolist(), b.correct.tolist())
-            for b in RunDir(path).read_outcomes()]
+            for b in Run(path).read_outcomes()]
 
 
 def test_every_accuracy_record_of_a_run_has_its_per_image_outcomes(tmp_path):

@@ -142,7 +142,7 @@ def test_trainer_calls_on_evaluation_after_every_evaluation(tmp_path):
 def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypatch):
     """What a restored search does with a trial that was cut short: no step trained twice, none lost."""
     tune = pytest.importorskip("ray.tune")
-    from robustft.runs import RunDir
+    from robustft.runs import Run
     from robustft.sweep.tune import _trial
 
     reported = []
@@ -167,7 +167,7 @@ def test_an_interrupted_trial_reports_what_it_has_and_resumes(tmp_path, monkeypa
     assert reported == [0, 4]
     _trial({"optim.lr": 0.01}, **kwargs)
     assert reported == [0, 4, 0, 4, 8]  # steps 0 and 4 re-reported from metrics.jsonl, then 8 trained
-    records = RunDir(tmp_path / "trials" / "t1").read_records()
+    records = Run(tmp_path / "trials" / "t1").read_records()
     clean = [r["step"] for r in records if (r["split"], r["metric"], r["attack"]) == ("val", "accuracy", "clean")]
     assert clean == [0, 4, 8]
     assert load_config(tmp_path / "trials" / "t1" / "config.yaml").optim.lr == pytest.approx(0.01)
@@ -406,7 +406,7 @@ def test_a_paper_b_trial_reports_the_validation_adversarial_loss(tmp_path, monke
     reports exactly those values to ASHA."""
     tune = pytest.importorskip("ray.tune")
     from robustft.config import to_dict
-    from robustft.runs import RunDir
+    from robustft.runs import Run
     from robustft.sweep.tune import _trial
     from robustft.sweep.tune_space import metric_overrides
 
@@ -420,7 +420,7 @@ def test_a_paper_b_trial_reports_the_validation_adversarial_loss(tmp_path, monke
     trial_base = to_dict(load_config(write_adversarial_config(tmp_path), added))
     _trial({"optim.head_lr": 0.01}, base=trial_base, budget=["train.steps=8"], trials_dir=str(tmp_path / "trials"),
            metric=metric, threads=1)
-    records = RunDir(tmp_path / "trials" / "t1").read_records()
+    records = Run(tmp_path / "trials" / "t1").read_records()
     losses = [(r["step"], r["value"]) for r in records
               if (r["split"], r["metric"], r["attack"]) == ("val", "loss", "fgsm")]
     assert reported == losses and [step for step, _ in losses] == [0, 4, 8]

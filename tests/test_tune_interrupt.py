@@ -23,7 +23,7 @@ import pytest
 
 import robustft
 from robustft.config import load_config
-from robustft.runs import RunDir
+from robustft.runs import Run
 from test_tune import TINY as TUNE_TINY
 
 pytest.importorskip("ray.tune", reason="Ray Tune is in the dev extra: pip install 'robustft[ray]'")
@@ -107,7 +107,7 @@ def _checkpointed(run_dir: Path) -> list[dict]:
 
     last = run_dir / "checkpoints" / "last.pt"
     step = int(load_checkpoint(last)["step"]) if last.is_file() else -1
-    return [r for r in RunDir(run_dir).read_records() if r["step"] <= step]
+    return [r for r in Run(run_dir).read_records() if r["step"] <= step]
 
 
 @pytest.mark.slow
@@ -152,7 +152,7 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
         assert _files(search.out / "trials" / name) == files, f"{name} ended before Ctrl-C but ran again"
     assert {name: _created(search.out / "trials" / name) for name in created} == created  # none made anew
     for name, records in kept.items():
-        after = RunDir(search.out / "trials" / name).read_records()
+        after = Run(search.out / "trials" / name).read_records()
         assert after[:len(records)] == records, f"{name} lost what it had checkpointed"
         steps = [(r["step"], r["split"], r["metric"], r.get("attack"), r.get("eps")) for r in after]
         assert len(steps) == len(set(steps)), f"{name} has a step recorded twice"

@@ -31,13 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, StudyRun, get
+from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, get
 from robustft.analysis.findings_paired import N_BOOT, PAIRED, UNPAIRED, Inference
 from robustft.analysis.findings_paper_a import paper_a_findings
 from robustft.analysis.findings_paper_b import paper_b_findings
-from robustft.runs.collection import read_runs
+from robustft.runs import Run, load_runs
 
 __all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "PAIRED", "UNPAIRED", "VERDICTS", "Finding", "findings",
            "paper_b_run_names"]
@@ -50,15 +48,14 @@ _PAPER_B_VARIED = ("eps.schedule", "eps.t1", "eps.t2", "eps.per", "eps.patience"
 _REFERENCE_VARIED = ("objective", "eps")
 
 
-def findings(runs: str | Path | Iterable[Any], method: str = PAIRED, n_boot: int = N_BOOT) -> list[Finding]:
+def findings(runs: str | Path | Iterable[str | Path | Run], method: str = PAIRED, n_boot: int = N_BOOT
+             ) -> list[Finding]:
     """Tests paper A's and paper B's claims on ``runs``; returns the findings the runs support, paper A first.
 
     Args:
-        runs: what ``robustft report`` takes (a study's folder, ``runs/``, run directories, globs; read by the
-            report's loader, ``robustft.runs.collection.read_runs``, which names two runs of one folder name apart),
-            or objects with ``name``, ``config`` (the resolved config dict) and ``metrics`` (long-form records)
-            attributes and optionally ``summary``, ``path`` (the run directory, whose outcomes.bin is then read) or
-            ``outcomes`` (a ``robustft.runs.read_outcomes`` table) (``report.RunRecord``), or a list mixing both.
+        runs: what ``robustft report`` takes (a study's folder, ``runs/``, run directories, globs; loaded by the
+            one loader, ``robustft.runs.load_runs``, which names two runs of one folder name apart), or
+            ``robustft.runs.Run`` objects (loaded, or held in memory), or a list mixing both.
         method: ``"paired"`` (default): intervals from the runs' per-image outcomes, comparing runs on the images
             they share (``findings_paired``), falling back to the unpaired ones, and saying so, where the runs
             cannot be paired; ``"unpaired"``: always the unpaired ones (Wilson bounds, seeds' spread), e.g. to
@@ -68,9 +65,12 @@ def findings(runs: str | Path | Iterable[Any], method: str = PAIRED, n_boot: int
     Raises:
         RunNotFoundError: a path holds no run directory.
         ConfigError: an unknown method or too few draws.
+        TypeError: an item is neither a path nor a ``Run``.
     """
     inference = Inference(method, int(n_boot))
-    loaded = [_as_run(run) for run in _read_paths(runs)]
+    loaded = _read_paths(runs)
+    for run in loaded:  # series are kept for one call: a run held in memory may have been changed since the last
+        run.memo.clear()
     out: list[Finding] = []
     a_groups = _paper_a_groups(loaded)
     a_labels = _group_labels([next(iter(arms.values()))[0].config for arms in a_groups], _PAPER_A_VARIED)
@@ -83,21 +83,25 @@ def findings(runs: str | Path | Iterable[Any], method: str = PAIRED, n_boot: int
     return out
 
 
-def _read_paths(runs: str | Path | Iterable[Any]) -> list[Any]:
-    """``runs`` with its paths read as ``robustft report`` reads them (all together, where the first one was)."""
+def _read_paths(runs: str | Path | Iterable[str | Path | Run]) -> list[Run]:
+    """``runs`` with its paths loaded as ``robustft report`` loads them (all together, where the first one was)."""
     items = [runs] if isinstance(runs, (str, Path)) else list(runs)
     paths = [item for item in items if isinstance(item, (str, Path))]
-    out: list[Any] = []
+    out: list[Run] = []
     for item in items:
-        if not isinstance(item, (str, Path)):
+        if isinstance(item, Run):
             out.append(item)
+        elif not isinstance(item, (str, Path)):
+            raise TypeError(f"findings take run directories (paths, globs, a study's folder) or robustft.runs.Run "
+                            f"objects, not {type(item).__name__}; load runs with robustft.runs.load_runs(paths) or "
+                            "build one in memory with Run(name=..., config=..., metrics=...).")
         elif paths:
-            out.extend(read_runs(paths))
+            out.extend(load_runs(paths))
             paths = []
     return out
 
 
-def paper_b_run_names(runs: Iterable[Any]) -> set[str]:
+def paper_b_run_names(runs: Iterable[str | Path | Run]) -> set[str]:
     """The runs a paper B table is about: every run trained with a perturbing objective, and each standard run that
     is the reference of one (equal to it but for objective and eps, or named by its ``detect.reference_run``); not the
     standard runs of a paper A study reported beside them.
@@ -105,7 +109,7 @@ def paper_b_run_names(runs: Iterable[Any]) -> set[str]:
     Args:
         runs: as ``findings`` takes them.
     """
-    loaded = [_as_run(run) for run in _read_paths(runs)]
+    loaded = _read_paths(runs)
     adversarial = [run for run in loaded if get(run.config, "objective.name", "standard") != "standard"]
     standard = [run for run in loaded if get(run.config, "objective.name", "standard") == "standard"]
     by_key: dict[str, list[str]] = {}
@@ -149,19 +153,6 @@ def _labelled(found: list[Finding], label: str) -> list[Finding]:
             for f in found]
 
 
-def _as_run(run: Any) -> StudyRun:
-    """A loaded run (``LoadedRun``, ``RunRecord`` or any object with its attributes) as the findings read it; its
-    outcomes are read from ``path`` when first needed, or taken from an ``outcomes`` table held in memory."""
-    if isinstance(run, StudyRun):
-        return run
-    metrics = run.metrics if isinstance(run.metrics, pd.DataFrame) else pd.DataFrame(run.metrics)
-    path = getattr(run, "path", None)
-    outcomes = getattr(run, "outcomes", None)
-    return StudyRun(str(run.name), dict(run.config or {}), metrics, dict(getattr(run, "summary", None) or {}),
-                    Path(path) if path is not None else None,
-                    outcomes if isinstance(outcomes, pd.DataFrame) else None)
-
-
 def _without(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> str:
     """The config minus ``dotted_keys``, as canonical JSON (equal strings: comparable runs)."""
     tree = json.loads(json.dumps(config, default=str))
@@ -175,8 +166,8 @@ def _without(config: Mapping[str, Any], dotted_keys: Sequence[str]) -> str:
     return json.dumps(tree, sort_keys=True)
 
 
-def _paper_a_groups(runs: Sequence[StudyRun]) -> list[dict[str, list[StudyRun]]]:
-    groups: dict[str, dict[str, list[StudyRun]]] = {}
+def _paper_a_groups(runs: Sequence[Run]) -> list[dict[str, list[Run]]]:
+    groups: dict[str, dict[str, list[Run]]] = {}
     for run in runs:
         if get(run.config, "objective.name", "standard") != "standard":
             continue
@@ -185,8 +176,8 @@ def _paper_a_groups(runs: Sequence[StudyRun]) -> list[dict[str, list[StudyRun]]]
     return [arms for arms in groups.values() if len(arms) >= 2]
 
 
-def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list[StudyRun], list[StudyRun]]]:
-    groups: dict[str, dict[str, list[StudyRun]]] = {}
+def _paper_b_groups(runs: Sequence[Run]) -> list[tuple[list[Run], list[Run], list[Run]]]:
+    groups: dict[str, dict[str, list[Run]]] = {}
     for run in runs:
         if get(run.config, "objective.name", "standard") == "standard":
             continue
@@ -201,9 +192,9 @@ def _paper_b_groups(runs: Sequence[StudyRun]) -> list[tuple[list[StudyRun], list
     return out
 
 
-def _named_reference(name: str, named: str, runs: Sequence[StudyRun]) -> list[StudyRun]:
+def _named_reference(name: str, named: str, runs: Sequence[Run]) -> list[Run]:
     """The runs called ``named`` (a folder name); where two loaded studies both have one, their names carry the
-    study folder (``demo1/a-full``, runs.collection), and the one beside the run ``name`` is its reference."""
+    study folder (``demo1/a-full``, runs.load_runs), and the one beside the run ``name`` is its reference."""
     wanted = Path(named).name
     found = [run for run in runs if run.name == wanted or run.name.endswith("/" + wanted)]
     study = name.rpartition("/")[0]
@@ -211,7 +202,7 @@ def _named_reference(name: str, named: str, runs: Sequence[StudyRun]) -> list[St
     return beside or found
 
 
-def _reference_runs(fix: StudyRun, runs: Sequence[StudyRun]) -> list[StudyRun]:
+def _reference_runs(fix: Run, runs: Sequence[Run]) -> list[Run]:
     named = get(fix.config, "detect.reference_run")
     if named:
         return _named_reference(fix.name, str(named), runs)

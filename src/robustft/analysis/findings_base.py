@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,9 +16,7 @@ import pandas as pd
 from robustft.analysis import evidence
 from robustft.analysis.evidence import Estimate
 from robustft.analysis.paired import Point
-from robustft.runs import records
-from robustft.runs.outcomes import TABLE_COLUMNS
-from robustft.runs.run_dir import read_outcomes
+from robustft.runs import Run, records
 
 HOLDS = "holds"
 DOES_NOT_HOLD = "does not hold"
@@ -73,32 +70,6 @@ class Finding:
                 "n": self.n, "interval": self.interval, "resolve": self.resolve}
 
 
-@dataclass
-class StudyRun:
-    """A run as the findings read it: name, resolved config, long-form metrics, summary, and its per-image outcomes.
-
-    Attributes:
-        path: the run directory (None for runs held in memory); its ``outcomes.bin`` is read on first use.
-        outcome_table: the outcomes as ``robustft.runs.read_outcomes`` returns them, when given in memory.
-    """
-
-    name: str
-    config: dict[str, Any]
-    metrics: pd.DataFrame
-    summary: dict[str, Any]
-    path: Path | None = None
-    outcome_table: pd.DataFrame | None = field(default=None, repr=False)
-    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
-
-    def outcomes(self) -> pd.DataFrame:
-        """The run's per-image outcomes (``robustft.runs.read_outcomes`` columns), read once from ``path``; empty
-        for a run written before outcomes were recorded or held in memory without them."""
-        if self.outcome_table is None:
-            self.outcome_table = read_outcomes(self.path) if self.path is not None and Path(self.path).is_dir() \
-                else pd.DataFrame(columns=list(TABLE_COLUMNS))
-        return self.outcome_table
-
-
 def get(config: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     node: Any = config
     for key in dotted.split("."):
@@ -114,7 +85,7 @@ def setting_text(config: Mapping[str, Any]) -> str:
     return text + (f" at {size} px" if size else "")
 
 
-def series(run: StudyRun, mask: pd.Series, split: str) -> pd.DataFrame:
+def series(run: Run, mask: pd.Series, split: str) -> pd.DataFrame:
     """step-sorted (step, epoch, value, n, point) of the records under ``mask`` on ``split`` (last record per step;
     ``point`` keys its per-image outcomes, :func:`outcome_point`)."""
     df = run.metrics
@@ -140,12 +111,12 @@ def outcome_point(record: Any) -> Point:
             0.0 if pd.isna(eps) else float(eps))
 
 
-def pick_split(run: StudyRun, mask: pd.Series, preference: Sequence[str]) -> str | None:
+def pick_split(run: Run, mask: pd.Series, preference: Sequence[str]) -> str | None:
     present = set(run.metrics.loc[mask, "split"])
     return next((s for s in preference if s in present), None)
 
 
-def _memo(run: StudyRun, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+def _memo(run: Run, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """``compute()`` once per run, key and metrics table: every finding reads the same few series of a run, and
     building one from the long-form records is most of the findings' time. Callers must not modify the result."""
     key = (id(run.metrics), *key)
@@ -154,7 +125,7 @@ def _memo(run: StudyRun, key: tuple[Any, ...], compute: Callable[[], Any]) -> An
     return run.memo[key]
 
 
-def clean_series(run: StudyRun, preference: Sequence[str] = SPLIT_PREFERENCE) -> tuple[pd.DataFrame, str | None]:
+def clean_series(run: Run, preference: Sequence[str] = SPLIT_PREFERENCE) -> tuple[pd.DataFrame, str | None]:
     def compute() -> tuple[pd.DataFrame, str | None]:
         mask = records.is_clean(run.metrics) & ~records.is_final(run.metrics) & ~records.is_ood(run.metrics)
         split = pick_split(run, mask, preference)
@@ -163,7 +134,7 @@ def clean_series(run: StudyRun, preference: Sequence[str] = SPLIT_PREFERENCE) ->
     return _memo(run, ("clean", tuple(preference)), compute)
 
 
-def robust_series(run: StudyRun, eps: float, split: str) -> pd.DataFrame:
+def robust_series(run: Run, eps: float, split: str) -> pd.DataFrame:
     def compute() -> pd.DataFrame:
         df = run.metrics
         mask = records.is_robust(df) & np.isclose(pd.to_numeric(df["eps"], errors="coerce").fillna(-1.0), eps)
@@ -172,7 +143,7 @@ def robust_series(run: StudyRun, eps: float, split: str) -> pd.DataFrame:
     return _memo(run, ("robust", float(eps), split), compute)
 
 
-def smallest_robust_eps(runs: Iterable[StudyRun]) -> float | None:
+def smallest_robust_eps(runs: Iterable[Run]) -> float | None:
     values = [pd.to_numeric(run.metrics.loc[records.is_robust(run.metrics), "eps"], errors="coerce").min()
               for run in runs]
     values = [float(v) for v in values if pd.notna(v)]
@@ -205,19 +176,19 @@ def interval_text(estimate: Estimate, scale: float = 100, unit: str = "%") -> st
     return f"{scale * estimate.value:.1f}{unit} [{scale * estimate.low:.1f}, {scale * estimate.high:.1f}]"
 
 
-def final_clean(run: StudyRun) -> Estimate | None:
+def final_clean(run: Run) -> Estimate | None:
     clean, _ = clean_series(run)
     return last_estimate(clean)
 
 
-def never_perturbed(run: StudyRun) -> bool:
+def never_perturbed(run: Run) -> bool:
     """An adversarial-objective run whose objective perturbed at no training step (summary.json's
     ``perturbed_steps == 0``, e.g. an ``auto`` schedule whose plateau never came): standard fine-tuning under a
     schedule's name. False when the summary does not say (runs written before the key existed)."""
     return get(run.config, "objective.name", "standard") != "standard" and run.summary.get("perturbed_steps") == 0
 
 
-def seed_pairs(a: Sequence[StudyRun], b: Sequence[StudyRun]) -> tuple[list[tuple[StudyRun, StudyRun]], list[str]]:
+def seed_pairs(a: Sequence[Run], b: Sequence[Run]) -> tuple[list[tuple[Run, Run]], list[str]]:
     """The runs of two arms matched on their config's seed, as ``analysis.paired_tests`` matches them (never on their
     order in a list); one run on each side is a pair whatever their seeds (one comparison needs no matching: it
     rests on the runs' own intervals).
@@ -229,8 +200,8 @@ def seed_pairs(a: Sequence[StudyRun], b: Sequence[StudyRun]) -> tuple[list[tuple
     if len(a) == 1 and len(b) == 1:
         return [(a[0], b[0])], []
 
-    def by_seed(runs: Sequence[StudyRun]) -> dict[str, list[StudyRun]]:
-        out: dict[str, list[StudyRun]] = {}
+    def by_seed(runs: Sequence[Run]) -> dict[str, list[Run]]:
+        out: dict[str, list[Run]] = {}
         for run in runs:
             out.setdefault(str(get(run.config, "seed")), []).append(run)
         return out
@@ -257,8 +228,8 @@ class Contrast:
     left_out: tuple[str, ...]
 
 
-def paired_contrast(a: Sequence[StudyRun], b: Sequence[StudyRun],
-                    value: Callable[[StudyRun], Estimate | None]) -> Contrast:
+def paired_contrast(a: Sequence[Run], b: Sequence[Run],
+                    value: Callable[[Run], Estimate | None]) -> Contrast:
     """``value(a) - value(b)`` over the arms' runs paired on seed (``seed_pairs``): one pair -> the two runs'
     intervals combined (``evidence.difference``); several -> the mean of the per-seed differences with the seeds'
     Student-t interval, clipped to [-1, 1]. Without a seed in common, the arms' own estimates are compared as

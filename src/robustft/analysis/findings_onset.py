@@ -26,7 +26,6 @@ from robustft.analysis.findings_base import (
     INCONCLUSIVE,
     ONSET_PREFERENCE,
     Finding,
-    StudyRun,
     clean_series,
     final_clean,
     get,
@@ -35,13 +34,14 @@ from robustft.analysis.findings_base import (
     pct,
     seed_pairs,
 )
+from robustft.runs import Run
 
 CLAIM = "RFT-fix delays the onset of task adaptation relative to standard fine-tuning (suboptimal transfer, paper B)."
 _DELAY, _NO_DELAY, _OPEN, _NEITHER, _START_ABOVE, _UNMEASURED = ("delay", "no delay", "open", "neither adapts",
                                                                  "above at step 0", "unmeasured")
 
 
-def onset_range(run: StudyRun, threshold: float) -> dict[str, Any]:
+def onset_range(run: Run, threshold: float) -> dict[str, Any]:
     """Onset of task adaptation (``diagnostics.onset_index``, paper B's: the first evaluation after step 0 whose
     validation clean accuracy exceeds ``threshold``) with its range from the Wilson intervals.
 
@@ -71,7 +71,7 @@ def onset_range(run: StudyRun, threshold: float) -> dict[str, Any]:
             "start_above": start_above, "last_epoch": epochs[-1] if epochs else None}
 
 
-def onset_threshold(run: StudyRun, reference: StudyRun | None = None) -> float:
+def onset_threshold(run: Run, reference: Run | None = None) -> float:
     """``detect.onset_threshold`` of the run's config, else ``max(5%, 2 x chance)`` for its number of classes (the
     reference's when the run's summary does not record it)."""
     value = get(reference.summary, "detection.num_classes") or get(reference.summary, "num_classes") \
@@ -130,7 +130,7 @@ _REASONS = {
 }
 
 
-def onset_delay(fix: list[StudyRun], reference: list[StudyRun], setting: str) -> Finding:
+def onset_delay(fix: list[Run], reference: list[Run], setting: str) -> Finding:
     """``B.onset_delay`` over RFT-fix and standard reference runs paired on seed (runs that never perturbed are
     left out and named)."""
     idle = [run.name for run in fix if never_perturbed(run)]

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from robustft.analysis.evidence import Estimate
-from robustft.analysis.findings_base import INCONCLUSIVE, StudyRun, get
+from robustft.analysis.findings_base import INCONCLUSIVE, get
 from robustft.analysis.paired import AlignedOutcomes, Point, Sample, align_outcomes, images_to_resolve
 from robustft.analysis.paired_bootstrap import BootstrapResult, Statistic, paired_bootstrap, two_level_bootstrap
 from robustft.errors import ConfigError
+from robustft.runs import Run
 
 PAIRED, UNPAIRED = "paired", "unpaired"
 METHODS = (PAIRED, UNPAIRED)
@@ -90,7 +91,7 @@ class Joint:
         return self.starts[run] + np.asarray(positions, dtype=np.int64)
 
 
-def seed_groups(arms: Sequence[Sequence[StudyRun]]) -> tuple[list[list[StudyRun]], list[str]]:
+def seed_groups(arms: Sequence[Sequence[Run]]) -> tuple[list[list[Run]], list[str]]:
     """The runs of several arms matched on their config's seed: per seed one run of every arm, in arm order.
 
     One run per arm is one group whatever the seeds (as ``findings_base.seed_pairs``). A seed missing from an arm,
@@ -107,10 +108,10 @@ def seed_groups(arms: Sequence[Sequence[StudyRun]]) -> tuple[list[list[StudyRun]
     return [[seeds[s][0] for seeds in by_seed] for s in common], left_out
 
 
-def _align_seed(runs: Sequence[StudyRun], points: Sequence[Sequence[Point]]) -> AlignedOutcomes:
+def _align_seed(runs: Sequence[Run], points: Sequence[Sequence[Point]]) -> AlignedOutcomes:
     per_run = []
     for run, wanted in zip(runs, points, strict=True):
-        table = run.outcomes()
+        table = run.outcomes
         if table.empty:
             raise UnpairedError(f"no per-image outcomes recorded for {run.name} (written before outcomes.bin)")
         try:
@@ -137,7 +138,7 @@ def _align_seed(runs: Sequence[StudyRun], points: Sequence[Sequence[Point]]) -> 
     return AlignedOutcomes(flat, tuple(samples), unshared)
 
 
-def align_runs(groups: Sequence[Sequence[StudyRun]], points: Sequence[Sequence[Sequence[Point]]]) -> Joint:
+def align_runs(groups: Sequence[Sequence[Run]], points: Sequence[Sequence[Sequence[Point]]]) -> Joint:
     """The verdicts of ``groups[s][r]`` (run r of seed s) at ``points[s][r]`` on the images each seed's runs share.
 
     Raises:

@@ -24,7 +24,6 @@ from robustft.analysis.findings_base import (
     INCONCLUSIVE,
     PERIPHERAL,
     Finding,
-    StudyRun,
     clean_series,
     combine,
     interval_text,
@@ -43,10 +42,10 @@ from robustft.analysis.findings_paired import (
 from robustft.analysis.findings_paper_a_paired import PairedAreas, area_points, paired_areas, paired_correlation
 from robustft.analysis.findings_peak import robust_peak
 from robustft.analysis.pareto import pareto_area
-from robustft.runs import records
+from robustft.runs import Run, records
 
 
-def paper_a_findings(arms: dict[str, list[StudyRun]], inference: Inference = DEFAULT_INFERENCE) -> list[Finding]:
+def paper_a_findings(arms: dict[str, list[Run]], inference: Inference = DEFAULT_INFERENCE) -> list[Finding]:
     """Paper A's findings for one study: ``arms`` maps a strategy name to its runs (one per seed)."""
     runs = [run for group in arms.values() for run in group]
     setting = setting_text(runs[0].config)
@@ -75,12 +74,12 @@ def _in_points(estimate: Estimate) -> str:
     return interval_text(estimate, unit="")
 
 
-def _points(run: StudyRun, eps: float) -> pd.DataFrame:
+def _points(run: Run, eps: float) -> pd.DataFrame:
     """(clean, n_clean, robust, n_robust) per evaluation step on the run's preferred split."""
     return area_points(run, eps)
 
 
-def _run_area(run: StudyRun, eps: float) -> Estimate | None:
+def _run_area(run: Run, eps: float) -> Estimate | None:
     points = _points(run, eps)
     if points.empty:
         return None
@@ -94,7 +93,7 @@ def _run_area(run: StudyRun, eps: float) -> Estimate | None:
     return Estimate(area["value"], area["low"], area["high"], f"Wilson bounds, n={int(points['n_robust'].min())}")
 
 
-def _area(group: Sequence[StudyRun], eps: float) -> Estimate | None:
+def _area(group: Sequence[Run], eps: float) -> Estimate | None:
     return combine([_run_area(run, eps) for run in group])
 
 
@@ -118,7 +117,7 @@ class _AreaEvidence:
     fallback: str
 
 
-def _area_evidence(areas: dict[str, Estimate], arms: dict[str, list[StudyRun]], eps: float, inference: Inference
+def _area_evidence(areas: dict[str, Estimate], arms: dict[str, list[Run]], eps: float, inference: Inference
                    ) -> _AreaEvidence:
     """Paired areas when the runs allow it (and ``inference`` asks), else the unpaired ``areas`` and the reason."""
     fallback = ""
@@ -208,7 +207,7 @@ def _unpaired_above(name: str, areas: dict[str, Estimate]) -> Estimate | None:
     return Estimate(value / mean, low / mean, high / mean, mine.basis) if mean > 0 else None
 
 
-def _above_average(name: str, measured: _AreaEvidence, arms: dict[str, list[StudyRun]], eps: float, setting: str,
+def _above_average(name: str, measured: _AreaEvidence, arms: dict[str, list[Run]], eps: float, setting: str,
                    names: tuple[str, ...]) -> Finding:
     """``A.<name>_above_average``: the strategy's (area - mean area) / mean area, with its interval."""
     areas = measured.areas
@@ -239,12 +238,12 @@ def _above_average(name: str, measured: _AreaEvidence, arms: dict[str, list[Stud
     return Finding(verdict=INCONCLUSIVE, why=f"{text}; the interval includes 0.{note}", **base, **fields)
 
 
-def _best_robust(group: Sequence[StudyRun], eps: float) -> float | None:
+def _best_robust(group: Sequence[Run], eps: float) -> float | None:
     values = [float(_points(run, eps)["robust"].max()) for run in group if not _points(run, eps).empty]
     return max(values) if values else None
 
 
-def _ood_pairs(runs: Sequence[StudyRun]) -> pd.DataFrame:
+def _ood_pairs(runs: Sequence[Run]) -> pd.DataFrame:
     """Each OOD split's clean accuracy beside the run's clean accuracy at the same step (as ``analysis.ood_pairs``,
     on the findings' own split preference): columns split, value_clean, value_ood, n_ood."""
     frames = []
@@ -259,7 +258,7 @@ def _ood_pairs(runs: Sequence[StudyRun]) -> pd.DataFrame:
                                                                                      "value_ood", "n_ood"])
 
 
-def _ood_tracks_clean(arms: dict[str, list[StudyRun]], setting: str, inference: Inference) -> Finding | None:
+def _ood_tracks_clean(arms: dict[str, list[Run]], setting: str, inference: Inference) -> Finding | None:
     runs = [run for group in arms.values() for run in group]
     pairs = _ood_pairs(runs)
     if pairs.empty:

@@ -18,15 +18,15 @@ import numpy as np
 import pandas as pd
 
 from robustft.analysis.evidence import Estimate
-from robustft.analysis.findings_base import StudyRun, clean_series, robust_series, series
+from robustft.analysis.findings_base import clean_series, robust_series, series
 from robustft.analysis.findings_paired import Inference, UnpairedError, align_runs, bootstrap, percentile, seed_groups
 from robustft.analysis.paired_bootstrap import BootstrapResult, correlation_statistic
 from robustft.analysis.pareto import pareto_areas
 from robustft.analysis.simultaneous import interval_of_min
-from robustft.runs import records
+from robustft.runs import Run, records
 
 
-def area_points(run: StudyRun, eps: float) -> pd.DataFrame:
+def area_points(run: Run, eps: float) -> pd.DataFrame:
     """(step, clean, n_clean, robust, n_robust, point_clean, point_robust) per evaluation step on the run's preferred
     split (``point_*`` key the per-image outcomes)."""
     clean, split = clean_series(run)
@@ -56,7 +56,7 @@ class PairedAreas:
     left_out: tuple[str, ...]
 
 
-def paired_areas(arms: dict[str, list[StudyRun]], eps: float, inference: Inference) -> PairedAreas:
+def paired_areas(arms: dict[str, list[Run]], eps: float, inference: Inference) -> PairedAreas:
     """The areas of the strategies in ``arms`` (strategy -> its runs, one per seed) at robust eps ``eps``.
 
     Raises:
@@ -111,13 +111,13 @@ class PairedCorrelation:
     seeds: int
 
 
-def _ood_frames(run: StudyRun, splits: list[str]) -> list[pd.DataFrame]:
+def _ood_frames(run: Run, splits: list[str]) -> list[pd.DataFrame]:
     clean, _ = clean_series(run)
     mask = records.is_clean(run.metrics) & ~records.is_final(run.metrics) & records.is_ood(run.metrics)
     return [clean.merge(series(run, mask, split), on="step", suffixes=("_clean", "_ood")) for split in splits]
 
 
-def paired_correlation(arms: dict[str, list[StudyRun]], splits: list[str], inference: Inference) -> PairedCorrelation:
+def paired_correlation(arms: dict[str, list[Run]], splits: list[str], inference: Inference) -> PairedCorrelation:
     """Pearson's r of clean and OOD accuracy, per split in ``splits`` (``ood:<name>``), pooled over every evaluation
     of every strategy's run (per seed, then averaged over seeds).
 

@@ -27,7 +27,6 @@ from robustft.analysis.findings_base import (
     INCONCLUSIVE,
     SPLIT_PREFERENCE,
     Finding,
-    StudyRun,
     clean_series,
     final_clean,
     get,
@@ -52,9 +51,10 @@ from robustft.analysis.paired import Point, paired_difference
 from robustft.analysis.paired_bootstrap import Statistic, expected_robustness_statistic
 from robustft.config.units import format_eps, parse_eps
 from robustft.errors import RobustftError
+from robustft.runs import Run
 
 
-def paper_b_findings(fix: list[StudyRun], scheduled: list[StudyRun], reference: list[StudyRun],
+def paper_b_findings(fix: list[Run], scheduled: list[Run], reference: list[Run],
                      inference: Inference = DEFAULT_INFERENCE) -> list[Finding]:
     """Paper B's findings for RFT-fix and Epsilon-Scheduling runs (one per seed) and standard reference runs."""
     setting = setting_text(fix[0].config) + f", eps_g = {_eps_text(get(fix[0].config, 'eps.value'))}"
@@ -78,7 +78,7 @@ def _eps_text(value: Any) -> str:
         return str(value)
 
 
-def _last_curve(run: StudyRun) -> pd.DataFrame | None:
+def _last_curve(run: Run) -> pd.DataFrame | None:
     """The last robust curve with sample sizes (eps ascending from 0; columns eps, value, n, point), or None."""
     df = run.metrics
     curve = df[(df["metric"] == "curve_accuracy") & (df["split"].isin(SPLIT_PREFERENCE))]
@@ -105,7 +105,7 @@ def _trapezoid(eps: np.ndarray, values: list[float]) -> float:
     return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(eps)) / eps[-1])
 
 
-def _expected_robustness(run: StudyRun) -> Estimate | None:
+def _expected_robustness(run: Run) -> Estimate | None:
     """E.adv of the last evaluation with a robust curve, bounded by its curve points' Wilson intervals."""
     last = _last_curve(run)
     if last is None:
@@ -117,22 +117,22 @@ def _expected_robustness(run: StudyRun) -> Estimate | None:
                     f"Wilson bounds of the curve, n={int(last['n'].min())}")
 
 
-def _final_clean_point(run: StudyRun) -> list[Point] | None:
+def _final_clean_point(run: Run) -> list[Point] | None:
     clean, _ = clean_series(run)
     return None if clean.empty else [clean["point"].iloc[-1]]
 
 
-def _curve_points(run: StudyRun) -> list[Point] | None:
+def _curve_points(run: Run) -> list[Point] | None:
     last = _last_curve(run)
     return None if last is None else list(last["point"])
 
 
-def _final_clean_size(run: StudyRun) -> int | None:
+def _final_clean_size(run: Run) -> int | None:
     clean, _ = clean_series(run)
     return None if clean.empty else int(clean["n"].iloc[-1])
 
 
-def _curve_size(run: StudyRun) -> int | None:
+def _curve_size(run: Run) -> int | None:
     last = _last_curve(run)
     return None if last is None else int(last["n"].min())
 
@@ -144,9 +144,9 @@ class _Quantity:
     scheduled - fix."""
 
     what: str
-    value: Callable[[StudyRun], Estimate | None]
-    points: Callable[[StudyRun], list[Point] | None]
-    size: Callable[[StudyRun], int | None]
+    value: Callable[[Run], Estimate | None]
+    points: Callable[[Run], list[Point] | None]
+    size: Callable[[Run], int | None]
     difference: Callable[[list[Point], list[Point]], Statistic]
 
 
@@ -165,7 +165,7 @@ _EXPECTED = _Quantity("expected robustness E.adv", _expected_robustness, _curve_
                       _expected_difference)
 
 
-def _paired_difference(scheduled: list[StudyRun], fix: list[StudyRun], quantity: _Quantity, inference: Inference
+def _paired_difference(scheduled: list[Run], fix: list[Run], quantity: _Quantity, inference: Inference
                        ) -> tuple[Estimate, str, int, int, float | None]:
     """scheduled - fix from the paired runs' per-image outcomes: (difference, method, images, seeds, images needed).
 
@@ -192,7 +192,7 @@ _PAPER_B_EVIDENCE = {"B.clean": "paper B, e.g. SWIN on FGVC-Aircraft at 4/255: 7
                      "B.expected_robustness": "paper B: at 8/255 in 30 of 30 configurations"}
 
 
-def _schedule_beats_fix(key: str, quantity: _Quantity, scheduled: list[StudyRun], fix: list[StudyRun], setting: str,
+def _schedule_beats_fix(key: str, quantity: _Quantity, scheduled: list[Run], fix: list[Run], setting: str,
                         names: tuple[str, ...], idle: list[str], inference: Inference) -> Finding:
     what = quantity.what
     claim = f"Epsilon-Scheduling beats RFT-fix on {what} ({_PAPER_B_EVIDENCE[key]})."

@@ -37,7 +37,6 @@ from robustft.analysis.findings_base import (
     HOLDS,
     INCONCLUSIVE,
     Finding,
-    StudyRun,
     clean_series,
     interval_text,
     pct,
@@ -55,12 +54,13 @@ from robustft.analysis.findings_paired import (
 )
 from robustft.analysis.paired_bootstrap import BootstrapResult
 from robustft.analysis.simultaneous import at_selected
+from robustft.runs import Run
 
 CLAIM = ("Standard fine-tuning: robust accuracy rises early, peaks, then degrades while clean accuracy still rises "
          "(paper A: ~25% near step 400, then down).")
 
 
-def _curves(run: StudyRun, eps: float) -> tuple[pd.DataFrame, str | None]:
+def _curves(run: Run, eps: float) -> tuple[pd.DataFrame, str | None]:
     """(step, robust, robust_n, clean, clean_n) at the run's evaluation steps with robust accuracy, step-sorted; clean
     NaN where that step has none."""
     clean, split = clean_series(run)
@@ -148,7 +148,7 @@ def peak_contrasts(robust: BootstrapResult, clean: BootstrapResult | None = None
     return _Contrasts(initial, peak, final, rise, drop, clean_peak, clean_final, clean_change), peak_index
 
 
-def _paired(group: Sequence[StudyRun], frames: list[pd.DataFrame], inference: Inference
+def _paired(group: Sequence[Run], frames: list[pd.DataFrame], inference: Inference
             ) -> tuple[_Contrasts, int, str, int]:
     """The contrasts from the runs' per-image outcomes: (contrasts, peak index, method, images).
 
@@ -170,7 +170,7 @@ def _paired(group: Sequence[StudyRun], frames: list[pd.DataFrame], inference: In
     return contrasts, peak_index, f"{both.basis}; the peak picked among {m} evaluations (max-|t| bands)", joint.n
 
 
-def robust_peak(group: Sequence[StudyRun], eps: float, setting: str,
+def robust_peak(group: Sequence[Run], eps: float, setting: str,
                 inference: Inference = DEFAULT_INFERENCE) -> Finding:
     """``A.robust_peak`` on the full fine-tuning runs of a study (one per seed) at robust eps ``eps``."""
     names = tuple(run.name for run in group)

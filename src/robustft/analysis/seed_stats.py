@@ -34,7 +34,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,7 @@ from robustft.errors import ConfigError
 
 # Only layers below robustft.analysis are imported: analysis re-exports this module's names, so importing it
 # from here would be a cycle. The (clean, robust) pairing is therefore an argument of ``run_summaries``.
-from robustft.runs import records
+from robustft.runs import Run, records
 
 # AttainmentBand, attainment_band, DEFAULT_MATCH, SCHEDULE_METRICS, PairedTest, paired_ttest and schedule_tests are
 # re-exported: they were defined here before attainment.py and paired_tests.py, and are imported from here.
@@ -82,15 +82,6 @@ _LABELS = {"data.name": "dataset", "model.name": "backbone", "strategy.name": "s
            "objective.name": "objective", "eps.schedule": "schedule"}
 
 
-class RunLike(Protocol):
-    """What these functions read of a run (``robustft.report.RunRecord`` is one)."""
-
-    name: str
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    metrics: pd.DataFrame
-
-
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"optim": {"lr": 1e-3}}`` -> ``{"optim.lr": 1e-3}``; lists become JSON text (hashable, comparable)."""
     flat: dict[str, Any] = {}
@@ -116,7 +107,7 @@ def _eps_value(value: Any) -> float:
         return math.nan
 
 
-def group_runs(runs: Sequence[RunLike]) -> pd.DataFrame:
+def group_runs(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: run, group (a readable label), seed, dataset, backbone, strategy, objective, schedule,
     eps_g.
 
@@ -201,7 +192,7 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
     return out
 
 
-def _detection_numbers(run: RunLike) -> tuple[float, float]:
+def _detection_numbers(run: Run) -> tuple[float, float]:
     """(onset epoch, robust-peak step): the onset computed from the records by ``diagnostics.onset_of_adaptation``
     (summaries written before its step-0 rule hold another onset), the peak from summary.json's detections,
     computed when the summary lacks them."""
@@ -215,7 +206,7 @@ def _detection_numbers(run: RunLike) -> tuple[float, float]:
     return tuple(float(x) if isinstance(x, (int, float)) else math.nan for x in number)  # type: ignore[return-value]
 
 
-def run_summaries(runs: Sequence[RunLike], points: pd.DataFrame | None = None) -> pd.DataFrame:
+def run_summaries(runs: Sequence[Run], points: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every summary number of every run (see the module docstring), with its group and labels.
 
     Args:

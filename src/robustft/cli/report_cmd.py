@@ -23,9 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.report import build_report
-    from robustft.report.collect import collect_runs
+    from robustft.runs import load_runs
 
-    records = collect_runs(args.runs)
+    records = load_runs(args.runs)
     default = records[0].path / "report" if len(records) == 1 else Path("report")
     out = Path(args.output_dir) if args.output_dir else default
     page = build_report(records, out, title=args.title, group_by=args.group_by)

@@ -26,7 +26,7 @@ def findings_table(runs: Sequence[Any], found: Sequence[Finding] | None = None) 
     support no finding.
 
     Args:
-        runs: the report's runs (``RunRecord``s).
+        runs: the report's runs (``robustft.runs.Run``).
         found: precomputed findings (default: ``findings(runs)``).
     """
     found = list(findings(runs) if found is None else found)

@@ -16,7 +16,6 @@ import importlib.resources
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +30,9 @@ from robustft.config.units import format_eps
 from robustft.report import figures
 from robustft.report.findings_table import findings_table
 from robustft.report.seed_tables import seed_sections
-from robustft.runs import records
+from robustft.runs import Run, records
 
 MAX_TRAJECTORIES = 12  # per-run trajectory figures drawn; the page stays readable and its time bounded
-
-
-@dataclass
-class RunRecord:
-    """What the report needs of one run: its name, resolved config, summary and long-form metrics."""
-
-    name: str
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    metrics: pd.DataFrame
-    path: Path | None = None
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 _get = dotted_get  # the one dotted-key lookup (analysis.findings_base)
@@ -96,7 +83,7 @@ def _figure(fig, name: str, out_dir: Path, caption: str) -> dict[str, str]:
     return {"src": f"data:image/png;base64,{data}", "caption": caption}
 
 
-def overview_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+def overview_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """One row per run: configuration labels, final accuracies with CIs, E.adv, OOD, trainable share."""
     rows = []
     for run in runs:
@@ -127,7 +114,7 @@ OVERVIEW_COLUMNS = {
     "e_adv": "E.adv", "ood": "OOD"}
 
 
-def _warnings(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+def _warnings(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Fired gradient-masking checks (with their explanation) and the summaries' warnings, per run."""
     items = []
     for run in runs:
@@ -151,7 +138,7 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
-def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "robustft report",
+def build_report(runs: Sequence[Run], out_dir: str | Path, title: str = "robustft report",
                  group_by: str = "run", found: Sequence[Finding] | None = None) -> Path:
     """Writes ``out_dir/index.html`` plus each figure as PNG and PDF; returns the page's path.
 
@@ -199,7 +186,7 @@ def _ood_section(metrics: pd.DataFrame, out: Path) -> dict[str, Any] | None:
                       "n": str(int(r["n_points"]))} for _, r in corr.iterrows()]}
 
 
-def _trajectories(runs: Sequence[RunRecord], out: Path) -> list[dict[str, Any]]:
+def _trajectories(runs: Sequence[Run], out: Path) -> list[dict[str, Any]]:
     """Per run its summary.json, and for the first MAX_TRAJECTORIES runs the figure through training (a figure per
     run made a 1,000-run report take an hour and weigh 100 MB)."""
     return [{"name": run.name,
@@ -215,7 +202,7 @@ def seed_sections_html(seeds: dict[str, Any]) -> str:
     return _TEMPLATES.get_template("seed_sections.html").render(seeds=seeds)
 
 
-def _tradeoff_section(runs: Sequence[RunRecord], metrics: pd.DataFrame, labels: dict[str, dict[str, str]],
+def _tradeoff_section(runs: Sequence[Run], metrics: pd.DataFrame, labels: dict[str, dict[str, str]],
                       group_by: str, out: Path) -> dict[str, Any] | None:
     """One figure and frontier table per (dataset, threat model), and which runs each leaves out and why."""
     comparisons, unplaced = compare_runs(metrics, labels, group_by, configs={r.name: r.config for r in runs})

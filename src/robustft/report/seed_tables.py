@@ -32,7 +32,6 @@ from robustft.analysis.findings import paper_b_run_names  # noqa: E402
 from robustft.analysis.seed_stats import (  # noqa: E402
     SCHEDULE_METRICS,
     SUMMARY_NUMBERS,
-    RunLike,
     attainment_band,
     group_runs,
     run_summaries,
@@ -44,6 +43,7 @@ from robustft.analysis.tradeoff import tradeoff_points  # noqa: E402
 from robustft.config.units import format_eps  # noqa: E402
 from robustft.report.figures import staircase  # noqa: E402
 from robustft.report.schedule_figure import MAX_PANELS, schedule_figure  # noqa: E402
+from robustft.runs import Run  # noqa: E402
 
 # (figure, file stem, report directory, caption) -> the template's figure ({"src": data URI, "caption": text})
 FigureFn = Callable[[Figure, str, Path, str], dict[str, str]]
@@ -124,7 +124,7 @@ NEVER_PERTURBED = " (never perturbed)"
 TITLE_WIDTH = 44  # characters per line of a panel title: wider ones ran into the next panel's
 
 
-def _paper_b_summaries(runs: Sequence[RunLike], summaries: pd.DataFrame) -> pd.DataFrame:
+def _paper_b_summaries(runs: Sequence[Run], summaries: pd.DataFrame) -> pd.DataFrame:
     """The rows of paper B's runs (``findings.paper_b_run_names``: perturbing runs and their standard references).
 
     A perturbing run that never perturbed (summary.json ``perturbed_steps == 0``) is standard fine-tuning under its
@@ -154,7 +154,7 @@ def panel_title(schedule: str, group: str) -> str:
     return "\n".join([name, *textwrap.wrap(rest, TITLE_WIDTH, max_lines=TITLE_LINES - 1, placeholder=" ...")])
 
 
-def seed_sections(runs: Sequence[RunLike], metrics: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
+def seed_sections(runs: Sequence[Run], metrics: pd.DataFrame, out: Path, figure: FigureFn) -> dict[str, Any]:
     """The values of the seed and schedule sections (``seed_sections.html`` lays them out).
 
     Args:
@@ -208,7 +208,7 @@ def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, fi
     return section
 
 
-def _schedule_section(runs: Sequence[RunLike], summaries: pd.DataFrame, out: Path,
+def _schedule_section(runs: Sequence[Run], summaries: pd.DataFrame, out: Path,
                       figure: FigureFn) -> dict[str, Any]:
     names = {n: TITLES[n] for n in SCHEDULE_METRICS} | {
         "final_robust": "adversarial @ eps_g (lowest of final attack and robust curve)"}

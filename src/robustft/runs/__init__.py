@@ -1,5 +1,6 @@
-"""Run directories: the one record schema, the append-only metrics and per-sample outcome files, checkpoints, the
-one-writer lock, and DuckDB queries across runs.
+"""Runs: the one run type (:class:`Run`: directory, config, summary, metrics, per-sample outcomes, read lazily) and
+its one loader (:func:`load_runs`), the one record schema, the append-only metrics and per-sample outcome files,
+checkpoints, the one-writer lock, and DuckDB queries across runs.
 
 Storage only: nothing here imports the models or the strategies (tests/test_layering.py). Rebuilding a trained
 model from its checkpoint and exporting it are ``robustft.strategies.restore`` and ``robustft.strategies.export``.
@@ -11,6 +12,7 @@ before, through the module ``__getattr__`` below, which imports only this named 
 (PEP 562; it hides no import cycle, tests/test_layering.py).
 """
 
+from robustft.runs.collection import find_run_dirs, load_runs
 from robustft.runs.lock import RunLockedError
 from robustft.runs.metrics_file import (
     MetricRecordError,
@@ -22,15 +24,15 @@ from robustft.runs.metrics_file import (
     repair_jsonl,
 )
 from robustft.runs.outcomes import OutcomeBlock, OutcomesWriter
-from robustft.runs.query import find_run_dirs, load_runs, query_runs, run_columns
+from robustft.runs.query import metrics_frame, query_runs, run_columns
 from robustft.runs.records import METRIC_FIELDS
-from robustft.runs.run_dir import RunDir, RunExistsError, RunNotFoundError, read_metrics, read_outcomes
+from robustft.runs.run_dir import Run, RunExistsError, RunNotFoundError, read_metrics, read_outcomes
 
 __all__ = [
-    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "OutcomeBlock", "OutcomesWriter", "RunDir",
+    "METRIC_FIELDS", "MetricRecordError", "MetricsWriter", "OutcomeBlock", "OutcomesWriter", "Run",
     "RunExistsError", "RunLockedError", "RunNotFoundError", "RunWriteError", "atomic_write_text", "find_run_dirs",
-    "load_runs", "normalize_record", "query_runs", "read_metrics", "read_outcomes", "read_records", "repair_jsonl",
-    "run_columns",
+    "load_runs", "metrics_frame", "normalize_record", "query_runs", "read_metrics", "read_outcomes", "read_records",
+    "repair_jsonl", "run_columns",
 ]
 
 # Submodules reached as attributes on first use (they import torch); see the module docstring.

@@ -1,67 +1,75 @@
-"""Many run directories read together, for the report and the findings: config, summary and metrics of each, under
-a readable name unique among them (``robustft.runs.query.unique_names``) and a stable id (the resolved directory).
-``robustft report`` and ``analysis.findings`` read runs with :func:`read_runs`, so both take the same arguments (run
-directories, a study's folder, ``runs/``, globs) and name the runs the same way.
+"""The one run loader: :func:`load_runs` finds the run directories under paths, a study's folder, ``runs/`` or globs,
+names each readably and uniquely among them, and returns them as :class:`robustft.runs.Run` objects, which read their
+config, summary, metrics and outcomes on first use. ``robustft report``, ``analysis.findings``, the seed statistics
+and ``query_runs`` all load runs here, so they take the same arguments and name the runs the same way.
+
+A run's folder name is what a reader knows it by (``a-full``), but two studies have runs of the same name (two
+demos' ``a-full``): grouped by folder name, their metrics would merge. :func:`unique_names` keeps the folder name
+where it is unique and prefixes as many parent folders as it takes to tell the others apart (``demo1/a-full``,
+``demo2/a-full``); the resolved directory is the run's stable id.
 """
 
 from __future__ import annotations
 
+import glob as _glob
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-import yaml
-
-from robustft.runs.query import find_run_dirs, unique_names
-from robustft.runs.run_dir import RunDir, read_metrics
+from robustft.runs.run_dir import CONFIG_FILE, Run, RunNotFoundError
 
 
-@dataclass
-class LoadedRun:
-    """One run as analysis and the report read it.
-
-    Attributes:
-        name: readable and unique among the runs read together (:func:`unique_names`).
-        path: the directory as found; run_id: its resolved path (stable, unique).
-        config: the resolved config; summary: summary.json ({} before the run wrote one); metrics: the long-form
-            records (``robustft.runs.records.METRIC_FIELDS`` columns).
-    """
-
-    name: str
-    path: Path
-    run_id: str
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    metrics: pd.DataFrame
-
-
-def read_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[LoadedRun]:
+def load_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Run]:
     """Every run under the given run directories, parents (a study's folder, ``runs/``) or globs, in the order of
-    :func:`robustft.runs.query.find_run_dirs`.
+    :func:`find_run_dirs`, named by :func:`unique_names`. Nothing but the directory listing is read here: each run
+    reads its files when first asked (``Run.config``, ``.summary``, ``.metrics``, ``.outcomes``).
 
     Raises:
         RunNotFoundError: nothing matched (the message says what to pass).
     """
     dirs = find_run_dirs(paths_or_glob)
-    out = []
-    for path, name in zip(dirs, unique_names(dirs), strict=True):
-        run = RunDir(path)
-        out.append(LoadedRun(name, path, str(path.resolve()), _config(run), run.read_summary() or {},
-                             read_metrics(run.path)))
-    return out
+    return [Run(path, name=name) for path, name in zip(dirs, unique_names(dirs), strict=True)]
 
 
-# libyaml's safe loader when PyYAML has it: the pure-Python one spent 40 ms per resolved config, most of a
-# 1,000-run report's loading time (bench/bench_report.py). Both are safe loaders: no object construction.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def find_run_dirs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Run directories named by paths, globs, or parents of runs (searched recursively), sorted, unique (one
+    directory named twice, however spelt, is listed once, as first found).
+
+    Raises:
+        RunNotFoundError: nothing matched.
+    """
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, Path)) else list(paths_or_glob)
+    found: dict[Path, Path] = {}  # resolved -> as found
+    for item in items:
+        text = str(item)
+        candidates = [Path(p) for p in sorted(_glob.glob(text, recursive=True))] if _glob.has_magic(text) else [
+            Path(text)
+        ]
+        for candidate in candidates:
+            if (candidate / CONFIG_FILE).is_file():
+                found.setdefault(candidate.resolve(), candidate)
+            elif candidate.is_dir():
+                for config in sorted(candidate.rglob(CONFIG_FILE)):
+                    found.setdefault(config.parent.resolve(), config.parent)
+    if not found:
+        raise RunNotFoundError(
+            f"no run directories (folders with {CONFIG_FILE}) match {paths_or_glob!r}; pass run directories, "
+            "their parent (e.g. runs/) or a glob like 'runs/*'."
+        )
+    return list(found.values())
 
 
-def _config(run: RunDir) -> dict[str, Any]:
-    """``run.config``, parsed with the fastest safe YAML loader available."""
-    try:
-        loaded = yaml.load(run.config_path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
-    except (OSError, yaml.YAMLError):
-        return run.config  # raises RunDir's error, which says what is wrong
-    return loaded if isinstance(loaded, dict) else {}
+def unique_names(paths: Sequence[str | Path]) -> list[str]:
+    """For run directories (distinct once resolved), the shortest trailing part of each resolved path, in whole
+    folders joined by ``/``, that no other of them shares: the folder name when it is unique, else
+    ``<parent>/<name>`` (and further up as needed). In the order given."""
+    parts = [Path(p).resolve().parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        names = ["/".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        counts = Counter(names)
+        clashing = [i for i, name in enumerate(names) if counts[name] > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return names
+        for i in clashing:
+            depth[i] += 1

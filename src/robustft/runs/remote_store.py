@@ -20,7 +20,7 @@ The store's copy is always a valid resume point, whatever moment a node dies at:
 - within one sync, ``metrics.jsonl`` goes first, the checkpoints next with ``last.pt`` (the resume point) last
   of them, ``summary.json`` (= finished) after everything. A death between two uploads leaves a ``metrics.jsonl``
   whose last records may lie past ``last.pt``'s step: the resumed run cuts them off
-  (``training.state.resume_from_last`` -> ``RunDir.truncate_metrics_after``), as after a local ``kill -9``, so no
+  (``training.state.resume_from_last`` -> ``Run.truncate_metrics_after``), as after a local ``kill -9``, so no
   record is duplicated or lost. ``metrics.jsonl`` stays append-only in the working directory; the store gets a
   whole copy each time (objects cannot be appended to), small beside a checkpoint.
 - a file unchanged since its last upload (same size and modification time) is not uploaded again.

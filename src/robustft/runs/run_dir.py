@@ -1,4 +1,4 @@
-"""Run directories: self-describing, append-only, atomic, resumable; DuckDB queries across many runs.
+"""A run (:class:`Run`): its directory, self-describing, append-only, atomic, resumable, and what it holds.
 
 Layout of ``output_dir/name``::
 
@@ -17,19 +17,14 @@ releases the lock when the holder dies (kill -9), so a killed run resumes withou
 Durability: a batch of records is one ``os.write`` followed by ``fsync``; a crash can at worst leave a torn
 last line, which the next writer detects and cuts off. ``truncate_metrics_after(step)`` rewrites the file
 (temp + fsync + rename) so a resumed run neither loses nor duplicates records; outcomes.bin follows the same rules
-(``outcomes_writer``, ``truncate_outcomes_after``). Non-finite values (a NaN loss)
-are written as ``null`` with the original in ``extra.value`` because JSON has no NaN.
+(``outcomes_writer``, ``truncate_outcomes_after``). Non-finite values (a NaN loss) are written as ``null`` with the
+original in ``extra.value`` because JSON has no NaN.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import importlib.metadata
 import json
-import platform
-import socket
-import subprocess
-import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +32,7 @@ import pandas as pd
 import yaml
 
 from robustft.errors import RobustftError
+from robustft.runs.environment import environment
 from robustft.runs.lock import LOCK_FILE, RunLock, lock_holder
 from robustft.runs.metrics_file import (
     METRIC_FIELDS,
@@ -48,6 +44,7 @@ from robustft.runs.metrics_file import (
 )
 from robustft.runs.outcomes import (
     OUTCOMES_FILE,
+    TABLE_COLUMNS,
     OutcomeBlock,
     OutcomesWriter,
     outcome_table,
@@ -55,13 +52,11 @@ from robustft.runs.outcomes import (
     truncate_outcomes_after,
 )
 
+# libyaml's safe loader when there: the pure-Python one took most of a 1,000-run report's loading (bench_report.py).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 CONFIG_FILE, ENV_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINTS_DIR = (
-    "config.yaml",
-    "env.json",
-    "metrics.jsonl",
-    "summary.json",
-    "checkpoints",
-)
+    "config.yaml", "env.json", "metrics.jsonl", "summary.json", "checkpoints")
 
 
 class RunExistsError(RobustftError, FileExistsError):
@@ -72,101 +67,157 @@ class RunNotFoundError(RobustftError, FileNotFoundError):
     """The path is not a run directory."""
 
 
+class Run:
+    """One run: its directory, resolved config, summary, metrics and per-image outcomes, each read from the directory
+    on first use and kept (findings read outcomes.bin only for the runs they pair). The one type of a run: the trainer
+    writes through it (:meth:`create`, the writers, :meth:`write_summary`); analysis, the report and queries read
+    through it, loaded together by :func:`robustft.runs.load_runs`. Held in memory (tests, other tools): give
+    ``name`` and the values, no ``path``; a value given (or set) is used instead of the file.
 
+    Attributes:
+        path: the directory (None for a run held in memory).
+        name: readable and unique among runs loaded together (``load_runs``: the folder name, with parent folders
+            where two runs share one); default: the folder name.
+        labels: short labels the report shows (``report.html.describe`` when empty), set by who groups the runs.
+        memo: values derived from the run by its readers (``analysis.findings_base``), kept with it; readers key
+            them by what they depend on.
+    """
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def _environment(config: dict[str, Any], device: str | None) -> dict[str, Any]:
-    # Package metadata, not imports: importing transformers just to record its version costs seconds.
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for package in ("robustft", "torch", "torchvision", "timm", "numpy", "peft", "transformers"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    torch = sys.modules.get("torch")  # the trainer has imported it; analysis tools need not
-    return {
-        "versions": versions,
-        "git_sha": _git_sha(),
-        "device": device or config.get("device"),
-        "cuda_available": bool(torch.cuda.is_available()) if torch is not None else None,
-        "seed": config.get("seed"),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "argv": list(sys.argv),
-        "start_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _git_sha() -> str | None:
-    source = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-class RunDir:
-    """One run directory. Create with :meth:`create`, reopen (resume, analysis) with :meth:`open`."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock: RunLock | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
+    def __init__(self, path: str | Path | None = None, *, name: str | None = None,
+                 config: Mapping[str, Any] | None = None, summary: Mapping[str, Any] | None = None,
+                 metrics: pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+                 outcomes: pd.DataFrame | None = None, labels: Mapping[str, str] | None = None) -> None:
+        if path is None and name is None:
+            raise RobustftError("a run held in memory needs a name: Run(name=..., config=..., metrics=...); a run "
+                                "on disk needs its directory: Run(path).")
+        self.path = Path(path) if path is not None else None
+        self.name = str(name) if name is not None else self.path.name  # type: ignore[union-attr]
+        self.labels: dict[str, str] = dict(labels or {})
+        self.memo: dict[tuple[Any, ...], Any] = {}
+        self._lock: RunLock | None = None  # below: what was given or read from the directory; None: not read yet
+        self._config = dict(config) if config is not None else None
+        self._summary = dict(summary) if summary is not None else None
+        self._metrics = None if metrics is None else (
+            metrics if isinstance(metrics, pd.DataFrame) else pd.DataFrame(list(metrics), columns=list(METRIC_FIELDS)))
+        self._outcomes = outcomes
+        if self.path is None:  # nothing to read: what was not given is empty
+            self._config = {} if self._config is None else self._config
+            self._summary = {} if self._summary is None else self._summary
+            self._metrics = pd.DataFrame(columns=list(METRIC_FIELDS)) if self._metrics is None else self._metrics
+            self._outcomes = pd.DataFrame(columns=list(TABLE_COLUMNS)) if self._outcomes is None else self._outcomes
 
     @property
     def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
+        return self._dir / CONFIG_FILE
 
     @property
     def env_path(self) -> Path:
-        return self.path / ENV_FILE
+        return self._dir / ENV_FILE
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
+        return self._dir / METRICS_FILE
 
     @property
     def outcomes_path(self) -> Path:
-        return self.path / OUTCOMES_FILE
+        return self._dir / OUTCOMES_FILE
 
     @property
     def summary_path(self) -> Path:
-        return self.path / SUMMARY_FILE
+        return self._dir / SUMMARY_FILE
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.path / CHECKPOINTS_DIR
+        return self._dir / CHECKPOINTS_DIR
+
+    @property
+    def _dir(self) -> Path:
+        if self.path is None:
+            raise RobustftError(f"run {self.name} is held in memory: it has no directory (Run.create writes one).")
+        return self.path
 
     @property
     def config(self) -> dict[str, Any]:
-        """The resolved config as a plain dict (``robustft.config.from_dict`` turns it back into a Config)."""
-        try:
-            loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise RunNotFoundError(f"cannot read {self.config_path}: {error}. Is {self.path} a robustft run?") from None
-        return loaded if isinstance(loaded, dict) else {}
+        """The resolved config as a plain dict (``robustft.config.from_dict`` makes it a Config), read once.
+
+        Raises:
+            RunNotFoundError: config.yaml is missing or not YAML (the message names the directory).
+        """
+        if self._config is None:
+            try:
+                loaded = yaml.load(self.config_path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
+            except (OSError, yaml.YAMLError) as error:
+                raise RunNotFoundError(f"cannot read {self.config_path}: {error}. Is {self.path} a robustft run?"
+                                       ) from None
+            self._config = loaded if isinstance(loaded, dict) else {}
+        return self._config
+
+    @config.setter
+    def config(self, value: dict[str, Any]) -> None:  # setters: a run held in memory, changed (tests, other tools)
+        self._config = value
 
     @property
-    def env(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        """summary.json, read once; {} while the run has not written one (it is still training, or was killed).
+
+        Raises:
+            RunNotFoundError: summary.json exists but is not a JSON object (the message names the run directory).
+        """
+        if self._summary is None:
+            try:
+                loaded = json.loads(self.summary_path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                loaded = {}
+            except (OSError, ValueError) as error:  # ValueError: not JSON (UnicodeDecodeError is one too)
+                loaded = error
+            if not isinstance(loaded, dict):
+                what = (f"is not valid JSON ({loaded})" if isinstance(loaded, ValueError)
+                        else f"cannot be read ({loaded})" if isinstance(loaded, OSError) else "is not a JSON object")
+                raise RunNotFoundError(
+                    f"the summary of run {self.path} ({SUMMARY_FILE}) {what}. The trainer writes it whole "
+                    "(atomically), so it was changed by hand or by another tool: restore it, or delete it to read "
+                    "the run without its summary.")
+            self._summary = loaded
+        return self._summary
+
+    @summary.setter
+    def summary(self, value: dict[str, Any]) -> None:
+        self._summary = value
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """metrics.jsonl as a DataFrame with the METRIC_FIELDS columns (:func:`read_metrics`), read on first use and
+        kept: later appends are seen after :meth:`refresh`. Callers must not modify it."""
+        if self._metrics is None:
+            self._metrics = read_metrics(self._dir)
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, value: pd.DataFrame) -> None:
+        self._metrics = value
+
+    @property
+    def outcomes(self) -> pd.DataFrame:
+        """The per-image outcomes as :func:`read_outcomes` returns them (empty for a run written before outcomes
+        were recorded), read on first use and kept."""
+        if self._outcomes is None:
+            self._outcomes = read_outcomes(self._dir)
+        return self._outcomes
+
+    @outcomes.setter
+    def outcomes(self, value: pd.DataFrame) -> None:
+        self._outcomes = value
+
+    def refresh(self) -> Run:
+        """Forgets what was read from the directory, so the next use reads it anew (a run held in memory keeps its
+        values)."""
+        if self.path is not None:
+            self._config = self._summary = self._metrics = self._outcomes = None
+            self.memo.clear()
+        return self
+
+    @property
+    def env(self) -> dict[str, Any]:  # env.json ({} when unreadable)
         try:
             return json.loads(self.env_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -176,7 +227,7 @@ class RunDir:
     def create(
         cls, path: str | Path, config: dict[str, Any], exist_ok: bool = False, device: str | None = None,
         lock: bool = False,
-    ) -> RunDir:
+    ) -> Run:
         """Creates the run directory with its config.yaml, env.json and checkpoints/.
 
         Args:
@@ -222,7 +273,7 @@ class RunDir:
                 f"the config for {run.path} is not plain YAML data ({error}); pass robustft.config.to_dict(cfg)."
             ) from None
         atomic_write_text(run.config_path, text)
-        env = _environment(config, device)
+        env = environment(config, device)
         atomic_write_text(run.env_path, json.dumps(env, indent=2, default=_json_default) + "\n")
         return run
 
@@ -255,7 +306,7 @@ class RunDir:
         return lock_holder(self.path)
 
     @classmethod
-    def open(cls, path: str | Path) -> RunDir:
+    def open(cls, path: str | Path) -> Run:
         """Opens an existing run directory (one with config.yaml).
 
         Raises:
@@ -290,6 +341,7 @@ class RunDir:
         kept = [r for r in records if r.get("step", 0) <= step]
         text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept)
         atomic_write_text(self.metrics_path, text)
+        self._metrics = None
         return len(records) - len(kept)
 
     def outcomes_writer(self) -> OutcomesWriter:
@@ -302,24 +354,18 @@ class RunDir:
 
     def truncate_outcomes_after(self, step: int) -> int:
         """Drops outcome blocks with ``step > step``, as :meth:`truncate_metrics_after` does records."""
+        self._outcomes = None
         return truncate_outcomes_after(self.outcomes_path, step)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """Writes summary.json atomically (temp + fsync + rename)."""
         text = json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
         atomic_write_text(self.summary_path, text)
+        self._summary = json.loads(text)
         return self.summary_path
 
-    def read_summary(self) -> dict[str, Any] | None:
-        """summary.json as a dict, or None when the run has not written one."""
-        if not self.summary_path.is_file():
-            return None
-        return json.loads(self.summary_path.read_text(encoding="utf-8"))
-
     def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
-
+        return f"Run({str(self.path)!r})" if self.path is not None else f"Run(name={self.name!r})"
 
 
 def read_metrics(run_path: str | Path) -> pd.DataFrame:

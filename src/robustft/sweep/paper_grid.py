@@ -54,7 +54,7 @@ class AxisValue:
 
 
 @dataclass(frozen=True)
-class GridRun:
+class GridPoint:
     """One run of a grid: its name, summary label, config file and overrides, and its value on each axis."""
 
     name: str
@@ -149,7 +149,7 @@ def parse_selection(selection: Mapping[str, str | Sequence[str] | None]) -> dict
     return parsed
 
 
-def grid_runs(paper: str, root: Path, selection: Mapping[str, Sequence[str] | None] | None = None) -> list[GridRun]:
+def grid_runs(paper: str, root: Path, selection: Mapping[str, Sequence[str] | None] | None = None) -> list[GridPoint]:
     """The runs of a paper's full grid (or of the selected part of it), configs from ``root`` (configs/paper_x).
 
     Args:
@@ -171,7 +171,7 @@ def grid_runs(paper: str, root: Path, selection: Mapping[str, Sequence[str] | No
     return runs
 
 
-def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
+def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridPoint]:
     runs = []
     (model,) = chosen["models"]
     eps_keys = {e.key for e in chosen["eps"]}
@@ -186,14 +186,14 @@ def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
         else:
             extra = ("eval.eps=[1/255]",)
         for strategy in chosen["strategies"]:
-            runs.append(GridRun(f"a-{data.key}-{strategy.key}", strategy.key, root / f"{strategy.key}.yaml",
+            runs.append(GridPoint(f"a-{data.key}-{strategy.key}", strategy.key, root / f"{strategy.key}.yaml",
                                 (f"model.name={model.value}", f"data.name={data.value}", *extra),
                                 (("models", model.key), ("datasets", data.key), ("eps", eps),
                                  ("strategies", strategy.key), ("schedules", "standard"))))
     return runs
 
 
-def _paper_b(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
+def _paper_b(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridPoint]:
     runs = []
     eps_list = chosen["eps"]
     top = max(eps_list, key=lambda e: parse_eps(e.value))
@@ -207,13 +207,13 @@ def _paper_b(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
                 if schedule.key == "standard":
                     # One reference per configuration, evaluated at every selected eps_g (the curve to the largest).
                     evaluated = ",".join(e.value for e in eps_list)
-                    runs.append(GridRun(f"{prefix}-standard", label, root / "fix.yaml",
+                    runs.append(GridPoint(f"{prefix}-standard", label, root / "fix.yaml",
                                         (*REFERENCE_OVERRIDES, *common, f"eval.eps=[{evaluated}]",
                                          f"eval.curve={top.value}"),
                                         (*axes, ("eps", "0"), ("strategies", "full"), ("schedules", "standard"))))
                     continue
                 for eps in eps_list:
-                    runs.append(GridRun(f"{prefix}-{eps.key.replace('/', '_')}-{schedule.key}", label,
+                    runs.append(GridPoint(f"{prefix}-{eps.key.replace('/', '_')}-{schedule.key}", label,
                                         root / f"{schedule.key}.yaml",
                                         (*common, f"eps.value={eps.value}", f"eval.eps=[{eps.value}]",
                                          f"eval.curve={eps.value}"),

@@ -35,7 +35,7 @@ from robustft.sweep.study import Study, demo_study, paper_study, resolve_study, 
 
 if TYPE_CHECKING:  # annotations only: analysis and report load when a study is analysed
     from robustft.analysis.findings import Finding
-    from robustft.report.html import RunRecord
+    from robustft.runs import Run
 
 # The shipped studies by name (embedded scale: offline, CPU); any other Study object is passed as is.
 STUDIES: dict[str, Callable[[], Study]] = {
@@ -79,7 +79,7 @@ class StudyResult:
     Attributes:
         name, output_dir: as in :class:`StudyPlan`.
         results: the sweep's outcome per run (finished, skipped as finished before, running elsewhere, failed).
-        runs: the runs analysed (finished or skipped; ``robustft.report.collect.collect_runs``'s records, each
+        runs: the runs analysed (finished or skipped; ``robustft.runs.load_runs``'s runs, each
             labelled with its arm's label and paper); empty when none finished or ``analyse=False``.
         findings: the papers' claims tested on ``runs`` (``robustft.analysis.findings``).
         report: ``output_dir/report/index.html``; None when nothing was analysed.
@@ -92,7 +92,7 @@ class StudyResult:
     name: str
     output_dir: Path
     results: list[PointResult]
-    runs: list[RunRecord]
+    runs: list[Run]
     findings: list[Finding]
     report: Path | None
     findings_file: Path | None
@@ -208,10 +208,10 @@ def _analyse(plan: StudyPlan, result: StudyResult, done: list[Path], title: str,
     """Fills ``result``'s runs, findings, cpu_seconds, findings_file and report."""
     from robustft.analysis.findings import findings
     from robustft.report import build_report
-    from robustft.report.collect import collect_runs
     from robustft.report.html import describe
+    from robustft.runs import load_runs
 
-    runs = collect_runs(done)
+    runs = load_runs(done)
     # CPU time of the runs: on a shared machine wall time says little, CPU seconds / cores estimates the wall time
     # the same study takes on an idle one. Each run records its own (summary.json: cpu_seconds), which also counts
     # Ray workers, who are no children of this process; runs skipped as finished earlier are not counted.

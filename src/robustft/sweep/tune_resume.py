@@ -20,7 +20,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
 from robustft.runs.records import record_key
-from robustft.runs.run_dir import RunDir
+from robustft.runs.run_dir import Run
 
 
 def reported(run_dir: str | Path, metric: str, *, until: int | None = None) -> list[tuple[int, float, dict]]:
@@ -34,7 +34,7 @@ def reported(run_dir: str | Path, metric: str, *, until: int | None = None) -> l
     path = Path(run_dir)
     if not (path / "metrics.jsonl").is_file():
         return []
-    records = pd.DataFrame(RunDir(path).read_records())
+    records = pd.DataFrame(Run(path).read_records())
     if records.empty:
         return []
     out = []

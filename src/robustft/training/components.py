@@ -20,7 +20,7 @@ from robustft.config import load_config as load_config_file
 from robustft.errors import RobustftError
 from robustft.runs.metrics_file import atomic_write_text
 from robustft.runs.records import record_key
-from robustft.runs.run_dir import RunDir, read_metrics
+from robustft.runs.run_dir import Run, read_metrics
 from robustft.strategies import apply
 from robustft.training.evaluator import as_eps
 
@@ -55,7 +55,7 @@ def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, A
     if not path.is_dir():
         raise RobustftError(f"cannot resume {path}: no such run directory. Pass the directory a run wrote "
                             "(output_dir/name), e.g. runs/demo.")
-    run = RunDir.open(path)
+    run = Run.open(path)
     tree = run.config if run.config_path.is_file() else None
     if tree is None:
         raise RobustftError(f"cannot resume {path}: it has no config.yaml. It was not written by robustft train.")

@@ -32,7 +32,7 @@ from robustft.runs.interrupt import RunInterrupted, StopNow, StopRequest
 from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.runs.records import record_key
-from robustft.runs.run_dir import RunDir
+from robustft.runs.run_dir import Run
 from robustft.training import components
 from robustft.training.evaluator import Evaluator, attack_spec, make_attack, record
 from robustft.training.loggers import RunLoggers
@@ -132,7 +132,7 @@ def _create_run(cfg: Any, device: str | None = None) -> Any:
         raise RobustftError(f"run directory {path} already holds a run. Resume it with `robustft train --resume "
                             f"{path}`, or choose another name (name=...) or output_dir.")
     try:
-        return RunDir.create(path, to_dict(cfg), lock=True, device=device)
+        return Run.create(path, to_dict(cfg), lock=True, device=device)
     except RobustftError:
         raise  # RunExistsError and RunWriteError are OSErrors too, with their own messages
     except OSError as error:
