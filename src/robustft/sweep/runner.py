@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 
 from robustft.config.files import load_config
-from robustft.config.schema import to_dict
+from robustft.config.schema import from_dict, to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.lock import RunLock, RunLockedError, describe_holder, lock_holder
 from robustft.runs.remote_store import RunStore
@@ -219,7 +219,7 @@ def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
         placement = ray_placement()
         device = task_device(str(config.get("device", "auto")), None if placement is None else placement["gpu_ids"],
                              torch.cuda.is_available())
-        train(config, resume=run_dir if action == "resume" else None, quiet=True, device=device)
+        train(from_dict(config), resume=run_dir if action == "resume" else None, quiet=True, device=device)
         result.status = STATUS_FINISHED
     except RunLockedError:
         return _running(result.name, run_dir, "running")
