@@ -140,6 +140,12 @@ def test_the_training_attack_receives_the_eps_the_config_holds_and_its_settings(
     assert received == [cfg.eps.value] * trainer.total_steps and cfg.eps.value == 8 / 255
 
 
+def test_a_plain_tree_given_as_a_config_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"not a plain tree.*from_dict\(tree\)"):
+        train({"name": "tree", "output_dir": str(tmp_path)}, model=tiny_cnn(4), datasets=tiny_splits())
+    assert not (tmp_path / "tree").exists()
+
+
 def test_a_config_given_to_load_config_keeps_its_values_with_overrides_on_top():
     cfg = from_dict({"eval": {"attack": {"step_size": "eps/4"}, "eps": ["0.3/255"]}})
     again = load_config(cfg, ["optim.lr=0.01"])

@@ -38,6 +38,10 @@ def load_config(source: Config | str | Path | None = None, overrides: Sequence[s
     """
     if isinstance(source, Config):
         return from_dict(apply_overrides(plain_dataclass(source, text=False), overrides))
+    if source is not None and not isinstance(source, str | Path):
+        kind = "a plain tree" if isinstance(source, Mapping) else f"a {type(source).__name__}"
+        raise ConfigError(f"a config is a YAML path or a robustft.config.Config, not {kind}; build a Config from a "
+                          "tree with robustft.config.from_dict(tree) and pass that.")
     tree = _read_yaml_tree(Path(source), ()) if source is not None else {}
     tree = apply_overrides(tree, overrides)
     try:

@@ -63,9 +63,8 @@ def train(config: Config | str | Path | None, overrides: Sequence[str] = (), *, 
 
     Args:
         config: a Config or a YAML path (a plain tree: ``robustft.config.from_dict(tree)``). With ``resume`` it may
-            be None; if given it must resolve to the
-            run's own config (the command that started the run, re-run), else RobustftError: a resumed run
-            continues with its config.yaml, changed only by ``overrides``.
+            be None; if given it must resolve to the run's own config (the command that started the run, re-run),
+            else RobustftError: a resumed run continues with its config.yaml, changed only by ``overrides``.
         overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``). On resume they apply from the resumed
             step on: each changed key is recorded (a ``config_change`` record at that step) and config.yaml is
             rewritten to the new resolved config.
