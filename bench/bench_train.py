@@ -22,6 +22,7 @@ import tempfile
 import torch
 
 from bench.timing import compare, report_line
+from robustft.config import from_dict
 from robustft.training.objectives import crafting_model, frozen_parameters
 
 BATCH = 128
@@ -58,7 +59,8 @@ def _config(root: str, name: str, **sections) -> dict:
 def eval_overhead(splits: dict, root: str, steps: int) -> float:
     from robustft.training.trainer import train
 
-    result = train(_config(root, "overhead", train={"steps": steps, "epochs": None}), datasets=splits, quiet=True)
+    result = train(from_dict(_config(root, "overhead", train={"steps": steps, "epochs": None})), datasets=splits,
+                   quiet=True)
     summary = result.summary
     print(f"  paper-A run: {steps} steps of {BATCH}, wall {summary['wall_seconds']:.1f}s, "
           f"evaluation {summary['eval_seconds']:.1f}s, final test clean "
@@ -69,9 +71,9 @@ def eval_overhead(splits: dict, root: str, steps: int) -> float:
 def _trainer(splits: dict, root: str, name: str, objective: str, strategy: str = "full", options: dict | None = None):
     from robustft.training.trainer import build_trainer
 
-    return build_trainer(_config(root, name, objective={"name": objective, "attack": "pgd", "steps": K},
-                                 strategy={"name": strategy, "options": options or {}},
-                                 train={"steps": 1000, "epochs": None}),
+    return build_trainer(from_dict(_config(root, name, objective={"name": objective, "attack": "pgd", "steps": K},
+                                           strategy={"name": strategy, "options": options or {}},
+                                           train={"steps": 1000, "epochs": None})),
                          datasets=splits, quiet=True)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from robustft.attacks import ATTACKS, build_attack, pgd, robust_curve
 from robustft.config import from_dict, load_config
-from robustft.config.units import relative_step, step_in_pixels
+from robustft.config.units import RelativeStep, relative_step, step_in_pixels
 from robustft.config.validate import STEP_SIZE_ATTACKS
 from robustft.errors import ConfigError
 from test_attacks_support import quadrant_task, trained_tiny_cnn
@@ -78,7 +78,7 @@ def _demo_tree(**attack) -> dict:
 def test_demo_configs_are_valid_and_use_the_relative_step():
     # configs/demo.yaml evaluates PGD-10 along a curve to 4/255: only a relative step reaches every eps.
     cfg = load_config(CONFIGS / "demo.yaml")
-    assert cfg.eval.attack.step_size == "0.25eps" and cfg.eval.curve == 4 / 255
+    assert cfg.eval.attack.step_size == RelativeStep(0.25) and cfg.eval.curve == 4 / 255  # parsed once, here
     # The demo study's configs (what `robustft demo` runs) pass the reach check as shipped.
     study = sorted(p for p in (CONFIGS / "demo").rglob("*.yaml") if not p.name.startswith("_"))
     assert len(study) == 10
@@ -95,7 +95,7 @@ def test_a_step_that_cannot_reach_the_curve_end_is_refused_with_the_reason():
     with pytest.raises(ConfigError, match="eval.eps"):
         from_dict({"eval": {"attack": "paper-a", "eps": ["8/255"], "curve": None}})
     final = {"eval": {"eps": ["1/255"], "curve": "4/255", "attack": {"step_size": "0.25eps"},
-                      "final": {"attack": "pgd", "steps": 10, "step_size": "0.25/255"}}}
+                      "final": {"name": "pgd", "steps": 10, "step_size": "0.25/255"}}}
     with pytest.raises(ConfigError, match="eval.final"):
         from_dict(final)
 

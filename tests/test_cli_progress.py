@@ -66,7 +66,7 @@ def test_train_to_a_log_file_writes_readable_lines(tmp_path, monkeypatch, capsys
               "optim": {"batch_size": 16}, "train": {"steps": 4, "epochs": None},
               "eval": {"schedule": "every:2", "subset": 8, "attack": {"name": "pgd", "steps": 1, "step_size": "1eps"},
                        "eps": ["1/255"],
-                       "final": {"attack": "fgsm"}},
+                       "final": {"name": "fgsm"}},
               "logging": {"progress": True}}
     path = Path(tmp_path / "c.yaml")
     path.write_text(yaml.safe_dump(config))

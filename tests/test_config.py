@@ -99,7 +99,7 @@ def test_presets_expand() -> None:
     assert cfg_a.eval.attack.step_size == 0.25 / 255 and cfg_a.eval.attack.random_start
     cfg_b = load_config(None, ["eval.attack=paper-b", "eval.final=paper-b"])
     assert (cfg_b.eval.attack.name, cfg_b.eval.attack.steps, cfg_b.eval.attack.step_size) == ("apgd-ce", 10, None)
-    assert cfg_b.eval.final is not None and cfg_b.eval.final.attack == "apgd-ce"
+    assert cfg_b.eval.final is not None and cfg_b.eval.final.name == "apgd-ce"
     assert set(PRESETS["eval.attack"]) == {"paper-a", "paper-b"}
 
 
@@ -223,7 +223,7 @@ def test_override_of_a_preset_field_tunes_the_preset(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", {"eval": {"attack": "paper-a", "final": "paper-b"}})
     cfg = load_config(path, ["eval.attack.steps=20", "eval.final.steps=20"])
     assert (cfg.eval.attack.name, cfg.eval.attack.steps, cfg.eval.attack.step_size) == ("pgd", 20, 0.25 / 255)
-    assert (cfg.eval.final.attack, cfg.eval.final.steps) == ("apgd-ce", 20)
+    assert (cfg.eval.final.name, cfg.eval.final.steps) == ("apgd-ce", 20)
 
 
 

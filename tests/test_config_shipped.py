@@ -60,7 +60,7 @@ def test_demo_is_small_standard_and_tracks_pgd_and_ood() -> None:
     assert cfg.objective.name == "standard" and cfg.eps.schedule == "zero"
     assert cfg.eval.attack.name == "pgd" and cfg.eval.eps == [1 / 255] and cfg.eval.subset <= 512
     assert len(cfg.data.ood) >= 2 and cfg.eval.ood
-    assert cfg.eval.curve == 4 / 255 and cfg.eval.final.attack == "apgd-ce"  # robust curve, strong final attack
+    assert cfg.eval.curve == 4 / 255 and cfg.eval.final.name == "apgd-ce"  # robust curve, strong final attack
 
 
 @pytest.mark.parametrize("folder", ["paper_a", "paper_a_embedded"])
@@ -95,7 +95,7 @@ def test_paper_b_protocol(folder: str) -> None:
         assert cfg.strategy.name == "full"
         assert cfg.eval.attack.name == "apgd-ce" and cfg.eval.attack.steps == 10 and cfg.eval.eps == [4 / 255]
         assert cfg.eval.curve == 4 / 255
-        assert cfg.eval.final is not None and (cfg.eval.final.attack, cfg.eval.final.steps) == ("apgd-ce", 10)
+        assert cfg.eval.final is not None and (cfg.eval.final.name, cfg.eval.final.steps) == ("apgd-ce", 10)
         assert cfg.data.augment == ["flip", "color_jitter:0.25", "rotation:10"]
         epochs = cfg.train.epochs
         sched = eps_schedule(cfg.eps, epochs, epochs * 10, 10, cfg.seed)

@@ -65,7 +65,7 @@ def test_a_run_records_clean_accuracy_on_each_data_ood_split(tmp_path):
               "eval": {"schedule": "every:2", "subset": 24, "batch_size": 64, "splits": ["test"], "eps": [],
                        "final": None, "ood": True},
               "logging": {"progress": False}}
-    result = train(config, quiet=True)
+    result = train(from_dict(config), quiet=True)
     records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     ood = [(r["split"], r["step"], r["n"]) for r in records if r["split"].startswith("ood:")]
     assert sorted(ood) == sorted((f"ood:{name}", step, 24) for name in OOD for step in (0, 2))

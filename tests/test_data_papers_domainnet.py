@@ -44,11 +44,12 @@ def test_domainnet_domain_without_lists_uses_the_same_class_order(tmp_path, list
 
 
 def test_domainnet_ood_splits_are_the_other_five_domains_test_images(tmp_path):
-    from robustft.training.components import load_config, load_datasets
+    from robustft.config import from_dict
+    from robustft.training.components import load_datasets
 
     fx.write_domainnet(tmp_path)
-    cfg = load_config({"data": {"name": "domainnet:clipart", "image_size": 8, "root": str(tmp_path),
-                                "ood": "auto", "val_fraction": 0.2}})
+    cfg = from_dict({"data": {"name": "domainnet:clipart", "image_size": 8, "root": str(tmp_path),
+                              "ood": "auto", "val_fraction": 0.2}})
     splits = load_datasets(cfg)
     others = ["infograph", "painting", "quickdraw", "real", "sketch"]
     assert list(splits["ood"]) == [f"domainnet:{d}" for d in others]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from robustft.config import section_from_dict
+from robustft.config import from_dict, section_from_dict
 from robustft.training.schedules import eps_schedule
 from robustft.training.trainer import train
 
@@ -54,7 +54,7 @@ def test_objective_x_schedule_on_the_embedded_default(tmp_path, objective, sched
                  "ood": False},  # 2 steps of 0.5 eps reach eps (the default 0.25/255 would not: refused)
         "logging": {"progress": False},
     }
-    result = train(config)
+    result = train(from_dict(config))
     records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     steps = sorted({r["step"] for r in records})
     assert steps == [0, 3, 6]  # 2 epochs x 3 batches, evaluated at 0 and at each epoch end

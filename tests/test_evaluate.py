@@ -6,17 +6,11 @@ import pytest
 import torch
 
 from robustft.analysis.statistics import wilson_interval
-from robustft.config import load_config
+from robustft.config import ATTACK_PRESETS, load_config, section_from_dict
+from robustft.config.schema import AttackSpec
 from robustft.data.splits import stratified_subset
 from robustft.models.tiny import tiny_cnn
-from robustft.training.evaluator import (
-    ATTACK_PRESETS,
-    Evaluator,
-    attack_spec,
-    expected_robustness,
-    fixed_subset,
-    record,
-)
+from robustft.training.evaluator import Evaluator, expected_robustness, fixed_subset, record
 from test_attacks_support import quadrant_task, trained_tiny_cnn
 
 
@@ -44,9 +38,9 @@ def test_fixed_subset_is_the_same_samples_for_a_seed_and_differs_across_seeds():
 def _evaluator(**cfg) -> Evaluator:
     settings = {"subset": 24, "batch_size": 8, "splits": ["val", "test"], "eps": ["2/255", "8/255"],
                 "attack": {"name": "pgd", "steps": 3, "step_size": "2/255"}, "curve": "3/255", "ood": True,
-                "final": {"attack": "fgsm"}, **cfg}
-    return Evaluator({"val": Data(40, 1), "test": Data(40, 2)}, {"noisy": Data(40, 3)}, settings, 0,
-                     torch.device("cpu"))
+                "final": {"name": "fgsm"}, **cfg}
+    return Evaluator({"val": Data(40, 1), "test": Data(40, 2)}, {"noisy": Data(40, 3)},
+                     section_from_dict("eval", settings), 0, torch.device("cpu"))
 
 
 def test_records_schema_intervals_and_worst_case_ordering():
@@ -80,13 +74,12 @@ def test_evaluation_is_reproducible_and_leaves_the_training_rng_alone():
     assert evaluator(model, step=3, epoch=0.0) == first
 
 
-def test_attack_spec_presets_and_overrides():
-    assert attack_spec("paper-a") == ("pgd", {"steps": 15, "step_size": 0.25 / 255, "random_start": True,
-                                              "restarts": 1})
-    name, options = attack_spec({"name": "paper-a", "steps": 20})
-    assert name == "pgd" and options["steps"] == 20 and options["step_size"] == pytest.approx(0.25 / 255)
-    assert attack_spec({"attack": "apgd-ce", "steps": 10, "step_size": None}) == ("apgd-ce", {"steps": 10})
-    assert attack_spec({"name": "pgd", "step_size": "1/255"})[1]["step_size"] == pytest.approx(1 / 255)
+def test_attack_presets_and_overrides_resolve_to_one_attack_spec_when_the_config_is_built():
+    cfg = load_config(None, ["eval.attack=paper-a", "eval.final={name: paper-a, steps: 20}"])
+    assert cfg.eval.attack == AttackSpec(name="pgd", steps=15, step_size=0.25 / 255, random_start=True, restarts=1)
+    assert cfg.eval.final == AttackSpec(name="pgd", steps=20, step_size=0.25 / 255)  # the preset, 20 steps
+    assert load_config(None, ["eval.final={name: apgd-ce}"]).eval.final == AttackSpec("apgd-ce", 10, None)
+    assert load_config(None, ["eval.attack.step_size=1/255"]).eval.attack.step_size == 1 / 255
 
 
 def test_expected_robustness_is_the_trapezoid_mean():
@@ -111,6 +104,7 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
     """eval.checks=true on a gradient-masked model: the run ends and metrics.jsonl holds the check warnings."""
     import json
 
+    from robustft.config import from_dict
     from robustft.models.wrapper import RobustModel
     from robustft.training.trainer import train
 
@@ -121,22 +115,21 @@ def test_training_run_with_checks_finishes_and_records_the_warnings(tmp_path):
               "optim": {"batch_size": 16, "lr": 1.0e-2, "warmup": 1}, "train": {"steps": 2},
               "eval": {"schedule": "every:2", "subset": 16, "batch_size": 16, "splits": ["val", "test"],
                        "attack": {"name": "pgd", "steps": 2, "step_size": "2/255"}, "eps": ["2/255"],
-                       "checks": True, "final": {"attack": "fgsm"}},
+                       "checks": True, "final": {"name": "fgsm"}},
               "logging": {"progress": False}}
     splits = {"train": Data(32, 0), "val": Data(16, 1), "test": Data(16, 2), "ood": {}}
-    result = train(config, model=masked, datasets=splits)
+    result = train(from_dict(config), model=masked, datasets=splits)
     records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
     checks = [r for r in records if r["metric"].startswith("check:")]
     assert "check:zero_or_nan_gradients" in {r["metric"] for r in checks}
     assert all(r["value"] == 1.0 and r["split"] == "test" and r["extra"]["message"] for r in checks)
 
 
-def test_a_preset_named_to_the_evaluator_is_the_preset_the_config_expands():
-    # One definition (robustft.config.presets): eval.attack=paper-b in a config and "paper-b" given to the
-    # evaluator directly run the same attack with the same settings.
-    for preset in ATTACK_PRESETS:
+def test_a_preset_is_the_same_attack_spec_at_eval_attack_and_eval_final():
+    # One definition (robustft.config.presets), one type: eval.attack=paper-b and eval.final=paper-b are equal.
+    for preset, fields in ATTACK_PRESETS.items():
         cfg = load_config(None, [f"eval.attack={preset}", f"eval.final={preset}"])
-        assert attack_spec(cfg.eval.attack) == attack_spec(preset) == attack_spec(cfg.eval.final)
+        assert cfg.eval.attack == cfg.eval.final == section_from_dict("eval", {"attack": fields}).attack
 
 
 def test_fixed_subset_keeps_the_class_mix_drawn_as_data_splits_are():
@@ -157,7 +150,8 @@ def test_the_loss_is_recorded_on_the_eval_loss_splits_with_every_sample_attacked
 
     from robustft.attacks import build_attack
 
-    evaluator, model = _evaluator(loss=["val"], attack={"name": "fgsm"}, eps=["8/255"]), tiny_cnn(4)
+    evaluator = _evaluator(loss=["val"], attack={"name": "fgsm", "random_start": False}, eps=["8/255"])
+    model = tiny_cnn(4)
     records = [r for r in evaluator(model, step=2, epoch=0.1) if r["metric"] == "loss"]
     assert {r["split"] for r in records} == {"val"} and all(r["n"] == 24 for r in records)
     loss = {(r["attack"], round(r["eps"] * 255)): r["value"] for r in records}
@@ -190,9 +184,10 @@ class Quadrants(Data):
 def test_every_accuracy_record_has_the_per_image_verdicts_behind_it():
     model = trained_tiny_cnn()
     evaluator = Evaluator({"val": Quadrants(40, 1), "test": Quadrants(40, 2)}, {"noisy": Quadrants(40, 3)},
-                          {"subset": 24, "batch_size": 8, "splits": ["val", "test"], "eps": ["16/255", "64/255"],
-                           "attack": {"name": "pgd", "steps": 3, "step_size": "24/255"}, "curve": "3/255",
-                           "final": {"attack": "fgsm"}}, 0, torch.device("cpu"))
+                          section_from_dict("eval", {
+                              "subset": 24, "batch_size": 8, "splits": ["val", "test"], "eps": ["16/255", "64/255"],
+                              "attack": {"name": "pgd", "steps": 3, "step_size": "24/255"}, "curve": "3/255",
+                              "final": {"name": "fgsm"}}), 0, torch.device("cpu"))
     records, blocks = evaluator.evaluate(model, step=5, epoch=0.5, final=True)
     test = next(s for s in evaluator.subsets if s.name == "test")
     clean = (model(test.images).argmax(1) == test.labels).numpy()

@@ -64,7 +64,7 @@ CONFIG = {
     "train": {"epochs": 3},
     "eval": {"schedule": "every:1", "subset": 16, "batch_size": 16,
              "attack": {"name": "pgd", "steps": 3, "step_size": "2/255"}, "eps": ["2/255"],
-             "final": {"attack": "fgsm"}},
+             "final": {"name": "fgsm"}},
     "logging": {"progress": False},
 }
 

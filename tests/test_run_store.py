@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from robustft.config import from_dict
 from robustft.errors import ConfigError
 from robustft.runs.lease import LeaseHeldError, LeaseLostError, StoreLease
 from robustft.runs.remote_store import LEASE_FILE, RunStore, RunSync, pull, read_attempts, restore
@@ -179,7 +180,7 @@ def test_the_trainer_takes_the_task_device_without_changing_the_config(tmp_path)
     config = {**stored_config(), "output_dir": str(tmp_path), "device": "cuda", "train": {"steps": 1, "epochs": None},
               "eval": {"schedule": "every:1", "subset": 16, "batch_size": 16, "splits": ["test"], "eps": [],
                        "final": None, "ood": False}}
-    run = train(config, device="cpu")  # device=cuda alone fails on a machine without CUDA
+    run = train(from_dict(config), device="cpu")  # device=cuda alone fails on a machine without CUDA
     assert yaml.safe_load((run.path / "config.yaml").read_text())["device"] == "cuda"  # resumable elsewhere as is
     assert json.loads((run.path / "env.json").read_text())["device"] == "cpu"  # where it did train
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustft.config import load_config
+from robustft.config import load_config, section_from_dict
 from robustft.errors import ConfigError
 from robustft.models.tiny import tiny_cnn
 from robustft.sweep.study import (
@@ -46,7 +46,7 @@ def test_demo_study_has_every_strategy_with_its_own_lr_and_the_three_paper_b_arm
     assert (fix["eps"]["schedule"], sched["eps"]["schedule"], ref["objective"]["name"]) == ("constant", "scheduled",
                                                                                            "standard")
     assert fix["eps"]["value"] == sched["eps"]["value"] == "32/255"
-    assert fix["eval"]["curve"] == "32/255" and fix["eval"]["final"]["attack"] == "apgd-ce"
+    assert fix["eval"]["curve"] == "32/255" and fix["eval"]["final"]["name"] == "apgd-ce"
     # The reference differs from RFT-fix only in what is tested: the training perturbation.
     strip = ("name", "objective", "eps")
     assert {k: v for k, v in fix.items() if k not in strip} == {k: v for k, v in ref.items() if k not in strip}
@@ -172,10 +172,11 @@ def test_curve_at_final_evaluates_the_robust_curve_of_the_final_model_only():
             return self.images[i], int(self.labels[i])
 
     settings = {"subset": 16, "batch_size": 16, "splits": ["test"], "eps": [], "curve": "2/255",
-                "attack": {"name": "pgd", "steps": 2, "step_size": "1/255"}, "final": {"attack": "fgsm"}}
+                "attack": {"name": "pgd", "steps": 2, "step_size": "1/255"}, "final": {"name": "fgsm"}}
     model = tiny_cnn(4)
     for curve_at, expected in (("every", True), ("final", False)):
-        evaluator = Evaluator({"test": Data()}, {}, {**settings, "curve_at": curve_at}, 0, torch.device("cpu"))
+        evaluator = Evaluator({"test": Data()}, {}, section_from_dict("eval", {**settings, "curve_at": curve_at}), 0,
+                              torch.device("cpu"))
         during = {r["metric"] for r in evaluator(model, step=1, epoch=0.1)}
         at_end = {r["metric"] for r in evaluator(model, step=2, epoch=0.2, final=True)}
         assert ("curve_accuracy" in during) is expected and ("expected_robustness" in during) is expected

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustft.config import Config, from_dict
 from robustft.errors import RobustftError, TrainingDivergedError
 from robustft.models.tiny import tiny_cnn
 from robustft.runs.checkpoints import load_checkpoint
@@ -40,7 +41,7 @@ def tiny_splits(nan: bool = False) -> dict:
             "ood": {"shifted": TinyData(16, 3)}}
 
 
-def tiny_config(tmp_path: Path, **sections) -> dict:
+def tiny_config(tmp_path: Path, **sections) -> Config:
     config = {"name": "tiny", "output_dir": str(tmp_path), "device": "cpu", "seed": 0,
               "objective": {"name": "adversarial", "steps": 2},
               "eps": {"schedule": "linear", "value": "8/255"},
@@ -48,12 +49,12 @@ def tiny_config(tmp_path: Path, **sections) -> dict:
               "train": {"epochs": 2},
               "eval": {"schedule": "every:2", "subset": 16, "batch_size": 16,
                        "attack": {"name": "pgd", "steps": 2, "step_size": "2/255"}, "eps": ["2/255"],
-                       "curve": "2/255", "final": {"attack": "fgsm", "steps": 1}},
+                       "curve": "2/255", "final": {"name": "fgsm", "steps": 1}},
               "checkpoint": {"every_eval": True},
               "logging": {"progress": False}}
     for key, value in sections.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    return config
+    return from_dict(config)  # the trainer takes the typed Config (or a YAML path), not a plain tree
 
 
 def read_records(path: Path) -> list[dict]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from tests.test_train import tiny_splits
 
+from robustft.config import from_dict
 from robustft.models.tiny import tiny_cnn, tiny_vit
 from robustft.strategies import STRATEGIES, StrategyNotApplicableError
 from robustft.training.trainer import build_trainer
@@ -40,7 +41,7 @@ def test_each_strategy_trains_under_each_objective(strategy, tmp_path):
                   "eval": {"subset": 4, "splits": ["test"], "eps": [], "final": None, "ood": False},
                   "logging": {"progress": False}}
         try:
-            trainer = build_trainer(config, model=model, datasets=splits)
+            trainer = build_trainer(from_dict(config), model=model, datasets=splits)
         except StrategyNotApplicableError:
             continue
         applied += 1

@@ -15,6 +15,7 @@ import json
 import pytest
 import torch
 
+from robustft.config import from_dict
 from robustft.models.tiny import tiny_cnn
 from robustft.training.trainer import build_trainer
 
@@ -80,7 +81,7 @@ def _train_and_measure(tmp_path, schedule: dict, objective: dict):
             seen.append(inputs[0].detach().clone())
 
     model.register_forward_pre_hook(record_update_inputs)
-    trainer = build_trainer(_config(tmp_path, schedule, objective), model=model, datasets=splits, quiet=True)
+    trainer = build_trainer(from_dict(_config(tmp_path, schedule, objective)), model=model, datasets=splits, quiet=True)
     steps: list[tuple[float, torch.Tensor]] = []
     update = trainer.update
 
@@ -150,5 +151,5 @@ def test_a_ramp_beyond_a_run_given_in_steps_is_refused_before_training(tmp_path)
     config["train"] = {"epochs": None, "steps": 8}
     splits = {"train": TinyData(64, 0), "val": TinyData(16, 1), "test": TinyData(16, 2)}
     with pytest.raises(ConfigError, match=r"eps.t1=3 .* epochs 0-1 \(2 epochs of 4 steps\).*eps.t1=0.25"):
-        build_trainer(config, model=tiny_cnn(4, width=4), datasets=splits, quiet=True)
+        build_trainer(from_dict(config), model=tiny_cnn(4, width=4), datasets=splits, quiet=True)
     assert not (tmp_path / "eps").exists()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from robustft.attacks.threads import attack_threads
-from robustft.config.units import parse_eps
+from robustft.config.units import check_eps_value, parse_eps
 from robustft.errors import ConfigError
 
 NORMS = ("linf", "l2")
@@ -63,13 +63,19 @@ class Attack:
 
 
 def check_eps(eps: float | str, norm: str = "linf") -> float:
-    """Validates an epsilon in pixel units (catches ``8`` meant as ``8/255`` for L-inf; L2 radii may exceed 1)."""
-    if norm == "l2" and not isinstance(eps, str) and float(eps) > 1:
+    """Checks an epsilon in pixel units (catches ``8`` meant as ``8/255`` for L-inf; L2 radii may exceed 1).
+
+    A number (what the config and the trainer hand over: eps is parsed once, by the config) is range-checked,
+    not parsed; text (``"4/255"`` from a Python caller) goes through the one parser, ``config.units.parse_eps``.
+    """
+    if isinstance(eps, str):
+        return parse_eps(eps)
+    if norm == "l2" and float(eps) > 1:
         eps = float(eps)
         if eps != eps or eps == float("inf"):
             raise ConfigError(f"eps={eps!r} must be a finite non-negative number.")
         return eps
-    return parse_eps(eps)
+    return check_eps_value(eps)
 
 
 def check_inputs(images: torch.Tensor, labels: torch.Tensor) -> None:

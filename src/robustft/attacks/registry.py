@@ -1,4 +1,5 @@
-"""The attack registry and ``build_attack``: every attack by name, with its options checked.
+"""The attack registry, ``build_attack`` (every attack by name, with its options checked) and ``make_attack``
+(an attack from the config's typed :class:`~robustft.config.schema.AttackSpec`).
 
 Its own module (as ``robustft.strategies.registry``) so that modules of this package, such as the robust
 evaluation that accepts an attack by name, build attacks without importing the package front.
@@ -15,7 +16,8 @@ from robustft.attacks.base import Attack
 from robustft.attacks.cascade import autoattack, cascade
 from robustft.attacks.pgd import fgsm, pgd
 from robustft.attacks.square import square
-from robustft.config.units import parse_eps, relative_step
+from robustft.config.schema import AttackSpec
+from robustft.config.units import parse_step_size
 from robustft.errors import ConfigError
 from robustft.registry import Registry
 
@@ -47,8 +49,31 @@ def build_attack(name: str, **options: Any) -> Attack:
         raise ConfigError(f"attack {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
                           f"{', '.join(p for p in valid if p not in fixed)}.")
     step_size = options.get("step_size")
-    # "0.25/255", as configs and the command line write it, becomes a number now; "0.25eps" stays as written and
-    # is resolved at each eps the attack runs at (robustft.config.units.step_in_pixels).
-    if isinstance(step_size, str) and relative_step(step_size) is None:
-        options["step_size"] = parse_eps(step_size, name="step_size")
+    # Text ("0.25/255", "0.25eps") from a Python caller is parsed by the one step-size parser; the config's
+    # AttackSpec holds a parsed value already (a float or a RelativeStep), which goes through as it is.
+    if isinstance(step_size, str):
+        options["step_size"] = parse_step_size(step_size)
     return Attack(name, fn, dict(options))
+
+
+def make_attack(spec: AttackSpec) -> Attack:
+    """The attack an :class:`AttackSpec` describes, built once from the config's parsed values.
+
+    ``steps``, ``step_size`` (when set), ``random_start`` and ``restarts`` are passed to the attack when it takes
+    them (FGSM has no ``steps``, APGD no fixed step size), so one spec type can name any attack; so are ``options``.
+    An unknown name fails in :func:`build_attack` with the list of attacks.
+    """
+    settings = {"steps": spec.steps, "step_size": spec.step_size, "random_start": spec.random_start,
+                "restarts": spec.restarts}
+    options = {**{k: v for k, v in settings.items() if v is not None}, **spec.options}
+    return build_attack(spec.name, **_accepted_options(spec.name, options))
+
+
+def _accepted_options(name: str, options: dict[str, object]) -> dict[str, object]:
+    """The settings ``name`` takes (the rest dropped); unknown names are left to ``build_attack``'s message."""
+    if name not in ATTACKS:
+        return options
+    parameters = inspect.signature(ATTACKS.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return options
+    return {k: v for k, v in options.items() if k in parameters}

@@ -19,7 +19,7 @@ from typing import Any
 from robustft.cli.eval_source import data_source, load_model
 from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
-from robustft.config.units import eps_grid, format_eps, parse_eps, relative_step, step_in_pixels
+from robustft.config.units import eps_grid, format_eps, parse_eps, parse_step_size
 from robustft.errors import ConfigError
 
 # The checks run_checks performs (robustft.attacks.checks); the three needing eps > 0 are skipped at eps 0.
@@ -107,9 +107,9 @@ def build_cli_attack(args: argparse.Namespace):
             raise ConfigError(f"attack {args.attack!r} has no {option}{extra}; drop {flag}, or pick an attack that "
                               "has it (pgd takes norm, steps, step_size, restarts, random_start).")
         if option == "step_size":
-            # "0.25eps" stays text (the attack scales it to each eps it runs at); anything else is pixel units
-            step_in_pixels(value, 1.0, name="--step-size")  # a malformed value -> how to write one
-            value = value if relative_step(value) is not None else parse_eps(value, name="--step-size")
+            # "0.25eps" becomes a RelativeStep (the attack scales it to each eps it runs at); anything else is pixel
+            # units; a malformed value -> how to write one
+            value = parse_step_size(value, name="--step-size")
         elif option in ("steps", "restarts") and value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}.")
         options[option] = value

@@ -14,36 +14,44 @@ from typing import Any
 
 import yaml
 
-from robustft.config.coerce import hints_of
+from robustft.config.coerce import hints_of, plain_dataclass
 from robustft.config.merge import merge_trees
 from robustft.config.schema import Config, from_dict
 from robustft.errors import ConfigError
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Loads a YAML config (or the defaults when ``path`` is None), applies overrides and validates.
+def load_config(source: Config | str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The validated :class:`Config` of a YAML file, of a Config, or of the defaults, with overrides applied.
 
     Args:
-        path: a YAML file; ``base: other.yaml`` inside it includes another file first.
+        source: a YAML file (``base: other.yaml`` inside it includes another file first); a :class:`Config`
+            (built in Python, or resolved before), validated again with ``overrides`` over it; None: the defaults.
         overrides: ``"key.sub=value"`` strings, values parsed as YAML scalars.
 
     Returns:
-        The validated :class:`Config`.
+        The validated :class:`Config`. A Config's epsilons and step sizes go through as the values they are
+        (never written as text and parsed back).
 
     Raises:
         ConfigError: missing file, bad YAML, unknown key, wrong type or out-of-range value; the message names the
             key and the fix.
     """
-    tree = _read_yaml_tree(Path(path), ()) if path is not None else {}
+    if isinstance(source, Config):
+        return from_dict(apply_overrides(plain_dataclass(source, text=False), overrides))
+    if source is not None and not isinstance(source, str | Path):
+        kind = "a plain tree" if isinstance(source, Mapping) else f"a {type(source).__name__}"
+        raise ConfigError(f"a config is a YAML path or a robustft.config.Config, not {kind}; build a Config from a "
+                          "tree with robustft.config.from_dict(tree) and pass that.")
+    tree = _read_yaml_tree(Path(source), ()) if source is not None else {}
     tree = apply_overrides(tree, overrides)
     try:
         return from_dict(tree)
     except ConfigError as error:
-        if path is None:
+        if source is None:
             raise
         # Say where the bad value came from: the file (or one it includes) or the overrides.
-        source = f"{path}" + (f" with overrides {' '.join(overrides)}" if overrides else "")
-        raise ConfigError(f"{error} (loading {source})") from None
+        where = f"{source}" + (f" with overrides {' '.join(overrides)}" if overrides else "")
+        raise ConfigError(f"{error} (loading {where})") from None
 
 
 def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The paper A / paper B attack presets: one definition, for the config and for the evaluator.
+"""The paper A / paper B attack presets, and config keys that were renamed.
 
 ``eval.attack: paper-a`` (or ``eval.final: paper-b``) in a config expands to the preset's settings, which a mapping
-in a later layer can tune (``eval.attack.steps=20``); ``robustft.training.evaluator.attack_spec("paper-a")`` reads
-the same table. Epsilons are set by ``eval.eps`` / ``eval.curve``, not by the presets.
+in a later layer can tune (``eval.attack.steps=20``; ``{name: paper-a, steps: 20}`` is the preset with 20 steps).
+Both keys hold the same type, ``robustft.config.schema.AttackSpec``, so they take the same presets; the expansion
+happens once, when the config is built. Epsilons are set by ``eval.eps`` / ``eval.curve``, not by the presets.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ ATTACK_PRESETS: dict[str, dict[str, Any]] = {
     "paper-b": {"name": "apgd-ce", "steps": 10, "step_size": None, "random_start": True, "restarts": 1},
 }
 
-
-def _as_final(preset: dict[str, Any]) -> dict[str, Any]:
-    """The preset as the ``eval.final`` section writes it (the attack's name under ``attack``)."""
-    return {"attack": preset["name"], **{k: v for k, v in preset.items() if k != "name"}}
-
-
 # A string in place of a dict at these config keys expands to the dict.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "eval.attack": ATTACK_PRESETS,
-    "eval.final": {name: _as_final(preset) for name, preset in ATTACK_PRESETS.items()},
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {"eval.attack": ATTACK_PRESETS, "eval.final": ATTACK_PRESETS}
+
+# Keys that have a new name: the old one is refused with a message naming the new one (no release has shipped
+# the old names, so there is no silent fallback).
+RENAMED_KEYS: dict[str, str] = {
+    "eval.final.attack": "eval.final.name",  # eval.final is an AttackSpec like eval.attack since issue 21
 }

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import yaml
 
+from robustft.config.attack_spec import AttackSpec, final_attack
 from robustft.config.coerce import (
     Duration,
     Eps,
@@ -94,6 +95,13 @@ class ObjectiveConfig:
     beta: float = 6.0
     trades_fused: bool = False  # one forward pass over [x; x'] (pooled BatchNorm statistics), not the reference's two
 
+    @property
+    def attack_spec(self) -> AttackSpec:
+        """The training attack (``attack``, ``steps``, ``step_size``, ``random_start``) as an :class:`AttackSpec`,
+        the type the evaluation attacks have; null step_size: the attack's default."""
+        return AttackSpec(name=self.attack, steps=self.steps, step_size=self.step_size,
+                          random_start=self.random_start, restarts=1)
+
 
 @dataclass
 class EpsConfig:
@@ -139,31 +147,6 @@ class TrainConfig:
 
 
 @dataclass
-class AttackConfig:
-    """An evaluation attack. ``step_size``: pixel units (0.25/255), relative to eps (0.25eps), or null for the
-    attack's own default."""
-
-    name: str = "pgd"
-    steps: int = 15
-    step_size: Eps | str | None = 0.25 / 255
-    random_start: bool = True
-    restarts: int = 1
-    options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through
-
-
-@dataclass
-class FinalEvalConfig:
-    """The strong evaluation run once at the end of training."""
-
-    attack: str = "apgd-ce"
-    steps: int = 10
-    step_size: Eps | str | None = None  # as AttackConfig's
-    random_start: bool = True
-    restarts: int = 1
-    options: dict[str, Any] = field(default_factory=dict)  # attack-specific extras, passed through
-
-
-@dataclass
 class EvalConfig:
     """What is evaluated, when, and on how many samples."""
 
@@ -171,7 +154,7 @@ class EvalConfig:
     subset: int | None = 512
     batch_size: int = 256
     splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
-    attack: AttackConfig = field(default_factory=AttackConfig)
+    attack: AttackSpec = field(default_factory=AttackSpec)
     eps: list[Eps] = field(default_factory=lambda: [1 / 255])
     curve: Eps | None = None
     curve_at: Literal["every", "final"] = "every"  # final: the robust curve of the final model only (paper B)
@@ -180,7 +163,7 @@ class EvalConfig:
     loss: list[str] = field(default_factory=list)
     ood: bool = True
     checks: bool = False
-    final: FinalEvalConfig | None = field(default_factory=FinalEvalConfig)
+    final: AttackSpec | None = field(default_factory=final_attack)  # the strong evaluation at the end
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from robustft.errors import ConfigError
@@ -37,7 +38,7 @@ def parse_eps(value: str | float | int, *, name: str = "eps") -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be a number like 4/255, not {value!r}.")
     if isinstance(value, (int, float)):
-        eps = float(value)
+        return check_eps_value(value, name=name)
     else:
         text = str(value).replace(" ", "")
         match = _EPS_TEXT.match(text)
@@ -48,6 +49,23 @@ def parse_eps(value: str | float | int, *, name: str = "eps") -> float:
         if denominator == 0:
             raise ConfigError(f"{name}={value!r} divides by zero; write it like 4/255.")
         eps = float(numerator / denominator)
+    return _in_unit_range(eps, value, name)
+
+
+def check_eps_value(eps: float, *, name: str = "eps") -> float:
+    """An epsilon that is a number already (parsed by the config, or given as a float): checked, not parsed.
+
+    Returns ``float(eps)`` when it is finite and in [0, 1]; raises the same ConfigError as :func:`parse_eps`
+    otherwise. Attacks call this on every eps they are handed, so a value parsed once by the config is never
+    parsed again on its way to the attack.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise ConfigError(f"{name} must be a number like 4/255 (parsed with robustft.config.units.parse_eps), "
+                          f"not {eps!r}.")
+    return _in_unit_range(float(eps), eps, name)
+
+
+def _in_unit_range(eps: float, value: object, name: str) -> float:
     if not math.isfinite(eps) or eps < 0:
         raise ConfigError(f"{name}={value!r} must be a finite non-negative number like 4/255 (0 means no attack).")
     if eps > 1:
@@ -124,12 +142,38 @@ _RELATIVE_STEP = re.compile(r"^\s*(?:(?P<ratio>\d+(?:\.\d*)?(?:/\d+(?:\.\d*)?)?|
                             r"(?:\s*/\s*(?P<divisor>\d+(?:\.\d*)?))?\s*$")
 
 
+@dataclass(frozen=True)
+class RelativeStep:
+    """A step size relative to the eps the attack runs at: ``ratio * eps`` (``"0.25eps"`` -> ratio 0.25).
+
+    Attributes:
+        ratio: the multiple of eps, > 0.
+        written: how the user wrote it (``"eps/4"``), kept for config.yaml and messages; not compared.
+    """
+
+    ratio: float
+    written: str = field(default="", compare=False)
+
+    def at(self, eps: float) -> float:
+        """The step in pixel units at radius ``eps``."""
+        return self.ratio * eps
+
+    def __str__(self) -> str:
+        return self.written or f"{self.ratio:g}eps"
+
+
+# A step size as the config holds it: pixel units (a float) or relative to eps. Parsed once, by parse_step_size.
+StepSize = float | RelativeStep
+
+
 def relative_step(value: object) -> float | None:
     """The ratio of a step size written relative to eps, or None when ``value`` is not written that way.
 
     ``"0.25eps"``, ``"0.25*eps"``, ``"1/4 eps"`` and ``"eps/4"`` all give 0.25; ``0.001`` and ``"0.25/255"`` give
-    None (absolute step sizes).
+    None (absolute step sizes). A :class:`RelativeStep` gives its ratio.
     """
+    if isinstance(value, RelativeStep):
+        return value.ratio
     if not isinstance(value, str):
         return None
     match = _RELATIVE_STEP.match(value)
@@ -142,31 +186,49 @@ def relative_step(value: object) -> float | None:
     return ratio
 
 
-def step_in_pixels(step_size: float | str, eps: float, *, name: str = "step_size") -> float:
+def parse_step_size(value: str | float | RelativeStep, *, name: str = "step_size") -> StepSize:
+    """The one parser of attack step sizes: ``"0.25/255"``/``0.001`` -> a float in pixel units, ``"0.25eps"`` ->
+    :class:`RelativeStep`. A float or RelativeStep is checked and returned as it is.
+
+    Raises:
+        ConfigError: not a positive number, fraction or ``<ratio>eps``; the message says how to write one.
+    """
+    hint = "write it in pixel units like 0.25/255 or relative to eps like 0.25eps"
+    ratio = relative_step(value)
+    if ratio is None:
+        try:
+            step = parse_eps(value, name=name)  # type: ignore[arg-type]  # a float or its text
+        except ConfigError as error:
+            raise ConfigError(f"{error} A step size may also be relative to eps, like 0.25eps.") from None
+        if step <= 0:
+            raise ConfigError(f"{name}={value!r} must be positive; {hint}.")
+        return step
+    if not 0 < ratio < float("inf"):
+        raise ConfigError(f"{name}={value!r} is not a positive multiple of eps; {hint}.")
+    if isinstance(value, RelativeStep):
+        return value
+    return RelativeStep(ratio, str(value).strip())
+
+
+def step_in_pixels(step_size: StepSize | str, eps: float, *, name: str = "step_size") -> float:
     """An attack step size in pixel units at radius ``eps``.
 
     Args:
-        step_size: pixel units (``0.25/255``, ``0.001``) or relative to eps (``"0.25eps"``: 0.25 * eps).
+        step_size: pixel units (``0.25/255``, ``0.001``) or relative to eps (a :class:`RelativeStep`, or its text
+            ``"0.25eps"`` from a Python caller: 0.25 * eps). Text is parsed by :func:`parse_step_size`.
         eps: the radius the attack runs at, pixel units.
         name: what the value is called in error messages.
 
     Returns:
-        The step in pixel units, > 0.
+        The step in pixel units, > 0 (for a relative step, at eps > 0).
 
     Raises:
         ConfigError: not a positive number, fraction or ``<ratio>eps``.
     """
-    ratio = relative_step(step_size)
-    hint = "write it in pixel units like 0.25/255 or relative to eps like 0.25eps"
-    if ratio is None:
-        try:
-            step = parse_eps(step_size, name=name)
-        except ConfigError as error:
-            raise ConfigError(f"{error} A step size may also be relative to eps, like 0.25eps.") from None
-    elif not 0 < ratio < float("inf"):
-        raise ConfigError(f"{name}={step_size!r} is not a positive multiple of eps; {hint}.")
-    else:
-        step = ratio * eps
+    if isinstance(step_size, str):
+        step_size = parse_step_size(step_size, name=name)
+    step = step_size.at(eps) if isinstance(step_size, RelativeStep) else check_eps_value(step_size, name=name)
     if step <= 0:
-        raise ConfigError(f"{name}={step_size!r} must be positive; {hint}.")
+        raise ConfigError(f"{name}={step_size!s} must be positive; write it in pixel units like 0.25/255 or "
+                          "relative to eps like 0.25eps.")
     return step

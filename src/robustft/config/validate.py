@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from robustft.config.attack_spec import AttackSpec
 from robustft.config.schedule_specs import (
     EPS_SCHEDULE_ALIASES,
     EPS_SCHEDULE_NAMES,
@@ -21,7 +22,7 @@ from robustft.config.schedule_specs import (
     check_ramp_within_run,
     parse_evaluation_spec,
 )
-from robustft.config.units import relative_step, step_in_pixels
+from robustft.config.units import RelativeStep, StepSize, relative_step, step_in_pixels
 from robustft.errors import ConfigError
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -214,9 +215,9 @@ def _check_eval(evaluation: Any) -> None:
     # (up to eval.curve), the final one at eval.eps and at the curve's end.
     largest = max([*evaluation.eps, evaluation.curve or 0.0], default=0.0)
     where = "eval.curve" if evaluation.curve and evaluation.curve >= max(evaluation.eps, default=0.0) else "eval.eps"
-    _check_attack("eval.attack", evaluation.attack.name, evaluation.attack, largest, where)
+    _check_attack("eval.attack", evaluation.attack, largest, where)
     if evaluation.final is not None:
-        _check_attack("eval.final", evaluation.final.attack, evaluation.final, largest, where)
+        _check_attack("eval.final", evaluation.final, largest, where)
 
 
 # Attacks whose step size is fixed by the config (robustft.attacks: pgd); APGD adapts its own, FGSM steps eps.
@@ -224,21 +225,18 @@ def _check_eval(evaluation: Any) -> None:
 STEP_SIZE_ATTACKS = ("pgd",)
 
 
-def _check_attack(key: str, name: str, attack: Any, largest_eps: float, where: str) -> None:
+def _check_attack(key: str, attack: AttackSpec, largest_eps: float, where: str) -> None:
+    name = attack.name
     if not name:
         _fail(f"{key}.name", name, "name an attack; `robustft list attacks` shows them.")
     _at_least(f"{key}.steps", attack.steps, 1)
     _at_least(f"{key}.restarts", attack.restarts, 1)
-    step_size = attack.step_size
-    if isinstance(step_size, str):
-        step_in_pixels(step_size, 1.0, name=f"{key}.step_size")  # "0.25eps" or a message saying how to write it
-    else:
-        _positive(f"{key}.step_size", step_size, optional=True, example="0.25/255 or 0.25eps")
+    step_size = attack.step_size  # positive: parse_step_size checked it when the config was built
     if step_size is not None and name in STEP_SIZE_ATTACKS and largest_eps > 0:
         check_reach(key, name, attack.steps, step_size, largest_eps, where)
 
 
-def check_reach(key: str, name: str, steps: int, step_size: float | str, eps: float, where: str,
+def check_reach(key: str, name: str, steps: int, step_size: StepSize, eps: float, where: str,
                 spell: Callable[[str, object], str] | None = None) -> None:
     """Refuses steps x step_size < eps: such an attack cannot reach the eps it is evaluated at, so its accuracy
     there is that of a weaker attack (a PGD-10 with step 0.25/255 moves at most 2.5/255, short of 4/255).
@@ -249,7 +247,7 @@ def check_reach(key: str, name: str, steps: int, step_size: float | str, eps: fl
         key: what the message starts with: the config section (``eval.attack``) or the command (``robustft eval``).
         name: the attack's name (``pgd``).
         steps: gradient steps per restart, >= 1.
-        step_size: pixel units (0.1/255 as a float) or relative to eps (``"0.25eps"``).
+        step_size: pixel units (0.1/255 as a float) or relative to eps (a RelativeStep, ``0.25eps``).
         eps: the largest radius the attack is asked to evaluate, pixel units.
         where: the setting that asks for ``eps`` (``eval.curve``, ``--eps``).
         spell: ``(option, value) -> text``, how the fix is written; default the config's ``key.option=value``.
@@ -267,7 +265,7 @@ def check_reach(key: str, name: str, steps: int, step_size: float | str, eps: fl
     step = step_in_pixels(step_size, eps)
     if steps * step >= eps * (1 - 1e-9):
         return
-    shown = step_size if isinstance(step_size, str) else format_eps(step_size)
+    shown = str(step_size) if isinstance(step_size, RelativeStep) else format_eps(step_size)
     ratio = relative_step(step_size)
     needed = math.ceil(1 / ratio - 1e-9) if ratio is not None else math.ceil(eps / step - 1e-9)
     # A relative step that reaches eps in these steps: paper A's 0.25eps from 4 steps on, eps/steps below.

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from robustft.config.schema import from_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.lock import RunLockedError, lock_touched_since
 from robustft.runs.remote_store import RunStore, StoreError, pull, read_attempts
@@ -76,7 +77,7 @@ def run_point_inprocess(config: dict[str, Any], run_dir: Path) -> PointResult:
         placement = ray_placement()
         device = task_device(str(config.get("device", "auto")), None if placement is None else placement["gpu_ids"],
                              torch.cuda.is_available())
-        train(config, resume=run_dir if action == "resume" else None, quiet=True, device=device)
+        train(from_dict(config), resume=run_dir if action == "resume" else None, quiet=True, device=device)
         result.status = STATUS_FINISHED
     except RunLockedError:
         return running_result(result.name, run_dir, "running")

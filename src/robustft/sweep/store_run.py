@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from robustft.config.schema import from_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.lease import LeaseLostError, StoreLease
 from robustft.runs.lock import RunLockedError
@@ -138,8 +139,8 @@ def run_point_stored(config: dict[str, Any], storage: dict[str, Any]) -> PointRe
 
         device = task_device(str(config.get("device", "auto")), None if placement is None else
                              placement["gpu_ids"], torch.cuda.is_available())
-        trainer = build_trainer({**config, "output_dir": str(work)}, resume=local if got is not None else None,
-                                quiet=True, device=device)
+        trainer = build_trainer(from_dict({**config, "output_dir": str(work)}),
+                                resume=local if got is not None else None, quiet=True, device=device)
         attempt = {"token": lease.token, "action": result.action, "start_step": None, "device": str(trainer.device),
                    "started_at": time.time(), **lease.holder, **(placement or {})}
         sync = RunSync(store, name, local, before=lease.check)

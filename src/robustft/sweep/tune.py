@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft.config.files import load_config
-from robustft.config.schema import to_dict
+from robustft.config.schema import from_dict, to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
 from robustft.sweep.tune_protocol import START_FALLBACK, protocol
@@ -102,7 +102,7 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     else:
         overrides = [*budget, *(f"{k}={'null' if v is None else v}" for k, v in params.items()), f"name={run_dir.name}",
                      f"output_dir={run_dir.parent}"]
-        trainer = build_trainer(base, overrides, quiet=True)
+        trainer = build_trainer(from_dict(base), overrides, quiet=True)
     # The last evaluation is reported only once the run is complete (final checkpoint and summary.json written):
     # ASHA may stop a trial at its last rung (the budget is a rung too), which would cut the run short of its
     # summary (seen in the interrupted-search test: a trial stopped at step 16 of 16 had none).

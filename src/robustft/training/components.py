@@ -1,6 +1,8 @@
-"""The trainer's links to the rest of robustft: config, data, models, strategies, schedules, runs, detection.
+"""The trainer's links to the rest of robustft: run directories, data, models, strategies, detection.
 
-Each link reads as one call, so the trainer reads top to bottom without the details of each part.
+Each link reads as one call, so the trainer reads top to bottom without the details of each part. Every link
+takes the resolved, typed :class:`~robustft.config.Config` (``robustft.config.load_config`` resolves one, once);
+none takes a plain dict for what the config types.
 """
 
 from __future__ import annotations
@@ -8,34 +10,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import torch
-import yaml
+from torch.utils.data import Dataset
 
 from robustft import data, models
 from robustft.analysis.diagnostics import summarize
-from robustft.config import Config, apply_overrides, from_dict, to_dict
-from robustft.config import load_config as load_config_file
+from robustft.config import Config, dump_yaml, load_config, to_dict
 from robustft.errors import RobustftError
 from robustft.runs.metrics_file import atomic_write_text
 from robustft.runs.records import record_key
 from robustft.runs.run_dir import Run, read_metrics
 from robustft.strategies import apply
-from robustft.training.evaluator import as_eps
+from robustft.strategies.base import StrategyInfo
+from robustft.training.schedules import EpsSchedule
 
 log = logging.getLogger("robustft.training.trainer")
 
-
-def load_config(config: Any, overrides: Any = ()) -> Any:
-    """A validated Config from a Config, a dict or a YAML path, with dotted overrides applied."""
-    if isinstance(config, str | Path):
-        return load_config_file(config, list(overrides))
-    tree = to_dict(config) if isinstance(config, Config) else dict(config or {})
-    return from_dict(apply_overrides(tree, list(overrides)))
+# (dotted config key, old value, new value) as config.yaml writes them: what a resume's overrides changed.
+Change = tuple[str, object, object]
 
 
-def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, Any, list[tuple[str, Any, Any]]]:
+class Splits(TypedDict):
+    """The datasets of a run: ``ds[i] -> (image C x H x W in [0, 1], label)``; ``ood``: name -> dataset."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    ood: NotRequired[dict[str, Dataset]]
+
+
+def open_run(path: str | Path, overrides: Sequence[str] = (), config: Config | str | Path | None = None
+             ) -> tuple[Run, Config, list[Change]]:
     """(run, config, changes) of an existing run directory to resume: the run's own config plus ``overrides``.
 
     ``changes`` lists ``(dotted key, old value, new value)`` for every key the overrides changed; the trainer
@@ -44,7 +51,7 @@ def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, A
     Args:
         path: the run directory.
         overrides: dotted ``key=value`` overrides for the rest of the run.
-        config: a config (path, dict or Config) given together with the run: accepted only when it resolves to
+        config: a config (YAML path or Config) given together with the run: accepted only when it resolves to
             the run's own config (a re-run of the command that started the run), refused otherwise, because
             the run's config.yaml, not this config, is what a resumed run continues with.
 
@@ -56,15 +63,13 @@ def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, A
         raise RobustftError(f"cannot resume {path}: no such run directory. Pass the directory a run wrote "
                             "(output_dir/name), e.g. runs/demo.")
     run = Run.open(path)
-    tree = run.config if run.config_path.is_file() else None
-    if tree is None:
+    if not run.config_path.is_file():
         raise RobustftError(f"cannot resume {path}: it has no config.yaml. It was not written by robustft train.")
-    tree = tree if isinstance(tree, dict) else to_dict(tree)
     # The run stays where it is even if the directory was moved since.
     location = [f"output_dir={path.parent}", f"name={path.name}"]
-    previous = to_dict(load_config(tree, location))
+    previous = load_config(run.config_path, location)
     if config is not None:
-        given = changed_keys(previous, to_dict(load_config(config, location)))
+        given = changed_keys(previous, load_config(config, location))
         if given:
             shown = ", ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in given[:5])
             raise RobustftError(
@@ -72,76 +77,72 @@ def open_run(path: Any, overrides: Any = (), config: Any = None) -> tuple[Any, A
                 f"({shown}{', ...' if len(given) > 5 else ''}). Drop the config file and pass what should change "
                 "as key=value overrides (robustft train --resume RUN key=value), or start a new run with another "
                 "name.")
-    cfg = load_config(tree, [*overrides, *location])
-    return run, cfg, changed_keys(previous, to_dict(cfg))
+    cfg = load_config(previous, overrides)
+    return run, cfg, changed_keys(previous, cfg)
 
 
-def changed_keys(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, old, new)`` for every leaf that differs between two config trees (dicts recurse)."""
+def changed_keys(old: Config, new: Config) -> list[Change]:
+    """``(dotted key, old, new)`` for every leaf that differs between two configs, values as config.yaml writes
+    them."""
+    return _changed_leaves(to_dict(old), to_dict(new), "")
+
+
+def _changed_leaves(old: object, new: object, prefix: str) -> list[Change]:
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[tuple[str, Any, Any]] = []
+        out: list[Change] = []
         for key in [*old, *(k for k in new if k not in old)]:
-            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+            out += _changed_leaves(old.get(key), new.get(key), f"{prefix}{key}.")
         return out
     return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
-def config_change_records(changes: list[tuple[str, Any, Any]], step: int, epoch: float) -> list[dict[str, Any]]:
+def config_change_records(changes: list[Change], step: int, epoch: float) -> list[dict[str, Any]]:
     """One ``config_change`` record per changed key (split optim, ``extra = {key, old, new}``) at ``step``, the
     first step trained with the new value."""
     return [{"step": int(step), "epoch": float(epoch), "split": "optim", "metric": "config_change", "attack": None,
              "eps": None, "value": None, "extra": {"key": key, "old": old, "new": new}} for key, old, new in changes]
 
 
-def rewrite_config(run: Any, cfg: Any) -> None:
+def rewrite_config(run: Run, cfg: Config) -> None:
     """config.yaml := the resolved ``cfg`` (atomically): after a resume with overrides it states the new values."""
-    atomic_write_text(Path(run.path) / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False,
-                                                                     default_flow_style=None))
+    atomic_write_text(Path(run.path) / "config.yaml", dump_yaml(cfg))
 
 
-def load_datasets(cfg: Any) -> dict[str, Any]:
+def load_datasets(cfg: Config) -> Splits:
     """train / val / test (and ood: {name: ds}) from ``robustft.data.load`` as the ``data`` section says."""
     d = cfg.data
     common = {"image_size": d.image_size, "seed": cfg.seed, "val_fraction": d.val_fraction, "root": d.root,
               "download": d.download, **(d.options or {})}
     limits = {"train": d.limit_train, "val": d.limit_val, "test": d.limit_test}
-    splits = {split: data.load(d.name, split, limit=limit, **common) for split, limit in limits.items()}
+    loaded = {split: data.load(d.name, split, limit=limit, **common) for split, limit in limits.items()}
     names = d.ood
     if names == "auto":
-        names = list(getattr(splits["test"].info, "ood_splits", []) or [])
-    splits["ood"] = {name: data.load(name, "test", limit=d.limit_test, **common) for name in names or []}
-    return splits
+        names = list(getattr(loaded["test"].info, "ood_splits", []) or [])
+    ood = {name: data.load(name, "test", limit=d.limit_test, **common) for name in names or []}
+    return Splits(train=loaded["train"], val=loaded["val"], test=loaded["test"], ood=ood)
 
 
-def num_classes_of(dataset: Any) -> int:
+def num_classes_of(dataset: Dataset) -> int:
+    """The dataset's class count: ``dataset.info.num_classes``, else 1 + the largest label."""
     info = getattr(dataset, "info", None)
     if info is not None and getattr(info, "num_classes", None):
         return int(info.num_classes)
     return int(max(int(dataset[i][1]) for i in range(len(dataset)))) + 1
 
 
-def build_model(cfg: Any, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    """``models.build`` as the ``model`` section says, seeded by the run seed."""
     m = cfg.model
     return models.build(m.name, num_classes, pretrained=m.pretrained, image_size=m.image_size, seed=cfg.seed,
                         **(m.options or {}))
 
 
-def apply_strategy(model: torch.nn.Module, cfg: Any) -> Any:
+def apply_strategy(model: torch.nn.Module, cfg: Config) -> StrategyInfo:
     """``strategies.apply(model, name, **options)`` -> StrategyInfo (trainable set, train_mode, on_progress)."""
     return apply(model, cfg.strategy.name, **(cfg.strategy.options or {}))
 
 
-def make_loader(dataset: Any, cfg: Any, device: torch.device) -> Any:
-    """The shuffled training loader (drop_last so every step sees a full batch), seeded by the run seed."""
-    return data.make_loader(dataset, int(cfg.optim.batch_size), shuffle=True, seed=cfg.seed, drop_last=True,
-                augment=cfg.data.augment, device=str(device))
-
-
-def maybe_eps(value: Any) -> float | None:
-    return None if value is None else as_eps(value)
-
-
-def checkpoint_header(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
+def checkpoint_header(model: torch.nn.Module, cfg: Config) -> dict[str, Any]:
     """The self-describing part of a checkpoint (what ``checkpoint.load_model`` rebuilds from)."""
     info = getattr(model, "info", None)
     return {"model": {"name": cfg.model.name, "num_classes": int(getattr(info, "num_classes", 0) or 0),
@@ -149,7 +150,7 @@ def checkpoint_header(model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
             "strategy": {"name": cfg.strategy.name, "options": dict(cfg.strategy.options or {})}}
 
 
-def check_reference_run(cfg: Any) -> None:
+def check_reference_run(cfg: Config) -> None:
     """Fails before training, not after it, when ``detect.reference_run`` names no run."""
     reference = cfg.detect.reference_run
     if reference and not (Path(reference) / "metrics.jsonl").is_file():
@@ -157,8 +158,9 @@ def check_reference_run(cfg: Any) -> None:
                             "of a standard fine-tuning run (output_dir/name), or set detect.reference_run=null.")
 
 
-def summarize_run(run: Any, cfg: Any, strategy: Any, num_classes: int, *, wall_seconds: float,
-                  eval_seconds: float, total_steps: int, eps_at: Any = None, cpu_seconds: float | None = None,
+def summarize_run(run: Run, cfg: Config, strategy: StrategyInfo | None, num_classes: int, *, wall_seconds: float,
+                  eval_seconds: float, total_steps: int, eps_at: EpsSchedule | None = None,
+                  cpu_seconds: float | None = None,
                   val_history: Sequence[float] = (), perturbed_steps: int | None = None,
                   train_eps_max: float | None = None) -> dict[str, Any]:
     """summary.json: detections (robustft.analysis.diagnostics), final metrics, trainable share, strategy axes, timing,

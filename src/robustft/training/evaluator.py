@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from robustft.analysis.statistics import wilson_interval
-from robustft.attacks import ATTACKS, build_attack, expected_robustness, robust_curve, run_checks
+from robustft.attacks import RobustAccuracy, expected_robustness, robust_curve, run_checks
 from robustft.attacks.adversarial_loss import adversarial_loss
-from robustft.config.presets import ATTACK_PRESETS
-from robustft.config.units import eps_grid, parse_eps, relative_step
+from robustft.attacks.registry import make_attack
+from robustft.config.schema import EvalConfig
+from robustft.config.units import eps_grid
 from robustft.data.splits import stratified_subset
 from robustft.runs.outcomes import OutcomeBlock
 
@@ -44,60 +46,6 @@ log = logging.getLogger("robustft.training.evaluator")
 
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor]
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-def as_eps(value: Any) -> float:
-    """A float eps from a float or a "4/255" string."""
-    return float(value) if isinstance(value, int | float) else parse_eps(value)
-
-
-def attack_spec(spec: Any) -> tuple[str, dict[str, Any]]:
-    """(name, options) from a preset name, a name, a dict or a dataclass of attack settings."""
-    if isinstance(spec, str):
-        spec = dict(ATTACK_PRESETS.get(spec, {"name": spec}))
-    elif not isinstance(spec, Mapping):
-        spec = {k: v for k, v in vars(spec).items() if not k.startswith("_")}
-    spec = dict(spec)
-    name = spec.pop("name") if "name" in spec else spec.pop("attack")  # eval.final names it "attack"
-    if name in ATTACK_PRESETS:  # {"name": "paper-a", "steps": 20}: the preset with overrides
-        base = dict(ATTACK_PRESETS[name])
-        name = base.pop("name")
-        spec = {**base, **{k: v for k, v in spec.items() if v is not None}}
-    # A step relative to eps ("0.25eps") stays text: the attack scales it to each eps it runs at.
-    options = {k: (as_eps(v) if k == "step_size" and isinstance(v, str) and relative_step(v) is None else v)
-               for k, v in spec.items() if v is not None and k != "options"}
-    options.update(spec.get("options") or {})
-    return name, options
-
-
-def make_attack(name: str, **options: Any) -> Attack:
-    """``robustft.attacks.build_attack`` with the options the attack takes (see ``_accepted_options``)."""
-    return build_attack(name, **_accepted_options(name, options))
-
-
-def _accepted_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Drops the config's generic attack settings an attack has no use for (``steps`` of FGSM, ``restarts`` of
-    APGD...), so one config section can name any attack; unknown names still fail in ``build_attack``."""
-    import inspect
-
-
-    if name not in ATTACKS:
-        return options
-    parameters = inspect.signature(ATTACKS.get(name)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return options
-    dropped = sorted(set(options) - set(parameters))
-    if dropped:
-        log.debug("attack %s takes no %s; ignored", name, dropped)
-    return {k: v for k, v in options.items() if k in parameters}
 
 
 def record(step: int, epoch: float, split: str, metric: str, value: float, attack: str | None = None,
@@ -129,7 +77,7 @@ class Subset:
                    self.labels[start:start + batch_size].to(device))
 
 
-def fixed_subset(name: str, dataset: Any, size: int | None, seed: int) -> Subset:
+def fixed_subset(name: str, dataset: Dataset, size: int | None, seed: int) -> Subset:
     """The same ``size`` samples of ``dataset`` for a seed (all of it when size is None or larger).
 
     Drawn per class in proportion to the class counts by ``robustft.data.splits.stratified_subset``, the code that
@@ -161,28 +109,27 @@ class Evaluator:
     Args:
         splits: split name -> dataset (``ds[i] -> (image C x H x W in [0, 1], label)``).
         ood: OOD split name -> dataset.
-        eval_cfg: the ``eval`` config section (dataclass or dict): subset, batch_size, splits, attack, eps,
-            curve, ood, checks, final.
+        eval_cfg: the config's ``eval`` section (``robustft.config.section_from_dict("eval", tree)`` builds one
+            from a plain tree): subset, batch_size, splits, attack, eps, curve, ood, checks, final. Its epsilons
+            are floats in pixel units and its attacks AttackSpecs, used as they are.
         seed: the run seed (subsets and attack random starts derive from it).
         device: where to evaluate.
     """
 
-    def __init__(self, splits: Mapping[str, Any], ood: Mapping[str, Any], eval_cfg: Any, seed: int,
+    def __init__(self, splits: Mapping[str, Dataset], ood: Mapping[str, Dataset], eval_cfg: EvalConfig, seed: int,
                  device: torch.device) -> None:
         self.cfg, self.seed, self.device = eval_cfg, seed, device
-        self.batch_size = int(_get(eval_cfg, "batch_size", 256))
-        size = _get(eval_cfg, "subset", 512)
-        wanted = list(_get(eval_cfg, "splits", None) or splits)
+        self.batch_size = int(eval_cfg.batch_size)
+        size = eval_cfg.subset
+        wanted = list(eval_cfg.splits or splits)
         self.subsets = [fixed_subset(n, splits[n], size, seed + i) for i, n in enumerate(wanted) if n in splits]
-        self.ood = ([fixed_subset(f"ood:{n}", d, size, seed) for n, d in ood.items()]
-                    if _get(eval_cfg, "ood", True) else [])
-        self.eps_list = [as_eps(e) for e in (_get(eval_cfg, "eps", None) or [])]
-        curve = _get(eval_cfg, "curve", None)
-        self.curve = eps_grid(as_eps(curve)) if curve else []
-        self.curve_every = _get(eval_cfg, "curve_at", "every") != "final"
-        self.attack_name, options = attack_spec(_get(eval_cfg, "attack", "paper-a"))
-        self.attack = make_attack(self.attack_name, **options)
-        self.loss_splits = set(_get(eval_cfg, "loss", None) or [])
+        self.ood = [fixed_subset(f"ood:{n}", d, size, seed) for n, d in ood.items()] if eval_cfg.ood else []
+        self.eps_list = list(eval_cfg.eps)
+        self.curve = eps_grid(eval_cfg.curve) if eval_cfg.curve else []
+        self.curve_every = eval_cfg.curve_at != "final"
+        self.attack_name = eval_cfg.attack.name
+        self.attack = make_attack(eval_cfg.attack)
+        self.loss_splits = set(eval_cfg.loss)
 
     def __call__(self, model: nn.Module, step: int, epoch: float, final: bool = False) -> list[dict]:
         """All records of one evaluation point (the model is left in eval mode)."""
@@ -199,7 +146,7 @@ class Evaluator:
             return list(self._records(model, step, epoch, final, blocks)), blocks
 
     def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
-                 ) -> list[Any]:
+                 ) -> list[RobustAccuracy]:
         """``RobustAccuracy`` at each eps (ascending; 0 = clean) on ``subset``, nested per-sample worst case."""
         if attack is None or all(e == 0 for e in eps_list):
             attack, eps_list = self.attack, [0.0] * len(eps_list)
@@ -249,13 +196,13 @@ class Evaluator:
 
     def _final_records(self, model: nn.Module, step: int, epoch: float, test: Subset | None,
                        blocks: list[OutcomeBlock]) -> Iterator[dict]:
-        final_spec = _get(self.cfg, "final", None)
-        if final_spec and test is not None:
-            name, options = attack_spec(final_spec)
-            attack = make_attack(name, **options)
+        final_spec = self.cfg.final
+        if final_spec is not None and test is not None:
+            attack = make_attack(final_spec)
             eps_list = sorted(set(self.eps_list + ([self.curve[-1]] if self.curve else [])))
-            yield from self._records_for(model, test, step, epoch, f"final:{name}", attack, eps_list, blocks)
-        if _get(self.cfg, "checks", False) and test is not None and self.eps_list:
+            yield from self._records_for(model, test, step, epoch, f"final:{final_spec.name}", attack, eps_list,
+                                         blocks)
+        if self.cfg.checks and test is not None and self.eps_list:
             yield from self._check_records(model, step, epoch, test)
 
     def _check_records(self, model: nn.Module, step: int, epoch: float, test: Subset) -> Iterator[dict]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -63,15 +62,15 @@ class ObjectiveContext:
     """
 
     attack: Attack | None = None
-    train_mode: Callable[[nn.Module], Any] = _default_train_mode
+    train_mode: Callable[[nn.Module], object] = _default_train_mode
     beta: float = 6.0
     steps: int = 7
     step_size: float | None = None
-    autocast: Callable[[], Any] | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager[object]] | None = None
     prepare_attack: bool = True
     trades_fused: bool = False
     crafted_eps: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 @contextlib.contextmanager

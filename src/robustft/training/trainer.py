@@ -24,7 +24,9 @@ from typing import Any, NoReturn
 
 import torch
 
-from robustft.config import to_dict
+from robustft import data
+from robustft.attacks.registry import make_attack
+from robustft.config import Config, load_config, to_dict
 from robustft.config.units import canonical_metric_key
 from robustft.device import resolve_device
 from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
@@ -33,8 +35,10 @@ from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
 from robustft.runs.records import record_key
 from robustft.runs.run_dir import Run
+from robustft.strategies.base import StrategyInfo
 from robustft.training import components
-from robustft.training.evaluator import Evaluator, attack_spec, make_attack, record
+from robustft.training.components import Splits
+from robustft.training.evaluator import Evaluator, record
 from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
 from robustft.training.optim import build_optimizer
@@ -52,15 +56,15 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+def train(config: Config | str | Path | None, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
           quiet: bool | None = None, model: torch.nn.Module | None = None,
-          datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> RunResult:
+          datasets: Splits | None = None, device: str | torch.device | None = None) -> RunResult:
     """Fine-tunes a model as ``config`` says and returns the run directory and its summary.
 
     Args:
-        config: a Config, a dict, or a YAML path. With ``resume`` it may be None; if given it must resolve to the
-            run's own config (the command that started the run, re-run), else RobustftError: a resumed run
-            continues with its config.yaml, changed only by ``overrides``.
+        config: a Config or a YAML path (a plain tree: ``robustft.config.from_dict(tree)``). With ``resume`` it may
+            be None; if given it must resolve to the run's own config (the command that started the run, re-run),
+            else RobustftError: a resumed run continues with its config.yaml, changed only by ``overrides``.
         overrides: dotted ``key=value`` overrides (``optim.lr=3e-4``). On resume they apply from the resumed
             step on: each changed key is recorded (a ``config_change`` record at that step) and config.yaml is
             rewritten to the new resolved config.
@@ -78,9 +82,9 @@ def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | No
                          device=device).execute()
 
 
-def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
-                  quiet: bool | None = None, model: torch.nn.Module | None = None,
-                  datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> Trainer:
+def build_trainer(config: Config | str | Path | None, overrides: Sequence[str] = (), *,
+                  resume: str | Path | None = None, quiet: bool | None = None, model: torch.nn.Module | None = None,
+                  datasets: Splits | None = None, device: str | torch.device | None = None) -> Trainer:
     """Everything ``train`` builds (run directory included), not yet run: ``.execute()`` trains.
 
     The benchmark times ``Trainer.update`` (one optimiser step exactly as the loop does it) through this.
@@ -88,12 +92,12 @@ def build_trainer(config: Any, overrides: Sequence[str] = (), *, resume: str | P
     # One writer per run directory (robustft.runs.lock): the lock is taken before anything is written and held
     # until ``execute`` returns. A resumed run is locked first, and a new run whose directory is locked by
     # another process is refused before the model is built.
-    changes: list = []
+    changes: list[components.Change] = []
     if resume is not None:
         run, cfg, changes = components.open_run(resume, overrides, config)
         run.lock()
     else:
-        cfg = components.load_config(config, overrides)
+        cfg = load_config(config, overrides)
         run = None
         _refuse_if_locked(Path(cfg.output_dir) / cfg.name)
     try:
@@ -126,7 +130,7 @@ def _refuse_if_locked(path: Path) -> None:
             pass
 
 
-def _create_run(cfg: Any, device: str | None = None) -> Any:
+def _create_run(cfg: Config, device: str | None = None) -> Run:
     path = Path(cfg.output_dir) / cfg.name
     if (path / "metrics.jsonl").exists() and (path / "metrics.jsonl").stat().st_size > 0:
         raise RobustftError(f"run directory {path} already holds a run. Resume it with `robustft train --resume "
@@ -143,14 +147,16 @@ def _create_run(cfg: Any, device: str | None = None) -> Any:
 class Trainer:
     """The training loop of one run; what a checkpoint must capture is listed under "Resumable state"."""
 
-    def __init__(self, cfg: Any, run: Any, model: torch.nn.Module, strategy: Any, splits: dict[str, Any],
-                 device: torch.device, num_classes: int) -> None:
+    def __init__(self, cfg: Config, run: Run | None, model: torch.nn.Module, strategy: StrategyInfo,
+                 splits: Splits, device: torch.device, num_classes: int) -> None:
         self.cfg, self.run, self.model, self.strategy, self.device = cfg, run, model, strategy, device
         self.num_classes = num_classes
         self.progress = bool(cfg.logging.progress)
         optim = cfg.optim
         self.accumulate = max(1, int(optim.accumulate))
-        self.loader = components.make_loader(splits["train"], cfg, device)
+        # The shuffled training loader (drop_last: every step sees a full batch), seeded by the run seed.
+        self.loader = data.make_loader(splits["train"], int(optim.batch_size), shuffle=True, seed=cfg.seed,
+                                       drop_last=True, augment=cfg.data.augment, device=str(device))
         self.steps_per_epoch = max(1, len(self.loader) // self.accumulate)
         if len(self.loader) < self.accumulate:
             raise RobustftError(f"the training split has {len(self.loader)} batches of {optim.batch_size}, fewer "
@@ -170,14 +176,10 @@ class Trainer:
         self.objective = get_objective(cfg.objective.name)
         self.amp = device.type == "cuda" and optim.amp in ("auto", True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
-        attack_name, attack_options = attack_spec({
-            "name": cfg.objective.attack, "steps": cfg.objective.steps, "step_size": cfg.objective.step_size,
-            "random_start": cfg.objective.random_start})
         self.context = ObjectiveContext(
-            attack=make_attack(attack_name, **attack_options) if cfg.objective.name == "adversarial" else None,
+            attack=make_attack(cfg.objective.attack_spec) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
-            trades_fused=bool(cfg.objective.trades_fused),
-            step_size=components.maybe_eps(cfg.objective.step_size),
+            trades_fused=bool(cfg.objective.trades_fused), step_size=cfg.objective.step_size,
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
