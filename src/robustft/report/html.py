@@ -29,6 +29,7 @@ from robustft.analysis.findings_base import get as dotted_get
 from robustft.analysis.tradeoff import compare_runs, ood_correlation
 from robustft.config.units import format_eps
 from robustft.report import figures
+from robustft.report.claims_figures import claims_sections
 from robustft.report.findings_table import findings_table
 from robustft.report.seed_tables import seed_sections
 from robustft.runs import records
@@ -175,6 +176,7 @@ def build_report(runs: Sequence[RunRecord], out_dir: str | Path, title: str = "r
         tradeoff=_tradeoff_section(runs, metrics, labels, group_by, out),
         curves=_curves_section(metrics, out), ood=_ood_section(metrics, out),
         seeds=seed_sections(runs, metrics, out, _figure),  # spreads over seeds, paper B: seed_sections.html
+        claims=claims_sections(runs, out, _figure),  # per task / eps_g / backbone: claims_sections.html
         trajectories=_trajectories(runs, out), max_trajectories=MAX_TRAJECTORIES, warnings=_warnings(runs),
     )
     path = out / "index.html"
