@@ -91,3 +91,23 @@ def test_the_embedded_plan_fits_45_minutes_on_two_cores(paper, capsys):
     minutes = float(total.split("estimated wall time ")[1].split(" min")[0])
     assert 0 < minutes <= 45.0
     assert "vit-s-dinov2" in out and "emoji" in out
+
+
+def test_the_demo_names_in_one_line_the_claims_it_leaves_to_reproduce(monkeypatch, tmp_path, capsys):
+    import json
+
+    import robustft.cli.study_run
+
+    def execute(study, out, **options):
+        out.mkdir(parents=True)
+        (out / "findings.json").write_text(json.dumps({"findings": [
+            {"key": "A.ood_shift_not_method", "verdict": "skipped"}, {"key": "A.peak", "verdict": "holds"},
+            {"key": "B.delay_grows_with_eps", "verdict": "skipped"}]}))
+        return 0
+
+    monkeypatch.setattr(robustft.cli.study_run, "execute", execute)
+    assert main(["demo", "--output-dir", str(tmp_path)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("claims left to")]
+    listed = line.split(": ", 1)[1].split(", ")
+    assert listed == ["A.attention_on_complex", "A.steeper_with_complexity", "B.delay_grows_with_eps",
+                      "B.severity_by_model_and_data", "B.eadv_when_adv_equal", "A.ood_shift_not_method"]

@@ -26,6 +26,7 @@ settings (size, learning rates, length) and what was cut to fit 45 minutes on 2 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,6 +67,27 @@ MODEL_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
 STRATEGY_OVERRIDES: dict[tuple[str, str, str], tuple[str, ...]] = {
     ("paper-a", "vit-s-dinov2", "full"): ("optim.lr=5.0e-5",),
 }
+
+
+# The claims ``robustft demo`` leaves to this grid: its runs have one backbone (MobileNetV2, no attention), one task
+# and one eps_g (32/255, four times paper B's largest), so it cannot compare tasks, backbones or eps_g, and tests
+# paper B's E.adv claim outside paper B's range.
+DEMO_LEAVES = ("A.attention_on_complex", "A.steeper_with_complexity", "B.delay_grows_with_eps",
+               "B.severity_by_model_and_data", "B.eadv_when_adv_equal")
+
+
+def demo_leaves_line(findings_file: Path | None = None) -> str:
+    """The demo's one line naming the claims it leaves to ``reproduce``: :data:`DEMO_LEAVES`, then every other claim
+    ``findings_file`` (the study's findings.json) records as skipped for want of runs."""
+    keys = list(DEMO_LEAVES)
+    try:
+        found = json.loads(findings_file.read_text(encoding="utf-8")).get("findings", []) if findings_file else []
+    except (OSError, ValueError, AttributeError):
+        found = []
+    keys += [f["key"] for f in found if isinstance(f, dict) and f.get("verdict") == "skipped"
+             and f.get("key") and f["key"] not in keys]
+    return ("claims left to `robustft reproduce paper-a|paper-b --scale embedded` (two backbones, two tasks, eps_g "
+            f"1-4/255): {', '.join(dict.fromkeys(keys))}")
 
 
 def pick_embedded(paper: str, axis: str, requested: Sequence[str] | None) -> list[AxisValue]:
