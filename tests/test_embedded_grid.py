@@ -57,6 +57,15 @@ def test_paper_b_runs_three_eps_g_with_references_the_findings_pair(tmp_path):
     assert secondary == [f"b-mobilenet-v2-fashion-mnist-4_255-{s}" for s in ("auto", "linear", "uniform")]
 
 
+def test_every_paper_b_run_evaluates_at_each_epoch_end_as_auto_needs(tmp_path):
+    _, configs = configs_of("paper-b", tmp_path, {"schedules": "auto"})
+    assert len(configs) == 12
+    for config in configs.values():
+        steps_per_epoch = config["data"]["limit_train"] // config["optim"]["batch_size"]
+        every = int(config["eval"]["schedule"].removeprefix("every:"))
+        assert steps_per_epoch % every == 0, config["name"]
+
+
 def test_naming_a_secondary_schedule_runs_it_everywhere_and_bad_values_list_the_valid_ones(tmp_path):
     _, configs = configs_of("paper-b", tmp_path, {"schedules": "uniform", "eps": "2/255"})
     assert sorted(configs) == sorted(f"b-{m}-{d}-2_255-uniform" for m in ("mobilenet-v2", "vit-s-dinov2")
