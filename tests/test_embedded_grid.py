@@ -74,8 +74,9 @@ def test_naming_a_secondary_schedule_runs_it_everywhere_and_bad_values_list_the_
         paper_study("paper-a", "embedded", {"datasets": "cifar10"})
 
 
-def test_packing_runs_longest_first_onto_the_slots():
-    assert packed_wall([2.0, 2.0, 3.0], 2) == 4.0  # in the given order: 5
+def test_packing_puts_each_run_on_the_first_slot_to_free():
+    assert packed_wall([3.0, 2.0, 2.0], 2) == 4.0
+    assert packed_wall([2.0, 2.0, 3.0], 2) == 5.0  # the order matters: run_study's is the plan's
     assert packed_wall([1.0, 2.0, 3.0, 2.0], 1) == 8.0
     assert packed_wall([5.0], 4) == 5.0
 

@@ -33,6 +33,7 @@ import pandas as pd
 from robustft.errors import ConfigError
 from robustft.sweep.cost_model import Throughput, run_cost
 from robustft.sweep.study import Study
+from robustft.sweep.study_progress import relative_cost
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,9 @@ def run_seconds(config: dict[str, Any]) -> float:
 
 
 def packed_wall(seconds: Sequence[float], jobs: int) -> float:
-    """Wall seconds of running these runs ``jobs`` at a time, longest first (as ``run_study`` orders them)."""
+    """Wall seconds of running these runs ``jobs`` at a time in the given order, each on the first slot to free."""
     slots = [0.0] * max(1, jobs)
-    for cost in sorted(seconds, reverse=True):
+    for cost in seconds:
         heapq.heapreplace(slots, slots[0] + cost)  # the slot that frees first takes the next run
     return max(slots)
 
@@ -104,7 +105,9 @@ def embedded_plan(study: Study, configs: Sequence[dict[str, Any]], jobs: int = 2
                      "eval kimg": (cost.eval_passes + cost.eval_forward) / 1e3,
                      "CPU-min": run_seconds(config) / 60.0})
     table = pd.DataFrame(rows)
-    wall = packed_wall(list(table["CPU-min"] * 60.0), jobs)
+    # in run_study's order: by its relative cost (adversarial first), ties in the study's order
+    order = sorted(range(len(configs)), key=lambda i: -relative_cost(configs[i]))
+    wall = packed_wall([float(table["CPU-min"].iloc[i]) * 60.0 for i in order], jobs)
     lines = [f"plan of robustft reproduce {study.name}: {len(table)} runs (nothing is trained)", ""]
     lines.append(table.to_string(index=False, formatters={k: "{:.1f}".format for k in
                                                           ("train kimg", "eval kimg", "CPU-min")}))
@@ -112,7 +115,8 @@ def embedded_plan(study: Study, configs: Sequence[dict[str, Any]], jobs: int = 2
     for model, part in table.groupby("model", sort=False):
         lines.append(f"  {model}: {len(part)} runs, {part['CPU-min'].sum():.1f} CPU-minutes")
     lines.append(f"total: {len(table)} runs, {table['CPU-min'].sum():.1f} CPU-minutes; estimated wall time "
-                 f"{wall / 60:.1f} min on {jobs} idle cores ({jobs} runs at a time, one thread each, longest first)")
+                 f"{wall / 60:.1f} min on {jobs} idle cores ({jobs} runs at a time, one thread each, in the study's "
+                 "order)")
     lines.append("calibration: CPU-seconds per image pass measured on this project's 2-core machine, one thread "
                  "(robustft.sweep.embedded_cost); evaluation attacks priced on every image (an upper bound).")
     return "\n".join(lines)
