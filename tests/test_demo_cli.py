@@ -109,8 +109,8 @@ def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     # one configuration of the embedded grid: its six schedules (the others are the same runs on other data)
     argv = ["reproduce", "paper-b", "--output-dir", str(out), "--jobs", "1", "--quiet", "--models", "mobilenet-v2",
             "--datasets", "fashion-mnist", "--eps", "4/255",
-            *_sets([*TINY, "train.epochs=2", "eval.schedule=epoch", "eval.curve=2/255", "eval.eps=[2/255]", "eps.value=2/255",
-                    "objective.steps=1", "eval.final.steps=2", "eval.attack.steps=2"])]
+            *_sets([*TINY, "train.epochs=2", "eval.schedule=epoch", "eval.curve=2/255", "eval.eps=[2/255]",
+                    "eps.value=2/255", "objective.steps=1", "eval.final.steps=2", "eval.attack.steps=2"])]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     for label in ("standard (reference)", "RFT-fix", "Epsilon-Scheduling", "linear", "uniform", "auto"):

@@ -13,8 +13,9 @@ Studies shipped:
 - ``paper_study("paper-a" | "paper-b", "embedded" | "full", selection)``: ``robustft reproduce``, from
   ``configs/paper_{a,b}[_embedded]/``; paper B's standard fine-tuning reference is its RFT-fix config without the
   perturbation (``objective.name=standard eps.schedule=zero``), i.e. the same run but for what is being tested.
-  At embedded scale the study is every claim's runs (``robustft.sweep.embedded_grid``). At full scale the study is the paper's whole grid (``robustft.sweep.paper_grid``: models x datasets x eps x
-  strategies or schedules), or the part of it ``selection`` names.
+  At embedded scale the study is every claim's runs (``robustft.sweep.embedded_grid``). At full scale the study is
+  the paper's whole grid (``robustft.sweep.paper_grid``: models x datasets x eps x strategies or schedules), or the
+  part of it ``selection`` names.
 
 Config files come from the repository's ``configs/`` when run from a checkout, else from the copy packaged in
 ``robustft/sweep/study_configs/`` (the demo's only; a test keeps the two identical).
