@@ -106,9 +106,11 @@ def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monke
 @pytest.mark.slow
 def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     out = tmp_path / "study"
-    argv = ["reproduce", "paper-b", "--output-dir", str(out), "--jobs", "1", "--quiet",
-            *_sets([*TINY, "train.epochs=2", "eval.curve=2/255", "eval.eps=[2/255]", "eps.value=2/255",
-                    "objective.steps=1", "eval.final.steps=2", "eval.attack.steps=2"])]
+    # one configuration of the embedded grid: its six schedules (the others are the same runs on other data)
+    argv = ["reproduce", "paper-b", "--output-dir", str(out), "--jobs", "1", "--quiet", "--models", "mobilenet-v2",
+            "--datasets", "fashion-mnist", "--eps", "4/255",
+            *_sets([*TINY, "train.epochs=2", "eval.schedule=epoch", "eval.curve=2/255", "eval.eps=[2/255]",
+                    "eps.value=2/255", "objective.steps=1", "eval.final.steps=2", "eval.attack.steps=2"])]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     for label in ("standard (reference)", "RFT-fix", "Epsilon-Scheduling", "linear", "uniform", "auto"):
@@ -123,7 +125,7 @@ def test_reproduce_paper_b_on_tiny_settings(tmp_path, in_process, capsys):
     # every schedule is its own frontier (all six runs are full fine-tuning: grouping by strategy merged them)
     tradeoff = page[page.index("Accuracy / robustness trade-off"):]
     for label in ("RFT-fix", "Epsilon-Scheduling", "standard (reference)", "auto"):
-        assert f"<td>{label}</td>" in tradeoff
+        assert f"<td>{label} 4/255 · mobilenet-v2 · fashion-mnist</td>" in tradeoff
     # Resumable: a second call skips every finished run and reports the same findings.
     assert main(argv) == 0
     assert json.loads((out / "findings.json").read_text())["findings"] == saved["findings"]
@@ -139,16 +141,17 @@ def test_reproduce_paper_a_on_tiny_settings_reports_a_failing_run_and_all_others
 
     def ia3_fails(config, run_dir, threads=None):
         # VPT needs a ViT: this run fails with a clear message; the others must still finish and be reported.
-        if config["name"] == "a-ia3":
+        if config["name"] == "a-mobilenet-v2-fashion-mnist-ia3":
             config = {**config, "strategy": {"name": "vpt", "options": {}}}
         return ran(config, run_dir, threads)
 
     monkeypatch.setattr(sweep.local_executor, "run_point_subprocess", ia3_fails)
-    argv = ["reproduce", "paper-a", "--output-dir", str(out), "--jobs", "1", "--quiet",
+    argv = ["reproduce", "paper-a", "--output-dir", str(out), "--jobs", "1", "--quiet", "--models", "mobilenet-v2",
+            "--datasets", "fashion-mnist",
             *_sets([*TINY, "train.steps=6", "eval.schedule=every:2", "data.ood=[digits@contrast:3]"])]
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert "run a-ia3 failed" in captured.err and "vit" in captured.err.lower()
+    assert "run a-mobilenet-v2-fashion-mnist-ia3 failed" in captured.err and "vit" in captured.err.lower()
     strategies = captured.out.split("Paper A")[1].split("Findings")[0]
     for strategy in PAPER_A_STRATEGIES:
         assert (f"\n{strategy} " in strategies) is (strategy != "ia3")

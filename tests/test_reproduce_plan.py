@@ -91,8 +91,8 @@ def test_a_selection_costs_what_its_runs_cost_in_the_full_plan(capsys):
     (["paper-a", "--scale", "full", "--plan", "--schedules", "fix"], ["'fix'", "standard"]),
     (["paper-b", "--scale", "full", "--plan", "--eps", "16/255"], ["16/255", "4/255", "9/255 (extra)"]),
     (["paper-a", "--scale", "full", "--plan", "--datasets", "domainnet-real", "--eps", "1/255"], ["no run"]),
-    (["paper-b", "--models", "swin-b"], ["--scale full"]),
-    (["paper-b", "--plan"], ["--scale full"]),
+    (["paper-b", "--models", "swin-b"], ["--scale embedded has no models value 'swin-b'", "vit-s-dinov2"]),
+    (["paper-b", "--plan", "--calibrate"], ["Drop --calibrate"]),
     (["paper-b", "--scale", "full", "--calibrate"], ["add --plan"]),
 ])
 def test_bad_selections_are_clear_errors(argv, expected, capsys, monkeypatch):

@@ -50,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustft.cli.study_run import execute
+    from robustft.sweep.embedded_grid import demo_leaves_line
     from robustft.sweep.interrupt import SweepInterrupted
     from robustft.sweep.study import demo_study
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.resume:  # the same command would start a new study directory: name this one
             stop.resume_args = ["--resume", str(out)]
         raise
+    print(demo_leaves_line(out / "findings.json"))  # what the demo cannot decide (robustft.sweep.embedded_grid)
     if (out / "a-full" / "summary.json").is_file():
         print(f"Each run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate a model with a "
               f"stronger attack and a robust curve:\n  robustft eval --checkpoint {out / 'a-full'} --data "

@@ -20,7 +20,8 @@ from robustft.cli.options import add_override_options
 from robustft.errors import ConfigError
 
 AXIS_HELP = {
-    "models": "paper-b: vit-augreg, swin-b, convnext-b, resnet50-a1, clip-vit-b16, clip-convnext-b",
+    "models": "paper-b: vit-augreg, swin-b, convnext-b, resnet50-a1, clip-vit-b16, clip-convnext-b; "
+              "embedded: mobilenet-v2, vit-s-dinov2",
     "datasets": "e.g. cifar10, cub200, stanford-dogs, domainnet-real (paper-a); fgvc-aircraft, imagenette (paper-b)",
     "eps": "paper-a: 1/255 or clean (DomainNet); paper-b: eps_g 4/255, 8/255 (and 1/255..9/255)",
     "strategies": "paper-a: full, linear, bitfit, lora, ia3, adapter, compacter",
@@ -32,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reproduce", help="run a paper's study (its shipped configs, or its full grid), report and findings",
         description="paper-a: the seven strategies; paper-b: the schedules plus standard fine-tuning as the "
-                    "reference. --scale embedded runs one config each offline on a CPU; --scale full runs the "
+                    "reference. --scale embedded runs every claim's runs offline on a CPU (both embedded backbones x "
+                    "two tasks x the strategies or the eps_g grid and schedules: robustft.sweep.embedded_grid); "
+                    "--scale full runs the "
                     "paper's grid of backbones, datasets and eps (online, GPU), or the part the axis flags select "
                     "(comma lists; unknown values list the valid ones). --plan prints the runs and a GPU-hour "
                     "estimate without training.")
@@ -41,9 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--scale", choices=("embedded", "full"), default="embedded")
     for axis, text in AXIS_HELP.items():
         parser.add_argument(f"--{axis}", default=None, metavar="A,B,...",
-                            help=f"--scale full: only these {axis} of the grid ({text})")
+                            help=f"only these {axis} of the grid ({text})")
     parser.add_argument("--plan", action="store_true",
-                        help="print the runs, their count and estimated GPU-hours; train nothing (needs --scale full)")
+                        help="print the runs, their count and estimated cost (full: GPU-hours; embedded: CPU-minutes "
+                             "and wall time on 2 cores); train nothing")
     parser.add_argument("--calibrate", action="store_true",
                         help="with --plan: price runs by timing a few training steps of each backbone here (random "
                              "weights), not by the shipped reference table")
@@ -78,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
                           "(and --ray-address), or drop --storage to write the runs into the study directory.")
     if args.calibrate and not args.plan:
         raise ConfigError("--calibrate calibrates the cost estimate of --plan; add --plan.")
-    if args.plan and args.scale != "full":
-        raise ConfigError("--plan estimates a paper's full grid (the models it prices are the papers' backbones); "
-                          "add --scale full.")
+    if args.calibrate and args.scale != "full":
+        raise ConfigError("--calibrate probes the papers' full-scale backbones; the embedded plan is priced with "
+                          "speeds measured on the 2-core machine (robustft.sweep.embedded_cost). Drop --calibrate.")
     study = paper_study(args.paper, args.scale, {axis: getattr(args, axis) for axis in AXES})
     out = Path(args.output_dir) if args.output_dir else Path("runs") / f"reproduce-{study.name}"
     # Not overrides_of(args): --output-dir is the study directory here, not the runs' output_dir.
@@ -108,6 +112,10 @@ def _plan(study: object, out: Path, fixed: list[str], *, calibrate: bool, tune: 
     from robustft.sweep.study import resolve_study
 
     _, configs = resolve_study(study, out, fixed)  # the configs the runs would have; no data, no weights
+    if study.name.endswith("-embedded"):  # CPU minutes from this machine's measured speeds, not GPU-hours
+        from robustft.sweep.embedded_cost import embedded_plan
+
+        return embedded_plan(study, configs)
     archs = [architecture(str(c["model"]["name"])) for c in configs]
     if calibrate:
         print(f"robustft: probing {len(set(archs))} backbone(s) on this machine...", file=sys.stderr, flush=True)

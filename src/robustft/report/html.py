@@ -28,6 +28,7 @@ from robustft.analysis.findings_base import get as dotted_get
 from robustft.analysis.tradeoff import compare_runs, ood_correlation
 from robustft.config.units import format_eps
 from robustft.report import figures
+from robustft.report.claims_figures import claims_sections
 from robustft.report.findings_table import findings_table
 from robustft.report.seed_tables import seed_sections
 from robustft.runs import Run, records
@@ -162,6 +163,7 @@ def build_report(runs: Sequence[Run], out_dir: str | Path, title: str = "robustf
         tradeoff=_tradeoff_section(runs, metrics, labels, group_by, out),
         curves=_curves_section(metrics, out), ood=_ood_section(metrics, out),
         seeds=seed_sections(runs, metrics, out, _figure),  # spreads over seeds, paper B: seed_sections.html
+        claims=claims_sections(runs, out, _figure),  # per task / eps_g / backbone: claims_sections.html
         trajectories=_trajectories(runs, out), max_trajectories=MAX_TRAJECTORIES, warnings=_warnings(runs),
     )
     path = out / "index.html"

@@ -58,6 +58,13 @@ DATASET_SIZES: dict[str, tuple[int, int]] = {
     "domainnet:quickdraw": (120_750, 51_750),
     "domainnet:real": (120_906, 52_041),
     "domainnet:sketch": (48_212, 20_916),
+    # the embedded sets (``robustft list datasets``), for ``reproduce --scale embedded --plan``
+    "fashion-mnist": (60_000, 10_000),
+    "mnist": (8_000, 2_000),
+    "animal-mnist": (8_000, 2_000),
+    "digits": (1_438, 359),
+    "elpv": (2_099, 525),
+    "emoji": (782, 195),
 }
 
 

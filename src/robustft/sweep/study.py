@@ -13,8 +13,9 @@ Studies shipped:
 - ``paper_study("paper-a" | "paper-b", "embedded" | "full", selection)``: ``robustft reproduce``, from
   ``configs/paper_{a,b}[_embedded]/``; paper B's standard fine-tuning reference is its RFT-fix config without the
   perturbation (``objective.name=standard eps.schedule=zero``), i.e. the same run but for what is being tested.
-  At full scale the study is the paper's whole grid (``robustft.sweep.paper_grid``: models x datasets x eps x
-  strategies or schedules), or the part of it ``selection`` names.
+  At embedded scale the study is every claim's runs (``robustft.sweep.embedded_grid``). At full scale the study is
+  the paper's whole grid (``robustft.sweep.paper_grid``: models x datasets x eps x strategies or schedules), or the
+  part of it ``selection`` names.
 
 Config files come from the repository's ``configs/`` when run from a checkout, else from the copy packaged in
 ``robustft/sweep/study_configs/`` (the demo's only; a test keeps the two identical).
@@ -30,6 +31,7 @@ from typing import Any
 from robustft.config.files import load_config
 from robustft.config.schema import to_dict
 from robustft.errors import ConfigError, RobustftError
+from robustft.sweep.embedded_grid import embedded_runs
 from robustft.sweep.grid import SweepPoint
 from robustft.sweep.jobs import default_jobs
 from robustft.sweep.paper_grid import REFERENCE_OVERRIDES, SCHEDULE_LABELS, grid_runs
@@ -37,7 +39,6 @@ from robustft.sweep.runner import run_points
 from robustft.sweep.study_progress import relative_cost
 
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
-PAPER_B_SCHEDULES = ("fix", "scheduled", "linear", "uniform", "auto")
 # The demo's paper B arms and how the summary names them; REFERENCE_OVERRIDES (imported above) make paper B's
 # standard fine-tuning reference out of its RFT-fix config.
 DEMO_SCHEDULES = SCHEDULE_LABELS
@@ -115,13 +116,14 @@ def paper_study(paper: str, scale: str = "embedded",
 
     Args:
         paper: ``paper-a`` or ``paper-b``.
-        scale: ``embedded`` (offline, CPU, minutes: one run per shipped config) or ``full`` (the paper's grid of
-            backbones, datasets, eps and strategies or schedules; online, GPU).
-        selection: full scale only: the part of the grid to run, axis -> keys (``{"models": ["swin-b"]}``; see
-            ``robustft.sweep.paper_grid``); None: the paper's main grid.
+        scale: ``embedded`` (offline, 2 CPU cores, under 45 minutes: every claim's runs, both embedded backbones x
+            two tasks x the strategies or the eps_g grid and schedules, ``robustft.sweep.embedded_grid``) or
+            ``full`` (the paper's grid of backbones, datasets, eps and strategies or schedules; online, GPU).
+        selection: the part of the grid to run, axis -> keys (``{"models": ["swin-b"]}``; see
+            ``robustft.sweep.paper_grid`` and ``embedded_grid``); None: the paper's main grid.
 
     Raises:
-        ConfigError: unknown paper, scale or selected value; a selection at embedded scale.
+        ConfigError: unknown paper, scale or selected value.
     """
     if paper not in ("paper-a", "paper-b"):
         raise ConfigError(f"unknown paper {paper!r}; use paper-a or paper-b.")
@@ -133,14 +135,8 @@ def paper_study(paper: str, scale: str = "embedded",
         runs = grid_runs(paper, root, selection)
         arms = [Arm(r.name, "A" if paper == "paper-a" else "B", r.label, r.config, r.overrides, r.axes) for r in runs]
         return Study(f"{paper}-{scale}", tuple(arms))
-    if selection and any(selection.values()):
-        raise ConfigError("--models, --datasets, --eps, --strategies and --schedules choose part of a paper's full "
-                          "grid; add --scale full (the embedded study is one run per shipped config).")
-    if paper == "paper-a":
-        arms = [Arm(f"a-{s}", "A", s, root / f"{s}.yaml") for s in PAPER_A_STRATEGIES]
-    else:
-        arms = [Arm("b-standard", "B", DEMO_SCHEDULES["standard"], root / "fix.yaml", REFERENCE_OVERRIDES)]
-        arms += [Arm(f"b-{s}", "B", DEMO_SCHEDULES.get(s, s), root / f"{s}.yaml") for s in PAPER_B_SCHEDULES]
+    runs = embedded_runs(paper, root, selection)  # both backbones x two tasks x the claims' axes (embedded_grid)
+    arms = [Arm(r.name, "A" if paper == "paper-a" else "B", r.label, r.config, r.overrides, r.axes) for r in runs]
     return Study(f"{paper}-{scale}", tuple(arms))
 
 
