@@ -32,7 +32,7 @@ from pathlib import Path
 
 from robustft.config.units import parse_eps
 from robustft.errors import ConfigError
-from robustft.sweep.paper_grid import AXES, REFERENCE_OVERRIDES, SCHEDULE_LABELS, AxisValue, GridRun, parse_selection
+from robustft.sweep.paper_grid import AXES, REFERENCE_OVERRIDES, SCHEDULE_LABELS, AxisValue, GridPoint, parse_selection
 
 _MODELS = (AxisValue("mobilenet-v2", "mobilenet_v2"), AxisValue("vit-s-dinov2", "vit_small_dinov2"))
 _DATASETS = (AxisValue("fashion-mnist", "fashion-mnist"), AxisValue("emoji", "emoji"),
@@ -125,7 +125,7 @@ def _task_overrides(data: AxisValue) -> tuple[str, ...]:
 
 
 def embedded_runs(paper: str, root: Path,
-                  selection: Mapping[str, str | Sequence[str] | None] | None = None) -> list[GridRun]:
+                  selection: Mapping[str, str | Sequence[str] | None] | None = None) -> list[GridPoint]:
     """The runs of a paper's embedded grid (or of the selected part), configs from ``root`` (configs/paper_x_embedded).
 
     Each run's label names its arm within its configuration (``lora · vit-s-dinov2 · emoji``), so that summaries
@@ -144,7 +144,7 @@ def embedded_runs(paper: str, root: Path,
     return runs
 
 
-def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
+def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridPoint]:
     runs = []
     for model in chosen["models"]:
         for data in chosen["datasets"]:
@@ -152,14 +152,14 @@ def _paper_a(root: Path, chosen: dict[str, list[AxisValue]]) -> list[GridRun]:
                 overrides = (f"model.name={model.value}", *MODEL_OVERRIDES["paper-a"][model.key],
                              *STRATEGY_OVERRIDES.get(("paper-a", model.key, strategy.key), ()), *_task_overrides(data),
                              f"data.ood=[{data.value}@gaussian_noise:3,{data.value}@contrast:3]")
-                runs.append(GridRun(f"a-{model.key}-{data.key}-{strategy.key}",
+                runs.append(GridPoint(f"a-{model.key}-{data.key}-{strategy.key}",
                                     f"{strategy.key} · {model.key} · {data.key}", root / f"{strategy.key}.yaml",
                                     overrides, (("models", model.key), ("datasets", data.key), ("eps", "1/255"),
                                                 ("strategies", strategy.key), ("schedules", "standard"))))
     return runs
 
 
-def _paper_b(root: Path, chosen: dict[str, list[AxisValue]], named_schedules: bool) -> list[GridRun]:
+def _paper_b(root: Path, chosen: dict[str, list[AxisValue]], named_schedules: bool) -> list[GridPoint]:
     runs = []
     eps_list = chosen["eps"]
     top = max(eps_list, key=lambda e: parse_eps(e.value))
@@ -180,7 +180,7 @@ def _paper_b(root: Path, chosen: dict[str, list[AxisValue]], named_schedules: bo
                     # (findings pair a reference with the runs whose config equals it but for objective and eps).
                     extra = REFERENCE_OVERRIDES if schedule.key == "standard" else ()
                     config = root / ("fix.yaml" if schedule.key == "standard" else f"{schedule.key}.yaml")
-                    runs.append(GridRun(f"{prefix}-{eps.key.replace('/', '_')}-{schedule.key}",
+                    runs.append(GridPoint(f"{prefix}-{eps.key.replace('/', '_')}-{schedule.key}",
                                         f"{label} {eps.key} · {where}", config,
                                         (*extra, *common, f"eps.value={eps.value}", f"eval.curve={eps.value}"),
                                         (*axes, ("eps", eps.key), ("strategies", "full"),

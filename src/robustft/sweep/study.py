@@ -34,7 +34,7 @@ from robustft.errors import ConfigError, RobustftError
 from robustft.sweep.embedded_grid import embedded_runs
 from robustft.sweep.grid import SweepPoint
 from robustft.sweep.jobs import default_jobs
-from robustft.sweep.paper_grid import REFERENCE_OVERRIDES, SCHEDULE_LABELS, grid_runs
+from robustft.sweep.paper_grid import SCHEDULE_LABELS, grid_runs
 from robustft.sweep.runner import run_points
 from robustft.sweep.study_progress import relative_cost
 
