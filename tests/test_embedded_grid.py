@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pandas as pd
 import pytest
 
 from robustft.analysis.findings import paper_b_run_names
 from robustft.cli import main
 from robustft.errors import ConfigError
+from robustft.runs import Run
 from robustft.sweep.cost_model import Throughput, run_cost
 from robustft.sweep.embedded_cost import EMBEDDED_SPEEDS, packed_wall, run_seconds
 from robustft.sweep.study import paper_study, resolve_study
@@ -49,7 +48,7 @@ def test_paper_b_runs_three_eps_g_with_references_the_findings_pair(tmp_path):
     assert len(references) == 12
     for reference in references:  # each is the reference of the adversarial runs of its backbone, task and eps_g
         prefix = reference.removesuffix("-standard")
-        runs = [SimpleNamespace(name=k, config=c, metrics=pd.DataFrame()) for k, c in configs.items()
+        runs = [Run(name=k, config=c, metrics=pd.DataFrame()) for k, c in configs.items()
                 if k.startswith(prefix)]
         assert reference in paper_b_run_names(runs) and len(runs) >= 3
     # linear warm-up, uniform and auto: at the cheapest configuration only

@@ -11,7 +11,7 @@ import pytest
 
 from robustft.report import build_report
 from robustft.report.claims_figures import NEEDS, claims_sections, steepness
-from robustft.report.html import RunRecord
+from robustft.runs import Run
 
 matplotlib.use("Agg")
 
@@ -28,7 +28,7 @@ def paper_a_run(name, task, strategy, points, model="mobilenet_v2"):
     metrics = pd.DataFrame([r for i, (c, rb) in enumerate(points) for r in _rows(10 * i, "test", c, rb)])
     config = {"name": name, "model": {"name": model}, "data": {"name": task}, "strategy": {"name": strategy},
               "objective": {"name": "standard"}, "eps": {"schedule": "zero", "value": "4/255"}}
-    return RunRecord(name, config, {}, metrics)
+    return Run(name=name, config=config, summary={}, metrics=metrics)
 
 
 def paper_b_run(name, schedule, eps, val_clean, test_clean, objective="adversarial", task="emoji"):
@@ -37,7 +37,7 @@ def paper_b_run(name, schedule, eps, val_clean, test_clean, objective="adversari
     config = {"name": name, "model": {"name": "vit_small_dinov2"}, "data": {"name": task},
               "strategy": {"name": "full"}, "objective": {"name": objective},
               "eps": {"schedule": schedule, "value": eps}}
-    return RunRecord(name, config, {"detection": {"num_classes": 10}}, pd.DataFrame(rows))
+    return Run(name=name, config=config, summary={"detection": {"num_classes": 10}}, metrics=pd.DataFrame(rows))
 
 
 FRONTIER_RUNS = [

@@ -14,9 +14,9 @@ import torch
 from robustft.config import load_config, section_from_dict
 from robustft.errors import ConfigError
 from robustft.models.tiny import tiny_cnn
+from robustft.sweep.paper_grid import REFERENCE_OVERRIDES
 from robustft.sweep.study import (
     PAPER_A_STRATEGIES,
-    REFERENCE_OVERRIDES,
     demo_study,
     paper_study,
     resolve_study,

@@ -39,8 +39,8 @@ from robustft.sweep.runner import run_points
 from robustft.sweep.study_progress import relative_cost
 
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
-# The demo's paper B arms and how the summary names them; REFERENCE_OVERRIDES (imported above) make paper B's
-# standard fine-tuning reference out of its RFT-fix config.
+# The demo's paper B arms and how the summary names them (paper B's standard fine-tuning reference is made out of
+# its RFT-fix config by robustft.sweep.paper_grid.REFERENCE_OVERRIDES).
 DEMO_SCHEDULES = SCHEDULE_LABELS
 
 # --quick: the same pipeline and configs on less data, fewer steps and smaller evaluation subsets, so that the
