@@ -126,7 +126,7 @@ def delay_grows_with_eps(runs: Sequence[StudyRun], family: Callable[[StudyRun], 
             families.setdefault(family(run), {}).setdefault(eps, []).append(run)
     usable = [f for f in families.values() if len(f) >= MIN_EPS]
     if not usable:
-        have = ", ".join(sorted({_eps_text(get(r.config, "eps.value")) for r in fixes})) or "none"
+        have = ", ".join(sorted({_eps_text(get(r.config, "eps.value")) for r in fixes if references(r)})) or "none"
         where = setting_text(fixes[0].config) if fixes else "the paper B study"
         return skip("B.delay_grows_with_eps", CLAIM_DELAY, [
             f"RFT-fix (eps.schedule=constant) runs at {MIN_EPS} eps_g values or more (e.g. 1/255, 2/255, 4/255, "
@@ -233,7 +233,8 @@ def severity_by_model_and_data(runs: Sequence[StudyRun], family: Callable[[Study
         task_pairs = [(a, b) for a, b in itertools.combinations(sorted(cells), 2) if a[0] == b[0]]
         if model_pairs and task_pairs:
             return _severity(cells, model_pairs, task_pairs, references)
-    have = "; ".join(f"{m} on {t}" for cells in families.values() for m, t in cells) or "no RFT-fix with a reference"
+    have = "; ".join(dict.fromkeys(_cell(c) for cells in families.values() for c in sorted(cells))) \
+        or "no RFT-fix with a reference"
     where = setting_text(fixes[0].config) if fixes else ""
     return skip("B.severity_by_model_and_data", CLAIM_SEVERITY, [
         "RFT-fix runs with their standard references on two backbones (e.g. mobilenet_v2 and vit_small_dinov2) on "
@@ -262,9 +263,7 @@ def _severity(cells: dict[tuple[str, str], list[StudyRun]], model_pairs: list, t
                                "task_contrasts": [_row(a, b, d) for a, b, d in by_task]}
     cells_text = "; ".join(f"{m} on {t} {interval_text(g, unit=' points')}" for (m, t), (g, _) in sorted(gaps.items()))
     lead = f"clean accuracy lost by RFT-fix against standard fine-tuning: {cells_text}"
-    setting = (setting_text(used[0].config).split(" on ", 1)[0] + " and others; " +
-               ", ".join(sorted({f"{m} on {t}" for m, t in gaps})) +
-               f", eps_g = {_eps_text(get(used[0].config, 'eps.value'))}")
+    setting = f"{', '.join(_cell(c) for c in sorted(cells))}, eps_g = {_eps_text(get(used[0].config, 'eps.value'))}"
     suboptimal = any(g.low > 0 for g, _ in gaps.values())
     resolved = lambda rows: [r for r in rows if evidence.sign(r[2]) != evidence.UNRESOLVED]  # noqa: E731
     strongest = lambda rows: max(rows, key=lambda r: abs(r[2].value))  # noqa: E731
@@ -394,7 +393,7 @@ def eadv_when_adv_equal(fix: list[StudyRun], scheduled: list[StudyRun], inferenc
     why = {HOLDS: f"{lead}.", INCONCLUSIVE: f"{lead}: the interval includes 0.",
            DOES_NOT_HOLD: f"{lead}: RFT-fix's E.adv is measurably higher here."}[verdict]
     fields = evidence_fields(diff, "E.adv: scheduled - fix where adversarial accuracy is equal", text, verdict,
-                             f"{method}; the premise (adversarial accuracy at eps_g unresolved) from {adv_method}",
+                             f"{method}; the premise from adversarial accuracy at eps_g, {adv_method.split('; ')[-1]}",
                              n, seeds)
     return Finding(key="B.eadv_when_adv_equal", paper="B", claim=CLAIM_EADV, verdict=verdict, why=why,
                    numbers=numbers, setting=setting, runs=names, **fields)
