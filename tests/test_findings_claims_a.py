@@ -82,7 +82,7 @@ def test_compacter_near_the_average_on_few_images_is_inconclusive_and_says_what_
 def test_one_task_or_no_compacter_is_skipped_with_the_runs_it_needs():
     # kills: the skip emitted without a needs line, or the claim computed from one task
     found = verdict(findings(on_task("easy-task", PERIPHERAL_WINS)), "A.attention_on_complex")
-    assert found.verdict == SKIPPED and found.interval is None
+    assert found.verdict == SKIPPED and found.interval is None and found.setting == "mobilenet_v2 on easy-task at 32 px"
     assert "on a second task with mobilenet_v2" in found.why and "data.name=hard-task" in found.why
     without = {k: v for k, v in COMPACTER_WINS.items() if k != "compacter"}
     found = verdict(findings(on_task("easy-task", PERIPHERAL_WINS) + on_task("hard-task", without)),

@@ -34,10 +34,15 @@ def eps_study(onset_by_eps, seeds=(0,)):
     """onset_by_eps: {eps: onset epoch (ADAPTS_AT) or a clean curve}, or per seed {seed: {eps: ...}}."""
     runs = []
     for seed in seeds:
-        runs.append(run_at("standard", ADAPTS_AT[1], seed=seed))
+        reference = run_at("standard", ADAPTS_AT[1], seed=seed)
+        runs.append(reference)
         onsets = onset_by_eps.get(seed, onset_by_eps)
-        runs += [run_at("fix", ADAPTS_AT[epoch] if isinstance(epoch, int) else epoch, eps, seed)
-                 for eps, epoch in onsets.items()]
+        for eps, epoch in onsets.items():
+            run = run_at("fix", ADAPTS_AT[epoch] if isinstance(epoch, int) else epoch, eps, seed)
+            # as an eps_g grid writes them: the curve ends at eps_g, the reference is named per seed
+            run.config["eval"] = {**run.config["eval"], "curve": eps}
+            run.config["detect"] = {"reference_run": reference.name}
+            runs.append(run)
     return runs
 
 

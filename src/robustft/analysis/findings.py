@@ -89,7 +89,8 @@ def findings(runs: str | Path | Iterable[Any], method: str = PAIRED, n_boot: int
         out.extend(_labelled([*paper_b_findings(fix, scheduled, reference, inference),
                               *study_claims_b(fix, scheduled, inference)], label))
     out.extend(claims_b(loaded, len(b_groups), lambda run: _reference_runs(run, loaded), {
-        "eps": lambda run: _without(run.config, (*_BOOKKEEPING, "eps.value")),
+        # an eps_g grid moves the robust curve's end and the tracked eps with eps_g; the onset is clean accuracy's
+        "eps": lambda run: _without(run.config, (*_BOOKKEEPING, "eps.value", "eval.curve", "eval.eps")),
         "cell": lambda run: _without(run.config, (*_BOOKKEEPING, "model", "data"))}, inference))
     return out
 

@@ -99,9 +99,10 @@ def task_claims(groups: Sequence[Arms], family: Callable[[StudyRun], str], infer
         need = [f"paper A runs of the same strategies (compacter among them) on a second task with "
                 f"{get(first.config, 'model.name', '?')}, of different measured complexity"
                 + (f" (e.g. data.name={others[0]}; measured: {', '.join(others)})" if others else "")]
-        have = f"one task per backbone ({setting_text(first.config)})"
-        out = [skip("A.attention_on_complex", CLAIM_ATTENTION, need, have),
-               skip("A.steeper_with_complexity", CLAIM_STEEPER, need, have)]
+        setting = setting_text(first.config)
+        have = f"one task per backbone ({setting})"
+        out = [skip("A.attention_on_complex", CLAIM_ATTENTION, need, have, setting),
+               skip("A.steeper_with_complexity", CLAIM_STEEPER, need, have, setting)]
     return out
 
 
@@ -279,8 +280,10 @@ def _dummies(codes: np.ndarray, levels: int) -> np.ndarray:
     return np.eye(levels)[codes][:, 1:]
 
 
-def explained(ood: np.ndarray, clean: np.ndarray, shift: np.ndarray, strategy: np.ndarray) -> np.ndarray:
-    """R^2 of OOD accuracy on (shift + clean + shift x clean), on the strategy, and on both: array (3,).
+def explained(ood: np.ndarray, clean: np.ndarray, shift: np.ndarray, strategy: np.ndarray, both: bool = True
+              ) -> np.ndarray:
+    """R^2 of OOD accuracy on (shift + clean + shift x clean), on the strategy, and (``both``) on both: array (3,)
+    or (2,).
 
     Args:
         ood, clean: accuracies (rows,); shift, strategy: integer codes (rows,) of the OOD split and the strategy.
@@ -289,8 +292,8 @@ def explained(ood: np.ndarray, clean: np.ndarray, shift: np.ndarray, strategy: n
     shifts = _dummies(shift, int(shift.max()) + 1)
     context = np.hstack([ones, shifts, clean[:, None], shifts * clean[:, None]])
     strategies = _dummies(strategy, int(strategy.max()) + 1)
-    return np.array([_r2(ood, context), _r2(ood, np.hstack([ones, strategies])),
-                     _r2(ood, np.hstack([context, strategies]))])
+    r2 = [_r2(ood, context), _r2(ood, np.hstack([ones, strategies]))]
+    return np.array([*r2, _r2(ood, np.hstack([context, strategies]))] if both else r2)
 
 
 def has_ood(arms: Arms) -> bool:
@@ -317,7 +320,7 @@ def ood_shift_not_method(arms: Arms, inference: Inference) -> Finding | None:
     def contrast(draw: np.ndarray) -> float:
         index = np.concatenate([blocks[r] for r in draw])
         ood, clean, shift, strategy = (column[index] for column in columns)
-        r2 = explained(ood, clean, shift, strategy)
+        r2 = explained(ood, clean, shift, strategy, both=False)
         return float(r2[0] - r2[1])
 
     # one stratum per strategy when it has several runs (seeds); with one run each the runs are resampled together
