@@ -4,10 +4,12 @@ from the numbers; a claim the runs cannot support is a skip line naming the runs
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from tests.test_findings import Run as FindingsRun
 from tests.test_findings import _acc, _config, paper_b_run, verdict
+from tests.test_findings_paired import evaluated
 
 from robustft.analysis.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, SKIPPED, findings
 from robustft.report.findings_table import findings_table
@@ -171,3 +173,32 @@ def test_adversarial_accuracy_measurably_apart_is_skipped_and_shown_in_the_repor
     assert found.numbers["adversarial_difference"]["low"] > 0 and found.interval is None
     (row,) = [r for r in findings_table(runs) if r["claim"] == found.claim]
     assert row["verdict"] == SKIPPED and row["kind"] == "open" and row["why"].startswith("skipped: needs ")
+
+
+def curves_on_shared_images(fix_levels, scheduled_levels, n=500, flip=0.01):
+    """RFT-fix and Epsilon-Scheduling evaluated on the same ``n`` images, with per-image outcomes: clean accuracy per
+    epoch and the final robust curve at eps 0, 16/255, 32/255 (= eps_g) at ``*_levels``; an image is right when its
+    difficulty is below the level (strongly correlated verdicts), a few flipped at random."""
+
+    rng = np.random.default_rng(0)
+    u = rng.random(n)
+    runs = []
+    for kind, levels in (("fix", fix_levels), ("scheduled", scheduled_levels)):
+        evaluations = [(10 * epoch, float(epoch), split, "accuracy", "clean", 0.0, (u < level) ^ (rng.random(n) < flip))
+                       for epoch, level in enumerate((0.1, 0.4, levels[0])) for split in ("val", "test")]
+        evaluations += [(20, 2.0, "test", "curve_accuracy", "apgd-ce", eps, (u < level) ^ (rng.random(n) < flip))
+                        for eps, level in zip((0.0, 16 / 255, 32 / 255), levels, strict=True)]
+        config = _config("full", "adversarial", "constant" if kind == "fix" else "scheduled")
+        runs.append(evaluated(f"b-{kind}", config, evaluations, np.arange(n)))
+    return runs
+
+
+def test_eadv_where_adversarial_accuracy_is_equal_is_paired_over_the_shared_images():
+    # kills: the E.adv difference left unpaired when outcomes exist (its Wilson bounds leave it inconclusive here)
+    runs = curves_on_shared_images((0.6, 0.3, 0.2), (0.64, 0.36, 0.2))
+    paired = verdict(findings(runs, n_boot=500), "B.eadv_when_adv_equal")
+    unpaired = verdict(findings(runs, method="unpaired"), "B.eadv_when_adv_equal")
+    assert paired.method.startswith("paired bootstrap over 500 images") and unpaired.method.startswith("unpaired")
+    assert (paired.verdict, unpaired.verdict) == (HOLDS, INCONCLUSIVE), (paired.why, unpaired.why)
+    assert paired.numbers["expected_robustness_difference"]["value"] == pytest.approx(
+        unpaired.numbers["expected_robustness_difference"]["value"])
