@@ -180,6 +180,13 @@ def test_ood_that_nothing_explains_is_inconclusive_and_a_study_without_ood_is_sk
     assert skipped.verdict == SKIPPED and "data.ood" in skipped.why and "easy-task" in skipped.why
 
 
+def test_ood_accuracy_that_never_varies_has_nothing_to_explain():
+    # kills: R^2 of a constant (NaN) carried into the interval and the sample size that would resolve it
+    found = verdict(findings(ood_study(lambda name, split, clean, rng: np.full(clean.size, 0.1))),
+                    "A.ood_shift_not_method")
+    assert found.verdict == INCONCLUSIVE and found.interval is None and "no variance" in found.why
+
+
 def test_runs_unrelated_to_a_paper_a_study_get_no_skip_lines():
     # kills: skip lines emitted for runs that hold no study of the paper
     assert findings(on_task("easy-task", {"full": FLAT})) == []

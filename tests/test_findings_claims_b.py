@@ -83,6 +83,14 @@ def test_three_seeds_decide_by_spearmans_rho_with_a_bootstrap_over_seeds():
     assert found.resolve["unit"] == "seeds"
 
 
+def test_runs_that_never_adapt_at_any_eps_leave_the_trend_open():
+    # kills: an undefined rho (every onset "never") bootstrapped into a NaN interval
+    never = [0.1, 0.1, 0.1, 0.1, 0.1]
+    found = verdict(findings(eps_study({"1/255": never, "4/255": never, "8/255": never}, seeds=(0, 1, 2))),
+                    "B.delay_grows_with_eps")
+    assert found.verdict == INCONCLUSIVE and found.numbers["per_seed"] == {"0": "open", "1": "open", "2": "open"}
+
+
 def test_fewer_than_three_eps_values_are_skipped_with_the_eps_needed():
     # kills: the claim computed from two eps_g values
     found = verdict(findings(eps_study({"1/255": 1, "8/255": 3})), "B.delay_grows_with_eps")

@@ -269,7 +269,7 @@ def _ood_rows(arms: Arms) -> tuple[pd.DataFrame, list[str]]:
 
 def _r2(y: np.ndarray, design: np.ndarray) -> float:
     total = float(np.sum((y - y.mean()) ** 2))
-    if total <= 0:
+    if np.ptp(y) < 1e-9:  # a constant up to round-off: no variance, R^2 undefined
         return float("nan")
     beta, *_ = np.linalg.lstsq(design, y, rcond=None)
     return 1.0 - float(np.sum((y - design @ beta) ** 2)) / total
@@ -314,6 +314,12 @@ def ood_shift_not_method(arms: Arms, inference: Inference) -> Finding | None:
     columns = (rows["ood"].to_numpy(float), rows["clean"].to_numpy(float),
                pd.factorize(rows["shift"], sort=True)[0], pd.factorize(rows["strategy"], sort=True)[0])
     value = explained(*columns)
+    if not np.isfinite(value[0] - value[1]):  # OOD accuracy constant over every evaluation: no variance to explain
+        return Finding(key="A.ood_shift_not_method", paper="A", claim=CLAIM_OOD, verdict=INCONCLUSIVE,
+                       why=(f"OOD accuracy is the same at all {len(rows)} evaluations "
+                            f"({100 * float(rows['ood'].iloc[0]):.1f}%): there is no variance to explain."),
+                       numbers={"points": len(rows)}, setting=setting, runs=tuple(names),
+                       method="R^2 of two least-squares fits", n=int(pd.to_numeric(rows["n"]).min()))
     runs_of = rows["run"].to_numpy()
     blocks = [np.flatnonzero(runs_of == r) for r in range(len(names))]
 

@@ -160,12 +160,11 @@ def delay_grows_with_eps(runs: Sequence[StudyRun], family: Callable[[StudyRun], 
                                                       sorted(onsets[seed].items())) for seed in seeds)
     lead = f"onset epoch of RFT-fix per eps_g ({per_seed}); Spearman rho {rho:.2f}"
     n = min((int(clean_series(run)[0]["n"].min()) for run in used if not clean_series(run)[0].empty), default=None)
-    if len(seeds) >= BOOTSTRAP_SEEDS:
+    if len(seeds) >= BOOTSTRAP_SEEDS and math.isfinite(rho):  # rho undefined: one onset everywhere, ranges decide
         draws = run_bootstrap(len(seeds), lambda d: _rho([p for i in d for p in points[seeds[i]]]),
                               inference.n_boot, inference.seed)
         (estimate,) = percentile(np.array([rho]), draws[:, None], basis=f"bootstrap over {len(seeds)} seeds")
-        verdict = {evidence.GREATER: HOLDS, evidence.LESS: DOES_NOT_HOLD}.get(evidence.sign(estimate), INCONCLUSIVE) \
-            if math.isfinite(rho) else INCONCLUSIVE
+        verdict = {evidence.GREATER: HOLDS, evidence.LESS: DOES_NOT_HOLD}.get(evidence.sign(estimate), INCONCLUSIVE)
         numbers["spearman_rho"] = estimate.as_dict()
         text = f"{rho:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}]"
         why = {HOLDS: f"{lead}: later onsets at larger eps_g.", INCONCLUSIVE: f"{lead}: the interval includes 0.",
