@@ -9,6 +9,7 @@ import pytest
 
 from robustft.analysis import evidence
 from robustft.analysis.findings import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, Finding, findings
+from robustft.analysis.findings_claims import CLAIM_KEYS
 from robustft.runs import Run
 
 EPS_A = 1 / 255
@@ -41,6 +42,11 @@ def paper_a_run(strategy, clean, robust, n=256, ood=None, seed=0, steps=None):
         for name, values in (ood or {}).items():
             rows.append(_acc(step, step / 100, f"ood:{name}", values[i], n))
     return held(f"a-{strategy}-{seed}", _config(strategy, seed=seed), pd.DataFrame(rows))
+
+
+def study_findings(runs, **options) -> list[Finding]:
+    """The findings of one study alone, without the cross-study claims (tests/test_findings_claims_*.py)."""
+    return [f for f in findings(runs, **options) if f.key not in CLAIM_KEYS]
 
 
 def verdict(found: list[Finding], key: str) -> Finding:
@@ -213,7 +219,7 @@ def test_schedule_beats_fix_holds_on_clean_and_eadv_and_fix_delays_onset():
     runs = [paper_b_run("standard", [0.1, 0.8, 0.85, 0.9], [0.9, 0.1, 0.0, 0.0, 0.0]),
             paper_b_run("fix", [0.1, 0.12, 0.3, 0.45], [0.45, 0.35, 0.3, 0.25, 0.2]),
             paper_b_run("scheduled", [0.1, 0.8, 0.7, 0.65], [0.65, 0.5, 0.4, 0.3, 0.25])]
-    found = findings(runs)
+    found = study_findings(runs)
     assert [f.key for f in found] == ["B.clean", "B.expected_robustness", "B.onset_delay"]
     assert {f.verdict for f in found} == {HOLDS}, [f.why for f in found]
     onset = verdict(found, "B.onset_delay")
@@ -231,13 +237,13 @@ def test_side_by_side_studies_say_in_their_setting_what_tells_them_apart():
             run.config["strategy"]["name"] = strategy
             run.name = f"{run.name}-{strategy}"
             runs.append(run)
-    found = findings(runs)
+    found = study_findings(runs)
     assert len(found) == 4
     settings = sorted({f.setting for f in found})
     assert [s.rsplit("; ", 1)[-1] for s in settings] == ["strategy.name=bitfit", "strategy.name=full"]
     assert all(s.startswith("mobilenet_v2 on fashion-mnist at 32 px") for s in settings)
     # one study alone keeps the plain setting
-    assert all(";" not in f.setting for f in findings(runs[:2]))
+    assert all(";" not in f.setting for f in study_findings(runs[:2]))
 
 
 def test_fix_better_than_schedule_does_not_hold_and_says_how_the_setting_differs():
@@ -255,7 +261,7 @@ def test_close_schedules_and_an_ambiguous_onset_are_inconclusive():
     runs = [paper_b_run("standard", [0.1, 0.3, 0.8], [0.8, 0.1, 0.0, 0.0, 0.0], n=100),
             paper_b_run("fix", [0.1, 0.22, 0.5], [0.5, 0.3, 0.2, 0.1, 0.05], n=100),
             paper_b_run("scheduled", [0.1, 0.4, 0.52], [0.52, 0.31, 0.2, 0.11, 0.05], n=100)]
-    found = findings(runs)
+    found = study_findings(runs)
     assert {f.key: f.verdict for f in found} == {"B.clean": INCONCLUSIVE, "B.expected_robustness": INCONCLUSIVE,
                                                  "B.onset_delay": INCONCLUSIVE}
 
@@ -293,7 +299,7 @@ def test_a_single_noisy_crossing_leaves_the_onset_open():
 def test_without_a_reference_run_there_is_no_onset_finding():
     runs = [paper_b_run("fix", [0.1, 0.2, 0.4], [0.4, 0.3, 0.2, 0.1, 0.0]),
             paper_b_run("scheduled", [0.1, 0.7, 0.7], [0.7, 0.5, 0.3, 0.2, 0.1])]
-    assert [f.key for f in findings(runs)] == ["B.clean", "B.expected_robustness"]
+    assert [f.key for f in study_findings(runs)] == ["B.clean", "B.expected_robustness"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

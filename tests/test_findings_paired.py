@@ -10,6 +10,7 @@ from tests.test_findings import EPS_A, _config, verdict
 
 from robustft.analysis import evidence
 from robustft.analysis.findings import HOLDS, INCONCLUSIVE, findings
+from robustft.analysis.findings_claims import CLAIM_KEYS
 from robustft.analysis.findings_paper_a_paired import area_contrasts
 from robustft.analysis.findings_peak import peak_contrasts
 from robustft.analysis.paired import AlignedOutcomes, Sample
@@ -152,8 +153,8 @@ def strategies(n: int = 256, flip: float = 0.03, seed: int = 0) -> list[Run]:
 
 def test_paper_a_findings_are_paired_and_narrower_on_the_same_runs():
     runs = strategies()
-    paired = {f.key: f for f in findings(runs, n_boot=1000)}
-    unpaired = {f.key: f for f in findings(runs, method="unpaired")}
+    paired = {f.key: f for f in findings(runs, n_boot=1000) if f.key not in CLAIM_KEYS}
+    unpaired = {f.key: f for f in findings(runs, method="unpaired") if f.key not in CLAIM_KEYS}
     assert set(paired) == set(unpaired) == {"A.robust_peak", "A.largest_area", "A.bitfit_above_average",
                                             "A.linear_above_average", "A.ood_tracks_clean"}
     for key, found in paired.items():

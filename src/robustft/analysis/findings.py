@@ -22,7 +22,10 @@ Which runs play which role is read from their resolved configs, so any set of ru
 - paper B study: adversarial runs that agree on everything but the eps schedule and seed, with ``constant``
   (RFT-fix) and ``scheduled`` (Epsilon-Scheduling) schedules; the reference is a standard-objective run equal to
   them but for objective and eps (or the run named by ``detect.reference_run``);
-- several runs of one arm differing only in seed are replicates: intervals then come from the seeds' spread.
+- several runs of one arm differing only in seed are replicates: intervals then come from the seeds' spread;
+- the cross-study claims (``findings_claims``) compare paper A studies equal but for the task, RFT-fix runs equal but
+  for eps_g, or equal but for backbone and task; a claim the runs cannot support is returned with the verdict
+  ``SKIPPED`` and a line saying which runs it needs, whenever the runs hold a study of that claim's paper.
 """
 
 import dataclasses
@@ -32,13 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from robustft.analysis.findings_base import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, VERDICTS, Finding, get
+from robustft.analysis.findings_claims import claims_a, claims_b, study_claims_a, study_claims_b
+from robustft.analysis.findings_claims_base import SKIPPED
 from robustft.analysis.findings_paired import N_BOOT, PAIRED, UNPAIRED, Inference
 from robustft.analysis.findings_paper_a import paper_a_findings
 from robustft.analysis.findings_paper_b import paper_b_findings
 from robustft.runs import Run, load_runs
 
-__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "PAIRED", "UNPAIRED", "VERDICTS", "Finding", "findings",
-           "paper_b_run_names"]
+__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "PAIRED", "SKIPPED", "UNPAIRED", "VERDICTS", "Finding",
+           "findings", "paper_b_run_names"]
 
 # Keys that do not change what a run measures (where it is written, how it is logged), and the keys each study
 # varies between its arms; configs equal outside them are comparable.
@@ -75,11 +80,18 @@ def findings(runs: str | Path | Iterable[str | Path | Run], method: str = PAIRED
     a_groups = _paper_a_groups(loaded)
     a_labels = _group_labels([next(iter(arms.values()))[0].config for arms in a_groups], _PAPER_A_VARIED)
     for group, label in zip(a_groups, a_labels, strict=True):
-        out.extend(_labelled(paper_a_findings(group, inference), label))
+        out.extend(_labelled([*paper_a_findings(group, inference), *study_claims_a(group, inference)], label))
+    out.extend(claims_a(a_groups, lambda run: _without(run.config, (*_BOOKKEEPING, *_PAPER_A_VARIED, "data")),
+                        inference))
     b_groups = _paper_b_groups(loaded)
     b_labels = _group_labels([fix[0].config for fix, _, _ in b_groups], _PAPER_B_VARIED)
     for (fix, scheduled, reference), label in zip(b_groups, b_labels, strict=True):
-        out.extend(_labelled(paper_b_findings(fix, scheduled, reference, inference), label))
+        out.extend(_labelled([*paper_b_findings(fix, scheduled, reference, inference),
+                              *study_claims_b(fix, scheduled, inference)], label))
+    out.extend(claims_b(loaded, len(b_groups), lambda run: _reference_runs(run, loaded), {
+        # an eps_g grid moves the robust curve's end and the tracked eps with eps_g; the onset is clean accuracy's
+        "eps": lambda run: _without(run.config, (*_BOOKKEEPING, "eps.value", "eval.curve", "eval.eps")),
+        "cell": lambda run: _without(run.config, (*_BOOKKEEPING, "model", "data"))}, inference))
     return out
 
 

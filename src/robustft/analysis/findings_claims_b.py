@@ -1,0 +1,398 @@
+"""Paper B's claims across eps_g, backbones and tasks (``robustft.analysis.findings`` matches the runs).
+
+- ``B.delay_grows_with_eps`` (Figure 3): stronger eps_g delays task adaptation longer. The onset is
+  ``findings_onset.onset_range``'s (the one definition), of RFT-fix runs at three eps_g values or more that agree on
+  everything else. Per seed the onset ranges of the smallest and the largest eps_g decide: *grows* when the largest
+  eps_g's earliest plausible onset comes after the smallest's latest, *does not grow* when it comes no later than
+  the smallest's earliest, else *open*. With three seeds or more the verdict rests on Spearman's rho of (eps_g,
+  onset epoch; "never" ranks after every epoch) pooled over seeds, with a bootstrap over seeds; with fewer, on the
+  seeds' ranges as ``B.onset_delay`` (every seed must show it), rho reported without an interval.
+- ``B.severity_by_model_and_data`` (Figure 1): suboptimal transfer's severity depends on the model and the dataset.
+  Per backbone x task: the clean-accuracy gap, standard fine-tuning minus RFT-fix (paired on seed), at a Bonferroni
+  level over the contrasts; it holds when some cell shows suboptimal transfer and the gap differs measurably between
+  two backbones on one task and between two tasks on one backbone; it does not hold when no cell shows any (every
+  gap measurably below 0).
+- ``B.eadv_when_adv_equal`` (Figure 5): Epsilon-Scheduling improves E.adv even where adversarial accuracy at eps_g
+  is equal. Where the schedules' adversarial accuracy at eps_g is measurably apart, the premise fails and the claim
+  is skipped; otherwise the E.adv difference (paired over images and seeds when outcomes exist,
+  ``findings_paper_b``) decides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from robustft.analysis import evidence
+from robustft.analysis.evidence import Estimate
+from robustft.analysis.findings_base import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    INCONCLUSIVE,
+    Finding,
+    clean_series,
+    get,
+    interval_text,
+    never_perturbed,
+    paired_contrast,
+    seed_pairs,
+    setting_text,
+)
+from robustft.analysis.findings_claims_base import in_unit, run_bootstrap, skip
+from robustft.analysis.findings_onset import onset_range, onset_threshold
+from robustft.analysis.findings_paired import Inference, UnpairedError, evidence_fields, percentile, unpaired_text
+from robustft.analysis.findings_paper_b import (
+    _EXPECTED,
+    _clean_difference,
+    _eps_text,
+    _last_curve,
+    _paired_difference,
+    _Quantity,
+)
+from robustft.config.units import parse_eps
+from robustft.errors import RobustftError
+from robustft.runs import Run
+
+CLAIM_DELAY = ("Stronger perturbations (larger eps_g) cause longer delays of task adaptation under RFT-fix "
+               "(paper B, Figure 3: eps_g from 1/255 to 9/255).")
+CLAIM_SEVERITY = ("The severity of suboptimal transfer (clean accuracy lost by RFT-fix against standard fine-tuning) "
+                  "is model- and dataset-dependent (paper B, Figure 1).")
+CLAIM_EADV = ("Epsilon-Scheduling improves expected robustness E.adv even where adversarial accuracy at eps_g is "
+              "equal (paper B, Figure 5).")
+MIN_EPS = 3
+BOOTSTRAP_SEEDS = 3  # fewer seeds give a bootstrap over seeds too few distinct draws to be an interval
+_GROWS, _FLAT, _OPEN = "grows", "does not grow", "open"
+
+Refs = Callable[[Run], list[Run]]
+
+
+def _eps(run: Run) -> float | None:
+    try:
+        return float(parse_eps(get(run.config, "eps.value")))
+    except (TypeError, ValueError, RobustftError):
+        return None
+
+
+def _fix_runs(runs: Sequence[Run]) -> list[Run]:
+    return [run for run in runs if get(run.config, "objective.name", "standard") != "standard"
+            and get(run.config, "eps.schedule") == "constant" and not never_perturbed(run)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# B.delay_grows_with_eps
+
+
+def _seed_state(onsets: dict[float, dict[str, Any]]) -> str:
+    """One seed's outcome from the onset ranges of its smallest and largest eps_g (module docstring)."""
+    low, high = onsets[min(onsets)], onsets[max(onsets)]
+    if any(o["start_above"] or o["last_epoch"] is None for o in onsets.values()):
+        return _OPEN
+    if low["latest"] == math.inf and high["earliest"] == math.inf:
+        return _OPEN  # neither adapts: "never after never" shows nothing
+    if high["earliest"] > low["latest"]:
+        return _GROWS
+    if high["latest"] <= low["earliest"]:
+        return _FLAT
+    return _OPEN
+
+
+def _ranked(onset: dict[str, Any]) -> float:
+    """The onset epoch for a rank statistic: "never" after every epoch of the run."""
+    return onset["epoch"] if onset["epoch"] != math.inf else float(onset["last_epoch"] or 0) + 1.0
+
+
+def _rho(points: list[tuple[float, float]]) -> float:
+    x, y = zip(*points, strict=True)
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan")
+    return float(scipy_stats.spearmanr(x, y)[0])
+
+
+def delay_grows_with_eps(runs: Sequence[Run], family: Callable[[Run], str], references: Refs,
+                         inference: Inference) -> Finding:
+    """``B.delay_grows_with_eps`` for the first family of RFT-fix runs with >= 3 eps_g values and references, or its
+    skip line. ``family(run)``: the run's config without eps_g, seed and bookkeeping."""
+    fixes = _fix_runs(runs)
+    families: dict[str, dict[float, list[Run]]] = {}
+    for run in fixes:
+        eps = _eps(run)
+        if eps is not None and references(run):
+            families.setdefault(family(run), {}).setdefault(eps, []).append(run)
+    usable = [f for f in families.values() if len(f) >= MIN_EPS]
+    if not usable:
+        have = ", ".join(sorted({_eps_text(get(r.config, "eps.value")) for r in fixes if references(r)})) or "none"
+        where = setting_text(fixes[0].config) if fixes else "the paper B study"
+        return skip("B.delay_grows_with_eps", CLAIM_DELAY, [
+            f"RFT-fix (eps.schedule=constant) runs at {MIN_EPS} eps_g values or more (e.g. 1/255, 2/255, 4/255, "
+            f"8/255), each with its standard reference, on {where}"],
+            f"RFT-fix with a reference at eps_g {have}", where, fixes)
+    by_eps = usable[0]
+    onsets: dict[str, dict[float, dict[str, Any]]] = {}
+    reference_onsets: dict[str, dict[str, Any]] = {}
+    for eps, group in sorted(by_eps.items()):
+        refs = list({r.name: r for run in group for r in references(run)}.values())
+        for run, ref in seed_pairs(group, refs)[0]:
+            threshold = onset_threshold(run, ref)
+            seed = str(get(run.config, "seed"))
+            onsets.setdefault(seed, {})[eps] = onset_range(run, threshold)
+            reference_onsets[seed] = onset_range(ref, threshold)
+    onsets = {seed: per for seed, per in onsets.items() if len(per) >= MIN_EPS}
+    used = [run for group in by_eps.values() for run in group]
+    setting = setting_text(used[0].config) + ", eps_g = " + ", ".join(_eps_text(e) for e in sorted(by_eps))
+    if not onsets:
+        return skip("B.delay_grows_with_eps", CLAIM_DELAY, [f"one seed run at {MIN_EPS} eps_g values or more with "
+                    "its reference"], "no seed at three eps_g", setting, used)
+    seeds = sorted(onsets)
+    states = {seed: _seed_state(onsets[seed]) for seed in seeds}
+    points = {seed: [(eps, _ranked(o)) for eps, o in sorted(onsets[seed].items())] for seed in seeds}
+    rho = _rho([p for seed in seeds for p in points[seed]])
+    numbers: dict[str, Any] = {
+        "onsets": {seed: {_eps_text(eps): _finite(o) for eps, o in sorted(onsets[seed].items())} for seed in seeds},
+        "reference_onsets": {seed: _finite(reference_onsets[seed]) for seed in seeds},
+        "per_seed": states, "spearman_rho": rho, "eps_g": sorted(by_eps)}
+    per_seed = "; ".join(f"seed {seed}: " + ", ".join(f"{_eps_text(eps)} {_at(o)}" for eps, o in
+                                                      sorted(onsets[seed].items())) for seed in seeds)
+    lead = f"onset epoch of RFT-fix per eps_g ({per_seed}); Spearman rho {rho:.2f}"
+    n = min((int(clean_series(run)[0]["n"].min()) for run in used if not clean_series(run)[0].empty), default=None)
+    if len(seeds) >= BOOTSTRAP_SEEDS and math.isfinite(rho):  # rho undefined: one onset everywhere, ranges decide
+        draws = run_bootstrap(len(seeds), lambda d: _rho([p for i in d for p in points[seeds[i]]]),
+                              inference.n_boot, inference.seed)
+        (estimate,) = percentile(np.array([rho]), draws[:, None], basis=f"bootstrap over {len(seeds)} seeds")
+        verdict = {evidence.GREATER: HOLDS, evidence.LESS: DOES_NOT_HOLD}.get(evidence.sign(estimate), INCONCLUSIVE)
+        numbers["spearman_rho"] = estimate.as_dict()
+        text = f"{rho:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}]"
+        why = {HOLDS: f"{lead}: later onsets at larger eps_g.", INCONCLUSIVE: f"{lead}: the interval includes 0.",
+               DOES_NOT_HOLD: f"{lead}: onsets come measurably earlier at larger eps_g."}[verdict]
+        fields = in_unit(evidence_fields(estimate, "Spearman rho of eps_g and onset epoch", text, verdict,
+                                         f"onsets from Wilson ranges; rho's interval a bootstrap over {len(seeds)} "
+                                         f"seeds, {inference.n_boot} draws", n, len(seeds)), "seeds")
+        return Finding(key="B.delay_grows_with_eps", paper="B", claim=CLAIM_DELAY, verdict=verdict, why=why,
+                       numbers=numbers, setting=setting, runs=tuple(r.name for r in used), **fields)
+    values = set(states.values())
+    verdict = HOLDS if values == {_GROWS} else DOES_NOT_HOLD if values == {_FLAT} else INCONCLUSIVE
+    summary = {HOLDS: f"in every seed ({len(seeds)}) the largest eps_g's onset range lies after the smallest's.",
+               DOES_NOT_HOLD: f"in every seed ({len(seeds)}) the largest eps_g adapts no later than the smallest.",
+               INCONCLUSIVE: "the onset ranges of the smallest and largest eps_g overlap or the seeds disagree ("
+                             + ", ".join(f"seed {s}: {states[s]}" for s in seeds) + ")."}[verdict]
+    return Finding(key="B.delay_grows_with_eps", paper="B", claim=CLAIM_DELAY, verdict=verdict,
+                   why=f"{lead}; {summary} Fewer than {BOOTSTRAP_SEEDS} seeds: rho has no interval, the onset "
+                       "ranges decide.", numbers=numbers, setting=setting, runs=tuple(r.name for r in used),
+                   method=f"onset ranges from Wilson intervals, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
+                   n=n)
+
+
+def _at(onset: dict[str, Any]) -> str:
+    return "never" if onset["epoch"] == math.inf else f"{onset['epoch']:.2f}"
+
+
+def _finite(onset: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if v == math.inf else v) if isinstance(v, float) else v for k, v in onset.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# B.severity_by_model_and_data
+
+
+def _last_clean(run: Run) -> tuple[float, int] | None:
+    clean, _ = clean_series(run)
+    return None if clean.empty else (float(clean["value"].iloc[-1]), int(clean["n"].iloc[-1]))
+
+
+def clean_gap(fix: Sequence[Run], references: Sequence[Run], confidence: float
+              ) -> tuple[Estimate, int] | None:
+    """Standard minus RFT-fix final clean accuracy, paired on seed, at ``confidence``: (gap, seed pairs) or None.
+    One pair: the two Wilson intervals combined (Newcombe); several: the seeds' Student-t interval."""
+    pairs, _ = seed_pairs(list(references), list(fix))
+    measured = [(a, b) for a, b in ((_last_clean(r), _last_clean(f)) for r, f in pairs) if a and b]
+    if not measured:
+        return None
+    if len(measured) == 1:
+        (a, na), (b, nb) = measured[0]
+        return evidence.difference(evidence.accuracy(a, na, confidence), evidence.accuracy(b, nb, confidence)), 1
+    return evidence.from_seeds([a[0] - b[0] for a, b in measured], confidence, evidence.SIGNED_UNIT), len(measured)
+
+
+def severity_by_model_and_data(runs: Sequence[Run], family: Callable[[Run], str], references: Refs
+                               ) -> Finding:
+    """``B.severity_by_model_and_data`` over RFT-fix runs with references that differ only in backbone and task
+    (``family(run)``: the config without model, data, seed and bookkeeping), or its skip line."""
+    fixes = [run for run in _fix_runs(runs) if references(run)]
+    families: dict[str, dict[tuple[str, str], list[Run]]] = {}
+    for run in fixes:
+        cell = (str(get(run.config, "model.name", "?")), str(get(run.config, "data.name", "?")))
+        families.setdefault(family(run), {}).setdefault(cell, []).append(run)
+    for cells in families.values():
+        model_pairs = [(a, b) for a, b in itertools.combinations(sorted(cells), 2) if a[1] == b[1]]
+        task_pairs = [(a, b) for a, b in itertools.combinations(sorted(cells), 2) if a[0] == b[0]]
+        if model_pairs and task_pairs:
+            return _severity(cells, model_pairs, task_pairs, references)
+    have = "; ".join(dict.fromkeys(_cell(c) for cells in families.values() for c in sorted(cells))) \
+        or "no RFT-fix with a reference"
+    where = setting_text(fixes[0].config) if fixes else ""
+    return skip("B.severity_by_model_and_data", CLAIM_SEVERITY, [
+        "RFT-fix runs with their standard references on two backbones (e.g. mobilenet_v2 and vit_small_dinov2) on "
+        "one task, and on two tasks with one backbone, all else equal"], have, where, fixes)
+
+
+def _severity(cells: dict[tuple[str, str], list[Run]], model_pairs: list, task_pairs: list, references: Refs
+              ) -> Finding:
+    contrasts = len(model_pairs) + len(task_pairs)
+    confidence = 1 - (1 - evidence.CONFIDENCE) / contrasts  # Bonferroni: any of the contrasts may decide
+    gaps: dict[tuple[str, str], tuple[Estimate, int]] = {}
+    for cell, fix in cells.items():
+        refs = list({r.name: r for run in fix for r in references(run)}.values())
+        gap = clean_gap(fix, refs, confidence)
+        if gap is not None:
+            gaps[cell] = gap
+
+    def compare(pairs: list) -> list[tuple[tuple, tuple, Estimate]]:
+        return [(a, b, evidence.difference(gaps[a][0], gaps[b][0])) for a, b in pairs if a in gaps and b in gaps]
+
+    by_model, by_task = compare(model_pairs), compare(task_pairs)
+    used = [run for fix in cells.values() for run in fix]
+    table = [{"model": m, "task": t, "gap": g.as_dict(), "seeds": s} for (m, t), (g, s) in sorted(gaps.items())]
+    numbers: dict[str, Any] = {"cells": table, "confidence": confidence,
+                               "model_contrasts": [_row(a, b, d) for a, b, d in by_model],
+                               "task_contrasts": [_row(a, b, d) for a, b, d in by_task]}
+    cells_text = "; ".join(f"{m} on {t} {interval_text(g, unit=' points')}" for (m, t), (g, _) in sorted(gaps.items()))
+    lead = f"clean accuracy lost by RFT-fix against standard fine-tuning: {cells_text}"
+    setting = f"{', '.join(_cell(c) for c in sorted(cells))}, eps_g = {_eps_text(get(used[0].config, 'eps.value'))}"
+    suboptimal = any(g.low > 0 for g, _ in gaps.values())
+    resolved = lambda rows: [r for r in rows if evidence.sign(r[2]) != evidence.UNRESOLVED]  # noqa: E731
+    strongest = lambda rows: max(rows, key=lambda r: abs(r[2].value))  # noqa: E731
+    if not (by_model and by_task):
+        return skip("B.severity_by_model_and_data", CLAIM_SEVERITY, ["final clean accuracy in every cell"],
+                    cells_text or "no cell measured", setting, used, numbers)
+    if suboptimal and resolved(by_model) and resolved(by_task):
+        verdict = HOLDS
+        # the weaker of the two facts the verdict needs: the model contrast and the task contrast nearest to 0
+        decisive = min((strongest(resolved(by_model)), strongest(resolved(by_task))),
+                       key=lambda r: min(abs(r[2].low), abs(r[2].high)))
+    elif all(g.high < 0 for g, _ in gaps.values()):
+        verdict = DOES_NOT_HOLD
+        decisive = None
+    else:
+        verdict = INCONCLUSIVE
+        missing = [rows for rows, done in ((by_model, resolved(by_model)), (by_task, resolved(by_task))) if not done]
+        decisive = strongest(missing[0]) if missing else None
+    if decisive is None:
+        worst = max(gaps.items(), key=lambda item: item[1][0].value)
+        estimate, what = worst[1][0], f"the largest gap ({worst[0][0]} on {worst[0][1]})"
+    else:
+        estimate, what = decisive[2], f"gap {_cell(decisive[0])} minus gap {_cell(decisive[1])}"
+    why = {HOLDS: f"{lead}; the gap differs measurably between backbones and between tasks.",
+           DOES_NOT_HOLD: f"{lead}: RFT-fix loses no clean accuracy in any cell, so there is no suboptimal transfer "
+                          "whose severity could vary.",
+           INCONCLUSIVE: f"{lead}: " + ("no cell shows measurable suboptimal transfer." if not suboptimal else
+                                        "the gaps are not measurably apart "
+                                        + ("between backbones." if not resolved(by_model) else "between tasks."))
+           }[verdict]
+    seeds = min(s for _, s in gaps.values())
+    sizes = [size[1] for run in used if (size := _last_clean(run))]
+    method = (f"per cell standard - RFT-fix paired on seed ({'Newcombe' if seeds == 1 else f'{seeds} seeds'}), at "
+              f"{100 * confidence:.1f}% (Bonferroni over {contrasts} contrasts); cells compared as independent")
+    fields = in_unit(evidence_fields(estimate, what, interval_text(estimate, unit=" points"), verdict, method,
+                                     min(sizes) if sizes else None, seeds), "seeds")
+    return Finding(key="B.severity_by_model_and_data", paper="B", claim=CLAIM_SEVERITY, verdict=verdict, why=why,
+                   numbers=numbers, setting=setting, runs=tuple(r.name for r in used), **fields)
+
+
+def _cell(cell: tuple[str, str]) -> str:
+    return f"{cell[0]} on {cell[1]}"
+
+
+def _row(a: tuple[str, str], b: tuple[str, str], d: Estimate) -> dict[str, Any]:
+    return {"a": _cell(a), "b": _cell(b), "difference": d.as_dict()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# B.eadv_when_adv_equal
+
+
+def _adversarial_row(run: Run) -> pd.Series | None:
+    """The last robust curve's point at the run's eps_g (adversarial accuracy at eps_g), or None."""
+    curve, eps = _last_curve(run), _eps(run)
+    if curve is None or eps is None:
+        return None
+    match = curve[np.isclose(curve["eps"].to_numpy(float), eps)]
+    return None if match.empty else match.iloc[-1]
+
+
+def _adversarial(run: Run) -> Estimate | None:
+    row = _adversarial_row(run)
+    return None if row is None else evidence.accuracy(float(row["value"]), int(row["n"]))
+
+
+def _adversarial_points(run: Run) -> list | None:
+    row = _adversarial_row(run)
+    return None if row is None else [row["point"]]
+
+
+def _adversarial_size(run: Run) -> int | None:
+    row = _adversarial_row(run)
+    return None if row is None else int(row["n"])
+
+
+_ADVERSARIAL = _Quantity("adversarial accuracy at eps_g", _adversarial, _adversarial_points, _adversarial_size,
+                         _clean_difference)
+
+
+def _difference(scheduled: list[Run], fix: list[Run], quantity: _Quantity, inference: Inference
+                ) -> tuple[Estimate, str, int | None, int] | None:
+    """scheduled - fix on ``quantity``: paired over images (and seeds) when the outcomes allow, else unpaired."""
+    contrast = paired_contrast(scheduled, fix, quantity.value)
+    if contrast.difference is None:
+        return None
+    sizes = [size for r in (*scheduled, *fix) if (size := quantity.size(r)) is not None]
+    diff, method, n, seeds = contrast.difference, f"unpaired: {contrast.difference.basis}", \
+        min(sizes) if sizes else None, max(contrast.pairs, 1)
+    if inference.paired:
+        try:
+            diff, method, n, seeds, _ = _paired_difference(scheduled, fix, quantity, inference)
+        except UnpairedError as reason:
+            method = f"{unpaired_text(str(reason))}; {diff.basis}"
+    return diff, method, n, seeds
+
+
+def eadv_when_adv_equal(fix: list[Run], scheduled: list[Run], inference: Inference) -> Finding:
+    """``B.eadv_when_adv_equal`` for one paper B study (RFT-fix and Epsilon-Scheduling runs at one eps_g)."""
+    eps_text = _eps_text(get(fix[0].config, "eps.value"))
+    setting = setting_text(fix[0].config) + f", eps_g = {eps_text}"
+    fix_used = [r for r in fix if not never_perturbed(r)]
+    scheduled_used = [r for r in scheduled if not never_perturbed(r)]
+    names = tuple(r.name for r in (*fix_used, *scheduled_used))
+    adversarial = _difference(scheduled_used, fix_used, _ADVERSARIAL, inference) \
+        if fix_used and scheduled_used else None
+    expected = _difference(scheduled_used, fix_used, _EXPECTED, inference) if adversarial else None
+    if adversarial is None or expected is None:
+        return skip("B.eadv_when_adv_equal", CLAIM_EADV, [
+            f"RFT-fix and Epsilon-Scheduling runs that perturbed, with a robust curve from 0 to eps_g = {eps_text} "
+            "(eval.curve) on the same images"], "no adversarial accuracy at eps_g or E.adv for both schedules",
+            setting, [*fix, *scheduled])
+    adv, adv_method, _, _ = adversarial
+    numbers: dict[str, Any] = {"adversarial_difference": adv.as_dict(), "adversarial_method": adv_method}
+    adv_text = interval_text(adv, unit=" points")
+    if evidence.sign(adv) != evidence.UNRESOLVED:
+        return skip("B.eadv_when_adv_equal", CLAIM_EADV, [
+            f"a setting (backbone, task or eps_g other than {eps_text}) where the schedules' adversarial accuracy "
+            "at eps_g is not measurably apart"], f"adversarial accuracy at eps_g measurably apart here: "
+            f"scheduled - fix {adv_text} ({adv_method})", setting, [*fix_used, *scheduled_used], numbers)
+    diff, method, n, seeds = expected
+    numbers["expected_robustness_difference"] = diff.as_dict()
+    text = interval_text(diff, unit=" points")
+    verdict = {evidence.GREATER: HOLDS, evidence.LESS: DOES_NOT_HOLD}.get(evidence.sign(diff), INCONCLUSIVE)
+    lead = (f"adversarial accuracy at eps_g is not measurably apart (scheduled - fix {adv_text}); E.adv scheduled - "
+            f"fix {text}")
+    why = {HOLDS: f"{lead}.", INCONCLUSIVE: f"{lead}: the interval includes 0.",
+           DOES_NOT_HOLD: f"{lead}: RFT-fix's E.adv is measurably higher here."}[verdict]
+    fields = evidence_fields(diff, "E.adv: scheduled - fix where adversarial accuracy is equal", text, verdict,
+                             f"{method}; the premise from adversarial accuracy at eps_g, {adv_method.split('; ')[-1]}",
+                             n, seeds)
+    return Finding(key="B.eadv_when_adv_equal", paper="B", claim=CLAIM_EADV, verdict=verdict, why=why,
+                   numbers=numbers, setting=setting, runs=names, **fields)
