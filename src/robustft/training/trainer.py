@@ -34,6 +34,7 @@ from robustft.runs.metrics_file import RunWriteError  # the one definition; robu
 from robustft.runs.records import record_key
 from robustft.runs.run_dir import RunDir
 from robustft.training import components
+from robustft.training.crafting import CraftingCopy
 from robustft.training.evaluator import Evaluator, attack_spec, make_attack, record
 from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
@@ -178,7 +179,8 @@ class Trainer:
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             trades_fused=bool(cfg.objective.trades_fused),
             step_size=components.maybe_eps(cfg.objective.step_size),
-            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
+            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
+            extra={"crafting": CraftingCopy()})  # one prepared copy per run, refreshed per step (training.crafting)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
