@@ -30,6 +30,7 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     from robustft.sweep.study import default_jobs, resolve_study, run_study
     from robustft.sweep.study_progress import StudyProgress
     from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows
+    from robustft.training.evaluation_step import study_evaluation_share
 
     _, configs = resolve_study(study, out, fixed)  # every arm validated before anything runs
     jobs = default_jobs(configs) if jobs is None else jobs
@@ -73,6 +74,9 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     print(format_summary(strategies, schedules, found))
     print(f"\n{len(results) - len(failed)} of {len(results)} runs finished in {_minutes(wall)} ({where}, "
           f"{cpu / 60:.1f} CPU-minutes in the runs); findings: {out / 'findings.json'}")
+    evaluation, run_wall, share = study_evaluation_share(run.summary for run in runs if run.name in finished_now)
+    if share is not None:  # continuous evaluation's part of the runs' own wall time (training.evaluation_step)
+        print(f"evaluation: {share:.0%} of the runs' wall time ({evaluation / 60:.1f} of {run_wall / 60:.1f} min)")
     print(f"report: {page}")
     return 1 if failed else 0
 
