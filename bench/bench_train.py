@@ -1,9 +1,9 @@
 """Trainer benchmark on the embedded default (ImageNet MobileNetV2 at 32 px, Fashion-MNIST), side by side.
 
-1. Evaluation share of demo runs: each run named in ``BENCH_TRAIN_DEMO`` (default ``a-full``; ``a-full,b-fix``
-   adds paper B's RFT-fix, ~2.5 min) runs exactly as ``robustft demo`` configures it (its config file under
-   ``sweep/study_configs/demo``), at the bench's thread count; the share is summary.json's ``eval_share``
-   (evaluation seconds / the trainer's wall seconds; target <= 25%).
+1. Evaluation share of demo runs: each run named in ``BENCH_TRAIN_DEMO`` (default ``a-full``; any demo run name,
+   e.g. ``a-full,a-linear,b-fix``; paper B's RFT-fix takes ~2 min) runs exactly as ``robustft demo`` configures
+   it (its config file under ``sweep/study_configs/demo``), at the bench's thread count; the share is
+   summary.json's ``eval_share`` (evaluation seconds / the trainer's wall seconds; target <= 25%).
 2. One adversarial training step as the demo's paper B runs it (APGD-CE-7, batch 64, eps 32/255), through
    ``Trainer.update`` exactly as the loop runs it, against its parts timed alone in the same interleaved rounds:
    one standard training step + the 7-step attack on an already prepared copy (target <= 1.05x), and against one
@@ -30,8 +30,6 @@ BATCH = 64
 K = 7
 EPS = 32 / 255
 ATTACK = "apgd-ce"
-DEMO_CONFIGS = {"a-full": "paper_a/full.yaml", "b-fix": "paper_b/fix.yaml", "a-linear": "paper_a/linear.yaml",
-                "b-standard": "paper_b/standard.yaml"}
 # Registry entries that need a member or an option to mean something on MobileNetV2.
 STRATEGY_NAMES = {"peft": "peft:lora"}
 STRATEGY_OPTIONS = {"partial": {"patterns": [r"features\.18\.", "classifier"]}}
@@ -65,7 +63,8 @@ def demo_share(name: str, root: str) -> float:
     from robustft.sweep.study import shipped_configs
     from robustft.training.trainer import train
 
-    config = shipped_configs("demo") / DEMO_CONFIGS[name]
+    paper, _, arm = name.partition("-")  # a-<strategy> / b-<schedule>, the demo's run names
+    config = shipped_configs("demo") / f"paper_{paper}" / f"{arm}.yaml"
     summary = train(str(config), [f"output_dir={root}", f"name=share-{name}"], quiet=True).summary
     print(f"  {name}: {summary['steps']} steps, wall {summary['wall_seconds']:.1f}s, evaluation "
           f"{summary['eval_seconds']:.1f}s at {summary['evaluation_points']} points", flush=True)
