@@ -20,9 +20,11 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     Returns:
         0 when every run finished, 1 when some failed (the others are still reported).
     """
+    from robustft.sweep.manifest import STATUS_FINISHED
     from robustft.sweep.study_pipeline import plan_study, run_plan
     from robustft.sweep.study_progress import StudyProgress
     from robustft.sweep.study_summary import format_summary, schedule_rows, strategy_rows
+    from robustft.training.evaluation_step import study_evaluation_share
 
     plan = plan_study(study, out, overrides=fixed, jobs=jobs)  # every arm validated before anything runs
     where = f"{plan.jobs} at a time" if executor == "local" else "on Ray"
@@ -46,6 +48,10 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     print(f"\n{len(result.results) - len(result.failed)} of {len(result.results)} runs finished in "
           f"{_minutes(result.wall_seconds)} ({where}, {result.cpu_seconds / 60:.1f} CPU-minutes in the runs); "
           f"findings: {result.findings_file}")
+    finished_now = {r.name for r in result.results if r.status == STATUS_FINISHED}
+    evaluation, run_wall, share = study_evaluation_share(run.summary for run in result.runs if run.name in finished_now)
+    if share is not None:  # continuous evaluation's part of the runs' own wall time (training.evaluation_step)
+        print(f"evaluation: {share:.0%} of the runs' wall time ({evaluation / 60:.1f} of {run_wall / 60:.1f} min)")
     print(f"report: {result.report}")
     return 1 if result.failed else 0
 

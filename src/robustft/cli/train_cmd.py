@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_result(result) -> str:
-    """The final accuracies like ``robustft eval`` prints them: metric, value, 95% CI, n; then the run directory.
+    """The final accuracies like ``robustft eval`` prints them: metric, value, 95% CI, n; then the evaluation's share
+    of the run's wall time (``evaluation_line``) and the run directory.
 
     Read from the run's ``metrics.jsonl`` (the last step's records; they carry n and the Wilson interval) and
     falling back to ``summary.json``'s ``final`` values when the file is missing.
@@ -64,8 +65,23 @@ def format_result(result) -> str:
     for key, value, low, high, n in rows:
         ci = f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
         lines.append(f"{key:<{width}}{value:>7.4f} {ci:>16} {n if n is not None else '':>6}")
+    timing = evaluation_line(result.summary)
+    if timing:
+        lines.append(timing)
     lines.append(f"run directory: {result.path}")
     return "\n".join(lines)
+
+
+def evaluation_line(summary: dict | None) -> str | None:
+    """``evaluation: 11.5 s of 42.7 s wall (27%), 5 points`` from summary.json's timings; None without them."""
+    summary = summary or {}
+    seconds, wall, share = summary.get("eval_seconds"), summary.get("wall_seconds"), summary.get("eval_share")
+    if seconds is None or not wall or share is None:
+        return None
+    points = summary.get("evaluation_points")
+    reused = ", step 0 shared with an earlier run of the study" if summary.get("evaluation_reused") else ""
+    return (f"evaluation: {seconds:.1f} s of {wall:.1f} s wall ({share:.0%})"
+            f"{f', {points} points' if points else ''}{reused}")
 
 
 def _shown(key: str) -> bool:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from robustft.analysis.statistics import wilson_interval
-from robustft.attacks import RobustAccuracy, expected_robustness, robust_curve, run_checks
+from robustft.attacks import RobustAccuracy, expected_robustness, prepare_for_attack, robust_curve, run_checks
 from robustft.attacks.adversarial_loss import adversarial_loss
 from robustft.attacks.registry import make_attack
 from robustft.config.schema import EvalConfig
@@ -143,7 +143,10 @@ class Evaluator:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + step)
             model.eval()
-            return list(self._records(model, step, epoch, final, blocks)), blocks
+            # One prepared copy per evaluation point: every robust_curve / loss / check below uses a prepared
+            # model as it is, where each used to copy and fold the model again (3 copies per demo point).
+            prepared = prepare_for_attack(model)
+            return list(self._records(prepared, step, epoch, final, blocks)), blocks
 
     def _correct(self, model: nn.Module, subset: Subset, eps_list: Sequence[float], attack: Attack | None
                  ) -> list[RobustAccuracy]:

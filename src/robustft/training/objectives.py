@@ -95,7 +95,10 @@ def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
     so the attack's k forward+backward passes cost what full fine-tuning's do; the function is the same up to
     float rounding (tests/test_fast_paths.py) and the trained model keeps its adapters.
     """
-    return prepare_for_attack(model) if context.prepare_attack else model
+    if not context.prepare_attack:
+        return model
+    crafting = context.extra.get("crafting")  # the trainer's per-run copy (training.crafting), refreshed per step
+    return crafting(model) if crafting is not None else prepare_for_attack(model)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:

@@ -7,6 +7,10 @@ records, then saves the checkpoints. The order matters for exact resume: a check
 after every record and outcome block of step s, so a resumed run truncates ``metrics.jsonl`` and ``outcomes.bin``
 to step <= s and carries on with nothing lost or doubled.
 
+What happens at an evaluation point is ``training.evaluation_step``; a study's runs share a step-0 evaluation that
+is the same computation (``training.evaluation_reuse``); the attack of an adversarial step runs on one prepared
+copy per run (``training.crafting``).
+
 A "step" is one optimiser update. An evaluation at step s sees the model after s updates (s = 0: the
 pretrained model with its fresh head). Evaluation runs on its own forked RNG, so the training stream (attack
 random starts, dropout) is the same whether or not a run was interrupted.
@@ -27,23 +31,24 @@ import torch
 from robustft import data
 from robustft.attacks.registry import make_attack
 from robustft.config import Config, load_config, to_dict
-from robustft.config.units import canonical_metric_key
 from robustft.device import resolve_device
 from robustft.errors import ConfigError, RobustftError, TrainingDivergedError
 from robustft.runs.interrupt import RunInterrupted, StopNow, StopRequest
 from robustft.runs.lock import LOCK_FILE, RunLock
 from robustft.runs.metrics_file import RunWriteError  # the one definition; robustft.runs re-exports it
-from robustft.runs.records import record_key
 from robustft.runs.run_dir import Run
 from robustft.strategies.base import StrategyInfo
 from robustft.training import components
 from robustft.training.components import Splits
+from robustft.training.crafting import CraftingCopy
+from robustft.training.evaluation_reuse import EvaluationReuse, shared_directory
+from robustft.training.evaluation_step import append, evaluate_at, evaluation_timing
 from robustft.training.evaluator import Evaluator, record
 from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
 from robustft.training.optim import build_optimizer
 from robustft.training.schedules import eps_schedule, evaluation_schedule, lr_factor
-from robustft.training.state import resume_from_last, save_checkpoints, save_on_stop
+from robustft.training.state import resume_from_last, save_on_stop
 
 log = logging.getLogger("robustft.training.trainer")
 
@@ -180,7 +185,8 @@ class Trainer:
             attack=make_attack(cfg.objective.attack_spec) if cfg.objective.name == "adversarial" else None,
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             trades_fused=bool(cfg.objective.trades_fused), step_size=cfg.objective.step_size,
-            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None)
+            autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
+            extra={"crafting": CraftingCopy()})  # one prepared copy per run, refreshed per step (training.crafting)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
@@ -193,6 +199,9 @@ class Trainer:
         self.train_eps_max: float | None = 0.0
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
         self.eval_seconds, self.wall_before, self.cpu_before = 0.0, 0.0, 0.0
+        self.evaluation_points = 0  # evaluations run by this process (summary.json: evaluation_points)
+        # A study's runs share a step-0 evaluation that is the same computation (training.evaluation_reuse).
+        self.shared_evaluations = EvaluationReuse(shared_directory(cfg.output_dir))
         self.pending_evaluation: dict[str, Any] | None = None  # an evaluation a stop signal cut short
         self.stop = StopRequest()  # SIGINT / SIGTERM: checkpoint and stop between two steps (runs.interrupt)
         self.cpu_started = time.process_time()  # reset when training starts
@@ -347,46 +356,9 @@ class Trainer:
             f"turn off mixed precision (optim.amp=false). The run directory {self.run.path} is intact up to "
             "its last evaluation; fix the config and start a new run.")
 
-    # ------------------------------------------------------------------ evaluation and checkpoints (state.py)
+    # ------------------------------------------------------------------ evaluation points (evaluation_step.py)
     def _evaluate(self, step: int, loggers: RunLoggers, started: float, eps: float | None = None) -> None:
-        t0 = time.perf_counter()
-        epoch = step / self.steps_per_epoch
-        final = step == self.total_steps
-        loggers.evaluating(step, final)
-        try:
-            with self.stop.abortable():
-                records, outcomes = self.evaluator.evaluate(self.model, step, epoch, final=final)
-        except StopNow:  # evaluations are long: stop now, evaluate this step when resumed
-            self.strategy.train_mode(self.model)
-            self._stopped(started, saved=False, pending_evaluation={"eps": eps})
-        self.eval_seconds += time.perf_counter() - t0
-        eps = float(self.eps_at(min(int(epoch), self.total_epochs - 1), step, list(self.val_history))) \
-            if eps is None else eps
-        lr = self.optimizer.param_groups[0]["lr"]
-        sums = self.sums
-        records += [record(step, epoch, "optim", "eps", eps, None, None),
-                    record(step, epoch, "optim", "lr", lr, None, None)]
-        if sums["batches"]:
-            records += [record(step, epoch, "optim", "loss", sums["loss"] / sums["batches"], self.cfg.objective.name,
-                               None, sums["seen"]),
-                        record(step, epoch, "optim", "train_accuracy", sums["correct"] / sums["seen"],
-                               self.cfg.objective.name, None, sums["seen"], sums["correct"])]
-        self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
-        if step in self.eval_schedule.extra:
-            # Not a point of the named schedule (paper A's grid has no point at the end of training): say so,
-            # so that a curve compared with a paper's can leave it out.
-            records = [{**r, "extra": {**(r.get("extra") or {}), "off_schedule": True}} for r in records]
-        values = {record_key(r): r["value"] for r in records}
-        if "val/clean/accuracy" in values and step == (len(self.val_history) + 1) * self.steps_per_epoch:
-            # val_history[i]: validation clean accuracy at the end of epoch i (what the auto schedule reads)
-            self.val_history.append(values["val/clean/accuracy"])
-        self._write_outcomes(outcomes)
-        self._write(records)
-        loggers.records(records)
-        save_checkpoints(self, step, values.get(canonical_metric_key(self.cfg.checkpoint.best_metric)), started)
-        self.strategy.train_mode(self.model)
-        if self.on_evaluation is not None:
-            self.on_evaluation(step, epoch, values)
+        evaluate_at(self, step, loggers, started, eps)
 
     def _stopped(self, started: float, saved: bool, pending_evaluation: dict[str, Any] | None = None) -> NoReturn:
         """Saves ``last.pt`` at this step unless ``saved``, then raises ``RunInterrupted`` (a stop signal)."""
@@ -395,20 +367,7 @@ class Trainer:
         raise RunInterrupted(self.stop.signum or 0, self.run.path, self.step, saved=True)
 
     def _write(self, records: list[dict]) -> None:
-        self._append(self.run.metrics_writer, "metrics.jsonl", records)
-
-    def _write_outcomes(self, blocks: list) -> None:
-        self._append(self.run.outcomes_writer, "outcomes.bin", blocks)
-
-    def _append(self, writer: Callable[[], Any], file: str, items: list) -> None:
-        """Appends through the run's one writer of ``file`` (opening it may fail too); a full disk or a permission
-        error names the fix."""
-        try:
-            writer().write(items)
-        except OSError as error:
-            raise RunWriteError(f"cannot append to {self.run.path}/{file} ({error.strerror or error}). Free disk "
-                                "space or fix the directory's permissions, then resume with "
-                                f"`robustft train --resume {self.run.path}`.") from None
+        append(self.run, self.run.metrics_writer, "metrics.jsonl", records)
 
     def _maybe_resume(self) -> bool:
         """Continues from the run's last checkpoint if it has one (``state.resume_from_last``)."""
@@ -430,6 +389,8 @@ class Trainer:
                                            total_steps=self.total_steps, eps_at=self.eps_at,
                                            val_history=self.val_history, perturbed_steps=self.perturbed_steps,
                                            train_eps_max=self.train_eps_max)
+        summary.update(evaluation_timing(self.eval_seconds, wall, self.evaluation_points,
+                                         self.shared_evaluations.reused))
         try:
             self.run.write_summary(summary)
         except OSError as error:
