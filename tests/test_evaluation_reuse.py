@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from robustft.attacks import prepare_for_attack
+from robustft.config.units import parse_eps
 from robustft.models.tiny import tiny_cnn
 from robustft.runs.outcomes import read_outcome_blocks
 from robustft.strategies import apply
@@ -54,7 +56,7 @@ def test_a_study_computes_a_shared_step0_once_and_the_reused_one_equals_a_comput
 def _evaluator(eps: str = "2/255", images_seed: int = 2) -> Evaluator:
     splits = tiny_splits()
     splits["test"].images = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(images_seed))
-    cfg = tiny_config(Path("."))["eval"] | {"eps": [eps]}
+    cfg = dataclasses.replace(tiny_config(Path(".")).eval, eps=[parse_eps(eps)])
     return Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits["ood"], cfg, 0, torch.device("cpu"))
 
 
