@@ -228,8 +228,10 @@ def test_two_runs_starting_at_once_leave_one_valid_entry_and_equal_results(tmp_p
     writes: list[tuple] = []
     real_write = evaluation_reuse._write
     monkeypatch.setattr(evaluation_reuse, "_write", lambda *entry: writes.append(entry))  # held back: a race
-    first = EvaluationReuse(study).evaluate(evaluator, _tiny_run("full"), 0, 0.0, False)
-    second = EvaluationReuse(study).evaluate(evaluator, _tiny_run("linear"), 0, 0.0, False)
+    runs = EvaluationReuse(study), EvaluationReuse(study)
+    first = runs[0].evaluate(evaluator, _tiny_run("full"), 0, 0.0, False)
+    second = runs[1].evaluate(evaluator, _tiny_run("linear"), 0, 0.0, False)
+    assert not runs[0].reused and not runs[1].reused  # both computed step 0
     assert len(writes) == 2 and writes[0][0] == writes[1][0]  # same key: the same entry written twice
     for entry in writes if order == "first-run-writes-first" else writes[::-1]:
         real_write(*entry)
