@@ -196,7 +196,8 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
     if isinstance(attack, (list, tuple, np.ndarray, torch.Tensor)):
         raise ConfigError("robust_curve takes (model, batches, attack, eps_list), in the order of robust_accuracy("
                           "model, batches, attack, eps); it got radii where the attack goes. Write "
-                          "robust_curve(model, batches, attack, [0, 1/255, ...]) or pass attack= and eps_list= by name.")
+                          "robust_curve(model, batches, attack, [0, 1/255, ...]) or pass attack= and eps_list= by "
+                          "name.")
     eps_values = [check_eps(e) for e in eps_list]
     if not eps_values:
         raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
