@@ -6,7 +6,8 @@ every sample starts correct. For each attack and each target robust fraction (10
 bisection so that about that share stays robust under the attack.
 
 Every cell times, side by side (bench/timing.py ``compare``: interleaved rounds, median ratio), the throughput of
-robustft's ``robust_accuracy`` (prepared model, early stop, its own clean and verdict passes) against
+robustft's ``robust_accuracy`` (prepared model, early stop, its clean pass, verdicts from the logits the attack
+recorded: attacks/record.py) against
 torchattacks (``PGD`` / ``APGD(loss="ce")``, same eps, steps, step size or rho, random start) plus the forward
 that scores its result, for PGD-10 and APGD-CE-10, with ``torch.set_num_threads(1)`` and ``(2)``, on the machine
 as it is ("idle") and beside one busy process that this bench starts and stops itself ("busy", bench/background.py).

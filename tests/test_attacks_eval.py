@@ -102,7 +102,7 @@ def test_inadmissible_points_are_refused_not_counted(model, cheat):
 def test_curve_is_nested_and_non_increasing(model):
     images, labels = _data(60, size=16)
     eps_list = eps_grid(16 / 255, step=4 / 255)
-    curve = robust_curve(model, (images, labels), eps_list, attack=build_attack("pgd", steps=3))
+    curve = robust_curve(model, (images, labels), build_attack("pgd", steps=3), eps_list)
     accs = [r.accuracy for r in curve]
     assert [r.eps for r in curve] == pytest.approx(eps_list)
     assert all(b <= a for a, b in zip(accs, accs[1:], strict=False))
@@ -114,7 +114,7 @@ def test_curve_no_higher_than_independent_runs(model):
     images, labels = _data(60, size=16)
     attack = build_attack("pgd", steps=3, random_start=False)  # deterministic: nesting can only add fooled points
     eps_list = [0, 6 / 255, 10 / 255, 14 / 255]
-    curve = robust_curve(model, (images, labels), eps_list, attack=attack)
+    curve = robust_curve(model, (images, labels), attack, eps_list)
     for point in curve:
         independent = robust_accuracy(model, (images, labels), attack, point.eps)
         assert point.correct <= independent.correct
@@ -123,7 +123,7 @@ def test_curve_no_higher_than_independent_runs(model):
 def test_curve_rejects_unsorted_eps(model):
     images, labels = _data(size=16)
     with pytest.raises(ConfigError, match="ascending"):
-        robust_curve(model, (images, labels), [2 / 255, 1 / 255])
+        robust_curve(model, (images, labels), "pgd", [2 / 255, 1 / 255])
 
 
 def test_expected_robustness_is_the_trapezoid_mean():

@@ -54,7 +54,7 @@ def test_curve_with_relative_steps_matches_runs_with_the_step_scaled():
     images, labels = quadrant_task(64, seed=3)
     eps_list = [0.0, 4 / 255, 8 / 255, 12 / 255]
     attack = build_attack("pgd", steps=10, step_size="0.25eps", random_start=False)
-    curve = robust_curve(model, (images, labels), eps_list, attack=attack)
+    curve = robust_curve(model, (images, labels), attack, eps_list)
     robust = model(images).argmax(1) == labels
     expected = [int(robust.sum())]
     for eps in eps_list[1:]:

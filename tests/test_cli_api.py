@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import robustft
+from robustft.errors import ConfigError
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -56,16 +57,16 @@ def test_robust_accuracy_and_curve_take_the_same_order_and_eps_text(tiny_cnn, ti
     assert curve[1].correct == single.correct
 
 
-def test_robust_curve_old_order_still_works_with_a_warning(tiny_cnn, tiny_batch):
+def test_robust_curve_takes_its_arguments_in_one_order_or_by_name(tiny_cnn, tiny_batch):
     from robustft.attacks import build_attack, robust_curve
 
     attack = build_attack("fgsm")
     new = robust_curve(tiny_cnn, tiny_batch, attack, [0, 1 / 255])
-    with pytest.warns(DeprecationWarning, match=r"robust_curve\(model, batches, attack, eps_list\)"):
-        old = robust_curve(tiny_cnn, tiny_batch, [0, 1 / 255], attack=attack)
-    assert [r.correct for r in old] == [r.correct for r in new]
     keywords = robust_curve(tiny_cnn, tiny_batch, eps_list=[0, 1 / 255], attack=attack)
     assert [r.correct for r in keywords] == [r.correct for r in new]
+    # The pre-0.2 order (eps_list, attack) is gone (no release had it); a call in it gets the fix, not a guess.
+    with pytest.raises(ConfigError, match=r"robust_curve\(model, batches, attack, \[0, 1/255"):
+        robust_curve(tiny_cnn, tiny_batch, [0, 1 / 255], attack)
 
 
 def test_strategy_info_repr_is_one_short_line(tiny_cnn):

@@ -231,3 +231,24 @@ def test_random_start_and_no_random_start_together_are_refused(checkpoint, fake_
     assert "--random-start and --no-random-start contradict each other; give one of them" in err
     assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "1", "--no-random-start",
                  "--no-random-start") == 0  # said twice the same way: no contradiction
+
+
+@pytest.mark.parametrize("checks", [False, True])
+def test_checks_also_reclassify_every_attacked_point(checkpoint, fake_data, monkeypatch, capsys, checks):
+    """``--checks`` evaluates with ``recheck=True`` (the attacked points classified again, independently of the
+    logits the attacks recorded); a plain eval trusts the record (one forward pass fewer)."""
+    import robustft.attacks
+    import robustft.cli.eval_cmd as eval_cmd
+
+    seen = []
+    real = robustft.attacks.robust_curve
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("recheck"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(robustft.attacks, "robust_curve", spy)
+    monkeypatch.setattr(eval_cmd, "run_checks_verbose", lambda *args: [])  # the checks themselves: tested above
+    flags = ["--checks"] if checks else []
+    assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "2/255", *flags) == 0
+    assert seen and all(value is checks for value in seen)

@@ -50,6 +50,7 @@ from robustft.attacks.base import (
 )
 from robustft.attacks.losses import dlr_targeted_loss, get_loss
 from robustft.attacks.prepare import attack_target
+from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.errors import ConfigError
 
 
@@ -73,7 +74,8 @@ def apgd_checkpoints(steps: int) -> list[int]:
 def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          steps: int = 10, loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
          rho: float = 0.75, alpha: float = 0.75, random_start: bool = True, early_stop: bool = False,
-         generator: torch.Generator | None = None, prepare: bool = True, precision: str = "auto") -> torch.Tensor:
+         generator: torch.Generator | None = None, prepare: bool = True, precision: str = "auto",
+         record: ReturnedLogits | None = None) -> torch.Tensor:
     """APGD-CE / APGD-DLR (untargeted) or APGD-T (targeted DLR).
 
     Args:
@@ -97,6 +99,8 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
         precision: ``auto`` (bf16 forward/backward under autocast on a CUDA device that supports it, fp32
             elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
+        record: receives the fp32 logits of each returned point, as computed when the attack saw it
+            (``attacks.record``; left empty under bf16, where the caller classifies the points itself).
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images.
@@ -113,21 +117,22 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         return images.clone()
     model = attack_target(model, prepare)
     with attack_mode(model), cudnn_autotune(images.device, fixed_shapes=not early_stop):
-        # Untargeted runs need no clean forward pass when the model states its number of classes.
-        has_info = getattr(getattr(model, "info", None), "num_classes", None)
-        clean_logits = logits_of(model, images) if targeted or not has_info else None
-        num_classes = num_classes_of(model, clean_logits)
+        # Untargeted runs need no clean forward pass: the loss learns the number of classes from its first logits.
+        clean_logits = logits_of(model, images) if targeted else None
         if targeted:
+            num_classes = num_classes_of(model, clean_logits)
             if num_classes < 4:
                 raise ConfigError(f"apgd-t (targeted DLR) needs at least 4 classes, the model has {num_classes}; "
                                   "use apgd-ce.")
             order = clean_logits.scatter(1, labels[:, None], float("-inf")).argsort(dim=1, descending=True)
             runs = [(order[:, i], None) for i in range(min(n_target_classes, num_classes - 1))]
         else:
-            runs = [(None, get_loss(loss, num_classes))]
+            runs = [(None, _first_logits_loss(model, loss))]
         best_x = images.clone()
         best_loss = torch.full((n,), float("-inf"), device=images.device)
         best_fooled = torch.zeros(n, dtype=torch.bool, device=images.device)
+        best_logits: torch.Tensor | None = None
+        taken = torch.zeros(n, dtype=torch.bool, device=images.device)  # best_x is a point a run saw
         first = True
         for targets, loss_fn in runs:
             for _ in range(restarts):
@@ -137,17 +142,34 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
                 first = False
                 if todo.numel() == 0:
                     break
-                x, loss_v, fooled = _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho,
-                                              alpha, random_start, early_stop, generator, todo, dtype)
+                x, loss_v, fooled, logits = _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps,
+                                                      rho, alpha, random_start, early_stop, generator, todo, dtype)
                 take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
                 idx = todo[take]
                 best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
+                if best_logits is None:
+                    best_logits = logits.new_zeros((n, logits.shape[1]))
+                best_logits[idx], taken[idx] = logits[take], True
+    keep_logits(record, best_logits, dtype is None and bool(taken.all()))
     return best_x
+
+
+def _first_logits_loss(model: nn.Module, name: str):
+    """The loss ``name`` (``losses.get_loss``), its class count checked against the first logits it sees (the
+    model's ``.info`` if it has one): no extra forward pass only to count classes."""
+    chosen: list = []
+
+    def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not chosen:
+            chosen.append(get_loss(name, num_classes_of(model, logits)))
+        return chosen[0](logits, labels)
+
+    return loss_fn
 
 
 def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, alpha, start_random, early_stop,
               generator, todo, dtype):
-    """One APGD run on images[todo]; returns (best x, its loss, fooled) for those samples.
+    """One APGD run on images[todo]; returns (best x, its loss, fooled, its logits) for those samples.
 
     The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
     """
@@ -166,6 +188,7 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
     state = _StepSizes.start(x0, eps)
     out_x, out_loss = x0.clone(), torch.full((n,), float("-inf"), device=device)
     out_fooled = torch.zeros(n, dtype=torch.bool, device=device)
+    out_logits = None  # the logits of out_x; at k = 0 every sample's out_x is x0, seen in full
     x, x_prev = x0, x0
     active = torch.arange(n, device=device)  # positions in this run of the samples still attacked
     for k in range(steps + 1):
@@ -178,6 +201,10 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
         take = better(loss_v, fooled, out_loss[active], out_fooled[active])
         sel = active[take]
         out_x[sel], out_loss[sel], out_fooled[sel] = x[take], loss_v[take], fooled[take]
+        if out_logits is None:
+            out_logits = logits.clone()
+        else:
+            out_logits[sel] = logits[take]
         if k == steps:
             break
         state.observe(active, k, loss_v, x, grad)
@@ -192,7 +219,7 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
         z = project(x + state.eta[active] * ascent_direction(grad, norm), base, eps, norm)
         x_next = z if k == 0 else project(x + alpha * (z - x) + (1 - alpha) * (x - x_prev), base, eps, norm)
         x_prev, x = x, x_next
-    return out_x, out_loss, out_fooled
+    return out_x, out_loss, out_fooled, out_logits
 
 
 @dataclass

@@ -173,7 +173,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     ``auto`` is bf16 on a CUDA device that supports it (about twice the throughput of fp32 there, and bf16 keeps
     fp32's range, so gradients need no scaling) and fp32 elsewhere (on most CPUs bf16 is slower). ``bf16`` on a
     CPU is what the tests use as a stand-in for the CUDA path. Verdicts stay fp32 whatever this says
-    (``confirm_fooled``; robust evaluation re-classifies every returned point in fp32).
+    (``confirm_fooled``; an attack records no bf16 logits, so robust evaluation classifies its points in fp32).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not supported; use one of {', '.join(PRECISIONS)} (auto: "

@@ -16,15 +16,17 @@ import torch
 from torch import nn
 
 from robustft.attacks.apgd import apgd
-from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of
+from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of, num_classes_of
 from robustft.attacks.prepare import attack_target
+from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.attacks.square import square
 from robustft.errors import MissingAssetError
 
 
 def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, steps: int = 100,
             n_target_classes: int = 9, n_queries: int = 5000, restarts: int = 1, early_stop: bool = True,
-            generator: torch.Generator | None = None, prepare: bool = True) -> torch.Tensor:
+            generator: torch.Generator | None = None, prepare: bool = True,
+            record: ReturnedLogits | None = None) -> torch.Tensor:
     """APGD-CE -> APGD-T -> Square (L-inf); each stage attacks only samples no earlier stage fooled.
 
     Args:
@@ -40,6 +42,7 @@ def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
         generator: CPU random generator.
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
+        record: receives the fp32 logits of each returned point, as the stage that returned it computed them.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps: per sample the first stage's fooling point, else APGD-CE's.
@@ -50,28 +53,41 @@ def cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
     model = attack_target(model, prepare)  # once: every stage then runs on this copy
+    # Each stage hands back the logits of its points (attacks.record), so no verdict costs another pass.
+    seen = ReturnedLogits()
     x = apgd(model, images, labels, eps, steps=steps, loss="ce", restarts=restarts, early_stop=early_stop,
-             generator=generator)
-    with attack_mode(model):
-        robust = logits_of(model, x).argmax(1) == labels
-        num_classes = logits_of(model, images[:1]).shape[1]
+             generator=generator, record=seen)
+    logits = _logits_of_points(model, x, seen)
+    robust = logits.argmax(1) == labels
     stages = []
-    if n_target_classes > 0 and num_classes >= 4:
-        stages.append(lambda xs, ys: apgd(model, xs, ys, eps, steps=steps, targeted=True, restarts=restarts,
-                                          n_target_classes=n_target_classes, early_stop=early_stop,
-                                          generator=generator))
+    if n_target_classes > 0 and num_classes_of(model, logits) >= 4:
+        stages.append(lambda xs, ys, rec: apgd(model, xs, ys, eps, steps=steps, targeted=True, restarts=restarts,
+                                               n_target_classes=n_target_classes, early_stop=early_stop,
+                                               generator=generator, record=rec))
     if n_queries > 0:
-        stages.append(lambda xs, ys: square(model, xs, ys, eps, n_queries=n_queries, generator=generator))
+        stages.append(lambda xs, ys, rec: square(model, xs, ys, eps, n_queries=n_queries, generator=generator,
+                                                 record=rec))
     for stage in stages:
         idx = torch.nonzero(robust).squeeze(1)
         if idx.numel() == 0:
             break
-        x_stage = stage(images[idx], labels[idx])
-        with attack_mode(model):
-            fooled = logits_of(model, x_stage).argmax(1) != labels[idx]
+        seen = ReturnedLogits()
+        x_stage = stage(images[idx], labels[idx], seen)
+        stage_logits = _logits_of_points(model, x_stage, seen)
+        fooled = stage_logits.argmax(1) != labels[idx]
         x[idx[fooled]] = x_stage[fooled]
+        logits[idx[fooled]] = stage_logits[fooled]
         robust[idx[fooled]] = False
+    keep_logits(record, logits, True)
     return x
+
+
+def _logits_of_points(model: nn.Module, x: torch.Tensor, seen: ReturnedLogits) -> torch.Tensor:
+    """The logits a stage recorded for its points, or (when it could not vouch for them) computed now, in fp32."""
+    if seen.logits is not None:
+        return seen.logits
+    with attack_mode(model):
+        return logits_of(model, x)
 
 
 def autoattack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, version: str = "standard",

@@ -29,13 +29,14 @@ from robustft.attacks.base import (
 )
 from robustft.attacks.losses import get_loss
 from robustft.attacks.prepare import attack_target
+from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.config.units import step_in_pixels
 from robustft.errors import ConfigError
 
 
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
          loss: str = "ce", random_start: bool = False, generator: torch.Generator | None = None,
-         prepare: bool = True, precision: str = "auto") -> torch.Tensor:
+         prepare: bool = True, precision: str = "auto", record: ReturnedLogits | None = None) -> torch.Tensor:
     """Fast gradient sign method: one step of size eps (from a random start if asked: then step 1.25 eps, FGSM-RS).
 
     Args:
@@ -50,19 +51,20 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
         precision: as ``pgd``.
+        record: as ``pgd``.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps of images: per sample the better of the start and the step.
     """
     step = 1.25 * check_eps(eps) if random_start else check_eps(eps)
     return pgd(model, images, labels, eps, norm=norm, steps=1, step_size=step, random_start=random_start,
-               loss=loss, generator=generator, prepare=prepare, precision=precision)
+               loss=loss, generator=generator, prepare=prepare, precision=precision, record=record)
 
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
         steps: int = 10, step_size: float | str | None = None, random_start: bool = True, restarts: int = 1,
         loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None,
-        prepare: bool = True, precision: str = "auto") -> torch.Tensor:
+        prepare: bool = True, precision: str = "auto", record: ReturnedLogits | None = None) -> torch.Tensor:
     """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
 
     Args:
@@ -84,6 +86,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
         precision: ``auto`` (bf16 forward/backward under autocast on a CUDA device that supports it, fp32
             elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
+        record: receives the fp32 logits of each returned point, as computed when the attack saw it
+            (``attacks.record``; left empty under bf16, where the caller classifies the points itself).
 
     Returns:
         x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
@@ -103,6 +107,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
         best_x = images.clone()
         best_loss = torch.full((images.shape[0],), float("-inf"), device=images.device)
         best_fooled = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
+        best_logits: torch.Tensor | None = None
+        taken = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)  # best_x is a seen point
         for restart in range(restarts):
             # Later restarts only matter for samples not fooled yet (per-sample worst case).
             todo = torch.arange(images.shape[0], device=images.device)
@@ -110,19 +116,24 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
                 todo = todo[~best_fooled]
                 if todo.numel() == 0:
                     break
-            x, loss_v, fooled = _pgd_run(model, images, labels, eps, norm, steps, step, random_start, loss,
-                                         early_stop, generator, todo, dtype)
+            x, loss_v, fooled, logits = _pgd_run(model, images, labels, eps, norm, steps, step, random_start,
+                                                 loss, early_stop, generator, todo, dtype)
             take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
             idx = todo[take]
             best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
+            if best_logits is None:
+                best_logits = logits.new_zeros((images.shape[0], logits.shape[1]))
+            best_logits[idx], taken[idx] = logits[take], True
+    keep_logits(record, best_logits, dtype is None and bool(taken.all()))
     return best_x
 
 
 def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, norm: str, steps: int,
              step: float, start_random: bool, loss_name: str, early_stop: bool,
              generator: torch.Generator | None, todo: torch.Tensor, dtype: torch.dtype | None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One PGD restart on images[todo]; returns (best x, its loss, whether it fools) for those samples.
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One PGD restart on images[todo]; returns (best x, its loss, whether it fools, its logits) for those
+    samples (logits N x K as the pass that saw the point computed them).
 
     The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
     """
@@ -130,17 +141,21 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
     full = todo.numel() == images.shape[0]
     images, labels, x = (images, labels, x0) if full else (images[todo], labels[todo], x0[todo])
     n = images.shape[0]
-    loss_fn = None
+    loss_fns: list = []  # built from the first logits: a model without .info needs no extra pass for its classes
+
+    def loss_fn(logits: torch.Tensor, ya: torch.Tensor) -> torch.Tensor:
+        if not loss_fns:
+            loss_fns.append(get_loss(loss_name, num_classes_of(model, logits)))
+        return loss_fns[0](logits, ya)
+
     best_x = x.clone()
     best_loss = torch.full((n,), float("-inf"), device=x.device)
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best_logits = None  # the logits of best_x; at t = 0 every sample's best_x is x0, seen in full
     active = None  # indices still attacked (None: all, avoiding gather/scatter on the fast path)
     for t in range(steps + 1):
         xa = x if active is None else x[active]
         ya = labels if active is None else labels[active]
-        if loss_fn is None:
-            has_info = getattr(getattr(model, "info", None), "num_classes", None)
-            loss_fn = get_loss(loss_name, num_classes_of(model, None if has_info else logits_of(model, xa[:1])))
         if t < steps:
             loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya), dtype)
         else:  # the last iterate needs no gradient, only its verdict and loss
@@ -153,12 +168,15 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
                 best_x.copy_(xa)
             else:
                 best_x[take] = xa[take]
+            # At t = 0 every row is x0's (best_x starts there), even where a NaN loss makes ``take`` False.
+            best_logits = logits if best_logits is None else torch.where(take[:, None], logits, best_logits)
             best_loss = torch.where(take, loss_v, best_loss)
             best_fooled = best_fooled | fooled
         else:
             take = better(loss_v, fooled, best_loss[active], best_fooled[active])
             idx = active[take]
             best_x[idx], best_loss[idx], best_fooled[idx] = xa[take], loss_v[take], fooled[take]
+            best_logits[idx] = logits[take]
         if t == steps:
             break
         if early_stop and fooled.any():
@@ -177,4 +195,4 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             x = xa
         else:
             x[active] = xa
-    return best_x, best_loss, best_fooled
+    return best_x, best_loss, best_fooled, best_logits

@@ -1,9 +1,14 @@
 """Robust accuracy, nested robust curves and expected robustness.
 
 - ``robust_accuracy``: per-sample worst case; clean-misclassified samples count as non-robust and are not
-  attacked; every verdict comes from classifying the returned point, which must be admissible (in [0, 1] and
+  attacked; every verdict is the classification of the returned point, which must be admissible (in [0, 1] and
   within eps, else a ConfigError), so an attack cannot claim a success it did not reach; Wilson 95% interval;
   the model is prepared for speed (a folded, frozen copy) automatically.
+- Passes: one clean forward pass (clean accuracy, and which samples to attack), then the attack's own passes.
+  Attacks that record the fp32 logits of the points they return (``attacks.record``: pgd, fgsm, apgd, square,
+  cascade) give the verdict without classifying those points again, so PGD-10 costs 12 forward and 10 backward
+  passes, as a plain loop with a clean pass does. Other attacks (a callable, bf16 passes) are re-classified;
+  ``recheck=True`` re-classifies always and warns where the recorded verdict differs (tests, ``eval --checks``).
 - ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
   larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
   no higher than independent runs of the same attack.
@@ -12,20 +17,19 @@
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from robustft.analysis.statistics import wilson_interval
-from robustft.attacks.base import Attack, check_eps
+from robustft.attacks.base import Attack, attack_mode, check_eps
 from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.record import ReturnedLogits
 from robustft.attacks.registry import build_attack
 from robustft.attacks.threads import attack_threads
 from robustft.device import resolve_device
@@ -106,7 +110,8 @@ def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
 
 
 def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
+    """Predicted classes (N) in fp32 and eval mode, as the attacks classify (the model's mode is restored)."""
+    with attack_mode(model), torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
         return model(images.float()).argmax(1)
 
 
@@ -153,7 +158,7 @@ def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_na
 
 def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | str, *,
                     device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
-                    early_stop: bool | None = True) -> RobustAccuracy:
+                    early_stop: bool | None = True, recheck: bool = False) -> RobustAccuracy:
     """Accuracy under ``attack`` at ``eps``, per-sample worst case.
 
     Args:
@@ -167,41 +172,19 @@ def robust_accuracy(model: nn.Module, batches, attack: AttackLike, eps: float | 
         batch_size: attack chunk size; default 256 on CPU, the largest that fits on CUDA.
         prepare: attack a folded, frozen, eval-mode copy (same function, faster).
         early_stop: override the attack's early stop (True: fooled samples leave the batch; None: as built).
+        recheck: classify every returned point again in an independent fp32 pass (one more forward pass) rather
+            than trusting the logits the attack recorded for it, and warn where the two verdicts differ.
 
     Returns:
         RobustAccuracy with correct (robust samples), n, accuracy, Wilson CI, clean_correct, eps, attack, seconds.
     """
     return robust_curve(model, batches, attack, [eps], device=device, batch_size=batch_size, prepare=prepare,
-                        early_stop=early_stop)[0]
+                        early_stop=early_stop, recheck=recheck)[0]
 
 
-def _accept_old_curve_order(fn: Callable[..., list[RobustAccuracy]]) -> Callable[..., list[RobustAccuracy]]:
-    """Lets ``robust_curve(model, batches, eps_list, attack=...)`` (the order before 0.2) still work, with a warning.
-
-    The argument order is now ``(model, batches, attack, eps_list)``, as in ``robust_accuracy(model, batches,
-    attack, eps)``. An old call is recognised by a list/tuple of radii where the attack goes; it is re-ordered and
-    a DeprecationWarning says how to write it. Keyword calls work in both orders.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(model: nn.Module, batches, *args: Any, **kwargs: Any) -> list[RobustAccuracy]:
-        if args and isinstance(args[0], (list, tuple, np.ndarray, torch.Tensor)) and "eps_list" not in kwargs:
-            warnings.warn("robust_curve(model, batches, eps_list, attack) is deprecated: the order is now "
-                          "robust_curve(model, batches, attack, eps_list), like robust_accuracy(model, batches, "
-                          "attack, eps); or pass attack=... and eps_list=... by name.", DeprecationWarning,
-                          stacklevel=2)
-            eps_list, rest = args[0], args[1:]
-            attack = rest[0] if rest else kwargs.pop("attack", "apgd-ce")
-            return fn(model, batches, attack, eps_list, *rest[1:], **kwargs)
-        return fn(model, batches, *args, **kwargs)
-
-    return wrapper
-
-
-@_accept_old_curve_order
 def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequence[float | str], *,
                  device: str | torch.device | None = None, batch_size: int | None = None, prepare: bool = True,
-                 early_stop: bool | None = True) -> list[RobustAccuracy]:
+                 early_stop: bool | None = True, recheck: bool = False) -> list[RobustAccuracy]:
     """Robust accuracy at each eps of ``eps_list`` (ascending), nested: only still-robust samples are attacked.
 
     Args: as ``robust_accuracy``; eps_list ascending radii (0 = clean accuracy; ``"0.25/255"`` strings accepted).
@@ -210,21 +193,54 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
         One RobustAccuracy per eps, in the order given; accuracies are non-increasing. Each carries
         ``per_sample`` (bool n, samples in the order given), so a sample's verdicts are nested across eps too.
     """
+    if isinstance(attack, (list, tuple, np.ndarray, torch.Tensor)):
+        raise ConfigError("robust_curve takes (model, batches, attack, eps_list), in the order of robust_accuracy("
+                          "model, batches, attack, eps); it got radii where the attack goes. Write "
+                          "robust_curve(model, batches, attack, [0, 1/255, ...]) or pass attack= and eps_list= by "
+                          "name.")
     eps_values = [check_eps(e) for e in eps_list]
     if not eps_values:
         raise ConfigError("robust_curve needs at least one eps, e.g. [0, 1/255, 2/255].")
     if any(b < a for a, b in zip(eps_values, eps_values[1:], strict=False)):
         raise ConfigError(f"robust_curve needs eps in ascending order, got {eps_list}.")
     attack_fn, attack_name = _resolve_attack(attack, early_stop, prepare)
+    verdict = _Verdict(attack_fn, attack_name, recheck)
 
     device = _device_of(model) if device is None else resolve_device(device)
     with attack_threads():  # clean and verdict passes too: threads = free CPUs (attacks/threads.py says why)
-        return _robust_curve(model, batches, attack_fn, attack_name, eps_values, device, batch_size, prepare)
+        return _robust_curve(model, batches, verdict, eps_values, device, batch_size, prepare)
 
 
-def _robust_curve(model: nn.Module, batches, attack_fn: Callable[..., torch.Tensor], attack_name: str,
-                  eps_values: list[float], device: torch.device, batch_size: int | None, prepare: bool
-                  ) -> list[RobustAccuracy]:
+class _Verdict:
+    """Attacks one chunk and says per sample whether it is still classified correctly at the returned point.
+
+    From the logits the attack recorded for that point when it can (``attacks.record``); else, or with
+    ``recheck``, by classifying the returned point (with ``recheck`` a differing recorded verdict is warned of).
+    """
+
+    def __init__(self, attack_fn: Callable[..., torch.Tensor], attack_name: str, recheck: bool) -> None:
+        self.attack_fn, self.attack_name, self.recheck = attack_fn, attack_name, recheck
+        self.records = isinstance(attack_fn, Attack) and attack_fn.accepts("record")
+
+    def __call__(self, target: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+        """bool (N): True where the attack's point for the sample is still classified as its label."""
+        record = ReturnedLogits()
+        fn = self.attack_fn.with_options(record=record) if self.records else self.attack_fn
+        x_adv = _admissible(fn(target, images, labels, eps), images, eps, self.attack_name)
+        recorded = None if record.logits is None else record.logits.argmax(1) == labels
+        if recorded is not None and not self.recheck:
+            return recorded
+        correct = _predict(target, x_adv) == labels
+        if recorded is not None and not torch.equal(recorded, correct):
+            differ = int((recorded != correct).sum())
+            warnings.warn(f"attack {self.attack_name}: the logits it recorded for {differ} of its {labels.shape[0]} "
+                          "returned points give another verdict than classifying those points again (recheck); "
+                          "the re-classification counts. Report this: the two should agree.", stacklevel=4)
+        return correct
+
+
+def _robust_curve(model: nn.Module, batches, verdict: _Verdict, eps_values: list[float], device: torch.device,
+                  batch_size: int | None, prepare: bool) -> list[RobustAccuracy]:
     # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.
     target = prepare_for_attack(model).to(device) if prepare else model.to(device)
     size = _default_batch_size(device, batch_size)
@@ -243,10 +259,8 @@ def _robust_curve(model: nn.Module, batches, attack_fn: Callable[..., torch.Tens
             start = time.perf_counter()
             idx = torch.nonzero(robust).squeeze(1)
             if eps > 0 and idx.numel():
-                def attack_chunk(x, y, eps=eps):
-                    return _predict(target, _admissible(attack_fn(target, x, y, eps), x, eps, attack_name)) == y
-
-                still = _with_oom_retry(attack_chunk, images[idx], labels[idx], size)
+                still = _with_oom_retry(lambda x, y, eps=eps: verdict(target, x, y, eps), images[idx], labels[idx],
+                                        size)
                 robust[idx[~still]] = False
             correct[i] += int(robust.sum())
             # A copy even on CPU (where .cpu() would alias): ``robust`` is narrowed in place at the next eps.
@@ -254,7 +268,7 @@ def _robust_curve(model: nn.Module, batches, attack_fn: Callable[..., torch.Tens
             seconds[i] += time.perf_counter() - start
     if n == 0:
         raise ConfigError("robust evaluation got no samples; check the data split and --limit.")
-    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, attack_name, seconds[i],
+    return [RobustAccuracy.from_counts(correct[i], n, clean_total, eps, verdict.attack_name, seconds[i],
                                        torch.cat(masks[i]).numpy())
             for i, eps in enumerate(eps_values)]
 

@@ -17,6 +17,7 @@ from torch import nn
 from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of
 from robustft.attacks.losses import margin_loss
 from robustft.attacks.prepare import attack_target
+from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.errors import ConfigError
 
 _HALVING_AT = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -31,7 +32,7 @@ def square_p(p_init: float, iteration: int, n_queries: int) -> float:
 
 def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, n_queries: int = 1000,
            p_init: float = 0.8, early_stop: bool = True, generator: torch.Generator | None = None,
-           prepare: bool = True) -> torch.Tensor:
+           prepare: bool = True, record: ReturnedLogits | None = None) -> torch.Tensor:
     """L-inf Square Attack.
 
     Args:
@@ -45,6 +46,7 @@ def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
         generator: CPU random generator (window places and signs).
         prepare: attack ``prepare_for_attack``'s folded, frozen, eval-mode copy (same function, faster; a
             ``PreparedModel`` is used as it is); False attacks ``model`` itself.
+        record: receives the (fp32) logits of each returned point, as computed when the attack queried it.
 
     Returns:
         x_adv, N x C x H x W in [0, 1] within eps (L-inf) of images.
@@ -66,7 +68,8 @@ def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
     model = attack_target(model, prepare)
     with attack_mode(model):
         x = (images + eps * signs((n, c, 1, w))).clamp(0.0, 1.0)
-        margin = -margin_loss(logits_of(model, x), labels)  # z_y - max other: < 0 means fooled
+        logits = logits_of(model, x)  # per sample, the logits of its current point x
+        margin = -margin_loss(logits, labels)  # z_y - max other: < 0 means fooled
         for i in range(1, n_queries):
             active = torch.nonzero(margin >= 0).squeeze(1)
             if active.numel() == 0:
@@ -81,8 +84,11 @@ def square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: fl
             win = (slice(None), slice(None), slice(top, top + side), slice(left, left + side))
             candidate = xa.clone()
             candidate[win] = (base[win] + eps * window_signs).clamp(0.0, 1.0)
-            new_margin = -margin_loss(logits_of(model, candidate), labels[active])
+            new_logits = logits_of(model, candidate)
+            new_margin = -margin_loss(new_logits, labels[active])
             accept = new_margin < margin[active]
             x[active[accept]] = candidate[accept]
             margin[active[accept]] = new_margin[accept]
+            logits[active[accept]] = new_logits[accept]
+    keep_logits(record, logits, True)
     return x

@@ -67,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="start from a random point of the eps-ball (default: the attack's own)")
     attack.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts (default 0)")
     attack.add_argument("--checks", action="store_true",
-                        help="run the gradient-masking checks first; one verdict line per check")
+                        help="run the gradient-masking checks first (one verdict line per check), and classify "
+                             "every attacked point again rather than trusting the logits the attack recorded")
     run_group = parser.add_argument_group("run and output")
     run_group.add_argument("--batch-size", type=int,
                            help="attack batch size (default: 256 on CPU, the largest that fits on CUDA)")
@@ -177,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"eval: loading {name} {args.split}" + (f" (subset of {args.limit})" if args.limit else ""))
     batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options)
     warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
-    results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say)
+    results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say, recheck=args.checks)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv))
     if args.json:
@@ -195,10 +196,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: int | None, say) -> list:
+def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: int | None, say, *,
+             recheck: bool = False) -> list:
     """``robust_curve`` batch by batch (one progress line each), summed: the same counts as one call.
 
-    Nesting is per sample, so per-batch curves add up to the whole curve; the model is prepared once.
+    Nesting is per sample, so per-batch curves add up to the whole curve; the model is prepared once. With
+    ``recheck`` (``--checks``) every returned point is classified again rather than judged by the logits the attack
+    recorded for it (one more forward pass; a difference is warned of).
     """
     from robustft.attacks import RobustAccuracy, prepare_for_attack, robust_curve
 
@@ -209,7 +213,8 @@ def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: 
     sums: list[list[float]] | None = None
     name, seen = "", 0
     for index, batch in enumerate(batches, 1):
-        part = robust_curve(prepared, [batch], attack, eps_list, device=device, batch_size=batch_size, prepare=False)
+        part = robust_curve(prepared, [batch], attack, eps_list, device=device, batch_size=batch_size, prepare=False,
+                            recheck=recheck)
         counts = [[r.correct, r.n, r.clean_correct, r.seconds] for r in part]
         sums = counts if sums is None else [[a + b for a, b in zip(s, c, strict=True)] for s, c in zip(sums, counts,
                                                                                                         strict=True)]
