@@ -93,11 +93,28 @@ CONFIG = {
 EVALUATED = [0, 4, 8, 12]
 
 
+def _default_stop_signals() -> None:
+    """The child as a terminal starts it: a shell's background job (`cmd &`, how CI may run) inherits SIGINT
+    ignored, and robustft rightly leaves an ignored signal ignored (tested below)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _launch(tmp_path: Path, *argv: str, **env: str) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     return subprocess.Popen([sys.executable, str(script), *argv, "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": "0", **env})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": "0", **env},
+                            preexec_fn=_default_stop_signals)
+
+
+@pytest.fixture
+def interruptible():
+    """SIGINT handled as in an interactive process for the test, whatever this process inherited."""
+    inherited = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
 
 
 def _start(tmp_path: Path, output: str, **env: str) -> tuple[subprocess.Popen, Path]:
@@ -162,7 +179,7 @@ def test_a_signalled_run_checkpoints_names_its_resume_and_resumes_exactly(tmp_pa
         json.loads((reference / "summary.json").read_text())["final"]
 
 
-def test_stop_request_defers_the_first_signal_and_stops_at_once_on_the_second():
+def test_stop_request_defers_the_first_signal_and_stops_at_once_on_the_second(interruptible):
     previous = signal.getsignal(signal.SIGINT)
     with StopRequest() as stop:
         os.kill(os.getpid(), signal.SIGINT)  # recorded only: the step in progress goes on
@@ -189,3 +206,13 @@ def test_run_interrupted_says_where_the_run_resumes_from(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     assert "resumes from its last checkpoint" in str(RunInterrupted(signal.SIGINT, tmp_path, 3, saved=False))
+
+
+def test_stop_request_leaves_an_ignored_signal_ignored(interruptible):
+    # nohup / a background job ignores SIGINT on purpose: StopRequest must not start catching it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with StopRequest() as stop:
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not stop.requested
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
