@@ -69,6 +69,30 @@ def test_the_demo_tables_pareto_area_is_per_seed_and_the_mean_over_seeds_has_its
     assert spread in text and "bitfit" not in text.split("over seeds")[1]  # one seed: no spread line
 
 
+def test_above_average_compares_a_run_with_the_strategies_on_its_own_backbone_and_task():
+    # reproduce's embedded grid: two tasks; each run's "% above average" is against its own task's strategies only
+    # (paper A's is per dataset): kills averaging the areas of every backbone and task together
+    clean = [0.2, 0.6, 0.8, 0.9]
+
+    def run(strategy, task, robust):
+        made = paper_a_run(strategy, clean, robust)
+        config = {**made.config, "data": {**made.config.get("data", {}), "name": task}}
+        return Run(name=f"{strategy}-{task}", config=config, summary=made.summary, metrics=made.metrics,
+                   labels={"label": strategy})
+
+    easy = [run("full", "easy", [0.02, 0.5, 0.6, 0.6]), run("bitfit", "easy", [0.02, 0.3, 0.4, 0.4])]
+    hard = [run("full", "hard", [0.02, 0.05, 0.05, 0.05]), run("bitfit", "hard", [0.02, 0.1, 0.1, 0.1])]
+    rows = strategy_rows([easy[0], hard[0], easy[1], hard[1]])
+    assert [row["run"] for row in rows] == ["full-easy", "full-hard", "bitfit-easy", "bitfit-hard"]  # input order
+    area = {row["run"]: row["area"] for row in rows}
+    for task in ("easy", "hard"):
+        average = (area[f"full-{task}"] + area[f"bitfit-{task}"]) / 2
+        for row in (r for r in rows if r["run"].endswith(task)):
+            assert row["above_average"] == 100 * (row["area"] - average) / average
+    assert {r["run"]: r["above_average"] > 0 for r in rows} == {"full-easy": True, "bitfit-easy": False,
+                                                               "full-hard": False, "bitfit-hard": True}
+
+
 def test_the_demo_tables_adversarial_accuracy_is_the_worst_attack_at_eps_g_and_says_so():
     run = paper_b_run("fix", [0.1, 0.5, 0.6], [0.6, 0.3, 0.1, 0.05, 0.0])  # the curve reaches 0.0% at 32/255
     final = {"step": 20, "epoch": 2.0, "split": "test", "metric": "accuracy", "attack": "final:apgd-ce",

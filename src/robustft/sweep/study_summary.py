@@ -44,9 +44,26 @@ def strategy_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
     area, robust peak step; with ``area_mean``, ``area_std`` and ``seeds`` of its strategy (``frontier_table``: the
     mean of the per-run areas, never the area of the seeds' pooled points, which grows with every seed).
 
+    The average a run is compared with is that of the strategies on its own backbone and task (a study over two
+    backbones and two tasks holds four such comparisons, as paper A computes "% above average" per dataset).
+
     Args:
         runs: objects with ``name``, ``config``, ``metrics`` and ``labels`` (``label``: the strategy).
     """
+    settings: dict[tuple[str, str], list[Any]] = {}
+    for run in runs:
+        settings.setdefault(_setting(run), []).append(run)
+    by_name = {row["run"]: row for group in settings.values() for row in _setting_rows(group)}
+    return [by_name[run.name] for run in runs]
+
+
+def _setting(run: Any) -> tuple[str, str]:
+    config = run.config or {}
+    return (str((config.get("model") or {}).get("name", "")), str((config.get("data") or {}).get("name", "")))
+
+
+def _setting_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """``strategy_rows`` for runs of one backbone and task."""
     if not runs:
         return []
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
