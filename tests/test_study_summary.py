@@ -102,3 +102,16 @@ def test_the_demo_tables_adversarial_accuracy_is_the_worst_attack_at_eps_g_and_s
     assert row["adversarial"] == 0.0 and row["eps"] == EPS_B
     text = format_summary([], [row], [])
     assert "lowest of the final attack and the robust curve at 32/255" in text
+
+
+def test_findings_lines_name_their_setting_when_a_study_has_several():
+    from robustft.analysis.findings import Finding
+
+    def finding(setting, paper="A"):
+        return Finding(key="A.x", paper=paper, claim="a claim", verdict="holds", why="because", setting=setting)
+
+    one = format_summary([], [], [finding("mobilenet_v2 on emoji"), finding("mobilenet_v2 on emoji"),
+                                  finding("mobilenet_v2 on emoji, eps_g 32/255", paper="B")])
+    assert "paper A: a claim" in one and "paper B: a claim" in one and "(mobilenet" not in one  # the demo's lines
+    two = format_summary([], [], [finding("mobilenet_v2 on emoji"), finding("vit on emoji")])
+    assert "paper A (mobilenet_v2 on emoji): a claim" in two and "paper A (vit on emoji): a claim" in two

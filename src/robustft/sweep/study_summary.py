@@ -194,6 +194,13 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
             ("onset_epoch", "onset epoch", lambda v: "never" if v is None else f"{v:.2f}")]))
     if found:
         parts.append("\nFindings")
+        # A study over several backbones / tasks tests a claim once per setting: name it, or the lines look repeated
+        settings: dict[str, set[str]] = {}
         for finding in found:
-            parts.append(f"  [{finding.verdict.upper()}] paper {finding.paper}: {finding.claim}\n      {finding.why}")
+            settings.setdefault(finding.paper, set()).add(finding.setting)
+        for finding in found:
+            several = len(settings[finding.paper] - {""}) > 1
+            where = f" ({finding.setting})" if several and finding.setting else ""
+            parts.append(f"  [{finding.verdict.upper()}] paper {finding.paper}{where}: {finding.claim}\n"
+                         f"      {finding.why}")
     return "\n".join(parts)
