@@ -195,12 +195,14 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
     if found:
         parts.append("\nFindings")
         # A study over several backbones / tasks tests a claim once per setting: name it, or the lines look repeated
+        # (skip lines name the runs they lack, not a setting tested)
         settings: dict[str, set[str]] = {}
         for finding in found:
-            settings.setdefault(finding.paper, set()).add(finding.setting)
+            if finding.verdict != "skipped" and finding.setting:
+                settings.setdefault(finding.paper, set()).add(finding.setting)
         for finding in found:
-            several = len(settings[finding.paper] - {""}) > 1
-            where = f" ({finding.setting})" if several and finding.setting else ""
+            several = len(settings.get(finding.paper, ())) > 1
+            where = f" ({finding.setting})" if several and finding.verdict != "skipped" else ""
             parts.append(f"  [{finding.verdict.upper()}] paper {finding.paper}{where}: {finding.claim}\n"
                          f"      {finding.why}")
     return "\n".join(parts)
