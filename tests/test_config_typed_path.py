@@ -16,7 +16,6 @@ import torch
 import yaml
 
 import robustft
-
 from robustft.attacks.registry import make_attack
 from robustft.config import AttackSpec, Config, from_dict, load_config, units
 from robustft.config.schema import EvalConfig, ObjectiveConfig
