@@ -21,6 +21,7 @@ from robustft.runs import (
     RunNotFoundError,
     RunWriteError,
     find_run_dirs,
+    load_runs,
     metrics_frame,
     query_runs,
     read_metrics,
@@ -227,6 +228,17 @@ def test_find_run_dirs_by_parent_glob_and_list(tmp_path: Path) -> None:
     assert find_run_dirs([runs[2].path, runs[0].path, runs[2].path]) == [runs[2].path, runs[0].path]
     with pytest.raises(RunNotFoundError, match="runs/\\*"):
         find_run_dirs(str(tmp_path / "empty" / "*"))
+
+
+def test_runs_already_loaded_name_their_directories(tmp_path: Path) -> None:
+    runs = many_runs(tmp_path / "runs")
+    loaded = load_runs(tmp_path / "runs")
+    assert find_run_dirs(loaded[1]) == [runs[1].path]
+    assert find_run_dirs([loaded[2], runs[0].path]) == [runs[2].path, runs[0].path]
+    picked = query_runs([run for run in loaded if run.name != "r1"], "SELECT DISTINCT run FROM metrics ORDER BY run")
+    assert list(picked["run"]) == ["r0", "r2"]
+    with pytest.raises(RunNotFoundError, match="held in memory"):
+        find_run_dirs([Run(name="mem")])
 
 
 def test_metrics_frame_joins_config_columns(tmp_path: Path) -> None:

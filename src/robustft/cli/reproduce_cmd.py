@@ -2,9 +2,10 @@
 [--models M,...] [--datasets D,...] [--eps E,...] [--strategies S,...] [--schedules S,...] [--plan [--calibrate]]
 [--tune [--tune-trials N]] [--executor local|ray [--storage URI]] [--output-dir DIR]``.
 
-Embedded scale runs every shipped per-strategy (paper A) or per-schedule (paper B, plus its standard fine-tuning
-reference) config of a paper, each with its own settings; full scale runs the paper's grid
-(``robustft.sweep.paper_grid``), or the part of it the axis flags select; then the report with the findings.
+Embedded scale runs the grid of ``robustft.sweep.embedded_grid`` (both embedded backbones x two tasks x paper A's
+strategies, or paper B's eps_g and schedules plus its standard fine-tuning reference), each strategy or schedule with
+its own settings; full scale runs the paper's grid (``robustft.sweep.paper_grid``); either, or the part of it the
+axis flags select; then the report with the findings.
 ``--plan`` prints the runs and their estimated GPU-hours instead of running them; ``--tune`` runs an ASHA search
 per run first (paper B's protocol). Resumable: the default study directory is fixed, so running the command again
 skips finished runs (and searches) and resumes interrupted ones.
