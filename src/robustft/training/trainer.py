@@ -186,7 +186,7 @@ class Trainer:
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             trades_fused=bool(cfg.objective.trades_fused), step_size=cfg.objective.step_size,
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
-            extra={"crafting": CraftingCopy()})  # one prepared copy per run, refreshed per step (training.crafting)
+            crafting=CraftingCopy())  # one prepared copy per run, refreshed per step (training.crafting)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
