@@ -23,7 +23,9 @@ def test_reexports_resolve():
 # CHANGELOG "Unreleased: moved and removed": the old names fail with ImportError, not only by convention.
 MOVED = {"robustft.sweep.runner": ["resolve_points", "prepare_run_dir", "run_point_subprocess", "run_point_inprocess",
                                    "run_local", "run_with_ray"],
-         "robustft.sweep.tune": ["Distribution", "check_search", "parse_search", "SCORE", "TuneResult"]}
+         "robustft.sweep.tune": ["Distribution", "check_search", "parse_search", "SCORE", "TuneResult"],
+         "robustft.training.schedules": ["evaluation_schedule", "EvaluationSchedule", "evaluation_steps",
+                                         "paper_a_evaluates", "PAPER_A_RULES", "parse_evaluation_spec"]}
 
 
 @pytest.mark.parametrize("module", sorted(MOVED))
