@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from robustft.config import PRESETS, from_dict, load_config, to_dict
-from robustft.training.schedules import eps_schedule, evaluation_steps, resolve_duration
+from robustft.training.evaluation_points import evaluation_steps
+from robustft.training.schedules import eps_schedule, resolve_duration
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = sorted(CONFIGS.rglob("*.yaml"))

@@ -15,19 +15,20 @@ import pytest
 import torch
 import yaml
 
+import robustft
 from robustft.attacks.registry import make_attack
 from robustft.config import AttackSpec, Config, from_dict, load_config, units
 from robustft.config.schema import EvalConfig, ObjectiveConfig
 from robustft.config.units import RelativeStep
 from robustft.errors import ConfigError
 from robustft.models.tiny import tiny_cnn
-from robustft.training import components, objectives
+from robustft.training import components, objectives, trainer
 from robustft.training.evaluator import Evaluator
 from robustft.training.trainer import Trainer, build_trainer, train
 from test_train import TinyData, tiny_splits
 
 # The public functions between the config and the attack.
-PATH = [train, build_trainer, Trainer.__init__, Evaluator.__init__, make_attack, load_config,
+PATH = [robustft.train, train, build_trainer, Trainer.__init__, Evaluator.__init__, make_attack, load_config,
         objectives.standard_loss, objectives.adversarial_loss, objectives.trades_loss, objectives.trades_inner_max,
         *(getattr(components, name) for name in dir(components)
           if not name.startswith("_") and callable(getattr(components, name))
@@ -45,9 +46,17 @@ def _untyped(hint: object, top: bool = True) -> bool:
     return any(_untyped(arg, top=False) for arg in typing.get_args(hint) if arg is not Ellipsis)
 
 
-@pytest.mark.parametrize("function", PATH, ids=lambda f: f.__qualname__)
+def _hints(function) -> dict[str, object]:
+    """The resolved annotations; ``robustft.train`` imports its annotation names only under TYPE_CHECKING (no torch
+    on ``import robustft``), so they resolve in the trainer's namespace, which imports the same names."""
+    if function is robustft.train:
+        return typing.get_type_hints(function, localns=vars(trainer))
+    return typing.get_type_hints(function)
+
+
+@pytest.mark.parametrize("function", PATH, ids=lambda f: f"{f.__module__}.{f.__qualname__}")
 def test_no_public_function_between_the_config_and_the_attack_takes_any_or_a_plain_dict(function):
-    hints = typing.get_type_hints(function)
+    hints = _hints(function)
     untyped = {name: hint for name, hint in hints.items() if name != "return" and _untyped(hint)}
     assert not untyped, f"{function.__qualname__} takes untyped parameters: {untyped}"
     assert all(name in hints for name in function.__code__.co_varnames[:function.__code__.co_argcount]
@@ -56,6 +65,7 @@ def test_no_public_function_between_the_config_and_the_attack_takes_any_or_a_pla
 
 def test_the_config_sections_reach_their_consumers_as_their_types():
     assert typing.get_type_hints(train)["config"] == Config | str | Path | None  # a tree: from_dict(tree) first
+    assert _hints(robustft.train) == typing.get_type_hints(train)  # the public entry point: the trainer's signature
     assert typing.get_type_hints(Trainer.__init__)["cfg"] is Config
     assert typing.get_type_hints(Evaluator.__init__)["eval_cfg"] is EvalConfig
     assert typing.get_type_hints(make_attack)["spec"] is AttackSpec

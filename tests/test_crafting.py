@@ -62,3 +62,15 @@ def test_another_model_object_is_prepared_afresh(tiny_batch):
     crafting(tiny_cnn(num_classes=10, seed=0).eval())
     other = tiny_cnn(num_classes=10, seed=1).eval()
     assert torch.equal(crafting(other)(images), prepare_for_attack(other)(images))
+
+
+def test_the_objectives_craft_on_the_contexts_typed_crafting_copy(tiny_batch):
+    from robustft.training.objectives import ObjectiveContext, crafting_model
+
+    model = tiny_cnn(4).eval()
+    held = ObjectiveContext(crafting=CraftingCopy())
+    first = crafting_model(model, held)
+    assert crafting_model(model, held) is first  # the run's one copy, refreshed in place
+    fresh = ObjectiveContext()  # no copy held: a new prepare per call
+    assert crafting_model(model, fresh) is not crafting_model(model, fresh)
+    assert crafting_model(model, ObjectiveContext(crafting=CraftingCopy(), prepare_attack=False)) is model

@@ -102,6 +102,23 @@ def test_the_embedded_plan_fits_45_minutes_on_two_cores(paper, capsys):
     assert "vit-s-dinov2" in out and "emoji" in out
 
 
+def _wall(out: str) -> tuple[float, str]:
+    total = next(line for line in out.splitlines() if line.startswith("total:"))
+    return float(total.split("estimated wall time ")[1].split(" min")[0]), total
+
+
+def test_the_embedded_plan_packs_the_runs_on_the_jobs_asked_for(capsys):
+    assert main(["reproduce", "paper-b", "--plan"]) == 0
+    two, _ = _wall(capsys.readouterr().out)
+    assert main(["reproduce", "paper-b", "--plan", "--jobs", "1"]) == 0
+    one, total = _wall(capsys.readouterr().out)
+    assert "on 1 idle cores" in total
+    cpu_minutes = float(total.split("runs, ")[1].split(" CPU-minutes")[0])
+    assert one == pytest.approx(cpu_minutes, abs=0.1) and two < one  # one at a time: the CPU time, end to end
+    assert main(["reproduce", "paper-b", "--plan", "--jobs", "0"]) != 0
+    assert "--jobs 0 must be at least 1" in capsys.readouterr().err
+
+
 def test_the_demo_names_in_one_line_the_claims_it_leaves_to_reproduce(monkeypatch, tmp_path, capsys):
     import json
 

@@ -252,3 +252,16 @@ def test_checks_also_reclassify_every_attacked_point(checkpoint, fake_data, monk
     flags = ["--checks"] if checks else []
     assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "2/255", *flags) == 0
     assert seen and all(value is checks for value in seen)
+
+
+def test_run_config_is_the_checkpoints_run_config_read_by_the_one_run_loader(tmp_path):
+    from robustft.cli.eval_source import run_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("data:\n  name: fashion-mnist\n  val_fraction: 0.1\n", encoding="utf-8")
+    expected = {"data": {"name": "fashion-mnist", "val_fraction": 0.1}}
+    assert run_config(run / "checkpoints" / "last.pt") == expected == run_config(run)
+    (run / "config.yaml").write_text("data: [unclosed\n", encoding="utf-8")
+    assert run_config(run) is None  # not YAML: evaluated without the run's data settings
+    assert run_config(tmp_path / "elsewhere.pt") is None

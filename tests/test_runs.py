@@ -21,6 +21,7 @@ from robustft.runs import (
     RunNotFoundError,
     RunWriteError,
     find_run_dirs,
+    load_runs,
     metrics_frame,
     query_runs,
     read_metrics,
@@ -229,6 +230,17 @@ def test_find_run_dirs_by_parent_glob_and_list(tmp_path: Path) -> None:
         find_run_dirs(str(tmp_path / "empty" / "*"))
 
 
+def test_runs_already_loaded_name_their_directories(tmp_path: Path) -> None:
+    runs = many_runs(tmp_path / "runs")
+    loaded = load_runs(tmp_path / "runs")
+    assert find_run_dirs(loaded[1]) == [runs[1].path]
+    assert find_run_dirs([loaded[2], runs[0].path]) == [runs[2].path, runs[0].path]
+    picked = query_runs([run for run in loaded if run.name != "r1"], "SELECT DISTINCT run FROM metrics ORDER BY run")
+    assert list(picked["run"]) == ["r0", "r2"]
+    with pytest.raises(RunNotFoundError, match="held in memory"):
+        find_run_dirs([Run(name="mem")])
+
+
 def test_metrics_frame_joins_config_columns(tmp_path: Path) -> None:
     many_runs(tmp_path / "runs")
     frame = metrics_frame(tmp_path / "runs")
@@ -362,3 +374,18 @@ def test_unique_names_go_up_only_as_far_as_needed_and_one_directory_is_listed_on
     assert unique_names(paths) == ["x/s/a", "y/s/a", "t/a", "b"]
     run = Run.create(tmp_path / "runs" / "r", make_config())
     assert find_run_dirs([run.path, tmp_path / "runs" / ".." / "runs" / "r"]) == [run.path]
+
+
+def test_last_record_reads_the_tail_past_a_torn_line_and_records_without_the_key(tmp_path: Path) -> None:
+    from robustft.runs.metrics_file import last_record
+
+    path = tmp_path / "metrics.jsonl"
+    assert last_record(path) is None  # no file yet
+    lines = [json.dumps({"step": s, "name": "val/clean/accuracy", "value": 0.5}) for s in range(200)]
+    # a 10 KiB record without a step after the last stepped one: the 4 KiB tail window must grow to find step 199
+    lines.append(json.dumps({"event": "note", "text": "x" * 10_000}))
+    path.write_text("\n".join(lines) + "\n" + '{"step": 200, "na', encoding="utf-8")
+    assert last_record(path)["step"] == 199
+    assert last_record(path, key="event")["event"] == "note"
+    path.write_text('{"step": 3}', encoding="utf-8")  # one torn line only
+    assert last_record(path) is None

@@ -12,16 +12,8 @@ from hypothesis import strategies as st
 from robustft.config import load_config, section_from_dict
 from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, EPS_SCHEDULE_NAMES
 from robustft.errors import ConfigError, UnknownNameError
-from robustft.training.schedules import (
-    EPS_SCHEDULES,
-    AutoEpsState,
-    eps_schedule,
-    evaluation_schedule,
-    evaluation_steps,
-    lr_factor,
-    paper_a_evaluates,
-    resolve_duration,
-)
+from robustft.training.evaluation_points import evaluation_schedule, evaluation_steps, paper_a_evaluates
+from robustft.training.schedules import EPS_SCHEDULES, AutoEpsState, eps_schedule, lr_factor, resolve_duration
 
 EPS_G = 4 / 255
 

@@ -136,6 +136,9 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
     progress.update("start", Point())
     (tmp_path / "a" / "metrics.jsonl").write_text(json.dumps({"step": 0}) + "\n" + json.dumps({"step": 50}) + "\n")
     assert last_step(tmp_path / "a") == 50
+    with open(tmp_path / "a" / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 60, "val')  # a writer mid-line: the last complete record's step
+    assert last_step(tmp_path / "a") == 50
     # handed to the executor, but no process holds its lock yet (Ray submits every run at once): queued
     assert "1 queued" in progress.line() and "running" not in progress.line()
     assert progress.fraction() == 0.0

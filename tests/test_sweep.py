@@ -172,7 +172,9 @@ def test_sweep_status_from_the_manifest_and_the_run_directories(tmp_path, capsys
     (tmp_path / "s-done" / "summary.json").write_text("{}")
     (tmp_path / "s-interrupted" / "checkpoints").mkdir(parents=True)
     (tmp_path / "s-interrupted" / "checkpoints" / "last.pt").write_bytes(b"x")
-    (tmp_path / "s-interrupted" / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (0, 5)))
+    torn = '{"step": 6, "na'  # the writer was killed mid-line: the last complete record's step is shown
+    (tmp_path / "s-interrupted" / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (0, 5))
+                                                              + torn)
     (tmp_path / "s-running").mkdir()
     child = hold_in_other_process(tmp_path / "s-running")
     try:

@@ -269,8 +269,11 @@ def test_a_config_that_cannot_build_leaves_no_run_directory(tmp_path):
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_trades_uses_the_reference_two_passes_unless_fused_is_asked_for(fused, tmp_path):
+    from robustft.training.crafting import CraftingCopy
     from robustft.training.trainer import build_trainer
 
     config = tiny_config(tmp_path, objective={"name": "trades", "trades_fused": fused})
     trainer = build_trainer(config, model=tiny_cnn(4), datasets=tiny_splits())
     assert trainer.context.trades_fused is fused
+    # the run's one crafting copy, a typed field of the context (training.crafting), not an untyped extra
+    assert isinstance(trainer.context.crafting, CraftingCopy) and "crafting" not in trainer.context.extra

@@ -21,7 +21,7 @@ functions of their modules, looked up on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # names for the signatures below, not imported at run time (no torch on `import robustft`)
     from collections.abc import Sequence
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # names for the signatures below, not imported at run time (n
 
     import torch
 
+    from robustft.config import Config
+    from robustft.training.components import Splits
     from robustft.training.trainer import RunResult
 
 __version__ = "0.1.0"
@@ -42,12 +44,13 @@ SUBMODULES: tuple[str, ...] = (
 __all__ = ["__version__", "load", "study", "train", *SUBMODULES]
 
 
-def train(config: Any, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
+def train(config: Config | str | Path | None, overrides: Sequence[str] = (), *, resume: str | Path | None = None,
           quiet: bool | None = None, model: torch.nn.Module | None = None,
-          datasets: dict[str, Any] | None = None, device: str | torch.device | None = None) -> RunResult:
+          datasets: Splits | None = None, device: str | torch.device | None = None) -> RunResult:
     """Fine-tunes a model as ``config`` says; returns the run directory and its summary.
 
-    ``config`` is a YAML path, a dict or a ``robustft.config.Config``; ``overrides`` are ``key=value`` strings.
+    ``config`` is a YAML path or a ``robustft.config.Config`` (a plain tree: ``robustft.config.from_dict(tree)``);
+    ``overrides`` are ``key=value`` strings.
     The arguments are those of :func:`robustft.training.trainer.train`, which documents each.
     """
     # Imported on the first call, so that ``import robustft`` stays light (no torch) until training is asked for.

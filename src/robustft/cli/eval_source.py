@@ -40,18 +40,16 @@ def load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any]]:
 
 def run_config(checkpoint: str | Path) -> dict[str, Any] | None:
     """The resolved ``config.yaml`` of the run a checkpoint belongs to (RUN or RUN/checkpoints/X.pt), if any."""
-    import yaml
+    from robustft.runs.run_dir import CONFIG_FILE, Run, RunNotFoundError
 
     path = Path(checkpoint)
     run_dir = path if path.is_dir() else path.parent.parent
-    file = run_dir / "config.yaml"
-    if not file.is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         return None
-    try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    try:  # the one run loader: read as analysis and the report read it
+        return Run(run_dir).config or None
+    except (RunNotFoundError, UnicodeDecodeError):  # not YAML: evaluate without the run's data settings
         return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def data_source(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str, dict[str, Any]]:

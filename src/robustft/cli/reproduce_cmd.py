@@ -2,9 +2,10 @@
 [--models M,...] [--datasets D,...] [--eps E,...] [--strategies S,...] [--schedules S,...] [--plan [--calibrate]]
 [--tune [--tune-trials N]] [--executor local|ray [--storage URI]] [--output-dir DIR]``.
 
-Embedded scale runs every shipped per-strategy (paper A) or per-schedule (paper B, plus its standard fine-tuning
-reference) config of a paper, each with its own settings; full scale runs the paper's grid
-(``robustft.sweep.paper_grid``), or the part of it the axis flags select; then the report with the findings.
+Embedded scale runs the grid of ``robustft.sweep.embedded_grid`` (both embedded backbones x two tasks x paper A's
+strategies, or paper B's eps_g and schedules plus its standard fine-tuning reference), each strategy or schedule with
+its own settings; full scale runs the paper's grid (``robustft.sweep.paper_grid``); either, or the part of it the
+axis flags select; then the report with the findings.
 ``--plan`` prints the runs and their estimated GPU-hours instead of running them; ``--tune`` runs an ASHA search
 per run first (paper B's protocol). Resumable: the default study directory is fixed, so running the command again
 skips finished runs (and searches) and resumes interrupted ones.
@@ -90,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     # Not overrides_of(args): --output-dir is the study directory here, not the runs' output_dir.
     fixed = [*args.overrides, *args.set_overrides]
     if args.plan:
-        print(_plan(study, out, fixed, calibrate=args.calibrate, tune=args.tune, trials=args.tune_trials))
+        print(_plan(study, out, fixed, calibrate=args.calibrate, tune=args.tune, trials=args.tune_trials,
+                    jobs=args.jobs))
         return 0
     if args.tune:
         from robustft.sweep.study import resolve_study
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                    cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, storage=args.storage)
 
 
-def _plan(study: object, out: Path, fixed: list[str], *, calibrate: bool, tune: bool, trials: int | None) -> str:
+def _plan(study: object, out: Path, fixed: list[str], *, calibrate: bool, tune: bool, trials: int | None,
+          jobs: int | None = None) -> str:
     from robustft.sweep.cost_probe import measured_calibration, reference_calibration
     from robustft.sweep.cost_tables import architecture
     from robustft.sweep.plan import format_plan, plan_table, tune_budget
@@ -115,7 +118,10 @@ def _plan(study: object, out: Path, fixed: list[str], *, calibrate: bool, tune: 
     if study.name.endswith("-embedded"):  # CPU minutes from this machine's measured speeds, not GPU-hours
         from robustft.sweep.embedded_cost import embedded_plan
 
-        return embedded_plan(study, configs)
+        if jobs is not None and jobs < 1:
+            raise ConfigError(f"--jobs {jobs} must be at least 1.")
+        # --jobs as the run would use it; without it, the 2 cores the speeds were measured on
+        return embedded_plan(study, configs) if jobs is None else embedded_plan(study, configs, jobs=jobs)
     archs = [architecture(str(c["model"]["name"])) for c in configs]
     if calibrate:
         print(f"robustft: probing {len(set(archs))} backbone(s) on this machine...", file=sys.stderr, flush=True)

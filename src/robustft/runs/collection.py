@@ -18,8 +18,11 @@ from pathlib import Path
 
 from robustft.runs.run_dir import CONFIG_FILE, Run, RunNotFoundError
 
+# What names runs on disk: a directory, its parent, a glob, or a Run already loaded (its directory is used).
+RunSource = str | Path | Run
 
-def load_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Run]:
+
+def load_runs(paths_or_glob: RunSource | Sequence[RunSource]) -> list[Run]:
     """Every run under the given run directories, parents (a study's folder, ``runs/``) or globs, in the order of
     :func:`find_run_dirs`, named by :func:`unique_names`. Nothing but the directory listing is read here: each run
     reads its files when first asked (``Run.config``, ``.summary``, ``.metrics``, ``.outcomes``).
@@ -31,16 +34,21 @@ def load_runs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Run]:
     return [Run(path, name=name) for path, name in zip(dirs, unique_names(dirs), strict=True)]
 
 
-def find_run_dirs(paths_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Run directories named by paths, globs, or parents of runs (searched recursively), sorted, unique (one
-    directory named twice, however spelt, is listed once, as first found).
+def find_run_dirs(paths_or_glob: RunSource | Sequence[RunSource]) -> list[Path]:
+    """Run directories named by paths, globs, parents of runs (searched recursively) or loaded ``Run``s (their
+    ``path``), sorted, unique (one directory named twice, however spelt, is listed once, as first found).
 
     Raises:
-        RunNotFoundError: nothing matched.
+        RunNotFoundError: nothing matched, or a Run held in memory (no directory to read).
     """
-    items = [paths_or_glob] if isinstance(paths_or_glob, (str, Path)) else list(paths_or_glob)
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, Path, Run)) else list(paths_or_glob)
     found: dict[Path, Path] = {}  # resolved -> as found
     for item in items:
+        if isinstance(item, Run):
+            if item.path is None:
+                raise RunNotFoundError(f"run {item.name!r} is held in memory, with no directory to read; pass runs "
+                                       "loaded from disk (robustft.runs.load_runs) or their directories.")
+            item = item.path
         text = str(item)
         candidates = [Path(p) for p in sorted(_glob.glob(text, recursive=True))] if _glob.has_magic(text) else [
             Path(text)

@@ -247,3 +247,33 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 except ValueError:
                     continue  # never expected mid-file; skipping it keeps every later record
     return records
+
+
+def last_record(path: Path, key: str = "step") -> dict[str, Any] | None:
+    """The last complete record of a JSONL file that has ``key`` (None when there is none), read from the tail.
+
+    The tail counterpart of :func:`read_records` for a progress line or status table polling a long run: it reads
+    the end of the file only (growing the window until a record is found), and like ``read_records`` it leaves out
+    a torn last line of a writer still appending or killed mid-line.
+    """
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            window = 1 << 12
+            while True:
+                start = max(0, size - window)
+                handle.seek(start)
+                lines = handle.read(size - start).split(b"\n")
+                # the piece after the last newline is torn (or empty); the first is cut by the window unless at 0
+                for line in reversed(lines[:-1] if start == 0 else lines[1:-1]):
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(record, dict) and key in record:
+                        return record
+                if start == 0:
+                    return None
+                window *= 4
+    except OSError:  # no file yet (the run has not started) or unreadable: nothing to show
+        return None

@@ -16,7 +16,7 @@ import pandas as pd
 
 from robustft.config.coerce import parse_eps_text
 from robustft.errors import RobustftError
-from robustft.runs.collection import load_runs
+from robustft.runs.collection import RunSource, load_runs
 from robustft.runs.outcomes import LONG_COLUMNS, outcome_rows
 from robustft.runs.records import METRIC_FIELDS, sql_type
 from robustft.runs.run_dir import Run
@@ -53,7 +53,7 @@ def run_columns(run: Run) -> dict[str, Any]:
     }
 
 
-def metrics_frame(paths_or_glob: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+def metrics_frame(paths_or_glob: RunSource | Sequence[RunSource]) -> pd.DataFrame:
     """Every run's metrics (``load_runs``) joined with its config columns (:func:`run_columns`: run, path, model,
     dataset, strategy, objective, ...).
 
@@ -69,7 +69,7 @@ def metrics_frame(paths_or_glob: str | Path | Sequence[str | Path]) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def query_runs(paths_or_glob: str | Path | Sequence[str | Path], sql: str) -> pd.DataFrame:
+def query_runs(paths_or_glob: RunSource | Sequence[RunSource], sql: str) -> pd.DataFrame:
     """Runs ``sql`` in DuckDB over the runs' metrics.
 
     Two views are defined: ``metrics`` (METRIC_FIELDS + ``run`` and ``path``, read with DuckDB's read_json

@@ -19,7 +19,7 @@ is one metric whose ``attack`` and ``eps`` say under what it was measured:
   ``config_change`` (a ``--resume`` override: ``extra = {"key", "old", "new"}``, at the step it took effect).
 
 ``extra`` holds anything else: ``off_schedule: true`` on the records of an evaluation the named evaluation
-schedule does not hold (the end of training under ``paper-a``, see ``schedules.EvaluationSchedule``), and the
+schedule does not hold (the end of training under ``paper-a``, see ``evaluation_points.EvaluationSchedule``), and the
 original of a non-finite value written as null (``{"value": "nan"}``).
 
 Every mask function takes a DataFrame of records and returns a boolean mask aligned with it.

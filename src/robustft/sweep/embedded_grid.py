@@ -54,7 +54,7 @@ EMBEDDED_GRIDS: dict[str, dict[str, tuple[AxisValue, ...]]] = {
 # Per backbone and paper: what differs from the folder's _base.yaml (written for MobileNetV2 at 32 px).
 # ViT, paper A (measured, configs/vit_embedded/paper_a.yaml): lr 5e-4 for the parameter-efficient strategies, 5e-5
 # for full fine-tuning (5e-4 wrecked its features: 34% clean); 200 steps instead of 300 (a ViT step costs ~12
-# MobileNetV2 steps on one core). ViT, paper B: full fine-tuning at 5e-5, 300 training images (400 for MobileNetV2)
+# MobileNetV2 steps on one core). ViT, paper B: full fine-tuning at 5e-5, 300 training images (600 for MobileNetV2)
 # and 5 epochs (an adversarial ViT step with APGD-CE-7 costs 8 forward+backward passes, ~0.15 s per image),
 # evaluated every 3 steps: auto reads validation accuracy at every epoch's end (6 steps of 50 images).
 MODEL_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {

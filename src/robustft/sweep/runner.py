@@ -40,13 +40,13 @@ from typing import Any
 
 from robustft.errors import ConfigError
 from robustft.runs.remote_store import RunStore
-from robustft.sweep.expansion import resolve_points
+
+# The executors and the expansion as modules, not their names: this module re-exports nothing (an old
+# ``from robustft.sweep.runner import resolve_points`` fails, as the CHANGELOG says).
+from robustft.sweep import expansion, local_executor, ray_executor, store_run
 from robustft.sweep.grid import SweepPoint
 from robustft.sweep.interrupt import CHILDREN, StopSignals, SweepInterrupted
-from robustft.sweep.local_executor import run_local
 from robustft.sweep.manifest import STATUS_PENDING, PointResult, write_manifest
-from robustft.sweep.ray_executor import ray_remote, run_point_inprocess, run_with_ray
-from robustft.sweep.store_run import run_point_stored
 
 
 def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence[str] = (),
@@ -83,7 +83,9 @@ def run_sweep(config: str | Path, grid: dict[str, list[str]], *, fixed: Sequence
         raise ConfigError(f"executor {executor!r} is unknown; use local or ray.")
     if jobs < 1:
         raise ConfigError(f"jobs={jobs} must be at least 1.")
-    points, configs, out = resolved if resolved is not None else resolve_points(config, grid, fixed, output_dir)
+    if resolved is None:
+        resolved = expansion.resolve_points(config, grid, fixed, output_dir)
+    points, configs, out = resolved
     return run_points(points, configs, out, executor=executor, jobs=jobs, ray_address=ray_address,
                       cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, on_result=on_result, on_start=on_start,
                       manifest={"config": str(config), "grid": grid, "fixed": list(fixed)}, storage=storage,
@@ -152,7 +154,7 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
         try:
             # StopSignals outermost: its handlers stay until the executor's pool has shut down.
             with StopSignals(on_signal=CHILDREN.refuse) as signals:
-                for result, point, report in run_local(points, configs, out, signals, jobs, on_start):
+                for result, point, report in local_executor.run_local(points, configs, out, signals, jobs, on_start):
                     record(result, point, report)
                 if signals.requested:
                     raise interrupted(signals)
@@ -160,13 +162,13 @@ def run_points(points: Sequence[SweepPoint], configs: Sequence[dict[str, Any]], 
             CHILDREN.reset()
     else:
         # before StopSignals: see ray_remote
-        remote = ray_remote(run_point_inprocess if store is None else run_point_stored, ray_address, cpus_per_run,
-                            gpus_per_run, retries)
+        run_point = ray_executor.run_point_inprocess if store is None else store_run.run_point_stored
+        remote = ray_executor.ray_remote(run_point, ray_address, cpus_per_run, gpus_per_run, retries)
         with StopSignals() as signals:
             if on_start is not None:
                 for point in points:
                     on_start(point)
-            for result, point in run_with_ray(remote, list(points), list(configs), out, signals, store):
+            for result, point in ray_executor.run_with_ray(remote, list(points), list(configs), out, signals, store):
                 record(result, point, report=result.status != STATUS_PENDING)
             if signals.requested:
                 raise interrupted(signals)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from robustft.errors import RobustftError
 from robustft.runs.lock import describe_holder, lock_holder
-from robustft.runs.metrics_file import read_records
+from robustft.runs.metrics_file import last_record
 
 DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
 
@@ -70,5 +70,6 @@ def _resume_point(path: Path) -> str:
 
 
 def _last_step(metrics: Path) -> int | None:
-    steps = [r.get("step") for r in read_records(metrics) if isinstance(r.get("step"), int)]
-    return max(steps) if steps else None
+    record = last_record(metrics)  # the tail only: a status table must not read a long run's whole file
+    step = record.get("step") if record else None
+    return step if isinstance(step, int) else None

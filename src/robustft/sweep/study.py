@@ -112,7 +112,7 @@ def demo_study(quick: bool = False) -> Study:
 
 def paper_study(paper: str, scale: str = "embedded",
                 selection: Mapping[str, Sequence[str] | None] | None = None) -> Study:
-    """``robustft reproduce``: every shipped per-strategy (paper A) or per-schedule (paper B) config of a paper.
+    """``robustft reproduce``: a paper's grid of strategies (paper A) or schedules (paper B), at either scale.
 
     Args:
         paper: ``paper-a`` or ``paper-b``.

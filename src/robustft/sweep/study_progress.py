@@ -14,7 +14,6 @@ executor submits every run at once and Ray starts as many as the CPUs allow, so 
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from robustft.runs.lock import lock_touched_since
+from robustft.runs.metrics_file import last_record
 
 # Statuses of a run that ended without finishing because the study was stopped (robustft.sweep.manifest's names).
 _NOT_DONE = ("interrupted", "pending")
@@ -50,15 +50,9 @@ def relative_cost(config: dict[str, Any]) -> float:
 
 def last_step(run_dir: Path) -> int:
     """The step of the last record in ``run_dir/metrics.jsonl`` (0 when there is none yet)."""
-    path = run_dir / "metrics.jsonl"
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - 4096))
-            lines = handle.read().decode("utf-8", errors="replace").strip().splitlines()
-        return int(json.loads(lines[-1])["step"]) if lines else 0
-    except (OSError, ValueError, KeyError, IndexError):
-        return 0
+    record = last_record(run_dir / "metrics.jsonl")
+    step = record.get("step") if record else None
+    return step if isinstance(step, int) else 0
 
 
 def run_started(run_dir: Path, since: float) -> bool:

@@ -43,9 +43,11 @@ from robustft.config.files import load_config
 from robustft.config.schema import from_dict, to_dict
 from robustft.errors import ConfigError, RobustftError
 from robustft.runs.metrics_file import atomic_write_text
+
+# Modules, not their names: this module re-exports nothing (an old ``from robustft.sweep.tune import
+# Distribution`` fails, as the CHANGELOG says).
+from robustft.sweep import tune_results, tune_space
 from robustft.sweep.tune_protocol import START_FALLBACK, protocol
-from robustft.sweep.tune_results import SCORE, TuneResult, write_results, write_trials
-from robustft.sweep.tune_space import Distribution, check_search, metric_overrides, parse_search
 
 __all__ = ["DEFAULT_METRIC", "SearchInterrupted", "run_tune"]
 
@@ -86,7 +88,7 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], budget: list[str], t
     def report(step: int, epoch: float, values: Mapping[str, Any]) -> None:
         value = values.get(metric)
         if value is not None:
-            tune.report({SCORE: float(value), "step": int(step), "epoch": float(epoch)})
+            tune.report({tune_results.SCORE: float(value), "step": int(step), "epoch": float(epoch)})
 
     if (run_dir / "config.yaml").is_file():
         # A trial cut short (the search was interrupted): report what it has up to its last checkpoint (the
@@ -136,13 +138,13 @@ def _start_ray(address: str | None, cpus: int | None) -> None:
         ray.init(address=address, log_to_driver=False)
 
 
-def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = None, *, fixed: Sequence[str] = (),
-             output_dir: str | Path | None = None, trials: int = 8, metric: str | None = None,
-             mode: str | None = None, epochs: int | None = None, steps: int | None = None,
+def run_tune(config: str | Path, search: Mapping[str, tune_space.Distribution] | None = None, *,
+             fixed: Sequence[str] = (), output_dir: str | Path | None = None, trials: int = 8,
+             metric: str | None = None, mode: str | None = None, epochs: int | None = None, steps: int | None = None,
              grace_period: int | None = None, reduction_factor: int | None = None, address: str | None = None,
              cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
              seed: int = 0, on_status: Callable[[str], None] | None = None,
-             protocol_name: str | None = None) -> TuneResult:
+             protocol_name: str | None = None) -> tune_results.TuneResult:
     """Runs (or resumes) an ASHA search and writes trials.csv, best.json and best.yaml.
 
     Args:
@@ -174,7 +176,7 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     """
     status = on_status or log.info
     preset = protocol(protocol_name, load_config(config, list(fixed)))
-    search = dict(search) if search else parse_search(preset.search)
+    search = dict(search) if search else tune_space.parse_search(preset.search)
     if metric is None:
         metric, mode = preset.metric, mode or preset.mode
     mode = mode or ("min" if metric.split("@")[0].endswith("/loss") else "max")
@@ -184,8 +186,9 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     if trials < 1 or reduction_factor < 2:
         raise ConfigError("--trials must be at least 1 and --reduction-factor at least 2.")
     budget = _budget_overrides(epochs, steps)
-    base = check_search(config, search, fixed, metric)
-    made_recorded = metric_overrides(base, metric)  # trials only: best.yaml is the config as the user wrote it
+    base = tune_space.check_search(config, search, fixed, metric)
+    # trials only: best.yaml is the config as the user wrote it
+    made_recorded = tune_space.metric_overrides(base, metric)
     trial_cfg = load_config(config, [*fixed, *budget, *made_recorded])
     by_epochs = trial_cfg.train.steps is None
     time_attr, max_t = ("epoch", int(trial_cfg.train.epochs)) if by_epochs else ("step", int(trial_cfg.train.steps))
@@ -231,8 +234,8 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
         tuner = tune.Tuner(
             trainable, param_space={key: dist.to_ray() for key, dist in search.items()},
             # reuse_actors: a worker that has imported torch and robustft takes the next trial (seconds per trial)
-            tune_config=tune.TuneConfig(metric=SCORE, mode=mode, scheduler=scheduler, num_samples=trials,
-                                        reuse_actors=True,
+            tune_config=tune.TuneConfig(metric=tune_results.SCORE, mode=mode, scheduler=scheduler,
+                                        num_samples=trials, reuse_actors=True,
                                         search_alg=BasicVariantGenerator(points_to_evaluate=[start],
                                                                          random_state=seed)),
             run_config=tune.RunConfig(name=experiment.name, storage_path=str(out), verbose=0))
@@ -242,10 +245,11 @@ def run_tune(config: str | Path, search: Mapping[str, Distribution] | None = Non
     # stopped by ASHA) or it failed. A partial search must not write a best.yaml that looks final.
     ended = sum(1 for result in grid if (result.metrics or {}).get("done") or result.error is not None)
     if ended < trials:
-        write_trials(out, grid, list(search), time_attr, max_t)
+        tune_results.write_trials(out, grid, list(search), time_attr, max_t)
         raise SearchInterrupted(f"the search was interrupted with {ended} of {trials} trials ended; its state is "
                                 f"saved in {out}: run the same command again to resume it.")
-    return write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode, metric)
+    return tune_results.write_results(out, grid, list(search), config, fixed, base.name, time_attr, max_t, mode,
+                                      metric)
 
 
 def _ended(tuner: Any) -> str:

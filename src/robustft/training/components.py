@@ -194,7 +194,7 @@ def summarize_run(run: Run, cfg: Config, strategy: StrategyInfo | None, num_clas
                             for r in last.to_dict("records")}
     reference = None
     if cfg.detect.reference_run:
-        reference = read_metrics(cfg.detect.reference_run)
+        reference = Run(cfg.detect.reference_run).metrics
     detect = cfg.detect
     options = {"onset_threshold": detect.onset_threshold,
                "failure_threshold": getattr(detect, "failure_threshold", None)}

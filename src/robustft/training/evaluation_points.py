@@ -1,7 +1,11 @@
 """When a run evaluates: paper A's log-like schedule (read from its code), every N steps, every epoch, or a list.
 
-A pure function of the run's length, like the eps and lr schedules in ``robustft.training.schedules`` (which
-re-exports everything here); split from that module because evaluation points are a concept of their own.
+A pure function of the run's length, like the eps and lr schedules in ``robustft.training.schedules``; its own
+module because evaluation points are a concept of their own (import these names from here).
+
+Schedules: ``paper-a`` (paper A's log-like steps, as its code's ``should_log``), ``every:N``, ``epoch``,
+``steps:[0,10,50]``; step 0 and the end of training are always evaluated, and marked as extra points where the
+named schedule does not hold them (:class:`EvaluationSchedule`).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from torch import nn
 
 from robustft.attacks import prepare_for_attack
 from robustft.runs.outcomes import OutcomeBlock
+from robustft.training.evaluator import Evaluator
 
 __all__ = ["SHARED_DIR", "EvaluationReuse", "evaluation_key", "shared_directory"]
 
@@ -69,7 +70,7 @@ def _tensor_bytes(digest: Any, name: str, tensor: torch.Tensor) -> None:
     digest.update(value.numpy().tobytes())  # C order whatever the strides (channels_last copies too)
 
 
-def evaluation_key(prepared: nn.Module, evaluator: Any, step: int, final: bool) -> str | None:
+def evaluation_key(prepared: nn.Module, evaluator: Evaluator, step: int, final: bool) -> str | None:
     """The digest naming an evaluation of ``prepared`` by ``evaluator`` at ``step``, or None when it cannot be
     named safely (a hook or an instance-level ``forward`` anywhere in the copy: its code is not in the digest).
 
@@ -105,7 +106,7 @@ class EvaluationReuse:
         self.directory = directory
         self.reused = False
 
-    def evaluate(self, evaluator: Any, model: nn.Module, step: int, epoch: float, final: bool
+    def evaluate(self, evaluator: Evaluator, model: nn.Module, step: int, epoch: float, final: bool
                  ) -> tuple[list[dict], list[OutcomeBlock]]:
         """``evaluator.evaluate(model, step, epoch, final)``, from a shared entry when one has the same key."""
         if self.directory is None or step != 0:

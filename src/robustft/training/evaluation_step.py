@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustft.config.units import canonical_metric_key
 from robustft.runs.interrupt import StopNow
@@ -24,10 +24,14 @@ from robustft.runs.records import record_key
 from robustft.training.evaluator import record
 from robustft.training.state import save_checkpoints
 
+if TYPE_CHECKING:  # the trainer imports this module: its type only, not at run time
+    from robustft.training.loggers import RunLoggers
+    from robustft.training.trainer import Trainer
+
 __all__ = ["append", "evaluate_at", "evaluation_timing", "study_evaluation_share"]
 
 
-def evaluate_at(trainer: Any, step: int, loggers: Any, started: float, eps: float | None = None) -> None:
+def evaluate_at(trainer: Trainer, step: int, loggers: RunLoggers, started: float, eps: float | None = None) -> None:
     """The evaluation point at ``step`` of ``trainer`` (a ``training.trainer.Trainer``); see the module docstring.
 
     ``eps``: the eps the last update trained at (None at a run's first evaluation: read from the schedule).
@@ -66,7 +70,7 @@ def evaluate_at(trainer: Any, step: int, loggers: Any, started: float, eps: floa
         trainer.on_evaluation(step, epoch, values)
 
 
-def _optimiser_records(trainer: Any, step: int, epoch: float, eps: float) -> list[dict]:
+def _optimiser_records(trainer: Trainer, step: int, epoch: float, eps: float) -> list[dict]:
     """eps and lr at ``step``; mean loss and training accuracy since the last evaluation (then reset)."""
     sums = trainer.sums
     records = [record(step, epoch, "optim", "eps", eps, None, None),

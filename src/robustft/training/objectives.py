@@ -29,6 +29,7 @@ from torch import nn
 
 from robustft.attacks import prepare_for_attack
 from robustft.registry import Registry
+from robustft.training.crafting import CraftingCopy
 
 OBJECTIVES = Registry("objective")
 
@@ -56,6 +57,8 @@ class ObjectiveContext:
         trades_fused: TRADES' update as ONE forward pass over [x; x'] instead of the reference's separate passes
             over x and x'. On a BatchNorm backbone in train mode the fused pass normalises both halves with the
             pooled statistics of clean and adversarial images, a different loss; off by default.
+        crafting: the trainer's per-run prepared copy (``training.crafting``), refreshed per step; None: a fresh
+            ``prepare_for_attack`` copy per call.
         crafted_eps: set by the objective on every call: the eps of the perturbation it crafted, 0.0 when it crafted
             none (the standard objective, or eps == 0). The trainer counts the steps that trained on a perturbation
             from it (summary.json's ``perturbed_steps``), so a run that never perturbed says so.
@@ -69,6 +72,7 @@ class ObjectiveContext:
     autocast: Callable[[], contextlib.AbstractContextManager[object]] | None = None
     prepare_attack: bool = True
     trades_fused: bool = False
+    crafting: CraftingCopy | None = None
     crafted_eps: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -97,8 +101,7 @@ def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
     """
     if not context.prepare_attack:
         return model
-    crafting = context.extra.get("crafting")  # the trainer's per-run copy (training.crafting), refreshed per step
-    return crafting(model) if crafting is not None else prepare_for_attack(model)
+    return context.crafting(model) if context.crafting is not None else prepare_for_attack(model)
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Schedules as pure functions of the epoch/step the caller passes: training eps, learning rate, evaluation points.
+"""Schedules as pure functions of the epoch/step the caller passes: training eps and learning rate (evaluation
+points: ``robustft.training.evaluation_points``).
 
 timm style: no hidden state, so a resumed run computes exactly the values an uninterrupted run computes.
 
@@ -16,9 +17,8 @@ Special cases: T1 = T2 = 0 is RFT-fix (constant eps_g), T1 = 0 is a linear warm-
 ``uniform`` draws eps ~ U[0, eps_g] per epoch from ``(seed, epoch)``; ``auto`` keeps eps = 0 until validation
 accuracy plateaus, and is a pure function of the validation history the caller passes.
 
-Evaluation schedules: ``paper-a`` (paper A's log-like steps, as its code's ``should_log``), ``every:N``,
-``epoch``, ``steps:[0,10,50]``; step 0 and the end of training are always evaluated, and marked as extra points
-where the named schedule does not hold them (:class:`EvaluationSchedule`).
+Evaluation schedules (``paper-a``, ``every:N``, ``epoch``, ``steps:[...]``) are in
+``robustft.training.evaluation_points``.
 """
 
 from __future__ import annotations
@@ -30,32 +30,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, check_ramp_within_run, parse_evaluation_spec
+from robustft.config.schedule_specs import EPS_SCHEDULE_ALIASES, check_ramp_within_run
 from robustft.errors import ConfigError
 from robustft.registry import Registry
-from robustft.training.evaluation_points import (
-    PAPER_A_RULES,
-    PAPER_A_TAIL_INTERVAL,
-    EvaluationSchedule,
-    evaluation_schedule,
-    evaluation_steps,
-    paper_a_evaluates,
-)
 
 __all__ = [
     "EPS_SCHEDULES",
-    "PAPER_A_RULES",
-    "PAPER_A_TAIL_INTERVAL",
     "AutoEpsState",
     "EpsSchedule",
-    "EvaluationSchedule",
     "epoch_val_history",
     "eps_schedule",
-    "evaluation_schedule",
-    "evaluation_steps",
     "lr_factor",
-    "paper_a_evaluates",
-    "parse_evaluation_spec",
     "resolve_duration",
 ]
 

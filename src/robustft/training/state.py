@@ -16,13 +16,16 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from robustft.runs.checkpoints import RESUME_KEYS, load_checkpoint, load_weights, save_checkpoint
 from robustft.runs.metrics_file import RunWriteError
 from robustft.training import components
+
+if TYPE_CHECKING:  # the trainer imports this module: its type only, not at run time
+    from robustft.training.trainer import Trainer
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
@@ -41,7 +44,7 @@ def restore_rng(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_checkpoints(trainer: Any, step: int, metric: float | None, started: float) -> None:
+def save_checkpoints(trainer: Trainer, step: int, metric: float | None, started: float) -> None:
     """Writes the trainer's state at ``step``: ``best.pt`` when ``metric`` improved on the best so far, a
     ``step_<step>.pt`` with ``checkpoint.every_eval``, and ``last.pt`` (the resume point) after the others.
 
@@ -71,7 +74,7 @@ def save_checkpoints(trainer: Any, step: int, metric: float | None, started: flo
                             f"{trainer.run.path}`.") from None
 
 
-def _payload(trainer: Any, step: int, started: float) -> dict[str, Any]:
+def _payload(trainer: Trainer, step: int, started: float) -> dict[str, Any]:
     return {
         **components.checkpoint_header(trainer.model, trainer.cfg),
         "model_state": trainer.model.state_dict(), "step": step, "epoch": step // trainer.steps_per_epoch,
@@ -85,7 +88,7 @@ def _payload(trainer: Any, step: int, started: float) -> dict[str, Any]:
     }
 
 
-def save_on_stop(trainer: Any, started: float, pending_evaluation: dict[str, Any] | None = None) -> None:
+def save_on_stop(trainer: Trainer, started: float, pending_evaluation: dict[str, Any] | None = None) -> None:
     """Writes ``last.pt`` at the trainer's current step when a stop signal ends training between two evaluation
     points (robustft.runs.interrupt), so the resumed run loses nothing.
 
@@ -115,7 +118,7 @@ def save_on_stop(trainer: Any, started: float, pending_evaluation: dict[str, Any
                             f"from its last evaluation point: `robustft train --resume {trainer.run.path}`.") from None
 
 
-def resume_from_last(trainer: Any) -> bool:
+def resume_from_last(trainer: Trainer) -> bool:
     """Restores the trainer from its run's ``last.pt`` and truncates ``metrics.jsonl`` and ``outcomes.bin`` to the
     checkpoint's step.
 

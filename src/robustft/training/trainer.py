@@ -41,13 +41,14 @@ from robustft.strategies.base import StrategyInfo
 from robustft.training import components
 from robustft.training.components import Splits
 from robustft.training.crafting import CraftingCopy
+from robustft.training.evaluation_points import evaluation_schedule
 from robustft.training.evaluation_reuse import EvaluationReuse, shared_directory
 from robustft.training.evaluation_step import append, evaluate_at, evaluation_timing
 from robustft.training.evaluator import Evaluator, record
 from robustft.training.loggers import RunLoggers
 from robustft.training.objectives import ObjectiveContext, get_objective
 from robustft.training.optim import build_optimizer
-from robustft.training.schedules import eps_schedule, evaluation_schedule, lr_factor
+from robustft.training.schedules import eps_schedule, lr_factor
 from robustft.training.state import resume_from_last, save_on_stop
 
 log = logging.getLogger("robustft.training.trainer")
@@ -186,7 +187,7 @@ class Trainer:
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             trades_fused=bool(cfg.objective.trades_fused), step_size=cfg.objective.step_size,
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
-            extra={"crafting": CraftingCopy()})  # one prepared copy per run, refreshed per step (training.crafting)
+            crafting=CraftingCopy())  # one prepared copy per run, refreshed per step (training.crafting)
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
