@@ -124,6 +124,21 @@ def test_severity_differing_by_backbone_and_by_task_holds_and_is_tabled_per_cell
     assert found.numbers["confidence"] == pytest.approx(1 - 0.05 / 2) and "Bonferroni over 2 contrasts" in found.method
 
 
+def test_severity_compares_backbones_that_bring_their_own_recipe():
+    # the embedded grid trains the ViT at another lr, image size, epoch count and evaluation step than MobileNetV2;
+    # each cell's gap is against its own reference with the same recipe (kills: optim/train/eval.schedule compared)
+    runs = [*cell("mobilenet_v2", "fashion-mnist", 0.9, 0.5), *cell("mobilenet_v2", "mnist", 0.9, 0.85)]
+    for run in cell("vit_small_dinov2", "fashion-mnist", 0.9, 0.85):
+        config = {**run.config, "optim": {**run.config["optim"], "lr": 5e-5},
+                  "train": {**run.config.get("train", {}), "epochs": 5},
+                  "eval": {**run.config["eval"], "schedule": "every:3"},
+                  "data": {**run.config["data"], "image_size": 56}, "model": {**run.config["model"], "image_size": 56}}
+        runs.append(held(run.name, config, run.metrics))
+    found = verdict(findings(runs), "B.severity_by_model_and_data")
+    assert found.verdict == HOLDS, found.why
+    assert len(found.numbers["cells"]) == 3
+
+
 def test_severity_differing_by_backbone_only_is_inconclusive_between_tasks():
     # kills: "holds" on a model contrast alone (the claim needs the dataset too)
     found = severity({("mobilenet_v2", "fashion-mnist"): (0.9, 0.5), ("vit_small_dinov2", "fashion-mnist"): (0.9, 0.85),
