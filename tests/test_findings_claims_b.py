@@ -90,6 +90,29 @@ def test_runs_that_never_adapt_at_any_eps_leave_the_trend_open():
     assert found.verdict == INCONCLUSIVE and found.numbers["per_seed"] == {"0": "open", "1": "open", "2": "open"}
 
 
+def _on_task(runs, task):
+    """The same runs as if trained on ``task`` (names and references follow)."""
+    out = []
+    for run in runs:
+        config = {**run.config, "data": {**run.config["data"], "name": task}}
+        if "detect" in config:
+            config["detect"] = {"reference_run": f"{task}-{config['detect']['reference_run']}"}
+        out.append(held(f"{task}-{run.name}", config, run.metrics))
+    return out
+
+
+def test_each_backbone_and_task_of_a_grid_gets_its_own_onset_verdict():
+    # an embedded grid holds the eps_g sweep on several tasks; each is a test of Figure 3 (kills: only the first
+    # family of runs examined, as before 2026-12-06: the second task's delay went unreported)
+    grows = eps_study({"1/255": 1, "4/255": 2, "8/255": 3})
+    flat = _on_task(eps_study({"1/255": 1, "4/255": 1, "8/255": 1}), "mnist")
+    found = [f for f in findings([*grows, *flat]) if f.key == "B.delay_grows_with_eps"]
+    by_task = {("mnist" if "mnist" in f.setting.split(" at ")[0].split(" on ")[-1] and "fashion" not in f.setting
+                else "fashion-mnist"): f.verdict for f in found}
+    assert len(found) == 2 and by_task == {"fashion-mnist": HOLDS, "mnist": DOES_NOT_HOLD}, [f.setting for f in found]
+    assert {f.numbers["spearman_rho"] == f.numbers["spearman_rho"] for f in found} == {True, False}
+
+
 def test_fewer_than_three_eps_values_are_skipped_with_the_eps_needed():
     # kills: the claim computed from two eps_g values
     found = verdict(findings(eps_study({"1/255": 1, "8/255": 3})), "B.delay_grows_with_eps")
@@ -145,6 +168,29 @@ def test_severity_differing_by_backbone_only_is_inconclusive_between_tasks():
                       ("mobilenet_v2", "mnist"): (0.9, 0.5)})
     assert found.verdict == INCONCLUSIVE and found.why.endswith("between tasks."), found.why
     assert found.interval["what"] == "gap mobilenet_v2 on fashion-mnist minus gap mobilenet_v2 on mnist"
+
+
+def test_severity_is_tested_at_every_eps_g_of_the_grid():
+    # each eps_g of a grid is its own family of cells (kills: only the first eps_g examined, as before 2026-12-06:
+    # the embedded grid reported 1/255, where little transfers sub-optimally, and never 4/255)
+    def cells_at(eps, gaps):
+        out = []
+        for (model, task), (standard, fix) in gaps.items():
+            ref = run_at("standard", [0.1, standard], model=model, task=task, n=500)
+            tag = eps.replace("/", "_")  # a "/" in a run's name would read as a study folder
+            ref = held(f"{model}-{task}-standard-{tag}", ref.config, ref.metrics)
+            fixed = run_at("fix", [0.1, fix], eps, model=model, task=task, n=500)
+            fixed = held(f"{model}-{task}-fix-{tag}", {**fixed.config, "detect": {"reference_run": ref.name}},
+                         fixed.metrics)
+            out += [ref, fixed]
+        return out
+    small = cells_at("1/255", {("mobilenet_v2", "fashion-mnist"): (0.6, 0.8), ("vit_small_dinov2", "fashion-mnist"):
+                               (0.6, 0.8), ("mobilenet_v2", "mnist"): (0.5, 0.8)})
+    large = cells_at("8/255", {("mobilenet_v2", "fashion-mnist"): (0.9, 0.5), ("vit_small_dinov2", "fashion-mnist"):
+                               (0.9, 0.85), ("mobilenet_v2", "mnist"): (0.9, 0.85)})
+    found = {f.setting.split("eps_g = ")[-1]: f.verdict for f in findings([*small, *large])
+             if f.key == "B.severity_by_model_and_data"}
+    assert found == {"1/255": DOES_NOT_HOLD, "8/255": HOLDS}, found
 
 
 def test_no_suboptimal_transfer_anywhere_does_not_hold():

@@ -64,8 +64,8 @@ def claims_b(runs: Sequence[Run], studies: int, references: Callable[[Run], list
     adversarial = [run for run in runs if get(run.config, "objective.name", "standard") != "standard"]
     if not adversarial:
         return []
-    out = [delay_grows_with_eps(runs, families["eps"], references, inference),
-           severity_by_model_and_data(runs, families["cell"], references)]
+    out = [*delay_grows_with_eps(runs, families["eps"], references, inference),
+           *severity_by_model_and_data(runs, families["cell"], references)]
     if not studies:
         out.append(skip("B.eadv_when_adv_equal", CLAIM_EADV, [
             "RFT-fix (eps.schedule=constant) and Epsilon-Scheduling (eps.schedule=scheduled) runs equal but for the "

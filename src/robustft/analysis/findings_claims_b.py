@@ -115,9 +115,10 @@ def _rho(points: list[tuple[float, float]]) -> float:
 
 
 def delay_grows_with_eps(runs: Sequence[Run], family: Callable[[Run], str], references: Refs,
-                         inference: Inference) -> Finding:
-    """``B.delay_grows_with_eps`` for the first family of RFT-fix runs with >= 3 eps_g values and references, or its
-    skip line. ``family(run)``: the run's config without eps_g, seed and bookkeeping."""
+                         inference: Inference) -> list[Finding]:
+    """``B.delay_grows_with_eps`` once per family of RFT-fix runs with >= 3 eps_g values and references (each
+    backbone x task of a grid is its own test of Figure 3), or its one skip line. ``family(run)``: the run's config
+    without eps_g, seed and bookkeeping."""
     fixes = _fix_runs(runs)
     families: dict[str, dict[float, list[Run]]] = {}
     for run in fixes:
@@ -128,11 +129,15 @@ def delay_grows_with_eps(runs: Sequence[Run], family: Callable[[Run], str], refe
     if not usable:
         have = ", ".join(sorted({_eps_text(get(r.config, "eps.value")) for r in fixes if references(r)})) or "none"
         where = setting_text(fixes[0].config) if fixes else "the paper B study"
-        return skip("B.delay_grows_with_eps", CLAIM_DELAY, [
+        return [skip("B.delay_grows_with_eps", CLAIM_DELAY, [
             f"RFT-fix (eps.schedule=constant) runs at {MIN_EPS} eps_g values or more (e.g. 1/255, 2/255, 4/255, "
             f"8/255), each with its standard reference, on {where}"],
-            f"RFT-fix with a reference at eps_g {have}", where, fixes)
-    by_eps = usable[0]
+            f"RFT-fix with a reference at eps_g {have}", where, fixes)]
+    return [_delay_in_family(by_eps, references, inference) for by_eps in usable]
+
+
+def _delay_in_family(by_eps: dict[float, list[Run]], references: Refs, inference: Inference) -> Finding:
+    """``B.delay_grows_with_eps`` on one family's RFT-fix runs keyed by eps_g (>= 3 values)."""
     onsets: dict[str, dict[float, dict[str, Any]]] = {}
     reference_onsets: dict[str, dict[str, Any]] = {}
     for eps, group in sorted(by_eps.items()):
@@ -158,7 +163,8 @@ def delay_grows_with_eps(runs: Sequence[Run], family: Callable[[Run], str], refe
         "per_seed": states, "spearman_rho": rho, "eps_g": sorted(by_eps)}
     per_seed = "; ".join(f"seed {seed}: " + ", ".join(f"{_eps_text(eps)} {_at(o)}" for eps, o in
                                                       sorted(onsets[seed].items())) for seed in seeds)
-    lead = f"onset epoch of RFT-fix per eps_g ({per_seed}); Spearman rho {rho:.2f}"
+    rho_text = f"Spearman rho {rho:.2f}" if rho == rho else "Spearman rho undefined (equal onsets at every eps_g)"
+    lead = f"onset epoch of RFT-fix per eps_g ({per_seed}); {rho_text}"
     n = min((int(clean_series(run)[0]["n"].min()) for run in used if not clean_series(run)[0].empty), default=None)
     if len(seeds) >= BOOTSTRAP_SEEDS and math.isfinite(rho):  # rho undefined: one onset everywhere, ranges decide
         draws = run_bootstrap(len(seeds), lambda d: _rho([p for i in d for p in points[seeds[i]]]),
@@ -219,25 +225,29 @@ def clean_gap(fix: Sequence[Run], references: Sequence[Run], confidence: float
 
 
 def severity_by_model_and_data(runs: Sequence[Run], family: Callable[[Run], str], references: Refs
-                               ) -> Finding:
-    """``B.severity_by_model_and_data`` over RFT-fix runs with references that differ only in backbone and task
-    (``family(run)``: the config without model, data, seed and bookkeeping), or its skip line."""
+                               ) -> list[Finding]:
+    """``B.severity_by_model_and_data`` once per family of RFT-fix runs with references that differ only in
+    backbone and task (``family(run)``: the config without model, data, seed and bookkeeping; so each eps_g of a
+    grid is its own test of Figure 1), or its one skip line."""
     fixes = [run for run in _fix_runs(runs) if references(run)]
     families: dict[str, dict[tuple[str, str], list[Run]]] = {}
     for run in fixes:
         cell = (str(get(run.config, "model.name", "?")), str(get(run.config, "data.name", "?")))
         families.setdefault(family(run), {}).setdefault(cell, []).append(run)
+    found = []
     for cells in families.values():
         model_pairs = [(a, b) for a, b in itertools.combinations(sorted(cells), 2) if a[1] == b[1]]
         task_pairs = [(a, b) for a, b in itertools.combinations(sorted(cells), 2) if a[0] == b[0]]
         if model_pairs and task_pairs:
-            return _severity(cells, model_pairs, task_pairs, references)
+            found.append(_severity(cells, model_pairs, task_pairs, references))
+    if found:
+        return found
     have = "; ".join(dict.fromkeys(_cell(c) for cells in families.values() for c in sorted(cells))) \
         or "no RFT-fix with a reference"
     where = setting_text(fixes[0].config) if fixes else ""
-    return skip("B.severity_by_model_and_data", CLAIM_SEVERITY, [
+    return [skip("B.severity_by_model_and_data", CLAIM_SEVERITY, [
         "RFT-fix runs with their standard references on two backbones (e.g. mobilenet_v2 and vit_small_dinov2) on "
-        "one task, and on two tasks with one backbone, all else equal"], have, where, fixes)
+        "one task, and on two tasks with one backbone, all else equal"], have, where, fixes)]
 
 
 def _severity(cells: dict[tuple[str, str], list[Run]], model_pairs: list, task_pairs: list, references: Refs
