@@ -34,6 +34,7 @@ class PageCheck:
     images: int = 0
     images_loaded: int = 0
     distinct_colours: int = 0
+    probed: Any = None  # the value of check_page's ``probe`` expression, when one was given
 
 
 def find_browser() -> str | None:
@@ -118,8 +119,16 @@ class _Pipe:
         os.close(self._read)
 
 
-def check_page(page: Path, screenshot: Path, width: int = 1280, height: int = 2000) -> PageCheck:
-    """Loads ``page`` (a local HTML file) in headless Chromium and returns what it saw; saves a PNG screenshot."""
+def check_page(page: Path, screenshot: Path, width: int = 1280, height: int = 2000, probe: str | None = None,
+               clip: str | None = None) -> PageCheck:
+    """Loads ``page`` (a local HTML file) in headless Chromium and returns what it saw; saves a PNG screenshot.
+
+    Args:
+        probe: a JavaScript expression evaluated in the loaded page; its JSON-serialisable value is returned as
+            ``PageCheck.probed`` (what the rendered DOM holds: sizes, visibility, text).
+        clip: a CSS selector: the screenshot is of the rendered area from the first element it matches to the end of
+            the page (beyond the viewport), instead of the viewport.
+    """
     browser = find_browser()
     if browser is None:
         message = ("no Chromium found: install the Debian package `chromium` (make test does where apt is "
@@ -144,14 +153,39 @@ def check_page(page: Path, screenshot: Path, width: int = 1280, height: int = 20
                 "JSON.stringify([document.images.length, Array.from(document.images).filter("
                 "i => i.complete && i.naturalWidth > 0).length])"), "returnByValue": True}, session)
             total, loaded = json.loads(images["result"]["value"])
-            shot = pipe.send("Page.captureScreenshot", {"format": "png"}, session, timeout=60)
+            probed = _evaluate(pipe, session, probe) if probe else None
+            shot = pipe.send("Page.captureScreenshot", {"format": "png", **_clip(pipe, session, clip)}, session,
+                             timeout=60)
         finally:
             pipe.close()
     data = base64.b64decode(shot["data"])
     screenshot.write_bytes(data)
     colours = Image.open(io.BytesIO(data)).convert("RGB").getcolors(maxcolors=1 << 20) or []
     return PageCheck(console_errors=_errors(pipe.events), images=int(total), images_loaded=int(loaded),
-                     distinct_colours=len(colours))
+                     distinct_colours=len(colours), probed=probed)
+
+
+def _evaluate(pipe: _Pipe, session: str, expression: str) -> Any:
+    reply = pipe.send("Runtime.evaluate", {"expression": f"JSON.stringify({expression})", "returnByValue": True},
+                      session)
+    if "exceptionDetails" in reply:
+        raise RuntimeError(f"probe failed: {reply['exceptionDetails'].get('exception', {}).get('description')}")
+    return json.loads(reply["result"]["value"])
+
+
+def _clip(pipe: _Pipe, session: str, selector: str | None) -> dict[str, Any]:
+    """``Page.captureScreenshot``'s parameters for the page from ``selector``'s element down (none: the viewport)."""
+    if not selector:
+        return {}
+    box = _evaluate(pipe, session, (
+        "(() => { const e = document.querySelector(" + json.dumps(selector) + "); if (!e) return null; "
+        "const r = e.getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, "
+        "document.documentElement.scrollWidth, document.documentElement.scrollHeight]; })()"))
+    if box is None:
+        raise RuntimeError(f"nothing on the page matches {selector!r} to clip the screenshot to")
+    top = box[1]
+    return {"captureBeyondViewport": True,
+            "clip": {"x": 0, "y": top, "width": box[2], "height": max(1.0, box[3] - top), "scale": 1}}
 
 
 def _errors(events: list[dict[str, Any]]) -> list[str]:

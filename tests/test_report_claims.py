@@ -93,3 +93,42 @@ def test_the_report_page_renders_the_panels_and_the_absent_line(tmp_path):
                      r"<td>\+45.0</td>", html)
     assert "Onset against eps_g: needs RFT-fix runs" in html
     assert (tmp_path / "report" / "claims-frontiers-mobilenet-v2.png").is_file()
+
+
+def test_the_reference_is_the_standard_run_set_up_like_rft_fix_not_a_paper_a_run_at_the_same_eps(tmp_path):
+    # paper A's runs carry eps.value too (the default 4/255, unused by a standard objective): one listed first must
+    # not become RFT-fix's reference when the study's own standard run is there
+    study_a = paper_a_run("a-lora", "emoji", "lora", [(0.9, 0.1)], model="vit_small_dinov2")
+    study_a.config["eps"]["value"] = "4/255"
+    runs = [study_a, paper_b_run("fix4", "constant", "4/255", [0.1, 0.3, 0.5], 0.40),
+            paper_b_run("ref4", "zero", "4/255", [0.5, 0.7, 0.8], 0.85, objective="standard")]
+    found = claims_sections(runs, tmp_path, lambda fig, name, out, caption: {"src": name, "caption": caption})
+    (row,) = found["transfer"]
+    assert (row["reference"], row["reference_clean"], row["gap"]) == ("ref4", "85.0", "+45.0")
+
+
+def test_fractional_onset_epochs_are_shown_to_two_decimals(tmp_path):
+    runs = [paper_b_run(f"fix{k}", "constant", f"{k}/255", [0.1, 0.1, 0.5], 0.5) for k in (1, 2)]
+    for run, epochs in zip(runs, ([0, 1 / 3, 2 / 3], [0, 2 / 3, 4 / 3]), strict=True):
+        val = run.metrics["split"] == "val"
+        run.metrics.loc[val, "epoch"] = epochs
+    found = claims_sections(runs, tmp_path, lambda fig, name, out, caption: {"src": name, "caption": caption})
+    assert [r["epoch"] for r in found["onset"]["rows"]] == ["0.67", "1.33"]
+
+
+def test_a_strategy_keeps_its_colour_across_tasks_and_the_axes_are_in_percent(tmp_path):
+    runs = [*FRONTIER_RUNS, paper_a_run("easy-adapter", "fashion-mnist", "adapter", [(0.55, 0.35)])]
+    figures = []
+    claims_sections(runs, tmp_path, lambda fig, name, out, caption: figures.append(fig) or {})
+    (fig,) = figures
+    colours: dict[str, set] = {}
+    for ax in fig.axes:
+        assert "(%)" in ax.get_xlabel()
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label().split(" ")[0], set()).add(matplotlib.colors.to_hex(line.get_color()))
+        for dots, line in zip(ax.collections, ax.get_lines(), strict=True):  # each run's dots in its line's colour
+            assert matplotlib.colors.to_hex(dots.get_facecolor()[0]) == matplotlib.colors.to_hex(line.get_color())
+    assert {name: len(c) for name, c in colours.items()} == {"adapter": 1, "bitfit": 1, "lora": 1}
+    assert fig.axes[0].get_ylabel() == "robust accuracy at 1/255 (%)"
+    (easy,) = [ax for ax in fig.axes if ax.get_title().startswith("fashion-mnist")]
+    assert max(x for line in easy.get_lines() for x in line.get_xdata()) == pytest.approx(90.0)

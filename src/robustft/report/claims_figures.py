@@ -12,8 +12,9 @@
 - **Suboptimal transfer per backbone and task** (paper B, Figure 1): final clean test accuracy of the standard
   fine-tuning reference, RFT-fix and Epsilon-Scheduling per (backbone, task, eps_g), and the gap reference minus
   RFT-fix in points. The reference of a run is a standard-objective run of the same backbone and task whose
-  ``eps.value`` is the run's eps_g, else the only standard run of that backbone and task. Needs an RFT-fix run and
-  its reference.
+  ``eps.value`` is the run's eps_g (of several, the one whose config differs least from RFT-fix's outside objective
+  and eps: a paper A study's runs share backbone, task and eps.value too), else the only standard run of that
+  backbone and task. Needs an RFT-fix run and its reference.
 
 What a run is (backbone, task, eps_g, strategy, schedule) is read from its resolved config only. A panel the runs
 cannot support is absent; the section then says in one line which runs it needs.
@@ -75,11 +76,19 @@ def steepness(clean: Sequence[float], robust: Sequence[float]) -> float | None:
     return float((r[peak] - r[end]) / gained) if gained > 0 else 0.0
 
 
+def _robust_eps(metrics: pd.DataFrame) -> float | None:
+    """The eps ``tradeoff_points`` pairs clean accuracy with: the smallest tracked on the test split."""
+    test = metrics[metrics["split"] == "test"]
+    robust = test[records.is_robust(test)]
+    return float(pd.to_numeric(robust["eps"]).min()) if len(robust) else None
+
+
 def frontier_rows(runs: Sequence[Any]) -> pd.DataFrame:
-    """One row per paper A run: model, task, strategy, run, its frontier's steepness, Pareto area and points.
+    """One row per paper A run: model, task, strategy, run, its frontier's steepness, Pareto area, points and eps.
 
     Returns:
-        columns model, task, strategy, run, steepness, area, points (the run's (clean, robust) pairs, test split).
+        columns model, task, strategy, run, steepness, area, points (the run's (clean, robust) pairs, test split,
+        in [0, 1]), eps (the robust accuracy's eps).
     """
     rows = []
     for run in runs:
@@ -91,8 +100,9 @@ def frontier_rows(runs: Sequence[Any]) -> pd.DataFrame:
         model, task = _key(run)
         rows.append({"model": model, "task": task, "strategy": str(get(run.config, "strategy.name", "?")),
                      "run": run.name, "steepness": steepness(points["clean"], points["robust"]),
-                     "area": pareto_area(points["clean"], points["robust"]), "points": points})
-    return pd.DataFrame(rows, columns=["model", "task", "strategy", "run", "steepness", "area", "points"])
+                     "area": pareto_area(points["clean"], points["robust"]), "points": points,
+                     "eps": _robust_eps(run.metrics)})
+    return pd.DataFrame(rows, columns=["model", "task", "strategy", "run", "steepness", "area", "points", "eps"])
 
 
 def _frontiers(runs: Sequence[Any], out: Path, save: SaveFigure) -> list[dict[str, Any]]:
@@ -102,28 +112,36 @@ def _frontiers(runs: Sequence[Any], out: Path, save: SaveFigure) -> list[dict[st
         tasks = sorted(part["task"].unique())
         if len(tasks) < 2:
             continue
-        fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), sharey=True, squeeze=False)
+        # one colour per strategy in every task's plot, so a strategy is followed across tasks by its colour
+        colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(sorted(part["strategy"].unique()))}
+        fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.4), sharey=True, squeeze=False)
         rows = []
         for ax, task in zip(axes[0], tasks, strict=True):
-            here = part[part["task"] == task]
+            here = part[part["task"] == task].sort_values("strategy")
             for row in here.itertuples():
-                pts = row.points
+                pts, colour = row.points, colours[row.strategy]
                 front = pareto_front(pts["clean"], pts["robust"])
-                ax.scatter(pts["clean"], pts["robust"], s=8, alpha=0.35)
-                ax.plot(pts["clean"].to_numpy()[front], pts["robust"].to_numpy()[front], marker="o", ms=3,
-                        label=f"{row.strategy} ({row.steepness:.2f})")
+                ax.scatter(100 * pts["clean"], 100 * pts["robust"], s=8, alpha=0.35, color=colour)
+                ax.plot(100 * pts["clean"].to_numpy()[front], 100 * pts["robust"].to_numpy()[front], marker="o",
+                        ms=3, color=colour, label=f"{row.strategy} ({row.steepness:.2f})")
                 rows.append({"task": task, "strategy": row.strategy, "run": row.run,
                              "steepness": f"{row.steepness:.2f}", "area": f"{row.area:.3f}"})
             mean = float(here["steepness"].mean())
             ax.set_title(f"{task}: mean steepness {mean:.2f}", fontsize=9)
-            ax.set_xlabel("clean accuracy")
-            ax.legend(fontsize=6)
+            ax.set_xlabel("clean accuracy (%)")
+            ax.grid(alpha=0.3)
+            # below the plot: seven strategies' entries inside it covered the frontiers they name
+            ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False,
+                      title="strategy (steepness)", title_fontsize=7)
             rows.append({"task": task, "strategy": "mean", "run": f"{len(here)} runs", "steepness": f"{mean:.2f}",
                          "area": f"{float(here['area'].mean()):.3f}"})
-        axes[0][0].set_ylabel("robust accuracy")
+        eps = part["eps"].dropna().unique()
+        at = f" at {format_eps(float(eps[0]))}" if len(eps) == 1 else ""
+        axes[0][0].set_ylabel(f"robust accuracy{at} (%)")
         fig.tight_layout()
-        caption = (f"{model}: Pareto frontiers per task, side by side; in brackets each frontier's steepness (robust "
-                   "points lost per clean point from its most robust to its most accurate evaluation).")
+        caption = (f"{model}: Pareto frontiers per task, side by side. Faint dots: every evaluation of a run; line: "
+                   "its Pareto frontier; in brackets each frontier's steepness (robust points lost per clean point "
+                   "from its most robust to its most accurate evaluation).")
         panels.append({"model": model, "figure": save(fig, f"claims-frontiers-{_slug(model)}", out, caption),
                        "rows": rows})
         plt.close(fig)
@@ -157,15 +175,21 @@ def _onset(runs: Sequence[Any], out: Path, save: SaveFigure) -> dict[str, Any] |
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     rows = []
+    ticks = sorted({float(e) for _, part in groups for e in part["eps"]})
     for (model, task), part in groups:
         ax.plot(part["eps"] * 255, part["epoch"].astype(float), marker="o", label=f"{model} · {task}")
         for row in part.itertuples():
             rows.append({"model": model, "task": task, "eps": format_eps(row.eps), "run": row.run,
-                         "epoch": "never" if row.epoch is None or pd.isna(row.epoch) else f"{float(row.epoch):g}",
+                         # epochs are fractional where evaluations fall within one: 0.33, not 0.333333
+                         "epoch": "never" if row.epoch is None or pd.isna(row.epoch) else
+                         f"{round(float(row.epoch), 2):g}",
                          "step": "never" if row.step is None or pd.isna(row.step) else str(int(row.step))})
-    ax.set_xlabel("eps_g (x 1/255)")
-    ax.set_ylabel("onset epoch (RFT-fix)")
-    ax.legend(fontsize=7)
+    ax.set_xticks([255 * e for e in ticks], [format_eps(e) for e in ticks])
+    ax.set_xlabel("eps_g (training and evaluation)")
+    ax.set_ylabel("onset of adaptation (epoch)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, title="backbone · task", title_fontsize=7)
     fig.tight_layout()
     figure = save(fig, "claims-onset", out, "Onset of task adaptation of RFT-fix against eps_g, per backbone and "
                   "task (a run that never crossed the threshold is absent from the plot, 'never' in the table).")
@@ -198,7 +222,9 @@ def transfer_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
     for (model, task, eps), arms in sorted(adversarial.items()):
         fix, candidates = arms.get("constant"), standard.get((model, task), [])
         same = [r for r in candidates if _eps_g(r) is not None and np.isclose(_eps_g(r), eps)]
-        reference = same[0] if same else (candidates[0] if len(candidates) == 1 else None)
+        # of several (a paper A study's runs share backbone, task and eps.value), the one set up like RFT-fix
+        reference = (min(same, key=lambda r: _differences(r, fix)) if same
+                     else candidates[0] if len(candidates) == 1 else None)
         if fix is None or reference is None:
             continue
         ref_clean, fix_clean = _final_clean(reference), _final_clean(fix)
@@ -208,6 +234,19 @@ def transfer_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
                      "scheduled_clean": _final_clean(scheduled) if scheduled is not None else None,
                      "gap": None if ref_clean is None or fix_clean is None else ref_clean - fix_clean})
     return rows
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, str]:
+    if not isinstance(tree, dict):
+        return {prefix: repr(tree)}
+    return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def _differences(run: Any, other: Any) -> int:
+    """How many config values two runs differ in, outside naming, seed, objective and eps (the reference's own)."""
+    ignored = ("name.", "output_dir.", "seed.", "objective.", "eps.", "detect.", "logging.", "checkpoint.")
+    a, b = _flat(run.config), _flat(other.config)
+    return sum(a.get(k) != b.get(k) for k in set(a) | set(b) if not k.startswith(ignored))
 
 
 def _percent(value: float | None) -> str:
