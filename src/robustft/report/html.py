@@ -23,13 +23,13 @@ import jinja2
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from robustft.analysis.findings import Finding
+from robustft.analysis.findings import Finding, findings
 from robustft.analysis.findings_base import get as dotted_get
 from robustft.analysis.tradeoff import compare_runs, ood_correlation
 from robustft.config.units import format_eps
 from robustft.report import figures
 from robustft.report.claims_figures import claims_sections
-from robustft.report.findings_table import findings_table
+from robustft.report.findings_table import findings_glance, findings_table
 from robustft.report.seed_tables import seed_sections
 from robustft.runs import Run, records
 
@@ -157,8 +157,10 @@ def build_report(runs: Sequence[Run], out_dir: str | Path, title: str = "robustf
     out.mkdir(parents=True, exist_ok=True)
     metrics = pd.concat([r.metrics.assign(run=r.name) for r in runs], ignore_index=True)
     labels = {r.name: (r.labels or describe(r.config)) for r in runs}
+    found = list(findings(runs) if found is None else found)
     page = _TEMPLATES.get_template("page.html").render(
-        title=title, n_runs=len(runs), findings=findings_table(runs, found), group_by=group_by,
+        title=title, n_runs=len(runs), findings=findings_table(runs, found), glance=findings_glance(found),
+        group_by=group_by,
         overview_columns=OVERVIEW_COLUMNS, overview=overview_rows(runs),
         tradeoff=_tradeoff_section(runs, metrics, labels, group_by, out),
         curves=_curves_section(metrics, out), ood=_ood_section(metrics, out),
