@@ -103,48 +103,6 @@ def fold_conv_bn(model: nn.Module) -> int:
     return folded
 
 
-# Activations whose in-place form costs more than the out-of-place one under autograd: ``hardtanh_`` (ReLU6's
-# kernel) must keep its input for the backward pass, so it clones the tensor before clamping it in place (one more
-# full read and write per activation; ``relu_`` needs no such copy). Out of place, the clamp writes a new tensor and
-# autograd keeps the old one: same values, same gradient, one copy fewer.
-_CLONING_INPLACE = (nn.ReLU6, nn.Hardtanh)
-# Modules whose output is a new tensor nothing else holds (when plain): an in-place activation right after one
-# (through plain Identities, what a fold leaves) changes no tensor anyone else reads.
-_FRESH_OUTPUT = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-
-
-def out_of_place_activations(model: nn.Module) -> int:
-    """Replaces in-place ``ReLU6`` / ``Hardtanh`` modules by out-of-place ones where that is provably the same
-    function, in place on ``model``. Returns how many were replaced.
-
-    Only inside a ``Sequential``, only a plain activation (``is_plain``: no hooks, forward not replaced) whose input
-    is the output of a plain Conv2d, BatchNorm2d or Linear of the same Sequential (possibly through plain
-    Identities): that tensor is new and only the activation reads it, so clamping it in place or into a new tensor
-    gives every later module the same values. Elsewhere (first in a Sequential: the caller's tensor, which a
-    residual connection may read after it was clamped) nothing changes, nor while global module hooks exist.
-    """
-    if _global_hooks():
-        return 0
-    replaced = 0
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for i, name in enumerate(names):
-            act = module._modules[name]
-            if not (any(is_plain(act, kind) for kind in _CLONING_INPLACE) and act.inplace):
-                continue
-            j = i - 1
-            while j >= 0 and is_plain(module._modules[names[j]], nn.Identity):
-                j -= 1
-            if j >= 0 and any(is_plain(module._modules[names[j]], kind) for kind in _FRESH_OUTPUT):
-                fresh = copy.deepcopy(act)  # a new instance: one shared with another place keeps its own mode
-                fresh.inplace = False
-                module._modules[name] = fresh
-                replaced += 1
-    return replaced
-
-
 def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last: bool | None = None) -> nn.Module:
     """A cheaper copy of ``model`` for attacking/evaluating: same function, eval mode, frozen parameters.
 
@@ -168,7 +126,6 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
     strategies.merge(prepared)  # a merged LoRA / (IA)3 / peft conv is a plain conv again, and folds
     if fold_bn:
         fold_conv_bn(prepared)
-    out_of_place_activations(prepared)
     if channels_last is None:
         # A ViT's lone patch-embedding conv gains nothing from it; a CNN's many convolutions do.
         channels_last = sum(isinstance(m, nn.Conv2d) for m in prepared.modules()) > 2
