@@ -12,6 +12,7 @@ peft is an optional dependency (``pip install peft``); without it this strategy 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 from torch import nn
@@ -122,15 +123,17 @@ class PeftTuner(Strategy):
 
 def merge_peft_layers(model: nn.Module) -> None:
     """Merges every peft tuner layer in ``model`` into its base weights and puts the base layer back in its
-    place (what peft's ``merge_and_unload`` does), in place; a no-op without peft.
+    place (what peft's ``merge_and_unload`` does), in place; a no-op while peft is not imported.
 
     Unloading matters beyond the parameter names: a merged tuner layer still wraps its base layer, so a wrapped
     ``Conv2d`` is no plain conv and ``attacks.fold_conv_bn`` would leave its BatchNorm unfolded.
     """
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:
+    # No import here: a tuner layer exists only once its class's module is loaded, and importing peft (it pulls
+    # in transformers) took 2.5 s of every run's first evaluation on the demo (prepare_for_attack merges first).
+    tuners = sys.modules.get("peft.tuners.tuners_utils")
+    if tuners is None:
         return
+    BaseTunerLayer = tuners.BaseTunerLayer  # noqa: N806 (a class)
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
             if not module.merged:

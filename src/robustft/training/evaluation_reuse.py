@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustft.attacks import prepare_for_attack
 from robustft.runs.outcomes import OutcomeBlock
 from robustft.training.evaluator import Evaluator
 
@@ -111,8 +110,8 @@ class EvaluationReuse:
         """``evaluator.evaluate(model, step, epoch, final)``, from a shared entry when one has the same key."""
         if self.directory is None or step != 0:
             return evaluator.evaluate(model, step, epoch, final=final)
-        model.eval()  # as the evaluator leaves it; the copy is what the evaluator would prepare itself
-        prepared = prepare_for_attack(model)
+        model.eval()  # as the evaluator leaves it; the copy is the one the evaluator evaluates
+        prepared = evaluator.prepared(model)
         key = evaluation_key(prepared, evaluator, step, final)
         if key is not None:
             found = _read(self.directory / f"{key}.npz")
