@@ -8,12 +8,15 @@ robustft code on its path.
 1. Training forward+backward (cross-entropy, gradients for every parameter): robustft's ``RobustModel`` (which
    normalises inside ``forward``) vs plain timm. Target: the wrapper costs nothing measurable (<= 1.05x time).
 2. PGD-10 L-inf at 1/255 (step 0.25/255, random start, no early stop) scored into a clean and a robust accuracy:
-   robustft's ``robust_accuracy`` (prepared model: eval mode, frozen parameters; its verdicts from the logits the
-   attack recorded, attacks/record.py) vs a hand-written eager loop on plain timm (eval mode,
-   ``requires_grad_(False)``, a clean forward, ``torch.autograd.grad`` w.r.t. the input, sign step, projection,
-   clamp, a scoring forward): 12 forward passes each, 10 of them with a backward. Labels are the model's own clean
-   predictions, so both attack every sample. Target: no slower (throughput ratio >= 1.0x), robust accuracy within
-   noise of each other.
+   robustft's ``robust_accuracy`` (prepared model: eval mode, frozen parameters, the ViT rewrites of
+   attacks/prepare_vit.py; its verdicts from the logits the attack recorded, attacks/record.py; the copy is made
+   inside every timed call) vs a hand-written eager loop on plain timm (eval mode, ``requires_grad_(False)``, a
+   clean forward, ``torch.autograd.grad`` w.r.t. the input, sign step, projection, clamp, a scoring forward): 12
+   forward passes each, 10 of them with a backward, same images, eps, step and labels. Labels are the model's own
+   clean predictions, so both attack every sample. Run with torch at 2 threads, then at 1; at 2 threads twice for
+   robustft: as it runs (it picks its own thread count, attacks/threads.py, so on a busy machine it runs one
+   thread beside the plain loop's two) and at equal threads (``ROBUSTFT_THREADS=keep``), each its own line.
+   Target: no slower (throughput ratio >= 1.0x) at equal threads, robust accuracy within noise of each other.
 3. What the ViT path keeps, measured side by side (forward + input-gradient backward, eval mode, frozen): timm's
    fused attention (``F.scaled_dot_product_attention``, on by default in timm 1.x; robustft leaves it on) against
    the unfused matmul-softmax path, and channels_last inputs (which prepare_for_attack gives CNNs only). Not
@@ -25,6 +28,10 @@ Run: ``python -m bench vit`` (or ``make bench``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -32,6 +39,8 @@ from bench.images import fashion_images
 from bench.timing import compare, report_line
 
 BATCH, SIZE, STEPS, EPS = 32, 56, 10, 1 / 255
+ROUNDS = 5  # interleaved rounds per PGD comparison (median of per-round ratios)
+THREADS_ENV = "ROBUSTFT_THREADS"
 
 
 def _models():
@@ -63,8 +72,6 @@ def _plain_pgd(model: torch.nn.Module, normalise, images: torch.Tensor, labels: 
 
 
 def main() -> None:
-    from robustft.attacks import build_attack, robust_accuracy
-
     torch.set_num_threads(2)
     torch.manual_seed(0)
     ours, plain = _models()
@@ -96,9 +103,37 @@ def main() -> None:
           f"robustft {BATCH / timing['robustft'].seconds:.1f} img/s")
     print(report_line("ViT-S/14 forward+backward time, robustft / plain timm", ratio, "<= 1.05x", ratio <= 1.05))
 
-    # 2. PGD-10.
+    # 2. PGD-10: as `make bench` runs it (robustft picks its threads, timm keeps 2), then at equal threads.
     ours.eval()
     plain.eval().requires_grad_(False)
+    _pgd_side_by_side(ours, plain, normalise, images, labels, threads=2)
+    _pgd_side_by_side(ours, plain, normalise, images, labels, threads=1)
+    torch.set_num_threads(2)
+    _attention_variants(ours, images, labels)
+
+
+@contextmanager
+def _robustft_threads(value: str | None) -> Iterator[None]:
+    """``ROBUSTFT_THREADS`` set to ``value`` during the block (None: as it was), restored after."""
+    before = os.environ.get(THREADS_ENV)
+    if value is not None:
+        os.environ[THREADS_ENV] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
+
+
+def _pgd_side_by_side(ours: torch.nn.Module, plain: torch.nn.Module, normalise, images: torch.Tensor,
+                      labels: torch.Tensor, threads: int) -> None:
+    """2. PGD-10 through ``robust_accuracy`` vs the plain loop, torch at ``threads``: robustft as it runs (its
+    thread count its own, attacks/threads.py) and at the plain loop's thread count (``ROBUSTFT_THREADS=keep``)."""
+    from robustft.attacks import build_attack, robust_accuracy
+
+    torch.set_num_threads(threads)
     results: dict[str, float] = {}
     attack = build_attack("pgd", steps=STEPS, step_size=0.25 / 255, random_start=True, early_stop=False,
                           generator=torch.Generator().manual_seed(0))
@@ -106,17 +141,26 @@ def main() -> None:
     def theirs():
         results["plain"] = _plain_pgd(plain, normalise, images, labels, torch.Generator().manual_seed(0))
 
-    def robustft_pgd():
-        results["robustft"] = robust_accuracy(ours, (images, labels), attack, EPS, early_stop=False).accuracy
+    def robustft_pgd(setting: str | None):
+        def run():
+            with _robustft_threads(setting):
+                results["robustft"] = robust_accuracy(ours, (images, labels), attack, EPS, early_stop=False).accuracy
+        return run
 
-    timing = compare({"plain": theirs, "robustft": robustft_pgd}, reference="plain", rounds=3, warmup=1)
-    speed = 1 / timing["robustft"].ratio_to_reference
-    print(f"PGD-10 at 1/255, batch {BATCH}: plain timm {BATCH / timing['plain'].seconds:.1f} img/s, robustft "
-          f"{BATCH / timing['robustft'].seconds:.1f} img/s; robust accuracy plain {results['plain']:.1%}, "
+    candidates = {"plain": theirs, "equal threads": robustft_pgd("keep")}
+    if threads > 1:  # with one thread there is nothing to pick: as run is equal threads
+        candidates["as run"] = robustft_pgd(None)
+    timing = compare(candidates, reference="plain", rounds=ROUNDS, warmup=1)
+    print(f"PGD-10 at 1/255, batch {BATCH}, torch at {threads} thread(s): plain timm "
+          f"{BATCH / timing['plain'].seconds:.1f} img/s, robustft at equal threads "
+          f"{BATCH / timing['equal threads'].seconds:.1f} img/s; robust accuracy plain {results['plain']:.1%}, "
           f"robustft {results['robustft']:.1%}")
-    print(report_line("ViT-S/14 PGD-10 throughput, robustft / plain timm eager loop", speed, ">= 1.0x",
-                      speed >= 1.0))
-    _attention_variants(ours, images, labels)
+    for name in candidates:
+        if name == "plain":
+            continue
+        speed = 1 / timing[name].ratio_to_reference
+        print(report_line(f"ViT-S/14 PGD-10 throughput, robustft ({name}) / plain timm eager loop, {threads} "
+                          "thread(s)", speed, ">= 1.0x", speed >= 1.0))
 
 
 def _attention_variants(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> None:

@@ -40,6 +40,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from robustft import strategies
 from robustft.attacks.base import warn_train_mode_batchnorm
+from robustft.attacks.prepare_vit import speed_up_vits
 
 
 class PreparedModel(nn.Module):
@@ -126,6 +127,7 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
     strategies.merge(prepared)  # a merged LoRA / (IA)3 / peft conv is a plain conv again, and folds
     if fold_bn:
         fold_conv_bn(prepared)
+    speed_up_vits(prepared)  # timm ViTs: a cheaper input gradient and class-token-only last block (prepare_vit)
     if channels_last is None:
         # A ViT's lone patch-embedding conv gains nothing from it; a CNN's many convolutions do.
         channels_last = sum(isinstance(m, nn.Conv2d) for m in prepared.modules()) > 2
