@@ -16,9 +16,9 @@ from robustft.analysis.findings_claims_b import (
     CLAIM_EADV,
     delay_grows_with_eps,
     eadv_when_adv_equal,
-    severity_by_model_and_data,
 )
 from robustft.analysis.findings_claims_base import skip
+from robustft.analysis.findings_claims_severity import severity_by_model_and_data
 from robustft.analysis.findings_paired import Inference
 from robustft.runs import Run
 
