@@ -213,9 +213,10 @@ def confirm_fooled(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, fool
 # sample's loss and gradient depend on that sample only, so the pieces give the same per-sample values; the
 # working set of every layer halves. Measured side by side on the embedded MobileNetV2 at 32 px, 1 thread
 # (2026-12-06, load 3-5): two passes of 128 images took 0.81x one pass of 256 (111 + 110: 0.89x one of 221), and
-# robust_accuracy with PGD-10 at 60% robust 0.88x. That gain needs oneDNN's primitive cache (1024 entries) to hold
-# every batch shape the attack passes; when it does not, each new shape pays kernel creation and both ways cost the
-# same. Fixed-size pieces add one new shape per early-stop step (the rest), not two halves.
+# robust_accuracy with PGD-10 at 60% robust 0.88x. That gain needs oneDNN's primitive cache to hold every batch
+# shape the attack passes (the default 1,024 entries do not; `import robustft` enlarges it, robustft/__init__.py);
+# when it thrashes, each new shape pays kernel creation and both ways cost the same. Fixed-size pieces add one new
+# shape per early-stop step (the rest), not two halves.
 CPU_PIECE = 128
 
 
