@@ -98,7 +98,11 @@ def test_asha_finds_a_better_lr_stops_early_and_resumes(tmp_path, ray_instance):
     config = write_config(tmp_path)
     out = tmp_path / "search"
     search = parse_search(["optim.lr=loguniform:1e-4:3e-1"])
-    result = run_tune(config, search, output_dir=out, trials=6, grace_period=4, reduction_factor=2, seed=0)
+    # cpus_per_trial=2 on the 2-CPU instance: one trial at a time, so the trials reach each rung in a fixed order.
+    # Concurrent trials reach it in an order set by timing, and asynchronous HyperBand never stops a trial that
+    # is first at a rung or better than all before it: in a loaded CI run every trial could then run to the end.
+    settings = dict(trials=6, grace_period=4, reduction_factor=2, seed=0, cpus_per_trial=2)
+    result = run_tune(config, search, output_dir=out, **settings)
     trials = result.trials
     assert len(trials) == 6
     start = trials[np.isclose(trials["optim.lr"], 1e-6)]  # the config's own (bad) value is the first trial
@@ -114,11 +118,11 @@ def test_asha_finds_a_better_lr_stops_early_and_resumes(tmp_path, ray_instance):
 
     # A re-run restores the search instead of starting over: no trial trains again.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/metrics.jsonl")}
-    again = run_tune(config, search, output_dir=out, trials=6, grace_period=4, reduction_factor=2, seed=0)
+    again = run_tune(config, search, output_dir=out, **settings)
     assert again.best_values == result.best_values and len(again.trials) == 6
     assert {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/metrics.jsonl")} == stamps
     with pytest.raises(RobustftError, match="other settings"):
-        run_tune(config, search, output_dir=out, trials=7, grace_period=4, reduction_factor=2, seed=0)
+        run_tune(config, search, output_dir=out, **{**settings, "trials": 7})
 
     from robustft.training.trainer import train
 
