@@ -31,6 +31,12 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
 os.environ.setdefault("LRU_CACHE_CAPACITY", "16384")
 
+# Freed activations stay in the process (glibc's malloc would hand them back and page-fault them in again on the
+# next pass; how often depended on the process's history): robustft/allocator.py says why and what it measured.
+from robustft.allocator import keep_freed_memory  # noqa: E402  after the environment above, still no torch
+
+keep_freed_memory()
+
 if TYPE_CHECKING:  # names for the signatures below, not imported at run time (no torch on `import robustft`)
     from collections.abc import Sequence
     from pathlib import Path
