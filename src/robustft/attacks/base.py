@@ -210,14 +210,14 @@ def confirm_fooled(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, fool
 
 
 # Images per forward+backward pass on the CPU: a larger batch runs in pieces of this many (and the rest). Each
-# sample's loss and gradient depend on that sample only, so the pieces give the same per-sample values; the
-# working set of every layer halves. Measured side by side on the embedded MobileNetV2 at 32 px, 1 thread
-# (2026-12-06, load 3-5): two passes of 128 images took 0.81x one pass of 256 (111 + 110: 0.89x one of 221), and
-# robust_accuracy with PGD-10 at 60% robust 0.88x. That gain needs oneDNN's primitive cache to hold every batch
-# shape the attack passes (the default 1,024 entries do not; `import robustft` enlarges it, robustft/__init__.py);
-# when it thrashes, each new shape pays kernel creation and both ways cost the same. Fixed-size pieces add one new
-# shape per early-stop step (the rest), not two halves.
-CPU_PIECE = 128
+# sample's loss and gradient depend on that sample only, so the pieces give the same per-sample values, and the
+# peak memory of a pass is bounded whatever batch the caller hands over. Measured side by side on the embedded
+# MobileNetV2 at 32 px, PGD-10 through robust_accuracy at 60% robust, batch 256, idle (2026-12-06, with the
+# allocator kept fault-free, robustft/allocator.py): pieces of 256 (one pass) 608-652 ms at 2 threads and
+# 1,039-1,049 ms at 1 thread; pieces of 128 720 ms and 1,113 ms (an extra pass per step, and a small remainder
+# piece once early stop shrinks the batch). An earlier measurement under load (3-5) had favoured 128: that gain was
+# the page faults of glibc's malloc, which the allocator settings now remove.
+CPU_PIECE = 256
 
 
 def loss_and_grad(model: nn.Module, x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
