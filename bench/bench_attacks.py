@@ -19,7 +19,7 @@ the two differ by a few points of pure noise).
 
 Printed: one line per cell (robust accuracies, the thread count robustft used, the speed-up), then per attack the
 typical (median over cells) and the worst speed-up with its cell, against the target (>= 3x in every cell).
-Takes about 10 minutes on 2 idle cores (a cell stops after 2 rounds once it passes 40 s: torchattacks on 2
+Takes about 6-8 minutes on 2 idle cores (a cell stops after 2 rounds once it passes 40 s: torchattacks on 2
 threads beside the busy process is the slow part), much longer on a busy machine.
 Run: ``python -m bench attacks`` (or ``make bench``).
 """
