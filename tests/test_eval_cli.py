@@ -176,7 +176,7 @@ def test_model_with_image_size_and_pretrained_file(fake_data, tmp_path, capsys):
     assert fake_data["image_size"] == 16 and json.loads(out.read_text())["image_size"] == 16
     assert main(["eval", "--model", "tiny-cnn", "--num-classes", "4", "--pretrained-file", "w.pth", "--data", "q",
                  "--device", "cpu"]) == 2
-    assert "pretrained_file" in capsys.readouterr().err
+    assert "--pretrained-file w.pth does not exist" in capsys.readouterr().err  # the flag, not the Python option
 
 
 def test_help_texts_say_units_and_subset(capsys):

@@ -5,6 +5,7 @@
                   [--step-size 1/255] [--restarts N] [--random-start | --no-random-start]
                   [--checks] [--json FILE] [--csv FILE] [--batch-size B] [--device auto] [--seed S] [--quiet]
     robustft eval --model NAME --num-classes N [--image-size S] [--pretrained-file FILE] --data NAME ...
+    robustft eval --checkpoint EXPORT.safetensors --data NAME ...   (a robustft export, read with its sidecar)
 
 Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n) and, with ``--curve``, paper B's
 expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
@@ -39,13 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "under an attack at one eps or along a nested eps curve with expected robustness; per-sample "
                     "worst case, Wilson 95% CIs. Images are in [0, 1], so eps is too: 4/255, 0.25/255, 0.0157.")
     source = parser.add_argument_group("model")
-    source.add_argument("--checkpoint", metavar="RUN", help="run directory (or a checkpoint .pt) to evaluate")
+    source.add_argument("--checkpoint", metavar="RUN",
+                        help="run directory, checkpoint .pt, or a file robustft export wrote (.safetensors/.pt with "
+                             "its .json sidecar) to evaluate")
     source.add_argument("--which", default="last",
                         help="checkpoint inside RUN/checkpoints: last, best or step_N (default last)")
     source.add_argument("--model", help="instead of --checkpoint: a model name to build (robustft list models)")
     source.add_argument("--num-classes", type=int, help="classes of --model's fresh head")
     source.add_argument("--pretrained-file", metavar="FILE",
-                        help="--model's weights from a local .pth/.safetensors file (timm:, tv: models)")
+                        help="--model's weights, trained classifier head included, from a .safetensors/.pt/.pth "
+                             "state dict (what robustft export writes); a file without a head of --num-classes "
+                             "outputs is refused")
     source.add_argument("--image-size", type=int, help="image side (default: the checkpoint's / model's)")
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="dataset name (robustft list datasets); default: the run's dataset")
