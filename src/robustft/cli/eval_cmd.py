@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from robustft.cli.eval_source import data_source, load_model
+from robustft.cli.eval_source import data_source, load_model, run_config
+from robustft.cli.eval_subset import check_same_data, clean_accuracy, recorded_block, select_ids
 from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
 from robustft.config.units import eps_grid, format_eps, parse_eps, parse_step_size
@@ -56,7 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--data", help="dataset name (robustft list datasets); default: the run's dataset")
     data.add_argument("--split", default="test", help="dataset split: train, val or test (default test)")
     data.add_argument("--limit", type=int, metavar="N",
-                      help="evaluate a seeded, stratified subset of N samples (the same N every time)")
+                      help="evaluate a seeded, stratified subset of N samples (the same N every time; not the "
+                           "subset a run's continuous evaluation used: that is --subset-of RUN)")
+    data.add_argument("--subset-of", metavar="RUN",
+                      help="evaluate exactly the --split images RUN's continuous evaluation used (its eval.subset, "
+                           "ids read from RUN/outcomes.bin), on RUN's dataset: a recorded clean accuracy repeats to "
+                           "the digit, robust accuracy up to the attack's random start")
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", default="apgd-ce", help="attack name (robustft list attacks); default apgd-ce")
     attack.add_argument("--eps", default="4/255",
@@ -178,17 +184,32 @@ def run(args: argparse.Namespace) -> int:
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     model, source = load_model(args, device)
     image_size = args.image_size or source.get("image_size") or model.info.input_size
+    block = None
+    if args.subset_of:
+        if args.limit is not None:
+            raise ConfigError("--subset-of RUN evaluates the run's own subset; drop --limit (or --subset-of).")
+        block = recorded_block(args.subset_of, args.split)
+        source["run_config"] = run_config(args.subset_of)  # the ids are of that run's data (root, hold-out seed)
+        if args.data:
+            check_same_data(args.data, source["run_config"], args.subset_of)
     name, data_options = data_source(args, source)
     batch_size = _default_batch_size(device, args.batch_size)
-    say(f"eval: loading {name} {args.split}" + (f" (subset of {args.limit})" if args.limit else ""))
-    batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options)
+    shown = f" (the {len(block.image_ids)} images {args.subset_of} evaluated)" if block is not None else \
+        f" (subset of {args.limit})" if args.limit else ""
+    say(f"eval: loading {name} {args.split}{shown}")
+    batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options,
+                            None if block is None else block.image_ids)
     warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
     results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say, recheck=args.checks)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv))
+    if block is not None:
+        print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated; it recorded clean "
+              f"accuracy {clean_accuracy(block):.4f} on them at step {block.step}")
     if args.json:
         write_json(args.json, {
-            **source, "data": name, "split": args.split, "limit": args.limit, "image_size": image_size,
+            **source, "data": name, "split": args.split, "limit": args.limit, "subset_of": args.subset_of,
+            "image_size": image_size,
             "attack": attack.describe(), "device": str(device),
             "results": [{**r.as_dict(), "eps_text": format_eps(r.eps), "clean_accuracy": r.clean_correct / r.n}
                         for r in results],
@@ -250,10 +271,13 @@ def run_checks_verbose(model, batches, eps: float, device, say) -> list:
 
 
 def _load_batches(name: str, split: str, image_size: int | None, limit: int | None, batch_size: int,
-                  options: dict[str, Any]) -> list:
+                  options: dict[str, Any], ids=None) -> list:
+    """The evaluated batches: the split (its seeded ``limit`` subset), or exactly the samples with source ``ids``."""
     import robustft.data as data
 
     dataset = data.load(name, split, image_size=image_size, limit=limit, **options)
+    if ids is not None:
+        dataset = select_ids(dataset, ids, "--subset-of")
     return [(images, labels) for images, labels in _pairs(data.make_loader(dataset, batch_size))]
 
 
