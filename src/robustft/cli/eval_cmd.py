@@ -7,8 +7,8 @@
     robustft eval --model NAME --num-classes N [--image-size S] [--pretrained-file FILE] --data NAME ...
     robustft eval --checkpoint EXPORT.safetensors --data NAME ...   (a robustft export, read with its sidecar)
 
-Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n) and, with ``--curve``, paper B's
-expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
+Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n), the attack's settings as it ran
+(defaults included) and, with ``--curve``, paper B's expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
 plain line per batch and per phase, so it reads the same in a terminal and in a log file.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from robustft.cli.eval_attack import check_step_size, describe_settings, settings_of
 from robustft.cli.eval_source import data_source, load_model, run_config
 from robustft.cli.eval_subset import check_same_data, clean_accuracy, recorded_block, select_ids
 from robustft.cli.options import BooleanFlag
@@ -146,15 +147,18 @@ def check_attack_reaches(attack, eps: float, where: str) -> None:
                 spell=lambda option, value: f"--{option.replace('_', '-')} {value}")
 
 
-def format_results(results, e_adv: float | None) -> str:
-    """The printed table: attack, eps, clean accuracy, robust accuracy, 95% CI, n (+ E.adv)."""
+def format_results(results, e_adv: float | None, settings: str | None = None) -> str:
+    """The printed table: attack, eps, clean accuracy, robust accuracy, 95% CI, n, then the attack's settings as it
+    ran (defaults included: ``settings``, else the options given) and E.adv."""
     lines = [f"{'attack':<12} {'eps':>9} {'clean':>7} {'robust':>7} {'95% CI':>16} {'n':>6}"]
     for r in results:
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
         clean = r.clean_correct / r.n if r.n else float("nan")
         lines.append(f"{r.attack.split('(')[0]:<12} {format_eps(r.eps):>9} {clean:>7.4f} {r.accuracy:>7.4f} "
                      f"{ci:>16} {r.n:>6}")
-    if results and "(" in results[0].attack:
+    if settings:
+        lines.append(f"attack settings: {settings}")
+    elif results and "(" in results[0].attack:
         lines.append(f"attack settings: {results[0].attack}")
     if e_adv is not None:
         lines.append(f"expected robustness E.adv over [0, {format_eps(results[-1].eps)}]: {e_adv:.4f}")
@@ -180,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}.")
     attack = build_cli_attack(args)
     check_attack_reaches(attack, max(eps_list), "--curve" if args.curve else "--eps")
+    step_warnings = check_step_size(attack, eps_list)
+    for warning in step_warnings:  # shown even with --quiet: it is about the number, not progress
+        progress(f"warning: {warning}")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     model, source = load_model(args, device)
@@ -202,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
     results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say, recheck=args.checks)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
-    print(format_results(results, e_adv))
+    print(format_results(results, e_adv, describe_settings(attack)))
     if block is not None:
         print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated; it recorded clean "
               f"accuracy {clean_accuracy(block):.4f} on them at step {block.step}")
@@ -210,10 +217,14 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, {
             **source, "data": name, "split": args.split, "limit": args.limit, "subset_of": args.subset_of,
             "image_size": image_size,
-            "attack": attack.describe(), "device": str(device),
+            "attack": attack.describe(), "attack_settings": {k: v if isinstance(v, int | float | bool | str) else
+                                                              str(v) for k, v in settings_of(attack).items()},
+            "device": str(device),
             "results": [{**r.as_dict(), "eps_text": format_eps(r.eps), "clean_accuracy": r.clean_correct / r.n}
                         for r in results],
-            "expected_robustness": e_adv, "warnings": [{"check": w.check, "message": w.message} for w in warnings],
+            "expected_robustness": e_adv,
+            "warnings": [*({"check": "step_size", "message": m} for m in step_warnings),
+                         *({"check": w.check, "message": w.message} for w in warnings)],
         })
         print(f"wrote {args.json}")
     if args.csv:
@@ -235,7 +246,7 @@ def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: 
     prepared = prepare_for_attack(model).to(device)
     total = sum(int(labels.shape[0]) for _, labels in batches)
     shown = ", ".join(format_eps(e) for e in eps_list)
-    say(f"eval: {attack.describe()} at eps {shown} on {total} samples in {len(batches)} batch(es)")
+    say(f"eval: {describe_settings(attack)} at eps {shown} on {total} samples in {len(batches)} batch(es)")
     sums: list[list[float]] | None = None
     name, seen = "", 0
     for index, batch in enumerate(batches, 1):
