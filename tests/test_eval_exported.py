@@ -82,6 +82,8 @@ def test_checkpoint_accepts_an_export(run, labelled, tmp_path, capsys, suffix):
     out = tmp_path / f"m{suffix}"
     assert main(["export", str(run), str(out)]) == 0
     assert _clean(capsys, "--checkpoint", str(out)) == 1.0
+    assert main(["eval", "--checkpoint", str(out), "--device", "cpu"]) == 2  # an export carries no dataset
+    assert "(an exported file: it carries no dataset)" in capsys.readouterr().err
 
 
 def test_checkpoint_accepts_an_unmerged_adapter_export(tmp_path, monkeypatch, capsys):

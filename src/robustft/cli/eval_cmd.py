@@ -8,8 +8,9 @@
     robustft eval --checkpoint EXPORT.safetensors --data NAME ...   (a robustft export, read with its sidecar)
 
 Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n), the attack's settings as it ran
-(defaults included) and, with ``--curve``, paper B's expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
-plain line per batch and per phase, so it reads the same in a terminal and in a log file.
+(defaults included) and, with ``--curve``, paper B's expected robustness; ``--json FILE`` / ``--csv FILE`` write
+the same (atomically). Progress goes to stderr, one plain line per batch and per phase, so it reads the same in a
+terminal and in a log file. ``--subset-of RUN`` evaluates exactly the images RUN's continuous evaluation used.
 """
 
 from __future__ import annotations

@@ -87,6 +87,9 @@ def data_source(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str, 
         return args.data, options
     if data.get("name"):
         return str(data["name"]), options
-    where = "a --model" if args.model else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
+    from robustft.strategies.exported import sidecar_of
+
+    where = "a --model" if args.model else f"{args.checkpoint} (an exported file: it carries no dataset)" if \
+        sidecar_of(args.checkpoint) is not None else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
     raise ConfigError(f"robustft eval needs --data NAME for {where}: name the dataset to evaluate on "
-                      "(robustft list datasets).")
+                      "(robustft list datasets), or --subset-of RUN to evaluate on the images RUN evaluated.")

@@ -78,7 +78,11 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu",
 def _head_prefix(model: RobustModel, network: torch.nn.Module) -> str:
     """The classifier's key prefix in ``network``'s state dict (``classifier.1.`` for MobileNetV2)."""
     head = model.head_module()
-    return next(f"{name}." for name, module in network.named_modules() if module is head)
+    found = next((f"{name}." for name, module in network.named_modules() if module is head), None)
+    if found is None:  # a wrapper holding the head outside the library's network: no plain state dict fits it
+        raise ConfigError(f"{model.info.name}'s classifier ({model.info.head}) is not part of its exported network; "
+                          "evaluate the run itself with --checkpoint RUN.")
+    return found
 
 
 def load_trained_weights(model: RobustModel, state: dict[str, torch.Tensor], origin: str) -> None:
