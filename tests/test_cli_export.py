@@ -209,3 +209,20 @@ def test_the_exported_weights_are_as_readable_as_their_sidecar(tmp_path):
     assert main(["export", str(run), "--merged", str(tmp_path / "m.safetensors")]) == 0
     weights, sidecar = (tmp_path / "m.safetensors").stat().st_mode & 0o777, (tmp_path / "m.json").stat().st_mode & 0o777
     assert weights == sidecar
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_a_bitfit_export_says_how_to_create_its_plain_model_with_or_without_merged(tmp_path, capsys, merged):
+    """BitFit only chooses which existing parameters train: its weights are a plain network's, so the sidecar names
+    the plain model (it said null without --merged) and that model takes them strictly, with the run's logits."""
+    run = _run(tmp_path, "bitfit")
+    flags = ["--merged"] if merged else []
+    assert main(["export", str(run), *flags, str(tmp_path / "bitfit.pt")]) == 0
+    assert "load it without robustft" in capsys.readouterr().out
+    model, sidecar = _load_plain(tmp_path, "bitfit")
+    assert sidecar["create_plain_model"] == "torchvision.models.mobilenet_v2(num_classes=4)"
+    assert sidecar["plain"] is True and sidecar["merged"] is merged
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    mean, std = torch.tensor(sidecar["mean"]).view(1, 3, 1, 1), torch.tensor(sidecar["std"]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(model((images - mean) / std), load(run)(images), atol=1e-4, rtol=1e-4)

@@ -77,7 +77,8 @@ def test_single_eps(checkpoint, fake_data, tmp_path, capsys):
                  "--attack", "fgsm", "--eps", "2/255", "--device", "cpu"])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "2/255" in lines[1] and lines[1].split()[-1] == "16"
+    assert len(lines) == 3 and "2/255" in lines[1] and lines[1].split()[-1] == "16"
+    assert lines[2] == "attack settings: fgsm: norm=linf, step_size=eps, random_start=False"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -148,7 +149,7 @@ def test_single_eps_prints_clean_beside_robust(checkpoint, fake_data, capsys):
     from test_attacks_support import quadrant_task
 
     assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "8/255") == 0
-    header, row = capsys.readouterr().out.strip().splitlines()
+    header, row, _ = capsys.readouterr().out.strip().splitlines()
     assert header.split()[:4] == ["attack", "eps", "clean", "robust"]
     model, _ = load_model(checkpoint)
     images, labels = quadrant_task(16, seed=1)
@@ -176,7 +177,7 @@ def test_model_with_image_size_and_pretrained_file(fake_data, tmp_path, capsys):
     assert fake_data["image_size"] == 16 and json.loads(out.read_text())["image_size"] == 16
     assert main(["eval", "--model", "tiny-cnn", "--num-classes", "4", "--pretrained-file", "w.pth", "--data", "q",
                  "--device", "cpu"]) == 2
-    assert "pretrained_file" in capsys.readouterr().err
+    assert "--pretrained-file w.pth does not exist" in capsys.readouterr().err  # the flag, not the Python option
 
 
 def test_help_texts_say_units_and_subset(capsys):
@@ -265,3 +266,35 @@ def test_run_config_is_the_checkpoints_run_config_read_by_the_one_run_loader(tmp
     (run / "config.yaml").write_text("data: [unclosed\n", encoding="utf-8")
     assert run_config(run) is None  # not YAML: evaluated without the run's data settings
     assert run_config(tmp_path / "elsewhere.pt") is None
+
+
+@pytest.mark.parametrize("argv, settings", [
+    (["--attack", "pgd"], "pgd: norm=linf, steps=10, step_size=2.5eps/steps = 0.25eps, restarts=1, random_start=True"),
+    (["--attack", "pgd", "--steps", "4", "--step-size", "0.5eps"],
+     "pgd: norm=linf, steps=4, step_size=0.5eps, restarts=1, random_start=True"),
+    (["--attack", "apgd-ce"], "apgd-ce: norm=linf, steps=10, step_size=adaptive from 2eps, restarts=1, "
+                              "random_start=True"),
+])
+def test_the_printout_states_the_attacks_settings_defaults_included(checkpoint, fake_data, tmp_path, capsys, argv,
+                                                                     settings):
+    """``--attack pgd`` printed "pgd": PGD-10 with a 2.5 eps / steps step could not be told from PGD-100."""
+    out = tmp_path / "r.json"
+    assert _eval(checkpoint, "--data", "q", "--eps", "1/255", "--json", str(out), *argv) == 0
+    assert f"attack settings: {settings}" in capsys.readouterr().out.splitlines()
+    assert json.loads(out.read_text())["attack_settings"]["restarts"] == 1
+
+
+def test_a_step_size_far_above_eps_is_warned_of_and_above_one_refused(checkpoint, fake_data, tmp_path, capsys):
+    """``--step-size 0.25`` (meant: 0.25/255) is 16 x eps=4/255: accepted silently before (above 1: refused)."""
+    out = tmp_path / "r.json"
+    pgd = ["--data", "q", "--attack", "pgd", "--steps", "2", "--eps", "4/255", "--quiet", "--json", str(out)]
+    assert _eval(checkpoint, *pgd, "--step-size", "0.25") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: --step-size 0.25 is 15.9 x eps=4/255" in err and "Did you mean 0.25/255" in err
+    assert json.loads(out.read_text())["warnings"][0]["check"] == "step_size"
+    assert _eval(checkpoint, *pgd, "--step-size", "2.5eps") == 0  # Madry's one-step ceiling: no warning
+    assert "warning" not in capsys.readouterr().err
+    assert _eval(checkpoint, *pgd, "--step-size", "3eps") == 0
+    assert "warning: --step-size 3eps is 3 x eps=4/255" in " ".join(capsys.readouterr().err.split())
+    assert _eval(checkpoint, *pgd, "--step-size", "2") == 2
+    assert "is larger than 1, but images are in [0, 1]. Did you mean 2/255" in capsys.readouterr().err

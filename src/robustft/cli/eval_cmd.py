@@ -5,10 +5,12 @@
                   [--step-size 1/255] [--restarts N] [--random-start | --no-random-start]
                   [--checks] [--json FILE] [--csv FILE] [--batch-size B] [--device auto] [--seed S] [--quiet]
     robustft eval --model NAME --num-classes N [--image-size S] [--pretrained-file FILE] --data NAME ...
+    robustft eval --checkpoint EXPORT.safetensors --data NAME ...   (a robustft export, read with its sidecar)
 
-Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n) and, with ``--curve``, paper B's
-expected robustness; ``--json FILE`` / ``--csv FILE`` write the same (atomically). Progress goes to stderr, one
-plain line per batch and per phase, so it reads the same in a terminal and in a log file.
+Prints a table (attack, eps, clean accuracy, robust accuracy, 95% CI, n), the attack's settings as it ran
+(defaults included) and, with ``--curve``, paper B's expected robustness; ``--json FILE`` / ``--csv FILE`` write
+the same (atomically). Progress goes to stderr, one plain line per batch and per phase, so it reads the same in a
+terminal and in a log file. ``--subset-of RUN`` evaluates exactly the images RUN's continuous evaluation used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from robustft.cli.eval_source import data_source, load_model
+from robustft.cli.eval_attack import check_step_size, describe_settings, settings_of
+from robustft.cli.eval_source import data_source, load_model, run_config
+from robustft.cli.eval_subset import check_same_data, clean_accuracy, recorded_block, select_ids
 from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
 from robustft.config.units import eps_grid, format_eps, parse_eps, parse_step_size
@@ -39,19 +43,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "under an attack at one eps or along a nested eps curve with expected robustness; per-sample "
                     "worst case, Wilson 95% CIs. Images are in [0, 1], so eps is too: 4/255, 0.25/255, 0.0157.")
     source = parser.add_argument_group("model")
-    source.add_argument("--checkpoint", metavar="RUN", help="run directory (or a checkpoint .pt) to evaluate")
+    source.add_argument("--checkpoint", metavar="RUN",
+                        help="run directory, checkpoint .pt, or a file robustft export wrote (.safetensors/.pt with "
+                             "its .json sidecar) to evaluate")
     source.add_argument("--which", default="last",
                         help="checkpoint inside RUN/checkpoints: last, best or step_N (default last)")
     source.add_argument("--model", help="instead of --checkpoint: a model name to build (robustft list models)")
     source.add_argument("--num-classes", type=int, help="classes of --model's fresh head")
     source.add_argument("--pretrained-file", metavar="FILE",
-                        help="--model's weights from a local .pth/.safetensors file (timm:, tv: models)")
+                        help="--model's weights, trained classifier head included, from a .safetensors/.pt/.pth "
+                             "state dict (what robustft export writes); a file without a head of --num-classes "
+                             "outputs is refused")
     source.add_argument("--image-size", type=int, help="image side (default: the checkpoint's / model's)")
     data = parser.add_argument_group("data")
     data.add_argument("--data", help="dataset name (robustft list datasets); default: the run's dataset")
     data.add_argument("--split", default="test", help="dataset split: train, val or test (default test)")
     data.add_argument("--limit", type=int, metavar="N",
-                      help="evaluate a seeded, stratified subset of N samples (the same N every time)")
+                      help="evaluate a seeded, stratified subset of N samples (the same N every time; not the "
+                           "subset a run's continuous evaluation used: that is --subset-of RUN)")
+    data.add_argument("--subset-of", metavar="RUN",
+                      help="evaluate exactly the --split images RUN's continuous evaluation used (its eval.subset, "
+                           "ids read from RUN/outcomes.bin), on RUN's dataset: a recorded clean accuracy repeats to "
+                           "the digit, robust accuracy up to the attack's random start")
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", default="apgd-ce", help="attack name (robustft list attacks); default apgd-ce")
     attack.add_argument("--eps", default="4/255",
@@ -135,15 +148,18 @@ def check_attack_reaches(attack, eps: float, where: str) -> None:
                 spell=lambda option, value: f"--{option.replace('_', '-')} {value}")
 
 
-def format_results(results, e_adv: float | None) -> str:
-    """The printed table: attack, eps, clean accuracy, robust accuracy, 95% CI, n (+ E.adv)."""
+def format_results(results, e_adv: float | None, settings: str | None = None) -> str:
+    """The printed table: attack, eps, clean accuracy, robust accuracy, 95% CI, n, then the attack's settings as it
+    ran (defaults included: ``settings``, else the options given) and E.adv."""
     lines = [f"{'attack':<12} {'eps':>9} {'clean':>7} {'robust':>7} {'95% CI':>16} {'n':>6}"]
     for r in results:
         ci = f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
         clean = r.clean_correct / r.n if r.n else float("nan")
         lines.append(f"{r.attack.split('(')[0]:<12} {format_eps(r.eps):>9} {clean:>7.4f} {r.accuracy:>7.4f} "
                      f"{ci:>16} {r.n:>6}")
-    if results and "(" in results[0].attack:
+    if settings:
+        lines.append(f"attack settings: {settings}")
+    elif results and "(" in results[0].attack:
         lines.append(f"attack settings: {results[0].attack}")
     if e_adv is not None:
         lines.append(f"expected robustness E.adv over [0, {format_eps(results[-1].eps)}]: {e_adv:.4f}")
@@ -169,25 +185,47 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}.")
     attack = build_cli_attack(args)
     check_attack_reaches(attack, max(eps_list), "--curve" if args.curve else "--eps")
+    step_warnings = check_step_size(attack, eps_list)
+    for warning in step_warnings:  # shown even with --quiet: it is about the number, not progress
+        progress(f"warning: {warning}")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     model, source = load_model(args, device)
     image_size = args.image_size or source.get("image_size") or model.info.input_size
+    block = None
+    if args.subset_of:
+        if args.limit is not None:
+            raise ConfigError("--subset-of RUN evaluates the run's own subset; drop --limit (or --subset-of).")
+        block = recorded_block(args.subset_of, args.split)
+        source["run_config"] = run_config(args.subset_of)  # the ids are of that run's data (root, hold-out seed)
+        if args.data:
+            check_same_data(args.data, source["run_config"], args.subset_of)
     name, data_options = data_source(args, source)
     batch_size = _default_batch_size(device, args.batch_size)
-    say(f"eval: loading {name} {args.split}" + (f" (subset of {args.limit})" if args.limit else ""))
-    batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options)
+    shown = f" (the {len(block.image_ids)} images {args.subset_of} evaluated)" if block is not None else \
+        f" (subset of {args.limit})" if args.limit else ""
+    say(f"eval: loading {name} {args.split}{shown}")
+    batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options,
+                            None if block is None else block.image_ids)
     warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
     results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say, recheck=args.checks)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
-    print(format_results(results, e_adv))
+    print(format_results(results, e_adv, describe_settings(attack)))
+    if block is not None:
+        print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated; it recorded clean "
+              f"accuracy {clean_accuracy(block):.4f} on them at step {block.step}")
     if args.json:
         write_json(args.json, {
-            **source, "data": name, "split": args.split, "limit": args.limit, "image_size": image_size,
-            "attack": attack.describe(), "device": str(device),
+            **source, "data": name, "split": args.split, "limit": args.limit, "subset_of": args.subset_of,
+            "image_size": image_size,
+            "attack": attack.describe(), "attack_settings": {k: v if isinstance(v, int | float | bool | str) else
+                                                              str(v) for k, v in settings_of(attack).items()},
+            "device": str(device),
             "results": [{**r.as_dict(), "eps_text": format_eps(r.eps), "clean_accuracy": r.clean_correct / r.n}
                         for r in results],
-            "expected_robustness": e_adv, "warnings": [{"check": w.check, "message": w.message} for w in warnings],
+            "expected_robustness": e_adv,
+            "warnings": [*({"check": "step_size", "message": m} for m in step_warnings),
+                         *({"check": w.check, "message": w.message} for w in warnings)],
         })
         print(f"wrote {args.json}")
     if args.csv:
@@ -209,7 +247,7 @@ def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: 
     prepared = prepare_for_attack(model).to(device)
     total = sum(int(labels.shape[0]) for _, labels in batches)
     shown = ", ".join(format_eps(e) for e in eps_list)
-    say(f"eval: {attack.describe()} at eps {shown} on {total} samples in {len(batches)} batch(es)")
+    say(f"eval: {describe_settings(attack)} at eps {shown} on {total} samples in {len(batches)} batch(es)")
     sums: list[list[float]] | None = None
     name, seen = "", 0
     for index, batch in enumerate(batches, 1):
@@ -245,10 +283,13 @@ def run_checks_verbose(model, batches, eps: float, device, say) -> list:
 
 
 def _load_batches(name: str, split: str, image_size: int | None, limit: int | None, batch_size: int,
-                  options: dict[str, Any]) -> list:
+                  options: dict[str, Any], ids=None) -> list:
+    """The evaluated batches: the split (its seeded ``limit`` subset), or exactly the samples with source ``ids``."""
     import robustft.data as data
 
     dataset = data.load(name, split, image_size=image_size, limit=limit, **options)
+    if ids is not None:
+        dataset = select_ids(dataset, ids, "--subset-of")
     return [(images, labels) for images, labels in _pairs(data.make_loader(dataset, batch_size))]
 
 

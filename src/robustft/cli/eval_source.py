@@ -23,6 +23,13 @@ def load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any]]:
         if args.pretrained_file or args.num_classes:
             flag = "--pretrained-file" if args.pretrained_file else "--num-classes"
             raise ConfigError(f"{flag} belongs to --model; a --checkpoint carries its own weights and classes.")
+        from robustft.strategies.exported import load_exported, sidecar_of
+
+        if Path(args.checkpoint).suffix == ".safetensors" or sidecar_of(args.checkpoint) is not None:
+            # what robustft export wrote: its sidecar says which model (and strategy) the weights belong to
+            model, sidecar = load_exported(args.checkpoint, device=device)
+            return model, {"checkpoint": str(args.checkpoint), "step": sidecar.get("step"),
+                           "image_size": sidecar.get("input_size"), "run_config": None}
         from robustft.strategies.restore import load_model as load_checkpoint_model
 
         model, payload = load_checkpoint_model(args.checkpoint, which=args.which, device=device)
@@ -33,9 +40,19 @@ def load_model(args: argparse.Namespace, device) -> tuple[Any, dict[str, Any]]:
                           "--num-classes N to evaluate a freshly built model.")
     from robustft.models import build
 
-    options = {"pretrained_file": args.pretrained_file} if args.pretrained_file else {}
-    model = build(args.model, args.num_classes, image_size=args.image_size, **options)
-    return model.to(device).eval(), {"model": args.model, "image_size": args.image_size}
+    if not args.pretrained_file:
+        model = build(args.model, args.num_classes, image_size=args.image_size)
+        return model.to(device).eval(), {"model": args.model, "image_size": args.image_size}
+    from robustft.strategies.exported import load_trained_weights, read_state, sidecar_of
+
+    # The file is the model to evaluate, head included: built without pretrained weights (every tensor comes from
+    # the file), for any model name; an export's sidecar gives the image size its weights were trained at.
+    state = read_state(args.pretrained_file, "--pretrained-file")
+    image_size = args.image_size or (sidecar_of(args.pretrained_file) or {}).get("input_size")
+    model = build(args.model, args.num_classes, pretrained=False, image_size=image_size)
+    load_trained_weights(model, state, f"--pretrained-file {args.pretrained_file}")
+    return model.to(device).eval(), {"model": args.model, "pretrained_file": str(args.pretrained_file),
+                                     "image_size": image_size}
 
 
 def run_config(checkpoint: str | Path) -> dict[str, Any] | None:
@@ -70,6 +87,9 @@ def data_source(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str, 
         return args.data, options
     if data.get("name"):
         return str(data["name"]), options
-    where = "a --model" if args.model else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
+    from robustft.strategies.exported import sidecar_of
+
+    where = "a --model" if args.model else f"{args.checkpoint} (an exported file: it carries no dataset)" if \
+        sidecar_of(args.checkpoint) is not None else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
     raise ConfigError(f"robustft eval needs --data NAME for {where}: name the dataset to evaluate on "
-                      "(robustft list datasets).")
+                      "(robustft list datasets), or --subset-of RUN to evaluate on the images RUN evaluated.")

@@ -12,7 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "OUT with suffix .json (mean/std, input size, how to create the plain model). With --merged, "
                     "LoRA, (IA)3 and peft tuners are folded into the weights: OUT then loads with "
                     "load_state_dict(strict=True) into timm / torchvision / transformers' own model, no robustft "
-                    "needed.")
+                    "needed. Strategies that add no modules (full, linear, bitfit, partial, lp-ft) give such a file "
+                    "with or without --merged; the sidecar's create_plain_model is set whenever OUT loads into the "
+                    "plain model, null otherwise. robustft eval --checkpoint OUT evaluates either kind.")
     parser.add_argument("run", metavar="RUN", help="run directory (or checkpoint .pt) written by robustft train")
     parser.add_argument("out", metavar="OUT", help="weights file: NAME.safetensors or NAME.pt")
     parser.add_argument("--merged", action="store_true",

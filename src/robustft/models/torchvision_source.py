@@ -89,13 +89,16 @@ def _download_state(name: str, weights: Any) -> dict[str, torch.Tensor]:
         raise
 
 
-def load_local_state(path: Path) -> dict[str, torch.Tensor]:
+def load_local_state(path: Path, name: str = "pretrained_file") -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth``/``.pt`` (``weights_only=True``) or ``.safetensors`` file.
 
-    A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped; a leading ``module.`` is dropped.
+    A checkpoint dict holding ``state_dict`` or ``model`` is unwrapped; a leading ``module.`` is dropped. ``name``
+    is how errors name the file's setting: the option (``pretrained_file``) or a command-line flag
+    (``--pretrained-file``), so a command's user reads the flag they typed.
     """
+    given = f"{name} {path}" if name.startswith("--") else f"{name}={path}"
     if not path.is_file():
-        raise MissingAssetError(f"pretrained_file={path} does not exist; pass the path of a weights file.")
+        raise MissingAssetError(f"{given} does not exist; pass the path of a weights file.")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -104,13 +107,13 @@ def load_local_state(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch and safetensors raise many types for a bad file
-        raise ConfigError(f"cannot read pretrained_file={path} ({type(error).__name__}: {error}); it must be a "
+        raise ConfigError(f"cannot read {given} ({type(error).__name__}: {error}); it must be a "
                           "state dict saved with torch.save (tensors only) or a .safetensors file.") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ConfigError(f"pretrained_file={path} holds a {type(state).__name__}, not a state dict.")
+        raise ConfigError(f"{given} holds a {type(state).__name__}, not a state dict.")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

@@ -6,7 +6,10 @@ into the weights they adapt and their modules removed, so the file is the state 
 into a freshly created model of the same architecture and class count, without robustft. Strategies that add
 computation which cannot be folded into existing weights (bottleneck adapters, Compacter, visual prompts) are
 refused with ``merged=True``; without it, the file holds the adapted network's state dict (adapter parameters
-under their own keys; ``robustft.load(RUN)`` gives that model itself).
+under their own keys; ``robustft.load(RUN)`` gives that model itself). Strategies that only select which existing
+parameters train (full, linear, bitfit, partial, lp-ft) leave a plain network, so their export loads into the plain
+model with or without ``merged``: the sidecar's ``create_plain_model`` is filled whenever the weights are plain.
+``robustft eval --checkpoint OUT`` evaluates either kind (``robustft.strategies.exported``).
 
 Normalisation is not part of the network (robustft applies it inside ``RobustModel.forward``), so the sidecar
 ``OUT.json`` states the mean / std to apply to [0, 1] images, the input size and the line of code that creates the
@@ -31,6 +34,7 @@ from robustft.errors import ConfigError
 from robustft.models.hf_source import LogitsOnly
 from robustft.runs.metrics_file import file_mode
 from robustft.strategies.adapt import merge
+from robustft.strategies.hooks import attached
 from robustft.strategies.restore import load_model
 
 # What export writes: safetensors, or a torch.save'd dict of tensors (torch.load(path, weights_only=True)).
@@ -68,8 +72,8 @@ def export_run(run: str | Path, out: str | Path, *, merged: bool = True, which: 
     else:
         torch.save(state, out)
     os.chmod(out, file_mode())  # safetensors writes 0o600; the weights are as readable as their sidecar
-    sidecar = describe(model, payload, merged=merged, weights=out)
-    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    sidecar = describe(model, payload, merged=merged, weights=out, plain=merged or holds_plain_weights(model))
+    out.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, default=str) + "\n")
     return out
 
 
@@ -102,17 +106,38 @@ def plain_network(model: nn.Module) -> nn.Module:
     return backbone.model if isinstance(backbone, LogitsOnly) else backbone
 
 
-def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights: Path) -> dict[str, Any]:
-    """The sidecar: what the weights are and how to use them without robustft."""
+def holds_plain_weights(model: nn.Module) -> bool:
+    """Whether the network's state dict is a plain model's: no strategy module attached (LoRA, (IA)3, adapters,
+    prompts) and no peft tuner layer (merging would rename or drop keys). True for full, linear, bitfit, partial and
+    lp-ft, which only choose the parameters that train."""
+    import copy
+
+    if attached(model):
+        return False
+    before = set(plain_network(model).state_dict())
+    return set(plain_network(merge(copy.deepcopy(model))).state_dict()) == before
+
+
+def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights: Path,
+             plain: bool | None = None) -> dict[str, Any]:
+    """The sidecar: what the weights are and how to use them without robustft.
+
+    ``plain`` (default: ``merged``) says the weights load into the plain model; ``create_plain_model`` is then the
+    line creating it, else None (adapter keys of an unmerged export: ``robustft eval --checkpoint OUT`` or
+    ``robustft.load(RUN)`` rebuild the adapted model from ``strategy`` and ``strategy_options``).
+    """
     info = model.info
     spec = payload["model"]
+    plain = merged if plain is None else plain
     return {
-        "format": "robustft-export-v1", "weights": weights.name, "merged": merged,
+        "format": "robustft-export-v1", "weights": weights.name, "merged": merged, "plain": plain,
         "model": spec["name"], "num_classes": spec["num_classes"], "input_size": info.input_size,
-        "strategy": payload["strategy"]["name"], "step": payload.get("step"),
+        "model_options": dict(spec.get("options") or {}),
+        "strategy": payload["strategy"]["name"], "strategy_options": dict(payload["strategy"].get("options") or {}),
+        "step": payload.get("step"),
         "input": "float images in [0, 1], N x 3 x H x W, normalised as (x - mean) / std before the network",
         "mean": list(info.mean), "std": list(info.std),
-        "create_plain_model": create_code(spec["name"], spec["num_classes"], info) if merged else None,
+        "create_plain_model": create_code(spec["name"], spec["num_classes"], info) if plain else None,
     }
 
 

@@ -1,0 +1,82 @@
+"""``robustft eval --subset-of RUN``: exactly the images a run's continuous evaluation used, so its numbers repeat.
+
+The trainer's evaluator draws its ``eval.subset`` images of each split once, seeded by the run seed plus the split's
+position in ``eval.splits`` and drawn from the split after ``data.limit_*``: ``eval --limit N`` (a stratified subset of
+the whole split, seeded by the run seed) draws other images, and no choice of N and seed repeats the evaluator's
+draw in general. The run records the ids it evaluated (each image's index in its split's source order) in
+``outcomes.bin`` beside every verdict; those ids are what this reads, so there is one definition of "the run's
+subset": the one it stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustft.errors import ConfigError
+
+
+def run_directory(path: str | Path) -> Path:
+    """RUN for RUN or RUN/checkpoints/X.pt."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent.parent
+
+
+def recorded_block(run: str | Path, split: str) -> Any:
+    """The run's last recorded evaluation of ``split`` (an ``OutcomeBlock``: ``image_ids``, ``correct``, ``step``).
+
+    Raises:
+        ConfigError: not a run directory with ``outcomes.bin``, or no evaluation of ``split`` in it (the message
+            lists the splits it has).
+    """
+    from robustft.runs.outcomes import OUTCOMES_FILE, read_outcome_blocks
+
+    directory = run_directory(run)
+    blocks = read_outcome_blocks(directory / OUTCOMES_FILE)
+    if not blocks:
+        raise ConfigError(f"--subset-of {run}: no {directory / OUTCOMES_FILE}, so the images the run evaluated are "
+                          "unknown; pass the run directory robustft train wrote (or use --limit N for a seeded "
+                          "subset of the split).")
+    matching = [block for block in blocks if block.split == split]
+    if not matching:
+        splits = sorted({block.split for block in blocks})
+        raise ConfigError(f"--subset-of {run}: the run evaluated no {split!r} images; it has {', '.join(splits)}. "
+                          f"Pass --split {splits[0]} (or another of those).")
+    return matching[-1]
+
+
+def clean_accuracy(block: Any) -> float:
+    """The block's clean accuracy (its eps-0 row), as the run recorded it."""
+    row = next((i for i, eps in enumerate(block.eps) if eps == 0), 0)
+    return float(np.asarray(block.correct[row]).mean())
+
+
+def select_ids(dataset: Any, ids: np.ndarray, where: str) -> Any:
+    """The samples of ``dataset`` whose source index (``dataset.indices``, else the position) is in ``ids``, in the
+    order of ``ids``.
+
+    Raises:
+        ConfigError: ids the loaded split does not have (another dataset, hold-out seed or val_fraction).
+    """
+    import torch
+
+    source = getattr(dataset, "indices", None)
+    source = np.arange(len(dataset)) if source is None else np.asarray(source)
+    position = {int(index): row for row, index in enumerate(source)}
+    missing = [int(i) for i in ids if int(i) not in position]
+    if missing:
+        raise ConfigError(f"{where}: {len(missing)} of the run's {len(ids)} image ids (e.g. {missing[:3]}) are not in "
+                          "the split loaded here; evaluate on the run's own dataset and split settings (drop --data, "
+                          "or give the run's).")
+    return torch.utils.data.Subset(dataset, [position[int(i)] for i in ids])
+
+
+def check_same_data(name: str, config: dict[str, Any] | None, run: str | Path) -> None:
+    """Refuses ``--data`` naming another dataset than the one whose image ids ``--subset-of RUN`` gives."""
+    data = (config or {}).get("data")
+    own = data.get("name") if isinstance(data, dict) else None
+    if own and name != own:
+        raise ConfigError(f"--subset-of {run} gives image ids of {own}, but --data is {name}; drop --data (the run's "
+                          f"dataset is used) or pass --data {own}.")
