@@ -17,6 +17,8 @@ what torchattacks, which runs on torch's setting, does not get.
 robustft's robust accuracy must be no higher than torchattacks' + 1 point (both use random starts: at n = 256
 the two differ by a few points of pure noise).
 
+Both sides run in this process with robustft's allocator settings (``import robustft``, robustft/allocator.py), so
+neither page-faults its activations in anew on every call; each cell prints both sides' page faults per call.
 Printed: one line per cell (robust accuracies, the thread count robustft used, the speed-up), then per attack the
 typical (median over cells) and the worst speed-up with its cell, against the target (>= 3x in every cell).
 Takes about 6-8 minutes on 2 idle cores (a cell stops after 2 rounds once it passes 40 s: torchattacks on 2
@@ -58,6 +60,7 @@ class Cell:
     theirs: float
     threads_used: int
     speedup_keep: float | None = None  # with ROBUSTFT_THREADS=keep (2-thread cells only)
+    faults: tuple[float, float] = (0.0, 0.0)  # median minor page faults per call: robustft, torchattacks
 
     def label(self) -> str:
         return f"{self.attack} {self.level:.0%} {self.threads}t {self.load}"
@@ -135,7 +138,7 @@ def measure(model, images, labels, attack: str, level: float, eps: float, load: 
         os.environ.pop(threads.ENV, None)
     speed = {name: 1 / t.ratio_to_reference for name, t in timing.items()}
     return Cell(attack, level, configured, load, speed["auto"], results["auto"], results["theirs"], used,
-                speed.get("keep"))
+                speed.get("keep"), (timing["auto"].page_faults, timing["torchattacks"].page_faults))
 
 
 def _print_table(cells: list[Cell]) -> None:
@@ -169,7 +172,8 @@ def main() -> None:
                     keep = f", with ROBUSTFT_THREADS=keep {cell.speedup_keep:.2f}x" if cell.speedup_keep else ""
                     print(f"{cell.label()}: robust accuracy robustft {cell.ours:.1%} / torchattacks "
                           f"{cell.theirs:.1%}; robustft on {cell.threads_used} thread(s): "
-                          f"{cell.speedup:.2f}x torchattacks{keep}", flush=True)
+                          f"{cell.speedup:.2f}x torchattacks{keep}; page faults per call "
+                          f"{cell.faults[0]:.0f} / {cell.faults[1]:.0f}", flush=True)
     torch.set_num_threads(2)
     _print_table(cells)
     for attack in ATTACKS:

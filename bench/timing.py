@@ -3,11 +3,14 @@
 These machines are noisy (2 shared cores), so an absolute time means little. ``compare`` warms every
 candidate up, then runs them in interleaved rounds (A B C, A B C, ...) so that a slow spell hits all of them,
 and reports the median over rounds of each candidate's time divided by the reference's time in that round.
+It also counts each call's minor page faults (``getrusage``; 0 where not available): a side that page-faults its
+activations in anew on every call measures the allocator's state as much as its own work (robustft/allocator.py).
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +20,13 @@ import torch
 
 @dataclass
 class Timing:
-    """Median seconds per call and median ratio to the reference (time / reference time) over the rounds."""
+    """Median seconds per call, median ratio to the reference (time / reference time) and median minor page
+    faults per call, over the rounds."""
 
     name: str
     seconds: float
     ratio_to_reference: float
+    page_faults: float = 0.0
 
 
 def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds: int = 5,
@@ -45,20 +50,33 @@ def compare(candidates: dict[str, Callable[[], object]], reference: str, rounds:
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    faults: dict[str, list[int]] = {name: [] for name in candidates}
     for done in range(1, rounds + 1):
         for name, fn in candidates.items():
             _sync()
+            before = _minor_faults()
             start = time.perf_counter()
             fn()
             _sync()
             times[name].append(time.perf_counter() - start)
+            faults[name].append(_minor_faults() - before)
         if max_seconds is not None and done >= 2 and sum(map(sum, times.values())) > max_seconds:
             break
     ref = times[reference]
     return {
-        name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref, strict=True)))
+        name: Timing(name, statistics.median(ts), statistics.median(t / r for t, r in zip(ts, ref, strict=True)),
+                     statistics.median(faults[name]))
         for name, ts in times.items()
     }
+
+
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (all its threads); 0 where ``resource`` does not exist."""
+    if sys.platform == "win32":
+        return 0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _sync() -> None:
