@@ -19,8 +19,8 @@ import argparse
 from typing import Any
 
 from robustft.cli.eval_attack import check_step_size, describe_settings, settings_of
-from robustft.cli.eval_source import data_source, load_model, run_config
-from robustft.cli.eval_subset import check_same_data, clean_accuracy, recorded_block, select_ids
+from robustft.cli.eval_source import data_source, image_size_notes, load_model, run_config, run_image_size
+from robustft.cli.eval_subset import check_same_data, recorded_block, recorded_summary, select_ids
 from robustft.cli.options import BooleanFlag
 from robustft.cli.output import progress, write_csv, write_json
 from robustft.config.units import eps_grid, format_eps, parse_eps, parse_step_size
@@ -190,21 +190,27 @@ def run(args: argparse.Namespace) -> int:
         progress(f"warning: {warning}")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
+    subset_config = run_config(args.subset_of) if args.subset_of else None
+    if args.image_size is None and run_image_size(subset_config):
+        args.image_size = run_image_size(subset_config)  # the run's images at the run's size, for the model too
     model, source = load_model(args, device)
     image_size = args.image_size or source.get("image_size") or model.info.input_size
+    size_warnings = image_size_notes(args, source, image_size, subset_config)
+    for note in size_warnings:  # shown even with --quiet
+        progress(f"warning: {note}")
     block = None
     if args.subset_of:
         if args.limit is not None:
             raise ConfigError("--subset-of RUN evaluates the run's own subset; drop --limit (or --subset-of).")
         block = recorded_block(args.subset_of, args.split)
-        source["run_config"] = run_config(args.subset_of)  # the ids are of that run's data (root, hold-out seed)
+        source["run_config"] = subset_config  # the ids are of that run's data (root, hold-out seed)
         if args.data:
             check_same_data(args.data, source["run_config"], args.subset_of)
     name, data_options = data_source(args, source)
     batch_size = _default_batch_size(device, args.batch_size)
     shown = f" (the {len(block.image_ids)} images {args.subset_of} evaluated)" if block is not None else \
         f" (subset of {args.limit})" if args.limit else ""
-    say(f"eval: loading {name} {args.split}{shown}")
+    say(f"eval: loading {name} {args.split} at {image_size} px{shown}")
     batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options,
                             None if block is None else block.image_ids)
     warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
@@ -212,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv, describe_settings(attack)))
     if block is not None:
-        print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated; it recorded clean "
-              f"accuracy {clean_accuracy(block):.4f} on them at step {block.step}")
+        print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated, at {image_size} "
+              f"px; {recorded_summary(block, subset_config)}")
     if args.json:
         write_json(args.json, {
             **source, "data": name, "split": args.split, "limit": args.limit, "subset_of": args.subset_of,
@@ -225,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                         for r in results],
             "expected_robustness": e_adv,
             "warnings": [*({"check": "step_size", "message": m} for m in step_warnings),
+                         *({"check": "image_size", "message": m} for m in size_warnings),
                          *({"check": w.check, "message": w.message} for w in warnings)],
         })
         print(f"wrote {args.json}")

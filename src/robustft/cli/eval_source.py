@@ -93,3 +93,37 @@ def data_source(args: argparse.Namespace, source: dict[str, Any]) -> tuple[str, 
         sidecar_of(args.checkpoint) is not None else f"{args.checkpoint} (no config.yaml beside its checkpoints/)"
     raise ConfigError(f"robustft eval needs --data NAME for {where}: name the dataset to evaluate on "
                       "(robustft list datasets), or --subset-of RUN to evaluate on the images RUN evaluated.")
+
+
+def run_image_size(config: dict[str, Any] | None) -> int | None:
+    """The image side a run trained and evaluated at (its ``data.image_size``, else ``model.image_size``)."""
+    for section in ("data", "model"):
+        part = (config or {}).get(section)
+        if isinstance(part, dict) and isinstance(part.get("image_size"), int):
+            return int(part["image_size"])
+    return None
+
+
+def image_size_notes(args: argparse.Namespace, source: dict[str, Any], image_size: int,
+                     subset_config: dict[str, Any] | None) -> list[str]:
+    """Warnings when the evaluated image size is not the one the weights were trained at, or is unknown.
+
+    What is known of the training size: ``--subset-of RUN``'s config, the config of the run a ``--checkpoint``
+    belongs to, an export's sidecar (``input_size``). A model evaluated at another size computes another function
+    (a 32 px MobileNetV2 at 224 px scored 16.4% where it had recorded 85.2%), and nothing else would say so.
+    """
+    from robustft.strategies.exported import sidecar_of
+
+    weights = args.checkpoint or args.pretrained_file
+    sidecar = sidecar_of(weights) if weights else None
+    known = [(f"--subset-of {args.subset_of}", run_image_size(subset_config)),
+             (f"the run of {args.checkpoint}", run_image_size(source.get("run_config"))),
+             (f"the sidecar of {weights}", (sidecar or {}).get("input_size"))]
+    notes = [f"evaluating at {image_size} px, but {what} says the model was trained at {size} px: accuracy at another "
+             f"image size is not the number it recorded; pass --image-size {size}"
+             for what, size in known if isinstance(size, int) and size != image_size]
+    if args.pretrained_file and args.image_size is None and not any(size for _, size in known):
+        notes.append(f"{args.pretrained_file} says nothing of the image size it was trained at (no sidecar, no run): "
+                     f"evaluating at {image_size} px, the model's default; pass --image-size S if it was trained at "
+                     "another size (robustft export writes the size in its sidecar)")
+    return notes

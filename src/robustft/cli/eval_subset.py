@@ -80,3 +80,22 @@ def check_same_data(name: str, config: dict[str, Any] | None, run: str | Path) -
     if own and name != own:
         raise ConfigError(f"--subset-of {run} gives image ids of {own}, but --data is {name}; drop --data (the run's "
                           f"dataset is used) or pass --data {own}.")
+
+
+def recorded_summary(block: Any, config: dict[str, Any] | None) -> str:
+    """What the run recorded on its subset, every row (clean and each attack at its eps), and the options that repeat
+    its robust numbers (``--attack/--eps/--steps/--step-size`` from its ``eval.attack``)."""
+    from robustft.config.units import format_eps
+
+    correct = np.asarray(block.correct)
+    rows = ", ".join(f"{'clean' if eps == 0 else f'{attack} at {format_eps(eps)}'} {correct[i].mean():.4f}"
+                     for i, (attack, eps) in enumerate(zip(block.attacks, block.eps, strict=True)))
+    line = f"it recorded on them at step {block.step}: {rows}"
+    attack = ((config or {}).get("eval") or {}).get("attack")
+    robust = [eps for eps in block.eps if eps > 0]
+    if isinstance(attack, dict) and attack.get("name") and robust:
+        options = [f"--attack {attack['name']}", f"--eps {format_eps(robust[0])}"]
+        options += [f"--{key.replace('_', '-')} {attack[key]}" for key in ("steps", "step_size", "restarts")
+                    if attack.get(key) is not None]
+        line += f"\nto repeat its robust accuracy (up to the attack's random start): {' '.join(options)}"
+    return line
