@@ -184,3 +184,20 @@ def test_two_resumes_of_one_killed_run_one_trains_the_other_is_refused(tmp_path)
         per_step.setdefault(step, set()).add(tuple(map(str, rest)))
     assert sorted(per_step) == list(range(19))  # every evaluation point, once
     assert (run / "summary.json").is_file()
+
+
+def test_a_run_cut_between_config_and_env_records_env_when_resumed(tmp_path):
+    """A SIGKILL can land after config.yaml and before env.json (it did in a killed tune search): resuming the run
+    records where it ran then, instead of finishing a run with no env.json."""
+    from robustft.config import from_dict, to_dict
+    from robustft.runs.run_dir import Run
+    from robustft.training.components import open_run
+
+    config = to_dict(from_dict({"name": "cut", "output_dir": str(tmp_path), "model": {"name": "tiny-cnn"},
+                                "data": {"name": "digits"}}))
+    run = Run.create(tmp_path / "cut", config)
+    run.env_path.unlink()
+    opened, _, changes = open_run(tmp_path / "cut")
+    # kills: the env.json rewrite in open_run removed
+    env = json.loads(opened.env_path.read_text())
+    assert changes == [] and env["versions"]["torch"] and "seed" in env

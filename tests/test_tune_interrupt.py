@@ -92,9 +92,20 @@ def _files(run_dir: Path) -> dict[str, bytes]:
             if (run_dir / name).is_file()}
 
 
-def _created(run_dir: Path) -> tuple[int, int]:
-    """When the run directory was created (config.yaml, env.json): a restarted trial would write them anew."""
-    return (run_dir / "config.yaml").stat().st_mtime_ns, (run_dir / "env.json").stat().st_mtime_ns
+def _created(run_dir: Path) -> tuple[int, int] | None:
+    """When the run directory was created (config.yaml, env.json): a restarted trial would write them anew.
+
+    None while it is being created: an interrupt can land between the two files (a SIGKILL in CI did), and a trial
+    cut there has no creation to keep; the resumed search completes it.
+    """
+    files = (run_dir / "config.yaml", run_dir / "env.json")
+    return tuple(f.stat().st_mtime_ns for f in files) if all(f.is_file() for f in files) else None
+
+
+def _complete(run_dirs: list[Path], known: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """The creation times of the run directories created completely and not recorded yet."""
+    times = {p.name: _created(p) for p in run_dirs if p.name not in known}
+    return {name: stamp for name, stamp in times.items() if stamp is not None}
 
 
 def _steps(kept: dict[str, list[dict]]) -> int:
@@ -123,7 +134,7 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
         assert not (search.out / "best.json").exists() and not (search.out / "best.yaml").exists()
         ended = {name: _files(search.out / "trials" / name) for name in search.ended()}
         kept = {p.name: _checkpointed(p) for p in search.trial_dirs()}
-        created = {p.name: _created(p) for p in search.trial_dirs()}
+        created = _complete(search.trial_dirs(), {})
         measured = [f"Ctrl-C: {len(ended)} ended, {len(kept)} started, {_steps(kept)} steps checkpointed"]
         assert 1 <= len(ended) < len(kept) + 1 and len(kept) < TRIALS, (sorted(ended), sorted(kept))
 
@@ -134,7 +145,7 @@ def test_an_interrupted_search_resumes_where_it_stopped(tmp_path):
         second.wait(timeout=30)
         assert "tune: resuming the search" in search.err("second")
         kept.update({p.name: _checkpointed(p) for p in search.trial_dirs()})
-        created.update({p.name: _created(p) for p in search.trial_dirs() if p.name not in created})
+        created.update(_complete(search.trial_dirs(), created))
         measured.append(f"SIGKILL: {len(kept)} started, {_steps(kept)} steps checkpointed")
 
         # 3. Once more, to the end.

@@ -64,7 +64,8 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu",
         raise ConfigError(
             f"{flag} {path} is a weights file without the sidecar {path.with_suffix('.json')} that robustft export "
             "writes beside it, so the model it belongs to is unknown. Evaluate it with --model NAME --num-classes N "
-            f"--pretrained-file {path} (the model it was trained as, e.g. mobilenet_v2), or put the sidecar back.")
+            f"--image-size S --pretrained-file {path} (the model and image size it was trained at, e.g. mobilenet_v2 "
+            "at 32; --subset-of RUN takes the run's size), or put the sidecar back.")
     model = build(sidecar["model"], int(sidecar["num_classes"]), pretrained=False,
                   image_size=sidecar.get("input_size"), **dict(sidecar.get("model_options") or {}))
     plain = sidecar.get("plain", sidecar.get("merged"))

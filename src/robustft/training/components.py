@@ -7,6 +7,7 @@ none takes a plain dict for what the config types.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +79,12 @@ def open_run(path: str | Path, overrides: Sequence[str] = (), config: Config | s
                 "as key=value overrides (robustft train --resume RUN key=value), or start a new run with another "
                 "name.")
     cfg = load_config(previous, overrides)
+    if not run.env_path.is_file():
+        # An interrupt landed between config.yaml and env.json (a SIGKILLed search did): where the run ran is
+        # recorded now, at its resumption, rather than never.
+        from robustft.runs.environment import environment
+
+        atomic_write_text(run.env_path, json.dumps(environment(to_dict(cfg), None), indent=2, default=str) + "\n")
     return run, cfg, changed_keys(previous, cfg)
 
 
