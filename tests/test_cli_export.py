@@ -76,6 +76,8 @@ def test_merged_export_loads_into_plain_torchvision_with_the_same_logits(tmp_pat
         model, sidecar = _load_plain(tmp_path, strategy)
         assert sidecar["create_plain_model"] == "torchvision.models.mobilenet_v2(num_classes=4)"
         assert sidecar["merged"] is True and sidecar["input_size"] == 32
+        # a newcomer loading it without robustft needs the size and the preprocessing (kills: the size left out)
+        assert "N x 3 x 32 x 32" in sidecar["input"] and "grey images repeated to 3 channels" in sidecar["input"]
         mean, std = torch.tensor(sidecar["mean"]).view(1, 3, 1, 1), torch.tensor(sidecar["std"]).view(1, 3, 1, 1)
         with torch.no_grad():
             logits = model((images - mean) / std)
