@@ -298,3 +298,14 @@ def test_a_step_size_far_above_eps_is_warned_of_and_above_one_refused(checkpoint
     assert "warning: --step-size 3eps is 3 x eps=4/255" in " ".join(capsys.readouterr().err.split())
     assert _eval(checkpoint, *pgd, "--step-size", "2") == 2
     assert "is larger than 1, but images are in [0, 1]. Did you mean 2/255" in capsys.readouterr().err
+
+
+def test_an_eps_of_half_the_range_or_more_is_warned_of(checkpoint, fake_data, capsys):
+    """``--eps 1`` (meant: 1/255) is the whole [0, 1] range: it ran to 0% robust without a hint."""
+    base = ["--data", "q", "--attack", "fgsm", "--quiet"]
+    assert _eval(checkpoint, *base, "--eps", "1") == 0
+    # kills: check_eps_scale not called, or its threshold raised above 1
+    assert "warning: eps=1 is 255/255" in " ".join(capsys.readouterr().err.split())
+    for eps in ("32/255", "0.3"):  # paper B's largest; MNIST's usual eps: no warning
+        assert _eval(checkpoint, *base, "--eps", eps) == 0
+        assert "warning" not in capsys.readouterr().err

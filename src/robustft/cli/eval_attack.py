@@ -18,6 +18,10 @@ SHOWN = ("norm", "steps", "n_queries", "step_size", "restarts", "random_start")
 # and is projected back onto its surface, a sign walk along the corners, no longer PGD (2.5 eps / steps, Madry et
 # al., is at most 2.5 eps for a one-step attack).
 STEP_OVER_EPS = 2.5
+# An L-inf eps from this value up lets the attack move every pixel by half the range or more, which no robustness
+# study uses (paper B goes to 32/255 = 0.125 on natural images; MNIST studies to 0.3-0.4), while "--eps 1" meant as
+# 1/255 lands here.
+LARGE_LINF_EPS = 0.5
 
 
 def settings_of(attack: Any) -> dict[str, Any]:
@@ -66,3 +70,12 @@ def check_step_size(attack: Any, eps_list: list[float]) -> list[str]:
             "eps-ball and is projected back onto its surface, which is a weaker attack than PGD, so robust accuracy "
             "is overestimated. Did you mean 0.25/255 (pixel units are [0, 1]: 1/255 is one grey level), or a step "
             "relative to eps such as 0.25eps?"]
+
+
+def check_eps_scale(attack: Any, eps_list: list[float]) -> list[str]:
+    """Warnings for an L-inf eps of ``LARGE_LINF_EPS`` or more (``--eps 1``: the whole [0, 1] range, 0% robust)."""
+    if attack.options.get("norm", "linf") != "linf":
+        return []
+    return [f"eps={format_eps(eps)} is {eps * 255:g}/255: the attack may move every pixel by {eps:.0%} of the range "
+            f"or more, so robust accuracy measures little (eps=1: any image is reachable). Did you mean "
+            f"{format_eps(eps)}/255?" for eps in eps_list if eps >= LARGE_LINF_EPS]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from robustft.cli.eval_attack import check_step_size, describe_settings, settings_of
+from robustft.cli.eval_attack import check_eps_scale, check_step_size, describe_settings, settings_of
 from robustft.cli.eval_source import data_source, image_size_notes, load_model, run_config, run_image_size
 from robustft.cli.eval_subset import check_same_data, recorded_block, recorded_summary, select_ids
 from robustft.cli.options import BooleanFlag
@@ -185,8 +185,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}.")
     attack = build_cli_attack(args)
     check_attack_reaches(attack, max(eps_list), "--curve" if args.curve else "--eps")
-    step_warnings = check_step_size(attack, eps_list)
-    for warning in step_warnings:  # shown even with --quiet: it is about the number, not progress
+    step_warnings, eps_warnings = check_step_size(attack, eps_list), check_eps_scale(attack, eps_list)
+    for warning in step_warnings + eps_warnings:  # shown even with --quiet: it is about the number, not progress
         progress(f"warning: {warning}")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
             "expected_robustness": e_adv,
             "warnings": [*({"check": "step_size", "message": m} for m in step_warnings),
                          *({"check": "image_size", "message": m} for m in size_warnings),
+                         *({"check": "eps", "message": m} for m in eps_warnings),
                          *({"check": w.check, "message": w.message} for w in warnings)],
         })
         print(f"wrote {args.json}")
