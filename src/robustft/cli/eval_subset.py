@@ -47,12 +47,6 @@ def recorded_block(run: str | Path, split: str) -> Any:
     return matching[-1]
 
 
-def clean_accuracy(block: Any) -> float:
-    """The block's clean accuracy (its eps-0 row), as the run recorded it."""
-    row = next((i for i, eps in enumerate(block.eps) if eps == 0), 0)
-    return float(np.asarray(block.correct[row]).mean())
-
-
 def select_ids(dataset: Any, ids: np.ndarray, where: str) -> Any:
     """The samples of ``dataset`` whose source index (``dataset.indices``, else the position) is in ``ids``, in the
     order of ``ids``.
