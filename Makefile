@@ -11,10 +11,13 @@ PIP := $(PY) -m pip
 ASSETS := $(VENV)/share/robustft
 # torch and torchvision as pip resolves them; on this project's x86_64 machines the pinned pair lies on disk.
 ARCH := $(shell uname -m)
+# TORCH_GB: free disk the install needs (the x86_64 pair is a CUDA build: 5.5 GB in the venv, 7 GB all told).
 ifeq ($(ARCH),x86_64)
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_GB ?= 8
 else
 TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
+TORCH_GB ?= 2
 endif
 
 .PHONY: all install assets browser demo test test-fast test-slow bench lint mutation clean
@@ -27,6 +30,11 @@ $(VENV)/.stamp-venv:
 	touch $@
 
 $(VENV)/.stamp-torch: $(VENV)/.stamp-venv
+	@free=$$(df -Pk $(VENV) | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt $(TORCH_GB) ]; then \
+	  echo "make: installing $(TORCH_SPEC) needs about $(TORCH_GB) GB of free disk where $(VENV) is;" \
+	       "$$free GB are free. Free some space (another clone's .venv holds about 7 GB) and run make again." >&2; \
+	  exit 1; fi
 	$(PIP) install -q $(TORCH_SPEC)
 	touch $@
 
