@@ -147,3 +147,11 @@ def test_a_weights_file_without_sidecar_names_the_options_to_use(tmp_path, capsy
     err = " ".join(capsys.readouterr().err.split())
     # kills: the image size left out of the fix (a newcomer then evaluated a 32 px model at 224 px)
     assert f"--model NAME --num-classes N --image-size S --pretrained-file {path}" in err
+
+
+def test_a_missing_export_is_named_missing_not_a_file_without_sidecar(tmp_path):
+    from robustft.errors import ConfigError
+    from robustft.strategies.exported import load_exported
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_exported(tmp_path / "nope.safetensors")

@@ -234,3 +234,30 @@ def test_a_grid_over_backbones_compares_strategies_per_backbone_and_dataset():
     assert [c.dataset for c in comparisons] == ["mobilenet_v2 on fashion-mnist",
                                                 "vit_base_patch16_224 on fashion-mnist"]
     assert [set(c.points["run"]) for c in comparisons] == [{"rn-bitfit", "rn-full"}, {"vit-bitfit", "vit-full"}]
+
+
+def test_the_overview_shows_the_robust_curve_beside_the_final_attack_at_its_eps(tmp_path):
+    """A nested curve can sit well below the single final attack at the same eps (a newcomer saw 17.0 in the
+    overview and 8.0 in paper B's table for one run): both are shown, each named."""
+    text = build_report([synthetic_run("a", "bitfit", 0.4)], tmp_path / "r").read_text()
+    overview = text.split("<h2>Overview</h2>")[1].split("</table>")[0]
+    assert "final:apgd-ce@4/255" in overview and "curve:pgd@4/255" in overview
+    assert "10.0" in overview.split("curve:pgd@4/255")[1][:60]  # the curve's 0.9 - 4 x 0.2 at 4/255
+    assert "curve:pgd@0" not in overview  # only at the final attack's eps
+
+
+def _without_checks(run: Run, checks: bool | None) -> Run:
+    config = dict(run.config)
+    if checks is not None:
+        config["eval"] = {"checks": checks}
+    metrics = run.metrics[~run.metrics["metric"].astype(str).str.startswith("check:")]
+    return Run(name=run.name, config=config, summary=run.summary, metrics=metrics)
+
+
+def test_the_checks_section_says_whether_any_check_ran(tmp_path):
+    quiet = _without_checks(synthetic_run("a", "bitfit", 0.4), None)
+    text = build_report([quiet], tmp_path / "none").read_text()
+    assert "No gradient-masking check was run" in text and "fired in the" not in text
+    checked = _without_checks(synthetic_run("b", "full", 0.2), True)
+    text = build_report([quiet, checked], tmp_path / "some").read_text()
+    assert "No gradient-masking check fired in the 1 run(s) that ran them; 1 ran none" in text

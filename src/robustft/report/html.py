@@ -15,7 +15,7 @@ import base64
 import importlib.resources
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,11 @@ def overview_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
         test = final[final["split"] == "test"]
         clean = test[records.is_clean(test) & ~records.is_final(test)]
         robust = test[records.is_robust(test, include_final=True)].sort_values(["attack", "eps"])
+        # The robust curve at the final attack's eps: a nested curve starts each eps from the previous eps' points,
+        # so it can be lower than the single attack; shown beside it so the two numbers are never a puzzle.
+        final_eps = set(robust.loc[records.is_final(robust), "eps"].astype(float))
+        curve = test[(test["metric"] == "curve_accuracy") & test["eps"].astype(float).isin(final_eps)]
+        robust = pd.concat([robust, curve.assign(attack="curve:" + curve["attack"].astype(str))])
         e_adv = test[test["metric"] == "expected_robustness"]
         ood = final[records.is_ood(final) & records.is_clean(final)]
         c = clean.iloc[0] if len(clean) else None
@@ -113,6 +118,12 @@ OVERVIEW_COLUMNS = {
     "run": "run", "model": "model", "data": "data", "strategy": "strategy", "trainable": "trainable",
     "objective": "objective", "eps": "train eps", "clean": "clean (test)", "robust": "robust (test)",
     "e_adv": "E.adv", "ood": "OOD"}
+
+
+def _checks_ran(run: Run) -> bool:
+    """Whether the run's evaluations ran the gradient-masking checks (its config's ``eval.checks``)."""
+    evaluation = run.config.get("eval") if isinstance(run.config, Mapping) else None
+    return bool(evaluation.get("checks")) if isinstance(evaluation, Mapping) else False
 
 
 def _warnings(runs: Sequence[Run]) -> list[dict[str, Any]]:
@@ -167,6 +178,7 @@ def build_report(runs: Sequence[Run], out_dir: str | Path, title: str = "robustf
         seeds=seed_sections(runs, metrics, out, _figure),  # spreads over seeds, paper B: seed_sections.html
         claims=claims_sections(runs, out, _figure),  # per task / eps_g / backbone: claims_sections.html
         trajectories=_trajectories(runs, out), max_trajectories=MAX_TRAJECTORIES, warnings=_warnings(runs),
+        checked=sum(_checks_ran(r) for r in runs), unchecked=sum(not _checks_ran(r) for r in runs),
     )
     path = out / "index.html"
     path.write_text(page, encoding="utf-8")

@@ -55,10 +55,13 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu",
         (model in eval mode on ``device``, the sidecar dict).
 
     Raises:
-        ConfigError: no sidecar beside ``path`` (the message names ``--model/--num-classes/--pretrained-file``), or
+        ConfigError: ``path`` missing; no sidecar beside ``path`` (the message names ``--model/--num-classes/--pretrained-file``), or
             weights that do not fit the model the sidecar describes.
     """
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{flag} {path} does not exist. Give a run directory, a checkpoint, or the weights file "
+                          "`robustft export` wrote (its .json sidecar beside it).")
     sidecar = sidecar_of(path)
     if sidecar is None:
         raise ConfigError(
