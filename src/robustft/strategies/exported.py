@@ -55,7 +55,8 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu",
         (model in eval mode on ``device``, the sidecar dict).
 
     Raises:
-        ConfigError: ``path`` missing; no sidecar beside ``path`` (the message names ``--model/--num-classes/--pretrained-file``), or
+        ConfigError: ``path`` missing; no sidecar beside ``path`` (the message names
+            ``--model/--num-classes/--pretrained-file``), or
             weights that do not fit the model the sidecar describes.
     """
     path = Path(path)
