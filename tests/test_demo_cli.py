@@ -232,3 +232,23 @@ def test_reproduce_through_a_local_ray_instance(tmp_path, capsys):
     assert status == 0
     assert {f["key"] for f in json.loads((out / "findings.json").read_text())["findings"]} == PAPER_B_FINDINGS
     assert Path(out / "report" / "index.html").is_file()
+
+
+def test_the_printed_command_is_one_this_shell_can_run(tmp_path, monkeypatch):
+    """``make demo`` runs ``.venv/bin/robustft``; a newcomer's shell has no ``robustft`` on its PATH, so the demo's
+    closing hint names the path it was called by. kills: the hint hard-coded as ``robustft``."""
+    import sys
+
+    from robustft.cli.demo_cmd import command_name
+
+    script = tmp_path / "venv" / "bin" / "robustft"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "demo"])
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert command_name() == str(script)
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert command_name() == "robustft"
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    assert command_name() == "robustft"

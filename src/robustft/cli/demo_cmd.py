@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
+import sys
 from pathlib import Path
 
 from robustft.cli.options import add_output_dir_option, add_override_options, overrides_of
@@ -72,9 +74,21 @@ def run(args: argparse.Namespace) -> int:
     print(demo_leaves_line(out / "findings.json"))  # what the demo cannot decide (robustft.sweep.embedded_grid)
     if (out / "a-full" / "summary.json").is_file():
         print(f"Each run directory holds metrics.jsonl, summary.json and checkpoints/. Re-evaluate a model with a "
-              f"stronger attack and a robust curve:\n  robustft eval --checkpoint {out / 'a-full'} --data "
+              f"stronger attack and a robust curve:\n  {command_name()} eval --checkpoint {out / 'a-full'} --data "
               "fashion-mnist --image-size 32 --limit 1000 --attack apgd-ce --steps 10 --eps 1/255 --curve 0:4/255")
     return status
+
+
+def command_name() -> str:
+    """How to call robustft again from this shell: ``robustft`` when that is on the PATH and is this program, else
+    the path it was called by (``make demo`` calls ``.venv/bin/robustft``, which a fresh shell does not find)."""
+    script = Path(sys.argv[0])
+    found = shutil.which("robustft")
+    if script.name != "robustft" or not script.is_file():
+        return "robustft"
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "robustft"
+    return str(script)
 
 
 def _check_resumable(out: Path, study: str) -> None:
