@@ -80,6 +80,24 @@ def test_subset_of_repeats_the_recorded_clean_accuracy(run, tmp_path, capsys, sp
     assert "to repeat its robust accuracy (up to the attack's random start): --attack fgsm --eps 1/255" in printed
 
 
+def test_subset_of_without_attack_options_repeats_the_runs_own_attack(run, tmp_path, capsys):
+    """A newcomer ran ``eval --subset-of RUN`` with no attack option and got APGD-CE at 4/255 (1.2% robust) for a run
+    that recorded 54.7% under PGD-15 at 1/255. kills: the run's attack not taken when no attack option is given."""
+    out = tmp_path / "e.json"
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--json",
+                 str(out)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    assert result["attack"].startswith("fgsm") and result["results"][0]["eps_text"] == "1/255"
+    assert "repeating" in captured.err and "--attack fgsm --eps 1/255" in captured.err
+    # FGSM is deterministic: the recorded robust accuracy repeats to the digit
+    assert result["results"][0]["accuracy"] == pytest.approx(_recorded(run, "test", "fgsm"), abs=1e-9)
+    # one attack option given: nothing is filled in from the run
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--quiet",
+                 "--eps", "2/255", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["attack"].startswith("apgd")
+
+
 def test_limit_is_another_draw_than_the_runs_subset(run):
     """Why --subset-of exists (the --limit help says so): the same N and seed draw other images than the evaluator,
     which draws from the split after data.limit_test with the seed plus the split's position in eval.splits."""

@@ -93,3 +93,30 @@ def recorded_summary(block: Any, config: dict[str, Any] | None) -> str:
                     if attack.get(key) is not None]
         line += f"\nto repeat its robust accuracy (up to the attack's random start): {' '.join(options)}"
     return line
+
+
+# The attack options of ``eval`` that choose the threat model; with none of them given, ``--subset-of RUN``
+# repeats the run's own attack (``run_attack_options``).
+ATTACK_FLAGS = ("attack", "eps", "curve", "norm", "steps", "step_size", "restarts", "random_start")
+
+
+def run_attack_options(block: Any, config: dict[str, Any] | None) -> dict[str, Any]:
+    """``eval``'s attack options that repeat the run's recorded robust accuracy: its ``eval.attack`` (name, and the
+    steps, step size, restarts and random start the attack takes) at the first eps it recorded; empty when the run
+    recorded no attack."""
+    from robustft.config.units import format_eps
+
+    attack = ((config or {}).get("eval") or {}).get("attack")
+    robust = [eps for eps in block.eps if eps > 0]
+    if not (isinstance(attack, dict) and attack.get("name") and robust):
+        return {}
+    from robustft.attacks import build_attack
+
+    accepts = build_attack(str(attack["name"])).accepts  # the resolved config holds every key, e.g. fgsm's steps
+    options = {"attack": str(attack["name"]), "eps": format_eps(robust[0])}
+    options |= {key: attack[key] for key in ("steps", "step_size", "restarts", "random_start")
+                if attack.get(key) is not None and accepts(key)}
+    if "step_size" in options:
+        options["step_size"] = str(options["step_size"])
+    return options
+
