@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
+from batch_recorder import BatchSizes
 from robustft.attacks import prepare, prepare_for_attack
 from robustft.attacks.prepare import bucket_size
 from robustft.models.tiny import tiny_mobilenet, tiny_vit
@@ -26,18 +26,6 @@ def test_few_sizes_ever_and_little_padding() -> None:
     assert [bucket_size(n, step=1) for n in (3, 17, 255)] == [3, 17, 255]  # step 1: no rounding
 
 
-class BatchSizes(nn.Module):
-    """Records the batch size each call of the wrapped module sees."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner, self.seen = inner, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen.append(x.shape[0])
-        return self.inner(x)
-
-
 @pytest.mark.parametrize("count", [3, 13, 21])
 def test_a_cnn_runs_padded_and_returns_the_given_images_logits_and_gradients(count: int) -> None:
     model = tiny_mobilenet(num_classes=5).eval()
@@ -47,7 +35,7 @@ def test_a_cnn_runs_padded_and_returns_the_given_images_logits_and_gradients(cou
     x = torch.rand(count, 3, 32, 32, generator=torch.Generator().manual_seed(count))
     xs = [x.clone().requires_grad_(True) for _ in range(2)]
     logits = prepared(xs[0])
-    assert recorder.seen == [bucket_size(count)] and bucket_size(count) > count
+    assert recorder.sizes == [bucket_size(count)] and bucket_size(count) > count
     reference = model(xs[1])
     assert logits.shape == reference.shape == (count, 5)
     torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-5)
@@ -61,9 +49,9 @@ def test_rounding_off_and_vits_run_at_the_given_size(monkeypatch: pytest.MonkeyP
     vit = prepare_for_attack(tiny_vit(num_classes=5).eval())
     vit.model = recorder = BatchSizes(vit.model)
     vit(torch.rand(3, 3, 32, 32))
-    assert recorder.seen == [3]  # not a CNN: no oneDNN convolution kernels to keep
+    assert recorder.sizes == [3]  # not a CNN: no oneDNN convolution kernels to keep
     monkeypatch.setattr(prepare, "BATCH_STEP", 1)
     cnn = prepare_for_attack(tiny_mobilenet(num_classes=5).eval())
     cnn.model = recorder = BatchSizes(cnn.model)
     cnn(torch.rand(3, 3, 32, 32))
-    assert recorder.seen == [3]
+    assert recorder.sizes == [3]

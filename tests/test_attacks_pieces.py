@@ -5,24 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from batch_recorder import BatchSizes
 from robustft.attacks import base as attacks_base
 from robustft.attacks import build_attack, prepare_for_attack
 from robustft.attacks.base import loss_and_grad
 from robustft.models.tiny import tiny_mobilenet
-
-
-class _Counting(nn.Module):
-    """Records the batch size of every call of the model it wraps."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.sizes = model, []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(x.shape[0])
-        return self.model(x)
 
 
 def _data(n: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +19,7 @@ def _data(n: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_pieces_give_the_single_pass_loss_gradient_and_logits_in_input_order(monkeypatch) -> None:
-    model = _Counting(prepare_for_attack(tiny_mobilenet(num_classes=5).eval()))
+    model = BatchSizes(prepare_for_attack(tiny_mobilenet(num_classes=5).eval()))
     images, labels = _data()
 
     def loss(logits: torch.Tensor) -> torch.Tensor:
