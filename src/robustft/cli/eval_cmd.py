@@ -22,6 +22,7 @@ from robustft.cli.eval_attack import check_eps_scale, check_step_size, describe_
 from robustft.cli.eval_source import data_source, image_size_notes, load_model, run_config, run_image_size
 from robustft.cli.eval_subset import (
     ATTACK_FLAGS,
+    as_flags,
     check_same_data,
     recorded_block,
     recorded_summary,
@@ -212,9 +213,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     if repeated:
-        flags = [(f"--{key.replace('_', '-')}" if value else f"--no-{key.replace('_', '-')}") if isinstance(value, bool)
-                 else f"--{key.replace('_', '-')} {value}" for key, value in repeated.items()]
-        say(f"eval: no attack option given: repeating {args.subset_of}'s own attack ({' '.join(flags)})")
+        say(f"eval: no attack option given: repeating {args.subset_of}'s own attack ({as_flags(repeated)})")
     subset_config = run_config(args.subset_of) if args.subset_of else None
     if args.image_size is None and run_image_size(subset_config):
         args.image_size = run_image_size(subset_config)  # the run's images at the run's size, for the model too

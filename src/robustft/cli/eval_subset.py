@@ -85,14 +85,20 @@ def recorded_summary(block: Any, config: dict[str, Any] | None) -> str:
     rows = ", ".join(f"{'clean' if eps == 0 else f'{attack} at {format_eps(eps)}'} {correct[i].mean():.4f}"
                      for i, (attack, eps) in enumerate(zip(block.attacks, block.eps, strict=True)))
     line = f"it recorded on them at step {block.step}: {rows}"
-    attack = ((config or {}).get("eval") or {}).get("attack")
-    robust = [eps for eps in block.eps if eps > 0]
-    if isinstance(attack, dict) and attack.get("name") and robust:
-        options = [f"--attack {attack['name']}", f"--eps {format_eps(robust[0])}"]
-        options += [f"--{key.replace('_', '-')} {attack[key]}" for key in ("steps", "step_size", "restarts")
-                    if attack.get(key) is not None]
-        line += f"\nto repeat its robust accuracy (up to the attack's random start): {' '.join(options)}"
+    options = run_attack_options(block, config)
+    if options:
+        line += f"\nto repeat its robust accuracy (up to the attack's random start): {as_flags(options)}"
     return line
+
+
+def as_flags(options: dict[str, Any]) -> str:
+    """``{"attack": "pgd", "step_size": "0.25/255", "random_start": True}`` -> ``--attack pgd --step-size 0.25/255
+    --random-start``: ``eval``'s command-line spelling of ``run_attack_options``."""
+    flags = []
+    for key, value in options.items():
+        flag = f"--{key.replace('_', '-')}"
+        flags.append((flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}")
+    return " ".join(flags)
 
 
 # The attack options of ``eval`` that choose the threat model; with none of them given, ``--subset-of RUN``
