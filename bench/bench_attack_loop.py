@@ -11,6 +11,10 @@ labelled with the model's own predictions), at the eps where about a third of th
    rounded (``BATCH_STEP = 1``), on 2 and 1 threads (>= 1.0x, robust accuracy within 2 samples of 256). The
    other figures repeat one batch, whose shapes oneDNN has compiled after the first call; here the unrounded side
    meets new shapes.
+4. PGD-10 through ``robust_accuracy`` on the same batch, the prepared copy with its ``InPlaceReLU6``
+   (``attacks.prepare.swap_relu6``, the default) vs with torch's ``nn.ReLU6(inplace=True)``, whose autograd copies
+   every activated tensor first (attacks/relu6_in_place.py), on 2 and 1 threads (>= 1.0x, the same robust
+   accuracy: both compute the same values and gradients).
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
@@ -99,6 +103,28 @@ def main() -> None:
         same = all(abs(a - b) <= 2 / BATCH for a, b in zip(accuracy["rounded"], accuracy["unrounded"], strict=True))
         print(report_line(f"PGD-{STEPS} on a new batch per call, {count} thread(s): rounded batch sizes vs not",
                           speedup, ">= 1.0x, robust accuracy within 2 samples", speedup >= 1.0 and same))
+
+    # 4. The prepared copy's ReLU6: in place without autograd's copy vs torch's in-place ReLU6.
+    swap = prepare.swap_relu6
+    for count in (2, 1):
+        torch.set_num_threads(count)
+        found: dict[str, set[float]] = {"torch": set(), "in_place": set()}
+
+        def with_relu6(name: str, swapping, found=found):
+            def run():
+                prepare.swap_relu6 = swapping
+                found[name].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
+            return run
+
+        try:
+            timing = compare({"torch": with_relu6("torch", lambda module: 0), "in_place": with_relu6("in_place", swap)},
+                             reference="torch", rounds=5, warmup=1)
+        finally:
+            prepare.swap_relu6 = swap
+        speedup = 1 / timing["in_place"].ratio_to_reference
+        same = found["torch"] == found["in_place"] and len(found["torch"]) == 1
+        print(report_line(f"PGD-{STEPS}, {count} thread(s): prepared copy with InPlaceReLU6 vs torch's ReLU6",
+                          speedup, ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
     torch.set_num_threads(2)
 
 
