@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
+
 from robustft.cli.output import write_csv, write_json
 
 
@@ -20,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "run\" runs/")
     parser.add_argument("sql", help="a DuckDB SELECT over the views metrics, runs and outcomes")
     parser.add_argument("runs", nargs="+", help="run directories, their parent (e.g. runs/) or globs")
-    parser.add_argument("--csv", default=None, metavar="FILE", help="also write the result as CSV to FILE")
+    parser.add_argument("--csv", default=None, metavar="FILE",
+                        help="also write the result as CSV to FILE (eps columns as numbers, as stored)")
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also write the result as JSON (a list of row objects) to FILE")
     parser.set_defaults(func=run)
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from robustft.runs.query import query_runs
 
     frame = query_runs(args.runs, args.sql)
-    print(frame.to_string(index=False) if len(frame) else "(no rows)")
+    print(readable(frame).to_string(index=False) if len(frame) else "(no rows)")
     if args.csv:
         write_csv(args.csv, [str(c) for c in frame.columns], frame.itertuples(index=False, name=None))
         print(f"wrote {args.csv}")
@@ -38,3 +41,18 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, json.loads(frame.to_json(orient="records")))
         print(f"wrote {args.json}")
     return 0
+
+
+EPS_COLUMNS = ("eps", "eps_train")
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` for the terminal: numeric ``eps`` / ``eps_train`` columns as users write them (``4/255``, not
+    0.015686). The CSV and JSON files keep the stored numbers, which SQL and plotting code compare against."""
+    from robustft.config.units import format_eps
+
+    shown = frame.copy()
+    for column in EPS_COLUMNS:
+        if column in shown.columns and pd.api.types.is_numeric_dtype(shown[column]):
+            shown[column] = [format_eps(value) if pd.notna(value) else "" for value in shown[column]]
+    return shown
