@@ -170,3 +170,10 @@ def test_a_weights_file_of_unknown_size_is_warned_of(run, tmp_path, capsys):
     assert "says nothing of the image size it was trained at" in err and "evaluating at 32 px" in err
     assert main([*argv, "--image-size", "16"]) == 0
     assert "image size" not in capsys.readouterr().err  # the user named the size: nothing to say
+
+
+def test_a_mistyped_run_directory_is_named_as_missing(run, capsys):
+    typo = f"{run}x"
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", typo, "--attack", "fgsm", "--device", "cpu"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--subset-of {typo}: no such run directory" in err and "outcomes.bin" not in err

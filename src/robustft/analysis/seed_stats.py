@@ -168,7 +168,8 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
 
     # Every attack run on the final model: tracked, final strong evaluation and the robust curve's points (eps > 0).
     # They attack the same evaluated images, so each is an upper bound on the robust accuracy and the lowest is the
-    # tightest; per-sample outcomes are not recorded, so a per-image worst case over them cannot be formed.
+    # tightest. This takes the lowest accuracy, not a per-image worst case over them (which outcomes.bin would allow
+    # and which can only be lower or equal).
     attacked = records.is_robust(metrics, include_final=True) | (
         (metrics["metric"] == "curve_accuracy") & (metrics["eps"] > 0))
     robust = _last_step(_preferred_split(metrics[attacked]))

@@ -19,8 +19,16 @@ from robustft.errors import ConfigError
 
 
 def run_directory(path: str | Path) -> Path:
-    """RUN for RUN or RUN/checkpoints/X.pt."""
+    """RUN for RUN or RUN/checkpoints/X.pt.
+
+    Raises:
+        ConfigError: ``path`` does not exist (a mistyped run directory would otherwise be read as a checkpoint
+            file two folders down, and the error would name the wrong folder).
+    """
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"--subset-of {path}: no such run directory or checkpoint; pass the folder robustft "
+                          "train wrote (e.g. runs/NAME, as listed by ls runs/).")
     return path if path.is_dir() else path.parent.parent
 
 
