@@ -191,14 +191,23 @@ def test_help_texts_say_units_and_subset(capsys):
 def test_checks_print_progress_and_one_verdict_per_check(checkpoint, fake_data, capsys):
     from robustft.cli.eval_cmd import CHECKS
 
-    assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "2/255", "--checks") == 0
+    assert _eval(checkpoint, "--data", "q", "--attack", "pgd", "--steps", "3", "--eps", "2/255", "--checks") == 0
     captured = capsys.readouterr()
-    assert "checks: running 6 gradient-masking checks" in captured.err
+    assert "checks: running 7 checks (gradient masking, convergence)" in captured.err
     verdicts = [line for line in captured.out.splitlines() if line.startswith("check ")]
     assert [line.split()[1] for line in verdicts] == list(CHECKS)
     assert all(line.split()[2] in ("ok", "WARNING:") for line in verdicts)
-    assert "checks: 6 run, " in captured.out
+    assert "checks: 7 run, " in captured.out
     assert "eval: batch 1/1 (16/16 samples)" in captured.err
+
+
+def test_an_attack_without_steps_is_not_checked_for_convergence(checkpoint, fake_data, capsys):
+    from robustft.cli.eval_cmd import CHECKS
+
+    assert _eval(checkpoint, "--data", "q", "--attack", "fgsm", "--eps", "2/255", "--checks") == 0
+    out = capsys.readouterr().out
+    verdicts = [line.split()[1] for line in out.splitlines() if line.startswith("check ")]
+    assert verdicts == [c for c in CHECKS if c != "attack_not_converged"] and "checks: 6 run, " in out
 
 
 def test_an_attack_that_cannot_reach_its_eps_is_refused_as_its_config_is(checkpoint, fake_data, capsys):

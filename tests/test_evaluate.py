@@ -217,3 +217,36 @@ def test_image_ids_are_indices_in_the_source_split_and_shared_by_runs_on_the_sam
     ids = [{b.split: b.image_ids.tolist() for b in e.evaluate(m, 0, 0.0)[1]} for e, m in
            ((one, tiny_cnn(4)), (two, tiny_cnn(4)))]
     assert ids[0] == ids[1] and len(ids[0]["test"]) == 24
+
+
+def test_checks_of_a_curve_only_evaluation_check_the_final_attack_at_the_curves_end(tmp_path, monkeypatch):
+    """Paper B's evaluation (eval.eps empty, the curve and the final attack at eps_g): the checks run at eps_g and
+    the final attack, whose number is reported, is the one checked for convergence; a warning is recorded under it."""
+    import json
+
+    import robustft.training.evaluator as evaluator
+    from robustft.attacks.checks import CheckWarning
+    from robustft.config import from_dict
+    from robustft.training.trainer import train
+
+    seen = []
+
+    def fake_checks(model, batches, eps, *, attack=None, **options):
+        seen.append((eps, attack.name, attack.options.get("steps")))
+        return [CheckWarning("attack_not_converged", "stopped early", 0.2)]
+
+    monkeypatch.setattr(evaluator, "run_checks", fake_checks)
+    config = {"name": "curve-only", "output_dir": str(tmp_path), "device": "cpu", "seed": 0,
+              "optim": {"batch_size": 16, "lr": 1.0e-2, "warmup": 1}, "train": {"steps": 2},
+              "eval": {"schedule": "every:2", "subset": 16, "batch_size": 16, "splits": ["val", "test"],
+                       "attack": {"name": "apgd-ce", "steps": 5}, "eps": [], "curve": "4/255", "curve_at": "final",
+                       "checks": True,
+                       "final": {"name": "apgd-ce", "steps": 3}},
+              "logging": {"progress": False}}
+    splits = {"train": Data(32, 0), "val": Data(16, 1), "test": Data(16, 2), "ood": {}}
+    result = train(from_dict(config), model=tiny_cnn(4), datasets=splits)
+    assert seen == [(pytest.approx(4 / 255), "apgd-ce", 3)]
+    records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    flagged = [r for r in records if r["metric"] == "check:attack_not_converged"]
+    assert len(flagged) == 1 and flagged[0]["attack"] == "final:apgd-ce"
+    assert flagged[0]["eps"] == pytest.approx(4 / 255)

@@ -34,10 +34,11 @@ from robustft.cli.output import progress, write_csv, write_json
 from robustft.config.units import eps_grid, format_eps, parse_eps, parse_step_size
 from robustft.errors import ConfigError
 
-# The checks run_checks performs (robustft.attacks.checks); the three needing eps > 0 are skipped at eps 0.
+# The checks run_checks performs (robustft.attacks.checks); those needing eps > 0 are skipped at eps 0, and the
+# convergence check runs for an attack with steps.
 CHECKS = ("random_forward", "zero_or_nan_gradients", "eps_not_monotone", "steps_not_monotone",
-          "black_box_beats_white_box", "huge_eps_accuracy")
-CHECKS_NEEDING_EPS = ("eps_not_monotone", "steps_not_monotone", "black_box_beats_white_box")
+          "black_box_beats_white_box", "huge_eps_accuracy", "attack_not_converged")
+CHECKS_NEEDING_EPS = ("eps_not_monotone", "steps_not_monotone", "black_box_beats_white_box", "attack_not_converged")
 
 # Attack options the command line sets: argparse dest -> (attack option, flag as the user wrote it).
 ATTACK_OPTIONS = {"norm": ("norm", "--norm"), "steps": ("steps", "--steps"), "step_size": ("step_size", "--step-size"),
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"eval: loading {name} {args.split} at {image_size} px{shown}")
     batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options,
                             None if block is None else block.image_ids)
-    warnings = run_checks_verbose(model, batches, max(eps_list), device, say) if args.checks else []
+    warnings = run_checks_verbose(model, batches, max(eps_list), device, say, attack) if args.checks else []
     results = evaluate(model, batches, attack, eps_list, device, args.batch_size, say, recheck=args.checks)
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv, describe_settings(attack)))
@@ -297,14 +298,17 @@ def evaluate(model, batches, attack, eps_list: list[float], device, batch_size: 
             for (c, n, k, s), eps in zip(sums, eps_list, strict=True)]
 
 
-def run_checks_verbose(model, batches, eps: float, device, say) -> list:
-    """``run_checks`` with a progress line before and one verdict line per check after (stdout)."""
+def run_checks_verbose(model, batches, eps: float, device, say, attack=None) -> list:
+    """``run_checks`` with a progress line before and one verdict line per check after (stdout); ``attack``, the
+    evaluated one, is also checked for convergence (10x its steps)."""
     from robustft.attacks import run_checks
+    from robustft.attacks.checks import attack_steps
 
-    planned = [c for c in CHECKS if eps > 0 or c not in CHECKS_NEEDING_EPS]
-    say(f"checks: running {len(planned)} gradient-masking checks at eps {format_eps(eps)} on up to 128 samples "
-        "(several attacks: minutes on a CPU)")
-    warnings = run_checks(model, batches, eps, device=device)
+    planned = [c for c in CHECKS if (eps > 0 or c not in CHECKS_NEEDING_EPS)
+               and (c != "attack_not_converged" or (attack is not None and attack_steps(attack) is not None))]
+    say(f"checks: running {len(planned)} checks (gradient masking, convergence) at eps {format_eps(eps)} on up to "
+        "128 samples (several attacks: minutes on a CPU)")
+    warnings = run_checks(model, batches, eps, device=device, attack=attack)
     flagged = {w.check: w for w in warnings}
     for check in [*planned, *[c for c in flagged if c not in planned]]:
         warning = flagged.get(check)
