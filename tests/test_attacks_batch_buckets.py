@@ -55,3 +55,16 @@ def test_rounding_off_and_vits_run_at_the_given_size(monkeypatch: pytest.MonkeyP
     cnn.model = recorder = BatchSizes(cnn.model)
     cnn(torch.rand(3, 3, 32, 32))
     assert recorder.sizes == [3]
+
+
+def test_any_step_above_one_rounds_and_one_does_not() -> None:
+    assert [bucket_size(count, step=2) for count in (1, 2, 3, 5)] == [1, 2, 4, 6]
+    assert [bucket_size(count, step=1) for count in (1, 3, 7)] == [1, 3, 7]
+
+
+def test_a_prepared_cnn_keeps_the_models_info_and_channels_last_weights() -> None:
+    model = tiny_mobilenet(num_classes=10).eval()
+    prepared = prepare_for_attack(model)
+    assert prepared.info == model.info and prepared.info is not None
+    convs = [m for m in prepared.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
