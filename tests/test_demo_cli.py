@@ -252,3 +252,18 @@ def test_the_printed_command_is_one_this_shell_can_run(tmp_path, monkeypatch):
     assert command_name() == "robustft"
     monkeypatch.setattr(sys, "argv", ["-c"])
     assert command_name() == "robustft"
+
+
+def test_the_closing_hint_names_a_finished_run_and_its_own_images(tmp_path):
+    from robustft.cli.demo_cmd import closing_hint
+
+    assert closing_hint(tmp_path) is None  # nothing finished
+    (tmp_path / "a-full").mkdir()
+    (tmp_path / "a-full" / "summary.json").write_text("{}")
+    hint = closing_hint(tmp_path)
+    assert f"--checkpoint {tmp_path / 'a-full'} --subset-of {tmp_path / 'a-full'}" in hint and "--limit" not in hint
+    (tmp_path / "b-fix").mkdir()
+    (tmp_path / "b-fix" / "summary.json").write_text("{}")
+    hint = closing_hint(tmp_path)  # paper B's RFT-fix, where the protocol's 10 steps have not converged
+    assert f"--subset-of {tmp_path / 'b-fix'} --attack apgd-ce --steps 100 --curve 0:32/255" in hint
+    assert "--checks" in hint
