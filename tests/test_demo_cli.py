@@ -108,7 +108,7 @@ def test_demo_prints_every_row_and_finding_and_writes_the_report(tmp_path, monke
         assert f"[{finding['verdict'].upper()}] paper {finding['paper']}: {finding['claim']}" in printed
     page = study / "report" / "index.html"
     assert f"report: {page}" in printed and page.read_text().index("Findings") < page.read_text().index("Overview")
-    assert f"robustft eval --checkpoint {study / 'a-full'}" in printed
+    assert f"robustft eval --checkpoint {study / 'b-fix'} --subset-of {study / 'b-fix'}" in printed
 
 
 @pytest.mark.slow

@@ -177,3 +177,13 @@ def test_a_mistyped_run_directory_is_named_as_missing(run, capsys):
     assert main(["eval", "--checkpoint", str(run), "--subset-of", typo, "--attack", "fgsm", "--device", "cpu"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"--subset-of {typo}: no such run directory" in err and "outcomes.bin" not in err
+
+
+def test_a_checkpoint_file_as_subset_of_is_named_by_its_run(run, capsys):
+    last = run / "checkpoints" / "last.pt"
+    if not last.is_file():
+        last = next((run / "checkpoints").glob("*.pt"))
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(last), "--attack", "fgsm", "--eps", "1/255",
+                 "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"test images {run} evaluated" in printed and ".pt evaluated" not in printed

@@ -13,7 +13,7 @@ def test_eps_ramp_states_each_schedule_from_the_resolved_summary():
     assert eps_ramp({"eps_schedule": "scheduled", "objective": "adversarial",
                      "eps_resolved": {"per": "epoch", "t1": 1, "t2": 4}}) == "epoch 1-4"
     assert eps_ramp({"eps_schedule": "constant", "objective": "adversarial",
-                     "eps_resolved": {"per": "step", "t1": 0, "t2": 0}}) == "step 0-0"
+                     "eps_resolved": {"per": "step", "t1": 0, "t2": 0}}) == "eps_g throughout"
     assert eps_ramp({"eps_schedule": "zero", "objective": "standard",
                      "eps_resolved": {"per": "epoch", "t1": None, "t2": None}}) == "0 throughout"
     # auto without a plateau trained with eps 0 all along: the same run as standard fine-tuning

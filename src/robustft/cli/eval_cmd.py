@@ -27,6 +27,7 @@ from robustft.cli.eval_subset import (
     recorded_block,
     recorded_summary,
     run_attack_options,
+    run_directory,
     select_ids,
 )
 from robustft.cli.options import BooleanFlag
@@ -233,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
             check_same_data(args.data, source["run_config"], args.subset_of)
     name, data_options = data_source(args, source)
     batch_size = _default_batch_size(device, args.batch_size)
-    shown = f" (the {len(block.image_ids)} images {args.subset_of} evaluated)" if block is not None else \
+    subset_run = run_directory(args.subset_of) if block is not None else None  # RUN also for RUN/checkpoints/X.pt
+    shown = f" (the {len(block.image_ids)} images {subset_run} evaluated)" if block is not None else \
         f" (subset of {args.limit})" if args.limit else ""
     say(f"eval: loading {name} {args.split} at {image_size} px{shown}")
     batches = _load_batches(name, args.split, image_size, args.limit, batch_size, data_options,
@@ -243,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     e_adv = expected_robustness(eps_list, results) if args.curve and eps_list[0] == 0 else None
     print(format_results(results, e_adv, describe_settings(attack)))
     if block is not None:
-        print(f"subset: the {len(block.image_ids)} {args.split} images {args.subset_of} evaluated, at {image_size} "
+        print(f"subset: the {len(block.image_ids)} {args.split} images {subset_run} evaluated, at {image_size} "
               f"px; {recorded_summary(block, subset_config)}")
     if args.json:
         write_json(args.json, {

@@ -129,7 +129,8 @@ def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
 
 def eps_ramp(summary: dict[str, Any] | None) -> str:
     """How the run's training eps moved, from its summary's resolved schedule: ``"T1-T2"`` in the schedule's unit
-    (epochs or steps; eps 0 before T1, eps_g from T2), ``"0 throughout"`` for standard fine-tuning and for an
+    (epochs or steps; eps 0 before T1, eps_g from T2), ``"eps_g throughout"`` for RFT-fix (T1 = T2 = 0),
+    ``"0 throughout"`` for standard fine-tuning and for an
     ``auto`` schedule whose plateau never came (then the run *is* standard fine-tuning, which the table must say:
     its numbers equal the reference's), ``"random"`` for ``uniform`` (eps drawn per batch), ``"-"`` if unknown.
 
@@ -148,6 +149,8 @@ def eps_ramp(summary: dict[str, Any] | None) -> str:
         ramp = "no plateau"
     elif t1 is None or t2 is None:
         ramp = "-"
+    elif t1 == 0 and t2 == 0:  # RFT-fix: no ramp ("epoch 0-0" read as a ramp of nothing)
+        ramp = "eps_g throughout"
     else:
         ramp = f"{per} {t1:g}-{t2:g}"
     if summary.get("perturbed_steps") == 0:
