@@ -124,6 +124,10 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
                 "data": {"limit_train": 640}, "optim": {"batch_size": 64},
                 "objective": {"name": "adversarial", "steps": 7}}]
     assert planned_steps(configs[1]) == 20 and relative_cost(configs[1]) == pytest.approx(20 * 2.75)
+    # the demo's paper B runs: 2,000 images in batches of 64 are 31 full batches (the trainer drops the 32nd)
+    demo_b = {"train": {"epochs": 4}, "data": {"limit_train": 2000}, "optim": {"batch_size": 64}}
+    assert planned_steps(demo_b) == 124
+    assert planned_steps({**demo_b, "optim": {"batch_size": 64, "accumulate": 2}}) == 60
     stream = io.StringIO()
     progress = StudyProgress(configs, stream=stream, live=False)
 

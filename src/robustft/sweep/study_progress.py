@@ -14,7 +14,6 @@ executor submits every run at once and Ray starts as many as the CPUs allow, so 
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 import time
@@ -37,7 +36,9 @@ def planned_steps(config: dict[str, Any]) -> int:
     if train.get("steps"):
         return int(train["steps"])
     size = data.get("limit_train") or _DEFAULT_TRAIN_SIZE
-    per_epoch = math.ceil(size / max(1, int(optim.get("batch_size", 128)) * int(optim.get("accumulate", 1))))
+    # as the trainer counts them: full batches only (its loader drops the last partial one), then accumulation
+    batches = size // max(1, int(optim.get("batch_size", 128)))
+    per_epoch = max(1, batches // max(1, int(optim.get("accumulate", 1))))
     return int(train.get("epochs") or 1) * per_epoch
 
 
