@@ -187,3 +187,29 @@ def test_a_checkpoint_file_as_subset_of_is_named_by_its_run(run, capsys):
                  "--device", "cpu", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"test images {run} evaluated" in printed and ".pt evaluated" not in printed
+
+
+def test_the_summary_lists_the_final_attacks_block_beside_the_evaluation_at_its_step():
+    """Paper B's runs record the last evaluation (clean, the curve) and the final attack as two blocks at one step;
+    the summary named only the last block (b-fix: the final attack alone, not its clean 0.31 or its curve)."""
+    from types import SimpleNamespace
+
+    from robustft.cli.eval_subset import recorded_summary
+
+    ids = np.arange(4)
+    evaluation = SimpleNamespace(step=9, split="test", image_ids=ids, attacks=["clean", "apgd-ce"], eps=[0.0, 4 / 255],
+                                 correct=np.array([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=bool))
+    final = SimpleNamespace(step=9, split="test", image_ids=ids, attacks=["final:apgd-ce"], eps=[4 / 255],
+                            correct=np.array([[0, 0, 0, 0]], dtype=bool))
+    line = recorded_summary(final, None, [evaluation, final])
+    assert line == ("it recorded on them at step 9: clean 0.7500, apgd-ce at 4/255 0.2500, "
+                    "final:apgd-ce at 4/255 0.0000")
+
+
+def test_blocks_at_the_last_step_are_found_in_the_run(run):
+    from robustft.cli.eval_subset import recorded_at_last_step, recorded_block
+
+    block = recorded_block(run, "test")
+    blocks = recorded_at_last_step(run, block)
+    assert blocks and all(b.step == block.step and b.split == "test" for b in blocks)
+    assert any(np.array_equal(b.image_ids, block.image_ids) and list(b.attacks) == list(block.attacks) for b in blocks)

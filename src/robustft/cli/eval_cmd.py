@@ -24,6 +24,7 @@ from robustft.cli.eval_subset import (
     ATTACK_FLAGS,
     as_flags,
     check_same_data,
+    recorded_at_last_step,
     recorded_block,
     recorded_summary,
     run_attack_options,
@@ -246,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_results(results, e_adv, describe_settings(attack)))
     if block is not None:
         print(f"subset: the {len(block.image_ids)} {args.split} images {subset_run} evaluated, at {image_size} "
-              f"px; {recorded_summary(block, subset_config)}")
+              f"px; {recorded_summary(block, subset_config, recorded_at_last_step(args.subset_of, block))}")
     if args.json:
         write_json(args.json, {
             **source, "data": name, "split": args.split, "limit": args.limit, "subset_of": args.subset_of,

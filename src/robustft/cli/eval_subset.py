@@ -84,15 +84,29 @@ def check_same_data(name: str, config: dict[str, Any] | None, run: str | Path) -
                           f"dataset is used) or pass --data {own}.")
 
 
-def recorded_summary(block: Any, config: dict[str, Any] | None) -> str:
-    """What the run recorded on its subset, every row (clean and each attack at its eps), and the options that repeat
-    its robust numbers (``--attack/--eps/--steps/--step-size`` from its ``eval.attack``)."""
+def recorded_at_last_step(run: str | Path, block: Any) -> list[Any]:
+    """Every block the run recorded at ``block``'s step on ``block``'s split and images, in the order written (the
+    evaluation at that step and, at the end, the final attack's block beside it); ``[block]`` when none other."""
+    from robustft.runs.outcomes import OUTCOMES_FILE, read_outcome_blocks
+
+    same = [other for other in read_outcome_blocks(run_directory(run) / OUTCOMES_FILE)
+            if other.split == block.split and other.step == block.step
+            and np.array_equal(np.asarray(other.image_ids), np.asarray(block.image_ids))]
+    return same or [block]
+
+
+def recorded_summary(block: Any, config: dict[str, Any] | None, blocks: list[Any] | None = None) -> str:
+    """What the run recorded on its subset at ``block``'s step, every row of ``blocks`` (default ``[block]``: clean,
+    each attack at its eps, the final attack), and the options that repeat its robust numbers
+    (``--attack/--eps/--steps/--step-size`` from its ``eval.attack``)."""
     from robustft.config.units import format_eps
 
-    correct = np.asarray(block.correct)
-    rows = ", ".join(f"{'clean' if eps == 0 else f'{attack} at {format_eps(eps)}'} {correct[i].mean():.4f}"
-                     for i, (attack, eps) in enumerate(zip(block.attacks, block.eps, strict=True)))
-    line = f"it recorded on them at step {block.step}: {rows}"
+    rows = []
+    for each in blocks or [block]:
+        correct = np.asarray(each.correct)
+        rows += [f"{'clean' if eps == 0 else f'{attack} at {format_eps(eps)}'} {correct[i].mean():.4f}"
+                 for i, (attack, eps) in enumerate(zip(each.attacks, each.eps, strict=True))]
+    line = f"it recorded on them at step {block.step}: {', '.join(dict.fromkeys(rows))}"
     options = run_attack_options(block, config)
     if options:
         line += f"\nto repeat its robust accuracy (up to the attack's random start): {as_flags(options)}"
