@@ -219,18 +219,18 @@ class Evaluator:
     def _final_records(self, model: nn.Module, step: int, epoch: float, test: Subset | None,
                        blocks: list[OutcomeBlock]) -> Iterator[dict]:
         final_spec = self.cfg.final
-        if final_spec is not None and test is not None:
-            attack = make_attack(final_spec)
-            eps_list = sorted(set(self.eps_list + ([self.curve[-1]] if self.curve else [])))
-            yield from self._records_for(model, test, step, epoch, f"final:{final_spec.name}", attack, eps_list,
-                                         blocks)
-        checked_eps = self.eps_list + ([self.curve[-1]] if self.curve else [])
-        if self.cfg.checks and test is not None and checked_eps:
-            # The reported number at the largest eps comes from the final attack when there is one (paper B's
-            # adversarial accuracy at eps_g), else from the tracked attack: that attack is checked for convergence.
-            checked = (f"final:{final_spec.name}", make_attack(final_spec)) if final_spec is not None else \
-                (self.attack_name, self.attack)
-            yield from self._check_records(model, step, epoch, test, max(checked_eps), *checked)
+        if test is None:
+            return
+        # Every eps a number is reported at on the final model: the tracked eps and the curve's end (paper B's eps_g).
+        reported_eps = self.eps_list + ([self.curve[-1]] if self.curve else [])
+        # The number at the largest eps comes from the final attack when there is one, else from the tracked attack:
+        # that attack is the one the checks test for convergence.
+        name, attack = (f"final:{final_spec.name}", make_attack(final_spec)) if final_spec is not None else \
+            (self.attack_name, self.attack)
+        if final_spec is not None:
+            yield from self._records_for(model, test, step, epoch, name, attack, sorted(set(reported_eps)), blocks)
+        if self.cfg.checks and reported_eps:
+            yield from self._check_records(model, step, epoch, test, max(reported_eps), name, attack)
 
     def _check_records(self, model: nn.Module, step: int, epoch: float, test: Subset, eps: float, attack_name: str,
                        attack: Attack) -> Iterator[dict]:
