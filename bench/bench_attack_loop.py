@@ -15,6 +15,9 @@ labelled with the model's own predictions), at the eps where about a third of th
    (``attacks.prepare.swap_relu6``, the default) vs with torch's ``nn.ReLU6(inplace=True)``, whose autograd copies
    every activated tensor first (attacks/relu6_in_place.py), on 2 and 1 threads (>= 1.0x, the same robust
    accuracy: both compute the same values and gradients).
+5. PGD-10 through ``robust_accuracy`` on the same batch, the prepared copy's 1 x 1 convolutions run as matrix
+   products on 1 x 1 maps (``attacks.prepare.swap_pointwise``, the default; attacks/pointwise_linear.py) vs as
+   oneDNN convolutions, on 2 and 1 threads (>= 1.0x, robust accuracy within 2 samples: another summation order).
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
@@ -125,6 +128,30 @@ def main() -> None:
         same = found["torch"] == found["in_place"] and len(found["torch"]) == 1
         print(report_line(f"PGD-{STEPS}, {count} thread(s): prepared copy with InPlaceReLU6 vs torch's ReLU6",
                           speedup, ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
+
+    # 5. The prepared copy's pointwise layers on 1 x 1 maps: matrix products vs oneDNN's 1 x 1 convolution.
+    swap_pointwise = prepare.swap_pointwise
+    for count in (2, 1):
+        torch.set_num_threads(count)
+        found = {"convolution": set(), "linear": set()}
+
+        def with_pointwise(name: str, swapping, found=found):
+            def run():
+                prepare.swap_pointwise = swapping
+                found[name].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
+            return run
+
+        try:
+            timing = compare({"convolution": with_pointwise("convolution", lambda module: 0),
+                              "linear": with_pointwise("linear", swap_pointwise)},
+                             reference="convolution", rounds=5, warmup=1)
+        finally:
+            prepare.swap_pointwise = swap_pointwise
+        speedup = 1 / timing["linear"].ratio_to_reference
+        same = all(abs(a - b) <= 2 / BATCH for a in found["convolution"] for b in found["linear"])
+        print(report_line(f"PGD-{STEPS}, {count} thread(s): prepared copy's 1 x 1 layers on 1 x 1 maps as F.linear "
+                          "vs as convolutions", speedup, ">= 1.0x, robust accuracy within 2 samples",
+                          speedup >= 1.0 and same))
     torch.set_num_threads(2)
 
 
