@@ -163,6 +163,8 @@ def test_ood_set_by_the_shift_and_clean_accuracy_holds():
     assert found.verdict == HOLDS, found.why
     assert found.numbers["r2_shift_and_clean"] > 0.95 and found.numbers["shifts"] == ["blur", "noise"]
     assert found.interval["low"] > 0 and "bootstrap over 8 runs within strategies" in found.method
+    # n counts images, the bootstrap runs: the method names both (a newcomer read "over 7 runs ... n = 256")
+    assert f"(each evaluated on {found.n} images)" in found.method and found.n > 8
 
 
 def test_ood_of_two_strategies_is_skipped_not_decided_by_a_collapsed_bootstrap():

@@ -349,8 +349,9 @@ def ood_shift_not_method(arms: Arms, inference: Inference) -> Finding | None:
     why = {HOLDS: f"{lead}.", DOES_NOT_HOLD: f"{lead}: the strategy explains measurably more.",
            INCONCLUSIVE: f"{lead}: the interval includes 0."}[verdict]
     n = int(pd.to_numeric(rows["n"]).min())
-    method = (f"R^2 of two least-squares fits (OOD ~ shift x clean; OOD ~ strategy), {basis}, "
-              f"{inference.n_boot} draws")
+    # n is the images behind each evaluated accuracy; the interval's unit of resampling is the run (say both)
+    method = (f"R^2 of two least-squares fits (OOD ~ shift x clean; OOD ~ strategy), {basis} (each evaluated on "
+              f"{n} images), {inference.n_boot} draws")
     fields = in_unit(evidence_fields(estimate, "R^2(shift, clean) - R^2(strategy)", text, verdict, method, n,
                                      max(len(names), 2)), "runs")
     return Finding(key="A.ood_shift_not_method", paper="A", claim=CLAIM_OOD, verdict=verdict, why=why,
