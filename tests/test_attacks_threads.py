@@ -60,13 +60,33 @@ def test_free_cpus_counts_idle_and_iowait_of_the_allowed_cpus_only(two_cpus_no_q
     assert set(after) == {0, 1}
     assert threads.free_between(before, after) == pytest.approx(1.0)
     texts = iter([_stat([10, 10, 10], [0, 0, 0]), _stat([15, 20, 20], [5, 0, 0])])
-    assert threads.free_cpus(window=0, read=lambda: next(texts)) == pytest.approx(1.5)
+    assert threads.free_cpus(window=0, read=lambda: next(texts), own=lambda: 0.0) == pytest.approx(1.5)
+
+
+def test_this_process_own_cpu_time_counts_as_free(two_cpus_no_quota):
+    # cpu1 busy for all 10 ticks of the window, and this process ran 8 of them (its OpenMP workers still
+    # spinning after a pass): 1.8 CPUs free, not 1.0; never more than the CPUs there are.
+    before = threads.read_proc_stat(_stat([10, 10], [0, 0]), {0, 1})
+    after = threads.read_proc_stat(_stat([20, 10], [0, 10]), {0, 1})
+    assert threads.free_between(before, after, own_ticks=8) == pytest.approx(1.8)
+    assert threads.free_between(before, after, own_ticks=30) == pytest.approx(2.0)
+    ticks = iter([100.0, 108.0])
+    texts = iter([_stat([10, 10], [0, 0]), _stat([20, 10], [0, 10])])
+    assert threads.free_cpus(window=0, read=lambda: next(texts), own=lambda: next(ticks)) == pytest.approx(1.8)
+
+
+def test_own_cpu_ticks_grow_with_this_process_work():
+    start = threads.own_cpu_ticks()
+    total = 0.0
+    while threads.own_cpu_ticks() - start < 2:  # two clock ticks of CPU work, whatever the tick length
+        total += float(torch.ones(20_000).sum())
+    assert threads.own_cpu_ticks() - start >= 2 and total > 0
 
 
 def test_a_cgroup_quota_caps_the_free_cpus(two_cpus_no_quota, monkeypatch):
     monkeypatch.setattr(threads, "_cgroup_quota", lambda: 0.5)
     texts = iter([_stat([10, 10], [0, 0]), _stat([20, 20], [0, 0])])
-    assert threads.free_cpus(window=0, read=lambda: next(texts)) == pytest.approx(0.5)
+    assert threads.free_cpus(window=0, read=lambda: next(texts), own=lambda: 0.0) == pytest.approx(0.5)
 
 
 def test_no_tick_between_snapshots_means_unknown():

@@ -56,12 +56,19 @@ def read_proc_stat(text: str, cpus: set[int]) -> Snapshot:
     return snapshot
 
 
-def free_between(before: Snapshot, after: Snapshot) -> float | None:
-    """CPUs idle on average between two snapshots (0 .. number of CPUs); None when no tick passed."""
+def free_between(before: Snapshot, after: Snapshot, own_ticks: float = 0.0) -> float | None:
+    """CPUs idle on average between two snapshots (0 .. number of CPUs), counting the ``own_ticks`` this process
+    ran meanwhile as free (they are its own threads, not another process's); None when no tick passed."""
     idle = sum(after[c][0] - before[c][0] for c in after if c in before)
     total = sum(after[c][1] - before[c][1] for c in after if c in before)
     cpus = sum(1 for c in after if c in before)
-    return idle / total * cpus if total > 0 else None
+    return min(cpus, (idle + max(own_ticks, 0.0)) / total * cpus) if total > 0 else None
+
+
+def own_cpu_ticks() -> float:
+    """CPU time this process (all its threads) has used, in the clock ticks ``/proc/stat`` counts in."""
+    times = os.times()
+    return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
 
 
 def parse_cpu_max(text: str) -> float | None:
@@ -77,20 +84,25 @@ def _cgroup_quota() -> float | None:
         return None
 
 
-def free_cpus(window: float = WINDOW_SECONDS, read: Callable[[], str] | None = None) -> float | None:
+def free_cpus(window: float = WINDOW_SECONDS, read: Callable[[], str] | None = None,
+              own: Callable[[], float] = own_cpu_ticks) -> float | None:
     """CPUs left idle by every other process over ``window`` seconds (this one sleeps meanwhile); None if unknown.
 
     Counts only the CPUs this process may run on, and at most a cgroup CPU quota. ``read`` returns the text of
-    ``/proc/stat`` (tests pass a fake); where it does not exist (macOS, Windows) the answer is None.
+    ``/proc/stat`` (tests pass a fake); where it does not exist (macOS, Windows) the answer is None. ``own`` returns
+    this process's CPU ticks so far: what its own threads use in the window counts as free. Right after a pass
+    on two threads, torch's OpenMP workers keep spinning for a while; counted as busy, they made an idle 2-core
+    machine read as 1.6-1.8 free CPUs, so the attack that followed ran on one thread (bench attacks, 2026-12-06:
+    APGD-CE-10 at 30% and 60% robust on "2 idle threads" ran on one, 2.55x torchattacks against 3.47x on two).
     """
     cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
     if read is None:
         if not Path("/proc/stat").exists():
             return None
         read = Path("/proc/stat").read_text
-    before = read_proc_stat(read(), cpus)
+    before, own_before = read_proc_stat(read(), cpus), own()
     time.sleep(window)
-    free = free_between(before, read_proc_stat(read(), cpus))
+    free = free_between(before, read_proc_stat(read(), cpus), own() - own_before)
     quota = _cgroup_quota()
     return free if free is None or quota is None else min(free, quota)
 
