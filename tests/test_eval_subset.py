@@ -92,10 +92,31 @@ def test_subset_of_without_attack_options_repeats_the_runs_own_attack(run, tmp_p
     assert "repeating" in captured.err and "--attack fgsm --eps 1/255" in captured.err
     # FGSM is deterministic: the recorded robust accuracy repeats to the digit
     assert result["results"][0]["accuracy"] == pytest.approx(_recorded(run, "test", "fgsm"), abs=1e-9)
-    # one attack option given: nothing is filled in from the run
+    # another --attack takes nothing from the run: APGD-CE at eval's default 4/255
     assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--quiet",
-                 "--eps", "2/255", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["attack"].startswith("apgd")
+                 "--attack", "apgd-ce", "--steps", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["attack"].startswith("apgd") and result["results"][0]["eps_text"] == "4/255"
+
+
+def test_subset_of_fills_the_options_not_given_from_the_runs_attack(run, tmp_path, capsys):
+    """A newcomer asked for the run's attack with more steps (``--steps``) and silently got APGD-CE at 4/255, since
+    one attack option switched the run's attack off. kills: the run's attack dropped when one option is given; the
+    given option overridden by the run's."""
+    out = tmp_path / "e.json"
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--eps", "2/255",
+                 "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(out.read_text())
+    assert result["attack"].startswith("fgsm") and result["results"][0]["eps_text"] == "2/255"
+    assert "repeating" in captured.err and "(--attack fgsm " in captured.err and "with --eps 2/255 as given" in \
+        captured.err
+    # the same attack named explicitly is the run's attack too: its eps still comes from the run
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--quiet",
+                 "--attack", "fgsm", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["results"][0]["eps_text"] == "1/255"
+    assert result["results"][0]["accuracy"] == pytest.approx(_recorded(run, "test", "fgsm"), abs=1e-9)
 
 
 def test_limit_is_another_draw_than_the_runs_subset(run):

@@ -78,7 +78,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                            "the digit, robust accuracy up to the attack's random start")
     attack = parser.add_argument_group("attack")
     attack.add_argument("--attack", help="attack name (robustft list attacks); default apgd-ce, or with --subset-of "
-                                         "RUN and no attack option the run's own attack at its eps")
+                                         "RUN the run's own attack at its eps, where the options given do not say "
+                                         "otherwise (another --attack takes nothing from the run)")
     attack.add_argument("--eps", help="radius in [0, 1] image units: 4/255, 0.25/255 or 0.0157 (default 4/255)")
     attack.add_argument("--curve", metavar="LOW:HIGH[:STEP]",
                         help="nested curve over an eps range on a 1/255 grid (e.g. 0:8/255); adds E.adv")
@@ -187,14 +188,27 @@ def result_rows(results) -> tuple[list[str], list[list[Any]]]:
 
 
 def repeat_runs_attack(args: argparse.Namespace) -> dict[str, Any]:
-    """With ``--subset-of RUN`` and no attack option, sets ``args`` to the run's own attack at its eps (a newcomer got
-    APGD-CE at 4/255, 1.2% robust, for a run that recorded 54.7% under PGD-15 at 1/255); returns what it set."""
-    if not args.subset_of or any(getattr(args, flag, None) is not None for flag in ATTACK_FLAGS):
+    """With ``--subset-of RUN``, fills every attack option not given with the run's own attack at its eps; returns
+    what it filled.
+
+    A newcomer ran ``--subset-of RUN`` with no attack option and got APGD-CE at 4/255 (1.2% robust) for a run that
+    recorded 54.7% under PGD-15 at 1/255; another asked for the run's attack with more steps (``--steps 100``) and got
+    APGD-CE at 4/255 again, since one option used to switch the run's attack off. Options given win; another
+    ``--attack`` takes nothing from the run; another radius (``--eps``, ``--curve``) does not take the run's step size
+    (an absolute step that fits the run's eps need not fit another).
+    """
+    if not args.subset_of:
         return {}
     options = run_attack_options(recorded_block(args.subset_of, args.split), run_config(args.subset_of))
-    for key, value in options.items():
+    if not options or (args.attack is not None and args.attack != options["attack"]):
+        return {}
+    if args.eps is not None or args.curve is not None:
+        options.pop("eps", None)
+        options.pop("step_size", None)
+    filled = {key: value for key, value in options.items() if getattr(args, key, None) is None}
+    for key, value in filled.items():
         setattr(args, key, value)
-    return options
+    return filled
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     from robustft.attacks.robust_evaluation import _default_batch_size
     from robustft.device import resolve_device
 
+    given = {flag: getattr(args, flag) for flag in ATTACK_FLAGS if getattr(args, flag, None) is not None}
     repeated = repeat_runs_attack(args)
     args.attack = args.attack or "apgd-ce"
     args.eps = args.eps or "4/255"
@@ -216,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
     if repeated:
-        say(f"eval: no attack option given: repeating {args.subset_of}'s own attack ({as_flags(repeated)})")
+        kept = f", with {as_flags(given)} as given" if given else ""
+        say(f"eval: repeating {args.subset_of}'s own attack ({as_flags(repeated)}){kept}")
     subset_config = run_config(args.subset_of) if args.subset_of else None
     if args.image_size is None and run_image_size(subset_config):
         args.image_size = run_image_size(subset_config)  # the run's images at the run's size, for the model too

@@ -123,8 +123,8 @@ def as_flags(options: dict[str, Any]) -> str:
     return " ".join(flags)
 
 
-# The attack options of ``eval`` that choose the threat model; with none of them given, ``--subset-of RUN``
-# repeats the run's own attack (``run_attack_options``).
+# The attack options of ``eval`` that choose the threat model; ``--subset-of RUN`` fills those not given from the
+# run's own attack (``run_attack_options``; eval_cmd.repeat_runs_attack).
 ATTACK_FLAGS = ("attack", "eps", "curve", "norm", "steps", "step_size", "restarts", "random_start")
 
 
