@@ -234,3 +234,13 @@ def test_blocks_at_the_last_step_are_found_in_the_run(run):
     blocks = recorded_at_last_step(run, block)
     assert blocks and all(b.step == block.step and b.split == "test" for b in blocks)
     assert any(np.array_equal(b.image_ids, block.image_ids) and list(b.attacks) == list(block.attacks) for b in blocks)
+
+
+def test_an_option_given_is_not_overridden_by_the_runs(run, tmp_path, capsys):
+    # kills: the run's options written over the ones given (here its random start over --no-random-start)
+    out = tmp_path / "e.json"
+    assert main(["eval", "--checkpoint", str(run), "--subset-of", str(run), "--device", "cpu", "--quiet",
+                 "--no-random-start", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["attack"].startswith("fgsm") and result["results"][0]["eps_text"] == "1/255"
+    assert "random_start=False" in result["attack"], result["attack"]
