@@ -165,12 +165,21 @@ def test_query_writes_csv_and_json(monkeypatch, tmp_path):
     assert json.loads((tmp_path / "q.json").read_text()) == [{"run": "a", "value": 0.5}, {"run": "b", "value": 0.25}]
 
 
+def test_query_prints_null_as_null_not_nan(monkeypatch, capsys):
+    # a newcomer read NaN where the README says the optim records' attack is NULL (kills: na_rep dropped)
+    frame = pd.DataFrame({"run": ["a", "b"], "attack": ["pgd", None], "value": [0.5, float("nan")]})
+    monkeypatch.setattr(robustft.runs.query, "query_runs", lambda runs, sql: frame)
+    assert main(["query", "SELECT 1", "runs/"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[2].split() == ["b", "NULL", "NULL"] and "NaN" not in "".join(printed)
+
+
 def test_query_prints_eps_as_users_write_it_and_files_keep_the_numbers(monkeypatch, tmp_path, capsys):
     frame = pd.DataFrame({"run": ["a", "b", "c"], "eps": [4 / 255, 0.25 / 255, None], "value": [0.5, 0.25, 0.75]})
     monkeypatch.setattr(robustft.runs.query, "query_runs", lambda runs, sql: frame)
     assert main(["query", "SELECT 1", "runs/", "--csv", str(tmp_path / "q.csv")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].split() == ["a", "4/255", "0.50"] and printed[2].split() == ["b", "0.25/255", "0.25"]
-    assert printed[3].split() == ["c", "0.75"]  # no eps: left blank
+    assert printed[3].split() == ["c", "NULL", "0.75"]  # no eps: SQL's NULL, as in the query that found it
     rows = (tmp_path / "q.csv").read_text().splitlines()
     assert float(rows[1].split(",")[1]) == 4 / 255 and float(rows[2].split(",")[1]) == 0.25 / 255

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from robustft.runs.query import query_runs
 
     frame = query_runs(args.runs, args.sql)
-    print(readable(frame).to_string(index=False) if len(frame) else "(no rows)")
+    # SQL's NULL as NULL (pandas would print NaN, and the README's queries test "attack IS NULL")
+    print(readable(frame).to_string(index=False, na_rep="NULL") if len(frame) else "(no rows)")
     if args.csv:
         write_csv(args.csv, [str(c) for c in frame.columns], frame.itertuples(index=False, name=None))
         print(f"wrote {args.csv}")
@@ -54,5 +55,5 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     shown = frame.copy()
     for column in EPS_COLUMNS:
         if column in shown.columns and pd.api.types.is_numeric_dtype(shown[column]):
-            shown[column] = [format_eps(value) if pd.notna(value) else "" for value in shown[column]]
+            shown[column] = [format_eps(value) if pd.notna(value) else None for value in shown[column]]
     return shown
