@@ -51,7 +51,8 @@ def execute(study: Study, out: Path, *, fixed: list[str], executor: str, jobs: i
     finished_now = {r.name for r in result.results if r.status == STATUS_FINISHED}
     evaluation, run_wall, share = study_evaluation_share(run.summary for run in result.runs if run.name in finished_now)
     if share is not None:  # continuous evaluation's part of the runs' own wall time (training.evaluation_step)
-        print(f"evaluation: {share:.0%} of the runs' wall time ({evaluation / 60:.1f} of {run_wall / 60:.1f} min)")
+        print(f"evaluation: {share:.0%} of the runs' wall time ({evaluation / 60:.1f} of {run_wall / 60:.1f} min, "
+              "summed over the runs)")
     print(f"report: {result.report}")
     return 1 if result.failed else 0
 
