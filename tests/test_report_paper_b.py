@@ -64,7 +64,7 @@ def test_the_schedule_tables_hold_paper_bs_runs_and_eps_g_numbers_only(tmp_path)
     assert pooled["zero"]["final_robust"] is None  # their PGD at 1/255 is not an accuracy at eps_g = 4/255
     assert pooled["constant"]["final_robust"] is not None
     titles = section["pooled"]["columns"]
-    assert "lowest of" in titles["final_robust"]  # which attack the number is: the worst of final attack and curve
+    assert "per-image worst case of" in titles["final_robust"]  # which attack the number is: both, image by image
     pairs = [row["n"] for row in section["tests"]["rows"]]
     assert pairs and "0" not in pairs  # "zero vs constant" pairs nothing (another objective): no row
 

@@ -231,3 +231,46 @@ def test_schedule_table_and_tests():
     assert tests[["a", "b"]].drop_duplicates().values.tolist() == [["constant", "scheduled"]]
     assert tests["metric"].tolist() == ["final_clean", "final_robust", "e_adv"]
     assert (tests["n_pairs"] == 6).all()
+
+
+def _outcome_row(step, metric, attack, correct_ids, ids=tuple(range(10))):
+    ids = np.asarray(ids, dtype=np.int64)
+    return {"step": step, "split": "test", "metric": metric, "attack": attack, "eps": EPS4, "n": len(ids),
+            "image_ids": ids, "correct": np.isin(ids, correct_ids)}
+
+
+def paper_b_run_with_outcomes(seed, outcome_rows):
+    """Final step 10 at eps_g 4/255: tracked PGD 0.5 (images 0-4), final APGD-CE 0.4 (1, 2, 3, 8), curve 0.3
+    (1, 2, 9) on the same 10 images; only images 1 and 2 survive all three."""
+    frame = curve_at_the_end(metrics([0.5, 0.8], [0.3, 1.0], final_robust=0.4), 0.3)
+    return Run(name=f"b-{seed}", config=config(seed, name=f"b-{seed}"), summary={}, metrics=frame,
+               outcomes=pd.DataFrame(outcome_rows))
+
+
+def test_adversarial_accuracy_at_eps_g_is_the_per_image_worst_case_over_the_attacks():
+    # kills: the lowest accuracy (0.3) kept where the outcomes give the per-image worst case (0.2); an image counted
+    # robust when one attack left it correct
+    rows = [_outcome_row(10, "accuracy", "pgd", [0, 1, 2, 3, 4]),
+            _outcome_row(10, "accuracy", "final:apgd-ce", [1, 2, 3, 8]),
+            _outcome_row(10, "curve_accuracy", "apgd-ce", [1, 2, 9])]
+    shuffled = [dict(row, image_ids=row["image_ids"][::-1].copy(), correct=row["correct"][::-1].copy())
+                if row["attack"] == "pgd" else row for row in rows]  # the same images in another order
+    table = run_summaries([paper_b_run_with_outcomes(0, rows), paper_b_run_with_outcomes(1, shuffled)]).set_index("run")
+    assert table.loc["b-0", "final_robust"] == pytest.approx(0.2) and bool(table.loc["b-0", "robust_worst_case"])
+    assert table.loc["b-1", "final_robust"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("case", ["missing row", "other images", "no outcomes"])
+def test_without_outcomes_on_the_same_images_the_lowest_accuracy_stays(case):
+    rows = [_outcome_row(10, "accuracy", "pgd", [0, 1, 2, 3, 4]),
+            _outcome_row(10, "accuracy", "final:apgd-ce", [1, 2, 3, 8]),
+            _outcome_row(10, "curve_accuracy", "apgd-ce", [1, 2, 9])]
+    if case == "missing row":
+        rows = rows[:2]
+    elif case == "other images":
+        rows[2] = _outcome_row(10, "curve_accuracy", "apgd-ce", [11, 12, 19], ids=range(10, 20))
+    else:
+        rows = []
+    table = run_summaries([paper_b_run_with_outcomes(0, rows)]).set_index("run")
+    assert table.loc["b-0", "final_robust"] == pytest.approx(0.3)  # the curve's 0.3, the lowest accuracy
+    assert not bool(table.loc["b-0", "robust_worst_case"])

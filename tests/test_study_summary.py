@@ -101,7 +101,7 @@ def test_the_demo_tables_adversarial_accuracy_is_the_worst_attack_at_eps_g_and_s
     (row,) = schedule_rows([_labelled(run, "RFT-fix")])
     assert row["adversarial"] == 0.0 and row["eps"] == EPS_B
     text = format_summary([], [row], [])
-    assert "lowest of the final attack and the robust curve at 32/255" in text
+    assert "per-image worst case of the final attack and the robust curve at 32/255" in text
 
 
 def test_findings_lines_name_their_setting_when_a_study_has_several():

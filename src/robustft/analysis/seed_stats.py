@@ -11,9 +11,11 @@ Summary numbers per run (``SUMMARY_NUMBERS``), each in [0, 1] unless stated:
 - ``final_clean``: clean accuracy on the test split (val when no test records) at its last tracked evaluation;
 - ``final_robust``: robust accuracy of the final model (the last step with an attack) on the same split at ``eps_g``
   (the config's ``eps.value``) when it was evaluated, else at the smallest eps evaluated (``robust_eps`` says which):
-  the lowest over every attack run there, the final strong evaluation (``final:<attack>``), the tracked attack and
-  the robust curve's point at that eps. They attack the same images, so the lowest is the tightest upper bound;
-  robustft records no per-sample outcomes, so the per-image worst case over the attacks is not formed;
+  the per-image worst case over every attack run there on the same images (the final strong evaluation
+  ``final:<attack>``, the tracked attack and the robust curve's point at that eps): an image counts as robust only
+  if every one of them left it correct (``outcomes.bin``). ``robust_worst_case`` says whether it was formed; where
+  a run has no outcomes for them all, or they cover different images, the lowest of their accuracies (an upper
+  bound on the worst case, which can only be lower or equal);
 - ``final_ood``: mean clean accuracy over the OOD splits at their last evaluation;
 - ``e_adv``: expected robustness (paper B) of the last evaluation that has one (worst attack);
 - ``pareto_area``: the area dominated by the Pareto frontier of the run's own (clean, robust) cloud (paper A;
@@ -156,8 +158,9 @@ def _last_step(frame: pd.DataFrame, by: Sequence[str] = ("run",)) -> pd.DataFram
     return frame[frame["step"] == frame.groupby(list(by))["step"].transform("max")]
 
 
-def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.DataFrame:
-    """final_clean, final_robust, robust_eps, final_ood, e_adv per run (index: run), vectorised over runs."""
+def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """final_clean, final_robust (the lowest accuracy), robust_eps, final_ood, e_adv per run (index: run),
+    vectorised over runs; and the records final_robust was taken over (one row per attack, columns as metrics)."""
     metrics = metrics.assign(eps=pd.to_numeric(metrics["eps"], errors="coerce"),
                              value=pd.to_numeric(metrics["value"], errors="coerce"))
     out = pd.DataFrame(index=pd.Index(pd.unique(metrics["run"]), name="run"))
@@ -168,8 +171,7 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
 
     # Every attack run on the final model: tracked, final strong evaluation and the robust curve's points (eps > 0).
     # They attack the same evaluated images, so each is an upper bound on the robust accuracy and the lowest is the
-    # tightest. This takes the lowest accuracy, not a per-image worst case over them (which outcomes.bin would allow
-    # and which can only be lower or equal).
+    # tightest accuracy; run_summaries then forms the per-image worst case over them where outcomes.bin allows.
     attacked = records.is_robust(metrics, include_final=True) | (
         (metrics["metric"] == "curve_accuracy") & (metrics["eps"] > 0))
     robust = _last_step(_preferred_split(metrics[attacked]))
@@ -190,7 +192,40 @@ def _final_numbers(metrics: pd.DataFrame, eps_g: Mapping[str, float]) -> pd.Data
 
     e_adv = _last_step(_preferred_split(metrics[metrics["metric"] == "expected_robustness"]))
     out["e_adv"] = e_adv.groupby("run")["value"].min()
-    return out
+    return out, robust
+
+
+def worst_case_accuracy(outcomes: pd.DataFrame, records: pd.DataFrame) -> float | None:
+    """The accuracy where an image counts as correct only if every attack of ``records`` left it correct.
+
+    Args:
+        outcomes: one run's ``Run.outcomes`` (step, split, metric, attack, eps, image_ids, correct).
+        records: that run's metrics records to combine (step, split, metric, attack, eps), on the same images.
+
+    Returns:
+        The per-image worst case in [0, 1], or None when some record has no outcome row or the rows hold
+        different images (then only the lowest accuracy is known).
+    """
+    if outcomes is None or outcomes.empty or records.empty:
+        return None
+    ids: np.ndarray | None = None
+    correct: np.ndarray | None = None
+    for record in records.itertuples(index=False):
+        match = outcomes[(outcomes["step"] == record.step) & (outcomes["split"] == record.split)
+                         & (outcomes["metric"] == record.metric) & (outcomes["attack"] == record.attack)
+                         & np.isclose(outcomes["eps"].astype(float), float(record.eps), rtol=0, atol=1e-9)]
+        if len(match) != 1:
+            return None
+        row_ids, row_correct = match["image_ids"].iloc[0], match["correct"].iloc[0]
+        order = np.argsort(row_ids, kind="stable")
+        row_ids, row_correct = row_ids[order], row_correct[order]
+        if ids is None:
+            ids, correct = row_ids, row_correct.copy()
+        elif not np.array_equal(ids, row_ids):
+            return None
+        else:
+            correct &= row_correct
+    return float(correct.mean()) if correct is not None and correct.size else None
 
 
 def _detection_numbers(run: Run) -> tuple[float, float]:
@@ -223,7 +258,17 @@ def run_summaries(runs: Sequence[Run], points: pd.DataFrame | None = None) -> pd
     frames = [run.metrics.assign(run=run.name) for run in runs if len(run.metrics)]
     metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["run", "step", "split", "metric", "attack", "eps", "value"])
-    table = table.join(_final_numbers(metrics, table["eps_g"].to_dict()))
+    finals, attacked = _final_numbers(metrics, table["eps_g"].to_dict())
+    table = table.join(finals)
+    table["robust_worst_case"] = False
+    for run in runs:  # the per-image worst case where several attacks ran at the final eps (paper B: final + curve)
+        records = attacked[attacked["run"] == run.name]
+        if len(records) < 2:
+            continue
+        worst = worst_case_accuracy(run.outcomes, records)
+        if worst is not None:
+            table.loc[run.name, ["final_robust", "robust_worst_case"]] = [min(worst, table.loc[run.name,
+                                                                                               "final_robust"]), True]
     points = pd.DataFrame(columns=["run", "clean", "robust"]) if points is None else points
     areas = {run: attainment_band([(part["clean"], part["robust"])]).area("best")
              for run, part in points.groupby("run")}

@@ -211,7 +211,7 @@ def _spread_section(summaries: pd.DataFrame, points: pd.DataFrame, out: Path, fi
 def _schedule_section(runs: Sequence[Run], summaries: pd.DataFrame, out: Path,
                       figure: FigureFn) -> dict[str, Any]:
     names = {n: TITLES[n] for n in SCHEDULE_METRICS} | {
-        "final_robust": "adversarial @ eps_g (lowest of final attack and robust curve)"}
+        "final_robust": "adversarial @ eps_g (per-image worst case of final attack and robust curve)"}
     keys = ["dataset", "backbone", "strategy", "eps_g", "schedule"]
     section: dict[str, Any] = {
         "pooled": _table(spread_rows(schedule_table(summaries), ["schedule"], SCHEDULE_METRICS),

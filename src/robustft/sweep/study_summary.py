@@ -104,8 +104,9 @@ def schedule_rows(runs: Sequence[Any]) -> list[dict[str, Any]]:
     """Paper B: per run, clean accuracy, adversarial accuracy at eps_g, E.adv, and the onset epoch of task adaptation
     (``diagnostics.onset_of_adaptation``: the first evaluation after step 0 above the threshold).
 
-    The adversarial accuracy is ``seed_stats.run_summaries``' ``final_robust``, the report's: the lowest of the attacks
-    run on the final model at eps_g (the final strong evaluation, the robust curve's point there, a tracked attack).
+    The adversarial accuracy is ``seed_stats.run_summaries``' ``final_robust``, the report's: the per-image worst case
+    of the attacks run on the final model at eps_g (the final strong evaluation, the robust curve's point there, a
+    tracked attack), or the lowest of their accuracies for a run without outcomes.
     A run without any attack at eps_g has none (its smaller eps is not eps_g's number).
     """
     if not runs:
@@ -188,8 +189,8 @@ def format_summary(strategies: Sequence[dict[str, Any]], schedules: Sequence[dic
     if schedules:
         eps = next((r["eps"] for r in schedules if r.get("eps")), None)
         eps_text = format_eps(eps) if eps else "eps_g"
-        parts.append(f"\nPaper B: perturbation schedules (test accuracy in %; adversarial = the lowest of the final "
-                     f"attack and the robust curve at {eps_text}, on the same images)")
+        parts.append(f"\nPaper B: perturbation schedules (test accuracy in %; adversarial = the per-image worst "
+                     f"case of the final attack and the robust curve at {eps_text}, on the same images)")
         parts.append(format_table(schedules, [
             ("schedule", "schedule", str), ("ramp", "eps ramp T1-T2", str), ("clean", "clean", _pct),
             ("adversarial", f"adv @ {eps_text}", _pct),
