@@ -76,3 +76,71 @@ def test_without_random_start_the_first_query_is_the_clean_image():
     assert torch.equal(seen[0], images)
     _, seen = _attack(model, images, labels, steps=2, random_start=True)
     assert not torch.equal(seen[0], images)
+
+
+def _linear_model(classes: int) -> nn.Module:
+    """A plain torch classifier on 3 x 4 x 4 images, without robustft's ``.info``: the class count comes from the
+    logits alone."""
+    g = torch.Generator().manual_seed(classes)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, classes))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(classes, 48, generator=g))
+        model[1].bias.zero_()
+    return model.eval()
+
+
+@pytest.mark.parametrize(("classes", "targets"), [(12, 9), (4, 3)])
+def test_apgd_t_attacks_the_top_nine_other_classes_or_all_of_them(classes, targets):
+    model = _linear_model(classes)
+    images = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    # eps far below every sample's margin: none is fooled, so every target class gets its run over every sample.
+    x_adv, seen = _attack(model, images, labels, eps=1e-4, steps=2, targeted=True)
+    with torch.no_grad():
+        assert torch.equal(model(x_adv).argmax(1), labels)
+    assert len(seen) == 1 + targets * 3  # the clean pass, then x(0), x(1), x(2) per target class
+
+
+def test_apgd_t_needs_four_classes():
+    images = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"needs at least 4 classes, the model has 3; use apgd-ce"):
+        apgd(_linear_model(3), images, torch.zeros(2, dtype=torch.long), EPS, targeted=True, prepare=False)
+
+
+def test_early_stop_keeps_attacking_the_last_sample_left():
+    model = prepare_for_attack(trained_tiny_cnn())
+    images, labels = quadrant_task(2, seed=1)
+    labels = torch.stack([(labels[0] + 1) % 4, labels[1]])  # sample 0 is misclassified: it leaves at step 0
+    eps = 2 / 255  # sample 1 stays robust: its path is the same with or without early stop
+    stopped, _ = _attack(model, images, labels, eps=eps, steps=5, random_start=False, early_stop=True)
+    full, _ = _attack(model, images, labels, eps=eps, steps=5, random_start=False, early_stop=False)
+    with torch.no_grad():
+        logits = model(torch.cat([images[1:], stopped[1:], full[1:]]))
+    assert (logits.argmax(1) == labels[1]).all()
+    clean_loss, stopped_loss, full_loss = F.cross_entropy(logits, labels[1].repeat(3), reduction="none").tolist()
+    assert stopped_loss == pytest.approx(full_loss, rel=1e-4) and stopped_loss > clean_loss + 1e-3
+
+
+def test_restarts_stop_once_every_sample_is_fooled():
+    model = prepare_for_attack(trained_tiny_cnn())
+    images, labels = quadrant_task(6, seed=1)
+    with torch.no_grad():
+        wrong = (model(images).argmax(1) + 1) % 4  # every sample misclassified from the start
+    _, seen = _attack(model, images, wrong, steps=2, restarts=3)
+    assert len(seen) == 3  # the first run's x(0), x(1), x(2); the later restarts have no sample left
+
+
+def test_a_later_restart_never_replaces_a_higher_loss_point():
+    model = prepare_for_attack(trained_tiny_cnn())
+    images, labels = quadrant_task(16, seed=2)
+    eps = 2 / 255  # robust here: no sample is fooled, so the second run attacks all of them again
+    one, _ = _attack(model, images, labels, eps=eps, steps=3, restarts=1)
+    two, _ = _attack(model, images, labels, eps=eps, steps=3, restarts=2)  # same first run (same generator)
+    with torch.no_grad():
+        logits_one, logits_two = model(one), model(two)
+    assert (logits_one.argmax(1) == labels).all() and (logits_two.argmax(1) == labels).all()
+    loss_one = F.cross_entropy(logits_one, labels, reduction="none")
+    loss_two = F.cross_entropy(logits_two, labels, reduction="none")
+    assert (loss_two >= loss_one - 1e-6).all()  # each sample keeps the better of its two runs' points
+    assert (loss_two > loss_one + 1e-4).any()  # and the second run did find a better point for some
