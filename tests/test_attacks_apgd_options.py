@@ -144,3 +144,12 @@ def test_a_later_restart_never_replaces_a_higher_loss_point():
     loss_two = F.cross_entropy(logits_two, labels, reduction="none")
     assert (loss_two >= loss_one - 1e-6).all()  # each sample keeps the better of its two runs' points
     assert (loss_two > loss_one + 1e-4).any()  # and the second run did find a better point for some
+
+
+def test_every_restart_attacks_a_single_sample_still_robust():
+    model = prepare_for_attack(trained_tiny_cnn())
+    images, labels = quadrant_task(1, seed=2)
+    x_adv, seen = _attack(model, images, labels, eps=1 / 255, steps=2, restarts=3)
+    with torch.no_grad():
+        assert model(x_adv).argmax(1) == labels  # never fooled, so each restart attacks it again
+    assert len(seen) == 9
