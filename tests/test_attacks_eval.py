@@ -150,10 +150,20 @@ def test_expected_robustness_needs_no_numpy_2(monkeypatch):
     assert expected_robustness(uneven, accs) == pytest.approx(by_hand)
 
 
-@pytest.mark.parametrize("eps, accs", [([1 / 255, 2 / 255], [0.5, 0.4]), ([0], [0.5]), ([0, 1 / 255], [0.5])])
-def test_expected_robustness_bad_input(eps, accs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("eps, accs, message", [
+    ([1 / 255, 2 / 255], [0.5, 0.4], "strictly ascending eps starting at 0"),
+    ([0, 1 / 255, 1 / 255], [0.5, 0.4, 0.3], "strictly ascending eps starting at 0; got"),  # a repeated eps
+    ([0, 2 / 255, 1 / 255], [0.5, 0.4, 0.3], "strictly ascending eps starting at 0; got"),  # the last pair falls
+    ([0], [0.5], "needs >= 2 eps and one accuracy each; got 1 and 1"),
+    ([0, 1 / 255], [0.5], "needs >= 2 eps and one accuracy each; got 2 and 1"),
+])
+def test_expected_robustness_bad_input(eps, accs, message):
+    with pytest.raises(ConfigError, match=message):
         expected_robustness(eps, accs)
+
+
+def test_expected_robustness_of_two_points_is_their_mean():
+    assert expected_robustness([0, 8 / 255], [0.9, 0.3]) == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("make", [lambda: tiny_cnn(num_classes=3, width=6, seed=4), lambda: tiny_vit(num_classes=3)])
