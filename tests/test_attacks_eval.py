@@ -300,3 +300,16 @@ def test_curve_returns_each_samples_nested_verdict_in_input_order():
         assert point.per_sample.dtype == bool and point.per_sample.tolist() == want.tolist(), eps
         assert int(point.per_sample.sum()) == point.correct
     assert "per_sample" not in curve[0].as_dict()
+
+
+def test_a_result_from_counts_keeps_every_field():
+    result = RobustAccuracy.from_counts(3, 4, 4, 0.1, "pgd", 2.5)
+    assert result.as_dict() == {"correct": 3, "n": 4, "accuracy": 0.75, "ci_low": pytest.approx(result.ci_low),
+                                "ci_high": pytest.approx(result.ci_high), "clean_correct": 4, "eps": 0.1,
+                                "attack": "pgd", "seconds": 2.5}
+    assert 0 < result.ci_low < 0.75 < result.ci_high < 1
+
+
+def test_a_result_of_no_samples_has_a_nan_accuracy():
+    result = RobustAccuracy.from_counts(0, 0, 0, 0.1, "pgd", 0.0)
+    assert result.n == 0 and result.accuracy != result.accuracy  # nan, not a division error
