@@ -88,14 +88,19 @@ def test_verdict_comes_from_the_returned_point(model):
     assert int(clean.sum()) > expected > int(clean.sum()) - fooled_by_pgd  # returned points fool, withheld do not
 
 
-@pytest.mark.parametrize("cheat", ["too_far", "outside_box"])
-def test_inadmissible_points_are_refused_not_counted(model, cheat):
+@pytest.mark.parametrize(("cheat", "message"), [
+    ("too_far", "outside the threat model"), ("outside_box", "outside the threat model"),
+    ("one_short", r"returned shape \(\d+, 3, 16, 16\) for images \(\d+, 3, 16, 16\); an attack returns one"),
+])
+def test_inadmissible_points_are_refused_not_counted(model, cheat, message):
     images, labels = _data(size=16)
 
     def cheating(m, x, y, e):
+        if cheat == "one_short":
+            return x[1:].clone()
         return (x + 2 * e).clamp(0, 1) if cheat == "too_far" else x + 0.5 * e + 1.0
 
-    with pytest.raises(ConfigError, match="outside the threat model"):
+    with pytest.raises(ConfigError, match=message):
         robust_accuracy(model, (images, labels), cheating, 4 / 255)
 
 
