@@ -90,6 +90,7 @@ def test_verdict_comes_from_the_returned_point(model):
 
 @pytest.mark.parametrize(("cheat", "message"), [
     ("too_far", "outside the threat model"), ("outside_box", "outside the threat model"),
+    ("below_zero", r"outside the threat model \(distance 0.00784 from the images for eps=0.01569, values in \[-"),
     ("one_short", r"returned shape \(\d+, 3, 16, 16\) for images \(\d+, 3, 16, 16\); an attack returns one"),
 ])
 def test_inadmissible_points_are_refused_not_counted(model, cheat, message):
@@ -98,6 +99,8 @@ def test_inadmissible_points_are_refused_not_counted(model, cheat, message):
     def cheating(m, x, y, e):
         if cheat == "one_short":
             return x[1:].clone()
+        if cheat == "below_zero":
+            return x - 0.5 * e  # within eps, but the darkest pixels leave the [0, 1] box
         return (x + 2 * e).clamp(0, 1) if cheat == "too_far" else x + 0.5 * e + 1.0
 
     with pytest.raises(ConfigError, match=message):
