@@ -321,3 +321,54 @@ def test_a_result_from_counts_keeps_every_field():
 def test_a_result_of_no_samples_has_a_nan_accuracy():
     result = RobustAccuracy.from_counts(0, 0, 0, 0.1, "pgd", 0.0)
     assert result.n == 0 and result.accuracy != result.accuracy  # nan, not a division error
+
+
+def test_robust_accuracy_by_default_attacks_a_folded_copy(model, monkeypatch):
+    """Default prepare=True: the user's BatchNorm layers (folded away in the copy) never run, in any pass."""
+    images, labels = _data(12, size=16)
+    ran = []
+    plain_forward = torch.nn.BatchNorm2d.forward
+
+    def recording_forward(self, x):
+        ran.append(self)
+        return plain_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", recording_forward)
+    robust_accuracy(model, (images, labels), build_attack("pgd", steps=2), 8 / 255)
+    assert not any(module is user for module in ran for user in model.modules())
+
+
+def test_robust_accuracy_by_default_stops_attacking_fooled_samples(model):
+    """Default early_stop=True overrides the attack's own (off for pgd): fewer images go through the model, with the
+    same verdict."""
+    images, labels = _data(24, size=16)
+    sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+
+    def evaluate(**options) -> tuple[int, int]:
+        sizes.clear()
+        result = robust_accuracy(model, (images, labels), build_attack("pgd", steps=5, random_start=False), 12 / 255,
+                                 prepare=False, **options)
+        return result.correct, sum(sizes)
+
+    try:
+        (default, default_images), (on, on_images) = evaluate(), evaluate(early_stop=True)
+        off, off_images = evaluate(early_stop=False)
+    finally:
+        hook.remove()
+    assert default == on == off < int((model(images).argmax(1) == labels).sum())  # some were fooled
+    assert default_images == on_images < off_images
+
+
+def test_robust_accuracy_attacks_in_chunks_of_batch_size(model):
+    images, labels = _data(24, size=16)
+    clean = int((model(images).argmax(1) == labels).sum())
+    sizes: list[int] = []
+
+    def recording(m, x, y, eps):
+        sizes.append(x.shape[0])
+        return x.clone()
+
+    result = robust_accuracy(model, (images, labels), recording, 4 / 255, batch_size=5)
+    assert result.correct == clean and sum(sizes) == clean  # only clean-correct samples are attacked
+    assert sizes == [5] * (clean // 5) + ([clean % 5] if clean % 5 else [])
