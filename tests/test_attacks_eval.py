@@ -372,3 +372,21 @@ def test_robust_accuracy_attacks_in_chunks_of_batch_size(model):
     result = robust_accuracy(model, (images, labels), recording, 4 / 255, batch_size=5)
     assert result.correct == clean and sum(sizes) == clean  # only clean-correct samples are attacked
     assert sizes == [5] * (clean // 5) + ([clean % 5] if clean % 5 else [])
+
+
+def test_points_on_the_edge_of_the_threat_model_count_and_just_beyond_are_refused():
+    """A returned point may touch 0, 1 and distance eps exactly; 0.5 eps above 1 is refused, however close."""
+    images = torch.tensor([0.0, 1.0, 0.6, 0.3]).view(1, 1, 2, 2).repeat(6, 1, 1, 1)
+    labels = torch.zeros(6, dtype=torch.long)  # _ThresholdModel: first pixel 0.0 -> class 0, clean-correct
+    eps = 4 / 255
+
+    def on_the_edge(m, x, y, e):
+        return torch.where(x >= 0.5, x + e, x - e).clamp(0, 1)  # 0 and 1 stay, 0.6 and 0.3 move by eps exactly
+
+    def just_above_one(m, x, y, e):
+        return x + 0.5 * e
+
+    result = robust_accuracy(_ThresholdModel(), (images, labels), on_the_edge, eps, prepare=False)
+    assert result.correct == result.clean_correct == 6
+    with pytest.raises(ConfigError, match=r"values in \[0.00784, 1.01\]"):
+        robust_accuracy(_ThresholdModel(), (images, labels), just_above_one, eps, prepare=False)
