@@ -89,7 +89,9 @@ def test_verdict_comes_from_the_returned_point(model):
 
 
 @pytest.mark.parametrize(("cheat", "message"), [
-    ("too_far", "outside the threat model"), ("outside_box", "outside the threat model"),
+    ("too_far", r"attack cheating returned points outside the threat model .*; its successes cannot be counted. An "
+                r"attack must return images in \[0, 1\] within eps of its inputs"),
+    ("outside_box", "outside the threat model"),
     ("below_zero", r"outside the threat model \(distance 0.00784 from the images for eps=0.01569, values in \[-"),
     ("one_short", r"returned shape \(\d+, 3, 16, 16\) for images \(\d+, 3, 16, 16\); an attack returns one"),
 ])
