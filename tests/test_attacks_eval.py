@@ -392,3 +392,27 @@ def test_points_on_the_edge_of_the_threat_model_count_and_just_beyond_are_refuse
     assert result.correct == result.clean_correct == 6
     with pytest.raises(ConfigError, match=r"values in \[0.00784, 1.01\]"):
         robust_accuracy(_ThresholdModel(), (images, labels), just_above_one, eps, prepare=False)
+
+
+def test_out_of_memory_halves_the_chunk_until_it_fits_and_keeps_every_verdict():
+    """CUDA out-of-memory, simulated: the chunk halves (16 -> 8 -> 4 -> 2 -> 1) and the rest runs at the size that
+    fit; when even one sample does not fit, the error is the caller's."""
+    from robustft.attacks.robust_evaluation import _with_oom_retry
+
+    images, labels = torch.rand(10, 2, generator=torch.Generator().manual_seed(0)), torch.zeros(10)
+    sizes: list[int] = []
+
+    def fits_one(x, y):
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x[:, 0] > 0.5
+
+    assert torch.equal(_with_oom_retry(fits_one, images, labels, 16), images[:, 0] > 0.5)
+    assert sizes == [10, 8, 4, 2] + [1] * 10
+
+    def never_fits(x, y):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        _with_oom_retry(never_fits, images, labels, 4)
