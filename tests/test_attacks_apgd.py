@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from robustft.attacks import apgd, apgd_checkpoints, prepare_for_attack
 from robustft.attacks.base import loss_and_grad, project, random_start
@@ -79,18 +80,38 @@ def _reference_queries(model, images, labels, start, eps, steps, rho=0.75):
     return queries, moved
 
 
-@pytest.mark.parametrize("steps", [7, 10, 100])
-def test_apgd_queries_the_reference_points_and_keeps_momentum_at_restarts(steps):
+class Quantized(nn.Module):
+    """``model``'s logits rounded to multiples of ``grid``, with the unrounded logits' gradient (straight through).
+
+    Small steps then often leave the loss exactly as it was, and the rules' edges get exercised: a step that does
+    not raise the loss is not an increase (condition 1), and the first step's loss is compared with 0."""
+
+    def __init__(self, model: nn.Module, grid: float) -> None:
+        super().__init__()
+        self.model, self.grid = model, grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return logits + (torch.round(logits / self.grid) * self.grid - logits).detach()
+
+
+@pytest.mark.parametrize(("steps", "rho", "grid"), [(7, 0.75, None), (10, 0.75, None), (100, 0.75, None),
+                                                     (100, 0.5, None), (10, 0.75, 0.5), (10, 0.75, 2.0)])
+def test_apgd_queries_the_reference_points_and_keeps_momentum_at_restarts(steps, rho, grid):
+    # rho 0.5: at many checks the increases equal rho times the interval, or the best loss is exactly as at the
+    # last check (condition 2 alone); the quantized logits give steps whose loss stays exactly the same.
     model = prepare_for_attack(trained_tiny_cnn())
+    model = model if grid is None else Quantized(model, grid)
     images, labels = quadrant_task(12, seed=4)
     eps = 4 / 255  # partly robust here: losses fall at some steps, so step sizes halve and restarts happen
     start = random_start(images, eps, "linf", torch.Generator().manual_seed(0))  # what APGD draws first
-    expected, moved = _reference_queries(model, images, labels, start, eps, steps)
+    expected, moved = _reference_queries(model, images, labels, start, eps, steps, rho)
     assert moved > 0  # some sample restarted from a best point that was not its last iterate
     seen = []
     hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
     try:
-        apgd(model, images, labels, eps, steps=steps, early_stop=False, generator=torch.Generator().manual_seed(0))
+        apgd(model, images, labels, eps, steps=steps, rho=rho, early_stop=False, prepare=False,
+             generator=torch.Generator().manual_seed(0))
     finally:
         hook.remove()
     assert len(seen) == len(expected) == steps + 1

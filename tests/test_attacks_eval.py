@@ -88,14 +88,24 @@ def test_verdict_comes_from_the_returned_point(model):
     assert int(clean.sum()) > expected > int(clean.sum()) - fooled_by_pgd  # returned points fool, withheld do not
 
 
-@pytest.mark.parametrize("cheat", ["too_far", "outside_box"])
-def test_inadmissible_points_are_refused_not_counted(model, cheat):
+@pytest.mark.parametrize(("cheat", "message"), [
+    ("too_far", r"attack cheating returned points outside the threat model .*; its successes cannot be counted. An "
+                r"attack must return images in \[0, 1\] within eps of its inputs"),
+    ("outside_box", "outside the threat model"),
+    ("below_zero", r"outside the threat model \(distance 0.00784 from the images for eps=0.01569, values in \[-"),
+    ("one_short", r"returned shape \(\d+, 3, 16, 16\) for images \(\d+, 3, 16, 16\); an attack returns one"),
+])
+def test_inadmissible_points_are_refused_not_counted(model, cheat, message):
     images, labels = _data(size=16)
 
     def cheating(m, x, y, e):
+        if cheat == "one_short":
+            return x[1:].clone()
+        if cheat == "below_zero":
+            return x - 0.5 * e  # within eps, but the darkest pixels leave the [0, 1] box
         return (x + 2 * e).clamp(0, 1) if cheat == "too_far" else x + 0.5 * e + 1.0
 
-    with pytest.raises(ConfigError, match="outside the threat model"):
+    with pytest.raises(ConfigError, match=message):
         robust_accuracy(model, (images, labels), cheating, 4 / 255)
 
 
@@ -150,10 +160,20 @@ def test_expected_robustness_needs_no_numpy_2(monkeypatch):
     assert expected_robustness(uneven, accs) == pytest.approx(by_hand)
 
 
-@pytest.mark.parametrize("eps, accs", [([1 / 255, 2 / 255], [0.5, 0.4]), ([0], [0.5]), ([0, 1 / 255], [0.5])])
-def test_expected_robustness_bad_input(eps, accs):
-    with pytest.raises(ConfigError):
+@pytest.mark.parametrize("eps, accs, message", [
+    ([1 / 255, 2 / 255], [0.5, 0.4], "strictly ascending eps starting at 0"),
+    ([0, 1 / 255, 1 / 255], [0.5, 0.4, 0.3], "strictly ascending eps starting at 0; got"),  # a repeated eps
+    ([0, 2 / 255, 1 / 255], [0.5, 0.4, 0.3], "strictly ascending eps starting at 0; got"),  # the last pair falls
+    ([0], [0.5], "needs >= 2 eps and one accuracy each; got 1 and 1"),
+    ([0, 1 / 255], [0.5], "needs >= 2 eps and one accuracy each; got 2 and 1"),
+])
+def test_expected_robustness_bad_input(eps, accs, message):
+    with pytest.raises(ConfigError, match=message):
         expected_robustness(eps, accs)
+
+
+def test_expected_robustness_of_two_points_is_their_mean():
+    assert expected_robustness([0, 8 / 255], [0.9, 0.3]) == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize("make", [lambda: tiny_cnn(num_classes=3, width=6, seed=4), lambda: tiny_vit(num_classes=3)])
@@ -290,3 +310,109 @@ def test_curve_returns_each_samples_nested_verdict_in_input_order():
         assert point.per_sample.dtype == bool and point.per_sample.tolist() == want.tolist(), eps
         assert int(point.per_sample.sum()) == point.correct
     assert "per_sample" not in curve[0].as_dict()
+
+
+def test_a_result_from_counts_keeps_every_field():
+    result = RobustAccuracy.from_counts(3, 4, 4, 0.1, "pgd", 2.5)
+    assert result.as_dict() == {"correct": 3, "n": 4, "accuracy": 0.75, "ci_low": pytest.approx(result.ci_low),
+                                "ci_high": pytest.approx(result.ci_high), "clean_correct": 4, "eps": 0.1,
+                                "attack": "pgd", "seconds": 2.5}
+    assert 0 < result.ci_low < 0.75 < result.ci_high < 1
+
+
+def test_a_result_of_no_samples_has_a_nan_accuracy():
+    result = RobustAccuracy.from_counts(0, 0, 0, 0.1, "pgd", 0.0)
+    assert result.n == 0 and result.accuracy != result.accuracy  # nan, not a division error
+
+
+def test_robust_accuracy_by_default_attacks_a_folded_copy(model, monkeypatch):
+    """Default prepare=True: the user's BatchNorm layers (folded away in the copy) never run, in any pass."""
+    images, labels = _data(12, size=16)
+    ran = []
+    plain_forward = torch.nn.BatchNorm2d.forward
+
+    def recording_forward(self, x):
+        ran.append(self)
+        return plain_forward(self, x)
+
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "forward", recording_forward)
+    robust_accuracy(model, (images, labels), build_attack("pgd", steps=2), 8 / 255)
+    assert not any(module is user for module in ran for user in model.modules())
+
+
+def test_robust_accuracy_by_default_stops_attacking_fooled_samples(model):
+    """Default early_stop=True overrides the attack's own (off for pgd): fewer images go through the model, with the
+    same verdict."""
+    images, labels = _data(24, size=16)
+    sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+
+    def evaluate(**options) -> tuple[int, int]:
+        sizes.clear()
+        result = robust_accuracy(model, (images, labels), build_attack("pgd", steps=5, random_start=False), 12 / 255,
+                                 prepare=False, **options)
+        return result.correct, sum(sizes)
+
+    try:
+        (default, default_images), (on, on_images) = evaluate(), evaluate(early_stop=True)
+        off, off_images = evaluate(early_stop=False)
+    finally:
+        hook.remove()
+    assert default == on == off < int((model(images).argmax(1) == labels).sum())  # some were fooled
+    assert default_images == on_images < off_images
+
+
+def test_robust_accuracy_attacks_in_chunks_of_batch_size(model):
+    images, labels = _data(24, size=16)
+    clean = int((model(images).argmax(1) == labels).sum())
+    sizes: list[int] = []
+
+    def recording(m, x, y, eps):
+        sizes.append(x.shape[0])
+        return x.clone()
+
+    result = robust_accuracy(model, (images, labels), recording, 4 / 255, batch_size=5)
+    assert result.correct == clean and sum(sizes) == clean  # only clean-correct samples are attacked
+    assert sizes == [5] * (clean // 5) + ([clean % 5] if clean % 5 else [])
+
+
+def test_points_on_the_edge_of_the_threat_model_count_and_just_beyond_are_refused():
+    """A returned point may touch 0, 1 and distance eps exactly; 0.5 eps above 1 is refused, however close."""
+    images = torch.tensor([0.0, 1.0, 0.6, 0.3]).view(1, 1, 2, 2).repeat(6, 1, 1, 1)
+    labels = torch.zeros(6, dtype=torch.long)  # _ThresholdModel: first pixel 0.0 -> class 0, clean-correct
+    eps = 4 / 255
+
+    def on_the_edge(m, x, y, e):
+        return torch.where(x >= 0.5, x + e, x - e).clamp(0, 1)  # 0 and 1 stay, 0.6 and 0.3 move by eps exactly
+
+    def just_above_one(m, x, y, e):
+        return x + 0.5 * e
+
+    result = robust_accuracy(_ThresholdModel(), (images, labels), on_the_edge, eps, prepare=False)
+    assert result.correct == result.clean_correct == 6
+    with pytest.raises(ConfigError, match=r"values in \[0.00784, 1.01\]"):
+        robust_accuracy(_ThresholdModel(), (images, labels), just_above_one, eps, prepare=False)
+
+
+def test_out_of_memory_halves_the_chunk_until_it_fits_and_keeps_every_verdict():
+    """CUDA out-of-memory, simulated: the chunk halves (16 -> 8 -> 4 -> 2 -> 1) and the rest runs at the size that
+    fit; when even one sample does not fit, the error is the caller's."""
+    from robustft.attacks.robust_evaluation import _with_oom_retry
+
+    images, labels = torch.rand(10, 2, generator=torch.Generator().manual_seed(0)), torch.zeros(10)
+    sizes: list[int] = []
+
+    def fits_one(x, y):
+        sizes.append(len(x))
+        if len(x) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x[:, 0] > 0.5
+
+    assert torch.equal(_with_oom_retry(fits_one, images, labels, 16), images[:, 0] > 0.5)
+    assert sizes == [10, 8, 4, 2] + [1] * 10
+
+    def never_fits(x, y):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        _with_oom_retry(never_fits, images, labels, 4)

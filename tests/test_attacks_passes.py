@@ -108,7 +108,8 @@ def test_recheck_trusts_the_reclassification_and_says_so_when_the_record_lies():
     attack = Attack("liar", liar)
     trusted = robust_accuracy(model, (images, labels), attack, EPS)
     assert trusted.correct == 0  # the record is the verdict (what the fast path is for)
-    with pytest.warns(UserWarning, match="recorded for 16 of its 16 returned points"):
+    with pytest.warns(UserWarning, match=r"recorded for 16 of its 16 returned points give another verdict than "
+                      r"classifying those points again \(recheck\); the re-classification counts. Report this"):
         checked = robust_accuracy(model, (images, labels), attack, EPS, recheck=True)
     assert checked.correct == 16  # the unperturbed images are all classified correctly
 

@@ -104,11 +104,6 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _chunks(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
-    for start in range(0, images.shape[0], batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
-
-
 def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Predicted classes (N) in fp32 and eval mode, as the attacks classify (the model's mode is restored)."""
     with attack_mode(model), torch.no_grad(), torch.autocast(device_type=images.device.type, enabled=False):
