@@ -11,7 +11,8 @@ prepared copy (oneDNN's verbose log: 29 of 78 ms on 1 thread). With more than on
 wins (2 x 2: 0.62 ms against 1.00 ms for 64 -> 384), so the switch is per call, on the input's shape.
 
 Measured on the prepared embedded MobileNetV2 (batch 256, 32 px, forward + input gradient, median of 8
-interleaved rounds, idle, 2026-12-06): 1.14x on 1 thread and 1.15x on 2. The logits differ from the convolution's
+interleaved rounds, idle, 2026-12-06): 1.14x on 1 thread and 1.15x on 2; at batch 64 1.17x / 1.11x, at batch 16
+1.15x / 1.09x; at 64 px, where no map is 1 x 1, 0.99x / 1.01x. The logits differ from the convolution's
 by float rounding only (another summation order; 1.4e-6 relative on the loss and the input gradient there).
 On CUDA the convolution is kept: not measured there.
 
