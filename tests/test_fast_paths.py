@@ -3,7 +3,8 @@
 Logits on every path, and the input gradient (what an attack asks of the model) on the two that attacks run on.
 
 The paths: ``attacks.prepare_for_attack`` (what every attack, ``eval`` and continuous evaluation run on; BatchNorm
-folded, adapters merged), ``attacks.fold_conv_bn`` alone on an unmerged copy, ``strategies.merge``, the merged
+folded, adapters merged), the copy kept per model across attack calls (``attacks.prepared_cache``: made before
+training, refreshed after), ``attacks.fold_conv_bn`` alone on an unmerged copy, ``strategies.merge``, the merged
 export (``strategies.merge(strict=True)`` reloaded into the plain network) and the copy the training objectives
 craft their attacks on (``training.objectives.crafting_model``). Each must give the adapted model's own eval-mode
 logits within float tolerance. The strategies are read from the registry, so a newly registered one is covered
@@ -24,6 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from robustft import strategies
 from robustft.attacks import fold_conv_bn, prepare_for_attack
+from robustft.attacks.prepared_cache import prepared_copy
 from robustft.errors import ConfigError, MissingAssetError
 from robustft.models.tiny import tiny_cnn, tiny_mobilenet, tiny_vit
 from robustft.models.wrapper import RobustModel
@@ -90,9 +92,10 @@ def train_like(model: nn.Module, trainable: list[str], generator: torch.Generato
             module.running_var.mul_(torch.exp(0.1 * torch.randn(module.num_features, generator=generator)))
 
 
-def adapted(backbone: str, name: str, build: Callable[[], RobustModel]) -> tuple[RobustModel, list[str]]:
-    """The built model (pretrained-like when it is a random tiny one), adapted with ``name`` and trained-like;
-    skips only where expected."""
+def adapted(backbone: str, name: str, build: Callable[[], RobustModel],
+            before_training: Callable[[RobustModel], object] | None = None) -> tuple[RobustModel, list[str]]:
+    """The built model (pretrained-like when it is a random tiny one), adapted with ``name`` and trained-like
+    (``before_training`` sees it adapted, untrained); skips only where expected."""
     if name.startswith("peft:"):
         pytest.importorskip("peft")
     generator = torch.Generator().manual_seed(0)
@@ -107,6 +110,8 @@ def adapted(backbone: str, name: str, build: Callable[[], RobustModel]) -> tuple
         assert (backbone, name) in NOT_APPLICABLE, f"{name} unexpectedly refused {backbone}: {error}"
         pytest.skip(f"{name} does not apply to {backbone} (expected)")
     assert (backbone, name) not in NOT_APPLICABLE, f"{name} now applies to {backbone}: update NOT_APPLICABLE"
+    if before_training is not None:
+        before_training(model)
     train_like(model, info.trainable_names, generator)
     return model.eval(), info.trainable_names
 
@@ -137,7 +142,8 @@ def check_input_gradients(model: nn.Module, images: torch.Tensor) -> None:
     """
     reference = input_gradient(model, images)
     for path, copy_of in (("prepare_for_attack", prepare_for_attack),
-                          ("the crafting copy", lambda m: crafting_model(m, ObjectiveContext()))):
+                          ("the crafting copy", lambda m: crafting_model(m, ObjectiveContext())),
+                          ("the kept prepared copy", prepared_copy)):
         prepared = copy_of(model)
         gradient = input_gradient(prepared, images)
         autograd_copy = copy.deepcopy(prepared)
@@ -149,10 +155,15 @@ def check_input_gradients(model: nn.Module, images: torch.Tensor) -> None:
 
 
 def check_every_path(backbone: str, name: str, build: Callable[[], RobustModel], images: torch.Tensor) -> None:
-    model, _ = adapted(backbone, name, build)
-    check_input_gradients(model, images)
+    # The copy every attack call keeps (attacks/prepared_cache.py) is made before training and refreshed after.
+    model, _ = adapted(backbone, name, build, before_training=prepared_copy)
     with torch.no_grad():
         reference = model(images)
+        kept = prepared_copy(model)(images)
+        assert_same_function(kept, reference, "the kept prepared copy, refreshed after training")
+        assert torch.equal(kept, prepare_for_attack(model)(images)), "the refreshed copy is not a fresh prepare's"
+    check_input_gradients(model, images)
+    with torch.no_grad():
         assert_same_function(prepare_for_attack(model)(images), reference, "prepare_for_attack")
         folded = copy.deepcopy(model)
         fold_conv_bn(folded)

@@ -49,7 +49,7 @@ from robustft.attacks.base import (
     random_start,
 )
 from robustft.attacks.losses import dlr_targeted_loss, get_loss
-from robustft.attacks.prepare import attack_target
+from robustft.attacks.prepared_cache import attack_target
 from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.errors import ConfigError
 

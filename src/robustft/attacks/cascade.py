@@ -17,7 +17,7 @@ from torch import nn
 
 from robustft.attacks.apgd import apgd
 from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of, num_classes_of
-from robustft.attacks.prepare import attack_target
+from robustft.attacks.prepared_cache import attack_target
 from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.attacks.square import square
 from robustft.errors import MissingAssetError

@@ -27,9 +27,11 @@ second keeps the fast path fast:
 tests/test_fast_paths.py holds every strategy x backbone to the trained model's logits on these paths.
 
 Every attack function prepares the model it is given (``pgd(model, ...)`` directly is as fast as
-``robust_accuracy``): one copy per call, which costs milliseconds next to the attack's passes. A model that is
-already a ``PreparedModel`` is used as it is, so robust evaluation and adversarial training, which prepare once
-per evaluation or training step, make no second copy; ``prepare=False`` attacks the model object itself.
+``robust_accuracy``), through ``attacks.prepared_cache``: the copy made for a model object is kept and refreshed
+in place from the model's tensors at the next call, unless the model's structure changed or it has hooks (then a
+fresh copy). A model that is already a ``PreparedModel`` is used as it is, so robust evaluation and adversarial
+training make no second copy; ``prepare=False`` attacks the model object itself. ``prepare_for_attack`` itself
+always returns a new copy.
 """
 
 from __future__ import annotations
@@ -205,8 +207,3 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
     return PreparedModel(prepared, channels_last).eval()
-
-
-def attack_target(model: nn.Module, prepare: bool) -> nn.Module:
-    """The module an attack runs on: ``prepare_for_attack(model)`` (same function, faster), or ``model``."""
-    return prepare_for_attack(model) if prepare else model

@@ -29,6 +29,7 @@ from torch import nn
 from robustft.analysis.statistics import wilson_interval
 from robustft.attacks.base import Attack, attack_mode, check_eps
 from robustft.attacks.prepare import prepare_for_attack
+from robustft.attacks.prepared_cache import prepared_copy
 from robustft.attacks.record import ReturnedLogits
 from robustft.attacks.registry import build_attack
 from robustft.attacks.threads import attack_threads
@@ -237,7 +238,11 @@ class _Verdict:
 def _robust_curve(model: nn.Module, batches, verdict: _Verdict, eps_values: list[float], device: torch.device,
                   batch_size: int | None, prepare: bool) -> list[RobustAccuracy]:
     # Preparing copies the model, so the user's object is never moved or changed; without it, it must be moved.
-    target = prepare_for_attack(model).to(device) if prepare else model.to(device)
+    # The copy kept for this model (attacks/prepared_cache.py) is reused only where it need not move.
+    if prepare:
+        target = prepared_copy(model) if device == _device_of(model) else prepare_for_attack(model).to(device)
+    else:
+        target = model.to(device)
     size = _default_batch_size(device, batch_size)
     correct = [0] * len(eps_values)
     masks: list[list[torch.Tensor]] = [[] for _ in eps_values]  # per eps, one bool mask per batch

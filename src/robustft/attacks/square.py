@@ -16,7 +16,7 @@ from torch import nn
 
 from robustft.attacks.base import attack_mode, check_eps, check_inputs, logits_of
 from robustft.attacks.losses import margin_loss
-from robustft.attacks.prepare import attack_target
+from robustft.attacks.prepared_cache import attack_target
 from robustft.attacks.record import ReturnedLogits, keep_logits
 from robustft.errors import ConfigError
 
