@@ -154,7 +154,8 @@ def test_a_global_module_hook_turns_the_reuse_off():
 def test_a_changed_dtype_gives_a_fresh_copy():
     model = _model()
     first = prepared_copy(model)
-    model.double()
+    for tensor in [*model.parameters(), *model.buffers()]:
+        tensor.data = tensor.data.double()  # the same tensor objects, another dtype (as Module.double() may do)
     second = prepared_copy(model)
     assert second is not first
     assert next(second.parameters()).dtype == torch.float64
