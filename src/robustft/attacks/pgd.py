@@ -152,10 +152,11 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
     best_loss = torch.full((n,), float("-inf"), device=x.device)
     best_fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     best_logits = None  # the logits of best_x; at t = 0 every sample's best_x is x0, seen in full
-    active = None  # indices still attacked (None: all, avoiding gather/scatter on the fast path)
+    # The samples still attacked, kept compact (row i is sample active[i]; active None: all n, in order), so a
+    # step touches only their rows: no gather from and scatter into a full-size iterate.
+    active = None
+    xa, images_a, ya = x, images, labels
     for t in range(steps + 1):
-        xa = x if active is None else x[active]
-        ya = labels if active is None else labels[active]
         if t < steps:
             loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya), dtype)
         else:  # the last iterate needs no gradient, only its verdict and loss
@@ -174,9 +175,12 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             best_fooled = best_fooled | fooled
         else:
             take = better(loss_v, fooled, best_loss[active], best_fooled[active])
-            idx = active[take]
-            best_x[idx], best_loss[idx], best_fooled[idx] = xa[take], loss_v[take], fooled[take]
-            best_logits[idx] = logits[take]
+            if bool(take.all()):
+                best_x[active], best_loss[active], best_fooled[active], best_logits[active] = xa, loss_v, fooled, logits
+            else:
+                idx = active[take]
+                best_x[idx], best_loss[idx], best_fooled[idx] = xa[take], loss_v[take], fooled[take]
+                best_logits[idx] = logits[take]
         if t == steps:
             break
         if early_stop and fooled.any():
@@ -184,15 +188,8 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             active = (torch.arange(n, device=x.device) if active is None else active)[keep]
             if active.numel() == 0:
                 break
-            xa, grad = xa[keep], grad[keep]
-            images_a = images[active]
-        else:
-            images_a = images if active is None else images[active]
+            xa, grad, images_a, ya = xa[keep], grad[keep], images_a[keep], ya[keep]
         # In place where possible: the loop should cost nothing next to the forward+backward passes.
         direction = grad.sign_() if norm == "linf" else ascent_direction(grad, norm)
         xa = project(xa.add(direction, alpha=step), images_a, eps, norm)
-        if active is None:
-            x = xa
-        else:
-            x[active] = xa
     return best_x, best_loss, best_fooled, best_logits
