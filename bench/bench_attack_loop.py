@@ -18,11 +18,18 @@ labelled with the model's own predictions), at the eps where about a third of th
 5. PGD-10 through ``robust_accuracy`` on the same batch, the prepared copy's 1 x 1 convolutions run as matrix
    products on 1 x 1 maps (``attacks.prepare.swap_pointwise``, the default; attacks/pointwise_linear.py) vs as
    oneDNN convolutions, on 2 and 1 threads (>= 1.0x, robust accuracy within 2 samples: another summation order).
+   Figures 4 and 5 prepare a fresh copy at every call (``ROBUSTFT_PREPARED_CACHE=off``): a kept copy would be the
+   same on both sides.
+6. PGD-10 through ``robust_accuracy`` on the same model, the prepared copy kept across calls and refreshed in place
+   (attacks/prepared_cache.py, the default) vs prepared afresh at every call (``ROBUSTFT_PREPARED_CACHE=off``), on
+   2 and 1 threads (>= 1.0x, the same robust accuracy: the refreshed copy holds a fresh copy's tensors bit for bit).
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +37,7 @@ import torch.nn.functional as F
 from bench.bench_attacks import BATCH, SIZE, STEPS, model_and_data, pick_eps, robustft_attack
 from bench.images import fashion_images
 from bench.timing import compare, report_line
-from robustft.attacks import build_attack, prepare, prepare_for_attack, robust_accuracy, robust_curve
+from robustft.attacks import build_attack, prepare, prepare_for_attack, prepared_cache, robust_accuracy, robust_curve
 from robustft.attacks.base import loss_and_grad
 from robustft.config.units import eps_grid
 
@@ -118,7 +125,33 @@ def main() -> None:
             speedup, same = with_and_without_step(step, exact, model, images, labels, eps)
             target = ">= 1.0x, the same robust accuracy" if exact else ">= 1.0x, robust accuracy within 2 samples"
             print(report_line(f"PGD-{STEPS}, {count} thread(s): {what}", speedup, target, speedup >= 1.0 and same))
+
+    # 6. The prepared copy kept per model and refreshed in place vs a fresh copy per call (same tensors: the same
+    # robust accuracy).
+    for count in (2, 1):
+        torch.set_num_threads(count)
+        speedup, same = kept_copy_or_not(model, images, labels, eps)
+        print(report_line(f"PGD-{STEPS}, {count} thread(s): prepared copy kept and refreshed vs prepared per call",
+                          speedup, ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
     torch.set_num_threads(2)
+
+
+def kept_copy_or_not(model, images, labels, eps: float) -> tuple[float, bool]:
+    """PGD-10 through ``robust_accuracy`` with the kept prepared copy against ``ROBUSTFT_PREPARED_CACHE=off``, side
+    by side: (speed-up, whether the robust accuracies are equal)."""
+    found: dict[str, set[float]] = {"off": set(), "on": set()}
+
+    def side(mode: str):
+        def run():
+            os.environ[prepared_cache.ENV] = mode
+            found[mode].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
+        return run
+
+    try:
+        timing = compare({"off": side("off"), "on": side("on")}, reference="off", rounds=5, warmup=1)
+    finally:
+        os.environ.pop(prepared_cache.ENV, None)
+    return 1 / timing["on"].ratio_to_reference, found["off"] == found["on"] and len(found["on"]) == 1
 
 
 def with_and_without_step(step: str, exact: bool, model, images, labels, eps: float) -> tuple[float, bool]:
@@ -127,6 +160,7 @@ def with_and_without_step(step: str, exact: bool, model, images, labels, eps: fl
     accuracies agree: equal when ``exact``, else within 2 samples)."""
     original = getattr(prepare, step)
     found: dict[str, set[float]] = {"without": set(), "with": set()}
+    os.environ[prepared_cache.ENV] = "off"  # a kept copy would be made once, with or without the step
 
     def side(name: str, swapping):
         def run():
@@ -139,6 +173,7 @@ def with_and_without_step(step: str, exact: bool, model, images, labels, eps: fl
                          reference="without", rounds=5, warmup=1)
     finally:
         setattr(prepare, step, original)
+        os.environ.pop(prepared_cache.ENV, None)
     if exact:
         same = found["without"] == found["with"] and len(found["with"]) == 1
     else:
