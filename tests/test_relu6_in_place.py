@@ -116,3 +116,91 @@ def test_the_prepared_mobilenet_runs_on_the_in_place_relu6() -> None:
     prepared = prepare_for_attack(tiny_mobilenet(num_classes=10).eval())
     kinds = {type(m) for m in prepared.modules()}
     assert InPlaceReLU6 in kinds and nn.ReLU6 not in kinds
+
+
+class _SameGradient(torch.autograd.Function):
+    """a + b whose backward hands the very same gradient tensor to both inputs (as a sum's backward may)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return grad, grad
+
+
+class _SharedMemoryGradient(_SameGradient):
+    """As _SameGradient, but the second input gets another tensor on the same memory (no view, no shared object)."""
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return grad.detach(), grad
+
+
+def _conv() -> nn.Conv2d:
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    for param in conv.parameters():
+        param.requires_grad_(False)
+    return conv
+
+
+CONV = _conv()
+# Each builds a function of the ReLU6 module ``act`` and its input ``x``. In the ones that share, the other branch is
+# created first, so autograd runs the ReLU6's backward while the other branch still holds its gradient.
+GRAPHS = {
+    "a conv after it (masked in place)": (lambda act, x: CONV(act(x)), True),
+    "the same gradient tensor to two branches": (lambda act, x: _SameGradient.apply(x * 2, act(x.clone())), False),
+    "another tensor on the gradient's memory": (lambda act, x: _SharedMemoryGradient.apply(x * 2, act(x.clone())),
+                                                False),
+    "an expanded gradient (a plain sum after it)": (lambda act, x: act(x).sum(dim=(2, 3), keepdim=True), False),
+}
+
+
+def test_a_fresh_gradients_reference_count_was_measured() -> None:
+    from robustft.attacks import relu6_in_place
+
+    assert relu6_in_place._fresh[0] is not None and relu6_in_place._fresh[0] > 1
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_the_gradient_is_masked_in_place_only_where_nothing_else_reads_it(graph: str, monkeypatch) -> None:
+    from robustft.attacks import relu6_in_place
+
+    build, in_place = GRAPHS[graph]
+    decisions: list[bool] = []
+    decide = relu6_in_place.mask_in_place
+    monkeypatch.setattr(relu6_in_place, "mask_in_place", lambda g, like, refs: decisions.append(
+        decide(g, like, refs)) or decisions[-1])
+    x = values_with_edges()
+    _, want = value_and_input_grad(lambda t: build(nn.ReLU6(inplace=True), t), x)
+    _, got = value_and_input_grad(lambda t: build(InPlaceReLU6(), t), x)
+    assert torch.equal(got, want)
+    assert decisions == [in_place]
+
+
+def test_a_gradient_a_hook_keeps_is_not_masked_under_it() -> None:
+    kept: list[torch.Tensor] = []
+    leaf = values_with_edges().requires_grad_(True)
+    out = InPlaceReLU6()(leaf * 1.0)
+    out.register_hook(lambda g: kept.append(g))
+    weights = torch.arange(out.numel(), dtype=out.dtype).reshape(out.shape) % 7 - 3
+    torch.autograd.grad((CONV(out) * weights[:, :, :, :]).sum(), leaf)
+    reference = values_with_edges().requires_grad_(True)
+    plain = nn.ReLU6(inplace=True)(reference * 1.0)
+    (want,) = torch.autograd.grad((CONV(plain) * weights).sum(), plain)
+    assert torch.equal(kept[0], want)  # the unmasked gradient of the ReLU6's output, as the hook saw it
+
+
+def test_owned_alone_refuses_views_graph_tensors_and_other_shapes() -> None:
+    from robustft.attacks.relu6_in_place import owned_alone
+
+    like = torch.zeros(2, 3, 4, 4)
+    assert owned_alone(torch.ones(2, 3, 4, 4), like)
+    assert owned_alone(torch.ones(2, 3, 4, 4).contiguous(memory_format=torch.channels_last), like)
+    assert not owned_alone(torch.ones(4, 3, 4, 4)[:2], like)  # a view
+    assert not owned_alone(torch.ones(2, 3, 4, 4, requires_grad=True), like)
+    assert not owned_alone(torch.ones(2, 3, 4, 5), like)
+    kept = torch.ones(2, 3, 4, 4)
+    also = kept  # noqa: F841 - a second Python name is not a second tensor reference
+    assert owned_alone(kept, like)

@@ -21,6 +21,8 @@ holds the prepared copy's logits and input gradient to the model's over every st
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,8 +44,60 @@ class _ClampInPlace(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        references = sys.getrefcount(grad)  # here, at this depth: what _fresh_references measured
         (clamped,) = ctx.saved_tensors
+        if _calibrating:
+            _calibrating.append(references)
+        elif mask_in_place(grad, clamped, references):
+            # Nobody else can see this gradient: mask it where it is instead of writing a new tensor.
+            return torch.ops.aten.hardtanh_backward.grad_input(grad, clamped, LOW, HIGH, grad_input=grad)
         return torch.ops.aten.hardtanh_backward(grad, clamped, LOW, HIGH)
+
+
+def mask_in_place(grad: torch.Tensor, like: torch.Tensor, references: int) -> bool:
+    """Whether the backward may write into ``grad``: no Python reference beyond the ``references`` a gradient held
+    by nobody else has there (``_fresh_references``), and ``owned_alone``."""
+    return _fresh[0] is not None and references <= _fresh[0] and owned_alone(grad, like)
+
+
+def owned_alone(grad: torch.Tensor, like: torch.Tensor) -> bool:
+    """Whether no other tensor refers to ``grad`` or its memory: one dense tensor of ``like``'s shape, no view,
+    outside any graph (Python references are counted by the caller, ``_ClampInPlace.backward``).
+
+    Autograd hands the same gradient tensor to several nodes where a sum fans out (``y + x``: both inputs get the
+    sum's gradient), gives views and expanded tensors, and lets hooks keep what they see; each leaves a trace: the
+    tensor's and its storage's reference counts, ``_base``, density, or (a hook's list) a Python reference. torch
+    exposes the storage's count only privately; without it the answer is False (the out-of-place kernel).
+    """
+    storage_uses = getattr(torch._C, "_storage_Use_Count", None)
+    if (storage_uses is None or grad.requires_grad or grad._base is not None or grad.shape != like.shape
+            or grad._use_count() != 1):
+        return False
+    dense = grad.is_contiguous() or (grad.dim() == 4 and grad.is_contiguous(memory_format=torch.channels_last))
+    # 2 = this tensor + the temporary storage object the call itself makes.
+    return dense and storage_uses(grad.untyped_storage()._cdata) == 2
+
+
+_calibrating: list[int] = []
+_fresh: list[int | None] = [None]
+
+
+def _fresh_references() -> int | None:
+    """The Python reference count a gradient nobody else holds has inside ``_ClampInPlace.backward``: measured on
+    a one-element graph (the count depends on torch's calling machinery, not on the graph). None if it fails."""
+    try:
+        with torch.enable_grad():
+            leaf = torch.zeros(1, requires_grad=True)
+            out = _ClampInPlace.apply(leaf * 1.0)
+            _calibrating.clear()
+            _calibrating.append(-1)  # marks calibration on; the backward appends what it sees
+            torch.autograd.grad((out * 1.0).sum(), leaf)
+        seen = _calibrating[1:]
+        return seen[0] if len(seen) == 1 else None
+    except Exception:  # noqa: BLE001 - no in-place masking rather than no ReLU6
+        return None
+    finally:
+        _calibrating.clear()
 
 
 class InPlaceReLU6(nn.Module):
@@ -58,3 +112,6 @@ class InPlaceReLU6(nn.Module):
 
     def extra_repr(self) -> str:
         return "inplace=True, no input copy under autograd"
+
+
+_fresh[0] = _fresh_references()
