@@ -151,6 +151,7 @@ CONV = _conv()
 GRAPHS = {
     "a conv after it (masked in place)": (lambda act, x: CONV(act(x)), True),
     "the same gradient tensor to two branches": (lambda act, x: _SameGradient.apply(x * 2, act(x.clone())), False),
+    "a sum's gradient, which torch's add hands to both inputs": (lambda act, x: x * 2 + act(x.clone()), False),
     "another tensor on the gradient's memory": (lambda act, x: _SharedMemoryGradient.apply(x * 2, act(x.clone())),
                                                 False),
     "an expanded gradient (a plain sum after it)": (lambda act, x: act(x).sum(dim=(2, 3), keepdim=True), False),
