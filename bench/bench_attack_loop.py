@@ -23,6 +23,9 @@ labelled with the model's own predictions), at the eps where about a third of th
 6. PGD-10 through ``robust_accuracy`` on the same model, the prepared copy kept across calls and refreshed in place
    (attacks/prepared_cache.py, the default) vs prepared afresh at every call (``ROBUSTFT_PREPARED_CACHE=off``), on
    2 and 1 threads (>= 1.0x, the same robust accuracy: the refreshed copy holds a fresh copy's tensors bit for bit).
+7. PGD-10 through ``robust_accuracy`` on the same model, ReLU6's backward masking the gradient in place where nobody
+   else reads it (``attacks.relu6_in_place.mask_in_place``, the default) vs always writing a new tensor, on 2 and 1
+   threads (>= 1.0x, the same robust accuracy: the same values bit for bit).
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
@@ -37,7 +40,15 @@ import torch.nn.functional as F
 from bench.bench_attacks import BATCH, SIZE, STEPS, model_and_data, pick_eps, robustft_attack
 from bench.images import fashion_images
 from bench.timing import compare, report_line
-from robustft.attacks import build_attack, prepare, prepare_for_attack, prepared_cache, robust_accuracy, robust_curve
+from robustft.attacks import (
+    build_attack,
+    prepare,
+    prepare_for_attack,
+    prepared_cache,
+    relu6_in_place,
+    robust_accuracy,
+    robust_curve,
+)
 from robustft.attacks.base import loss_and_grad
 from robustft.config.units import eps_grid
 
@@ -126,32 +137,43 @@ def main() -> None:
             target = ">= 1.0x, the same robust accuracy" if exact else ">= 1.0x, robust accuracy within 2 samples"
             print(report_line(f"PGD-{STEPS}, {count} thread(s): {what}", speedup, target, speedup >= 1.0 and same))
 
-    # 6. The prepared copy kept per model and refreshed in place vs a fresh copy per call (same tensors: the same
-    # robust accuracy).
-    for count in (2, 1):
-        torch.set_num_threads(count)
-        speedup, same = kept_copy_or_not(model, images, labels, eps)
-        print(report_line(f"PGD-{STEPS}, {count} thread(s): prepared copy kept and refreshed vs prepared per call",
-                          speedup, ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
+    # 6. The prepared copy kept per model and refreshed in place vs a fresh copy per call (same tensors). 7. ReLU6's
+    # backward masking the gradient in place where nobody else reads it vs always out of place (same values). Both:
+    # the same robust accuracy.
+    def keep_copy(on: bool) -> None:
+        os.environ[prepared_cache.ENV] = "on" if on else "off"
+
+    def mask_in_place(on: bool) -> None:
+        relu6_in_place.mask_in_place = masking if on else (lambda grad, like, references: False)
+
+    masking = relu6_in_place.mask_in_place
+    for what, toggle in (("prepared copy kept and refreshed vs prepared per call", keep_copy),
+                         ("ReLU6 backward masking in place vs out of place", mask_in_place)):
+        for count in (2, 1):
+            torch.set_num_threads(count)
+            try:
+                speedup, same = on_or_off(toggle, model, images, labels, eps)
+            finally:
+                os.environ.pop(prepared_cache.ENV, None)
+                relu6_in_place.mask_in_place = masking
+            print(report_line(f"PGD-{STEPS}, {count} thread(s): {what}", speedup,
+                              ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
     torch.set_num_threads(2)
 
 
-def kept_copy_or_not(model, images, labels, eps: float) -> tuple[float, bool]:
-    """PGD-10 through ``robust_accuracy`` with the kept prepared copy against ``ROBUSTFT_PREPARED_CACHE=off``, side
-    by side: (speed-up, whether the robust accuracies are equal)."""
-    found: dict[str, set[float]] = {"off": set(), "on": set()}
+def on_or_off(toggle, model, images, labels, eps: float) -> tuple[float, bool]:
+    """PGD-10 through ``robust_accuracy`` with ``toggle(True)`` against ``toggle(False)``, side by side:
+    (speed-up, whether the robust accuracies are equal)."""
+    found: dict[bool, set[float]] = {False: set(), True: set()}
 
-    def side(mode: str):
+    def side(on: bool):
         def run():
-            os.environ[prepared_cache.ENV] = mode
-            found[mode].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
+            toggle(on)
+            found[on].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
         return run
 
-    try:
-        timing = compare({"off": side("off"), "on": side("on")}, reference="off", rounds=5, warmup=1)
-    finally:
-        os.environ.pop(prepared_cache.ENV, None)
-    return 1 / timing["on"].ratio_to_reference, found["off"] == found["on"] and len(found["on"]) == 1
+    timing = compare({"off": side(False), "on": side(True)}, reference="off", rounds=5, warmup=1)
+    return 1 / timing["on"].ratio_to_reference, found[False] == found[True] and len(found[True]) == 1
 
 
 def with_and_without_step(step: str, exact: bool, model, images, labels, eps: float) -> tuple[float, bool]:

@@ -13,6 +13,16 @@ rounds, idle, 2026-12-06): 2 threads 1.08x at batch 256, 1.07x at 152, 1.05x at 
 1.04x, 1.07x, 1.04x, 1.01x, 1.03x. Written by hand rather than out of place (``inplace=False`` allocates a new
 tensor per call: 1.00-1.02x) or as ``clamp_`` (whose backward needs the input: 0.62x).
 
+The backward masks the incoming gradient in place when nobody else can read it (``mask_in_place``): that saves
+allocating and writing a new tensor the size of the activation, which for the 25 MB expansion at 16 x 16 did not
+fit the cache. Whether anybody else can read it is read from reference counts: the gradient tensor's own (a sum's
+backward hands one tensor to both of its inputs), its memory's (another tensor on the same storage), Python's (a
+hook that kept it; compared with the count a gradient held by nobody has there, measured once at import on a
+one-element graph), plus no view, dense, outside any graph; anything else gets the out-of-place kernel. Same values
+bit for bit either way. Measured (forward + input gradient of the prepared embedded MobileNetV2, median of 11
+interleaved rounds, idle, 2026-12-07): 2 threads 1.08x at batch 256, 1.04x at 192 and 160; 1 thread 1.05x,
+1.05x, 1.04x.
+
 Same values and the same input gradient as ``nn.ReLU6(inplace=True)``, including at exactly 0 and 6
 (tests/test_relu6_in_place.py); ``prepare_for_attack`` swaps it in for plain in-place ``nn.ReLU6`` modules only (a
 module with hooks, or one that must leave its input alone, keeps its own forward), and tests/test_fast_paths.py
