@@ -3,6 +3,8 @@ that is safe (plain, in-place modules; no global hooks)."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -83,6 +85,18 @@ def test_only_plain_in_place_relu6_modules_are_swapped() -> None:
     assert swap_relu6(model) == 1
     assert type(model[1]) is InPlaceReLU6
     assert type(model[2].act) is nn.ReLU6 and type(model[3][1]) is nn.ReLU6
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 0.5), (-1.0, 6.0)])
+def test_a_relu6_whose_bounds_were_changed_keeps_its_own_and_the_prepared_copy_its_function(bounds) -> None:
+    """A newcomer found this: ``max_val`` set on an ``nn.ReLU6`` was clamped to 6 in the attacked copy."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU6(inplace=True), nn.Flatten(), nn.Linear(64, 3))
+    model[1].min_val, model[1].max_val = bounds
+    assert swap_relu6(copy.deepcopy(model)) == 0
+    x = torch.rand(2, 3, 4, 4) * 4
+    with torch.no_grad():
+        torch.testing.assert_close(prepare_for_attack(model)(x), model.eval()(x))
 
 
 def test_no_module_is_swapped_while_a_global_module_hook_is_registered() -> None:

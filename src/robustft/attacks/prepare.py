@@ -46,7 +46,7 @@ from robustft import strategies
 from robustft.attacks.base import warn_train_mode_batchnorm
 from robustft.attacks.pointwise_linear import PointwiseConv2d, is_pointwise
 from robustft.attacks.prepare_vit import speed_up_vits
-from robustft.attacks.relu6_in_place import InPlaceReLU6
+from robustft.attacks.relu6_in_place import HIGH, LOW, InPlaceReLU6
 
 # A CNN's prepared copy runs on the CPU at batch sizes rounded up to a multiple of this (1, 2, 4, 8 below it):
 # oneDNN compiles its kernels per layer and batch shape, and an early-stopping attack shrinks its batch at nearly
@@ -147,13 +147,16 @@ def swap_relu6(model: nn.Module) -> int:
     """Replaces every plain in-place ``nn.ReLU6`` of ``model`` by ``InPlaceReLU6`` (same function, no copy of its
     input under autograd: attacks/relu6_in_place.py), in place. Returns how many were replaced.
 
-    A ReLU6 with hooks, a subclass, or one with ``inplace=False`` (its caller may still need the input) is left
-    as it is, and so is every module while global module hooks are registered (they would see other modules).
+    A ReLU6 with hooks, a subclass, one with ``inplace=False`` (its caller may still need the input) or one whose
+    bounds were changed from 0 and 6 (``nn.ReLU6`` is a ``Hardtanh``: ``min_val`` / ``max_val`` are attributes a user
+    may set) is left as it is, and so is every module while global module hooks are registered (they would see other
+    modules).
     """
     if _global_hooks():
         return 0
     swaps = [(parent, name) for parent in model.modules() for name, child in parent._modules.items()
-             if child is not None and is_plain(child, nn.ReLU6) and child.inplace]
+             if child is not None and is_plain(child, nn.ReLU6) and child.inplace
+             and (child.min_val, child.max_val) == (LOW, HIGH)]
     for parent, name in swaps:
         parent._modules[name] = InPlaceReLU6()
     return len(swaps)
