@@ -205,3 +205,80 @@ def test_attacks_and_robust_accuracy_give_the_same_results_with_and_without_the_
         model = _model()  # the same sequence of models for the other mode
     for (x_off, c_off, k_off), (x_on, c_on, k_on) in zip(results["off"], results["on"], strict=True):
         assert torch.equal(x_off, x_on) and (c_off, k_off) == (c_on, k_on)
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "0", "false", "no"])
+def test_every_spelling_of_off_turns_the_reuse_off(value: str, monkeypatch) -> None:
+    model = _model()
+    first = prepared_copy(model)
+    monkeypatch.setenv(cache.ENV, value)
+    assert prepared_copy(model) is not first
+
+
+def test_forget_drops_one_models_copy_only() -> None:
+    one, two = _model(0), _model(1)
+    a, b = prepared_copy(one), prepared_copy(two)
+    forget(one)
+    assert prepared_copy(one) is not a and prepared_copy(two) is b
+
+
+def test_an_attribute_set_to_an_equal_value_keeps_the_copy() -> None:
+    model = _model()
+    first = prepared_copy(model)
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+    conv.padding = tuple(conv.padding)  # a new tuple object, the same values: the same function
+    assert prepared_copy(model) is first
+
+
+def test_a_forward_replaced_on_the_instance_gives_a_copy_computing_it() -> None:
+    model = _model()
+    first = prepared_copy(model)
+    head = model.head_module()
+    head.forward = lambda x: nn.functional.linear(x, head.weight, head.bias) * 3.0
+    second = prepared_copy(model)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
+
+
+def test_a_module_whose_class_changed_gives_a_copy_computing_it() -> None:
+    class Doubled(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * 2.0
+
+    model = _model()
+    first = prepared_copy(model)
+    model.head_module().__class__ = Doubled  # same object, same tensors and attributes, another function
+    second = prepared_copy(model)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
+
+
+def test_the_mobilenets_copy_is_reused_with_its_trailing_batchnorms_refolded() -> None:
+    """MobileNetV2's blocks end in a conv + BatchNorm pair that is the last of its Sequential."""
+    model = tiny_mobilenet(num_classes=10).eval()
+    first = prepared_copy(model)
+    _nudge(model)
+    assert prepared_copy(model) is first
+    assert _same_tensors(first, prepare_for_attack(model))
+
+
+def test_a_conv_followed_by_an_identity_is_copied_not_folded() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Identity(), nn.BatchNorm2d(4), nn.Flatten(),
+                          nn.LazyLinear(3)).eval()
+    with torch.no_grad():
+        model(IMAGES)
+    prepared_copy(model)
+    _nudge(model)
+    again = prepared_copy(model)
+    with torch.no_grad():
+        torch.testing.assert_close(again(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
+
+
+def test_every_attack_runs_on_the_kept_copy() -> None:
+    model = _model()
+    labels = torch.arange(IMAGES.shape[0]) % 10
+    pgd(model, IMAGES, labels, 2 / 255, steps=1)
+    assert model in cache._kept

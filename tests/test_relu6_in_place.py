@@ -176,6 +176,7 @@ def test_a_fresh_gradients_reference_count_was_measured() -> None:
     from robustft.attacks import relu6_in_place
 
     assert relu6_in_place._fresh[0] is not None and relu6_in_place._fresh[0] > 1
+    assert relu6_in_place._fresh_references() == relu6_in_place._fresh[0]  # measured again: the same count
 
 
 @pytest.mark.parametrize("graph", sorted(GRAPHS))
@@ -216,6 +217,7 @@ def test_owned_alone_refuses_views_graph_tensors_and_other_shapes() -> None:
     assert not owned_alone(torch.ones(4, 3, 4, 4)[:2], like)  # a view
     assert not owned_alone(torch.ones(2, 3, 4, 4, requires_grad=True), like)
     assert not owned_alone(torch.ones(2, 3, 4, 5), like)
+    assert not owned_alone(torch.empty_strided((2, 3, 4, 4), (100, 30, 6, 1)), like)  # gaps, not a view
     kept = torch.ones(2, 3, 4, 4)
     also = kept  # noqa: F841 - a second Python name is not a second tensor reference
     assert owned_alone(kept, like)
