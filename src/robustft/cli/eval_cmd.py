@@ -230,13 +230,13 @@ def run(args: argparse.Namespace) -> int:
         progress(f"warning: {warning}")
     device = resolve_device(args.device)
     say = lambda message: progress(message, quiet=args.quiet)  # noqa: E731
-    if repeated:
-        kept = f", with {as_flags(given)} as given" if given else ""
-        say(f"eval: repeating {args.subset_of}'s own attack ({as_flags(repeated)}){kept}")
     subset_config = run_config(args.subset_of) if args.subset_of else None
     if args.image_size is None and run_image_size(subset_config):
         args.image_size = run_image_size(subset_config)  # the run's images at the run's size, for the model too
     model, source = load_model(args, device)
+    if repeated:  # said once the model loaded: a wrong --checkpoint gets its error alone
+        kept = f", with {as_flags(given)} as given" if given else ""
+        say(f"eval: repeating {args.subset_of}'s own attack ({as_flags(repeated)}){kept}")
     image_size = args.image_size or source.get("image_size") or model.info.input_size
     size_warnings = image_size_notes(args, source, image_size, subset_config)
     for note in size_warnings:  # shown even with --quiet
