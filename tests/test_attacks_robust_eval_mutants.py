@@ -173,8 +173,6 @@ def test_a_device_that_does_not_exist_is_refused():
     assert [point.correct for point in cpu] == [8, 5]
 
 
-@pytest.mark.xfail(strict=True, reason="the recheck warning's stacklevel=4 points at _robust_curve's line in "
-                   "robust_evaluation.py; the caller is 6 frames up from robust_curve, 7 from robust_accuracy")
 @pytest.mark.parametrize("entry", ["robust_accuracy", "robust_curve"])
 def test_the_recheck_warning_points_at_the_callers_line(entry):
     """A warning is for the user: its file and line should be the user's call, not the library's inside."""

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -207,6 +208,15 @@ def robust_curve(model: nn.Module, batches, attack: AttackLike, eps_list: Sequen
         return _robust_curve(model, batches, verdict, eps_values, device, batch_size, prepare)
 
 
+def _frames_to_caller() -> int:
+    """``warnings.warn``'s stacklevel, for the function calling this, that names the first frame outside
+    ``robustft.attacks``: the user's call of ``robust_accuracy`` or ``robust_curve``, however deep inside it runs."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("robustft.attacks"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class _Verdict:
     """Attacks one chunk and says per sample whether it is still classified correctly at the returned point.
 
@@ -231,7 +241,8 @@ class _Verdict:
             differ = int((recorded != correct).sum())
             warnings.warn(f"attack {self.attack_name}: the logits it recorded for {differ} of its {labels.shape[0]} "
                           "returned points give another verdict than classifying those points again (recheck); "
-                          "the re-classification counts. Report this: the two should agree.", stacklevel=4)
+                          "the re-classification counts. Report this: the two should agree.",
+                          stacklevel=_frames_to_caller())
         return correct
 
 
