@@ -217,6 +217,7 @@ def test_every_spelling_of_off_turns_the_reuse_off(value: str, monkeypatch) -> N
 
 def test_forget_drops_one_models_copy_only() -> None:
     one, two = _model(0), _model(1)
+    forget(one)  # never kept: nothing to drop, no error
     a, b = prepared_copy(one), prepared_copy(two)
     forget(one)
     assert prepared_copy(one) is not a and prepared_copy(two) is b
@@ -239,6 +240,11 @@ def test_a_forward_replaced_on_the_instance_gives_a_copy_computing_it() -> None:
     assert second is not first
     with torch.no_grad():
         torch.testing.assert_close(second(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
+    head.forward = lambda x: nn.functional.linear(x, head.weight, head.bias) * -1.0  # replaced again
+    third = prepared_copy(model)
+    assert third is not second
+    with torch.no_grad():
+        torch.testing.assert_close(third(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
 
 
 def test_a_module_whose_class_changed_gives_a_copy_computing_it() -> None:
@@ -276,8 +282,10 @@ def test_a_conv_followed_by_an_identity_is_copied_not_folded() -> None:
         torch.testing.assert_close(again(IMAGES), model(IMAGES), rtol=1e-4, atol=1e-4)
 
 
-def test_every_attack_runs_on_the_kept_copy() -> None:
+def test_every_attack_runs_on_the_kept_copy_unless_told_not_to_prepare() -> None:
     model = _model()
     labels = torch.arange(IMAGES.shape[0]) % 10
+    pgd(model, IMAGES, labels, 2 / 255, steps=1, prepare=False)
+    assert model not in cache._kept
     pgd(model, IMAGES, labels, 2 / 255, steps=1)
     assert model in cache._kept
