@@ -1,5 +1,6 @@
-"""PointwiseConv2d computes its convolution, values and input gradient, takes the matrix product only on a 1 x 1
-map on the CPU, and the prepared copy uses it only for plain 1 x 1 convolutions."""
+"""PointwiseConv2d computes its convolution, values and input gradient, takes the matrix product only on small
+CPU maps (1 x 1 always; up to MAX_PIXELS in channels_last at stride 1 with frozen weights), and the prepared copy
+uses it only for plain 1 x 1 convolutions."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustft.attacks import pointwise_linear
-from robustft.attacks.pointwise_linear import PointwiseConv2d, is_pointwise
+from robustft.attacks.pointwise_linear import MAX_PIXELS, PointwiseConv2d, is_pointwise
 from robustft.attacks.prepare import prepare_for_attack, swap_pointwise
 from robustft.models.tiny import tiny_mobilenet
 
@@ -78,6 +79,76 @@ def test_the_matrix_product_runs_only_on_one_pixel_maps_on_the_cpu(monkeypatch: 
     # another device keeps the convolution (not measured there): the meta device stands in for CUDA
     out = fast.to("meta")(torch.randn(2, 6, 1, 1, device="meta"))
     assert len(calls) == 1 and out.shape == (2, 5, 1, 1)
+
+
+def frozen_pair(bias: bool) -> tuple[nn.Conv2d, PointwiseConv2d]:
+    conv, fast = pointwise_pair(bias)
+    for module in (conv, fast):
+        module.requires_grad_(False)
+    return conv, fast
+
+
+def count_small_map_products(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    product = pointwise_linear._channels_last_product
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return product(*args, **kwargs)
+
+    monkeypatch.setattr(pointwise_linear, "_channels_last_product", counting)
+    return calls
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("height, width", [(2, 2), (4, 4), (2, 3), (1, 16), (3, 1)])
+def test_on_a_small_channels_last_map_it_equals_the_convolution(
+        bias: bool, height: int, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_small_map_products(monkeypatch)
+    conv, fast = frozen_pair(bias)
+    x = torch.randn(5, 6, height, width, generator=torch.Generator().manual_seed(5))
+    x = x.contiguous(memory_format=torch.channels_last)
+    want_value, want_grad = value_and_input_grad(conv, x)
+    got_value, got_grad = value_and_input_grad(fast, x)
+    assert len(calls) == 2  # forward and backward each one product
+    torch.testing.assert_close(got_value, want_value, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-6, atol=1e-6)
+    # tensors of their own in channels_last: an in-place op after it must not make autograd copy a base
+    assert got_value._base is None and got_value.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), want_value, rtol=1e-6, atol=1e-6)
+    assert len(calls) == 3
+
+
+def test_an_in_place_relu6_after_the_product_stays_in_place() -> None:
+    from robustft.attacks.relu6_in_place import InPlaceReLU6
+
+    _, fast = frozen_pair(bias=True)
+    x = torch.randn(3, 6, 2, 2).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = InPlaceReLU6()(fast(x))
+    assert out._base is None and type(out.grad_fn).__name__ != "AsStridedBackward0"
+
+
+def test_the_small_map_product_runs_only_where_it_was_measured_to_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_small_map_products(monkeypatch)
+    conv, fast = frozen_pair(bias=True)
+    side = int(MAX_PIXELS ** 0.5)
+    too_large = torch.randn(2, 6, side + 1, side + 1).contiguous(memory_format=torch.channels_last)
+    not_channels_last = torch.randn(2, 6, 2, 2)
+    for x in (too_large, not_channels_last):
+        assert torch.equal(fast(x), conv(x))
+    strided_conv, strided = pointwise_pair(bias=True, stride=2)
+    x = torch.randn(2, 6, 4, 4).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(strided.requires_grad_(False)(x), strided_conv(x))
+    assert calls == []
+    # trainable weights get their gradients from the convolution, equal to the convolution's own
+    trainable_conv, trainable = pointwise_pair(bias=True)
+    x = torch.randn(2, 6, 2, 2).contiguous(memory_format=torch.channels_last)
+    for module in (trainable_conv, trainable):
+        (module(x) * torch.arange(5.0).view(1, 5, 1, 1)).sum().backward()
+    assert calls == []
+    assert torch.equal(trainable.weight.grad, trainable_conv.weight.grad)
+    assert torch.equal(trainable.bias.grad, trainable_conv.bias.grad)
 
 
 @pytest.mark.parametrize("conv, expected", [

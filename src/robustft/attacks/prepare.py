@@ -6,8 +6,10 @@ merged into the copy's weights (``strategies.merge``), every plain Conv2d direct
 inside a ``Sequential`` folded into one conv (torch's ``fuse_conv_bn_eval``; eval-mode BN is an affine map, so the
 function is the same up to float rounding), parameters frozen (backward computes no weight gradients and keeps
 fewer activations), in-place ReLU6 modules replaced by one that does not copy its input under autograd
-(``relu6_in_place``), 1 x 1 convolutions run as matrix products where the map is 1 x 1 (``pointwise_linear``),
-and channels_last memory format for CNNs (faster convolutions on CPU and CUDA). On the
+(``relu6_in_place``), 1 x 1 convolutions run as matrix products where the map is small (``pointwise_linear``),
+depthwise convolutions as per-channel scales on 1 x 1 maps (``depthwise_pixel``), the stem's input gradient as one
+matrix product (``stem_input_grad``), and channels_last memory format for CNNs (faster convolutions on CPU and
+CUDA). On the
 embedded MobileNetV2 this gives about 2x the forward+backward throughput on CPU.
 
 Why both the merge and the "plain" rule. Strategies attach their modules to existing layers with forward hooks
@@ -37,6 +39,7 @@ always returns a new copy.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -44,9 +47,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from robustft import strategies
 from robustft.attacks.base import warn_train_mode_batchnorm
+from robustft.attacks.depthwise_pixel import DepthwisePixelConv2d, is_centred_depthwise
 from robustft.attacks.pointwise_linear import PointwiseConv2d, is_pointwise
 from robustft.attacks.prepare_vit import speed_up_vits
 from robustft.attacks.relu6_in_place import HIGH, LOW, InPlaceReLU6
+from robustft.attacks.stem_input_grad import StemConv2d, is_stem
 
 # A CNN's prepared copy runs on the CPU at batch sizes rounded up to a multiple of this (1, 2, 4, 8 below it):
 # oneDNN compiles its kernels per layer and batch shape, and an early-stopping attack shrinks its batch at nearly
@@ -170,11 +175,29 @@ def swap_pointwise(model: nn.Module) -> int:
     crafting copy's refresh plan included, still does. A convolution with hooks, a subclass, and every module
     while global module hooks are registered keep their own forward.
     """
+    return _change_class(model, is_pointwise, PointwiseConv2d)
+
+
+def swap_depthwise_pixel(model: nn.Module) -> int:
+    """Makes every plain centred depthwise ``nn.Conv2d`` of ``model`` a ``DepthwisePixelConv2d`` (a per-channel
+    scale on a 1 x 1 map: attacks/depthwise_pixel.py), in place, as ``swap_pointwise`` does. Returns how many."""
+    return _change_class(model, is_centred_depthwise, DepthwisePixelConv2d)
+
+
+def swap_stem(model: nn.Module) -> int:
+    """Makes every plain 3 x 3 stride-2 ``nn.Conv2d`` on a few input channels a ``StemConv2d`` (its input gradient
+    as one matrix product: attacks/stem_input_grad.py), in place, as ``swap_pointwise`` does. Returns how many."""
+    return _change_class(model, is_stem, StemConv2d)
+
+
+def _change_class(model: nn.Module, applies: Callable[[nn.Conv2d], bool], kind: type[nn.Conv2d]) -> int:
+    """Gives every plain ``nn.Conv2d`` of ``model`` for which ``applies`` holds the class ``kind`` (a subclass that
+    only computes the same function another way): module, name and parameters stay. Nothing under global hooks."""
     if _global_hooks():
         return 0
-    swaps = [module for module in model.modules() if is_plain(module, nn.Conv2d) and is_pointwise(module)]
+    swaps = [module for module in model.modules() if is_plain(module, nn.Conv2d) and applies(module)]
     for module in swaps:
-        module.__class__ = PointwiseConv2d
+        module.__class__ = kind
     return len(swaps)
 
 
@@ -203,6 +226,8 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
         fold_conv_bn(prepared)
     swap_relu6(prepared)
     swap_pointwise(prepared)
+    swap_depthwise_pixel(prepared)
+    swap_stem(prepared)
     speed_up_vits(prepared)  # timm ViTs: a cheaper input gradient and class-token-only last block (prepare_vit)
     if channels_last is None:
         # A ViT's lone patch-embedding conv gains nothing from it; a CNN's many convolutions do.
