@@ -10,7 +10,7 @@ from torch import nn
 
 from robustft.attacks import stem_input_grad as stem_module
 from robustft.attacks.prepare import prepare_for_attack, swap_stem
-from robustft.attacks.stem_input_grad import MAX_SIDE, StemConv2d, is_stem, stem_input_grad
+from robustft.attacks.stem_input_grad import MAX_INPUT_PIXELS, StemConv2d, is_stem, stem_input_grad
 from robustft.models.tiny import tiny_cnn, tiny_mobilenet
 
 
@@ -107,7 +107,12 @@ def test_the_fast_path_runs_only_where_it_pays_and_nothing_else_needs_a_gradient
     small = torch.rand(2, 3, 8, 8)
     value_and_input_grad(fast, small)
     assert len(calls) == 1
-    value_and_input_grad(fast, torch.rand(2, 3, MAX_SIDE + 1, 8))  # a larger map: oneDNN's kernel wins there
+    value_and_input_grad(fast, torch.rand(2, 3, MAX_INPUT_PIXELS // 16 + 1, 8))  # more pixels: oneDNN wins there
+    assert len(calls) == 1
+    value_and_input_grad(fast, torch.rand(2, 3, MAX_INPUT_PIXELS // 16, 8))  # exactly the limit: the product
+    assert len(calls) == 2
+    calls.clear()
+    value_and_input_grad(fast, small)
     assert len(calls) == 1
     with torch.no_grad():
         fast(small)  # no gradient wanted

@@ -16,11 +16,13 @@ phases (row even or odd, column even or odd), and each phase receives a fixed se
     row 2m + 1 <- tap row 2 of output row m, tap row 0 of output row m + 1
 
 (columns alike). So the input gradient is nine strided copies and sums of P's slices, written straight into a
-channels_last tensor. Measured on the stem's shapes (input gradient alone, median of 40, idle, 2026-12-07): batch
-160 5.35 -> 2.99 ms on 2 threads and 6.46 -> 4.06 ms on 1; batch 256 6.14 -> 3.46 and 10.13 -> 6.48. At 224 px
-(64 images) oneDNN wins (84 against 139 ms), and with a 7 x 7 kernel or stride 1 too: so ``StemConv2d`` takes
-this path only for a 3 x 3 stride-2 kernel on maps of at most ``MAX_SIDE`` pixels a side, on the CPU, when the
-input needs a gradient and the weights do not (the prepared copy is frozen); anything else is the convolution.
+channels_last tensor. Measured on the stem's shapes (input gradient alone, median of 20-40, idle, 2026-12-07):
+batch 160 at 32 px 5.35 -> 2.99 ms on 2 threads and 6.46 -> 4.06 ms on 1; batch 256 6.14 -> 3.46 and 10.13 ->
+6.48; 64 images at 64 px 1.23x / 1.29x; but 160 at 64 px 1.02x / 0.98x, 64 at 128 px 0.74x / 0.83x and 64 at 224 px
+84 against 139 ms: the taps tensor (27 floats per output pixel) outgrows the cache. So ``StemConv2d`` takes this
+path only for a 3 x 3 stride-2 kernel on at most ``MAX_INPUT_PIXELS`` input pixels per call (N x H x W: a batch of
+256 at 32 px), on the CPU, when the input needs a gradient and the weights do not (the prepared copy is frozen);
+anything else, a 7 x 7 or stride-1 stem included (slower this way too), is the convolution.
 
 Same values as the convolution's input gradient up to float rounding (another summation order:
 tests/test_stem_input_grad.py), same module, name and parameters (only the class changes). Written by hand: no
@@ -33,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_SIDE = 64  # measured faster at 32 and 64 px, slower at 224 (see the module docstring)
+MAX_INPUT_PIXELS = 256 * 32 * 32  # N x H x W; measured faster up to here, slower beyond (module docstring)
 MAX_IN_CHANNELS = 4  # an image's channels (grey, RGB, RGBA): oneDNN's kernel is slow writing so few
 
 
@@ -107,6 +109,6 @@ class StemConv2d(nn.Conv2d):
         """Args: x, float N x C_in x H x W. Returns: N x C_out x H_o x W_o."""
         if (x.dim() == 4 and x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad
                 and not self.weight.requires_grad and (self.bias is None or not self.bias.requires_grad)
-                and max(x.shape[-2:]) <= MAX_SIDE):
+                and x.shape[0] * x.shape[-2] * x.shape[-1] <= MAX_INPUT_PIXELS):
             return _StemConv.apply(x, self.weight, self.bias)
         return super().forward(x)
