@@ -16,10 +16,13 @@ labelled with the model's own predictions), at the eps where about a third of th
    every activated tensor first (attacks/relu6_in_place.py), on 2 and 1 threads (>= 1.0x, the same robust
    accuracy: both compute the same values and gradients).
 5. PGD-10 through ``robust_accuracy`` on the same batch, the prepared copy's 1 x 1 convolutions run as matrix
-   products on 1 x 1 maps (``attacks.prepare.swap_pointwise``, the default; attacks/pointwise_linear.py) vs as
-   oneDNN convolutions, on 2 and 1 threads (>= 1.0x, robust accuracy within 2 samples: another summation order).
-   Figures 4 and 5 prepare a fresh copy at every call (``ROBUSTFT_PREPARED_CACHE=off``): a kept copy would be the
-   same on both sides.
+   products on small maps (1 x 1, and up to 4 x 4 in channels_last: ``attacks.prepare.swap_pointwise``, the default;
+   attacks/pointwise_linear.py) vs as oneDNN convolutions, on 2 and 1 threads (>= 1.0x, robust accuracy within 2
+   samples: another summation order).
+8. The same for the stem's input gradient as one matrix product and four phase sums (``swap_stem``;
+   attacks/stem_input_grad.py) vs oneDNN's backward of the stride-2 convolution.
+   Figures 4, 5 and 8 prepare a fresh copy at every call (``ROBUSTFT_PREPARED_CACHE=off``): a kept copy would
+   be the same on both sides.
 6. PGD-10 through ``robust_accuracy`` on the same model, the prepared copy kept across calls and refreshed in place
    (attacks/prepared_cache.py, the default) vs prepared afresh at every call (``ROBUSTFT_PREPARED_CACHE=off``), on
    2 and 1 threads (>= 1.0x, the same robust accuracy: the refreshed copy holds a fresh copy's tensors bit for bit).
@@ -126,11 +129,14 @@ def main() -> None:
                           speedup, ">= 1.0x, robust accuracy within 2 samples", speedup >= 1.0 and same))
 
     # 4. The prepared copy's ReLU6: in place without autograd's copy vs torch's in-place ReLU6 (same values: the
-    # same robust accuracy). 5. Its 1 x 1 layers on 1 x 1 maps: matrix products vs oneDNN's 1 x 1 convolution
+    # same robust accuracy). 5. Its 1 x 1 layers on small maps: matrix products vs oneDNN's 1 x 1 convolution
     # (another summation order: within 2 samples).
+    # 8. The stem's input gradient as a product vs oneDNN's backward-data (another summation order: within 2
+    # samples).
     for step, what, exact in (("swap_relu6", "prepared copy with InPlaceReLU6 vs torch's ReLU6", True),
-                              ("swap_pointwise", "prepared copy's 1 x 1 layers on 1 x 1 maps as F.linear vs as "
-                                                 "convolutions", False)):
+                              ("swap_pointwise", "prepared copy's 1 x 1 layers on small maps as matrix products vs "
+                                                 "as convolutions", False),
+                              ("swap_stem", "prepared copy's stem input gradient as one product vs oneDNN's", False)):
         for count in (2, 1):
             torch.set_num_threads(count)
             speedup, same = with_and_without_step(step, exact, model, images, labels, eps)

@@ -48,6 +48,8 @@ COVERED_BY: dict[str, list[str]] = {
     "src/robustft/attacks/prepare.py": [*_ATTACK_TESTS, "tests/test_models_vit_strategies.py",
                                         "tests/test_fast_paths.py", "tests/test_relu6_in_place.py"],
     "src/robustft/attacks/relu6_in_place.py": ["tests/test_relu6_in_place.py", "tests/test_fast_paths.py"],
+    "src/robustft/attacks/stem_input_grad.py": ["tests/test_stem_input_grad.py", "tests/test_fast_paths.py"],
+    "src/robustft/attacks/pointwise_linear.py": ["tests/test_pointwise_linear.py", "tests/test_fast_paths.py"],
     "src/robustft/attacks/prepared_cache.py": ["tests/test_prepared_cache.py", "tests/test_fast_paths.py",
                                                "tests/test_crafting.py", "tests/test_attacks_prepare_vit.py"],
     "src/robustft/attacks/robust_evaluation.py": _ATTACK_TESTS,

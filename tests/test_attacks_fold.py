@@ -10,7 +10,6 @@ from torch import nn
 
 from robustft import strategies
 from robustft.attacks import fold_conv_bn, prepare_for_attack
-from robustft.attacks.depthwise_pixel import DepthwisePixelConv2d
 from robustft.attacks.pointwise_linear import PointwiseConv2d
 from robustft.attacks.stem_input_grad import StemConv2d
 from robustft.models.tiny import tiny_cnn, tiny_mobilenet
@@ -108,7 +107,7 @@ def test_merged_adaptations_fold_again(name: str, options: dict) -> None:
     assert not any(isinstance(m, nn.BatchNorm2d) for m in modules)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
     # peft layers replaced by their base conv (which the prepared copy may run another way: prepare.swap_*)
-    assert sum(type(m) in (nn.Conv2d, PointwiseConv2d, DepthwisePixelConv2d, StemConv2d)
+    assert sum(type(m) in (nn.Conv2d, PointwiseConv2d, StemConv2d)
                    for m in modules) == plain_convs
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

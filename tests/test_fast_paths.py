@@ -189,7 +189,7 @@ def check_every_path(backbone: str, name: str, build: Callable[[], RobustModel],
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_every_fast_path_computes_the_trained_model(backbone: str, name: str) -> None:
     # 32 px and, for the CNNs, 4 px: there tiny-mobilenet's last maps are 2 x 2 and 1 x 1, where the prepared copy
-    # runs its pointwise and depthwise layers another way (attacks/pointwise_linear.py, attacks/depthwise_pixel.py).
+    # runs its pointwise layers as matrix products (attacks/pointwise_linear.py).
     for side in (32,) if backbone == "tiny-vit" else (32, 4):
         images = torch.rand(4, 3, side, side, generator=torch.Generator().manual_seed(1))
         check_every_path(backbone, name, BACKBONES[backbone], images)

@@ -7,9 +7,8 @@ inside a ``Sequential`` folded into one conv (torch's ``fuse_conv_bn_eval``; eva
 function is the same up to float rounding), parameters frozen (backward computes no weight gradients and keeps
 fewer activations), in-place ReLU6 modules replaced by one that does not copy its input under autograd
 (``relu6_in_place``), 1 x 1 convolutions run as matrix products where the map is small (``pointwise_linear``),
-depthwise convolutions as per-channel scales on 1 x 1 maps (``depthwise_pixel``), the stem's input gradient as one
-matrix product (``stem_input_grad``), and channels_last memory format for CNNs (faster convolutions on CPU and
-CUDA). On the
+the stem's input gradient as one matrix product (``stem_input_grad``), and channels_last memory format for CNNs
+(faster convolutions on CPU and CUDA). On the
 embedded MobileNetV2 this gives about 2x the forward+backward throughput on CPU.
 
 Why both the merge and the "plain" rule. Strategies attach their modules to existing layers with forward hooks
@@ -47,7 +46,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from robustft import strategies
 from robustft.attacks.base import warn_train_mode_batchnorm
-from robustft.attacks.depthwise_pixel import DepthwisePixelConv2d, is_centred_depthwise
 from robustft.attacks.pointwise_linear import PointwiseConv2d, is_pointwise
 from robustft.attacks.prepare_vit import speed_up_vits
 from robustft.attacks.relu6_in_place import HIGH, LOW, InPlaceReLU6
@@ -178,12 +176,6 @@ def swap_pointwise(model: nn.Module) -> int:
     return _change_class(model, is_pointwise, PointwiseConv2d)
 
 
-def swap_depthwise_pixel(model: nn.Module) -> int:
-    """Makes every plain centred depthwise ``nn.Conv2d`` of ``model`` a ``DepthwisePixelConv2d`` (a per-channel
-    scale on a 1 x 1 map: attacks/depthwise_pixel.py), in place, as ``swap_pointwise`` does. Returns how many."""
-    return _change_class(model, is_centred_depthwise, DepthwisePixelConv2d)
-
-
 def swap_stem(model: nn.Module) -> int:
     """Makes every plain 3 x 3 stride-2 ``nn.Conv2d`` on a few input channels a ``StemConv2d`` (its input gradient
     as one matrix product: attacks/stem_input_grad.py), in place, as ``swap_pointwise`` does. Returns how many."""
@@ -226,7 +218,6 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
         fold_conv_bn(prepared)
     swap_relu6(prepared)
     swap_pointwise(prepared)
-    swap_depthwise_pixel(prepared)
     swap_stem(prepared)
     speed_up_vits(prepared)  # timm ViTs: a cheaper input gradient and class-token-only last block (prepare_vit)
     if channels_last is None:
