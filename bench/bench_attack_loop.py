@@ -19,8 +19,6 @@ labelled with the model's own predictions), at the eps where about a third of th
    products on small maps (1 x 1, and up to 4 x 4 in channels_last: ``attacks.prepare.swap_pointwise``, the default;
    attacks/pointwise_linear.py) vs as oneDNN convolutions, on 2 and 1 threads (>= 1.0x, robust accuracy within 2
    samples: another summation order).
-8. The same for the stem's input gradient as one matrix product and four phase sums (``swap_stem``;
-   attacks/stem_input_grad.py) vs oneDNN's backward of the stride-2 convolution.
    Figures 4, 5 and 8 prepare a fresh copy at every call (``ROBUSTFT_PREPARED_CACHE=off``): a kept copy would
    be the same on both sides.
 6. PGD-10 through ``robust_accuracy`` on the same model, the prepared copy kept across calls and refreshed in place
@@ -29,6 +27,8 @@ labelled with the model's own predictions), at the eps where about a third of th
 7. PGD-10 through ``robust_accuracy`` on the same model, ReLU6's backward masking the gradient in place where nobody
    else reads it (``attacks.relu6_in_place.mask_in_place``, the default) vs always writing a new tensor, on 2 and 1
    threads (>= 1.0x, the same robust accuracy: the same values bit for bit).
+8. As figure 5, the stem's input gradient as one matrix product and four phase sums (``swap_stem``;
+   attacks/stem_input_grad.py) vs oneDNN's backward of the stride-2 convolution.
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
