@@ -54,6 +54,27 @@ def test_every_tap_lands_where_the_adjoint_puts_it() -> None:
             assert torch.equal(got, expected), (u, v)
 
 
+def test_even_sizes_return_the_written_tensor_itself_and_odd_ones_a_dense_copy() -> None:
+    weight = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(5))
+    even = stem_input_grad(torch.randn(2, 4, 5, 4), weight, 10, 8)
+    odd = stem_input_grad(torch.randn(2, 4, 5, 4), weight, 9, 7)
+    assert even._base is None  # no crop, no copy
+    assert odd.shape == (2, 3, 9, 7) and odd.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_gradient_takes_the_output_gradients_dtype() -> None:
+    """A float64 output gradient with float32 weights: a float64 input gradient, equal to float64 autograd's."""
+    generator = torch.Generator().manual_seed(6)
+    weight = torch.randn(5, 3, 3, 3, generator=generator)
+    grad = torch.randn(2, 5, 4, 3, generator=generator, dtype=torch.float64)
+    got = stem_input_grad(grad, weight, 8, 6)
+    assert got.dtype == torch.float64
+    want = torch.ops.aten.convolution_backward(grad, torch.zeros(2, 3, 8, 6, dtype=torch.float64), weight.double(),
+                                               None, [2, 2], [1, 1], [1, 1], False, [0, 0], 1,
+                                               [True, False, False])[0]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def stem_pair(bias: bool) -> tuple[nn.Conv2d, StemConv2d]:
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 6, 3, stride=2, padding=1, bias=bias)
@@ -85,12 +106,12 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("side", [32, 17])
+@pytest.mark.parametrize("height, width", [(32, 32), (17, 17), (16, 9), (7, 12)])
 def test_stem_conv_computes_the_convolution_and_its_input_gradient(
-        bias: bool, side: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        bias: bool, height: int, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = count_calls(monkeypatch)
     conv, fast = stem_pair(bias)
-    x = torch.rand(4, 3, side, side, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(4, 3, height, width, generator=torch.Generator().manual_seed(1))
     x = x.contiguous(memory_format=torch.channels_last)
     want_value, want_grad = value_and_input_grad(conv, x)
     got_value, got_grad = value_and_input_grad(fast, x)
