@@ -101,7 +101,7 @@ def count_small_map_products(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("height, width", [(2, 2), (4, 4), (2, 3), (1, 16), (3, 1)])
+@pytest.mark.parametrize("height, width", [(2, 2), (4, 4), (2, 3), (1, 16), (8, 2), (3, 1)])
 def test_on_a_small_channels_last_map_it_equals_the_convolution(
         bias: bool, height: int, width: int, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = count_small_map_products(monkeypatch)
@@ -118,6 +118,17 @@ def test_on_a_small_channels_last_map_it_equals_the_convolution(
     with torch.no_grad():
         torch.testing.assert_close(fast(x), want_value, rtol=1e-6, atol=1e-6)
     assert len(calls) == 3
+
+
+def test_the_small_map_product_keeps_the_inputs_dtype() -> None:
+    conv, fast = frozen_pair(bias=True)
+    conv, fast = conv.double(), fast.double()
+    x = torch.randn(2, 6, 2, 2, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    want_value, want_grad = value_and_input_grad(conv, x)
+    got_value, got_grad = value_and_input_grad(fast, x)
+    assert got_value.dtype == got_grad.dtype == torch.float64
+    torch.testing.assert_close(got_value, want_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-12, atol=1e-12)
 
 
 def test_an_in_place_relu6_after_the_product_stays_in_place() -> None:
