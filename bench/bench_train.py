@@ -10,6 +10,10 @@
    standard step. The per-step ``prepare_for_attack`` copy the step used to make is timed beside them.
 3. The same adversarial step for each strategy, relative to full fine-tuning: parameter-efficient strategies
    should make the update part cheaper.
+4. The CPU fast paths of training (``train.cpu_fast_paths``: channels_last and the small-map depthwise product,
+   robustft.training.small_map_depthwise), per strategy of paper A: a standard step and an adversarial step with
+   them against the same step without them (two trainers built alike but for the flag), side by side. Printed as
+   speed-ups (time without / time with).
 
 Threads: ``BENCH_TRAIN_THREADS`` (default 1: the demo runs one thread per run, one run per core).
 Run: ``python -m bench train`` (``BENCH_TRAIN_PARTS=2,3`` to run only some parts).
@@ -72,12 +76,13 @@ def demo_share(name: str, root: str) -> float:
     return summary["eval_share"]
 
 
-def _trainer(splits: dict, root: str, name: str, objective: str, strategy: str = "full", options: dict | None = None):
+def _trainer(splits: dict, root: str, name: str, objective: str, strategy: str = "full", options: dict | None = None,
+             fast: bool = True):
     from robustft.training.trainer import build_trainer
 
     return build_trainer(from_dict(_config(root, name, objective={"name": objective, "attack": ATTACK, "steps": K},
                                  strategy={"name": strategy, "options": options or {}},
-                                 train={"steps": 1000, "epochs": None})),
+                                 train={"steps": 1000, "epochs": None, "cpu_fast_paths": fast})),
                          datasets=splits, quiet=True)
 
 
@@ -135,6 +140,23 @@ def strategy_costs(splits: dict, root: str) -> None:
         print(f"  adversarial step, {name}: {timing.ratio_to_reference:.2f}x full ({timing.seconds * 1000:.0f} ms)")
 
 
+PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
+
+
+def fast_path_costs(splits: dict, root: str) -> None:
+    images, labels = next(iter(_batches(splits["train"])))
+    batch = itertools.repeat((images, labels))
+    for objective, eps in (("standard", 0.0), ("adversarial", EPS)):
+        for name in os.environ.get("BENCH_TRAIN_STRATEGIES", ",".join(PAPER_A_STRATEGIES)).split(","):
+            steps = {label: (lambda t, eps=eps: lambda: t.update(batch, eps))(
+                _trainer(splits, root, f"fast-{objective}-{name}-{label}", objective, name, fast=label == "fast"))
+                for label in ("reference", "fast")}
+            timings = compare(steps, reference="reference", rounds=5, warmup=1)
+            speedup = 1 / timings["fast"].ratio_to_reference
+            print(f"  {objective} step, {name}: {speedup:.2f}x faster with the fast paths "
+                  f"({timings['reference'].seconds * 1000:.0f} -> {timings['fast'].seconds * 1000:.0f} ms)", flush=True)
+
+
 def _batches(dataset):
     images = torch.stack([dataset[i][0] for i in range(BATCH)])
     labels = torch.tensor([int(dataset[i][1]) for i in range(BATCH)])
@@ -143,7 +165,7 @@ def _batches(dataset):
 
 def main() -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_TRAIN_THREADS", "1")))
-    parts = os.environ.get("BENCH_TRAIN_PARTS", "1,2,3").split(",")
+    parts = os.environ.get("BENCH_TRAIN_PARTS", "1,2,3,4").split(",")
     with tempfile.TemporaryDirectory() as root:
         if "1" in parts:
             print("1. evaluation share of demo runs (as robustft demo configures them)", flush=True)
@@ -151,13 +173,17 @@ def main() -> None:
                 share = demo_share(name.strip(), root)
                 print(f"{name.strip()}: evaluation time / wall time {share:.1%} (target <= 25%) "
                       f"{'PASS' if share <= 0.25 else 'MISS'}", flush=True)
-        splits = fashion_splits(n_train=BATCH * 4, n_val=256, n_test=512) if {"2", "3"} & set(parts) else {}
+        splits = fashion_splits(n_train=BATCH * 4, n_val=256, n_test=512) if {"2", "3", "4"} & set(parts) else {}
         if "2" in parts:
             print(f"2. adversarial step with {ATTACK}-{K} vs its parts (batch {BATCH}, eps 32/255)", flush=True)
             step_costs(splits, root)
         if "3" in parts:
             print("3. adversarial step per strategy, relative to full fine-tuning", flush=True)
             strategy_costs(splits, root)
+        if "4" in parts:
+            print("4. the CPU fast paths of training (channels_last, small-map depthwise product), per strategy",
+                  flush=True)
+            fast_path_costs(splits, root)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,20 @@ def test_quick_is_the_same_study_on_less(tmp_path):
         assert relative_cost(cfg) < relative_cost(full[name]) / 3
 
 
+def test_the_demo_runs_longest_first_by_what_their_parts_cost(tmp_path):
+    """Paper B's full fine-tuning reference trains every weight for 124 steps: it costs more than a parameter-efficient
+    run of 150 steps and must not be left to run alone at the end (it was, when cost was steps alone); linear
+    probing, the cheapest update, goes last."""
+    costs = {c["name"]: relative_cost(c) for c in resolve_study(demo_study(), tmp_path)[1]}
+    order = sorted(costs, key=lambda name: -costs[name])
+    assert order[:2] == ["b-fix", "b-scheduled"] and order[-1] == "a-linear"
+    assert all(costs["b-standard"] > costs[f"a-{s}"] for s in ("bitfit", "lora", "ia3", "adapter", "compacter"))
+    assert costs["a-full"] > costs["a-lora"] > costs["a-bitfit"] > costs["a-linear"]
+    evaluated = resolve_study(demo_study(), tmp_path)[1][0]
+    silent = {**evaluated, "eval": {**evaluated["eval"], "eps": [], "ood": False}}
+    assert relative_cost(silent) < relative_cost(evaluated)  # its evaluation counts
+
+
 def test_packaged_demo_configs_are_the_shipped_ones():
     shipped = sorted(p.relative_to(ROOT / "configs" / "demo") for p in (ROOT / "configs" / "demo").rglob("*.yaml"))
     package = ROOT / "src" / "robustft" / "sweep" / "study_configs" / "demo"
@@ -123,7 +137,8 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
                {"name": "b", "output_dir": str(tmp_path), "train": {"epochs": 2, "steps": None},
                 "data": {"limit_train": 640}, "optim": {"batch_size": 64},
                 "objective": {"name": "adversarial", "steps": 7}}]
-    assert planned_steps(configs[1]) == 20 and relative_cost(configs[1]) == pytest.approx(20 * 2.75)
+    # no dataset named, so steps alone: 20 updates + 20 x 7 attack steps at 0.3 of an update each
+    assert planned_steps(configs[1]) == 20 and relative_cost(configs[1]) == pytest.approx(20 * (1 + 7 * 0.3))
     # the demo's paper B runs: 2,000 images in batches of 64 are 31 full batches (the trainer drops the 32nd)
     demo_b = {"train": {"epochs": 4}, "data": {"limit_train": 2000}, "optim": {"batch_size": 64}}
     assert planned_steps(demo_b) == 124
@@ -149,7 +164,7 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
     (tmp_path / "a" / "lock").write_text(json.dumps({"pid": 2}) + "\n")  # the trainer took the lock
     progress._refresh()
     assert "started a" in stream.getvalue() and "queued" not in progress.line()
-    assert progress.fraction() == pytest.approx(50 / (100 + 55))
+    assert progress.fraction() == pytest.approx(50 / (100 + 62))
     assert "[0/2 runs] running a 50/100" in progress.line()
 
     class Result:
@@ -162,7 +177,7 @@ def test_progress_counts_runs_and_reads_steps_from_the_running_runs(tmp_path):
     assert "[0/2 runs]" in progress.line() and "running" not in progress.line()
     progress.update("start", Point())
     progress.update("done", Result())
-    assert progress.fraction() == pytest.approx(100 / 155) and "[1/2 runs]" in progress.line()
+    assert progress.fraction() == pytest.approx(100 / 162) and "[1/2 runs]" in progress.line()
     assert "finished a" in stream.getvalue() and "left" in progress.line()
 
 

@@ -144,6 +144,10 @@ class TrainConfig:
 
     epochs: int | None = 3
     steps: int | None = None
+    # On the CPU: a convolutional model trains in channels_last and its trained depthwise convolutions on maps of
+    # <= 2 x 2 pixels run as a product (robustft.training.small_map_depthwise); false: the library kernels as they
+    # are (what tests/test_fast_paths.py and `bench train` compare the fast paths with). Same function either way.
+    cpu_fast_paths: bool = True
 
 
 @dataclass

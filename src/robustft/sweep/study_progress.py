@@ -2,10 +2,10 @@
 
 Runs execute in subprocesses, so their progress is read from what they write: the last step in each running
 run's ``metrics.jsonl`` (records are appended at every evaluation) against the run's planned steps. The estimate
-weights each run by its expected cost (steps x the attack steps of adversarial training, whose step costs about
-``1 + 0.25 x attack steps`` standard steps: README, Benchmarks), so that a slow adversarial run left for last does
-not make the estimate jump. On a terminal the line is redrawn in place every second; otherwise one line is
-printed per started and finished run, and the progress line every 30 seconds.
+weights each run by its expected cost (``relative_cost``: the updates as the strategy prices them, the training
+attack steps, the evaluation), so that a slow adversarial run left for last does not make the estimate jump. On a
+terminal the line is redrawn in place every second; otherwise one line is printed per started and finished run, and
+the progress line every 30 seconds.
 
 A run counts as running only once its training process holds the run directory's lock (``runs.lock`` writes the
 holder into ``RUN_DIR/lock`` when it takes it and clears it when it lets go); before that it is queued. The Ray
@@ -20,8 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from robustft.config.units import eps_grid, parse_eps
+from robustft.errors import ConfigError
 from robustft.runs.lock import lock_touched_since
 from robustft.runs.metrics_file import last_record
+from robustft.sweep.cost_model import Throughput, run_cost
+from robustft.sweep.cost_tables import dataset_size
 
 # Statuses of a run that ended without finishing because the study was stopped (robustft.sweep.manifest's names).
 _NOT_DONE = ("interrupted", "pending")
@@ -42,11 +46,58 @@ def planned_steps(config: dict[str, Any]) -> int:
     return int(train.get("epochs") or 1) * per_epoch
 
 
+# What a run's parts cost, in units of one full fine-tuning update on one image (a training forward+backward),
+# measured with `bench train` on the embedded MobileNetV2 at 32 px, one thread, training fast paths on (2026-12-07):
+# - an update with a parameter-efficient strategy, relative to full fine-tuning (part 4's standard steps: full
+#   219 ms, linear 52, bitfit 106, lora 139, ia3 102, adapter 113, compacter 103); others (and unknown ones) 1.0;
+UPDATE_COST = {"linear": 0.25, "bitfit": 0.5, "lora": 0.65, "ia3": 0.5, "adapter": 0.5, "compacter": 0.5}
+# - one attack step (forward + input gradient on the frozen prepared copy): an adversarial step with APGD-CE-7 took
+#   682 ms against a standard step's 219 (part 4), i.e. (682 / 219 - 1) / 7 = 0.3 of an update per attack step;
+ATTACK_STEP_COST = 0.3
+# - an evaluation forward pass; and the share of an evaluation attack's nominal passes that run (robustft attacks
+#   only the images still correct, and stops each early when it is fooled: the demo's paper A runs measured ~0.5;
+#   a robust curve attacks at each eps only what survived the smaller ones, so most of its grid runs on few
+#   images: the demo's paper B curves, 0..32/255, cost 1-10 s where their nominal passes would take ~70).
+FORWARD_COST = 0.1
+EVALUATION_ATTACK_SHARE = 0.5
+CURVE_ATTACK_SHARE = 0.1
+
+
 def relative_cost(config: dict[str, Any]) -> float:
-    """Expected cost of a run in standard-step units."""
+    """Expected cost of a run, in full fine-tuning standard steps: its updates (weighted by the strategy's
+    ``UPDATE_COST``), its training attack steps and its evaluation (``robustft.sweep.cost_model``'s passes, priced as
+    above). Orders a study's runs longest first and weights the progress estimate; a config whose data size the
+    cost model does not know is estimated from its steps alone."""
     objective = config.get("objective", {})
-    factor = 1.0 if objective.get("name", "standard") == "standard" else 1.0 + 0.25 * int(objective.get("steps", 7))
-    return planned_steps(config) * factor
+    name = objective.get("name", "standard")
+    k = 0 if name == "standard" else int(objective.get("steps", 7)) + (1 if name == "trades" else 0)
+    update = UPDATE_COST.get(str((config.get("strategy") or {}).get("name", "full")), 1.0)
+    optim = config.get("optim", {})
+    batch = max(1, int(optim.get("batch_size", 128))) * max(1, int(optim.get("accumulate", 1)))
+    try:
+        cost = run_cost(config, Throughput(1.0, 1.0))
+        steps, attacked = cost.steps, cost.attacked_steps
+        curve = _curve_passes(config, cost.evaluations)
+        evaluation = (((cost.eval_passes - curve) * EVALUATION_ATTACK_SHARE + curve * CURVE_ATTACK_SHARE)
+                      * ATTACK_STEP_COST + cost.eval_forward * FORWARD_COST) / batch
+    except (ConfigError, KeyError, TypeError, ValueError):  # e.g. a dataset of unknown size: steps alone
+        steps = planned_steps(config)
+        attacked, evaluation = (0 if k == 0 else steps), 0.0
+    return steps * update + attacked * k * ATTACK_STEP_COST + evaluation
+
+
+def _curve_passes(config: dict[str, Any], evaluations: int) -> float:
+    """The nominal attack passes of a run's robust curve (what ``cost_model.run_cost`` counts for it)."""
+    evaluation, data = config.get("eval", {}), config.get("data", {})
+    if not evaluation.get("curve") or parse_eps(evaluation["curve"]) <= 0:
+        return 0.0
+    test = min(dataset_size(str(data.get("name")), data.get("limit_train"), data.get("limit_test"))[1],
+               data.get("limit_test") or 10**9)
+    seen = min(int(evaluation["subset"]), test) if evaluation.get("subset") else test
+    steps = int((evaluation.get("attack") or {}).get("steps") or 0) * max(1, int((evaluation.get("attack") or {})
+                                                                                  .get("restarts") or 1))
+    grid = sum(1 for e in eps_grid(parse_eps(evaluation["curve"])) if e > 0)
+    return float(seen * grid * steps * (evaluations if evaluation.get("curve_at", "every") == "every" else 1))
 
 
 def last_step(run_dir: Path) -> int:

@@ -30,6 +30,7 @@ from torch import nn
 from robustft.attacks import prepare_for_attack
 from robustft.registry import Registry
 from robustft.training.crafting import CraftingCopy
+from robustft.training.small_map_depthwise import SmallMapDepthwise
 
 OBJECTIVES = Registry("objective")
 
@@ -62,6 +63,9 @@ class ObjectiveContext:
         crafted_eps: set by the objective on every call: the eps of the perturbation it crafted, 0.0 when it crafted
             none (the standard objective, or eps == 0). The trainer counts the steps that trained on a perturbation
             from it (summary.json's ``perturbed_steps``), so a run that never perturbed says so.
+        small_map_depthwise: run the update's forward on the CPU under ``training.small_map_depthwise`` (trained
+            depthwise convolutions on maps of <= 2 x 2 pixels as a product; the trainer sets it from
+            ``train.cpu_fast_paths``).
     """
 
     attack: Attack | None = None
@@ -74,6 +78,7 @@ class ObjectiveContext:
     trades_fused: bool = False
     crafting: CraftingCopy | None = None
     crafted_eps: float = 0.0
+    small_map_depthwise: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -105,10 +110,14 @@ def crafting_model(model: nn.Module, context: ObjectiveContext) -> nn.Module:
 
 
 def _forward(model: nn.Module, images: torch.Tensor, context: ObjectiveContext) -> torch.Tensor:
-    if context.autocast is None:
-        return model(images)
-    with context.autocast():
-        return model(images)
+    """The update's forward pass (its backward follows from the graph recorded here)."""
+    if context.autocast is not None:
+        with context.autocast():
+            return model(images)
+    if context.small_map_depthwise and images.device.type == "cpu":
+        with SmallMapDepthwise():
+            return model(images)
+    return model(images)
 
 
 @OBJECTIVES.register("standard")
