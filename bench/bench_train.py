@@ -143,14 +143,18 @@ def strategy_costs(splits: dict, root: str) -> None:
 PAPER_A_STRATEGIES = ("full", "linear", "bitfit", "lora", "ia3", "adapter", "compacter")
 
 
+def _updater(trainer, batch, eps: float):
+    return lambda: trainer.update(batch, eps)
+
+
 def fast_path_costs(splits: dict, root: str) -> None:
     images, labels = next(iter(_batches(splits["train"])))
     batch = itertools.repeat((images, labels))
     for objective, eps in (("standard", 0.0), ("adversarial", EPS)):
         for name in os.environ.get("BENCH_TRAIN_STRATEGIES", ",".join(PAPER_A_STRATEGIES)).split(","):
-            steps = {label: (lambda t, eps=eps: lambda: t.update(batch, eps))(
-                _trainer(splits, root, f"fast-{objective}-{name}-{label}", objective, name, fast=label == "fast"))
-                for label in ("reference", "fast")}
+            steps = {label: _updater(_trainer(splits, root, f"fast-{objective}-{name}-{label}", objective, name,
+                                              fast=label == "fast"), batch, eps)
+                     for label in ("reference", "fast")}
             timings = compare(steps, reference="reference", rounds=5, warmup=1)
             speedup = 1 / timings["fast"].ratio_to_reference
             print(f"  {objective} step, {name}: {speedup:.2f}x faster with the fast paths "
