@@ -24,7 +24,15 @@ import yaml
 
 import robustft
 from robustft.cli import main
-from robustft.sweep import STATUS_INTERRUPTED, STATUS_PENDING, SweepInterrupted, SweepPoint, run_points
+from robustft.sweep import (
+    STATUS_INTERRUPTED,
+    STATUS_PENDING,
+    SweepInterrupted,
+    SweepPoint,
+    forked_runs,
+    local_executor,
+    run_points,
+)
 from robustft.sweep import interrupt as interrupt_module
 from robustft.sweep.interrupt import ChildProcesses, StopSignals, exit_status
 from robustft.sweep.manifest import PointResult
@@ -103,8 +111,33 @@ def _points(n: int) -> tuple[list[SweepPoint], list[dict]]:
     return points, [{"name": p.name} for p in points]
 
 
+def stand_in_child(marks: str) -> None:
+    """CHILD as a forked child (the fork server runs this function, not a command)."""
+    os.setsid()
+
+    def stop(signum, frame):
+        (Path(marks) / "got-sigint").write_text("yes")
+        sys.exit(130)
+
+    signal.signal(signal.SIGINT, stop)
+    (Path(marks) / f"started-{os.getpid()}").write_text("yes")
+    time.sleep(60)
+
+
+class StandInRun(forked_runs.ForkedRun):
+    """A ForkedRun whose child is the stand-in instead of `robustft train`."""
+
+    def __init__(self, marks: Path) -> None:
+        self._lock = threading.Lock()
+        self.process = forked_runs._context().Process(target=stand_in_child, args=(str(marks),))
+        self.process.start()
+        self.pid = self.process.pid
+
+
+@pytest.mark.parametrize("launch", ["forked", "subprocess"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_the_local_sweep_starts_nothing_more_and_records_every_point(tmp_path, monkeypatch, signum):
+def test_a_signal_stops_the_local_sweep_starts_nothing_more_and_records_every_point(tmp_path, monkeypatch, signum,
+                                                                                     launch):
     marks = tmp_path / "marks"
     marks.mkdir()
     real_popen, commands = subprocess.Popen, []
@@ -113,7 +146,17 @@ def test_a_signal_stops_the_local_sweep_starts_nothing_more_and_records_every_po
         commands.append(command)
         return real_popen([sys.executable, "-c", CHILD, str(marks)], **options)
 
-    monkeypatch.setattr(interrupt_module.subprocess, "Popen", popen)
+    def forked(arguments, log, env):  # the same, forked from the preloaded server (robustft.sweep.forked_runs)
+        commands.append(arguments)
+        return StandInRun(marks)
+
+    if launch == "forked":
+        if not forked_runs.fork_runs_available():
+            pytest.skip("no fork server on this platform")
+        monkeypatch.setattr(local_executor, "ForkedRun", forked)
+    else:
+        monkeypatch.setenv("ROBUSTFT_FORK_RUNS", "0")
+        monkeypatch.setattr(interrupt_module.subprocess, "Popen", popen)
     started: list[str] = []
     sender = threading.Thread(target=lambda: (wait_until(lambda: any(marks.glob("started-*"))),
                                               os.kill(os.getpid(), signum)))

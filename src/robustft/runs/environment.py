@@ -26,6 +26,7 @@ def environment(config: dict[str, Any], device: str | None) -> dict[str, Any]:
         "git_sha": git_sha(),
         "device": device or config.get("device"),
         "cuda_available": bool(torch.cuda.is_available()) if torch is not None else None,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,  # numbers move with it
         "seed": config.get("seed"),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),

@@ -162,7 +162,7 @@ class ChildProcesses:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._live: set[subprocess.Popen] = set()
+        self._live: set[Any] = set()  # subprocess.Popen or anything with its wait / poll / send_signal
         self.stopping = False
 
     def reset(self) -> None:
@@ -178,10 +178,15 @@ class ChildProcesses:
     def run(self, command: list[str], **options: Any) -> int | None:
         """Runs ``command`` to its end (``subprocess.Popen`` options, plus its own session) and returns its exit
         status (negative: killed by that signal), or None without starting it when the sweep is stopping."""
+        return self.run_started(lambda: subprocess.Popen(command, start_new_session=True, **options))
+
+    def run_started(self, start: Callable[[], Any]) -> int | None:
+        """As :meth:`run`, for a child ``start()`` starts in its own session and returns a handle to, with
+        ``subprocess.Popen``'s ``wait``, ``poll`` and ``send_signal`` (``robustft.sweep.forked_runs.ForkedRun``)."""
         with self._lock:
             if self.stopping:
                 return None
-            process = subprocess.Popen(command, start_new_session=True, **options)
+            process = start()
             self._live.add(process)
         try:
             return process.wait()
