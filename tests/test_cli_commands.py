@@ -121,6 +121,7 @@ def test_sweep_command_runs_points_in_parallel_sets_overrides_reports_and_exits_
         return process
 
     monkeypatch.setattr(sweep_module.interrupt.subprocess, "Popen", popen)
+    monkeypatch.setenv("ROBUSTFT_FORK_RUNS", "0")  # the subprocess launcher (the forked one: test_forked_runs.py)
     # lr 1e30 diverges at the second step: a failure no validation can catch before the run.
     argv = ["sweep", str(config), "--grid", "optim.lr=0.003,1e30", "--set", "strategy.name=bitfit",
             "--jobs", "2", "--output-dir", str(out), "--report", "--group-by", "strategy"]

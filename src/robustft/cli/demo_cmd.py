@@ -51,6 +51,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustft.sweep.forked_runs import start_server
+
+    start_server()  # its imports overlap this process's own (the demo's runs are local: sweep/forked_runs.py)
     from robustft.cli.study_run import execute
     from robustft.sweep.embedded_grid import demo_leaves_line
     from robustft.sweep.interrupt import SweepInterrupted

@@ -74,6 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustft.sweep.forked_runs import start_server
+
+    if args.executor == "local" and not args.plan:
+        start_server()  # its imports overlap this process's own (sweep/forked_runs.py)
     from robustft.cli.study_run import execute
     from robustft.sweep.paper_grid import AXES
     from robustft.sweep.study import paper_study

@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise RobustftError("robustft sweep needs a base config (robustft sweep configs/demo.yaml --grid "
                             "strategy.name=full,lora), or --status DIR to show a sweep's progress.")
+    from robustft.sweep.forked_runs import start_server
+
+    if args.executor == "local":
+        start_server()  # its imports overlap this process's own (sweep/forked_runs.py)
     from robustft.sweep.grid import parse_grid
     from robustft.sweep.manifest import STATUS_FAILED, STATUS_RUNNING
     from robustft.sweep.study_pipeline import plan_study, run_plan

@@ -18,6 +18,7 @@ The standard library's fork server does the forking; nothing else does this job,
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -38,6 +39,19 @@ def fork_runs_available() -> bool:
     if os.environ.get(ENV, "1").strip() == "0":
         return False
     return sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def start_server() -> bool:
+    """Starts the fork server now, if runs are forked (``fork_runs_available``); returns whether it did.
+
+    The server imports ``PRELOAD`` in its own process while the caller goes on: a command that calls this first
+    does its own imports and plans its runs on the other core meanwhile, instead of before the server's ~5.5 s.
+    """
+    if not fork_runs_available():
+        return False
+    _context()
+    multiprocessing.forkserver.ensure_running()
+    return True
 
 
 def _context() -> multiprocessing.context.BaseContext:
