@@ -50,6 +50,8 @@ COVERED_BY: dict[str, list[str]] = {
     "src/robustft/attacks/relu6_in_place.py": ["tests/test_relu6_in_place.py", "tests/test_fast_paths.py"],
     "src/robustft/attacks/stem_input_grad.py": ["tests/test_stem_input_grad.py", "tests/test_fast_paths.py"],
     "src/robustft/attacks/pointwise_linear.py": ["tests/test_pointwise_linear.py", "tests/test_fast_paths.py"],
+    # its unit tests only: tests/test_train_fast_paths.py takes ~20 s per mutant (it trains every strategy)
+    "src/robustft/training/small_map_depthwise.py": ["tests/test_small_map_depthwise.py"],
     "src/robustft/attacks/prepared_cache.py": ["tests/test_prepared_cache.py", "tests/test_fast_paths.py",
                                                "tests/test_crafting.py", "tests/test_attacks_prepare_vit.py"],
     "src/robustft/attacks/robust_evaluation.py": _ATTACK_TESTS,
