@@ -17,6 +17,14 @@ from robustft.training.small_map_depthwise import (
     tap_index,
 )
 
+@pytest.fixture(autouse=True)
+def _no_cached_tap_index():
+    """Each test computes its tap indices afresh: a cache filled elsewhere would hide a wrong computation."""
+    small_map_depthwise._TAP_INDEX.clear()
+    yield
+    small_map_depthwise._TAP_INDEX.clear()
+
+
 GEOMETRIES = [  # (height, width, kernel, stride, padding)
     (h, w, k, s, p)
     for (h, w), k, s, p in itertools.product([(1, 1), (1, 2), (2, 1), (2, 2), (1, 4), (4, 1)],
