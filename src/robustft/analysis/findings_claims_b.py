@@ -271,8 +271,10 @@ def eadv_when_adv_equal(fix: list[Run], scheduled: list[Run], inference: Inferen
     if evidence.sign(adv) != evidence.UNRESOLVED:
         return skip("B.eadv_when_adv_equal", CLAIM_EADV, [
             f"a setting (backbone, task or eps_g other than {eps_text}) where the schedules' adversarial accuracy "
-            "at eps_g is not measurably apart"], f"adversarial accuracy at eps_g measurably apart here: "
-            f"scheduled - fix {adv_text} ({adv_method})", setting, [*fix_used, *scheduled_used], numbers)
+            "at eps_g is not measurably apart"], f"adversarial accuracy at eps_g measurably apart here (on the robust "
+            f"curve, whose E.adv the claim compares; the summary table's column is the worse of it and the final "
+            f"attack per image): scheduled - fix {adv_text} ({adv_method})", setting, [*fix_used, *scheduled_used],
+            numbers)
     diff, method, n, seeds = expected
     numbers["expected_robustness_difference"] = diff.as_dict()
     text = interval_text(diff, unit=" points")

@@ -136,8 +136,9 @@ def describe(model: nn.Module, payload: dict[str, Any], *, merged: bool, weights
         "strategy": payload["strategy"]["name"], "strategy_options": dict(payload["strategy"].get("options") or {}),
         "step": payload.get("step"),
         "input": (f"float images in [0, 1], N x 3 x {info.input_size} x {info.input_size} (what robustft trained "
-                  "and evaluated on: resized with antialiased bilinear interpolation from uint8, grey images "
-                  "repeated to 3 channels), normalised as (x - mean) / std before the network"),
+                  "and evaluated on: uint8 images resized with antialiased bilinear interpolation on their 0-255 "
+                  "values, rounded back to uint8, then divided by 255; grey images repeated to 3 channels), "
+                  "normalised as (x - mean) / std before the network"),
         "mean": list(info.mean), "std": list(info.std),
         "create_plain_model": create_code(spec["name"], spec["num_classes"], info) if plain else None,
     }
