@@ -17,6 +17,7 @@ from robustft.training.small_map_depthwise import (
     tap_index,
 )
 
+
 @pytest.fixture(autouse=True)
 def _no_cached_tap_index():
     """Each test computes its tap indices afresh: a cache filled elsewhere would hide a wrong computation."""
@@ -162,3 +163,52 @@ def test_the_limit_is_four_pixels():
     assert not small_map_depthwise_applies(torch.randn(2, 4, 1, 1), weight, 1, 4, 0)  # no valid output
     assert small_map_depthwise_applies(torch.randn(2, 4, 1, 1), weight, (1, 1), 4, (1, 1))
     assert not small_map_depthwise_applies(torch.randn(2, 4, 1, 1), weight, (1, 2), 4, (1, 1))
+
+
+def _trained(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, requires_grad=True)
+
+
+@pytest.mark.parametrize(("images", "weight", "padding", "applies"), [
+    ((2, 2, 1, 1), (2, 1, 3, 3), 1, True),  # two channels are a depthwise convolution too
+    ((3, 4, 1), (4, 1, 3, 3), 1, False),  # unbatched C x H x W (its second size only looks like channels)
+    ((2, 4, 1, 4), (4, 1, 3, 3), 0, False),  # rows: 1 + 0 < 3, no output
+    ((2, 4, 4, 1), (4, 1, 1, 3), 0, False),  # columns: 1 + 0 < 3, no output
+    ((2, 4, 1, 1), (4, 1, 4, 4), 1, False),  # 1 + 2 < 4
+    ((2, 4, 1, 1), (4, 1, 1, 4), (0, 1), False),  # columns 1 + 2 < 4
+    ((2, 4, 1, 1), (4, 1, 1, 5), (0, 2), True),  # columns 1 + 4 >= 5
+])
+def test_the_geometry_decides(images, weight, padding, applies):
+    weight_tensor = _trained(weight)
+    assert small_map_depthwise_applies(torch.randn(images), weight_tensor, 1, weight[0], padding) is applies
+
+
+def test_anything_but_two_tensors_is_left_alone():
+    weight = _trained((4, 1, 3, 3))
+    assert not small_map_depthwise_applies(None, weight, 1, 4, 1)
+    assert not small_map_depthwise_applies(torch.randn(2, 4, 1, 1), None, 1, 4, 1)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding"), [((3, 3), [2], [1]), ((3, 1), (1, 2), (1, 0)),
+                                                        ((1, 3), (2, 1), (0, 1)), ((3, 1), 1, (1, 0))])
+def test_the_mode_reads_strides_and_paddings_as_torch_does(monkeypatch, kernel, stride, padding):
+    calls = _spy(monkeypatch)
+    x = torch.randn(3, 6, 2, 2, dtype=torch.float64)
+    weight = torch.randn(6, 1, *kernel, dtype=torch.float64, requires_grad=True)
+    expected = F.conv2d(x, weight, None, stride, padding, 1, 6)
+    with SmallMapDepthwise():
+        actual = F.conv2d(x, weight, None, stride, padding, 1, 6)
+    assert len(calls) == 1
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_every_other_call_keeps_its_keyword_arguments():
+    x = torch.randn(3, 4, 5)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    conv.weight.requires_grad_(False)
+    image = torch.randn(2, 4, 2, 2)
+    with SmallMapDepthwise():
+        summed = torch.sum(x, dim=1)
+        frozen = F.conv2d(image, conv.weight, bias=conv.bias, padding=1, groups=4)
+    assert torch.equal(summed, torch.sum(x, dim=1))
+    assert torch.equal(frozen, F.conv2d(image, conv.weight, bias=conv.bias, padding=1, groups=4))

@@ -114,11 +114,12 @@ _CONV2D_PARAMETERS = ("input", "weight", "bias", "stride", "padding", "dilation"
 _CONV2D_DEFAULTS: dict[str, Any] = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 
 
-def _conv2d_arguments(args: Sequence[Any], kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+def _conv2d_arguments(args: Sequence[Any], kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``torch.conv2d``'s arguments by name, its defaults filled in."""
     named = dict(_CONV2D_DEFAULTS)
     named.update(zip(_CONV2D_PARAMETERS, args, strict=False))
     named.update(kwargs or {})
-    return named if "input" in named and "weight" in named else None
+    return named
 
 
 def small_map_depthwise_applies(images: torch.Tensor, weight: torch.Tensor, dilation: Any, groups: int,
@@ -149,8 +150,8 @@ class SmallMapDepthwise(TorchFunctionMode):
                            kwargs: dict[str, Any] | None = None) -> Any:
         if func is torch.conv2d:
             named = _conv2d_arguments(args, kwargs)
-            if named is not None and small_map_depthwise_applies(named["input"], named["weight"], named["dilation"],
-                                                                 named["groups"], named["padding"]):
+            if small_map_depthwise_applies(named.get("input"), named.get("weight"), named["dilation"],
+                                           named["groups"], named["padding"]):
                 return depthwise_as_product(named["input"], named["weight"], named["bias"], _pair(named["stride"]),
                                             _pair(named["padding"]))
         return func(*args, **(kwargs or {}))
