@@ -175,6 +175,7 @@ def _trained(shape: tuple[int, ...]) -> torch.Tensor:
     ((2, 4, 1, 4), (4, 1, 3, 3), 0, False),  # rows: 1 + 0 < 3, no output
     ((2, 4, 4, 1), (4, 1, 1, 3), 0, False),  # columns: 1 + 0 < 3, no output
     ((2, 4, 1, 1), (4, 1, 4, 4), 1, False),  # 1 + 2 < 4
+    ((2, 4, 1, 1), (4, 1, 4, 4), (1, 2), False),  # rows 1 + 2 < 4 though columns 1 + 4 >= 4
     ((2, 4, 1, 1), (4, 1, 1, 4), (0, 1), False),  # columns 1 + 2 < 4
     ((2, 4, 1, 1), (4, 1, 1, 5), (0, 2), True),  # columns 1 + 4 >= 5
 ])
