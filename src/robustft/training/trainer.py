@@ -158,13 +158,7 @@ class Trainer:
         self.cfg, self.run, self.model, self.strategy, self.device = cfg, run, model, strategy, device
         self.num_classes = num_classes
         self.progress = bool(cfg.logging.progress)
-        # train.cpu_fast_paths: a CNN trains in channels_last on the CPU (oneDNN's preferred layout: 1.13x a full
-        # fine-tuning step of the demo's MobileNetV2, 1.8x a frozen-backbone one; `bench train` part 4), its batches
-        # converted as they arrive; with it the small-map depthwise product (ObjectiveContext.small_map_depthwise).
-        self.cpu_fast_paths = device.type == "cpu" and bool(cfg.train.cpu_fast_paths)
-        self.channels_last = self.cpu_fast_paths and sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) > 2
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+        self.cpu_fast_paths, self.batch_format = components.use_cpu_fast_paths(model, device, cfg)
         optim = cfg.optim
         self.accumulate = max(1, int(optim.accumulate))
         # The shuffled training loader (drop_last: every step sees a full batch), seeded by the run seed.
@@ -194,8 +188,7 @@ class Trainer:
             train_mode=strategy.train_mode, beta=float(cfg.objective.beta), steps=int(cfg.objective.steps),
             trades_fused=bool(cfg.objective.trades_fused), step_size=cfg.objective.step_size,
             autocast=(lambda: torch.autocast("cuda", dtype=torch.float16)) if self.amp else None,
-            crafting=CraftingCopy(),  # one prepared copy per run, refreshed per step (training.crafting)
-            small_map_depthwise=self.cpu_fast_paths)
+            crafting=CraftingCopy(), small_map_depthwise=self.cpu_fast_paths)  # crafting: training.crafting
         self.evaluator = Evaluator({k: v for k, v in splits.items() if k != "ood"}, splits.get("ood") or {},
                                    cfg.eval, cfg.seed, device)
         self.optimizer = self._build_optimizer()
@@ -317,9 +310,8 @@ class Trainer:
         total, crafted = 0.0, 0.0
         for _ in range(self.accumulate):
             images, labels = self._next_batch(batches)
-            images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            if self.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = images.to(self.device, non_blocking=True, memory_format=self.batch_format)
+            labels = labels.to(self.device, non_blocking=True)
             self.context.crafted_eps = 0.0
             loss, logits = self.objective(self.model, images, labels, eps, self.context)
             crafted = max(crafted, float(self.context.crafted_eps))
