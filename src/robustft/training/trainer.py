@@ -194,9 +194,8 @@ class Trainer:
         self.optimizer = self._build_optimizer()
         # Resumable state (what robustft.training.state saves in a checkpoint and restores on resume).
         self.step, self.best, self.val_history = 0, None, []
-        # Training steps whose objective crafted a perturbation (eps > 0), and the largest eps it was handed: a run
-        # whose objective never perturbed (eps 0 all along) says so in summary.json. None: unknown (resumed from a
-        # checkpoint written before these were counted).
+        # Steps whose objective crafted a perturbation (eps > 0) and the largest eps handed to it, so a run that never
+        # perturbed says so in summary.json (None: unknown, resumed from a checkpoint that predates these counts).
         self.perturbed_steps: int | None = 0
         self.train_eps_max: float | None = 0.0
         self.sums = {"loss": 0.0, "correct": 0, "seen": 0, "batches": 0}
