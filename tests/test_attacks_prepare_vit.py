@@ -117,3 +117,19 @@ def test_the_training_copy_still_refreshes_by_name() -> None:
     prepared = prepare_for_attack(model)
     assert refresh_plan(model, prepared) is not None
     assert isinstance(prepared.model.backbone.blocks[-1], ClassTokenBlock)
+
+
+def test_preparing_a_cnn_never_imports_timm() -> None:
+    """A timm ViT cannot exist before timm's ViT module is imported, so preparing a CNN must not import timm to look
+    for one (it cost every CNN run 0.7 s in its first evaluation). A fresh interpreter: this one has timm loaded."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch; from robustft.models.tiny import tiny_cnn; "
+              "from robustft.attacks import prepare_for_attack; "
+              "assert 'timm.models.vision_transformer' not in sys.modules; "
+              "prepare_for_attack(tiny_cnn(num_classes=3).eval()); "
+              "print('timm.models.vision_transformer' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
