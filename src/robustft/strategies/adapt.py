@@ -99,8 +99,11 @@ def merge(model: nn.Module, *, strict: bool = False) -> nn.Module:
 
     The merged model computes the same logits (up to float rounding) and no longer has the adapter modules or
     parameters: a peft tuner layer is replaced by its base layer (peft's ``merge_and_unload``), so save checkpoints
-    before merging. ``attacks.prepare_for_attack`` merges its copy for fast evaluation; ``robustft export --merged``
-    merges with ``strict=True`` to write the plain network.
+    before merging. Adapters that cannot be folded but are exact identities (``is_identity()``: bottleneck adapters
+    and Compacter blocks whose up-projection is still zero) are removed too, with any shared module that only they
+    used (``unused_in(model)``): at step 0 an adapted model's copy is then the plain backbone's, which lets a study
+    share its step-0 evaluation (``training.evaluation_reuse``). ``attacks.prepare_for_attack`` merges its copy
+    for fast evaluation; ``robustft export --merged`` merges with ``strict=True`` to write the plain network.
 
     Args:
         model: a model with a strategy applied (or none: then nothing changes).
@@ -117,6 +120,11 @@ def merge(model: nn.Module, *, strict: bool = False) -> nn.Module:
         if hasattr(child, "merge_into"):
             child.merge_into(target)
             detach(target, attr)
+        elif hasattr(child, "is_identity") and child.is_identity():
+            detach(target, attr)  # an adapter still at its zero init computes h exactly: nothing to keep
+    for name, module in list(model.named_children()):
+        if hasattr(module, "unused_in") and module.unused_in(model):
+            delattr(model, name)  # shared state (Compacter's rules) of adapters that were all dropped
     peft_tuner.merge_peft_layers(model)
     left = sorted({attr for _, attr, _ in attached(model)}) if strict else []
     if left:

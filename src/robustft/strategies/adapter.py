@@ -47,6 +47,12 @@ class Bottleneck(nn.Module):
         """Args: h, the sublayer output. Returns: h plus the adapter's correction, same shape."""
         return h + self.up(self.act(self.down(h)))
 
+    def is_identity(self) -> bool:
+        """True while the up-projection is exactly zero (at init): then ``forward(h)`` is ``h + 0 = h`` bit for bit
+        for finite h, and the input gradient ``g + down^T (act' * up^T g) = g + 0`` too, so ``strategies.merge``
+        drops the adapter from a frozen copy (a model that trains keeps it)."""
+        return not (torch.any(self.up.weight) or torch.any(self.up.bias))
+
 
 def adapter_sites(layout: Layout) -> list[tuple[str, int, int]]:
     """(module whose output is adapted, channels, channel_dim): Houlsby placement on ViTs, blocks on CNNs."""

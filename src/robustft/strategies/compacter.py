@@ -52,6 +52,10 @@ class PHMRules(nn.Module):
         for name in sets:
             self.register_parameter(name, nn.Parameter(torch.randn(n, n, n) * init_std))
 
+    def unused_in(self, model: nn.Module) -> bool:
+        """No Compacter block of ``model`` uses these rules (``strategies.merge`` dropped them all as identities)."""
+        return not any(isinstance(m, CompacterBlock) for m in model.modules())
+
 
 class PHMProjection(nn.Module):
     """``x W + bias`` with ``W = sum_i rule_i (x) (s_i t_i)``, over the channel dim of tokens or feature maps.
@@ -113,6 +117,12 @@ class CompacterBlock(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Args: h, the sublayer output. Returns: same shape."""
         return h + self.up(self.act(self.down(h)))
+
+    def is_identity(self) -> bool:
+        """True while the up-projection's W and bias are exactly zero (t = 0 at init): ``forward(h)`` is then ``h``
+        bit for bit for finite h, its input gradient too (``adapter.Bottleneck.is_identity`` says why)."""
+        with torch.no_grad():
+            return not (torch.any(self.up.weight()) or torch.any(self.up.bias))
 
 
 @STRATEGIES.register("compacter")

@@ -7,9 +7,9 @@ two step-0 evaluations are the same computation is decided here from what is com
 the key is a digest of the prepared (attacked) copy's module tree and every parameter and buffer in it, the
 evaluation settings, the evaluated images, labels and ids, the step, the torch version, the thread settings and
 robustft's own source. On the demo's MobileNetV2 this makes full, linear, BitFit, LoRA (B = 0: the merged weight
-is W + 0 = W exactly) and (IA)3 (scales 1) one computation; adapters and Compacter keep hooked modules the
-attacked copy cannot fold, a different float computation of the same function, and are never shared (a copy
-with any hook or instance-level ``forward`` has no key).
+is W + 0 = W exactly), (IA)3 (scales 1), adapters and Compacter (up-projections 0: ``h + 0 = h`` exactly, so
+``strategies.merge`` drops them from the copy) one computation; VPT keeps hooked modules (its prompts) and is
+never shared (a copy with any hook or instance-level ``forward`` has no key).
 
 Scope: a study or sweep directory only (the run's ``output_dir`` holds ``sweep.json``, written before any run
 starts), in ``<output_dir>/.evaluations/``, so a developer's next invocation after editing code never meets an
