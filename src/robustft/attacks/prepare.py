@@ -2,7 +2,8 @@
 
 An attack runs many forward+backward passes w.r.t. the input only, in eval mode. So: a deep copy in eval
 mode (the user's model object is untouched), the strategy's mergeable adaptations (LoRA, (IA)3, peft tuners)
-merged into the copy's weights (``strategies.merge``), every plain Conv2d directly followed by a plain BatchNorm2d
+merged into the copy's weights and adapters still at their zero init dropped (``strategies.merge``), Compacter's
+PHM projections as the plain frozen layers they compute (``strategies.plain_projections``), every plain Conv2d directly followed by a plain BatchNorm2d
 inside a ``Sequential`` folded into one conv (torch's ``fuse_conv_bn_eval``; eval-mode BN is an affine map, so the
 function is the same up to float rounding), parameters frozen (backward computes no weight gradients and keeps
 fewer activations), in-place ReLU6 modules replaced by one that does not copy its input under autograd
@@ -214,6 +215,7 @@ def prepare_for_attack(model: nn.Module, *, fold_bn: bool = True, channels_last:
         param.requires_grad_(False)
         param.grad = None
     strategies.merge(prepared)  # a merged LoRA / (IA)3 / peft conv is a plain conv again, and folds
+    strategies.plain_projections(prepared)  # Compacter's PHM projections as frozen 1x1 convolutions / linears
     if fold_bn:
         fold_conv_bn(prepared)
     swap_relu6(prepared)

@@ -28,13 +28,13 @@ from robustft.strategies import (
     restore,
     vpt,
 )
-from robustft.strategies.adapt import apply, layout_of, merge, resolve_name
+from robustft.strategies.adapt import apply, layout_of, merge, plain_projections, resolve_name
 from robustft.strategies.base import Phase, Strategy, StrategyInfo, StrategyNotApplicableError, set_trainable
 from robustft.strategies.registry import STRATEGIES
 from robustft.strategies.table import list_table
 
 __all__ = ["STRATEGIES", "Phase", "Strategy", "StrategyInfo", "StrategyNotApplicableError", "apply", "layout_of",
-           "list_table", "merge", "resolve_name", "set_trainable"]
+           "list_table", "merge", "plain_projections", "resolve_name", "set_trainable"]
 
 _STRATEGY_MODULES = (adapter, bitfit, compacter, full, ia3, linear, lora, lpft, partial, peft_tuner, vpt)
 # A trained model rebuilt from its checkpoint, and exported: attributes after ``import robustft`` alone

@@ -138,6 +138,20 @@ def merge(model: nn.Module, *, strict: bool = False) -> nn.Module:
     return model
 
 
+def plain_projections(model: nn.Module) -> int:
+    """Replaces, in place, every module of ``model`` that has an ``as_plain()`` form (Compacter's PHM projections: a
+    Kronecker-factored weight rebuilt at every call) by that plain frozen layer, for a copy that never trains
+    (``attacks.prepare_for_attack``). Returns how many were replaced; parameter names change, so never on a model
+    that trains or saves checkpoints."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if hasattr(child, "as_plain"):
+                setattr(parent, name, child.as_plain())
+                replaced += 1
+    return replaced
+
+
 def layout_of(model: RobustModel) -> Layout:
     """The layout strategies see (re-exported for convenience)."""
     return detect_layout(model)
