@@ -1,16 +1,16 @@
 """Making the attacked model cheap without changing its function.
 
-An attack runs many forward+backward passes w.r.t. the input only, in eval mode. So: a deep copy in eval
-mode (the user's model object is untouched), the strategy's mergeable adaptations (LoRA, (IA)3, peft tuners)
-merged into the copy's weights and adapters still at their zero init dropped (``strategies.merge``), Compacter's
-PHM projections as the plain frozen layers they compute (``strategies.plain_projections``), every plain Conv2d directly followed by a plain BatchNorm2d
-inside a ``Sequential`` folded into one conv (torch's ``fuse_conv_bn_eval``; eval-mode BN is an affine map, so the
-function is the same up to float rounding), parameters frozen (backward computes no weight gradients and keeps
-fewer activations), in-place ReLU6 modules replaced by one that does not copy its input under autograd
-(``relu6_in_place``), 1 x 1 convolutions run as matrix products where the map is small (``pointwise_linear``),
-the stem's input gradient as one matrix product (``stem_input_grad``), and channels_last memory format for CNNs
-(faster convolutions on CPU and CUDA). On the
-embedded MobileNetV2 this gives about 2x the forward+backward throughput on CPU.
+An attack runs many forward+backward passes w.r.t. the input only, in eval mode. So: a deep copy in eval mode (the
+user's model object is untouched), the strategy's mergeable adaptations (LoRA, (IA)3, peft tuners) merged into the
+copy's weights and adapters still at their zero init dropped (``strategies.merge``), Compacter's PHM projections as
+the plain frozen layers they compute (``strategies.plain_projections``), every plain Conv2d directly followed by a
+plain BatchNorm2d inside a ``Sequential`` folded into one conv (torch's ``fuse_conv_bn_eval``; eval-mode BN is an
+affine map, so the function is the same up to float rounding), parameters frozen (backward computes no weight
+gradients and keeps fewer activations), in-place ReLU6 modules replaced by one that does not copy its input under
+autograd (``relu6_in_place``), 1 x 1 convolutions run as matrix products where the map is small
+(``pointwise_linear``), the stem's input gradient as one matrix product (``stem_input_grad``), and channels_last
+memory format for CNNs (faster convolutions on CPU and CUDA). On the embedded MobileNetV2 this gives about 2x the
+forward+backward throughput on CPU.
 
 Why both the merge and the "plain" rule. Strategies attach their modules to existing layers with forward hooks
 (``strategies.hooks``: a LoRA delta added to a conv's output, an (IA)3 scale on its output or input).
