@@ -8,12 +8,14 @@ prepared before (``refresh``: plain tensors copied, each folded Conv2d+BatchNorm
 ``fuse_conv_bn_weights``, the formula a fresh fold applies) takes 1.4-1.6 ms, and checking that the model's
 structure is still the one the copy was made from 0.6 ms.
 
-When the copy is reused (``prepared_copy``): the model is the same object, it has no forward hooks or pre-hooks
-(strategies attach LoRA, (IA)3 and adapters by hooks, and preparing merges them: no refresh could follow a
-merge) and no global module hooks are registered, the refresh plan covers every tensor of the copy, and the
-model's ``structure_signature`` equals the one recorded when the copy was made: every module by qualified name,
-identity and class, its plain attributes (stride, padding, eps, ...; not ``training``, which attacks override),
-every parameter and buffer by identity, shape, dtype and device. Anything else gets a fresh ``prepare_for_attack``
+When the copy is reused (``prepared_copy``): the model is the same object, no global module hooks are registered,
+every hook in the model is a strategy's (``strategies.hooks.attach``) and the copy kept the same ones (bottleneck
+adapters, Compacter, VPT; not a merged LoRA or (IA)3, nor adapters dropped as identities at their zero init: then
+the copy's hooks differ and it is prepared afresh), the refresh plan writes every tensor of the copy and reads
+every tensor of the model, and the model's ``structure_signature`` equals the one recorded when the copy was made:
+every module by qualified name, identity and class, its plain attributes (stride, padding, eps, ...; not
+``training``, which attacks override), every parameter and buffer by identity, shape, dtype and device, every
+hook. Anything else gets a fresh ``prepare_for_attack``
 (and becomes the kept copy if it can be refreshed). The values are always rewritten, never assumed unchanged:
 writing through ``.data`` changes a tensor without bumping its version counter, so no cheaper test of "nothing
 changed" is safe. The refreshed copy holds bit for bit the tensors of a fresh prepare (tests/test_prepared_cache.py,
@@ -30,6 +32,7 @@ import os
 import threading
 import weakref
 from collections.abc import Hashable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,31 +40,47 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from robustft.attacks.base import warn_train_mode_batchnorm
 from robustft.attacks.prepare import PreparedModel, _global_hooks, prepare_for_attack
+from robustft.strategies.hooks import hook_signature
 
 ENV = "ROBUSTFT_PREPARED_CACHE"
 
 Copy = tuple[torch.Tensor, torch.Tensor]  # (destination in the prepared copy, source in the model)
 Fold = tuple[torch.Tensor, torch.Tensor, nn.Conv2d, nn.BatchNorm2d]  # (weight, bias) <- fold(conv, bn)
+Derived = tuple[nn.Module, nn.Module]  # (a model module with ``write_plain``, the plain layer it writes in the copy)
 _SCALARS = (bool, int, float, str, type(None))
 
 
-def _hooked(model: nn.Module) -> bool:
-    return _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+class RefreshPlan(NamedTuple):
+    """How a prepared copy is rewritten from its model: tensors copied, conv+BN pairs re-folded, and plain layers
+    rewritten by the model module they stand for (Compacter's PHM projections: ``write_plain``)."""
+
+    copies: list[Copy]
+    folds: list[Fold]
+    derived: list[Derived]
 
 
-def refresh_plan(model: nn.Module, prepared: nn.Module) -> tuple[list[Copy], list[Fold]] | None:
+def _refreshable_hooks(model: nn.Module) -> tuple | None:
+    """The model's hook signature when a copy of it may be refreshed (only strategy hooks, no global hooks)."""
+    return None if _global_hooks() else hook_signature(model)
+
+
+def refresh_plan(model: nn.Module, prepared: nn.Module) -> RefreshPlan | None:
     """How to rewrite ``prepared`` (a ``PreparedModel`` of ``model``) from ``model``'s tensors, or None.
 
     Modules correspond by qualified name. A BatchNorm2d of ``model`` that is an ``nn.Identity`` in the copy was
-    folded into the Conv2d before it in the same Sequential. None when the model has hooks (see the module
-    docstring), when a name or tensor has no counterpart, or when some tensor of the copy would not be written.
+    folded into the Conv2d before it in the same Sequential. None when the hooks do not allow it (see the module
+    docstring), when a name or tensor has no counterpart, when some tensor of the copy would not be written, or
+    when some tensor of the model would not be read (an adaptation the copy merged or dropped).
     """
     inner = getattr(prepared, "model", None)
-    if inner is None or _hooked(model):
+    hooks = _refreshable_hooks(model)
+    if inner is None or hooks is None or hook_signature(inner) != hooks:
         return None
     copies: list[Copy] = []
     folds: list[Fold] = []
+    derived: list[Derived] = []
     written: set[int] = set()
+    read: set[int] = set()
     for name, target in inner.named_modules():
         try:
             source = model.get_submodule(name)
@@ -77,6 +96,12 @@ def refresh_plan(model: nn.Module, prepared: nn.Module) -> tuple[list[Copy], lis
                 return None
             folds.append((target.weight, target.bias, source, folded_bn))
             written.update({id(target.weight), id(target.bias)})
+            read.update(map(id, [*_tensors(source), *_tensors(folded_bn)]))
+            continue
+        if hasattr(source, "write_plain") and type(target) is not type(source):
+            derived.append((source, target))
+            written.update(map(id, _tensors(target)))
+            read.update(map(id, _tensors(source)))
             continue
         mine = {k: v for k, v in [*target._parameters.items(), *target._buffers.items()] if v is not None}
         theirs = {k: v for k, v in [*source._parameters.items(), *source._buffers.items()] if v is not None}
@@ -85,10 +110,17 @@ def refresh_plan(model: nn.Module, prepared: nn.Module) -> tuple[list[Copy], lis
         for key, tensor in mine.items():
             copies.append((tensor, theirs[key]))
             written.add(id(tensor))
-    everything = [*inner.parameters(), *inner.buffers()]
-    if any(id(t) not in written for t in everything):
+            read.add(id(theirs[key]))
+    if any(id(t) not in written for t in [*inner.parameters(), *inner.buffers()]):
         return None
-    return copies, folds
+    if any(id(t) not in read for t in [*model.parameters(), *model.buffers()]):
+        return None  # e.g. LoRA merged into a conv: refreshing the conv alone would drop the trained delta
+    return RefreshPlan(copies, folds, derived)
+
+
+def _tensors(module: nn.Module) -> list[torch.Tensor]:
+    """A module's own parameters and buffers (not its children's)."""
+    return [t for t in [*module._parameters.values(), *module._buffers.values()] if t is not None]
 
 
 def _folded_successor(name: str, inner: nn.Module, model: nn.Module) -> nn.BatchNorm2d | None:
@@ -112,9 +144,11 @@ def _folded_successor(name: str, inner: nn.Module, model: nn.Module) -> nn.Batch
 
 
 @torch.no_grad()
-def refresh(plan: tuple[list[Copy], list[Fold]]) -> None:
+def refresh(plan: RefreshPlan) -> None:
     """Writes the model's current tensors into the prepared copy along ``plan`` (from ``refresh_plan``)."""
-    copies, folds = plan
+    copies, folds, derived = plan
+    for source_module, plain in derived:
+        source_module.write_plain(plain)
     for destination, source in copies:
         destination.copy_(source)
     for weight, bias, conv, bn in folds:
@@ -141,7 +175,9 @@ def structure_signature(model: nn.Module) -> Hashable:
     """What a prepared copy of ``model`` depends on besides its tensors' values (see the module docstring)."""
     parts: list = []
     for name, module in model.named_modules():
-        parts.append((name, id(module), type(module), _plain_attributes(module)))
+        hooks = [*module._forward_hooks.items(), *module._forward_pre_hooks.items()]
+        parts.append((name, id(module), type(module), _plain_attributes(module),
+                      tuple((key, id(hook)) for key, hook in hooks)))
         for key, tensor in [*module._parameters.items(), *module._buffers.items()]:
             parts.append((key, None) if tensor is None else (key, id(tensor), tuple(tensor.shape), tensor.dtype,
                                                             tensor.device))
@@ -151,7 +187,7 @@ def structure_signature(model: nn.Module) -> Hashable:
 class _Kept:
     """A prepared copy, the plan that refreshes it, and the signature and modules of the model it was made from."""
 
-    def __init__(self, prepared: nn.Module, plan: tuple[list[Copy], list[Fold]], signature: Hashable,
+    def __init__(self, prepared: nn.Module, plan: RefreshPlan, signature: Hashable,
                  model: nn.Module) -> None:
         self.prepared, self.plan, self.signature = prepared, plan, signature
         # Holding the submodules keeps their ids from being reused by new objects while the signature names them
@@ -180,7 +216,7 @@ def prepared_copy(model: nn.Module) -> nn.Module:
     """
     if isinstance(model, PreparedModel):
         return model
-    if not enabled() or _hooked(model):
+    if not enabled() or _refreshable_hooks(model) is None:
         return prepare_for_attack(model)
     signature = structure_signature(model)
     with _lock:  # a refresh must not run while another thread refreshes the same copy

@@ -97,16 +97,21 @@ class PHMProjection(nn.Module):
         every call, and a layer the attacks' prepared copy knows how to speed up (1 x 1 convolutions as matrix
         products in channels_last: 1.27x -> 1.11x a full fine-tuning copy's attack pass on the demo's MobileNetV2,
         2026-12-07). Equal to ``forward`` up to float rounding (another summation order)."""
-        with torch.no_grad():
-            weight = self.weight().detach()  # in_features x out_features
-            if self.channel_dim == -1:
-                plain: nn.Module = nn.Linear(*self.shape, device=weight.device, dtype=weight.dtype)
-                plain.weight.copy_(weight.t())
-            else:
-                plain = nn.Conv2d(*self.shape, 1, device=weight.device, dtype=weight.dtype)
-                plain.weight.copy_(weight.t()[:, :, None, None])
-            plain.bias.copy_(self.bias)
+        reference = self.bias
+        if self.channel_dim == -1:
+            plain: nn.Module = nn.Linear(*self.shape, device=reference.device, dtype=reference.dtype)
+        else:
+            plain = nn.Conv2d(*self.shape, 1, device=reference.device, dtype=reference.dtype)
+        self.write_plain(plain)
         return plain.requires_grad_(False)
+
+    @torch.no_grad()
+    def write_plain(self, plain: nn.Module) -> None:
+        """Writes the current W and bias into ``plain`` (made by ``as_plain``), in place: how a kept prepared copy
+        is refreshed (``attacks.prepared_cache``)."""
+        weight = self.weight().t()  # out_features x in_features
+        plain.weight.copy_(weight if self.channel_dim == -1 else weight[:, :, None, None])
+        plain.bias.copy_(self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x with in_features along ``channel_dim``. Returns: projected, out_features there."""

@@ -82,3 +82,19 @@ def attached(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
                 if isinstance(hook, functools.partial) and hook.func in (_delta_hook, _post_hook, _pre_hook):
                     found.append((target, hook.args[0], getattr(target, hook.args[0])))
     return found
+
+
+def hook_signature(model: nn.Module) -> tuple[tuple[str, str, str], ...] | None:
+    """Every forward hook and pre-hook in ``model`` as (qualified module name, hook function, attribute), in module
+    order; None when any hook was not attached by ``attach`` (a user's hook: what it computes is unknown).
+
+    Two models whose signatures are equal run the same strategy hooks on the same modules: what a copy refreshed
+    in place from its model needs (``attacks.prepared_cache.refresh_plan``)."""
+    parts = []
+    for name, module in model.named_modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for hook in hooks.values():
+                if not (isinstance(hook, functools.partial) and hook.func in (_delta_hook, _post_hook, _pre_hook)):
+                    return None
+                parts.append((name, hook.func.__name__, hook.args[0]))
+    return tuple(parts)

@@ -8,10 +8,11 @@ current weights into that copy: plain tensors are copied, each folded pair is re
 ``fuse_conv_bn_weights`` (the formula ``fuse_conv_bn_eval`` applies), so the refreshed copy holds bit for bit the
 tensors a fresh ``prepare_for_attack`` would (tests/test_crafting.py).
 
-Where the structure is not a plain copy of the model, a fresh copy per call stays the only correct choice, and is
-what happens: a model with any forward hook or pre-hook (strategies attach LoRA, (IA)3 and adapters with hooks,
-and preparing merges the mergeable ones, which removes modules and changes weights), or a prepared copy with a
-module, parameter or buffer the model has no counterpart for.
+Where the copy is not a refreshable image of the model, a fresh copy per call stays the only correct choice, and is
+what happens (``attacks.prepared_cache.refresh_plan`` decides): a hook that is not a strategy's, a copy whose hooks
+differ from the model's (preparing merged LoRA or (IA)3, or dropped adapters still at their zero init), a module,
+parameter or buffer of the copy with no counterpart in the model, or a tensor of the model the copy does not read.
+The model's hooks are compared at every call, so a hook added or removed later gets a fresh copy.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from torch import nn
 
 from robustft.attacks import prepare_for_attack
-from robustft.attacks.prepared_cache import Copy, Fold, refresh, refresh_plan
+from robustft.attacks.prepared_cache import Copy, Fold, RefreshPlan, refresh, refresh_plan
+from robustft.strategies.hooks import hook_signature
 
 __all__ = ["CraftingCopy", "refresh_plan"]
 
@@ -37,21 +39,30 @@ class CraftingCopy:
         self.prepare = prepare
         self.source: nn.Module | None = None
         self.prepared: nn.Module | None = None
-        self.copies: list[Copy] = []
-        self.folds: list[Fold] = []
+        self.plan = RefreshPlan([], [], [])
+        self.hooks: tuple | None = None  # the source's hooks when the plan was made
         self.refreshable = False
 
+    @property
+    def copies(self) -> list[Copy]:
+        return self.plan.copies
+
+    @property
+    def folds(self) -> list[Fold]:
+        return self.plan.folds
+
     def __call__(self, model: nn.Module) -> nn.Module:
-        if self.prepared is not None and self.refreshable and model is self.source:
+        if (self.prepared is not None and self.refreshable and model is self.source
+                and hook_signature(model) == self.hooks):
             self.refresh()
             return self.prepared
         prepared = self.prepare(model)
         plan = refresh_plan(model, prepared)
-        self.source, self.prepared = model, prepared
+        self.source, self.prepared, self.hooks = model, prepared, hook_signature(model)
         self.refreshable = plan is not None
-        self.copies, self.folds = plan if plan is not None else ([], [])
+        self.plan = plan if plan is not None else RefreshPlan([], [], [])
         return prepared
 
     def refresh(self) -> None:
         """Writes the source model's current parameters and buffers into the prepared copy."""
-        refresh((self.copies, self.folds))
+        refresh(self.plan)
