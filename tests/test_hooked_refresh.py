@@ -103,3 +103,22 @@ def test_a_user_hook_or_a_changed_hook_set_gets_a_fresh_copy():
         handle.remove()
     assert crafting(model) is not changed  # the hook removed: prepared again, then kept
     assert crafting.refreshable
+
+
+def test_no_plan_when_a_model_tensor_has_no_place_in_the_copy():
+    """The plan reads every tensor of the model: one the copy has no place for (here a module added after the copy
+    was made; in practice an adaptation the copy merged or dropped) means the copy is not the model's image."""
+    model, _ = _trained("tiny-mobilenet", "full")
+    prepared = prepare_for_attack(model)
+    assert refresh_plan(model, prepared) is not None
+    model.extra = torch.nn.Linear(2, 2)
+    assert refresh_plan(model, prepared) is None
+
+
+def test_no_plan_when_the_copy_runs_other_hooks_than_the_model():
+    model, _ = _trained("tiny-mobilenet", "adapter")
+    prepared = prepare_for_attack(model)
+    assert refresh_plan(model, prepared) is not None
+    target = next(m for m in prepared.modules() if m._forward_hooks)
+    target._forward_hooks.clear()  # the adapter module is still there, its hook gone: the copy skips it
+    assert refresh_plan(model, prepared) is None
