@@ -156,7 +156,8 @@ class Evaluator:
         One copy per run, refreshed in place at each point (``training.crafting.CraftingCopy``: bit for bit the
         tensors a fresh ``prepare_for_attack`` holds): 3-10 ms on the demo's MobileNetV2 at one thread, where a
         fresh deep copy and fold took 45-70 ms, a third of a paper B demo point (clean accuracy on 400 images). A
-        model with strategy hooks gets a fresh copy every time; an already prepared model is used as it is.
+        model whose copy merged or dropped its strategy's hooked modules (LoRA, (IA)3; adapters at their zero init)
+        gets a fresh copy every time; an already prepared model is used as it is.
         """
         if isinstance(model, PreparedModel):
             return model
