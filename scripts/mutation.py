@@ -53,7 +53,8 @@ COVERED_BY: dict[str, list[str]] = {
     # its unit tests only: tests/test_train_fast_paths.py takes ~20 s per mutant (it trains every strategy)
     "src/robustft/training/small_map_depthwise.py": ["tests/test_small_map_depthwise.py"],
     "src/robustft/attacks/prepared_cache.py": ["tests/test_prepared_cache.py", "tests/test_fast_paths.py",
-                                               "tests/test_crafting.py", "tests/test_attacks_prepare_vit.py"],
+                                               "tests/test_crafting.py", "tests/test_attacks_prepare_vit.py",
+                                               "tests/test_hooked_refresh.py"],
     "src/robustft/attacks/robust_evaluation.py": _ATTACK_TESTS,
     "src/robustft/attacks/cascade.py": _ATTACK_TESTS,
     "src/robustft/attacks/checks.py": _ATTACK_TESTS,
