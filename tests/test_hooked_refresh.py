@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from robustft.attacks import prepare_for_attack
+from robustft.attacks.prepare import PreparedModel
 from robustft.attacks.prepared_cache import prepared_copy, refresh_plan
 from robustft.errors import MissingAssetError
 from robustft.strategies.hooks import attached
@@ -122,3 +123,21 @@ def test_no_plan_when_the_copy_runs_other_hooks_than_the_model():
     target = next(m for m in prepared.modules() if m._forward_hooks)
     target._forward_hooks.clear()  # the adapter module is still there, its hook gone: the copy skips it
     assert refresh_plan(model, prepared) is None
+
+
+def test_a_copy_that_keeps_the_phm_projections_is_refreshed_by_name():
+    """Only a plain layer standing for a PHM projection is rewritten through ``write_plain``; a copy that kept the
+    projection itself (prepared without ``plain_projections``) has its factors copied like any tensor."""
+    import copy
+
+    def keep_projections(model):
+        return PreparedModel(copy.deepcopy(model).eval().requires_grad_(False), False)
+
+    model, trainable = _trained("tiny-mobilenet", "compacter")
+    crafting = CraftingCopy(prepare=keep_projections)
+    kept = crafting(model)
+    assert crafting.refreshable and not crafting.plan.derived
+    train_like(model, trainable, torch.Generator().manual_seed(5))
+    assert crafting(model) is kept
+    with torch.no_grad():
+        assert torch.equal(kept(IMAGES), model(IMAGES))
