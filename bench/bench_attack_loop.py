@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from bench.bench_attacks import BATCH, SIZE, STEPS, model_and_data, pick_eps, robustft_attack
 from bench.images import fashion_images
 from bench.timing import compare, report_line
+from robustft import strategies
 from robustft.attacks import (
     build_attack,
     prepare,
@@ -160,13 +161,17 @@ def main() -> None:
     def mask_in_place(on: bool) -> None:
         relu6_in_place.mask_in_place = masking if on else (lambda grad, like, references: False)
 
+    # 10. An adapter model's copy kept and refreshed vs prepared per call (same tensors, same robust accuracy).
     masking = relu6_in_place.mask_in_place
-    for what, toggle in (("prepared copy kept and refreshed vs prepared per call", keep_copy),
-                         ("ReLU6 backward masking in place vs out of place", mask_in_place)):
+    adapter, adapter_labels = trained_like("adapter", images)
+    for what, toggle, attacked, truth in (
+            ("prepared copy kept and refreshed vs prepared per call", keep_copy, model, labels),
+            ("ReLU6 backward masking in place vs out of place", mask_in_place, model, labels),
+            ("adapter model's copy kept and refreshed vs prepared per call", keep_copy, adapter, adapter_labels)):
         for count in (2, 1):
             torch.set_num_threads(count)
             try:
-                speedup, same = on_or_off(toggle, model, images, labels, eps)
+                speedup, same = on_or_off(toggle, attacked, images, truth, eps)
             finally:
                 os.environ.pop(prepared_cache.ENV, None)
                 relu6_in_place.mask_in_place = masking
@@ -174,29 +179,20 @@ def main() -> None:
                               ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
 
     # 9. Compacter's PHM projections as plain layers in the prepared copy vs rebuilt at every pass (another
-    # summation order: within 2 samples). 10. An adapter model's copy kept and refreshed vs prepared per call.
+    # summation order: within 2 samples).
     compacter, compacter_labels = trained_like("compacter", images)
-    adapter, adapter_labels = trained_like("adapter", images)
     for count in (2, 1):
         torch.set_num_threads(count)
-        speedup, same = with_and_without_plain_projections(compacter, images, compacter_labels, eps)
+        speedup, same = with_and_without_step("plain_projections", False, compacter, images, compacter_labels, eps,
+                                              owner=strategies)
         print(report_line(f"PGD-{STEPS}, {count} thread(s): Compacter's copy with plain projections vs PHM",
                           speedup, ">= 1.0x, robust accuracy within 2 samples", speedup >= 1.0 and same))
-    for count in (2, 1):
-        torch.set_num_threads(count)
-        try:
-            speedup, same = on_or_off(keep_copy, adapter, images, adapter_labels, eps)
-        finally:
-            os.environ.pop(prepared_cache.ENV, None)
-        print(report_line(f"PGD-{STEPS}, {count} thread(s): adapter model's copy kept and refreshed vs prepared "
-                          "per call", speedup, ">= 1.0x, the same robust accuracy", speedup >= 1.0 and same))
     torch.set_num_threads(2)
 
 
 def trained_like(strategy: str, images: torch.Tensor) -> tuple[torch.nn.Module, torch.Tensor]:
     """The bench's backbone with ``strategy`` applied and every trainable tensor moved by seeded noise (10% of its
     RMS; 0.05 where it is zero, as a zero-initialised up-projection), eval mode; and its own labels for ``images``."""
-    from robustft import strategies
     from robustft.models import build
 
     torch.manual_seed(0)
@@ -216,31 +212,6 @@ def trained_like(strategy: str, images: torch.Tensor) -> tuple[torch.nn.Module, 
     return model, labels
 
 
-def with_and_without_plain_projections(model, images, labels, eps: float) -> tuple[float, bool]:
-    """Figure 9: PGD-10 through ``robust_accuracy`` with ``strategies.plain_projections`` against it doing nothing,
-    a fresh copy per call on both sides: (speed-up, robust accuracies within 2 samples)."""
-    from robustft import strategies
-
-    original = strategies.plain_projections
-    found: dict[str, set[float]] = {"without": set(), "with": set()}
-    os.environ[prepared_cache.ENV] = "off"
-
-    def side(name: str, replace):
-        def run():
-            strategies.plain_projections = replace
-            found[name].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
-        return run
-
-    try:
-        timing = compare({"without": side("without", lambda module: 0), "with": side("with", original)},
-                         reference="without", rounds=5, warmup=1)
-    finally:
-        strategies.plain_projections = original
-        os.environ.pop(prepared_cache.ENV, None)
-    same = all(abs(a - b) <= 2 / BATCH for a in found["without"] for b in found["with"])
-    return 1 / timing["with"].ratio_to_reference, same
-
-
 def on_or_off(toggle, model, images, labels, eps: float) -> tuple[float, bool]:
     """PGD-10 through ``robust_accuracy`` with ``toggle(True)`` against ``toggle(False)``, side by side:
     (speed-up, whether the robust accuracies are equal)."""
@@ -256,17 +227,19 @@ def on_or_off(toggle, model, images, labels, eps: float) -> tuple[float, bool]:
     return 1 / timing["on"].ratio_to_reference, found[False] == found[True] and len(found[True]) == 1
 
 
-def with_and_without_step(step: str, exact: bool, model, images, labels, eps: float) -> tuple[float, bool]:
-    """PGD-10 through ``robust_accuracy`` with one of ``prepare_for_attack``'s steps (``prepare.<step>``, a function
-    of the copy) against the same with that step doing nothing, side by side: (speed-up, whether the robust
-    accuracies agree: equal when ``exact``, else within 2 samples)."""
-    original = getattr(prepare, step)
+def with_and_without_step(step: str, exact: bool, model, images, labels, eps: float, owner=prepare
+                          ) -> tuple[float, bool]:
+    """PGD-10 through ``robust_accuracy`` with one of ``prepare_for_attack``'s steps (``<owner>.<step>``, a function
+    of the copy looked up at call time: ``prepare.swap_relu6``, ``strategies.plain_projections``) against the same
+    with that step doing nothing, side by side: (speed-up, whether the robust accuracies agree: equal when
+    ``exact``, else within 2 samples)."""
+    original = getattr(owner, step)
     found: dict[str, set[float]] = {"without": set(), "with": set()}
     os.environ[prepared_cache.ENV] = "off"  # a kept copy would be made once, with or without the step
 
     def side(name: str, swapping):
         def run():
-            setattr(prepare, step, swapping)
+            setattr(owner, step, swapping)
             found[name].add(robust_accuracy(model, (images, labels), robustft_attack("pgd", eps), eps).accuracy)
         return run
 
@@ -274,7 +247,7 @@ def with_and_without_step(step: str, exact: bool, model, images, labels, eps: fl
         timing = compare({"without": side("without", lambda module: 0), "with": side("with", original)},
                          reference="without", rounds=5, warmup=1)
     finally:
-        setattr(prepare, step, original)
+        setattr(owner, step, original)
         os.environ.pop(prepared_cache.ENV, None)
     if exact:
         same = found["without"] == found["with"] and len(found["with"]) == 1
