@@ -408,11 +408,11 @@ def test_out_of_memory_halves_the_chunk_until_it_fits_and_keeps_every_verdict():
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return x[:, 0] > 0.5
 
-    assert torch.equal(_with_oom_retry(fits_one, images, labels, 16), images[:, 0] > 0.5)
+    assert torch.equal(_with_oom_retry(fits_one, (images, labels), 16), images[:, 0] > 0.5)
     assert sizes == [10, 8, 4, 2] + [1] * 10
 
     def never_fits(x, y):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        _with_oom_retry(never_fits, images, labels, 4)
+        _with_oom_retry(never_fits, (images, labels), 4)

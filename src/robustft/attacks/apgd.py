@@ -46,6 +46,7 @@ from robustft.attacks.base import (
     loss_and_grad,
     num_classes_of,
     project,
+    radius_of_each,
     random_start,
 )
 from robustft.attacks.losses import dlr_targeted_loss, get_loss
@@ -75,7 +76,8 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
          steps: int = 10, loss: str = "ce", targeted: bool = False, n_target_classes: int = 9, restarts: int = 1,
          rho: float = 0.75, alpha: float = 0.75, random_start: bool = True, early_stop: bool = False,
          generator: torch.Generator | None = None, prepare: bool = True, precision: str = "auto",
-         record: ReturnedLogits | None = None) -> torch.Tensor:
+         record: ReturnedLogits | None = None, radii: torch.Tensor | None = None,
+         start_noise: torch.Tensor | None = None) -> torch.Tensor:
     """APGD-CE / APGD-DLR (untargeted) or APGD-T (targeted DLR).
 
     Args:
@@ -101,9 +103,14 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
             elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
         record: receives the fp32 logits of each returned point, as computed when the attack saw it
             (``attacks.record``; left empty under bf16, where the caller classifies the points itself).
+        radii: float N, each sample's own radius in (0, eps] (``base.radius_of_each``; the step size starts at
+            2 x its radius): how a robust curve attacks several eps in one batch (``attacks.curve_levels``); each
+            sample is attacked exactly as alone at its radius.
+        start_noise: L-inf, one run (untargeted, restarts 1): the uniform [0, 1) draws (N x C x H x W) of the
+            random start, instead of drawing them here.
 
     Returns:
-        x_adv, N x C x H x W in [0, 1] within eps of images.
+        x_adv, N x C x H x W in [0, 1] within eps of images (within its radius, given ``radii``).
     """
     check_norm(norm)
     eps = check_eps(eps, norm)
@@ -115,6 +122,10 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
     n = images.shape[0]
     if eps == 0 or n == 0:
         return images.clone()
+    if start_noise is not None and (targeted or restarts != 1):
+        raise ConfigError("apgd's start_noise gives one random start per sample: it needs one untargeted run "
+                          f"(restarts=1, targeted=False), got restarts={restarts}, targeted={targeted}.")
+    radius = radius_of_each(eps, radii, images)
     model = attack_target(model, prepare)
     with attack_mode(model), cudnn_autotune(images.device, fixed_shapes=not early_stop):
         # Untargeted runs need no clean forward pass: the loss learns the number of classes from its first logits.
@@ -142,8 +153,9 @@ def apgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
                 first = False
                 if todo.numel() == 0:
                     break
-                x, loss_v, fooled, logits = _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps,
-                                                      rho, alpha, random_start, early_stop, generator, todo, dtype)
+                x, loss_v, fooled, logits = _apgd_run(model, images, labels, targets, loss_fn, radius, norm, steps,
+                                                      rho, alpha, random_start, early_stop, generator, todo, dtype,
+                                                      start_noise)
                 take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
                 idx = todo[take]
                 best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
@@ -168,15 +180,17 @@ def _first_logits_loss(model: nn.Module, name: str):
 
 
 def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, alpha, start_random, early_stop,
-              generator, todo, dtype):
+              generator, todo, dtype, start_noise=None):
     """One APGD run on images[todo]; returns (best x, its loss, fooled, its logits) for those samples.
 
-    The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
+    ``eps``: a radius, or N x 1 x 1 x 1 per-sample radii. The passes run in ``dtype`` under autocast (None: fp32);
+    whether a point fools is decided in fp32.
     """
-    x0 = random_start(images, eps, norm, generator) if start_random else images.clone()
+    x0 = random_start(images, eps, norm, generator, start_noise) if start_random else images.clone()
     if todo.numel() != images.shape[0]:
         images, labels, x0 = images[todo], labels[todo], x0[todo]
         targets = None if targets is None else targets[todo]
+        eps = eps[todo] if isinstance(eps, torch.Tensor) else eps
     n, device = images.shape[0], images.device
 
     def objective(logits, idx):
@@ -216,8 +230,9 @@ def _apgd_run(model, images, labels, targets, loss_fn, eps, norm, steps, rho, al
             if active.numel() == 0:
                 break
         base = images[active]
-        z = project(x + state.eta[active] * ascent_direction(grad, norm), base, eps, norm)
-        x_next = z if k == 0 else project(x + alpha * (z - x) + (1 - alpha) * (x - x_prev), base, eps, norm)
+        radius = eps[active] if isinstance(eps, torch.Tensor) else eps
+        z = project(x + state.eta[active] * ascent_direction(grad, norm), base, radius, norm)
+        x_next = z if k == 0 else project(x + alpha * (z - x) + (1 - alpha) * (x - x_prev), base, radius, norm)
         x_prev, x = x, x_next
     return out_x, out_loss, out_fooled, out_logits
 
@@ -237,9 +252,13 @@ class _StepSizes:
     last_check: int = 0
 
     @classmethod
-    def start(cls, x0: torch.Tensor, eps: float) -> _StepSizes:
+    def start(cls, x0: torch.Tensor, eps: float | torch.Tensor) -> _StepSizes:
+        """eps: a radius, or N x 1 x 1 x 1 per-sample radii (eta starts at twice each)."""
         n, device = x0.shape[0], x0.device
-        eta = torch.full((n, 1, 1, 1), 2.0 * eps, device=device)
+        if isinstance(eps, torch.Tensor):
+            eta = (2.0 * eps).to(device, torch.float32).expand(n, 1, 1, 1).clone()
+        else:
+            eta = torch.full((n, 1, 1, 1), 2.0 * eps, device=device)
         max_loss = torch.full((n,), float("-inf"), device=device)
         return cls(eta, x0.clone(), max_loss, torch.zeros_like(x0), torch.full((n,), float("-inf"), device=device),
                    torch.zeros(n, device=device), eta.clone(), max_loss.clone())

@@ -78,6 +78,25 @@ def check_eps(eps: float | str, norm: str = "linf") -> float:
     return check_eps_value(eps)
 
 
+def radius_of_each(eps: float, radii: torch.Tensor | None, images: torch.Tensor) -> float | torch.Tensor:
+    """The radius each sample is attacked at: ``eps``, or given ``radii`` (N, each in (0, eps]) those radii as an
+    N x 1 x 1 x 1 tensor of the images' dtype (broadcasts over an image; ``project`` takes it).
+
+    ``radii`` is how ``attacks.curve_levels`` runs several eps of a robust curve in one batch: each row is a
+    (sample, eps) pair; ``eps`` stays the largest radius, what the checks and the returned ball are about.
+    """
+    if radii is None:
+        return eps
+    if radii.dim() != 1 or radii.shape[0] != images.shape[0]:
+        raise ConfigError(f"radii must hold one radius per image, shape ({images.shape[0]},); got "
+                          f"{tuple(radii.shape)}.")
+    if radii.numel() and (not bool(torch.isfinite(radii).all()) or float(radii.min()) <= 0
+                          or float(radii.max()) > eps * (1 + 1e-6)):  # a float32 radius may round up
+        raise ConfigError(f"radii must lie in (0, eps] with eps={eps:.6g}; got values in "
+                          f"[{float(radii.min()):.6g}, {float(radii.max()):.6g}].")
+    return radii.to(images.device, images.dtype).view(-1, 1, 1, 1)
+
+
 def check_inputs(images: torch.Tensor, labels: torch.Tensor) -> None:
     """Raises ConfigError for images that are not float N x C x H x W in [0, 1] or labels that do not match."""
     if not torch.is_floating_point(images) or images.dim() != 4:
@@ -270,15 +289,24 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / (_flat_norm(grad) + 1e-12)
 
 
-def random_start(images: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+def random_start(images: torch.Tensor, eps: float | torch.Tensor, norm: str, generator: torch.Generator | None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
     """A uniform random point of the eps-ball (linf) or a random direction at uniform radius (l2), in the box.
 
     Noise is drawn for the whole batch at once on the CPU generator, so a sample's start does not depend on
-    which other samples are still attacked (early stop gives the same verdict).
+    which other samples are still attacked (early stop gives the same verdict). ``eps``: a radius, or N x 1 x 1 x 1
+    per-sample radii. ``noise``: L-inf only, the uniform [0, 1) draws (N x C x H x W) to start from instead of
+    drawing them (``start_noise`` of pgd / apgd: a robust curve's levels run side by side, ``attacks.curve_levels``).
     """
     shape = images.shape
-    noise = torch.rand(shape, generator=generator, device="cpu" if generator is not None else images.device)
-    noise = noise.to(images.device, images.dtype)
+    if noise is not None:
+        if norm != "linf" or noise.shape != shape:
+            raise ConfigError(f"start_noise must be uniform draws of the images' shape {tuple(shape)} for an L-inf "
+                              f"attack; got {tuple(noise.shape)} for norm {norm!r}.")
+        noise = noise.to(images.device, images.dtype)
+    else:
+        noise = torch.rand(shape, generator=generator, device="cpu" if generator is not None else images.device)
+        noise = noise.to(images.device, images.dtype)
     if norm == "linf":
         delta = (2 * noise - 1) * eps
     else:

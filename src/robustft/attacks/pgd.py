@@ -25,12 +25,13 @@ from robustft.attacks.base import (
     loss_and_grad,
     num_classes_of,
     project,
+    radius_of_each,
     random_start,
 )
 from robustft.attacks.losses import get_loss
 from robustft.attacks.prepared_cache import attack_target
 from robustft.attacks.record import ReturnedLogits, keep_logits
-from robustft.config.units import step_in_pixels
+from robustft.config.units import RelativeStep, parse_step_size, step_in_pixels
 from robustft.errors import ConfigError
 
 
@@ -64,7 +65,8 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: floa
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, norm: str = "linf",
         steps: int = 10, step_size: float | str | None = None, random_start: bool = True, restarts: int = 1,
         loss: str = "ce", early_stop: bool = False, generator: torch.Generator | None = None,
-        prepare: bool = True, precision: str = "auto", record: ReturnedLogits | None = None) -> torch.Tensor:
+        prepare: bool = True, precision: str = "auto", record: ReturnedLogits | None = None,
+        radii: torch.Tensor | None = None, start_noise: torch.Tensor | None = None) -> torch.Tensor:
     """Untargeted PGD; returns per sample the best iterate (a fooling one if any, else the highest-loss one).
 
     Args:
@@ -88,9 +90,14 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
             elsewhere), ``fp32`` or ``bf16``. Whether a point fools is always decided in fp32 (``confirm_fooled``).
         record: receives the fp32 logits of each returned point, as computed when the attack saw it
             (``attacks.record``; left empty under bf16, where the caller classifies the points itself).
+        radii: float N, each sample's own radius in (0, eps] (``base.radius_of_each``): a relative or default
+            step size scales with it; a step in pixel units stays. How a robust curve attacks several eps in one
+            batch (``attacks.curve_levels``); each sample is attacked exactly as alone at its radius.
+        start_noise: L-inf, restarts 1: the uniform [0, 1) draws (N x C x H x W) of the random start, instead of
+            drawing them here.
 
     Returns:
-        x_adv, N x C x H x W in [0, 1], within eps of images in ``norm``.
+        x_adv, N x C x H x W in [0, 1], within eps of images in ``norm`` (within its radius, given ``radii``).
     """
     check_norm(norm)
     eps = check_eps(eps, norm)
@@ -101,7 +108,10 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     images = images.detach().float()
     if eps == 0 or images.shape[0] == 0:
         return images.clone()
-    step = 2.5 * eps / steps if step_size is None else step_in_pixels(step_size, eps)
+    if start_noise is not None and restarts != 1:
+        raise ConfigError(f"pgd's start_noise gives one random start per sample; it needs restarts=1, got {restarts}.")
+    radius = radius_of_each(eps, radii, images)
+    step = _step(step_size, radius, steps)
     model = attack_target(model, prepare)
     with attack_mode(model), cudnn_autotune(images.device, fixed_shapes=not early_stop):
         best_x = images.clone()
@@ -116,8 +126,8 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
                 todo = todo[~best_fooled]
                 if todo.numel() == 0:
                     break
-            x, loss_v, fooled, logits = _pgd_run(model, images, labels, eps, norm, steps, step, random_start,
-                                                 loss, early_stop, generator, todo, dtype)
+            x, loss_v, fooled, logits = _pgd_run(model, images, labels, radius, norm, steps, step, random_start,
+                                                 loss, early_stop, generator, todo, dtype, start_noise)
             take = better(loss_v, fooled, best_loss[todo], best_fooled[todo])
             idx = todo[take]
             best_x[idx], best_loss[idx], best_fooled[idx] = x[take], loss_v[take], fooled[take]
@@ -128,18 +138,34 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float
     return best_x
 
 
-def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, norm: str, steps: int,
-             step: float, start_random: bool, loss_name: str, early_stop: bool,
-             generator: torch.Generator | None, todo: torch.Tensor, dtype: torch.dtype | None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _step(step_size: float | str | None, radius: float | torch.Tensor, steps: int) -> float | torch.Tensor:
+    """The step in pixel units at ``radius`` (a float, or N x 1 x 1 x 1 per-sample radii): 2.5 radius / steps by
+    default, ratio x radius for a relative step, the given pixels otherwise."""
+    if step_size is None:
+        return 2.5 * radius / steps
+    if isinstance(radius, torch.Tensor):
+        parsed = parse_step_size(step_size) if isinstance(step_size, str) else step_size
+        if isinstance(parsed, RelativeStep):
+            return parsed.ratio * radius
+        return step_in_pixels(parsed, float(radius.max()))
+    return step_in_pixels(step_size, radius)
+
+
+def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float | torch.Tensor, norm: str,
+             steps: int, step: float | torch.Tensor, start_random: bool, loss_name: str, early_stop: bool,
+             generator: torch.Generator | None, todo: torch.Tensor, dtype: torch.dtype | None,
+             start_noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One PGD restart on images[todo]; returns (best x, its loss, whether it fools, its logits) for those
     samples (logits N x K as the pass that saw the point computed them).
 
-    The passes run in ``dtype`` under autocast (None: fp32); whether a point fools is decided in fp32.
+    ``eps`` and ``step``: floats, or N x 1 x 1 x 1 per-sample values (``radii``). The passes run in ``dtype`` under
+    autocast (None: fp32); whether a point fools is decided in fp32.
     """
-    x0 = random_start(images, eps, norm, generator) if start_random else images.clone()
+    x0 = random_start(images, eps, norm, generator, start_noise) if start_random else images.clone()
     full = todo.numel() == images.shape[0]
     images, labels, x = (images, labels, x0) if full else (images[todo], labels[todo], x0[todo])
+    # Per-sample radii and steps follow their samples, as the images do.
+    eps, step = (value if full or not isinstance(value, torch.Tensor) else value[todo] for value in (eps, step))
     n = images.shape[0]
     loss_fns: list = []  # built from the first logits: a model without .info needs no extra pass for its classes
 
@@ -155,7 +181,7 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
     # The samples still attacked, kept compact (row i is sample active[i]; active None: all n, in order), so a
     # step touches only their rows: no gather from and scatter into a full-size iterate.
     active = None
-    xa, images_a, ya = x, images, labels
+    xa, images_a, ya, eps_a, step_a = x, images, labels, eps, step
     for t in range(steps + 1):
         if t < steps:
             loss_v, grad, logits = loss_and_grad(model, xa, lambda z, ya=ya, fn=loss_fn: fn(z, ya), dtype)
@@ -189,7 +215,9 @@ def _pgd_run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: 
             if active.numel() == 0:
                 break
             xa, grad, images_a, ya = xa[keep], grad[keep], images_a[keep], ya[keep]
+            eps_a, step_a = (v[keep] if isinstance(v, torch.Tensor) else v for v in (eps_a, step_a))
         # In place where possible: the loop should cost nothing next to the forward+backward passes.
         direction = grad.sign_() if norm == "linf" else ascent_direction(grad, norm)
-        xa = project(xa.add(direction, alpha=step), images_a, eps, norm)
+        moved = xa.addcmul(direction, step_a) if isinstance(step_a, torch.Tensor) else xa.add(direction, alpha=step_a)
+        xa = project(moved, images_a, eps_a, norm)
     return best_x, best_loss, best_fooled, best_logits

@@ -29,6 +29,7 @@ from torch import nn
 
 from robustft.analysis.statistics import wilson_interval
 from robustft.attacks.base import Attack, attack_mode, check_eps
+from robustft.attacks.curve_levels import LevelNoise, nested_verdicts, runs_side_by_side
 from robustft.attacks.prepare import prepare_for_attack
 from robustft.attacks.prepared_cache import prepared_copy
 from robustft.attacks.record import ReturnedLogits
@@ -112,13 +113,15 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(images.float()).argmax(1)
 
 
-def _with_oom_retry(fn, images, labels, batch_size):
-    """Runs fn chunk by chunk; on CUDA out-of-memory halves the chunk size and retries (largest that fits)."""
+def _with_oom_retry(fn, rows: tuple[torch.Tensor, ...], batch_size: int) -> torch.Tensor:
+    """``fn(*rows)`` chunk by chunk (``rows``: tensors of the same length, images first, sliced alike); on CUDA
+    out-of-memory halves the chunk size and retries (largest that fits). Returns the outputs concatenated."""
+    images = rows[0]
     outputs, start = [], 0
     while start < images.shape[0]:
         chunk = slice(start, start + batch_size)
         try:
-            outputs.append(fn(images[chunk], labels[chunk]))
+            outputs.append(fn(*(row[chunk] for row in rows)))
         except torch.cuda.OutOfMemoryError:
             if batch_size == 1:
                 raise
@@ -137,15 +140,22 @@ def _default_batch_size(device: torch.device, batch_size: int | None) -> int:
     return CPU_BATCH_SIZE if device.type == "cpu" else 4096  # CUDA: halved on out-of-memory until it fits
 
 
-def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_name: str) -> torch.Tensor:
+def _admissible(x_adv: torch.Tensor, images: torch.Tensor, eps: float, attack_name: str,
+                radii: torch.Tensor | None = None) -> torch.Tensor:
     """x_adv if it is a perturbation the threat model allows, else a ConfigError: a fooling point outside the
-    [0, 1] box or farther than eps (L-inf; any L2 ball of radius eps lies inside it) must not count as a success."""
+    [0, 1] box or farther than eps (L-inf; any L2 ball of radius eps lies inside it) must not count as a success.
+    With ``radii`` (N), each image against its own radius."""
     if x_adv.shape != images.shape:
         raise ConfigError(f"attack {attack_name} returned shape {tuple(x_adv.shape)} for images "
                           f"{tuple(images.shape)}; an attack returns one perturbed image per input.")
-    distance = float((x_adv - images).abs().amax()) if x_adv.numel() else 0.0
+    if radii is not None and x_adv.numel():
+        reach = (x_adv - images).abs().flatten(1).amax(1)
+        distance, excess = float(reach.max()), float((reach - radii.to(reach.device, reach.dtype)).max())
+    else:
+        distance = float((x_adv - images).abs().amax()) if x_adv.numel() else 0.0
+        excess = distance - eps
     low, high = (float(x_adv.min()), float(x_adv.max())) if x_adv.numel() else (0.0, 1.0)
-    if distance > eps + 1e-6 or low < 0 or high > 1:
+    if excess > 1e-6 or low < 0 or high > 1:
         raise ConfigError(
             f"attack {attack_name} returned points outside the threat model (distance {distance:.5f} from the "
             f"images for eps={eps:.5f}, values in [{low:.3g}, {high:.3g}]); its successes cannot be counted. "
@@ -228,11 +238,17 @@ class _Verdict:
         self.attack_fn, self.attack_name, self.recheck = attack_fn, attack_name, recheck
         self.records = isinstance(attack_fn, Attack) and attack_fn.accepts("record")
 
-    def __call__(self, target: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
-        """bool (N): True where the attack's point for the sample is still classified as its label."""
+    def __call__(self, target: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
+                 radii: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """bool (N): True where the attack's point for the sample is still classified as its label.
+
+        ``radii`` (N) and ``noise`` (N x C x H x W): each row's own radius (at most ``eps``) and random-start draws,
+        for an attack that ``curve_levels.runs_side_by_side``."""
         record = ReturnedLogits()
         fn = self.attack_fn.with_options(record=record) if self.records else self.attack_fn
-        x_adv = _admissible(fn(target, images, labels, eps), images, eps, self.attack_name)
+        if radii is not None:
+            fn = fn.with_options(radii=radii, start_noise=noise)
+        x_adv = _admissible(fn(target, images, labels, eps), images, eps, self.attack_name, radii)
         recorded = None if record.logits is None else record.logits.argmax(1) == labels
         if recorded is not None and not self.recheck:
             return recorded
@@ -255,6 +271,8 @@ def _robust_curve(model: nn.Module, batches, verdict: _Verdict, eps_values: list
     else:
         target = model.to(device)
     size = _default_batch_size(device, batch_size)
+    # Two or more attacked eps with an attack that can: levels side by side (attacks/curve_levels.py).
+    side_by_side = sum(e > 0 for e in eps_values) > 1 and runs_side_by_side(verdict.attack_fn)
     correct = [0] * len(eps_values)
     masks: list[list[torch.Tensor]] = [[] for _ in eps_values]  # per eps, one bool mask per batch
     seconds = [0.0] * len(eps_values)
@@ -262,16 +280,28 @@ def _robust_curve(model: nn.Module, batches, verdict: _Verdict, eps_values: list
     for images, labels in _iter_batches(batches):
         images, labels = images.to(device).float(), labels.to(device).long()
         start = time.perf_counter()
-        robust = _with_oom_retry(lambda x, y: _predict(target, x) == y, images, labels, size)
+        robust = _with_oom_retry(lambda x, y: _predict(target, x) == y, (images, labels), size)
         clean_total += int(robust.sum())
         n += images.shape[0]
         seconds[0] += time.perf_counter() - start
+        if side_by_side:
+            noise = LevelNoise(images.shape, images.device, verdict.attack_fn.options.get("generator"))
+            level_masks, level_seconds = nested_verdicts(
+                lambda x, y, r, z: _with_oom_retry(
+                    lambda *rows: verdict(target, rows[0], rows[1], float(rows[2].max()), rows[2], rows[3]),
+                    (x, y, r, z), size),
+                images, labels, robust, eps_values, size, noise)
+            for i, mask in enumerate(level_masks):
+                correct[i] += int(mask.sum())
+                masks[i].append(mask.to("cpu", copy=True))
+                seconds[i] += level_seconds[i]
+            continue
         for i, eps in enumerate(eps_values):
             start = time.perf_counter()
             idx = torch.nonzero(robust).squeeze(1)
             if eps > 0 and idx.numel():
-                still = _with_oom_retry(lambda x, y, eps=eps: verdict(target, x, y, eps), images[idx], labels[idx],
-                                        size)
+                still = _with_oom_retry(lambda x, y, eps=eps: verdict(target, x, y, eps),
+                                        (images[idx], labels[idx]), size)
                 robust[idx[~still]] = False
             correct[i] += int(robust.sum())
             # A copy even on CPU (where .cpu() would alias): ``robust`` is narrowed in place at the next eps.
