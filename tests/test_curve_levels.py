@@ -190,3 +190,28 @@ def test_a_row_beyond_its_own_radius_is_not_admissible():
         _admissible(x_adv, images, 4 / 255, "pgd", radii)
     assert _admissible(x_adv, images, 4 / 255, "pgd") is x_adv
     assert _admissible(x_adv, images, 4 / 255, "pgd", radii.flip(0)) is x_adv
+
+
+@pytest.mark.parametrize("rows", [1, 8, 100])
+def test_verdicts_stay_nested_when_an_attack_is_not_monotone(rows):
+    """An attack that fools sample 0 at the second eps only and sample 2 at the third only: each stays non-robust
+    at every larger eps, whatever the depth (a row's verdict above the level its sample fell at is not read)."""
+    grid = [0.0, 1.0, 2.0, 3.0, 4.0]
+    fooled_at = {(0, 2.0), (2, 3.0), (3, 1.0), (3, 4.0)}
+    calls = []
+
+    def call(x, y, radii, noise):
+        calls.append(len(y))
+        sample = x[:, 0, 0, 0].long()  # each image carries its sample number
+        return torch.tensor([(int(k), float(r)) not in fooled_at for k, r in zip(sample, radii, strict=True)])
+
+    images = torch.arange(5, dtype=torch.float32).view(5, 1, 1, 1)
+    labels = torch.zeros(5, dtype=torch.long)
+    robust = torch.tensor([True, True, True, True, False])
+    noise = curve_levels.LevelNoise(images.shape, torch.device("cpu"))
+    masks, seconds = curve_levels.nested_verdicts(call, images, labels, robust, grid, rows, noise)
+    expected = [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0]]
+    assert [m.int().tolist() for m in masks] == expected
+    assert torch.equal(robust, masks[-1])
+    assert len(seconds) == len(grid) and seconds[0] == 0.0
+    assert sum(calls) == {1: 4 + 3 + 2 + 1, 8: 4 * 2 + 2 * 2, 100: 4 * 4}[rows]
