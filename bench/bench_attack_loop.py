@@ -37,6 +37,10 @@ labelled with the model's own predictions), at the eps where about a third of th
    kept and refreshed in place (hooked models refresh since 2026-12-07: the copy keeps the adapters' hooks) vs
    prepared afresh per call (what every hooked model got before), on 2 and 1 threads (>= 1.0x, the same robust
    accuracy).
+11. ``robust_curve`` over 33 eps (0 to twice the eps of figure 1, as paper B's 33-point E.adv grid; APGD-CE-10 with
+   random starts), the levels attacked side by side (attacks/curve_levels.py, the default) vs level by level
+   (depth 1: the plain nested loop), on 2 and 1 threads (>= 1.0x, the same verdicts sample by sample at every eps:
+   both draw each level's start noise alike).
 
 Run: ``python -m bench attack_loop`` (or ``make bench``).
 """
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -54,6 +59,7 @@ from bench.timing import compare, report_line
 from robustft import strategies
 from robustft.attacks import (
     build_attack,
+    curve_levels,
     prepare,
     prepare_for_attack,
     prepared_cache,
@@ -105,6 +111,14 @@ def main() -> None:
     print("curve (independent): " + " ".join(f"{a:.1%}" for a in curves["independent"]))
     print(report_line("robust_curve (9 eps) time vs 9 independent APGD runs", ratio,
                       "<= 0.5x, accuracy no higher at every eps", ratio <= 0.5 and no_higher))
+
+    # 11. A 33-point curve: levels side by side vs level by level (the same verdicts).
+    for count in (2, 1):
+        torch.set_num_threads(count)
+        speedup, same = side_by_side_or_not(model, images, labels, [eps * k / 16 for k in range(33)])
+        print(report_line(f"robust_curve (33 eps, APGD-CE-{STEPS}), {count} thread(s): levels side by side vs level "
+                          "by level", speedup, ">= 1.0x, the same verdicts", speedup >= 1.0 and same))
+    torch.set_num_threads(2)
 
     # 3. New images at every call: rounded batch sizes vs not.
     rounds, warmup = 4, 1
@@ -210,6 +224,30 @@ def trained_like(strategy: str, images: torch.Tensor) -> tuple[torch.nn.Module, 
                 param.add_((0.1 * rms if rms > 0 else 0.05) * torch.randn(param.shape, generator=generator))
         labels = model.eval()(images).argmax(1)
     return model, labels
+
+
+def side_by_side_or_not(model, images, labels, grid: list[float]) -> tuple[float, bool]:
+    """Speedup of ``robust_curve`` over ``grid`` with its levels side by side (the default ``curve_levels.depth``)
+    against depth 1, and whether both gave the same verdicts, sample by sample at every eps."""
+    attack = build_attack("apgd-ce", steps=STEPS)
+    default = curve_levels.depth
+    verdicts: dict[str, np.ndarray] = {}
+
+    def curve_with(name: str, depth):
+        def run():
+            curve_levels.depth = depth
+            torch.manual_seed(0)  # the same start noise on both sides
+            try:
+                curve = robust_curve(model, (images, labels), attack, grid)
+            finally:
+                curve_levels.depth = default
+            verdicts[name] = np.stack([r.per_sample for r in curve])
+        return run
+
+    timing = compare({"level by level": curve_with("level by level", lambda survivors, remaining, rows: 1),
+                      "side by side": curve_with("side by side", default)},
+                     reference="level by level", rounds=3, warmup=1)
+    return 1 / timing["side by side"].ratio_to_reference, bool(np.array_equal(*verdicts.values()))
 
 
 def on_or_off(toggle, model, images, labels, eps: float) -> tuple[float, bool]:

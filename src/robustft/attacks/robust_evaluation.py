@@ -11,7 +11,9 @@
   ``recheck=True`` re-classifies always and warns where the recorded verdict differs (tests, ``eval --checks``).
 - ``robust_curve``: accuracies at increasing eps with nesting: a point fooling at eps_i is admissible at every
   larger eps, so only samples still robust are attacked at the next eps. Non-increasing by construction and
-  no higher than independent runs of the same attack.
+  no higher than independent runs of the same attack. With pgd or untargeted apgd (L-inf, one restart) the
+  survivors are attacked at several eps in one batch (``attacks.curve_levels``: the same verdicts as level by
+  level, without paying a pass's fixed cost per level on a few dozen images).
 - ``expected_robustness``: paper B's E.adv, the trapezoid mean of the curve over [0, eps_max].
 """
 
