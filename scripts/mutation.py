@@ -39,7 +39,7 @@ TIMEOUT_CONSTANT = 1.0
 
 # Each mutated file -> the test files (globs, from the repository root) that exercise it. Keep this next to the
 # tests: a new test file for one of these files goes here too, or its kills are not counted.
-_ATTACK_TESTS = ["tests/test_attacks_*.py", "tests/test_attack_*.py"]
+_ATTACK_TESTS = ["tests/test_attacks_*.py", "tests/test_attack_*.py", "tests/test_curve_levels.py"]
 COVERED_BY: dict[str, list[str]] = {
     "src/robustft/attacks/base.py": _ATTACK_TESTS,
     "src/robustft/attacks/pgd.py": _ATTACK_TESTS,
@@ -56,6 +56,7 @@ COVERED_BY: dict[str, list[str]] = {
                                                "tests/test_crafting.py", "tests/test_attacks_prepare_vit.py",
                                                "tests/test_hooked_refresh.py"],
     "src/robustft/attacks/robust_evaluation.py": _ATTACK_TESTS,
+    "src/robustft/attacks/curve_levels.py": ["tests/test_curve_levels.py"],
     "src/robustft/attacks/cascade.py": _ATTACK_TESTS,
     "src/robustft/attacks/checks.py": _ATTACK_TESTS,
     "src/robustft/attacks/square.py": _ATTACK_TESTS,
