@@ -8,6 +8,7 @@ a per-sample radius must attack a sample exactly as the scalar eps does.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from robustft.attacks import curve_levels, robust_curve
 from robustft.attacks.apgd import apgd
+from robustft.attacks.base import Attack
 from robustft.attacks.pgd import pgd
 from robustft.attacks.record import ReturnedLogits
 from robustft.attacks.registry import build_attack
@@ -125,10 +127,22 @@ def test_a_per_sample_radius_attacks_as_the_scalar_eps_does(backbone, attack_fn)
     ("apgd-t", {}, False),
     ("square", {}, False),
     ("fgsm", {}, False),
+    ("apgd-ce", {"targeted": True}, False),  # targeted as an option rather than the registry's apgd-t
 ])
 def test_which_attacks_run_levels_side_by_side(name, options, expected):
     assert curve_levels.runs_side_by_side(build_attack(name, **options)) is expected
     assert curve_levels.runs_side_by_side(lambda model, images, labels, eps: images) is False
+
+
+def test_an_attack_needs_both_per_sample_radii_and_start_noise():
+    def radii_only(model, images, labels, eps, *, radii=None):
+        return images
+
+    def noise_only(model, images, labels, eps, *, start_noise=None):
+        return images
+
+    assert not curve_levels.runs_side_by_side(Attack("radii-only", radii_only))
+    assert not curve_levels.runs_side_by_side(Attack("noise-only", noise_only))
 
 
 def test_an_attack_that_cannot_still_gives_the_nested_curve():
@@ -143,7 +157,7 @@ def test_an_attack_that_cannot_still_gives_the_nested_curve():
 
 @pytest.mark.parametrize("survivors, remaining, rows, expected", [
     (80, 33, 200, 2), (17, 33, 200, 11), (17, 3, 200, 3), (300, 10, 200, 1), (200, 5, 200, 1), (0, 5, 200, 1),
-    (5, 0, 200, 0),
+    (5, 0, 200, 0), (1, 33, 200, 33), (1, 1, 200, 1),
 ])
 def test_depth_fills_about_one_batch(survivors, remaining, rows, expected):
     assert curve_levels.depth(survivors, remaining, rows) == expected
@@ -162,7 +176,20 @@ def test_level_noise_is_drawn_once_per_attacked_level_in_order():
     noise.forget(2)
     with pytest.raises(ValueError):
         noise.of(1)
-    assert torch.equal(noise.of(3), third)
+    noise.forget(3)  # below 3 only: level 3 is kept
+    assert torch.equal(noise.of(3), third) and noise.held() == [3]
+    noise.forget(4)
+    assert noise.held() == []
+    with pytest.raises(ValueError, match="after level 3"):
+        noise.of(3)  # forgotten is not drawn again
+
+
+def test_level_noise_comes_from_the_attacks_generator():
+    torch.manual_seed(0)
+    noise = curve_levels.LevelNoise(torch.Size((2, 3)), torch.device("cpu"), torch.Generator().manual_seed(9))
+    drawn = [noise.of(0), noise.of(2)]
+    expected = torch.Generator().manual_seed(9)
+    assert all(torch.equal(d, torch.rand((2, 3), generator=expected)) for d in drawn)
 
 
 def test_radii_and_start_noise_are_checked():
@@ -209,9 +236,13 @@ def test_verdicts_stay_nested_when_an_attack_is_not_monotone(rows):
     labels = torch.zeros(5, dtype=torch.long)
     robust = torch.tensor([True, True, True, True, False])
     noise = curve_levels.LevelNoise(images.shape, torch.device("cpu"))
+    started = time.perf_counter()
     masks, seconds = curve_levels.nested_verdicts(call, images, labels, robust, grid, rows, noise)
+    elapsed = time.perf_counter() - started
     expected = [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [0, 1, 1, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0]]
     assert [m.int().tolist() for m in masks] == expected
     assert torch.equal(robust, masks[-1])
     assert len(seconds) == len(grid) and seconds[0] == 0.0
+    assert all(s > 0 for s in seconds[1:]) and sum(seconds) <= elapsed  # a group's time shared, not multiplied
+    assert noise.held() == []  # no level's noise kept after the curve
     assert sum(calls) == {1: 4 + 3 + 2 + 1, 8: 4 * 2 + 2 * 2, 100: 4 * 4}[rows]

@@ -80,6 +80,10 @@ class LevelNoise:
             self._drawn[level], self._last = draw.to(self.device), level
         return self._drawn[level]
 
+    def held(self) -> list[int]:
+        """The levels whose noise is kept, ascending."""
+        return sorted(self._drawn)
+
     def forget(self, below: int) -> None:
         """Drops the noise of levels below ``below`` (no longer attacked)."""
         for level in [k for k in self._drawn if k < below]:
