@@ -246,3 +246,30 @@ def test_verdicts_stay_nested_when_an_attack_is_not_monotone(rows):
     assert all(s > 0 for s in seconds[1:]) and sum(seconds) <= elapsed  # a group's time shared, not multiplied
     assert noise.held() == []  # no level's noise kept after the curve
     assert sum(calls) == {1: 4 + 3 + 2 + 1, 8: 4 * 2 + 2 * 2, 100: 4 * 4}[rows]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone, side", [("mobilenet_v2", 32), ("vit_small_dinov2", 28)])
+def test_side_by_side_curve_is_the_nested_loop_on_the_embedded_backbones(backbone, side, monkeypatch):
+    """The same sample-by-sample equality on the built-in pretrained backbones (their prepared copies: folded,
+    pointwise products, the ViT's fast path), APGD-CE-4 over 8 levels, labels the model's own."""
+    from robustft.errors import MissingAssetError
+    from robustft.models import build
+
+    try:
+        model = build(backbone, 10, pretrained=True, image_size=side).eval()
+    except MissingAssetError as error:
+        pytest.skip(str(error))
+    images = torch.rand(20, 3, side, side, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    grid = [0.0, 0.25 / 255, 0.5 / 255, 1 / 255, 1.5 / 255, 2 / 255, 3 / 255, 4 / 255, 6 / 255]
+    attack = ATTACKS["apgd-ce"]()
+    expected = _reference(model, images, labels, attack, grid, seed=2)
+    assert expected[-1].sum() < expected[0].sum()
+    for rows in (1, 1000):
+        monkeypatch.setattr(curve_levels, "depth", lambda s, r, _rows, k=rows: max(1, min(r, k // max(s, 1))))
+        torch.manual_seed(2)
+        curve = robust_curve(model, (images, labels), attack, grid)
+        for level, (result, mask) in enumerate(zip(curve, expected, strict=True)):
+            assert np.array_equal(result.per_sample, mask), (rows, level)
