@@ -287,12 +287,14 @@ def _robust_curve(model: nn.Module, batches, verdict: _Verdict, eps_values: list
         n += images.shape[0]
         seconds[0] += time.perf_counter() - start
         if side_by_side:
+            def attack_rows(x: torch.Tensor, y: torch.Tensor, radii: torch.Tensor, starts: torch.Tensor
+                            ) -> torch.Tensor:
+                """Verdicts of rows at their own radii (the largest as the attack's eps), chunked as any call."""
+                return _with_oom_retry(lambda xs, ys, rs, zs: verdict(target, xs, ys, float(rs.max()), rs, zs),
+                                       (x, y, radii, starts), size)
+
             noise = LevelNoise(images.shape, images.device, verdict.attack_fn.options.get("generator"))
-            level_masks, level_seconds = nested_verdicts(
-                lambda x, y, r, z: _with_oom_retry(
-                    lambda *rows: verdict(target, rows[0], rows[1], float(rows[2].max()), rows[2], rows[3]),
-                    (x, y, r, z), size),
-                images, labels, robust, eps_values, size, noise)
+            level_masks, level_seconds = nested_verdicts(attack_rows, images, labels, robust, eps_values, size, noise)
             for i, mask in enumerate(level_masks):
                 correct[i] += int(mask.sum())
                 masks[i].append(mask.to("cpu", copy=True))
