@@ -299,14 +299,12 @@ def random_start(images: torch.Tensor, eps: float | torch.Tensor, norm: str, gen
     drawing them (``start_noise`` of pgd / apgd: a robust curve's levels run side by side, ``attacks.curve_levels``).
     """
     shape = images.shape
-    if noise is not None:
-        if norm != "linf" or noise.shape != shape:
-            raise ConfigError(f"start_noise must be uniform draws of the images' shape {tuple(shape)} for an L-inf "
-                              f"attack; got {tuple(noise.shape)} for norm {norm!r}.")
-        noise = noise.to(images.device, images.dtype)
-    else:
+    if noise is None:
         noise = torch.rand(shape, generator=generator, device="cpu" if generator is not None else images.device)
-        noise = noise.to(images.device, images.dtype)
+    elif norm != "linf" or noise.shape != shape:
+        raise ConfigError(f"start_noise must be uniform draws of the images' shape {tuple(shape)} for an L-inf "
+                          f"attack; got {tuple(noise.shape)} for norm {norm!r}.")
+    noise = noise.to(images.device, images.dtype)
     if norm == "linf":
         delta = (2 * noise - 1) * eps
     else:
